@@ -1,0 +1,1 @@
+"""Click commands behind the `fastseg` console script: thin wrappers over `fastseg` functions."""

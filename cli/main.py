@@ -1,0 +1,43 @@
+"""The `fastseg` command group. Subcommands are imported lazily so `--help` stays instant."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from fastseg import __version__
+
+# name -> (module, one-line help). The module is imported only when the command runs.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "download": ("cli.download", "Download and extract PASCAL VOC 2012 (resumable, MD5-checked)."),
+    "show-data": ("cli.show_data", "Write sample figures of the augmented training and validation data."),
+    "train": ("cli.train", "Train the VGG16-BN skip-decoder model; writes a run folder."),
+    "predict": ("cli.predict", "Segment images and folders with a trained model."),
+    "report": ("cli.report", "Evaluate a run on its test split: metrics, confusion matrix, best/worst."),
+    "demo": ("cli.demo", "Offline end-to-end demo on a small generated VOC-format dataset."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands live in their own modules and load on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module_name, _ = COMMANDS[name]
+        return importlib.import_module(module_name).command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fastseg")
+def main() -> None:
+    """Semantic segmentation of PASCAL VOC 2012 with fastai: train, predict, report."""

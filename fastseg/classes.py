@@ -1,0 +1,60 @@
+"""PASCAL VOC class names and colour palette.
+
+Masks are stored as palette PNGs: the pixel value *is* the class index and the palette only
+decides how it looks, so every writer of a mask goes through :func:`voc_palette`.
+"""
+
+from __future__ import annotations
+
+VOC_CLASSES: tuple[str, ...] = (
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
+NUM_CLASSES = len(VOC_CLASSES)
+VOID_LABEL = 255
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def voc_colormap(num_colors: int = 256) -> list[tuple[int, int, int]]:
+    """The official VOC colour map: bit-interleaved RGB from the class index (devkit `labelcolormap`)."""
+
+    def bit(value: int, index: int) -> int:
+        return (value >> index) & 1
+
+    colours = []
+    for label in range(num_colors):
+        red = green = blue = 0
+        code = label
+        for shift in range(7, -1, -1):
+            red |= bit(code, 0) << shift
+            green |= bit(code, 1) << shift
+            blue |= bit(code, 2) << shift
+            code >>= 3
+        colours.append((red, green, blue))
+    return colours
+
+
+def voc_palette() -> list[int]:
+    """Flat 768-entry palette for `PIL.Image.putpalette`; void (255) comes out cream, as in VOC."""
+    return [channel for colour in voc_colormap() for channel in colour]

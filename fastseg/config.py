@@ -1,0 +1,70 @@
+"""Run configuration as dataclasses: the CLI takes its defaults from here and every run saves
+the values it actually used, so a run folder describes itself."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentation; the defaults are the seed's (albumentations) probabilities and ranges."""
+
+    flip_p: float = 0.5
+    rotate_p: float = 0.3
+    rotate_degrees: float = 45.0
+    translate_p: float = 0.3
+    translate_fraction: float = 0.15
+    scale_p: float = 0.3
+    scale_range: tuple[float, float] = (0.9, 1.1)
+    blur_p: float = 0.15
+    blur_sigma: tuple[float, float] = (0.2, 1.0)
+    color_jitter_p: float = 0.15
+    color_jitter: float = 0.1
+    brightness_contrast_p: float = 0.15
+    brightness_contrast: float = 0.2
+
+
+@dataclass
+class TrainConfig:
+    """Everything `fastseg train` needs; defaults reproduce the seed's recipe."""
+
+    data: str = ""
+    out: str = ""
+    size: int = 224
+    batch_size: int = 32
+    epochs: int = 300
+    patience: int = 30
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    eps: float = 1e-8
+    beta1: float = 0.9
+    beta2: float = 0.999
+    l1: float = 1e-6
+    class_weights: str = "balanced"
+    pretrained: bool = True
+    encoder_weights: str | None = None
+    freeze_epochs: int = 0
+    device: str = "auto"
+    seed: int = 42
+    split_seed: int = 42
+    num_workers: int = -1
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Rebuild from `to_dict` output, ignoring keys a newer or older version added."""
+        known = {f.name for f in fields(cls)}
+        kept = {key: value for key, value in values.items() if key in known}
+        augment = kept.pop("augment", {}) or {}
+        augment_known = {f.name for f in fields(AugmentConfig)}
+        augment = {
+            key: tuple(value) if isinstance(value, list) else value
+            for key, value in augment.items()
+            if key in augment_known
+        }
+        return cls(**kept, augment=AugmentConfig(**augment))
