@@ -6,6 +6,8 @@ decides how it looks, so every writer of a mask goes through :func:`voc_palette`
 
 from __future__ import annotations
 
+import numpy as np
+
 VOC_CLASSES: tuple[str, ...] = (
     "background",
     "aeroplane",
@@ -58,3 +60,11 @@ def voc_colormap(num_colors: int = 256) -> list[tuple[int, int, int]]:
 def voc_palette() -> list[int]:
     """Flat 768-entry palette for `PIL.Image.putpalette`; void (255) comes out cream, as in VOC."""
     return [channel for colour in voc_colormap() for channel in colour]
+
+
+def colorize(mask: np.ndarray) -> np.ndarray:
+    """RGB `(H, W, 3)` uint8 picture of a class-index mask `(H, W)`, in VOC colours."""
+    return _COLOUR_TABLE[mask]
+
+
+_COLOUR_TABLE = np.array(voc_colormap(), dtype=np.uint8)

@@ -1,0 +1,121 @@
+"""`fastseg train`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from cli.errors import user_errors
+from cli.options import train_default
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+WEIGHTINGS = ("balanced", "median-frequency", "none")
+
+
+def default_run_dir() -> Path:
+    return Path("outputs") / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+@click.command(context_settings={"show_default": True})
+@click.option(
+    "--data", type=click.Path(path_type=Path), help="Folder holding VOCdevkit/VOC2012 (or VOC2012)."
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="Run folder  [default: outputs/runs/<timestamp>]"
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=train_default("epochs"))
+@click.option(
+    "--patience",
+    type=click.IntRange(min=1),
+    default=train_default("patience"),
+    help="Early stopping: epochs without a better validation mIoU.",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=train_default("lr"),
+    help="Peak learning rate of the one-cycle schedule.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=train_default("batch_size"))
+@click.option(
+    "--size",
+    type=click.IntRange(min=32),
+    default=train_default("size"),
+    help="Square training size: images and masks are resized to SIZE x SIZE.",
+)
+@click.option(
+    "--l1",
+    type=click.FloatRange(min=0),
+    default=train_default("l1"),
+    help="L1 regularisation coefficient (0 disables).",
+)
+@click.option(
+    "--weight-decay",
+    type=click.FloatRange(min=0),
+    default=train_default("weight_decay"),
+    help="Adam L2 weight decay (torch Adam semantics).",
+)
+@click.option(
+    "--class-weights",
+    type=click.Choice(WEIGHTINGS),
+    default=train_default("class_weights"),
+    help="Loss weighting from the training masks' pixel counts.",
+)
+@click.option(
+    "--pretrained/--no-pretrained",
+    default=train_default("pretrained"),
+    help="Start the encoder from torchvision's ImageNet vgg16_bn weights.",
+)
+@click.option(
+    "--encoder-weights",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Local vgg16_bn state dict for the encoder (works offline).",
+)
+@click.option(
+    "--freeze-epochs",
+    type=click.IntRange(min=0),
+    default=train_default("freeze_epochs"),
+    help="Epochs training the decoder only before the main schedule.",
+)
+@click.option("--device", type=click.Choice(DEVICES), default=train_default("device"))
+@click.option("--seed", type=int, default=train_default("seed"))
+@click.option(
+    "--num-workers",
+    type=int,
+    default=train_default("num_workers"),
+    help="DataLoader workers (-1: one per spare core).",
+)
+@click.option(
+    "--resume",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="Continue an interrupted run folder from its last checkpoint.",
+)
+@click.option("--force", is_flag=True, help="Replace an existing run folder's files.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@user_errors
+def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, **options) -> None:
+    """Train the VGG16-BN encoder + skip decoder on VOC 2012 train, validating on the seed's
+    validation half; the best model by validation mIoU is saved as RUN/model.pth."""
+    from fastseg.config import TrainConfig
+    from fastseg.train import load_run_config, train
+
+    if resume is not None:
+        config, run_dir = load_run_config(resume), resume
+    else:
+        if options["data"] is None:
+            raise click.UsageError("--data is required (a folder holding VOCdevkit/VOC2012)")
+        run_dir = out or default_run_dir()
+        encoder_weights = options.pop("encoder_weights")
+        config = TrainConfig(
+            **{key: value for key, value in options.items() if key != "data"},
+            data=str(options["data"]),
+            out=str(run_dir),
+            encoder_weights=str(encoder_weights) if encoder_weights else None,
+        )
+    click.echo(f"run folder: {run_dir}")
+    result = train(config, run_dir, resume=resume is not None, force=force, show_progress=not quiet)
+    best = "n/a" if result.best_miou is None else f"{result.best_miou:.4f} (epoch {result.best_epoch})"
+    click.echo(f"done: {result.epochs_run} epochs, best validation mIoU {best}")
+    click.echo(f"model: {result.run_dir / 'model.pth'}")

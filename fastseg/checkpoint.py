@@ -1,0 +1,93 @@
+"""`model.pth`: a plain dict of tensors and config, loadable with `torch.load(weights_only=True)`.
+
+No pickled Learner: unpickling a file runs code, so fastseg never asks users to trust one.
+Everything inference needs to rebuild the model rides in the same dict.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fastseg.classes import IMAGENET_MEAN, IMAGENET_STD, VOC_CLASSES
+from fastseg.errors import CheckpointError
+from fastseg.model import ModelConfig, SegmentationModel
+
+FORMAT = "fastseg-model/1"
+MODEL_FILENAME = "model.pth"
+
+
+@dataclass
+class LoadedModel:
+    model: SegmentationModel
+    size: int
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    metadata: dict[str, Any]
+
+
+def save_model(
+    path: Path,
+    model: SegmentationModel,
+    model_config: ModelConfig,
+    size: int,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write the state dict and what rebuilds it; atomic, so an interrupt never leaves half a file."""
+    state = {
+        "format": FORMAT,
+        "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
+        "model_config": model_config.to_dict(),
+        "size": int(size),
+        "classes": list(VOC_CLASSES[: model_config.num_classes]),
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "metadata": metadata or {},
+    }
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(state, temporary)
+    temporary.replace(path)
+    return path
+
+
+def resolve_model_path(model: Path | str) -> Path:
+    """Accept a run folder (its `model.pth`) or a model file."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        path = path / MODEL_FILENAME
+    if not path.is_file():
+        raise CheckpointError(f"{path}: model file not found (pass a run folder or its model.pth)")
+    return path
+
+
+def load_model(model: Path | str, device: torch.device | str = "cpu") -> LoadedModel:
+    """Rebuild the model of a run folder or `model.pth`, in eval mode on `device`."""
+    path = resolve_model_path(model)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: not a readable fastseg model ({first_line})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a fastseg model file (expected format {FORMAT})")
+    config = ModelConfig.from_dict(state["model_config"])
+    network = SegmentationModel(config)
+    try:
+        network.load_state_dict(state["state_dict"])
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: weights do not match the saved model config ({error})") from None
+    network.to(device).eval()
+    return LoadedModel(
+        model=network,
+        size=int(state["size"]),
+        classes=list(state["classes"]),
+        mean=tuple(state["mean"]),
+        std=tuple(state["std"]),
+        metadata=dict(state.get("metadata", {})),
+    )

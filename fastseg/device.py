@@ -1,0 +1,32 @@
+"""Choosing the compute device and the mixed-precision type it supports."""
+
+from __future__ import annotations
+
+import torch
+
+from fastseg.errors import FastsegError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` picks CUDA, then Apple MPS, then CPU; asking for a missing device is a user error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise FastsegError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    if name == "mps" and not (torch.backends.mps.is_available()):
+        raise FastsegError("--device mps: Apple MPS is not available on this machine (use --device cpu)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise FastsegError(f"--device {name}: unknown device; choose {', '.join(DEVICE_CHOICES)}") from None
+
+
+def cuda_amp_dtype() -> torch.dtype:
+    """bf16 where the GPU supports it (Ampere and newer): no loss scaling, no overflow; else fp16."""
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -1,0 +1,57 @@
+"""The seed's split of VOC 2012 `val` into validation and test halves, and its `split.json`.
+
+The seed called `random_split(val, [0.5, 0.5], generator=torch.Generator().manual_seed(42))`.
+We call the same function on the same list so the very same ids land in test.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import random_split
+
+from fastseg.errors import CheckpointError
+
+
+@dataclass(frozen=True)
+class Split:
+    """Ids of each subset; `train` from train.txt, `valid`/`test` from the seed's halving of val.txt."""
+
+    train: list[str]
+    valid: list[str]
+    test: list[str]
+    seed: int = 42
+
+    def ids(self, subset: str) -> list[str]:
+        names = {"train": self.train, "val": self.valid, "valid": self.valid, "test": self.test}
+        if subset not in names:
+            raise ValueError(f"unknown subset {subset!r}; choose train, val or test")
+        return names[subset]
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> Split:
+        try:
+            values = json.loads(Path(path).read_text())
+            return cls(values["train"], values["valid"], values["test"], values.get("seed", 42))
+        except FileNotFoundError:
+            raise CheckpointError(f"{path}: split file not found") from None
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise CheckpointError(f"{path}: not a fastseg split file ({error})") from None
+
+
+def halve(ids: list[str], seed: int = 42) -> tuple[list[str], list[str]]:
+    """First part validation, rest test: `random_split(ids, [0.5, 0.5])` with the seed's generator."""
+    generator = torch.Generator().manual_seed(seed)
+    valid, test = random_split(range(len(ids)), [0.5, 0.5], generator=generator)
+    return [ids[i] for i in valid.indices], [ids[i] for i in test.indices]
+
+
+def seed_split(train_ids: list[str], val_ids: list[str], seed: int = 42) -> Split:
+    valid, test = halve(val_ids, seed)
+    return Split(train=list(train_ids), valid=valid, test=test, seed=seed)

@@ -1,0 +1,244 @@
+"""`fastseg train`: the seed's recipe on fastai, leaving a self-describing run folder.
+
+Steps, top to bottom: check the data, write the split and config, weigh the classes, build the
+DataLoaders and the Learner, fit one cycle with early stopping on validation mIoU, export the
+best model as a plain state dict, draw the curves.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from fastai.callback.progress import CSVLogger
+from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
+from fastai.learner import Learner
+from fastai.optimizer import Adam
+from fastai.torch_core import set_seed
+from fastprogress.fastprogress import progress_bar
+
+from fastseg.callbacks import L1Regularization, RestoreTrackers, ResumableCheckpoint, write_json_atomic
+from fastseg.checkpoint import MODEL_FILENAME, save_model
+from fastseg.class_weights import class_weights, pixel_counts, save_class_weights
+from fastseg.classes import NUM_CLASSES
+from fastseg.config import TrainConfig
+from fastseg.data import build_dataloaders
+from fastseg.device import cuda_amp_dtype, resolve_device
+from fastseg.environment import git_commit, package_versions
+from fastseg.errors import DatasetError, FastsegError
+from fastseg.fastai_metrics import segmentation_metrics
+from fastseg.figures import save_training_curve
+from fastseg.losses import WeightedCrossEntropy
+from fastseg.model import ModelConfig, SegmentationModel, param_groups
+from fastseg.pretrained import load_encoder_weights
+from fastseg.samples import save_dataset_samples
+from fastseg.schedule import fit_one_cycle
+from fastseg.split import Split, seed_split
+from fastseg.voc import VOCFolder, find_voc, verify_pair
+
+MONITOR = "valid_miou"  # validation loss rises while accuracy still improves: loss is the wrong monitor
+RUN_ARTEFACTS = (
+    "config.json", "split.json", "class_weights.json", "history.csv", "training_curve.png",
+    "train_ds_sample.png", "val_ds_sample.png", MODEL_FILENAME, "best.pth", "last.pth", "last.json",
+)  # fmt: skip
+
+
+class TrainingInterrupted(FastsegError):
+    """Ctrl-C during training; a resumable checkpoint was saved."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs_run: int
+    best_epoch: int | None
+    best_miou: float | None
+    best_pixel_accuracy: float | None
+    stopped_early: bool
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
+    """Never overwrite a run by accident: an existing run needs `--resume` or `--force`."""
+    has_run = run_dir.is_dir() and any(run_dir.iterdir())
+    if resume:
+        if not (run_dir / "last.json").is_file():
+            raise FastsegError(f"{run_dir}: no resumable checkpoint (last.json) in this folder")
+        return
+    if has_run and not force:
+        raise FastsegError(
+            f"{run_dir}: run folder exists; use --resume to continue it or --force to replace it"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in RUN_ARTEFACTS:  # --force: replace our own files, never anything else of the user's
+        (run_dir / name).unlink(missing_ok=True)
+
+
+def check_dataset(folder: VOCFolder, split: Split, show_progress: bool = True) -> None:
+    """Open every listed image and mask before training; all problems in one error, one line each."""
+    ids = [*split.train, *split.valid, *split.test]
+    folder.require_files(ids)
+    iterator = progress_bar(ids, leave=False) if show_progress else ids
+    problems = [problem for image_id in iterator if (problem := verify_pair(folder, image_id))]
+    if problems:
+        raise DatasetError(
+            f"{len(problems)} problem(s) in {folder.root}, training not started:\n" + "\n".join(problems)
+        )
+
+
+def save_run_config(run_dir: Path, config: TrainConfig, model_config: ModelConfig) -> None:
+    values = {
+        "train": config.to_dict(),
+        "model": model_config.to_dict(),
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+    }
+    write_json_atomic(run_dir / "config.json", values)
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    path = run_dir / "config.json"
+    try:
+        return TrainConfig.from_dict(json.loads(path.read_text())["train"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise FastsegError(f"{path}: cannot read the run's config ({error})") from None
+
+
+def build_learner(
+    config: TrainConfig, dls, weights: np.ndarray, run_dir: Path, device: torch.device
+) -> Learner:  # noqa: ANN001
+    """The fastai Learner: torch-Adam hyper-parameters, encoder/decoder groups, our metrics."""
+    model_config = ModelConfig(num_classes=NUM_CLASSES)
+    model = SegmentationModel(model_config)
+    # fastai's Adam defaults (wd 0.01 decoupled, eps 1e-5, sqr_mom 0.99) differ from torch's;
+    # the seed used torch's, so they are spelled out. Non-decoupled wd is torch Adam's L2.
+    optimizer = partial(
+        Adam,
+        mom=config.beta1,
+        sqr_mom=config.beta2,
+        eps=config.eps,
+        wd=config.weight_decay,
+        decouple_wd=False,
+    )
+    learn = Learner(
+        dls,
+        model,
+        loss_func=WeightedCrossEntropy(torch.tensor(weights, dtype=torch.float32)),
+        opt_func=optimizer,
+        splitter=param_groups,
+        metrics=segmentation_metrics(NUM_CLASSES),
+        path=run_dir,
+        model_dir=".",
+        wd=config.weight_decay,
+        cbs=[L1Regularization(config.l1)],
+    )
+    learn.recorder.train_metrics = True
+    if device.type == "cuda":
+        from fastai.callback.channelslast import ChannelsLast
+        from fastai.callback.fp16 import AMPMode, MixedPrecision
+
+        mode = AMPMode.BF16 if cuda_amp_dtype() == torch.bfloat16 else AMPMode.FP16
+        learn.add_cbs([ChannelsLast(), MixedPrecision(amp_mode=mode)])
+    return learn
+
+
+def read_history(path: Path) -> pd.DataFrame:
+    """`history.csv` as numbers; a resumed run's repeated header rows are dropped."""
+    history = pd.read_csv(path)
+    history = history[history["epoch"].astype(str) != "epoch"]
+    numeric = history.drop(columns=["time"], errors="ignore").apply(pd.to_numeric, errors="coerce")
+    return numeric.drop_duplicates("epoch", keep="last").reset_index(drop=True)
+
+
+def train(
+    config: TrainConfig, run_dir: Path, resume: bool = False, force: bool = False, show_progress: bool = True
+) -> TrainResult:
+    """Train and export `run_dir/model.pth`; raises `FastsegError` for anything the user can fix."""
+    run_dir = Path(run_dir)
+    prepare_run_dir(run_dir, resume, force)
+    folder = find_voc(config.data)
+    if resume:
+        split = Split.load(run_dir / "split.json")
+    else:
+        split = seed_split(folder.ids("train"), folder.ids("val"), config.split_seed)
+    check_dataset(folder, split, show_progress)
+
+    model_config = ModelConfig(num_classes=NUM_CLASSES)
+    counts = pixel_counts(folder, split.train)
+    weights = class_weights(counts, config.class_weights)
+    if not resume:
+        save_run_config(run_dir, config, model_config)
+        split.save(run_dir / "split.json")
+        save_class_weights(run_dir / "class_weights.json", weights, counts, config.class_weights)
+
+    device = resolve_device(config.device)
+    set_seed(config.seed)
+    dls = build_dataloaders(
+        folder, split.train, split.valid, size=config.size, batch_size=config.batch_size,
+        augment=config.augment, num_workers=config.num_workers, device=device, seed=config.seed,
+    )  # fmt: skip
+    if not resume:
+        save_dataset_samples(dls, run_dir)
+    learn = build_learner(config, dls, weights, run_dir, device)
+    if not show_progress:
+        learn.remove_cb(learn.progress)
+
+    start_epoch, restore = 0, []
+    if resume:
+        state = json.loads((run_dir / "last.json").read_text())
+        if state.get("finished"):
+            raise FastsegError(f"{run_dir}: this run already finished; start a new one with --out")
+        learn.load("last", with_opt=True)
+        start_epoch = int(state["completed_epochs"])
+        restore = [RestoreTrackers(state.get("best"), int(state.get("wait", 0)))]
+    else:
+        load_encoder_weights(learn.model, config.pretrained, config.encoder_weights)
+        if config.freeze_epochs:
+            learn.freeze()
+            fit_one_cycle(learn, config.freeze_epochs, config.lr, wd=config.weight_decay)
+            learn.unfreeze()
+
+    checkpoint = ResumableCheckpoint(run_dir)
+    early_stopping = EarlyStoppingCallback(monitor=MONITOR, comp=np.greater, patience=config.patience)
+    callbacks = [
+        SaveModelCallback(monitor=MONITOR, comp=np.greater, fname="best"),
+        early_stopping,
+        CSVLogger("history.csv", append=resume),
+        checkpoint,
+        *restore,
+    ]
+    try:
+        fit_one_cycle(learn, config.epochs, config.lr, start_epoch, wd=config.weight_decay, cbs=callbacks)
+    except KeyboardInterrupt:
+        checkpoint.save(completed_epochs=learn.epoch)
+        raise TrainingInterrupted(
+            f"interrupted in epoch {learn.epoch}; checkpoint saved, "
+            f"continue with: fastseg train --resume {run_dir}"
+        ) from None
+
+    history = read_history(run_dir / "history.csv")
+    best = history.loc[history[MONITOR].idxmax()] if history[MONITOR].notna().any() else None
+    epochs_run = int(history["epoch"].max()) + 1 if len(history) else 0
+    metadata = {
+        "best_epoch": None if best is None else int(best["epoch"]),
+        "valid_miou": None if best is None else float(best[MONITOR]),
+        "valid_pixel_accuracy": None if best is None else float(best["valid_pixel_accuracy"]),
+        "train_config": config.to_dict(),
+    }
+    save_model(run_dir / MODEL_FILENAME, learn.model, model_config, config.size, metadata)
+    save_training_curve(history, run_dir / "training_curve.png")
+    (run_dir / "best.pth").unlink(missing_ok=True)
+    (run_dir / "last.pth").unlink(missing_ok=True)
+    write_json_atomic(run_dir / "last.json", {"finished": True, "completed_epochs": epochs_run})
+    return TrainResult(
+        run_dir=run_dir,
+        epochs_run=epochs_run,
+        best_epoch=metadata["best_epoch"],
+        best_miou=metadata["valid_miou"],
+        best_pixel_accuracy=metadata["valid_pixel_accuracy"],
+        stopped_early=epochs_run < config.epochs,
+    )

@@ -1,0 +1,111 @@
+"""Reading PASCAL VOC 2012 from disk: locating the folder, id lists, and palette-index masks.
+
+Masks are read as palette *indices* (0-20, 255 void). fastai's `PILMask.create` would convert
+them to grey levels (fastai issue #2663: class 15 'person' would become 147), so every mask in
+fastseg is read through :func:`read_mask`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from fastseg.classes import NUM_CLASSES, VOID_LABEL
+from fastseg.errors import DatasetError
+
+VALID_LABELS = frozenset(range(NUM_CLASSES)) | {VOID_LABEL}
+
+
+@dataclass(frozen=True)
+class VOCFolder:
+    """A `VOC2012` folder: `JPEGImages/`, `SegmentationClass/`, `ImageSets/Segmentation/*.txt`."""
+
+    root: Path
+
+    def image_path(self, image_id: str) -> Path:
+        return self.root / "JPEGImages" / f"{image_id}.jpg"
+
+    def mask_path(self, image_id: str) -> Path:
+        return self.root / "SegmentationClass" / f"{image_id}.png"
+
+    def list_path(self, split: str) -> Path:
+        return self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
+
+    def ids(self, split: str) -> list[str]:
+        """Ids of `ImageSets/Segmentation/<split>.txt`, in file order (the split depends on it)."""
+        path = self.list_path(split)
+        if not path.is_file():
+            raise DatasetError(f"{path}: list file not found (is this a VOC2012 folder?)")
+        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        if not ids:
+            raise DatasetError(f"{path}: list file is empty")
+        return ids
+
+    def require_files(self, ids: Iterable[str]) -> None:
+        """Fail before any work starts if an id's JPEG or PNG is absent (cheap: no file is opened)."""
+        missing = [
+            path
+            for image_id in ids
+            for path in (self.image_path(image_id), self.mask_path(image_id))
+            if not path.is_file()
+        ]
+        if missing:
+            more = f" (and {len(missing) - 1} more missing files)" if len(missing) > 1 else ""
+            raise DatasetError(f"{missing[0]}: file not found{more}")
+
+
+def find_voc(path: Path | str) -> VOCFolder:
+    """Accept a folder holding `VOCdevkit/VOC2012`, `VOC2012`, or the `VOC2012` folder itself."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise DatasetError(f"{path}: data folder not found (run `fastseg download --root {path}`)")
+    for candidate in (path, path / "VOC2012", path / "VOCdevkit" / "VOC2012"):
+        if (candidate / "ImageSets" / "Segmentation").is_dir():
+            return VOCFolder(candidate)
+    expected = path / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation"
+    raise DatasetError(f"{path}: no VOC2012 dataset here (expected {expected})")
+
+
+def read_mask(path: Path | str) -> np.ndarray:
+    """Class-index mask `(H, W)` uint8 from a palette ('P') or index-valued greyscale ('L') PNG."""
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("P", "L"):
+                raise DatasetError(f"{path}: mask has mode {image.mode}, expected a palette (P) PNG")
+            return np.array(image, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError) as error:
+        raise DatasetError(f"{path}: cannot read mask ({error})") from None
+
+
+def verify_pair(folder: VOCFolder, image_id: str) -> str | None:
+    """Open one image and mask fully; return a one-line problem or None when the pair is usable."""
+    image_path, mask_path = folder.image_path(image_id), folder.mask_path(image_id)
+    for path in (image_path, mask_path):
+        if not path.is_file():
+            return f"{path}: file not found"
+    try:
+        with Image.open(image_path) as image:
+            image.load()
+            image_size = image.size
+    except (OSError, UnidentifiedImageError) as error:
+        return f"{image_path}: cannot read image ({error})"
+    try:
+        mask = read_mask(mask_path)
+    except DatasetError as error:
+        return str(error)
+    if mask.shape[::-1] != image_size:
+        mask_size = f"{mask.shape[1]}x{mask.shape[0]}"
+        return f"{mask_path}: mask is {mask_size}, image is {image_size[0]}x{image_size[1]}"
+    bad_values = sorted(set(np.unique(mask).tolist()) - VALID_LABELS)
+    if bad_values:
+        return f"{mask_path}: mask values {bad_values[:5]} outside 0-{NUM_CLASSES - 1} and {VOID_LABEL}"
+    return None
+
+
+def verify_dataset(folder: VOCFolder, ids: Sequence[str]) -> list[str]:
+    """Every problem among `ids`, one line each; empty when training can start."""
+    return [problem for image_id in ids if (problem := verify_pair(folder, image_id))]
