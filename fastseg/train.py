@@ -154,6 +154,10 @@ def read_history(path: Path) -> pd.DataFrame:
     return numeric.drop_duplicates("epoch", keep="last").reset_index(drop=True)
 
 
+def _silent(*args: object) -> None:
+    """Recorder logger for --quiet: history.csv still gets every epoch."""
+
+
 def train(
     config: TrainConfig, run_dir: Path, resume: bool = False, force: bool = False, show_progress: bool = True
 ) -> TrainResult:
@@ -186,6 +190,7 @@ def train(
     learn = build_learner(config, dls, weights, run_dir, device)
     if not show_progress:
         learn.remove_cb(learn.progress)
+        learn.logger = _silent
 
     start_epoch, restore = 0, []
     if resume:

@@ -1,0 +1,30 @@
+"""`fastseg demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cli.errors import user_errors
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("outputs/demo"))
+@click.option("--epochs", type=click.IntRange(min=1), default=20)
+@click.option("--force", is_flag=True, help="Replace a previous demo run in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@user_errors
+def command(out: Path, epochs: int, force: bool, quiet: bool) -> None:
+    """Generate a small VOC-format dataset and train on it, on CPU, offline (about 2 minutes)."""
+    from fastseg.demo import run_demo
+
+    result = run_demo(out, epochs=epochs, force=force, show_progress=not quiet)
+    training = result.training
+    click.echo(f"data: {result.data}")
+    click.echo(f"run: {training.run_dir} ({training.epochs_run} epochs)")
+    if training.best_miou is not None:
+        click.echo(
+            f"best validation mIoU {training.best_miou:.3f}, pixel accuracy "
+            f"{training.best_pixel_accuracy:.3f} (epoch {training.best_epoch})"
+        )
