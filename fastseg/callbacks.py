@@ -54,14 +54,18 @@ class ResumableCheckpoint(Callback):
 
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
+        self.completed_epochs = 0
 
     def after_epoch(self) -> None:
-        self.save(completed_epochs=self.learn.epoch + 1)
+        self.completed_epochs = self.learn.epoch + 1
+        save_resumable(self.learn, self.run_dir, self.completed_epochs)
 
-    def save(self, completed_epochs: int) -> None:
-        self.learn.save("last", with_opt=True)
-        state = {"completed_epochs": completed_epochs, **tracker_state(self.learn)}
-        write_json_atomic(self.run_dir / "last.json", state)
+
+def save_resumable(learn, run_dir: Path, completed_epochs: int) -> None:  # noqa: ANN001 - a Learner
+    """`last.pth` (model + optimizer) and `last.json` (epochs done, tracker state)."""
+    learn.save("last", with_opt=True)
+    state = {"completed_epochs": completed_epochs, **tracker_state(learn)}
+    write_json_atomic(Path(run_dir) / "last.json", state)
 
 
 def tracker_state(learn) -> dict:  # noqa: ANN001 - a fastai Learner

@@ -22,7 +22,13 @@ from fastai.optimizer import Adam
 from fastai.torch_core import set_seed
 from fastprogress.fastprogress import progress_bar
 
-from fastseg.callbacks import L1Regularization, RestoreTrackers, ResumableCheckpoint, write_json_atomic
+from fastseg.callbacks import (
+    L1Regularization,
+    RestoreTrackers,
+    ResumableCheckpoint,
+    save_resumable,
+    write_json_atomic,
+)
 from fastseg.checkpoint import MODEL_FILENAME, save_model
 from fastseg.class_weights import class_weights, pixel_counts, save_class_weights
 from fastseg.classes import NUM_CLASSES
@@ -63,7 +69,9 @@ class TrainResult:
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
-    """Never overwrite a run by accident: an existing run needs `--resume` or `--force`."""
+    """Never overwrite a run by accident: an existing run needs `--resume` or `--force`.
+
+    Only checks: nothing is created until the data has passed its checks."""
     has_run = run_dir.is_dir() and any(run_dir.iterdir())
     if resume:
         if not (run_dir / "last.json").is_file():
@@ -73,6 +81,9 @@ def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
         raise FastsegError(
             f"{run_dir}: run folder exists; use --resume to continue it or --force to replace it"
         )
+
+
+def create_run_dir(run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in RUN_ARTEFACTS:  # --force: replace our own files, never anything else of the user's
         (run_dir / name).unlink(missing_ok=True)
@@ -170,6 +181,8 @@ def train(
     else:
         split = seed_split(folder.ids("train"), folder.ids("val"), config.split_seed)
     check_dataset(folder, split, show_progress)
+    if not resume:
+        create_run_dir(run_dir)
 
     model_config = ModelConfig(num_classes=NUM_CLASSES)
     counts = pixel_counts(folder, split.train)
@@ -219,7 +232,8 @@ def train(
     try:
         fit_one_cycle(learn, config.epochs, config.lr, start_epoch, wd=config.weight_decay, cbs=callbacks)
     except KeyboardInterrupt:
-        checkpoint.save(completed_epochs=learn.epoch)
+        # Mid-epoch, `learn.epoch` is the unfinished epoch: resuming redoes it.
+        save_resumable(learn, run_dir, max(learn.epoch, checkpoint.completed_epochs))
         raise TrainingInterrupted(
             f"interrupted in epoch {learn.epoch}; checkpoint saved, "
             f"continue with: fastseg train --resume {run_dir}"

@@ -1,0 +1,77 @@
+import numpy as np
+import torch
+
+from fastseg.classes import IMAGENET_MEAN, IMAGENET_STD, VOID_LABEL
+from fastseg.config import AugmentConfig
+from fastseg.data import build_dataloaders
+from fastseg.samples import save_dataset_samples
+from fastseg.split import seed_split
+from fastseg.voc import find_voc, read_mask
+
+NO_AUGMENT = AugmentConfig(
+    flip_p=0, rotate_p=0, translate_p=0, scale_p=0, blur_p=0, color_jitter_p=0, brightness_contrast_p=0
+)
+
+
+def loaders(voc_root, augment=None, size=48):
+    folder = find_voc(voc_root)
+    split = seed_split(folder.ids("train"), folder.ids("val"))
+    dls = build_dataloaders(
+        folder,
+        split.train,
+        split.valid,
+        size=size,
+        batch_size=4,
+        augment=augment,
+        num_workers=0,
+        device="cpu",
+        seed=0,
+    )
+    return folder, split, dls
+
+
+def test_batches_have_expected_types_shapes_and_labels(voc_root):
+    _, _, dls = loaders(voc_root)
+    images, masks = dls.one_batch()
+    assert images.shape == (4, 3, 48, 48) and images.dtype == torch.float32
+    assert masks.shape == (4, 48, 48) and masks.dtype == torch.int64
+    assert set(masks.unique().tolist()) <= set(range(21)) | {VOID_LABEL}
+    assert abs(images.mean().item()) < 1.5  # normalised, not 0..255
+
+
+def test_validation_is_resized_not_augmented(voc_root):
+    """Validation batches equal a plain nearest resize of the palette mask: no augmentation."""
+    from PIL import Image
+
+    folder, split, dls = loaders(voc_root)
+    _, masks = dls.valid.one_batch()
+    first = read_mask(folder.mask_path(split.valid[0]))
+    expected = np.array(Image.fromarray(first).resize((48, 48), Image.NEAREST))
+    np.testing.assert_array_equal(masks[0].numpy(), expected)
+
+
+def test_palette_classes_reach_the_batch(voc_root):
+    """Labels in the batch are the PNG's palette indices (e.g. 15 person), never grey levels."""
+    folder, split, dls = loaders(voc_root, augment=NO_AUGMENT)
+    in_files = set()
+    for image_id in split.valid:
+        in_files |= set(np.unique(read_mask(folder.mask_path(image_id))).tolist())
+    in_batches = set()
+    for _, masks in dls.valid:
+        in_batches |= set(masks.unique().tolist())
+    assert in_batches == in_files
+
+
+def test_normalisation_uses_imagenet_statistics(voc_root):
+    folder, split, dls = loaders(voc_root, augment=NO_AUGMENT)
+    images, _ = dls.valid.one_batch()
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    restored = images[0] * std + mean
+    assert restored.min() >= 0 and restored.max() <= 1.0 + 1e-5
+
+
+def test_sample_figures_are_written(voc_root, tmp_path):
+    _, _, dls = loaders(voc_root)
+    paths = save_dataset_samples(dls, tmp_path, rows=2)
+    assert [p.name for p in paths] == ["train_ds_sample.png", "val_ds_sample.png"]
+    assert all(p.stat().st_size > 5_000 for p in paths)

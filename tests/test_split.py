@@ -1,0 +1,51 @@
+import json
+
+import pytest
+import torch
+
+from fastseg.errors import CheckpointError
+from fastseg.split import Split, halve, seed_split
+
+VOC_VAL_SIZE = 1449
+
+
+def fake_ids(n: int) -> list[str]:
+    return [f"2008_{i:06d}" for i in range(n)]
+
+
+def test_halving_voc_val_gives_seed_sizes():
+    valid, test = halve(fake_ids(VOC_VAL_SIZE))
+    assert (len(valid), len(test)) == (725, 724)
+    assert not set(valid) & set(test)
+    assert set(valid) | set(test) == set(fake_ids(VOC_VAL_SIZE))
+
+
+def test_halving_follows_random_split_rule_with_seed_42():
+    """The seed: random_split(val, [0.5, 0.5], Generator().manual_seed(42)) == randperm order."""
+    ids = fake_ids(VOC_VAL_SIZE)
+    order = torch.randperm(VOC_VAL_SIZE, generator=torch.Generator().manual_seed(42)).tolist()
+    valid, test = halve(ids, seed=42)
+    assert valid == [ids[i] for i in order[:725]]
+    assert test == [ids[i] for i in order[725:]]
+
+
+def test_halving_is_deterministic_and_seed_dependent():
+    ids = fake_ids(100)
+    assert halve(ids) == halve(ids)
+    assert halve(ids, seed=1) != halve(ids, seed=42)
+
+
+def test_split_round_trips_through_json(tmp_path):
+    split = seed_split(fake_ids(10), fake_ids(9))
+    path = tmp_path / "split.json"
+    split.save(path)
+    assert Split.load(path) == split
+    assert json.loads(path.read_text())["seed"] == 42
+    assert split.ids("test") == split.test and split.ids("val") == split.valid
+
+
+def test_unreadable_split_file_names_the_file(tmp_path):
+    path = tmp_path / "split.json"
+    path.write_text("{not json")
+    with pytest.raises(CheckpointError, match="split.json"):
+        Split.load(path)

@@ -1,0 +1,159 @@
+"""Training on the tiny generated dataset: learning, run folder, checkpoint, resume, refusals."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli.main import main
+from fastseg.callbacks import ResumableCheckpoint
+from fastseg.checkpoint import load_model, save_model
+from fastseg.config import TrainConfig
+from fastseg.data import build_dataloaders
+from fastseg.metrics import ConfusionMatrix
+from fastseg.model import ModelConfig, SegmentationModel
+from fastseg.split import Split
+from fastseg.train import TrainingInterrupted, train
+from fastseg.voc import find_voc
+
+
+def tiny_config(voc_root, run_dir, epochs=10) -> TrainConfig:
+    return TrainConfig(
+        data=str(voc_root), out=str(run_dir), size=48, batch_size=8, epochs=epochs, patience=epochs,
+        lr=3e-3, pretrained=False, num_workers=0, seed=0,
+    )  # fmt: skip
+
+
+def validation_miou(model: SegmentationModel, voc_root, split: Split) -> float:
+    folder = find_voc(voc_root)
+    dls = build_dataloaders(
+        folder, split.train, split.valid, size=48, batch_size=8, num_workers=0, device="cpu"
+    )
+    matrix = ConfusionMatrix()
+    model.eval()
+    with torch.no_grad():
+        for images, masks in dls.valid:
+            matrix.update(model(images.as_subclass(torch.Tensor)).argmax(1), masks)
+    return matrix.scores().mean_iou
+
+
+@pytest.fixture(scope="module")
+def trained_run(voc_root, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "run"
+    result = train(tiny_config(voc_root, run_dir), run_dir, show_progress=False)
+    return run_dir, result
+
+
+@pytest.mark.slow
+def test_training_beats_the_untrained_model_clearly(trained_run, voc_root):
+    run_dir, result = trained_run
+    split = Split.load(run_dir / "split.json")
+    torch.manual_seed(0)
+    untrained = validation_miou(SegmentationModel(), voc_root, split)
+    trained = validation_miou(load_model(run_dir).model, voc_root, split)
+    assert trained > untrained + 0.25, (untrained, trained)
+    assert trained == pytest.approx(result.best_miou, abs=1e-6)  # model.pth is the best epoch's
+
+
+@pytest.mark.slow
+def test_run_folder_describes_itself(trained_run):
+    run_dir, result = trained_run
+    for name in ("config.json", "split.json", "class_weights.json", "history.csv", "training_curve.png",
+                 "train_ds_sample.png", "val_ds_sample.png", "model.pth"):  # fmt: skip
+        assert (run_dir / name).is_file(), name
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["train"]["lr"] == 3e-3 and config["train"]["augment"]["flip_p"] == 0.5
+    assert config["versions"]["torch"] == torch.__version__.split("+")[0] or config["versions"]["torch"]
+    history = pd.read_csv(run_dir / "history.csv")
+    assert list(history["epoch"]) == list(range(10))
+    assert {"train_miou", "valid_miou", "train_pixel_accuracy", "valid_pixel_accuracy"} <= set(history)
+    assert result.best_epoch == int(history.loc[history["valid_miou"].idxmax(), "epoch"])
+    state = torch.load(run_dir / "model.pth", weights_only=True)
+    assert state["size"] == 48 and state["model_config"]["num_classes"] == 21
+    assert not (run_dir / "last.pth").exists()
+
+
+def test_checkpoint_round_trip_gives_identical_logits(tmp_path):
+    torch.manual_seed(0)
+    model = SegmentationModel().eval()
+    with torch.no_grad():  # make BN statistics non-trivial
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+    path = save_model(tmp_path / "model.pth", model, ModelConfig(), size=64)
+    loaded = load_model(path).model
+    images = torch.randn(2, 3, 40, 56)
+    with torch.no_grad():
+        assert torch.equal(model(images), loaded(images))
+    assert load_model(tmp_path).size == 64  # a folder resolves to its model.pth
+
+
+def test_garbage_model_file_is_refused_by_name(tmp_path):
+    from fastseg.errors import CheckpointError
+
+    path = tmp_path / "model.pth"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="model.pth: not a readable fastseg model"):
+        load_model(path)
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_from_the_saved_epoch(voc_root, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    original = ResumableCheckpoint.after_epoch
+
+    def interrupt_after_second_epoch(self):
+        original(self)
+        if self.learn.epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ResumableCheckpoint, "after_epoch", interrupt_after_second_epoch)
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        train(tiny_config(voc_root, run_dir, epochs=4), run_dir, show_progress=False)
+    state = json.loads((run_dir / "last.json").read_text())
+    assert state["completed_epochs"] == 2 and (run_dir / "last.pth").is_file()
+    monkeypatch.setattr(ResumableCheckpoint, "after_epoch", original)
+
+    started = []
+    import fastseg.train as train_module
+
+    real_fit = train_module.fit_one_cycle
+
+    def spy(learn, n_epoch, lr_max, start_epoch=0, **kwargs):
+        started.append((n_epoch, start_epoch))
+        return real_fit(learn, n_epoch, lr_max, start_epoch, **kwargs)
+
+    monkeypatch.setattr(train_module, "fit_one_cycle", spy)
+    result = train(tiny_config(voc_root, run_dir, epochs=4), run_dir, resume=True, show_progress=False)
+    assert started == [(4, 2)]
+    assert result.epochs_run == 4
+    epochs = train_module.read_history(run_dir / "history.csv")["epoch"].tolist()
+    assert epochs == [0, 1, 2, 3]
+    assert json.loads((run_dir / "last.json").read_text())["finished"] is True
+
+
+def test_corrupt_dataset_is_refused_with_the_file_named(voc_copy, tmp_path):
+    folder = find_voc(voc_copy)
+    bad = folder.image_path(folder.ids("train")[2])
+    bad.write_bytes(b"\xff\xd8 truncated")
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(
+        main, ["train", "--data", str(voc_copy), "--out", str(run_dir), "--no-pretrained", "--epochs", "1"]
+    )
+    assert result.exit_code == 1
+    assert f"{bad}: cannot read image" in result.output
+    assert "Traceback" not in result.output
+    assert not run_dir.exists(), "nothing may be created before the data passes its checks"
+
+
+def test_existing_run_is_not_overwritten(tmp_path, voc_root):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "model.pth").write_bytes(b"precious")
+    result = CliRunner().invoke(
+        main, ["train", "--data", str(voc_root), "--out", str(run_dir), "--no-pretrained"]
+    )
+    assert result.exit_code == 1 and "--force" in result.output
+    assert (run_dir / "model.pth").read_bytes() == b"precious"
