@@ -1,0 +1,82 @@
+"""The command line: instant help, version, `python -m fastseg`, one-line errors."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import COMMANDS, main
+from fastseg import __version__
+
+FASTSEG = Path(sys.executable).parent / "fastseg"
+
+
+def test_help_lists_every_command_with_a_description():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for name, (_, description) in COMMANDS.items():
+        assert name in result.output
+        assert description.split()[0] in result.output
+
+
+def test_help_is_fast_because_heavy_imports_wait():
+    start = time.perf_counter()
+    result = subprocess.run([str(FASTSEG), "--help"], capture_output=True, text=True, check=True)
+    assert time.perf_counter() - start < 2.0
+    assert "train" in result.stdout
+    code = "import sys, cli.main; print(any(m.startswith(('torch', 'fastai')) for m in sys.modules))"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    )
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_has_help(command):
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "--" in result.output
+
+
+def test_version_and_python_dash_m_agree():
+    console = subprocess.run([str(FASTSEG), "--version"], capture_output=True, text=True, check=True)
+    module = subprocess.run(
+        [sys.executable, "-m", "fastseg", "--version"], capture_output=True, text=True, check=True
+    )
+    assert console.stdout == module.stdout == f"fastseg, version {__version__}\n"
+
+
+def test_missing_data_folder_is_one_line_and_exit_1(tmp_path):
+    result = CliRunner().invoke(main, ["show-data", "--data", str(tmp_path / "nope"), "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: {tmp_path / 'nope'}: data folder not found "
+        f"(run `fastseg download --root {tmp_path / 'nope'}`)"
+    ]
+
+
+def test_show_data_writes_both_figures(voc_root, tmp_path):
+    result = CliRunner().invoke(
+        main, ["show-data", "--data", str(voc_root), "--out", str(tmp_path), "--size", "48"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "train_ds_sample.png").stat().st_size > 5_000
+    assert (tmp_path / "val_ds_sample.png").stat().st_size > 5_000
+
+
+def test_train_without_data_is_a_usage_error():
+    result = CliRunner().invoke(main, ["train"])
+    assert result.exit_code == 2 and "--data is required" in result.output
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_offline(tmp_path):
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--epochs", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "data" / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / "val.txt").is_file()
+    assert (tmp_path / "run" / "model.pth").is_file()
+    assert "best validation mIoU" in result.output
+    again = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--epochs", "1", "--quiet"])
+    assert again.exit_code == 1 and "--force" in again.output
