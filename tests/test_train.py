@@ -157,3 +157,24 @@ def test_existing_run_is_not_overwritten(tmp_path, voc_root):
     )
     assert result.exit_code == 1 and "--force" in result.output
     assert (run_dir / "model.pth").read_bytes() == b"precious"
+
+
+def test_freeze_trains_only_the_decoder_and_batchnorm(voc_root, tmp_path):
+    """The splitter gives fastai real groups: freeze() stops encoder convs, not the decoder."""
+    import numpy as np
+
+    from fastseg.train import build_learner
+
+    folder = find_voc(voc_root)
+    dls = build_dataloaders(
+        folder, folder.ids("train"), folder.ids("val"), size=32, batch_size=4, num_workers=0
+    )
+    config = tiny_config(voc_root, tmp_path)
+    learn = build_learner(config, dls, np.ones(21), tmp_path, torch.device("cpu"))
+    learn.freeze()
+    model = learn.model
+    encoder_convs = [m.weight for m in model.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert encoder_convs and not any(w.requires_grad for w in encoder_convs)
+    assert all(p.requires_grad for p in model.decoder.parameters())
+    learn.unfreeze()
+    assert all(p.requires_grad for p in model.parameters())
