@@ -58,6 +58,18 @@ def default_run_dir() -> Path:
     help="Adam L2 weight decay (torch Adam semantics).",
 )
 @click.option(
+    "--eps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=train_default("eps"),
+    help="Adam epsilon (torch's default; fastai's is 1e-5).",
+)
+@click.option(
+    "--beta2",
+    type=click.FloatRange(0, 1),
+    default=train_default("beta2"),
+    help="Adam beta2 (torch's default; fastai's is 0.99).",
+)
+@click.option(
     "--class-weights",
     type=click.Choice(WEIGHTINGS),
     default=train_default("class_weights"),
