@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import click
 
 from fastseg import __version__
+
+# fastai's import scripts a function with torch.jit, which torch 2.14 deprecates: noise to a user.
+warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 
 # name -> (module, one-line help). The module is imported only when the command runs.
 COMMANDS: dict[str, tuple[str, str]] = {

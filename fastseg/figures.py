@@ -96,15 +96,9 @@ def save_training_curve(history, path: Path) -> Path:  # noqa: ANN001 - a pandas
     if "valid_miou" in history and history["valid_miou"].notna().any():
         best_epoch = int(history.loc[history["valid_miou"].idxmax(), "epoch"])
     for axis, (column, label) in zip(axes, panels, strict=True):
-        for prefix, style in (("train", "-"), ("valid", "-")):
-            name = f"{prefix}_{column}"
-            if name in history:
-                axis.plot(
-                    history["epoch"],
-                    history[name],
-                    style,
-                    label="training" if prefix == "train" else "validation",
-                )
+        for prefix, legend in (("train", "training"), ("valid", "validation")):
+            if f"{prefix}_{column}" in history:
+                axis.plot(history["epoch"], history[f"{prefix}_{column}"], label=legend)
         if best_epoch is not None:
             axis.axvline(
                 best_epoch, color="grey", linestyle="--", linewidth=1, label=f"best epoch ({best_epoch})"
