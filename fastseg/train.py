@@ -217,7 +217,13 @@ def train(
         load_encoder_weights(learn.model, config.pretrained, config.encoder_weights)
         if config.freeze_epochs:
             learn.freeze()
-            fit_one_cycle(learn, config.freeze_epochs, config.lr, wd=config.weight_decay)
+            try:
+                fit_one_cycle(learn, config.freeze_epochs, config.lr, wd=config.weight_decay)
+            except KeyboardInterrupt:
+                raise TrainingInterrupted(
+                    "interrupted in the decoder-only warm-up; nothing to resume, "
+                    f"run again with --force --out {run_dir}"
+                ) from None
             learn.unfreeze()
 
     checkpoint = ResumableCheckpoint(run_dir)
