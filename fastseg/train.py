@@ -120,11 +120,15 @@ def load_run_config(run_dir: Path) -> TrainConfig:
 
 
 def build_learner(
-    config: TrainConfig, dls, weights: np.ndarray, run_dir: Path, device: torch.device
-) -> Learner:  # noqa: ANN001
+    config: TrainConfig,
+    dls,  # noqa: ANN001 - fastai DataLoaders
+    weights: np.ndarray,
+    run_dir: Path,
+    device: torch.device,
+    model_config: ModelConfig | None = None,
+) -> Learner:
     """The fastai Learner: torch-Adam hyper-parameters, encoder/decoder groups, our metrics."""
-    model_config = ModelConfig(num_classes=NUM_CLASSES)
-    model = SegmentationModel(model_config)
+    model = SegmentationModel(model_config or ModelConfig(num_classes=NUM_CLASSES))
     # fastai's Adam defaults (wd 0.01 decoupled, eps 1e-5, sqr_mom 0.99) differ from torch's;
     # the seed used torch's, so they are spelled out. Non-decoupled wd is torch Adam's L2.
     optimizer = partial(
@@ -157,6 +161,16 @@ def build_learner(
     return learn
 
 
+def read_resume_state(run_dir: Path) -> dict:
+    path = run_dir / "last.json"
+    try:
+        state = json.loads(path.read_text())
+        int(state.get("completed_epochs", 0))
+        return state
+    except (OSError, json.JSONDecodeError, TypeError, ValueError, AttributeError) as error:
+        raise FastsegError(f"{path}: unreadable resume state ({error}); start a new run") from None
+
+
 def read_history(path: Path) -> pd.DataFrame:
     """`history.csv` as numbers; a resumed run's repeated header rows are dropped."""
     history = pd.read_csv(path)
@@ -175,6 +189,9 @@ def train(
     """Train and export `run_dir/model.pth`; raises `FastsegError` for anything the user can fix."""
     run_dir = Path(run_dir)
     prepare_run_dir(run_dir, resume, force)
+    state = read_resume_state(run_dir) if resume else {}
+    if state.get("finished"):
+        raise FastsegError(f"{run_dir}: this run already finished; start a new one with --out")
     folder = find_voc(config.data)
     if resume:
         split = Split.load(run_dir / "split.json")
@@ -200,16 +217,13 @@ def train(
     )  # fmt: skip
     if not resume:
         save_dataset_samples(dls, run_dir)
-    learn = build_learner(config, dls, weights, run_dir, device)
+    learn = build_learner(config, dls, weights, run_dir, device, model_config)
     if not show_progress:
         learn.remove_cb(learn.progress)
         learn.logger = _silent
 
     start_epoch, restore = 0, []
     if resume:
-        state = json.loads((run_dir / "last.json").read_text())
-        if state.get("finished"):
-            raise FastsegError(f"{run_dir}: this run already finished; start a new one with --out")
         learn.load("last", with_opt=True)
         start_epoch = int(state["completed_epochs"])
         restore = [RestoreTrackers(state.get("best"), int(state.get("wait", 0)))]

@@ -65,7 +65,10 @@ def test_run_folder_describes_itself(trained_run):
         assert (run_dir / name).is_file(), name
     config = json.loads((run_dir / "config.json").read_text())
     assert config["train"]["lr"] == 3e-3 and config["train"]["augment"]["flip_p"] == 0.5
-    assert config["versions"]["torch"] == torch.__version__.split("+")[0] or config["versions"]["torch"]
+    from importlib.metadata import version
+
+    assert config["versions"]["torch"] == version("torch")
+    assert config["model"]["decoder_channels"] == [256, 128, 64, 32, 16]
     history = pd.read_csv(run_dir / "history.csv")
     assert list(history["epoch"]) == list(range(10))
     assert {"train_miou", "valid_miou", "train_pixel_accuracy", "valid_pixel_accuracy"} <= set(history)
@@ -178,3 +181,13 @@ def test_freeze_trains_only_the_decoder_and_batchnorm(voc_root, tmp_path):
     assert all(p.requires_grad for p in model.decoder.parameters())
     learn.unfreeze()
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_resume_with_a_damaged_state_file_is_one_line(tmp_path, voc_root):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"train": tiny_config(voc_root, run_dir).to_dict()}))
+    (run_dir / "last.json").write_text("{half")
+    result = CliRunner().invoke(main, ["train", "--resume", str(run_dir)])
+    assert result.exit_code == 1
+    assert "last.json: unreadable resume state" in result.output and "Traceback" not in result.output
