@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "download": ("cli.download", "Download and extract PASCAL VOC 2012 (resumable, MD5-checked)."),
     "show-data": ("cli.show_data", "Write sample figures of the augmented training and validation data."),
     "train": ("cli.train", "Train the VGG16-BN skip-decoder model; writes a run folder."),
+    "predict": ("cli.predict", "Segment images and folders with a trained model (palette PNGs)."),
     "demo": ("cli.demo", "Offline end-to-end demo on a small generated VOC-format dataset."),
 }
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fastseg.classes import VOID_LABEL, voc_palette
+from fastseg.classes import VOID_LABEL
+from fastseg.voc import write_mask
 
 DEMO_CLASSES = (15, 7, 8, 1, 12)  # person, car, cat, aeroplane, dog
 # A base colour per class, far apart in RGB so colour alone nearly decides the class.
@@ -21,15 +22,6 @@ CLASS_COLOURS = {
     15: (220, 60, 60), 7: (60, 200, 70), 8: (70, 90, 230), 1: (230, 210, 60), 12: (200, 70, 220),
     2: (60, 210, 210), 3: (240, 140, 40), 19: (140, 240, 150), 20: (130, 130, 250),
 }  # fmt: skip
-
-
-def write_mask(path: Path | str, mask: np.ndarray) -> Path:
-    """Save a class-index mask `(H, W)` uint8 as a VOC palette PNG (value = class, 255 = void)."""
-    image = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P")
-    image.putpalette(voc_palette())
-    path = Path(path)
-    image.save(path)
-    return path
 
 
 def _colour_for(label: int) -> tuple[int, int, int]:

@@ -7,6 +7,7 @@ fastseg is read through :func:`read_mask`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from fastseg.classes import NUM_CLASSES, VOID_LABEL
+from fastseg.classes import NUM_CLASSES, VOID_LABEL, voc_palette
 from fastseg.errors import DatasetError
 
 VALID_LABELS = frozenset(range(NUM_CLASSES)) | {VOID_LABEL}
@@ -79,6 +80,20 @@ def read_mask(path: Path | str) -> np.ndarray:
             return np.array(image, dtype=np.uint8)
     except (OSError, UnidentifiedImageError) as error:
         raise DatasetError(f"{path}: cannot read mask ({error})") from None
+
+
+def write_mask(path: Path | str, mask: np.ndarray) -> Path:
+    """Save a class-index mask `(H, W)` as a VOC palette PNG (value = class, 255 = void).
+
+    Written to a temporary name and renamed, so an interrupted run never leaves half a PNG.
+    """
+    path = Path(path)
+    image = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P")
+    image.putpalette(voc_palette())
+    temporary = path.with_name(f".{path.name}.tmp")
+    image.save(temporary, format="PNG")
+    os.replace(temporary, path)
+    return path
 
 
 def verify_pair(folder: VOCFolder, image_id: str) -> str | None:

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from fastseg.class_weights import class_weights, pixel_counts, save_class_weights
-from fastseg.demo_data import write_mask
-from fastseg.voc import VOCFolder
+from fastseg.voc import VOCFolder, write_mask
 
 V = 255
 

@@ -3,9 +3,8 @@ import pytest
 from fastai.vision.core import PILMask
 from PIL import Image
 
-from fastseg.demo_data import write_mask
 from fastseg.errors import DatasetError
-from fastseg.voc import find_voc, read_mask, verify_dataset, verify_pair
+from fastseg.voc import find_voc, read_mask, verify_dataset, verify_pair, write_mask
 
 
 def test_find_voc_accepts_three_spellings_of_the_root(voc_root):

@@ -1,0 +1,66 @@
+"""`fastseg predict`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from cli.errors import user_errors
+
+
+@click.command(context_settings={"show_default": True})
+@click.option(
+    "--model",
+    "model",
+    required=True,
+    type=click.Path(path_type=Path, exists=True),
+    help="A run folder or its model.pth.",
+)
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Output folder; mirrors the input tree.",
+)
+@click.option(
+    "--size",
+    type=click.IntRange(min=32),
+    default=None,
+    help="Square size the model sees  [default: the run's training size]",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8)
+@click.option("--num-workers", type=int, default=-1, help="Decoding workers (-1: one per spare core).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "bf16", "fp16", "fp32"]),
+    default="auto",
+    help="auto: bf16 on GPUs and on CPUs with native bf16, else fp32.",
+)
+@click.option("--tta", is_flag=True, help="Average with the horizontally flipped prediction.")
+@click.option("--overlay", is_flag=True, help="Also write <name>.overlay.jpg: image blended with labels.")
+@click.option("--skip-existing", is_flag=True, help="Leave images whose PNG exists (resume a run).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@user_errors
+def command(model: Path, inputs: tuple[Path, ...], out: Path, quiet: bool, **options) -> None:
+    """Segment INPUTS (image files and folders, walked recursively) into palette PNGs whose pixel
+    values are VOC class indices, at each image's original size, plus predictions.csv."""
+    from fastprogress.fastprogress import progress_bar
+
+    from fastseg.predict import predict
+
+    def bar(batches):
+        return batches if quiet else progress_bar(batches, leave=False)
+
+    summary = predict(model, list(inputs), out, progress=bar, **options)
+    for path, reason in summary.failures:
+        click.echo(f"{path}: {reason}", err=True)
+    skipped = f", {summary.skipped} skipped (already done)" if summary.skipped else ""
+    click.echo(
+        f"{summary.segmented} segmented, {summary.failed} failed{skipped}; summary: {summary.csv_path}"
+    )
+    if summary.failed:
+        sys.exit(1)

@@ -1,0 +1,46 @@
+"""Opening any image a user points fastseg at, or saying in one line why it cannot be used."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"})
+
+
+class UnreadableImage(ValueError):
+    """A file that is named like an image but cannot be segmented; the message is the reason."""
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB from any Pillow mode: L, LA, P, RGBA, CMYK, and 16-bit / float greys scaled to 8 bits."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        pixels = np.asarray(image, dtype=np.float32) / 257.0
+        return Image.fromarray(pixels.round().astype(np.uint8)).convert("RGB")
+    if image.mode in ("I", "F"):
+        pixels = np.asarray(image, dtype=np.float64)
+        low, high = float(pixels.min()), float(pixels.max())
+        scaled = (pixels - low) / (high - low) * 255 if high > low else np.zeros_like(pixels)
+        return Image.fromarray(scaled.round().astype(np.uint8)).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_rgb(path: Path | str) -> Image.Image:
+    """Decode, apply EXIF orientation, convert to RGB; `UnreadableImage` says what is wrong."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as image:
+                upright = ImageOps.exif_transpose(image)
+                upright.load()
+                return to_rgb(upright)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise UnreadableImage(f"too large to decode safely ({error.args[0].split('.')[0]})") from None
+        except UnidentifiedImageError:
+            size = Path(path).stat().st_size if Path(path).exists() else 0
+            raise UnreadableImage("empty file" if size == 0 else "not an image Pillow can read") from None
+        except (OSError, SyntaxError, ValueError) as error:
+            raise UnreadableImage(f"corrupt or truncated image ({error})") from None
