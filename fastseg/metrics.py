@@ -53,7 +53,10 @@ class ConfusionMatrix:
         return torch.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
 
     def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
-        counts = self.counts(prediction, target, self.num_classes, self.ignore_index)
+        self.add(self.counts(prediction, target, self.num_classes, self.ignore_index))
+
+    def add(self, counts: torch.Tensor) -> None:
+        """Add counts `(C, C)`, e.g. one image's, kept for its own score."""
         if self.matrix.device != counts.device:  # follow the data: no GPU->CPU sync per batch
             self.matrix = self.matrix.to(counts.device)
         self.matrix += counts

@@ -1,0 +1,60 @@
+"""`fastseg report`."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+
+from cli.errors import user_errors
+
+
+@click.command(context_settings={"show_default": True})
+@click.option(
+    "--model",
+    required=True,
+    type=click.Path(path_type=Path, exists=True),
+    help="The run folder `fastseg train` wrote (its split.json decides the images).",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder holding VOCdevkit/VOC2012  [default: the run's --data]",
+)
+@click.option("--split", "subset", type=click.Choice(["test", "val", "train"]), default="test")
+@click.option("--out", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--rank-by",
+    type=click.Choice(["accuracy", "miou", "loss"]),
+    default="loss",
+    help="Per-image score for best/worst (the seed ranked by weighted loss).",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8)
+@click.option("--num-workers", type=int, default=-1, help="Decoding workers (-1: one per spare core).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto")
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@user_errors
+def command(quiet: bool, **options) -> None:
+    """Evaluate a run on its test (or val/train) split at each image's original resolution:
+    metrics.json, per-class and per-image CSVs, confusion matrix, best/worst figures, report.html."""
+    from fastprogress.fastprogress import progress_bar
+
+    from fastseg.report import report
+
+    def bar(batches):
+        return batches if quiet else progress_bar(batches, leave=False)
+
+    result = report(progress=bar, **options)
+    scores = result.scores
+    click.echo(f"{result.subset} split, {result.images} images, original resolution, void excluded")
+    for name, value in (
+        ("pixel accuracy", scores.pixel_accuracy),
+        ("mean class accuracy", scores.mean_class_accuracy),
+        ("mean IoU", scores.mean_iou),
+        ("frequency-weighted IoU", scores.frequency_weighted_iou),
+    ):
+        click.echo(f"  {name:<24}{'n/a' if math.isnan(value) else f'{100 * value:6.2f} %'}")
+    click.echo(f"report: {result.out / 'report.html'}")
