@@ -16,7 +16,8 @@ from cli.errors import user_errors
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @user_errors
 def command(out: Path, epochs: int, force: bool, quiet: bool) -> None:
-    """Generate a small VOC-format dataset and train on it, on CPU, offline (about 2 minutes)."""
+    """Offline, on CPU: generate a small VOC-format dataset, train on it (about 90 s), segment its
+    images and report on the test half."""
     from fastseg.demo import run_demo
 
     result = run_demo(out, epochs=epochs, force=force, show_progress=not quiet)
@@ -28,3 +29,14 @@ def command(out: Path, epochs: int, force: bool, quiet: bool) -> None:
             f"best validation mIoU {training.best_miou:.3f}, pixel accuracy "
             f"{training.best_pixel_accuracy:.3f} (epoch {training.best_epoch})"
         )
+    predictions = result.predictions
+    click.echo(
+        f"predictions: {predictions.segmented} segmented, {predictions.failed} failed "
+        f"-> {predictions.csv_path.parent}"
+    )
+    scores = result.report.scores
+    click.echo(
+        f"test half ({result.report.images} images, original size): "
+        f"pixel accuracy {scores.pixel_accuracy:.3f}, mIoU {scores.mean_iou:.3f} "
+        f"-> {result.report.out / 'report.html'}"
+    )

@@ -1,4 +1,4 @@
-"""The offline end-to-end demo: generated VOC-format data -> a short CPU training run."""
+"""The offline end-to-end demo: generated data -> short CPU training -> predict -> report."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 
 from fastseg.config import TrainConfig
 from fastseg.demo_data import make_demo_voc
+from fastseg.predict import PredictSummary, predict
+from fastseg.report import ReportResult, report
 from fastseg.train import TrainResult, train
 
 
@@ -14,6 +16,8 @@ from fastseg.train import TrainResult, train
 class DemoResult:
     data: Path
     training: TrainResult
+    predictions: PredictSummary
+    report: ReportResult
 
 
 def demo_config(data: Path, run_dir: Path, epochs: int = 20) -> TrainConfig:
@@ -26,7 +30,11 @@ def demo_config(data: Path, run_dir: Path, epochs: int = 20) -> TrainConfig:
 
 
 def run_demo(out: Path, epochs: int = 20, force: bool = False, show_progress: bool = True) -> DemoResult:
-    data = make_demo_voc(Path(out) / "data")
-    result = train(demo_config(data, Path(out) / "run", epochs), Path(out) / "run", force=force,
-                   show_progress=show_progress)  # fmt: skip
-    return DemoResult(data=data, training=result)
+    """Train on generated data, segment its validation images, and report on its test half."""
+    out = Path(out)
+    data = make_demo_voc(out / "data")
+    run = out / "run"
+    training = train(demo_config(data, run, epochs), run, force=force, show_progress=show_progress)
+    predictions = predict(run, [data / "JPEGImages"], out / "predictions", overlay=True, num_workers=0)
+    evaluation = report(run, out / "report", num_workers=0)
+    return DemoResult(data=data, training=training, predictions=predictions, report=evaluation)
