@@ -94,8 +94,11 @@ def save_overlay(source: Path, labels: np.ndarray, path: Path, alpha: float = 0.
     image = np.asarray(load_rgb(source), dtype=np.float32)
     blended = (1 - alpha) * image + alpha * colorize(labels).astype(np.float32)
     temporary = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(blended.round().astype(np.uint8)).save(temporary, format="JPEG", quality=90)
-    os.replace(temporary, path)
+    try:
+        Image.fromarray(blended.round().astype(np.uint8)).save(temporary, format="JPEG", quality=90)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def predict(
@@ -132,37 +135,44 @@ def predict(
     csv_path = out / ("predictions.csv" if world == 1 else f"predictions.rank{rank}.csv")
     temporary_csv = csv_path.with_name(f".{csv_path.name}.tmp")
     segmented = 0
-    with temporary_csv.open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(CSV_FIELDS)
-        for source, reason in failures:
-            writer.writerow([source, "", "", "failed", reason, "", *[""] * NUM_CLASSES])
-        for job in skipped:
-            writer.writerow([job.source, "", "", "skipped", "", "", *[""] * NUM_CLASSES])
-        for batch in progress(loader(dataset, batch_size, workers)):
-            started = time.perf_counter()
-            logits = segmenter.logits(batch["image"])
-            per_image = (time.perf_counter() - started) / len(batch["index"])
-            for row, index in enumerate(batch["index"]):
-                job, error = todo[index], batch["error"][row]
-                if error:
-                    failures.append((job.source, error))
-                    writer.writerow([job.source, "", "", "failed", error, "", *[""] * NUM_CLASSES])
-                    continue
-                began = time.perf_counter()
-                height, width = batch["height"][row], batch["width"][row]
-                labels = (
-                    segmenter.full_size(logits[row], height, width).argmax(0).to(torch.uint8).cpu().numpy()
-                )
-                job.mask.parent.mkdir(parents=True, exist_ok=True)
-                write_mask(job.mask, labels)
-                if overlay:
-                    save_overlay(job.source, labels, job.overlay)
-                seconds = per_image + time.perf_counter() - began
-                writer.writerow(
-                    [job.source, width, height, "ok", "", f"{seconds:.4f}", *class_fractions(labels)]
-                )
-                segmented += 1
-            file.flush()
-    os.replace(temporary_csv, csv_path)
+    try:
+        with temporary_csv.open("w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(CSV_FIELDS)
+            for source, reason in failures:
+                writer.writerow([source, "", "", "failed", reason, "", *[""] * NUM_CLASSES])
+            for job in skipped:
+                writer.writerow([job.source, "", "", "skipped", "", "", *[""] * NUM_CLASSES])
+            for batch in progress(loader(dataset, batch_size, workers)):
+                started = time.perf_counter()
+                logits = segmenter.logits(batch["image"])
+                per_image = (time.perf_counter() - started) / len(batch["index"])
+                for row, index in enumerate(batch["index"]):
+                    job, error = todo[index], batch["error"][row]
+                    if error:
+                        failures.append((job.source, error))
+                        writer.writerow([job.source, "", "", "failed", error, "", *[""] * NUM_CLASSES])
+                        continue
+                    began = time.perf_counter()
+                    height, width = batch["height"][row], batch["width"][row]
+                    labels = (
+                        segmenter.full_size(logits[row], height, width)
+                        .argmax(0)
+                        .to(torch.uint8)
+                        .cpu()
+                        .numpy()
+                    )
+                    job.mask.parent.mkdir(parents=True, exist_ok=True)
+                    write_mask(job.mask, labels)
+                    if overlay:
+                        save_overlay(job.source, labels, job.overlay)
+                    seconds = per_image + time.perf_counter() - began
+                    writer.writerow(
+                        [job.source, width, height, "ok", "", f"{seconds:.4f}", *class_fractions(labels)]
+                    )
+                    segmented += 1
+                file.flush()
+        os.replace(temporary_csv, csv_path)
+    finally:
+        temporary_csv.unlink(missing_ok=True)  # only left if the run was interrupted
     return PredictSummary(segmented, len(failures), len(skipped), csv_path, failures)

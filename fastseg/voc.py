@@ -91,8 +91,11 @@ def write_mask(path: Path | str, mask: np.ndarray) -> Path:
     image = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P")
     image.putpalette(voc_palette())
     temporary = path.with_name(f".{path.name}.tmp")
-    image.save(temporary, format="PNG")
-    os.replace(temporary, path)
+    try:
+        image.save(temporary, format="PNG")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)  # only still there if the write failed
     return path
 
 

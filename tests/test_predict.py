@@ -1,0 +1,153 @@
+"""`fastseg predict` on awkward inputs: sizes, modes, EXIF, bad files, resume, no data loss."""
+
+import csv
+import io
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from cli.main import main
+from fastseg.checkpoint import load_model, save_model
+from fastseg.inference import Segmenter
+from fastseg.model import ModelConfig, SegmentationModel
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "model.pth"
+    return save_model(path, SegmentationModel().eval(), ModelConfig(), size=32)
+
+
+def noise(width, height, mode="RGB"):
+    rng = np.random.default_rng(width * 1000 + height)
+    return Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).convert(mode)
+
+
+def run(model_file, *arguments):
+    return CliRunner().invoke(main, ["predict", "--model", str(model_file), "--quiet", "--num-workers", "0",
+                                     *map(str, arguments)])  # fmt: skip
+
+
+def read_csv(path):
+    with path.open() as file:
+        return {row["path"]: row for row in csv.DictReader(file)}
+
+
+def test_outputs_have_each_inputs_size_and_mirror_the_tree(model_file, tmp_path):
+    source = tmp_path / "in"
+    (source / "sub").mkdir(parents=True)
+    noise(131, 97).save(source / "odd.jpg")
+    noise(40, 33, "L").save(source / "sub" / "grey.png")
+    noise(50, 60, "RGBA").save(source / "sub" / "alpha.png")
+    noise(45, 35, "P").save(source / "palette.gif")
+    noise(30, 40, "CMYK").save(source / "cmyk.jpg")
+    Image.fromarray(np.full((20, 24), 40000, np.uint16)).save(source / "deep.tif")
+    (source / "notes.txt").write_text("not an image, passed over")
+    result = run(model_file, source, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "6 segmented, 0 failed" in result.output
+    expected = {"odd.png": (131, 97), "sub/grey.png": (40, 33), "sub/alpha.png": (50, 60),
+                "palette.png": (45, 35), "cmyk.png": (30, 40), "deep.png": (24, 20)}  # fmt: skip
+    for name, size in expected.items():
+        with Image.open(tmp_path / "out" / name) as mask:
+            assert mask.mode == "P" and mask.size == size, name
+            assert np.array(mask).max() <= 20
+    rows = read_csv(tmp_path / "out" / "predictions.csv")
+    odd = rows[str(source / "odd.jpg")]
+    assert (odd["width"], odd["height"], odd["status"]) == ("131", "97", "ok")
+    fractions = [float(odd[name]) for name in list(odd)[6:]]
+    assert sum(fractions) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_exif_orientation_is_applied(model_file, tmp_path):
+    image = noise(40, 20)
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    image.save(tmp_path / "rotated.jpg", exif=exif)
+    result = run(model_file, tmp_path / "rotated.jpg", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "out" / "rotated.png") as mask:
+        assert mask.size == (20, 40)
+
+
+def test_bad_files_are_reported_and_the_rest_done(model_file, tmp_path, monkeypatch):
+    source = tmp_path / "in"
+    source.mkdir()
+    noise(30, 30).save(source / "good.jpg")  # 900 pixels: under the limit below
+    buffer = io.BytesIO()
+    noise(64, 64).save(buffer, format="JPEG")
+    (source / "truncated.jpg").write_bytes(buffer.getvalue()[:300])
+    (source / "empty.jpg").write_bytes(b"")
+    (source / "text.jpg").write_text("I am not a JPEG")
+    noise(60, 60).save(source / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 60x60 = 3600 > 2x: a "bomb" here
+    result = run(model_file, source, "--out", tmp_path / "out")
+    assert result.exit_code == 1
+    assert "1 segmented, 4 failed" in result.output
+    for name, reason in (("truncated.jpg", "truncated"), ("empty.jpg", "empty file"),
+                         ("text.jpg", "not an image"), ("huge.png", "too large")):  # fmt: skip
+        assert f"{source / name}: " in result.output and reason in result.output, name
+    assert "Traceback" not in result.output
+    assert (tmp_path / "out" / "good.png").is_file()
+    assert read_csv(tmp_path / "out" / "predictions.csv")[str(source / "empty.jpg")]["status"] == "failed"
+
+
+def test_skip_existing_leaves_finished_images(model_file, tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    for index in range(3):
+        noise(30 + index, 30).save(source / f"{index}.jpg")
+    assert run(model_file, source, "--out", tmp_path / "out").exit_code == 0
+    done = tmp_path / "out" / "1.png"
+    done.write_bytes(b"marker: must survive")
+    (tmp_path / "out" / "2.png").unlink()
+    result = run(model_file, source, "--out", tmp_path / "out", "--skip-existing")
+    assert result.exit_code == 0 and "1 segmented, 0 failed, 2 skipped" in result.output
+    assert done.read_bytes() == b"marker: must survive"
+    assert (tmp_path / "out" / "2.png").is_file()
+
+
+def test_inputs_are_never_overwritten_even_with_out_in_place(model_file, tmp_path):
+    noise(32, 32).save(tmp_path / "photo.png")
+    noise(32, 32).save(tmp_path / "other.jpg")
+    before = (tmp_path / "photo.png").read_bytes()
+    result = run(model_file, tmp_path, "--out", tmp_path)
+    assert result.exit_code == 1
+    assert "would overwrite an input" in result.output
+    assert (tmp_path / "photo.png").read_bytes() == before
+    assert (tmp_path / "other.png").is_file()
+
+
+def test_interrupted_write_leaves_no_partial_file(model_file, tmp_path, monkeypatch):
+    noise(32, 32).save(tmp_path / "a.jpg")
+    original_save = Image.Image.save
+
+    def dying_save(self, fp, *args, **kwargs):
+        if str(fp).endswith(".tmp"):
+            original_save(self, fp, *args, **kwargs)
+            raise KeyboardInterrupt  # the write finished into the temporary file, rename never happened
+        return original_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        from fastseg.predict import predict
+
+        predict(model_file, [tmp_path / "a.jpg"], tmp_path / "out", num_workers=0)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_tta_is_flip_equivariant(model_file):
+    segmenter = Segmenter(load_model(model_file), torch.device("cpu"), precision="fp32", tta=True)
+    images = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(segmenter.logits(images.flip(-1)), segmenter.logits(images).flip(-1))
+
+
+def test_overlay_is_written_at_image_size(model_file, tmp_path):
+    noise(41, 29).save(tmp_path / "a.jpg")
+    assert run(model_file, tmp_path / "a.jpg", "--out", tmp_path / "out", "--overlay").exit_code == 0
+    with Image.open(tmp_path / "out" / "a.overlay.jpg") as overlay:
+        assert overlay.size == (41, 29) and overlay.mode == "RGB"
