@@ -1,0 +1,100 @@
+"""`fastseg report`: every file, numbers consistent with one confusion matrix, ranking order."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli.main import main
+from fastseg.checkpoint import save_model
+from fastseg.metrics import scores_from_matrix
+from fastseg.model import ModelConfig, SegmentationModel
+from fastseg.report import rank
+from fastseg.split import seed_split
+from fastseg.voc import find_voc
+
+REPORT_FILES = (
+    "metrics.json", "per_class.csv", "per_image.csv", "confusion_matrix.csv", "confusion_matrix.png",
+    "predictions_random.png", "predictions_best.png", "predictions_worst.png", "report.html",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run_dir(voc_root, tmp_path_factory):
+    """A run folder as `fastseg train` leaves it, with an untrained model (metrics need not be good)."""
+    run = tmp_path_factory.mktemp("run")
+    torch.manual_seed(0)
+    save_model(run / "model.pth", SegmentationModel().eval(), ModelConfig(), size=32)
+    folder = find_voc(voc_root)
+    seed_split(folder.ids("train"), folder.ids("val")).save(run / "split.json")
+    (run / "config.json").write_text(json.dumps({"train": {"data": str(voc_root)}}))
+    (run / "class_weights.json").write_text(json.dumps({"weights": [1.0] * 21}))
+    return run
+
+
+@pytest.fixture(scope="module")
+def report_dir(run_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    result = CliRunner().invoke(main, ["report", "--model", str(run_dir), "--out", str(out), "--quiet",
+                                       "--num-workers", "0", "--precision", "fp32"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "mean IoU" in result.output and "pixel accuracy" in result.output
+    return out
+
+
+def test_every_report_file_is_written(report_dir):
+    for name in REPORT_FILES:
+        assert (report_dir / name).stat().st_size > 0, name
+    html = (report_dir / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 4  # self-contained: no external files
+    assert 'src="predictions' not in html
+
+
+def test_metrics_agree_with_the_confusion_matrix_csv(report_dir, run_dir):
+    matrix = pd.read_csv(report_dir / "confusion_matrix.csv", index_col=0)
+    assert matrix.shape == (21, 21)
+    scores = scores_from_matrix(torch.tensor(matrix.to_numpy()))
+    metrics = json.loads((report_dir / "metrics.json").read_text())
+    assert metrics["pixel_accuracy"] == pytest.approx(scores.pixel_accuracy)
+    assert metrics["mean_iou"] == pytest.approx(scores.mean_iou)
+    assert metrics["images"] == 6  # the test half of 12 val ids
+    absent = [name for name, iou in metrics["class_iou"].items() if iou is None]
+    assert absent == metrics["absent_classes"]
+    per_class = pd.read_csv(report_dir / "per_class.csv")
+    assert not per_class.loc[per_class["class"].isin(absent), "present"].any()
+
+
+def test_confusion_matrix_counts_every_labelled_test_pixel_once(report_dir, run_dir, voc_root):
+    from fastseg.split import Split
+    from fastseg.voc import read_mask
+
+    folder = find_voc(voc_root)
+    test_ids = Split.load(run_dir / "split.json").test
+    labelled = sum(int((read_mask(folder.mask_path(i)) != 255).sum()) for i in test_ids)
+    matrix = pd.read_csv(report_dir / "confusion_matrix.csv", index_col=0)
+    assert int(matrix.to_numpy().sum()) == labelled
+
+
+def test_per_image_rows_are_ranked_by_loss(report_dir, run_dir):
+    per_image = pd.read_csv(report_dir / "per_image.csv")
+    assert len(per_image) == 6 and list(per_image) == ["id", "pixel_accuracy", "miou", "loss"]
+    assert per_image["loss"].is_monotonic_increasing
+
+
+def test_rank_orders_best_first_and_nan_last():
+    table = pd.DataFrame({"id": list("abcd"), "pixel_accuracy": [0.5, np.nan, 0.9, 0.1],
+                          "miou": [0.2, 0.3, 0.1, np.nan], "loss": [1.0, 0.5, 2.0, np.nan]})  # fmt: skip
+    assert list(rank(table, "accuracy")["id"]) == ["c", "a", "d", "b"]
+    assert list(rank(table, "miou")["id"]) == ["b", "a", "c", "d"]
+    assert list(rank(table, "loss")["id"]) == ["b", "a", "c", "d"]
+
+
+def test_a_file_that_is_not_a_run_is_refused(tmp_path):
+    save_model(tmp_path / "model.pth", SegmentationModel(), ModelConfig(), size=32)
+    result = CliRunner().invoke(
+        main, ["report", "--model", str(tmp_path / "model.pth"), "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 1 and "not a run folder (no split.json)" in result.output
