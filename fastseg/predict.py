@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from fastseg.checkpoint import load_model
@@ -155,13 +154,7 @@ def predict(
                         continue
                     began = time.perf_counter()
                     height, width = batch["height"][row], batch["width"][row]
-                    labels = (
-                        segmenter.full_size(logits[row], height, width)
-                        .argmax(0)
-                        .to(torch.uint8)
-                        .cpu()
-                        .numpy()
-                    )
+                    labels = segmenter.labels(segmenter.full_size(logits[row], height, width)).cpu().numpy()
                     job.mask.parent.mkdir(parents=True, exist_ok=True)
                     write_mask(job.mask, labels)
                     if overlay:

@@ -88,7 +88,7 @@ def evaluate(
                 raise FastsegError(f"{paths[index]}: {batch['error'][row]}")
             mask = torch.from_numpy(batch["mask"][row]).to(segmenter.device)
             full = segmenter.full_size(logits[row], *mask.shape)
-            counts = ConfusionMatrix.counts(full.argmax(0), mask)
+            counts = ConfusionMatrix.counts(segmenter.labels(full), mask)
             total.add(counts)
             loss = F.cross_entropy(full[None], mask[None].long(), weight=weights, ignore_index=VOID_LABEL)
             accuracy, miou = image_scores(counts)
@@ -148,9 +148,7 @@ def prediction_rows(segmenter: Segmenter, folder, ids: list[str]) -> list[list[n
         image = load_rgb(folder.image_path(image_id))
         tensor = normalise(image, segmenter.loaded.size, segmenter.loaded.mean, segmenter.loaded.std)
         logits = segmenter.logits(tensor[None])[0]
-        labels = (
-            segmenter.full_size(logits, image.height, image.width).argmax(0).to(torch.uint8).cpu().numpy()
-        )
+        labels = segmenter.labels(segmenter.full_size(logits, image.height, image.width)).cpu().numpy()
         rows.append([np.asarray(image), read_mask(folder.mask_path(image_id)), labels])
     return rows
 
