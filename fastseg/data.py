@@ -7,7 +7,6 @@ The mask block reads palette indices through :func:`fastseg.voc.read_mask` inste
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -22,6 +21,7 @@ from fastai.vision.data import ImageBlock
 
 from fastseg.classes import IMAGENET_MEAN, IMAGENET_STD, VOC_CLASSES
 from fastseg.config import AugmentConfig
+from fastseg.device import default_num_workers
 from fastseg.transforms import PairedAugment
 from fastseg.voc import VOCFolder, read_mask
 
@@ -42,12 +42,6 @@ def _mask_path(folder: VOCFolder, image_id: str) -> Path:
 def IndexMaskBlock() -> TransformBlock:  # noqa: N802 - named like fastai's blocks
     """fastai's `MaskBlock`, but opening masks as palette indices."""
     return TransformBlock(type_tfms=open_mask, batch_tfms=IntToFloatTensor)
-
-
-def default_num_workers() -> int:
-    """One loader worker per spare core, at most 8; 0 (main process) on a 1–2 core machine."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(8, cores - 1) if cores > 2 else 0
 
 
 def build_dataloaders(

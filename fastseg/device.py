@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from fastseg.errors import FastsegError
@@ -30,3 +32,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 def cuda_amp_dtype() -> torch.dtype:
     """bf16 where the GPU supports it (Ampere and newer): no loss scaling, no overflow; else fp16."""
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def default_num_workers() -> int:
+    """One loader worker per spare core, at most 8; 0 (main process) on a 1–2 core machine."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(8, cores - 1) if cores > 2 else 0

@@ -19,8 +19,7 @@ from PIL import Image
 
 from fastseg.checkpoint import load_model
 from fastseg.classes import NUM_CLASSES, VOC_CLASSES, colorize
-from fastseg.data import default_num_workers
-from fastseg.device import resolve_device
+from fastseg.device import default_num_workers, resolve_device
 from fastseg.errors import FastsegError
 from fastseg.images import IMAGE_SUFFIXES, load_rgb
 from fastseg.inference import ImageFiles, Segmenter, loader

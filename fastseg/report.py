@@ -23,8 +23,7 @@ from matplotlib.figure import Figure
 
 from fastseg.checkpoint import resolve_model_path
 from fastseg.classes import VOC_CLASSES, VOID_LABEL
-from fastseg.data import default_num_workers
-from fastseg.device import resolve_device
+from fastseg.device import default_num_workers, resolve_device
 from fastseg.errors import FastsegError
 from fastseg.figures import image_grid, save_figure
 from fastseg.images import load_rgb
