@@ -85,14 +85,19 @@ def fastai_get_preds(paths: list[Path]) -> float:
     return len(paths) / (time.perf_counter() - start)
 
 
-def bf16_matmul_peak(size: int = 4096, repeats: int = 10) -> float:
-    a = torch.randn(size, size, dtype=torch.bfloat16)
-    b = torch.randn(size, size, dtype=torch.bfloat16)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
+def bf16_matmul_peak(sizes: tuple[int, ...] = (2048, 4096), trials: int = 3, repeats: int = 8) -> float:
+    """Best bf16 `torch.matmul` FLOP/s over a few sizes and trials (a noisy 2-core VM needs the max)."""
+    best = 0.0
+    for size in sizes:
+        a = torch.randn(size, size, dtype=torch.bfloat16)
+        b = torch.randn(size, size, dtype=torch.bfloat16)
         a @ b
-    return repeats * 2 * size**3 / (time.perf_counter() - start)
+        for _ in range(trials):
+            start = time.perf_counter()
+            for _ in range(repeats):
+                a @ b
+            best = max(best, repeats * 2 * size**3 / (time.perf_counter() - start))
+    return best
 
 
 def model_flops_rate(batch: int = 8, repeats: int = 4) -> tuple[float, float]:
