@@ -1,10 +1,10 @@
-"""Download, resume, MD5 and safe extraction against an HTTP server on 127.0.0.1 only."""
+"""Download, resume, MD5 and safe extraction, against an HTTP server on 127.0.0.1 only."""
 
 import hashlib
 import io
+import socket
 import tarfile
 import threading
-from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -12,53 +12,78 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from fastseg.download import VOC2012, download, safe_extract
+from fastseg.download import VOC2012, VOC_FILENAME, download_voc, fetch, safe_extract
 from fastseg.errors import DownloadError
 
 MARKER = "VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt"
+IMAGE = "VOCdevkit/VOC2012/JPEGImages/2008_000001.jpg"
 
 
-def make_tar(members: dict[str, bytes]) -> bytes:
+def make_tar(members: dict[str, bytes], links: dict[str, tuple[bytes, str]] | None = None) -> bytes:
+    """An uncompressed tar of regular files, plus links as {name: (tarfile type, link target)}."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+        for name, (kind, target) in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, target
+            tar.addfile(info)
     return buffer.getvalue()
 
 
-VOC_TAR = make_tar({MARKER: b"2008_000001\n", "VOCdevkit/VOC2012/JPEGImages/a.jpg": b"x" * 50_000})
+VOC_TAR = make_tar({MARKER: b"2008_000001\n", IMAGE: bytes(range(256)) * 200})
 VOC_MD5 = hashlib.md5(VOC_TAR).hexdigest()
 
 
 class Server:
-    """Serves `payload` at any path; honours Range; records the requests it got."""
+    """Serves `payload` at any path, honours `Range: bytes=N-`, and records what it was asked and sent.
+
+    `ignore_range` answers 200 with everything; `wrong_range` answers 206 from byte 0 whatever was
+    asked; `cut_first` sends only that many bytes of the first answer and hangs up; `missing` is a
+    path answered with 404.
+    """
 
     def __init__(self, payload: bytes):
-        self.payload, self.requests = payload, []
+        self.payload = payload
+        self.requests: list[dict[str, str | None]] = []
+        self.sent = 0
+        self.ignore_range = self.wrong_range = False
+        self.cut_first: int | None = None
+        self.missing: str | None = None
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - http.server's name
-                server.requests.append(dict(self.headers))
+                asked = self.headers.get("Range")
+                server.requests.append({"path": self.path, "range": asked})
+                if self.path == server.missing:
+                    self.send_error(404)
+                    return
                 start = 0
-                if self.headers.get("Range"):
-                    start = int(self.headers["Range"].removeprefix("bytes=").split("-")[0])
+                if asked and not server.ignore_range:
+                    start = 0 if server.wrong_range else int(asked.removeprefix("bytes=").split("-")[0])
                     self.send_response(206)
+                    end = len(server.payload) - 1
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(server.payload)}")
                 else:
                     self.send_response(200)
                 body = server.payload[start:]
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if server.cut_first is not None and len(server.requests) == 1:
+                    body = body[: server.cut_first]
                 self.wfile.write(body)
+                server.sent += len(body)
 
             def log_message(self, *args):
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/VOCtrainval_11-May-2012.tar"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{VOC_FILENAME}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def close(self):
@@ -73,87 +98,234 @@ def server():
     running.close()
 
 
-def resource(md5: str = VOC_MD5):
-    return replace(VOC2012, md5=md5)
+@pytest.fixture
+def closed_url() -> str:
+    """A 127.0.0.1 URL on a port that was just free: connecting is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/{VOC_FILENAME}"
+
+
+def get(root: Path, urls: list[str], md5: str = VOC_MD5) -> Path:
+    return download_voc(root, urls=urls, md5=md5, progress=False, timeout=5)
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(path.relative_to(folder) for path in folder.rglob("*")) if folder.exists() else []
 
 
 def test_download_verifies_and_extracts(server, tmp_path):
-    download(resource(), tmp_path, urls=[server.url])
+    folder = get(tmp_path, [server.url])
+    assert folder == tmp_path / "VOCdevkit" / "VOC2012"
     assert (tmp_path / MARKER).read_bytes() == b"2008_000001\n"
-    assert (tmp_path / VOC2012.filename).read_bytes() == VOC_TAR
-    assert not (tmp_path / (VOC2012.filename + ".part")).exists()
+    assert (tmp_path / IMAGE).read_bytes() == bytes(range(256)) * 200
+    assert (tmp_path / VOC_FILENAME).read_bytes() == VOC_TAR
+    assert not (tmp_path / (VOC_FILENAME + ".part")).exists()
+    assert server.requests == [{"path": f"/{VOC_FILENAME}", "range": None}]
 
 
 def test_partial_file_is_resumed_with_a_range_request(server, tmp_path):
-    (tmp_path / (VOC2012.filename + ".part")).write_bytes(VOC_TAR[:30_000])
-    seen = []
-    download(resource(), tmp_path, urls=[server.url], progress=lambda done, total: seen.append((done, total)))
-    assert server.requests[0]["Range"] == "bytes=30000-"
-    assert (tmp_path / VOC2012.filename).read_bytes() == VOC_TAR
-    assert seen[-1] == (len(VOC_TAR), len(VOC_TAR))
-
-
-def test_present_data_makes_no_request(server, tmp_path):
-    download(resource(), tmp_path, urls=[server.url])
-    download(resource(), tmp_path, urls=[server.url])
-    assert len(server.requests) == 1
-
-
-def test_wrong_md5_extracts_nothing(server, tmp_path):
-    with pytest.raises(DownloadError, match=f"MD5 {VOC_MD5} does not match the expected 0+"):
-        download(resource("0" * 32), tmp_path, urls=[server.url])
-    assert not (tmp_path / "VOCdevkit").exists()
-    assert not (tmp_path / VOC2012.filename).exists()
-
-
-def test_tar_put_by_hand_is_used_without_network(tmp_path):
-    (tmp_path / VOC2012.filename).write_bytes(VOC_TAR)
-    download(resource(), tmp_path, urls=["http://127.0.0.1:9/never-contacted"])
+    half = len(VOC_TAR) // 2
+    (tmp_path / (VOC_FILENAME + ".part")).write_bytes(VOC_TAR[:half])
+    get(tmp_path, [server.url])
+    assert [request["range"] for request in server.requests] == [f"bytes={half}-"]
+    assert server.sent == len(VOC_TAR) - half
+    assert (tmp_path / VOC_FILENAME).read_bytes() == VOC_TAR
     assert (tmp_path / MARKER).is_file()
 
 
-def test_unreachable_server_says_where_to_put_the_tar(tmp_path):
-    closed = "http://127.0.0.1:9/VOCtrainval_11-May-2012.tar"  # discard port: nothing listens
-    with pytest.raises(DownloadError, match=rf"put VOCtrainval_11-May-2012.tar in {tmp_path}") as error:
-        download(resource(), tmp_path, urls=[closed])
-    assert "\n" not in str(error.value)
+def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
+    server.ignore_range = True
+    (tmp_path / (VOC_FILENAME + ".part")).write_bytes(b"stale bytes of some other file")
+    get(tmp_path, [server.url])
+    assert server.requests[0]["range"] == "bytes=30-"
+    assert (tmp_path / VOC_FILENAME).read_bytes() == VOC_TAR
 
 
-@pytest.mark.parametrize("evil", ["../evil.txt", "/tmp/fastseg-evil.txt", "ok/../../evil.txt"])
+def test_server_answering_another_range_is_asked_again_for_everything(server, tmp_path):
+    server.wrong_range = True
+    (tmp_path / (VOC_FILENAME + ".part")).write_bytes(VOC_TAR[:1000])
+    get(tmp_path, [server.url])
+    assert [request["range"] for request in server.requests] == ["bytes=1000-", None]
+    assert (tmp_path / VOC_FILENAME).read_bytes() == VOC_TAR
+
+
+def test_connection_cut_midway_is_resumed_from_the_next_mirror(server, tmp_path):
+    server.cut_first = 20_000
+    get(tmp_path, [server.url + "?first", server.url + "?second"])
+    assert [request["range"] for request in server.requests] == [None, "bytes=20000-"]
+    assert (tmp_path / VOC_FILENAME).read_bytes() == VOC_TAR
+
+
+def test_fetch_reports_progress_up_to_the_total(server, tmp_path):
+    seen: list[tuple[int, int | None]] = []
+    partial = tmp_path / "file.part"
+    fetch(server.url, partial, progress=lambda done, total: seen.append((done, total)), timeout=5)
+    assert partial.read_bytes() == VOC_TAR
+    assert seen[0] == (0, len(VOC_TAR)) and seen[-1] == (len(VOC_TAR), len(VOC_TAR))
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+
+
+def test_present_data_makes_no_request(server, tmp_path, closed_url):
+    get(tmp_path, [server.url])
+    (tmp_path / VOC_FILENAME).unlink()  # even without the tar: the extracted marker is enough
+    messages: list[str] = []
+    folder = download_voc(tmp_path, urls=[server.url], md5=VOC_MD5, progress=False, log=messages.append)
+    assert folder == tmp_path / "VOCdevkit" / "VOC2012"
+    assert len(server.requests) == 1
+    assert messages == [f"already present: {folder} (nothing to do)"]
+
+
+def test_wrong_md5_extracts_nothing_and_removes_the_file(server, tmp_path):
+    with pytest.raises(DownloadError, match=f"MD5 expected 0{{32}}, got {VOC_MD5}; the file was removed"):
+        get(tmp_path, [server.url], md5="0" * 32)
+    assert files_under(tmp_path) == []
+
+
+def test_tar_put_by_hand_is_used_without_network(server, tmp_path):
+    (tmp_path / VOC_FILENAME).write_bytes(VOC_TAR)
+    get(tmp_path, [server.url])
+    assert server.requests == []
+    assert (tmp_path / MARKER).read_bytes() == b"2008_000001\n"
+
+
+def test_bad_tar_put_by_hand_is_removed_without_network(server, tmp_path):
+    (tmp_path / VOC_FILENAME).write_bytes(VOC_TAR[:-1])
+    with pytest.raises(DownloadError, match="MD5 expected .* the file was removed"):
+        get(tmp_path, [server.url])
+    assert server.requests == []
+    assert files_under(tmp_path) == []
+
+
+def test_unreachable_server_says_where_to_put_the_tar(tmp_path, closed_url):
+    root = tmp_path / "data"
+    with pytest.raises(DownloadError) as error:
+        get(root, [closed_url, closed_url + "?mirror"])
+    message = str(error.value)
+    assert message.endswith(f"put {VOC_FILENAME} in {root} and run again")
+    assert message.count(closed_url) == 2 and "refused" in message.lower()
+    assert "\n" not in message
+    assert files_under(root) == []
+
+
+def test_unreachable_or_missing_mirrors_fall_back_to_the_next(server, tmp_path, closed_url):
+    server.missing = "/gone.tar"
+    messages: list[str] = []
+    download_voc(
+        tmp_path,
+        urls=[closed_url, server.url.rsplit("/", 1)[0] + "/gone.tar", server.url],
+        md5=VOC_MD5,
+        progress=False,
+        log=messages.append,
+    )
+    assert "failed: HTTP 404 Not Found" in messages
+    assert len(server.requests) == 2
+    assert (tmp_path / MARKER).is_file()
+
+
+def test_right_md5_but_not_a_tar_is_a_download_error(tmp_path, closed_url):
+    junk = b"not a tar at all" * 100
+    (tmp_path / VOC_FILENAME).write_bytes(junk)
+    with pytest.raises(DownloadError, match="cannot extract"):
+        get(tmp_path, [closed_url], md5=hashlib.md5(junk).hexdigest())
+
+
+def test_tar_without_the_marker_is_a_download_error(tmp_path, closed_url):
+    other = make_tar({"something/else.txt": b"x"})
+    (tmp_path / VOC_FILENAME).write_bytes(other)
+    with pytest.raises(DownloadError, match="holds no VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt"):
+        get(tmp_path, [closed_url], md5=hashlib.md5(other).hexdigest())
+
+
+@pytest.mark.parametrize("evil", ["../evil.txt", "ok/../../evil.txt", "ABSOLUTE"])
 def test_path_traversal_tar_is_refused_whole(tmp_path, evil):
+    evil = str(tmp_path / "absolute-evil.txt") if evil == "ABSOLUTE" else evil
     archive = tmp_path / "evil.tar"
     archive.write_bytes(make_tar({"good.txt": b"fine", evil: b"pwned"}))
-    target = tmp_path / "out"
-    target.mkdir()
-    with pytest.raises(DownloadError, match="refusing to extract"):
+    target = tmp_path / "out" / "deeper"
+    target.mkdir(parents=True)
+    with pytest.raises(DownloadError, match=f"refusing to extract '{evil}'.*nothing was extracted"):
         safe_extract(archive, target)
-    assert list(target.iterdir()) == []
-    assert not (tmp_path / "evil.txt").exists() and not Path("/tmp/fastseg-evil.txt").exists()
+    assert files_under(tmp_path) == [Path("evil.tar"), Path("out"), Path("out/deeper")]
 
 
-def test_symlink_out_of_target_is_refused(tmp_path):
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        link = tarfile.TarInfo("link")
-        link.type, link.linkname = tarfile.SYMTYPE, "../../etc/passwd"
-        tar.addfile(link)
-    archive = tmp_path / "link.tar"
-    archive.write_bytes(buffer.getvalue())
-    with pytest.raises(DownloadError, match="link points outside"):
+@pytest.mark.parametrize(
+    ("links", "refused", "reason"),
+    [
+        ({"link": (tarfile.SYMTYPE, "../../etc/passwd")}, "link", "link points outside"),
+        ({"link": (tarfile.SYMTYPE, "/etc/passwd")}, "link", "link to an absolute path"),
+        ({"hard": (tarfile.LNKTYPE, "../outside.txt")}, "hard", "link points outside"),
+        ({"fifo": (tarfile.FIFOTYPE, "")}, "fifo", "device or special file"),
+    ],
+)
+def test_links_and_special_files_leading_outside_are_refused(tmp_path, links, refused, reason):
+    archive = tmp_path / "links.tar"
+    archive.write_bytes(make_tar({"good.txt": b"fine"}, links))
+    with pytest.raises(DownloadError, match=f"refusing to extract '{refused}' \\({reason}"):
         safe_extract(archive, tmp_path / "out")
+    assert files_under(tmp_path / "out") == []
 
 
-def test_cli_download_success_and_failure(server, tmp_path):
+def test_path_climbing_out_through_an_archive_symlink_is_refused(tmp_path):
+    # `a/b/up` points at the target itself, so `a/b/up/../x` lands beside it, although lexically it
+    # is `a/b/x`; tarfile's own filter only notices once `up` is on disk, after other members are.
+    archive = tmp_path / "climb.tar"
+    archive.write_bytes(
+        make_tar({"good.txt": b"fine", "a/b/up/../x": b"pwned"}, {"a/b/up": (tarfile.SYMTYPE, "../..")})
+    )
+    with pytest.raises(DownloadError, match="refusing to extract 'a/b/up/../x' \\(path leaves the target"):
+        safe_extract(archive, tmp_path / "out")
+    assert files_under(tmp_path / "out") == []
+    assert not (tmp_path / "x").exists()
+
+
+def test_links_that_stay_inside_are_extracted(tmp_path):
+    archive = tmp_path / "links.tar"
+    links = {"a/to_good": (tarfile.SYMTYPE, "../good.txt"), "hard": (tarfile.LNKTYPE, "good.txt")}
+    archive.write_bytes(make_tar({"good.txt": b"fine", "a/b.txt": b"b"}, links))
+    safe_extract(archive, tmp_path / "out")
+    assert (tmp_path / "out" / "a" / "to_good").read_bytes() == b"fine"
+    assert (tmp_path / "out" / "hard").read_bytes() == b"fine"
+
+
+def test_marker_is_extracted_last_so_it_proves_the_rest(tmp_path, monkeypatch):
+    archive = tmp_path / "order.tar"
+    archive.write_bytes(make_tar({MARKER: b"ids", IMAGE: b"jpg", "z.txt": b"z"}))
+    order: list[str] = []
+    original = tarfile.TarFile.extractall
+
+    def recording(self, path, members, **kwargs):
+        order.extend(member.name for member in members)
+        return original(self, path, members=members, **kwargs)
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", recording)
+    safe_extract(archive, tmp_path / "out", last=VOC2012.marker)
+    assert order == [IMAGE, "z.txt", MARKER]
+
+
+def test_cli_download_succeeds_then_finds_the_data_present(server, tmp_path):
     runner = CliRunner()
-    ok = runner.invoke(
-        main, ["download", "--root", str(tmp_path / "a"), "--url", server.url, "--md5", VOC_MD5]
-    )
-    assert ok.exit_code == 0, ok.output
-    assert "VOC 2012 ready" in ok.output
-    bad = runner.invoke(
-        main, ["download", "--root", str(tmp_path / "b"), "--url", server.url, "--md5", "1" * 32]
-    )
-    assert bad.exit_code == 1
-    error_lines = [line for line in bad.output.splitlines() if line.startswith("Error: ")]
-    assert len(error_lines) == 1 and "does not match" in error_lines[0]
-    assert "Traceback" not in bad.output
+    arguments = ["download", "--root", str(tmp_path), "--url", server.url, "--md5", VOC_MD5]
+    first = runner.invoke(main, arguments)
+    assert first.exit_code == 0, first.output
+    assert f"VOC 2012 ready in {tmp_path / 'VOCdevkit' / 'VOC2012'}" in first.output
+    assert (tmp_path / MARKER).is_file()
+    second = runner.invoke(main, [*arguments, "--quiet"])
+    assert second.exit_code == 0, second.output
+    assert "already present" in second.output
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("failure", ["md5", "offline"])
+def test_cli_failure_is_one_error_line_and_exit_1(server, tmp_path, closed_url, failure):
+    url, md5, expected = {
+        "md5": (server.url, "1" * 32, f"MD5 expected {'1' * 32}, got {VOC_MD5}"),
+        "offline": (closed_url, VOC_MD5, f"put {VOC_FILENAME} in {tmp_path} and run again"),
+    }[failure]
+    result = CliRunner().invoke(main, ["download", "--root", str(tmp_path), "--url", url, "--md5", md5])
+    assert result.exit_code == 1
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(error_lines) == 1 and expected in error_lines[0]
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "VOCdevkit").exists()
