@@ -87,8 +87,9 @@ def save_batch_sample(images: np.ndarray, masks: np.ndarray, path: Path, title: 
     return save_figure(image_grid(grid, ["image", "mask"], title=title), path)
 
 
-def save_training_curve(history, path: Path) -> Path:  # noqa: ANN001 - a pandas DataFrame
-    """Loss, pixel accuracy and mIoU by epoch, training and validation, best epoch marked."""
+def save_training_curve(history, path: Path, planned_epochs: int | None = None) -> Path:  # noqa: ANN001
+    """Loss, pixel accuracy and mIoU by epoch, training and validation; the best epoch is marked,
+    and so is early stopping when the run ended before `planned_epochs`."""
     figure = Figure(figsize=(15, 4.2))
     axes = figure.subplots(1, 3)
     panels = (("loss", "loss"), ("pixel_accuracy", "pixel accuracy"), ("miou", "mIoU"))
@@ -103,8 +104,36 @@ def save_training_curve(history, path: Path) -> Path:  # noqa: ANN001 - a pandas
             axis.axvline(
                 best_epoch, color="grey", linestyle="--", linewidth=1, label=f"best epoch ({best_epoch})"
             )
+        last_epoch = int(history["epoch"].max()) if len(history) else None
+        if planned_epochs is not None and last_epoch is not None and last_epoch + 1 < planned_epochs:
+            axis.axvline(last_epoch, color="red", linestyle=":", linewidth=1,
+                         label=f"early stop ({last_epoch + 1} of {planned_epochs} epochs)")  # fmt: skip
         axis.set_xlabel("epoch")
         axis.set_title(label)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     return save_figure(figure, path)
+
+
+def class_iou_chart(class_names: list[str], class_iou: list[float]) -> Figure:
+    """Horizontal bars of per-class IoU, worst at the bottom; absent classes are labelled so."""
+    import math
+
+    order = sorted(range(len(class_names)), key=lambda i: -1 if math.isnan(class_iou[i]) else class_iou[i])
+    figure = Figure(figsize=(8, 0.32 * len(class_names) + 1.2))
+    axis = figure.subplots()
+    values = [0.0 if math.isnan(class_iou[i]) else class_iou[i] for i in order]
+    colours = [np.array(voc_colormap()[i]) / 255 for i in order]
+    axis.barh(range(len(order)), values, color=colours, edgecolor="black", linewidth=0.5)
+    axis.set_yticks(range(len(order)), [class_names[i] for i in order])
+    for position, index in enumerate(order):
+        text = "absent" if math.isnan(class_iou[index]) else f"{class_iou[index]:.3f}"
+        inside = values[position] > 0.85  # no room to the right: write on the bar, in white
+        x = values[position] - 0.01 if inside else values[position] + 0.01
+        axis.text(x, position, text, va="center", ha="right" if inside else "left", fontsize=8,
+                  color="white" if inside else "black")  # fmt: skip
+    axis.set_xlim(0, 1)
+    axis.set_xlabel("IoU")
+    axis.set_title("per-class IoU")
+    axis.grid(axis="x", alpha=0.3)
+    return figure

@@ -25,7 +25,7 @@ from fastseg.checkpoint import resolve_model_path
 from fastseg.classes import VOC_CLASSES, VOID_LABEL
 from fastseg.device import default_num_workers, resolve_device
 from fastseg.errors import FastsegError
-from fastseg.figures import image_grid, save_figure
+from fastseg.figures import class_iou_chart, image_grid, save_figure
 from fastseg.images import load_rgb
 from fastseg.inference import ImageFiles, Segmenter, loader, normalise
 from fastseg.metrics import ConfusionMatrix, Scores, scores_from_matrix
@@ -242,7 +242,10 @@ def report(
     pd.DataFrame(total.matrix.cpu().numpy(), index=VOC_CLASSES, columns=VOC_CLASSES).to_csv(
         out / "confusion_matrix.csv", index_label="true \\ predicted"
     )
-    figures = [save_figure(confusion_figure(total.matrix), out / "confusion_matrix.png")]
+    figures = [
+        save_figure(class_iou_chart(list(VOC_CLASSES), scores.class_iou), out / "class_iou.png"),
+        save_figure(confusion_figure(total.matrix), out / "confusion_matrix.png"),
+    ]
     random_rows = per_image.iloc[
         sorted(random.Random(seed).sample(range(len(per_image)), min(5, len(per_image))))
     ]

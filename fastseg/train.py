@@ -269,7 +269,7 @@ def train(
         "train_config": config.to_dict(),
     }
     save_model(run_dir / MODEL_FILENAME, learn.model, model_config, config.size, metadata)
-    save_training_curve(history, run_dir / "training_curve.png")
+    save_training_curve(history, run_dir / "training_curve.png", planned_epochs=config.epochs)
     (run_dir / "best.pth").unlink(missing_ok=True)
     (run_dir / "last.pth").unlink(missing_ok=True)
     write_json_atomic(run_dir / "last.json", {"finished": True, "completed_epochs": epochs_run})

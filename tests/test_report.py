@@ -17,7 +17,8 @@ from fastseg.split import seed_split
 from fastseg.voc import find_voc
 
 REPORT_FILES = (
-    "metrics.json", "per_class.csv", "per_image.csv", "confusion_matrix.csv", "confusion_matrix.png",
+    "metrics.json", "class_iou.png", "per_class.csv", "per_image.csv",
+    "confusion_matrix.csv", "confusion_matrix.png",
     "predictions_random.png", "predictions_best.png", "predictions_worst.png", "report.html",
 )  # fmt: skip
 
@@ -49,7 +50,7 @@ def test_every_report_file_is_written(report_dir):
     for name in REPORT_FILES:
         assert (report_dir / name).stat().st_size > 0, name
     html = (report_dir / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4  # self-contained: no external files
+    assert html.count("data:image/png;base64,") == 5  # self-contained: no external files
     assert 'src="predictions' not in html
 
 
