@@ -50,14 +50,21 @@ def command(model: Path, inputs: tuple[Path, ...], out: Path, quiet: bool, **opt
     values are VOC class indices, at each image's original size, plus predictions.csv."""
     from fastprogress.fastprogress import progress_bar
 
+    from fastseg.device import resolve_device
+    from fastseg.distributed import process_group, rank_and_world
     from fastseg.predict import predict
 
-    def bar(batches):
-        return batches if quiet else progress_bar(batches, leave=False)
+    rank, _ = rank_and_world()
 
-    summary = predict(model, list(inputs), out, progress=bar, **options)
+    def bar(batches):
+        return batches if quiet or rank else progress_bar(batches, leave=False)
+
+    with process_group(resolve_device(options["device"])):
+        summary = predict(model, list(inputs), out, progress=bar, **options)
     for path, reason in summary.failures:
         click.echo(f"{path}: {reason}", err=True)
+    if rank:
+        sys.exit(1 if summary.failed else 0)
     skipped = f", {summary.skipped} skipped (already done)" if summary.skipped else ""
     click.echo(
         f"{summary.segmented} segmented, {summary.failed} failed{skipped}; summary: {summary.csv_path}"

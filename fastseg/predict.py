@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from fastseg.checkpoint import load_model
 from fastseg.classes import NUM_CLASSES, VOC_CLASSES, colorize
 from fastseg.device import default_num_workers, resolve_device
+from fastseg.distributed import barrier, local_rank, rank_and_world, sum_across_processes
 from fastseg.errors import FastsegError
 from fastseg.images import IMAGE_SUFFIXES, load_rgb
 from fastseg.inference import ImageFiles, Segmenter, loader
@@ -112,19 +114,23 @@ def predict(
     overlay: bool = False,
     skip_existing: bool = False,
     progress: Callable[[Iterable], Iterable] = lambda batches: batches,
-    shard: tuple[int, int] = (0, 1),
+    shard: tuple[int, int] | None = None,
 ) -> PredictSummary:
     """Segment every image of `inputs` into `out`; returns counts and the failures (path, reason).
 
-    `shard=(rank, world)` keeps every `world`-th job starting at `rank`, for multi-process runs.
+    `shard=(rank, world)` keeps every `world`-th job starting at `rank`; by default it comes from
+    the launcher (`torchrun`, `accelerate launch`), so each image is done by exactly one process.
+    Counts in the summary are totals over all processes; failures are this process's own.
     """
     out = Path(out)
     jobs, failures = collect_jobs(inputs, out)
-    rank, world = shard
+    rank, world = shard or rank_and_world()
     jobs, failures = jobs[rank::world], failures[rank::world]
     skipped = [job for job in jobs if skip_existing and job.mask.is_file()]
     todo = [job for job in jobs if not (skip_existing and job.mask.is_file())]
     target = resolve_device(device)
+    if target.type == "cuda" and world > 1:
+        target = torch.device("cuda", local_rank())
     loaded = load_model(model, target)
     segmenter = Segmenter(loaded, target, precision=precision, tta=tta)
     dataset = ImageFiles([job.source for job in todo], size or loaded.size, loaded.mean, loaded.std)
@@ -167,4 +173,30 @@ def predict(
         os.replace(temporary_csv, csv_path)
     finally:
         temporary_csv.unlink(missing_ok=True)  # only left if the run was interrupted
-    return PredictSummary(segmented, len(failures), len(skipped), csv_path, failures)
+    if world > 1:
+        barrier()
+        if rank == 0:
+            csv_path = merge_rank_csvs(out, world)
+        barrier()
+        csv_path = out / "predictions.csv"
+    segmented, failed, skipped_count = sum_across_processes([segmented, len(failures), len(skipped)])
+    return PredictSummary(segmented, failed, skipped_count, csv_path, failures)
+
+
+def merge_rank_csvs(out: Path, world: int) -> Path:
+    """One `predictions.csv`, rows sorted by path, from the per-process files (then removed)."""
+    parts = [out / f"predictions.rank{rank}.csv" for rank in range(world)]
+    rows = []
+    for part in parts:
+        with part.open(newline="") as file:
+            rows += list(csv.reader(file))[1:]
+    merged = out / "predictions.csv"
+    temporary = merged.with_name(".predictions.csv.tmp")
+    with temporary.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(CSV_FIELDS)
+        writer.writerows(sorted(rows, key=lambda row: row[0]))
+    os.replace(temporary, merged)
+    for part in parts:
+        part.unlink()
+    return merged

@@ -151,3 +151,28 @@ def test_overlay_is_written_at_image_size(model_file, tmp_path):
     assert run(model_file, tmp_path / "a.jpg", "--out", tmp_path / "out", "--overlay").exit_code == 0
     with Image.open(tmp_path / "out" / "a.overlay.jpg") as overlay:
         assert overlay.size == (41, 29) and overlay.mode == "RGB"
+
+
+@pytest.mark.slow
+def test_torchrun_shards_predict_and_merges_the_csv(model_file, tmp_path):
+    """2 CPU processes (gloo): each image is done exactly once, one predictions.csv remains."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    source = tmp_path / "in"
+    source.mkdir()
+    for index in range(7):
+        noise(30 + index, 28).save(source / f"{index}.jpg")
+    torchrun = Path(sys.executable).parent / "torchrun"
+    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "fastseg", "predict",
+               "--model", str(model_file), str(source), "--out", str(tmp_path / "out"), "--device", "cpu",
+               "--quiet", "--num-workers", "0"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "7 segmented, 0 failed" in result.stdout
+    rows = read_csv(tmp_path / "out" / "predictions.csv")
+    assert sorted(rows) == sorted(str(source / f"{index}.jpg") for index in range(7))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        [f"{index}.png" for index in range(7)] + ["predictions.csv"]
+    )

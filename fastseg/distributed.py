@@ -1,0 +1,50 @@
+"""Multi-process runs started by `torchrun` or `accelerate launch`.
+
+Both launchers describe the process in environment variables (RANK, WORLD_SIZE, LOCAL_RANK);
+a plain `fastseg` process has none and is rank 0 of 1, so single-process code paths are untouched.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.distributed as dist
+
+
+def rank_and_world() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
+@contextmanager
+def process_group(device: torch.device) -> Iterator[None]:
+    """Join the launcher's process group for the block (gloo on CPU, nccl on CUDA); no-op alone."""
+    _, world = rank_and_world()
+    started = world > 1 and not dist.is_initialized()
+    if started:
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield
+    finally:
+        if started:
+            dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def sum_across_processes(values: list[int]) -> list[int]:
+    """Element-wise sum over all processes (the values themselves when alone)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    tensor = torch.tensor(values, dtype=torch.int64)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
