@@ -10,6 +10,7 @@ from cli.errors import user_errors
 
 # fastseg.download imports only the standard library at the top, so its defaults are shown for free.
 from fastseg.download import VOC_MD5, VOC_URLS
+from fastseg.sbd import SBD_MD5, SBD_URLS
 
 
 @click.command(context_settings={"show_default": True})
@@ -28,9 +29,20 @@ from fastseg.download import VOC_MD5, VOC_URLS
     help="URL of the tar; repeat it to give fallbacks, tried in order.",
 )
 @click.option("--md5", default=VOC_MD5, help="Expected MD5 of the tar (for a mirror of another file).")
+@click.option("--sbd", is_flag=True, help="Also fetch SBD (1.4 GB) and build the 10,582-id trainaug list.")
+@click.option("--sbd-url", "sbd_urls", multiple=True, default=SBD_URLS, show_default="Berkeley's host")
+@click.option("--sbd-md5", default=SBD_MD5, help="Expected MD5 of benchmark.tgz.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
-def command(root: Path, urls: tuple[str, ...], md5: str, quiet: bool) -> None:
+def command(
+    root: Path,
+    urls: tuple[str, ...],
+    md5: str,
+    sbd: bool,
+    sbd_urls: tuple[str, ...],
+    sbd_md5: str,
+    quiet: bool,
+) -> None:
     """Download VOCtrainval_11-May-2012.tar (2 GB; resumable), check its MD5 and extract it safely.
 
     Offline? Put the tar in ROOT yourself and run this again: it is verified and extracted, and
@@ -39,3 +51,11 @@ def command(root: Path, urls: tuple[str, ...], md5: str, quiet: bool) -> None:
 
     folder = download_voc(root, urls=urls, md5=md5, progress=not quiet, log=click.echo)
     click.echo(f"VOC 2012 ready in {folder}: fastseg train --data {root}")
+    if sbd:
+        from fastseg.sbd import download_sbd
+        from fastseg.voc import VOCFolder
+
+        ids = download_sbd(
+            root, VOCFolder(folder), urls=sbd_urls, md5=sbd_md5, progress=not quiet, log=click.echo
+        )
+        click.echo(f"trainaug ready ({len(ids)} ids): fastseg train --data {root} --train-set trainaug")

@@ -70,6 +70,12 @@ def default_run_dir() -> Path:
     help="Adam beta2 (torch's default; fastai's is 0.99).",
 )
 @click.option(
+    "--train-set",
+    type=click.Choice(["train", "trainaug"]),
+    default=train_default("train_set"),
+    help="trainaug: SBD + VOC train (10,582 ids, VOC val excluded); build it with `download --sbd`.",
+)
+@click.option(
     "--class-weights",
     type=click.Choice(WEIGHTINGS),
     default=train_default("class_weights"),

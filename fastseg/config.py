@@ -32,6 +32,7 @@ class TrainConfig:
 
     data: str = ""
     out: str = ""
+    train_set: str = "train"  # or "trainaug": SBD + VOC train, VOC val removed (fastseg download --sbd)
     size: int = 224
     batch_size: int = 32
     epochs: int = 300

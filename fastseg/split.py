@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import random_split
 
-from fastseg.errors import CheckpointError
+from fastseg.errors import CheckpointError, DatasetError
 
 
 @dataclass(frozen=True)
@@ -53,5 +53,11 @@ def halve(ids: list[str], seed: int = 42) -> tuple[list[str], list[str]]:
 
 
 def seed_split(train_ids: list[str], val_ids: list[str], seed: int = 42) -> Split:
+    """Train as given; VOC val halved. Refuses a training list that shares ids with val."""
+    leaked = sorted(set(train_ids) & set(val_ids))
+    if leaked:
+        raise DatasetError(
+            f"{len(leaked)} training ids are also in val.txt (e.g. {leaked[0]}): validation/test would leak"
+        )
     valid, test = halve(val_ids, seed)
     return Split(train=list(train_ids), valid=valid, test=test, seed=seed)

@@ -196,7 +196,7 @@ def train(
     if resume:
         split = Split.load(run_dir / "split.json")
     else:
-        split = seed_split(folder.ids("train"), folder.ids("val"), config.split_seed)
+        split = seed_split(folder.ids(config.train_set), folder.ids("val"), config.split_seed)
     check_dataset(folder, split, show_progress)
     if not resume:
         create_run_dir(run_dir)

@@ -19,6 +19,7 @@ from fastseg.classes import NUM_CLASSES, VOID_LABEL, voc_palette
 from fastseg.errors import DatasetError
 
 VALID_LABELS = frozenset(range(NUM_CLASSES)) | {VOID_LABEL}
+AUGMENTED_MASKS = "SegmentationClassAug"  # SBD labels converted for the ids VOC does not annotate
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,10 @@ class VOCFolder:
         return self.root / "JPEGImages" / f"{image_id}.jpg"
 
     def mask_path(self, image_id: str) -> Path:
-        return self.root / "SegmentationClass" / f"{image_id}.png"
+        """VOC's own mask; for SBD-only "trainaug" ids, the converted one in SegmentationClassAug."""
+        path = self.root / "SegmentationClass" / f"{image_id}.png"
+        augmented = self.root / AUGMENTED_MASKS / f"{image_id}.png"
+        return augmented if not path.is_file() and augmented.is_file() else path
 
     def list_path(self, split: str) -> Path:
         return self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
@@ -40,7 +44,12 @@ class VOCFolder:
         """Ids of `ImageSets/Segmentation/<split>.txt`, in file order (the split depends on it)."""
         path = self.list_path(split)
         if not path.is_file():
-            raise DatasetError(f"{path}: list file not found (is this a VOC2012 folder?)")
+            hint = (
+                "run `fastseg download --sbd` to build it"
+                if split == "trainaug"
+                else "is this a VOC2012 folder?"
+            )
+            raise DatasetError(f"{path}: list file not found ({hint})")
         ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
         if not ids:
             raise DatasetError(f"{path}: list file is empty")
