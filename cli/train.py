@@ -132,8 +132,16 @@ def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, **o
             out=str(run_dir),
             encoder_weights=str(encoder_weights) if encoder_weights else None,
         )
-    click.echo(f"run folder: {run_dir}")
-    result = train(config, run_dir, resume=resume is not None, force=force, show_progress=not quiet)
+    from fastseg.device import resolve_device
+    from fastseg.distributed import process_group, rank_and_world
+
+    rank, _ = rank_and_world()
+    if rank == 0:
+        click.echo(f"run folder: {run_dir}")
+    with process_group(resolve_device(config.device)):
+        result = train(config, run_dir, resume=resume is not None, force=force, show_progress=not quiet)
+    if rank:
+        return
     best = "n/a" if result.best_miou is None else f"{result.best_miou:.4f} (epoch {result.best_epoch})"
     click.echo(f"done: {result.epochs_run} epochs, best validation mIoU {best}")
     click.echo(f"model: {result.run_dir / 'model.pth'}")

@@ -48,3 +48,16 @@ def sum_across_processes(values: list[int]) -> list[int]:
     tensor = torch.tensor(values, dtype=torch.int64)
     dist.all_reduce(tensor)
     return tensor.tolist()
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum of `tensor` over processes (a copy); the tensor itself when alone. gloo reduces on CPU."""
+    if not is_distributed():
+        return tensor
+    reduced = tensor.clone() if dist.get_backend() == "nccl" else tensor.cpu().clone()
+    dist.all_reduce(reduced)
+    return reduced.to(tensor.device)

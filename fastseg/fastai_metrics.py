@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 from fastai.learner import Metric
 
-from fastseg.metrics import ConfusionMatrix, Scores
+from fastseg.ddp import real_items_in_batch
+from fastseg.metrics import ConfusionMatrix, Scores, scores_from_matrix
 
 
 class ConfusionMatrixMetric(Metric):
@@ -30,12 +31,14 @@ class ConfusionMatrixMetric(Metric):
 
     def accumulate(self, learn) -> None:  # noqa: ANN001 - a fastai Learner
         if self.owner:
-            prediction = learn.pred.argmax(dim=1)
-            self.matrix.update(prediction.detach(), learn.yb[0].detach())
+            keep = real_items_in_batch(learn.dl, learn.pred.shape[0])  # no DDP padding repeats
+            prediction = learn.pred[:keep].argmax(dim=1)
+            self.matrix.update(prediction.detach(), learn.yb[0][:keep].detach())
 
     @property
     def value(self) -> float:
-        return self.score(self.matrix.scores())
+        # Under DDP each process holds its shard's counts: every process reports the whole set's score.
+        return self.score(scores_from_matrix(self.matrix.summed_over_processes()))
 
 
 def segmentation_metrics(num_classes: int) -> list[ConfusionMatrixMetric]:

@@ -35,9 +35,11 @@ class ConfusionMatrix:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+        self._summed: torch.Tensor | None = None
 
     def reset(self) -> None:
         self.matrix.zero_()
+        self._summed = None
 
     @staticmethod
     def counts(
@@ -60,6 +62,16 @@ class ConfusionMatrix:
         if self.matrix.device != counts.device:  # follow the data: no GPU->CPU sync per batch
             self.matrix = self.matrix.to(counts.device)
         self.matrix += counts
+        self._summed = None
+
+    def summed_over_processes(self) -> torch.Tensor:
+        """The matrix summed over DDP processes (each holds its shard's), computed once per
+        update; the matrix itself in a single process."""
+        if self._summed is None:
+            from fastseg.distributed import all_reduce_sum
+
+            self._summed = all_reduce_sum(self.matrix)
+        return self._summed
 
     def scores(self) -> Scores:
         return scores_from_matrix(self.matrix)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from fastai.callback.progress import CSVLogger
+from fastai.callback.progress import CSVLogger, ProgressCallback
 from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 from fastai.learner import Learner
 from fastai.optimizer import Adam
@@ -34,7 +34,9 @@ from fastseg.class_weights import class_weights, pixel_counts, save_class_weight
 from fastseg.classes import NUM_CLASSES
 from fastseg.config import TrainConfig
 from fastseg.data import build_dataloaders
+from fastseg.ddp import attach_ddp
 from fastseg.device import cuda_amp_dtype, resolve_device
+from fastseg.distributed import barrier, local_rank, rank_and_world
 from fastseg.environment import git_commit, package_versions
 from fastseg.errors import DatasetError, FastsegError
 from fastseg.fastai_metrics import segmentation_metrics
@@ -188,7 +190,10 @@ def train(
 ) -> TrainResult:
     """Train and export `run_dir/model.pth`; raises `FastsegError` for anything the user can fix."""
     run_dir = Path(run_dir)
+    rank, world = rank_and_world()
+    main = rank == 0  # under torchrun / accelerate launch only rank 0 writes the run folder
     prepare_run_dir(run_dir, resume, force)
+    barrier()  # every process has checked before rank 0 creates anything
     state = read_resume_state(run_dir) if resume else {}
     if state.get("finished"):
         raise FastsegError(f"{run_dir}: this run already finished; start a new one with --out")
@@ -197,30 +202,36 @@ def train(
         split = Split.load(run_dir / "split.json")
     else:
         split = seed_split(folder.ids(config.train_set), folder.ids("val"), config.split_seed)
-    check_dataset(folder, split, show_progress)
-    if not resume:
+    check_dataset(folder, split, show_progress and main)
+    if main and not resume:
         create_run_dir(run_dir)
 
     model_config = ModelConfig(num_classes=NUM_CLASSES)
     counts = pixel_counts(folder, split.train)
     weights = class_weights(counts, config.class_weights)
-    if not resume:
+    if main and not resume:
         save_run_config(run_dir, config, model_config)
         split.save(run_dir / "split.json")
         save_class_weights(run_dir / "class_weights.json", weights, counts, config.class_weights)
 
     device = resolve_device(config.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", local_rank())
+        torch.cuda.set_device(device)
     set_seed(config.seed)
     dls = build_dataloaders(
         folder, split.train, split.valid, size=config.size, batch_size=config.batch_size,
         augment=config.augment, num_workers=config.num_workers, device=device, seed=config.seed,
     )  # fmt: skip
-    if not resume:
+    if main and not resume:
         save_dataset_samples(dls, run_dir)
+    barrier()
     learn = build_learner(config, dls, weights, run_dir, device, model_config)
     if not show_progress:
-        learn.remove_cb(learn.progress)
+        learn.remove_cb(ProgressCallback)
         learn.logger = _silent
+    if world > 1:
+        attach_ddp(learn, device)
 
     start_epoch, restore = 0, []
     if resume:
@@ -245,20 +256,24 @@ def train(
     callbacks = [
         SaveModelCallback(monitor=MONITOR, comp=np.greater, fname="best"),
         early_stopping,
-        CSVLogger("history.csv", append=resume),
-        checkpoint,
+        *([CSVLogger("history.csv", append=resume), checkpoint] if main else []),
         *restore,
     ]
     try:
         fit_one_cycle(learn, config.epochs, config.lr, start_epoch, wd=config.weight_decay, cbs=callbacks)
     except KeyboardInterrupt:
         # Mid-epoch, `learn.epoch` is the unfinished epoch: resuming redoes it.
-        save_resumable(learn, run_dir, max(learn.epoch, checkpoint.completed_epochs))
+        if main:
+            save_resumable(learn, run_dir, max(learn.epoch, checkpoint.completed_epochs))
         raise TrainingInterrupted(
             f"interrupted in epoch {learn.epoch}; checkpoint saved, "
             f"continue with: fastseg train --resume {run_dir}"
         ) from None
 
+    if not main:
+        barrier()  # rank 0 exports the model and figures
+        return TrainResult(run_dir, epochs_run=0, best_epoch=None, best_miou=None, best_pixel_accuracy=None,
+                           stopped_early=False)  # fmt: skip
     history = read_history(run_dir / "history.csv")
     best = history.loc[history[MONITOR].idxmax()] if history[MONITOR].notna().any() else None
     epochs_run = int(history["epoch"].max()) + 1 if len(history) else 0
@@ -273,6 +288,7 @@ def train(
     (run_dir / "best.pth").unlink(missing_ok=True)
     (run_dir / "last.pth").unlink(missing_ok=True)
     write_json_atomic(run_dir / "last.json", {"finished": True, "completed_epochs": epochs_run})
+    barrier()
     return TrainResult(
         run_dir=run_dir,
         epochs_run=epochs_run,

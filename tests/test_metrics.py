@@ -58,7 +58,7 @@ def test_update_accumulates_over_batches():
 
 class FakeLearn:
     def __init__(self, logits, target):
-        self.pred, self.yb = logits, (target,)
+        self.pred, self.yb, self.dl = logits, (target,), None
 
 
 def test_fastai_metrics_share_one_matrix_over_an_epoch():

@@ -36,7 +36,7 @@ def test_halving_is_deterministic_and_seed_dependent():
 
 
 def test_split_round_trips_through_json(tmp_path):
-    split = seed_split(fake_ids(10), fake_ids(9))
+    split = seed_split([f"2007_{i:06d}" for i in range(10)], fake_ids(9))
     path = tmp_path / "split.json"
     split.save(path)
     assert Split.load(path) == split
