@@ -102,10 +102,7 @@ def bf16_matmul_peak(sizes: tuple[int, ...] = (2048, 4096), trials: int = 3, rep
 
 def model_flops_rate(batch: int = 8, repeats: int = 4) -> tuple[float, float]:
     """fastseg model-only images/s in bf16 autocast at 224², and its FLOP/s (2 x MACs)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from test_model import count_macs
-
-    from fastseg.model import SegmentationModel
+    from fastseg.model import SegmentationModel, count_macs
 
     model = SegmentationModel().eval()
     macs = sum(count_macs(model, torch.zeros(1, 3, 224, 224)).values())

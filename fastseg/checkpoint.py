@@ -18,7 +18,7 @@ from fastseg.classes import IMAGENET_MEAN, IMAGENET_STD, VOC_CLASSES
 from fastseg.errors import CheckpointError
 from fastseg.model import ModelConfig, SegmentationModel
 
-FORMAT = "fastseg-model/1"
+FORMAT = "fastseg-model/2"  # /2: encoder read before each pool, full-resolution skip
 MODEL_FILENAME = "model.pth"
 
 

@@ -15,76 +15,109 @@ import torch
 from torchvision.models import VGG16_BN_Weights
 
 from fastseg.errors import FastsegError
-from fastseg.model import VGG16_BN_STAGE_ENDS, SegmentationModel
+from fastseg.model import SegmentationModel, VGGEncoder
 
 IMAGENET_WEIGHTS = VGG16_BN_Weights.IMAGENET1K_V1
+# Wrappers other tools put around a state dict: fastseg `model.pth`, fastai `learn.save`.
+_STATE_DICT_KEYS = ("state_dict", "model")
 
 
 def cached_weights_path(weights: VGG16_BN_Weights = IMAGENET_WEIGHTS) -> Path:
-    """Where torchvision keeps the file: `$TORCH_HOME/hub/checkpoints/<name>` by default."""
+    """Where torchvision keeps the file: `torch.hub.get_dir()/checkpoints/<name from the URL>`,
+    i.e. `$TORCH_HOME/hub/checkpoints/vgg16_bn-6c64b313.pth` (default `~/.cache/torch`)."""
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
 
 
-def fetch_imagenet_state_dict(weights: VGG16_BN_Weights = IMAGENET_WEIGHTS) -> dict[str, torch.Tensor]:
-    """torchvision's state dict: from the cache if present, else downloaded into it (hash-checked)."""
+def imagenet_state_dict(weights: VGG16_BN_Weights = IMAGENET_WEIGHTS) -> dict[str, torch.Tensor]:
+    """torchvision's state dict: read from the cache if there, else downloaded into it (hash-checked).
+
+    Reading the cache ourselves first is what keeps an offline machine with the file offline.
+    """
     path = cached_weights_path(weights)
     if path.is_file():
         return read_state_dict(path)
     try:
         return weights.get_state_dict(progress=True, check_hash=True)
-    except (URLError, OSError, RuntimeError) as error:
+    except (URLError, OSError, RuntimeError) as error:  # offline, refused, or a bad hash
         raise FastsegError(
-            f"cannot download ImageNet weights ({type(error).__name__}) and {path} is not cached: "
-            "train with --no-pretrained, or --encoder-weights FILE"
+            f"cannot download the ImageNet vgg16_bn weights ({_first_line(error)}) and they are not "
+            f"cached at {path}: copy {path.name} there, or train with --no-pretrained or "
+            "--encoder-weights FILE"
         ) from None
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A dict of tensors from `path`, loaded with `weights_only=True` (never runs pickled code)."""
+    if not path.is_file():
+        raise FastsegError(f"{path}: weights file not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as error:
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise FastsegError(f"{path}: not a readable state dict ({first_line})") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as error:
+        raise FastsegError(f"{path}: not a readable state dict ({_first_line(error)})") from None
+    for key in _STATE_DICT_KEYS:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if (
+        not isinstance(state, dict)
+        or not state
+        or not all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items())
+    ):
         raise FastsegError(f"{path}: not a state dict of tensors")
     return state
 
 
-def encoder_state_from_vgg(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Map `features.<i>.*` (torchvision vgg16_bn) or `encoder.*` (a fastseg model) to encoder keys."""
-    if any(key.startswith("encoder.") for key in state):
-        return {
-            key.removeprefix("encoder."): value for key, value in state.items() if key.startswith("encoder.")
-        }
-    if any(key.startswith("stages.") for key in state):
-        return dict(state)
-    mapped = {}
+def encoder_state(state: dict[str, torch.Tensor], encoder: VGGEncoder) -> dict[str, torch.Tensor]:
+    """Rename a state dict to `encoder`'s keys (`stages.<s>.<i>.<name>`).
+
+    Accepted: torchvision `vgg16_bn` (`features.<i>.*`; the classifier is dropped), its `features`
+    alone (`<i>.*`), a fastseg model (`encoder.*`) or a fastseg encoder (`stages.*`). Keys that
+    fit none of these are kept as they are, for `load_encoder_weights` to report.
+    """
+    for prefix in ("encoder.", "features."):  # a fastseg model, or torchvision without its classifier
+        if any(key.startswith(prefix) for key in state):
+            state = {
+                key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)
+            }
+            break
+    stage_of = {name: s for s, stage in enumerate(encoder.stages) for name, _ in stage.named_children()}
+    renamed = {}
     for key, value in state.items():
-        parts = key.split(".")
-        if parts[0] != "features" or len(parts) < 3:
-            continue  # the classifier is not part of the encoder
-        index = int(parts[1])
-        stage = next(s for s, end in enumerate(VGG16_BN_STAGE_ENDS) if index < end)
-        mapped[f"stages.{stage}.{index}.{'.'.join(parts[2:])}"] = value
-    return mapped
+        layer = key.split(".", 1)[0]
+        renamed[f"stages.{stage_of[layer]}.{key}" if layer in stage_of else key] = value  # else: reported
+    return renamed
 
 
 def load_encoder_weights(
     model: SegmentationModel, pretrained: bool = True, weights_file: Path | str | None = None
 ) -> str:
-    """Initialise `model.encoder`; returns where the weights came from (for the run's log)."""
+    """Initialise `model.encoder` in place; returns where the weights came from, for the run log.
+
+    `weights_file` wins over `pretrained`; with neither the random initialisation stays. BatchNorm
+    `num_batches_tracked` counters may be absent (torchvision's 2018 file predates them).
+    """
     if weights_file is not None:
         source, state = str(weights_file), read_state_dict(Path(weights_file))
     elif pretrained:
-        source, state = "torchvision ImageNet vgg16_bn", fetch_imagenet_state_dict()
+        source, state = f"torchvision {IMAGENET_WEIGHTS}", imagenet_state_dict()
     else:
         return "random initialisation"
-    encoder_state = encoder_state_from_vgg(state)
-    try:
-        model.encoder.load_state_dict(encoder_state, strict=True)
-    except RuntimeError as error:
-        first_line = str(error).strip().splitlines()[0]
-        raise FastsegError(f"{source}: weights do not fit the vgg16_bn encoder ({first_line})") from None
+    renamed = encoder_state(state, model.encoder)
+    expected = model.encoder.state_dict()
+    missing = [key for key in expected if key not in renamed and not key.endswith("num_batches_tracked")]
+    unexpected = [key for key in renamed if key not in expected]
+    misshapen = [key for key in renamed if key in expected and renamed[key].shape != expected[key].shape]
+    problems = [
+        f"{what}: {len(keys)}, e.g. {keys[0]}"
+        for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshapen))
+        if keys
+    ]
+    if problems:
+        raise FastsegError(f"{source}: not vgg16_bn encoder weights ({'; '.join(problems)})")
+    model.encoder.load_state_dict(renamed, strict=False)
     return source
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
