@@ -13,8 +13,6 @@ from fastseg.errors import CheckpointError, FastsegError
 from fastseg.model import ModelConfig, SegmentationModel, count_macs, param_groups
 from fastseg.pretrained import cached_weights_path, load_encoder_weights
 
-__all__ = ["count_macs"]  # benchmarks/predict_throughput.py imports it from here
-
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
