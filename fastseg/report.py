@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from fastseg.checkpoint import resolve_model_path
+from fastseg.checkpoint import load_model, resolve_model_path
 from fastseg.classes import VOC_CLASSES, VOID_LABEL
 from fastseg.device import default_num_workers, resolve_device
 from fastseg.errors import FastsegError
@@ -30,7 +30,7 @@ from fastseg.images import load_rgb
 from fastseg.inference import ImageFiles, Segmenter, loader, normalise
 from fastseg.metrics import ConfusionMatrix, Scores, scores_from_matrix
 from fastseg.split import Split
-from fastseg.voc import find_voc, read_mask
+from fastseg.voc import VOCFolder, find_voc, read_mask
 
 RANKINGS = {"accuracy": ("pixel_accuracy", False), "miou": ("miou", False), "loss": ("loss", True)}
 FIGURES = (("predictions_random.png", 5), ("predictions_best.png", 10), ("predictions_worst.png", 5))
@@ -53,6 +53,18 @@ def run_folder_of(model: Path) -> Path:
     return path.parent
 
 
+def run_data_folder(run: Path) -> str:
+    """The `--data` the run was trained with, from its config.json."""
+    path = run / "config.json"
+    try:
+        data = json.loads(path.read_text())["train"]["data"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        data = None
+    if not data:
+        raise FastsegError(f"{path}: does not name the run's dataset; pass --data")
+    return data
+
+
 def load_class_weights(run: Path) -> torch.Tensor | None:
     path = run / "class_weights.json"
     return torch.tensor(json.loads(path.read_text())["weights"]) if path.is_file() else None
@@ -66,7 +78,7 @@ def image_scores(counts: torch.Tensor) -> tuple[float, float]:
 
 def evaluate(
     segmenter: Segmenter,
-    folder,  # noqa: ANN001 - VOCFolder
+    folder: VOCFolder,
     ids: list[str],
     weights: torch.Tensor | None,
     batch_size: int,
@@ -140,7 +152,7 @@ def confusion_figure(matrix: torch.Tensor) -> Figure:
     return figure
 
 
-def prediction_rows(segmenter: Segmenter, folder, ids: list[str]) -> list[list[np.ndarray]]:  # noqa: ANN001
+def prediction_rows(segmenter: Segmenter, folder: VOCFolder, ids: list[str]) -> list[list[np.ndarray]]:
     """image | truth | prediction for a handful of ids, at original size."""
     rows = []
     for image_id in ids:
@@ -207,14 +219,11 @@ def report(
     if rank_by not in RANKINGS:
         raise FastsegError(f"--rank-by {rank_by}: choose one of {', '.join(RANKINGS)}")
     run = run_folder_of(model)
-    config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
-    folder = find_voc(data or config.get("train", {}).get("data") or "")
+    folder = find_voc(data or run_data_folder(run))
     split = Split.load(run / "split.json")
     ids = split.ids(subset)
     folder.require_files(ids)
     target = resolve_device(device)
-    from fastseg.checkpoint import load_model
-
     segmenter = Segmenter(load_model(run, target), target, precision=precision)
     workers = default_num_workers() if num_workers is None or num_workers < 0 else num_workers
     total, per_image = evaluate(

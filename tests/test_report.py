@@ -99,3 +99,13 @@ def test_a_file_that_is_not_a_run_is_refused(tmp_path):
         main, ["report", "--model", str(tmp_path / "model.pth"), "--out", str(tmp_path / "r")]
     )
     assert result.exit_code == 1 and "not a run folder (no split.json)" in result.output
+
+
+def test_run_without_a_dataset_in_its_config_asks_for_data(run_dir, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "config.json").write_text("{}")
+    result = CliRunner().invoke(main, ["report", "--model", str(run), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "pass --data" in result.output
