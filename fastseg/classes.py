@@ -6,6 +6,8 @@ decides how it looks, so every writer of a mask goes through :func:`voc_palette`
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 VOC_CLASSES: tuple[str, ...] = (
@@ -57,9 +59,15 @@ def voc_colormap(num_colors: int = 256) -> list[tuple[int, int, int]]:
     return colours
 
 
+@functools.cache
+def _palette() -> tuple[int, ...]:
+    return tuple(channel for colour in voc_colormap() for channel in colour)
+
+
 def voc_palette() -> list[int]:
-    """Flat 768-entry palette for `PIL.Image.putpalette`; void (255) comes out cream, as in VOC."""
-    return [channel for colour in voc_colormap() for channel in colour]
+    """Flat 768-entry palette for `PIL.Image.putpalette`; void (255) comes out cream, as in VOC.
+    Computed once: every predicted mask is written with it."""
+    return list(_palette())
 
 
 def colorize(mask: np.ndarray) -> np.ndarray:

@@ -176,3 +176,21 @@ def test_torchrun_shards_predict_and_merges_the_csv(model_file, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         [f"{index}.png" for index in range(7)] + ["predictions.csv"]
     )
+
+
+def test_batchnorm_folding_keeps_the_logits(model_file):
+    """Segmenter folds BatchNorm into convolutions for speed: outputs must not change."""
+    reference = load_model(model_file).model.eval()
+    with torch.no_grad():  # non-trivial statistics, so folding has something to get wrong
+        for module in reference.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+    images = torch.randn(2, 3, 40, 36)
+    with torch.no_grad():
+        expected = reference(images)
+    loaded = load_model(model_file)
+    loaded.model.load_state_dict(reference.state_dict())
+    segmenter = Segmenter(loaded, torch.device("cpu"), precision="fp32")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in segmenter.model.modules())
+    torch.testing.assert_close(segmenter.logits(images), expected, rtol=1e-4, atol=1e-4)
