@@ -97,6 +97,12 @@ def default_run_dir() -> Path:
     default=train_default("freeze_epochs"),
     help="Epochs training the decoder only before the main schedule.",
 )
+@click.option(
+    "--random-scale-crop/--squish",
+    default=False,
+    help="Train on random-scale SIZE² crops (scale 0.5-2) instead of squishing the whole image.",
+)
+@click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model (worth it on CUDA).")
 @click.option("--device", type=click.Choice(DEVICES), default=train_default("device"))
 @click.option("--seed", type=int, default=train_default("seed"))
 @click.option(
@@ -116,7 +122,7 @@ def default_run_dir() -> Path:
 def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, **options) -> None:
     """Train the VGG16-BN encoder + skip decoder on VOC 2012 train, validating on the seed's
     validation half; the best model by validation mIoU is saved as RUN/model.pth."""
-    from fastseg.config import TrainConfig
+    from fastseg.config import AugmentConfig, TrainConfig
     from fastseg.train import load_run_config, train
 
     if resume is not None:
@@ -126,11 +132,14 @@ def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, **o
             raise click.UsageError("--data is required (a folder holding VOCdevkit/VOC2012)")
         run_dir = out or default_run_dir()
         encoder_weights = options.pop("encoder_weights")
+        crop = options.pop("random_scale_crop")
+        options["compile"] = options.pop("compile_model")
         config = TrainConfig(
             **{key: value for key, value in options.items() if key != "data"},
             data=str(options["data"]),
             out=str(run_dir),
             encoder_weights=str(encoder_weights) if encoder_weights else None,
+            augment=AugmentConfig(random_scale_crop=crop),
         )
     from fastseg.device import resolve_device
     from fastseg.distributed import process_group, rank_and_world

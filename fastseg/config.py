@@ -24,6 +24,11 @@ class AugmentConfig:
     color_jitter: float = 0.1
     brightness_contrast_p: float = 0.15
     brightness_contrast: float = 0.2
+    # Off for the seed's recipe (whole image squished to SIZE²). On: the training image's shorter
+    # side is scaled to SIZE x a random factor in `crop_scale`, then a SIZE² crop is taken (padded
+    # with void where the image is smaller): objects keep their aspect ratio and vary in scale.
+    random_scale_crop: bool = False
+    crop_scale: tuple[float, float] = (0.5, 2.0)
 
 
 @dataclass
@@ -51,6 +56,7 @@ class TrainConfig:
     seed: int = 42
     split_seed: int = 42
     num_workers: int = -1
+    compile: bool = False  # torch.compile the model (CUDA; first epoch pays the compilation)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict[str, Any]:

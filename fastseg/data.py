@@ -44,6 +44,14 @@ def IndexMaskBlock() -> TransformBlock:  # noqa: N802 - named like fastai's bloc
     return TransformBlock(type_tfms=open_mask, batch_tfms=IntToFloatTensor)
 
 
+def item_transforms(size: int, augment: AugmentConfig) -> list:
+    """Seed recipe: both sets squished to `size`², training then augmented. Random-scale crops:
+    the training set is cropped by the augmentation itself, validation is still squished."""
+    if augment.random_scale_crop:
+        return [Resize(size, method=ResizeMethod.Squish, split_idx=1), PairedAugment(augment, size)]
+    return [Resize(size, method=ResizeMethod.Squish), PairedAugment(augment)]
+
+
 def build_dataloaders(
     folder: VOCFolder,
     train_ids: Sequence[str],
@@ -68,7 +76,7 @@ def build_dataloaders(
         get_x=partial(_image_path, folder),
         get_y=partial(_mask_path, folder),
         splitter=IndexSplitter(range(len(train_ids), len(items))),
-        item_tfms=[Resize(size, method=ResizeMethod.Squish), PairedAugment(augment or AugmentConfig())],
+        item_tfms=item_transforms(size, augment or AugmentConfig()),
         batch_tfms=[Normalize.from_stats(IMAGENET_MEAN, IMAGENET_STD)],
     )
     workers = default_num_workers() if num_workers is None or num_workers < 0 else num_workers

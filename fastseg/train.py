@@ -154,6 +154,8 @@ def build_learner(
         cbs=[L1Regularization(config.l1)],
     )
     learn.recorder.train_metrics = True
+    if config.compile:
+        learn.model = torch.compile(learn.model)
     if device.type == "cuda":
         from fastai.callback.channelslast import ChannelsLast
         from fastai.callback.fp16 import AMPMode, MixedPrecision
@@ -161,6 +163,11 @@ def build_learner(
         mode = AMPMode.BF16 if cuda_amp_dtype() == torch.bfloat16 else AMPMode.FP16
         learn.add_cbs([ChannelsLast(), MixedPrecision(amp_mode=mode)])
     return learn
+
+
+def uncompiled(model: torch.nn.Module) -> torch.nn.Module:
+    """The module under `torch.compile`'s wrapper, whose state_dict keys have no `_orig_mod.`."""
+    return getattr(model, "_orig_mod", model)
 
 
 def read_resume_state(run_dir: Path) -> dict:
@@ -239,7 +246,7 @@ def train(
         start_epoch = int(state["completed_epochs"])
         restore = [RestoreTrackers(state.get("best"), int(state.get("wait", 0)))]
     else:
-        load_encoder_weights(learn.model, config.pretrained, config.encoder_weights)
+        load_encoder_weights(uncompiled(learn.model), config.pretrained, config.encoder_weights)
         if config.freeze_epochs:
             learn.freeze()
             try:
@@ -283,7 +290,7 @@ def train(
         "valid_pixel_accuracy": None if best is None else float(best["valid_pixel_accuracy"]),
         "train_config": config.to_dict(),
     }
-    save_model(run_dir / MODEL_FILENAME, learn.model, model_config, config.size, metadata)
+    save_model(run_dir / MODEL_FILENAME, uncompiled(learn.model), model_config, config.size, metadata)
     save_training_curve(history, run_dir / "training_curve.png", planned_epochs=config.epochs)
     (run_dir / "best.pth").unlink(missing_ok=True)
     (run_dir / "last.pth").unlink(missing_ok=True)

@@ -22,15 +22,24 @@ from fastseg.config import AugmentConfig
 IMAGE_FILL = [round(255 * channel) for channel in IMAGENET_MEAN]
 
 
-def build_augment(config: AugmentConfig) -> v2.Compose:
-    """The seed's augmentations, each applied independently with its own probability."""
+def random_scale_crop(size: int, scale: tuple[float, float], fill: dict) -> list[v2.Transform]:
+    """Shorter side to `size` x U(scale), then a `size`² crop; what the crop leaves empty is void."""
+    low, high = (max(1, round(size * factor)) for factor in scale)
+    return [v2.RandomResize(low, high + 1), v2.RandomCrop(size, pad_if_needed=True, fill=fill)]
+
+
+def build_augment(config: AugmentConfig, size: int | None = None) -> v2.Compose:
+    """The seed's augmentations, each applied independently with its own probability; with
+    `config.random_scale_crop`, preceded by a random-scale `size`² crop of the full image."""
     fill = {tv_tensors.Image: IMAGE_FILL, tv_tensors.Mask: VOID_LABEL}
 
     def maybe(transform: v2.Transform, p: float) -> v2.Transform:
         return v2.RandomApply([transform], p=p)
 
+    crop = random_scale_crop(size, config.crop_scale, fill) if config.random_scale_crop and size else []
     return v2.Compose(
         [
+            *crop,
             v2.RandomHorizontalFlip(p=config.flip_p),
             maybe(v2.RandomAffine(degrees=config.rotate_degrees, fill=fill), config.rotate_p),
             maybe(
@@ -67,12 +76,14 @@ class PairedAugment(ItemTransform):
     split_idx = 0
     order = 6
 
-    def __init__(self, config: AugmentConfig):
+    def __init__(self, config: AugmentConfig, size: int | None = None):
         super().__init__()
         self.config = config
-        self.augment = build_augment(config)
+        self.augment = build_augment(config, size)
 
-    def encodes(self, pair: tuple) -> tuple:
+    # No type annotations here: fasttransform dispatches on them, and `pair: tuple` silently
+    # matched nothing, so the augmentation never ran (caught by tests/test_data.py).
+    def encodes(self, pair):  # noqa: ANN001, ANN201
         image, mask = pair
         if not (isinstance(image, TensorImage) and isinstance(mask, TensorMask)):
             return pair

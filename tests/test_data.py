@@ -75,3 +75,39 @@ def test_sample_figures_are_written(voc_root, tmp_path):
     paths = save_dataset_samples(dls, tmp_path, rows=2)
     assert [p.name for p in paths] == ["train_ds_sample.png", "val_ds_sample.png"]
     assert all(p.stat().st_size > 5_000 for p in paths)
+
+
+def test_random_scale_crops_are_square_labels_and_void_padded(voc_root):
+    """Zoomed out (scale 0.3-0.4 of a 48 px crop), images are smaller than the crop: padding is void."""
+    zoom_out = AugmentConfig(**{**vars(NO_AUGMENT), "random_scale_crop": True, "crop_scale": (0.3, 0.4)})
+    folder, split, dls = loaders(voc_root, augment=zoom_out)
+    images, masks = dls.one_batch()
+    assert images.shape == (4, 3, 48, 48) and masks.shape == (4, 48, 48)
+    assert set(masks.unique().tolist()) <= set(range(21)) | {VOID_LABEL}
+    assert (masks == VOID_LABEL).float().mean() > 0.5  # at most 40% of 48 px per side is image
+    _, valid_masks = dls.valid.one_batch()  # validation still squished whole: little void
+    assert (valid_masks == VOID_LABEL).float().mean() < 0.3
+
+
+def test_training_batches_really_are_augmented(voc_root):
+    """Through fastai's pipeline (not just `augment_pair`): flip p=1 mirrors every training mask,
+    and validation is left alone."""
+    from PIL import Image
+
+    flip_only = AugmentConfig(**{**vars(NO_AUGMENT), "flip_p": 1.0})
+    folder, split, _ = loaders(voc_root)
+    dls = build_dataloaders(folder, split.train, split.train, size=48, batch_size=len(split.train),
+                            augment=flip_only, num_workers=0, device="cpu", seed=0)  # fmt: skip
+    squished = {
+        image_id: np.array(
+            Image.fromarray(read_mask(folder.mask_path(image_id))).resize((48, 48), Image.NEAREST)
+        )
+        for image_id in split.train
+    }
+    _, train_masks = dls.train.one_batch()
+    mirrored = {mask[:, ::-1].tobytes() for mask in squished.values()}
+    assert all(mask.numpy().astype(np.uint8).tobytes() in mirrored for mask in train_masks)
+    _, valid_masks = dls.valid.one_batch()
+    assert [m.numpy().astype(np.uint8).tobytes() for m in valid_masks] == [
+        squished[i].tobytes() for i in split.train
+    ]

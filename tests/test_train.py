@@ -191,3 +191,21 @@ def test_resume_with_a_damaged_state_file_is_one_line(tmp_path, voc_root):
     result = CliRunner().invoke(main, ["train", "--resume", str(run_dir)])
     assert result.exit_code == 1
     assert "last.json: unreadable resume state" in result.output and "Traceback" not in result.output
+
+
+def test_compiled_model_exports_plain_state_dict_keys(voc_root, tmp_path):
+    import numpy as np
+
+    from fastseg.train import build_learner, uncompiled
+
+    folder = find_voc(voc_root)
+    dls = build_dataloaders(
+        folder, folder.ids("train"), folder.ids("val"), size=32, batch_size=4, num_workers=0
+    )
+    config = tiny_config(voc_root, tmp_path)
+    config.compile = True
+    learn = build_learner(config, dls, np.ones(21), tmp_path, torch.device("cpu"))
+    assert type(learn.model).__name__ == "OptimizedModule"
+    keys = list(uncompiled(learn.model).state_dict())
+    assert keys and not any(key.startswith("_orig_mod.") for key in keys)
+    assert keys == list(SegmentationModel().state_dict())
