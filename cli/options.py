@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
+
+import click
 
 from fastseg.config import TrainConfig
 
@@ -12,3 +15,27 @@ _TRAIN_DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if not callabl
 def train_default(name: str):  # noqa: ANN201 - whatever type the field has
     """The `TrainConfig` default of `name`: the single source of the CLI's defaults."""
     return _TRAIN_DEFAULTS[name]
+
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def inference_options(command: Callable) -> Callable:
+    """`--batch-size --num-workers --device --precision --quiet`, shared by predict and report."""
+    options = [
+        click.option("--batch-size", type=click.IntRange(min=1), default=8),
+        click.option(
+            "--num-workers", type=int, default=-1, help="Decoding workers (-1: one per spare core)."
+        ),
+        click.option("--device", type=click.Choice(DEVICES), default="auto"),
+        click.option(
+            "--precision",
+            type=click.Choice(["auto", "bf16", "fp16", "fp32"]),
+            default="auto",
+            help="auto: bf16 on GPUs and on CPUs with native bf16, else fp32.",
+        ),  # fmt: skip
+        click.option("--quiet", is_flag=True, help="No progress bar."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from cli.errors import user_errors
+from cli.options import inference_options
 
 
 @click.command(context_settings={"show_default": True})
@@ -31,19 +32,10 @@ from cli.errors import user_errors
     default=None,
     help="Square size the model sees  [default: the run's training size]",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=8)
-@click.option("--num-workers", type=int, default=-1, help="Decoding workers (-1: one per spare core).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto")
-@click.option(
-    "--precision",
-    type=click.Choice(["auto", "bf16", "fp16", "fp32"]),
-    default="auto",
-    help="auto: bf16 on GPUs and on CPUs with native bf16, else fp32.",
-)
 @click.option("--tta", is_flag=True, help="Average with the horizontally flipped prediction.")
 @click.option("--overlay", is_flag=True, help="Also write <name>.overlay.jpg: image blended with labels.")
 @click.option("--skip-existing", is_flag=True, help="Leave images whose PNG exists (resume a run).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@inference_options
 @user_errors
 def command(model: Path, inputs: tuple[Path, ...], out: Path, quiet: bool, **options) -> None:
     """Segment INPUTS (image files and folders, walked recursively) into palette PNGs whose pixel

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from cli.errors import user_errors
+from cli.options import inference_options
 
 
 @click.command(context_settings={"show_default": True})
@@ -31,11 +32,7 @@ from cli.errors import user_errors
     default="loss",
     help="Per-image score for best/worst (the seed ranked by weighted loss).",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=8)
-@click.option("--num-workers", type=int, default=-1, help="Decoding workers (-1: one per spare core).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto")
-@click.option("--precision", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@inference_options
 @user_errors
 def command(quiet: bool, **options) -> None:
     """Evaluate a run on its test (or val/train) split at each image's original resolution:

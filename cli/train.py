@@ -8,9 +8,8 @@ from pathlib import Path
 import click
 
 from cli.errors import user_errors
-from cli.options import train_default
+from cli.options import DEVICES, train_default
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
 WEIGHTINGS = ("balanced", "median-frequency", "none")
 
 
