@@ -56,6 +56,22 @@ def save_model(
     return path
 
 
+def load_weights_only(path: Path, kind: str) -> Any:
+    """`torch.load(weights_only=True)`, or one line saying the file is not a `kind`.
+
+    torch's own message for such files advises retrying with `weights_only=False`, which would run
+    whatever code the pickle holds; that advice is not passed on to users.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path}: not a readable {kind} (not a tensors-only torch file)") from None
+    except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as error:
+        lines = str(error).strip().splitlines()
+        reason = lines[0] if lines else type(error).__name__
+        raise CheckpointError(f"{path}: not a readable {kind} ({reason})") from None
+
+
 def resolve_model_path(model: Path | str) -> Path:
     """Accept a run folder (its `model.pth`) or a model file."""
     path = Path(model).expanduser()
@@ -69,11 +85,7 @@ def resolve_model_path(model: Path | str) -> Path:
 def load_model(model: Path | str, device: torch.device | str = "cpu") -> LoadedModel:
     """Rebuild the model of a run folder or `model.pth`, in eval mode on `device`."""
     path = resolve_model_path(model)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: not a readable fastseg model ({first_line})") from None
+    state = load_weights_only(path, "fastseg model")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a fastseg model file (expected format {FORMAT})")
     config = ModelConfig.from_dict(state["model_config"])

@@ -66,8 +66,10 @@ class ImageFiles(Dataset):
         mean: Sequence[float],
         std: Sequence[float],
         extra: Callable[[int], dict[str, Any]] | None = None,
+        keep_original: bool = False,
     ):
         self.paths, self.size, self.mean, self.std, self.extra = list(paths), size, mean, std, extra
+        self.keep_original = keep_original  # the decoded RGB array too (overlays), not decoded twice
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -78,6 +80,8 @@ class ImageFiles(Dataset):
             image = load_rgb(self.paths[index])
             item.update(image=normalise(image, self.size, self.mean, self.std), width=image.width,
                         height=image.height)  # fmt: skip
+            if self.keep_original:
+                item["original"] = np.asarray(image)
             if self.extra is not None:
                 item.update(self.extra(index))
         except UnreadableImage as error:

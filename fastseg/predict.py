@@ -23,7 +23,7 @@ from fastseg.classes import NUM_CLASSES, VOC_CLASSES, colorize
 from fastseg.device import default_num_workers, resolve_device
 from fastseg.distributed import barrier, local_rank, rank_and_world, sum_across_processes
 from fastseg.errors import FastsegError
-from fastseg.images import IMAGE_SUFFIXES, load_rgb
+from fastseg.images import IMAGE_SUFFIXES
 from fastseg.inference import ImageFiles, Segmenter, loader
 from fastseg.voc import write_mask
 
@@ -89,9 +89,9 @@ def class_fractions(labels: np.ndarray) -> list[float]:
     return (counts / max(labels.size, 1)).round(6).tolist()
 
 
-def save_overlay(source: Path, labels: np.ndarray, path: Path, alpha: float = 0.5) -> None:
-    """Image blended with its VOC-coloured labels, as JPEG, written atomically."""
-    image = np.asarray(load_rgb(source), dtype=np.float32)
+def save_overlay(image: np.ndarray, labels: np.ndarray, path: Path, alpha: float = 0.5) -> None:
+    """RGB image `(H, W, 3)` blended with its VOC-coloured labels, as JPEG, written atomically."""
+    image = image.astype(np.float32)
     blended = (1 - alpha) * image + alpha * colorize(labels).astype(np.float32)
     temporary = path.with_name(f".{path.name}.tmp")
     try:
@@ -133,7 +133,9 @@ def predict(
         target = torch.device("cuda", local_rank())
     loaded = load_model(model, target)
     segmenter = Segmenter(loaded, target, precision=precision, tta=tta)
-    dataset = ImageFiles([job.source for job in todo], size or loaded.size, loaded.mean, loaded.std)
+    dataset = ImageFiles(
+        [job.source for job in todo], size or loaded.size, loaded.mean, loaded.std, keep_original=overlay
+    )
     workers = default_num_workers() if num_workers is None or num_workers < 0 else num_workers
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / ("predictions.csv" if world == 1 else f"predictions.rank{rank}.csv")
@@ -163,7 +165,7 @@ def predict(
                     job.mask.parent.mkdir(parents=True, exist_ok=True)
                     write_mask(job.mask, labels)
                     if overlay:
-                        save_overlay(job.source, labels, job.overlay)
+                        save_overlay(batch["original"][row], labels, job.overlay)
                     seconds = per_image + time.perf_counter() - began
                     writer.writerow(
                         [job.source, width, height, "ok", "", f"{seconds:.4f}", *class_fractions(labels)]

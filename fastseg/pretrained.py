@@ -6,14 +6,13 @@ machine with neither network nor cache gets one line saying what to do instead.
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 from urllib.error import URLError
 
 import torch
 from torchvision.models import VGG16_BN_Weights
 
+from fastseg.checkpoint import load_weights_only
 from fastseg.errors import FastsegError
 from fastseg.model import SegmentationModel, VGGEncoder
 
@@ -50,10 +49,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A dict of tensors from `path`, loaded with `weights_only=True` (never runs pickled code)."""
     if not path.is_file():
         raise FastsegError(f"{path}: weights file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as error:
-        raise FastsegError(f"{path}: not a readable state dict ({_first_line(error)})") from None
+    state = load_weights_only(path, "state dict")
     for key in _STATE_DICT_KEYS:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -210,6 +210,11 @@ def train(
     else:
         split = seed_split(folder.ids(config.train_set), folder.ids("val"), config.split_seed)
     check_dataset(folder, split, show_progress and main)
+    if len(split.train) < config.batch_size * world:  # fastai drops the last partial training batch
+        raise FastsegError(
+            f"--batch-size {config.batch_size} x {world} process(es) is more than the "
+            f"{len(split.train)} training images: no training batch would remain"
+        )
     if main and not resume:
         create_run_dir(run_dir)
 

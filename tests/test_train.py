@@ -209,3 +209,28 @@ def test_compiled_model_exports_plain_state_dict_keys(voc_root, tmp_path):
     keys = list(uncompiled(learn.model).state_dict())
     assert keys and not any(key.startswith("_orig_mod.") for key in keys)
     assert keys == list(SegmentationModel().state_dict())
+
+
+def test_batch_larger_than_training_set_is_one_line(voc_root, tmp_path):
+    arguments = ["train", "--data", str(voc_root), "--out", str(tmp_path / "run"), "--no-pretrained",
+                 "--batch-size", "64"]  # fmt: skip
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 1
+    assert "--batch-size 64 x 1 process(es) is more than the 16 training images" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+class PickledObject:
+    """Not allow-listed for `weights_only=True`: stands for arbitrary pickled code."""
+
+
+def test_non_checkpoint_file_does_not_pass_on_torchs_unsafe_advice(tmp_path):
+    from fastseg.errors import CheckpointError
+
+    path = tmp_path / "notes.pth"
+    torch.save({"pickled_object": PickledObject()}, path)  # loading it needs unpickling a class
+    with pytest.raises(CheckpointError) as error:
+        load_model(path)
+    assert "weights_only" not in str(error.value) and "notes.pth: not a readable fastseg model" in str(
+        error.value
+    )
