@@ -6,6 +6,7 @@ and nothing leaks between calls.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -117,8 +118,6 @@ def save_training_curve(history, path: Path, planned_epochs: int | None = None) 
 
 def class_iou_chart(class_names: list[str], class_iou: list[float]) -> Figure:
     """Horizontal bars of per-class IoU, worst at the bottom; absent classes are labelled so."""
-    import math
-
     order = sorted(range(len(class_names)), key=lambda i: -1 if math.isnan(class_iou[i]) else class_iou[i])
     figure = Figure(figsize=(8, 0.32 * len(class_names) + 1.2))
     axis = figure.subplots()
