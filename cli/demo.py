@@ -7,20 +7,28 @@ from pathlib import Path
 import click
 
 from cli.errors import user_errors
+from fastseg.recipes import DEFAULT_RECIPE, RECIPES
 
 
 @click.command(context_settings={"show_default": True})
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("outputs/demo"))
 @click.option("--epochs", type=click.IntRange(min=1), default=20)
+@click.option(
+    "--recipe",
+    "recipe_name",
+    type=click.Choice(list(RECIPES)),
+    default=DEFAULT_RECIPE,
+    help="The training recipe, shrunk for CPU (see `fastseg train --help`).",
+)
 @click.option("--force", is_flag=True, help="Replace a previous demo run in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @user_errors
-def command(out: Path, epochs: int, force: bool, quiet: bool) -> None:
+def command(out: Path, epochs: int, recipe_name: str, force: bool, quiet: bool) -> None:
     """Offline, on CPU: generate a small VOC-format dataset, train on it (about 90 s), segment its
     images and report on the test half."""
     from fastseg.demo import run_demo
 
-    result = run_demo(out, epochs=epochs, force=force, show_progress=not quiet)
+    result = run_demo(out, epochs=epochs, force=force, show_progress=not quiet, recipe_name=recipe_name)
     training = result.training
     click.echo(f"data: {result.data}")
     click.echo(f"run: {training.run_dir} ({training.epochs_run} epochs)")

@@ -9,6 +9,7 @@ import click
 
 from cli.errors import user_errors
 from cli.options import DEVICES, train_default
+from fastseg.recipes import DEFAULT_RECIPE, RECIPES, recipe_default
 
 WEIGHTINGS = ("balanced", "median-frequency", "none")
 
@@ -24,65 +25,102 @@ def default_run_dir() -> Path:
 @click.option(
     "--out", type=click.Path(path_type=Path), help="Run folder  [default: outputs/runs/<timestamp>]"
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=train_default("epochs"))
+@click.option(
+    "--recipe",
+    type=click.Choice(list(RECIPES)),
+    default=DEFAULT_RECIPE,
+    help="Preset the options without a value start from: fast (SBD trainaug, random-scale crops, "
+    "AdamW; needs `download --sbd`) or seed (the seed's exact recipe).",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=None, show_default=recipe_default("epochs"))
 @click.option(
     "--patience",
     type=click.IntRange(min=1),
-    default=train_default("patience"),
+    default=None,
+    show_default=recipe_default("patience"),
     help="Early stopping: epochs without a better validation mIoU.",
 )
 @click.option(
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
-    default=train_default("lr"),
-    help="Peak learning rate of the one-cycle schedule.",
+    default=None,
+    show_default=recipe_default("lr"),
+    help="Peak learning rate of the one-cycle schedule (decoder and head).",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=train_default("batch_size"))
+@click.option(
+    "--encoder-lr-ratio",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    show_default=recipe_default("encoder_lr_ratio"),
+    help="The pretrained encoder's learning rate = LR x this.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    show_default=recipe_default("batch_size"),
+    help="Per process.",
+)
 @click.option(
     "--size",
     type=click.IntRange(min=32),
-    default=train_default("size"),
-    help="Square training size: images and masks are resized to SIZE x SIZE.",
+    default=None,
+    show_default=recipe_default("size"),
+    help="Model input side: squished to SIZE² (seed) or letterboxed into it (random-scale crops).",
+)
+@click.option(
+    "--crop-size",
+    type=click.IntRange(min=32),
+    default=None,
+    show_default=recipe_default("crop_size"),
+    help="Training crop side with random-scale crops (unused when squishing).",
 )
 @click.option(
     "--l1",
     type=click.FloatRange(min=0),
-    default=train_default("l1"),
+    default=None,
+    show_default=recipe_default("l1"),
     help="L1 regularisation coefficient (0 disables).",
 )
 @click.option(
     "--weight-decay",
     type=click.FloatRange(min=0),
-    default=train_default("weight_decay"),
-    help="Adam L2 weight decay (torch Adam semantics).",
+    default=None,
+    show_default=recipe_default("weight_decay"),
+    help="Weight decay: L2 as torch Adam (seed) or decoupled as AdamW (fast).",
 )
 @click.option(
     "--eps",
     type=click.FloatRange(min=0, min_open=True),
-    default=train_default("eps"),
+    default=None,
+    show_default=recipe_default("eps"),
     help="Adam epsilon (torch's default; fastai's is 1e-5).",
 )
 @click.option(
     "--beta2",
     type=click.FloatRange(0, 1),
-    default=train_default("beta2"),
+    default=None,
+    show_default=recipe_default("beta2"),
     help="Adam beta2 (torch's default; fastai's is 0.99).",
 )
 @click.option(
     "--train-set",
     type=click.Choice(["train", "trainaug"]),
-    default=train_default("train_set"),
+    default=None,
+    show_default=recipe_default("train_set"),
     help="trainaug: SBD + VOC train (10,582 ids, VOC val excluded); build it with `download --sbd`.",
 )
 @click.option(
     "--class-weights",
     type=click.Choice(WEIGHTINGS),
-    default=train_default("class_weights"),
+    default=None,
+    show_default=recipe_default("class_weights"),
     help="Loss weighting from the training masks' pixel counts.",
 )
 @click.option(
     "--pretrained/--no-pretrained",
-    default=train_default("pretrained"),
+    default=None,
+    show_default=recipe_default("pretrained"),
     help="Start the encoder from torchvision's ImageNet vgg16_bn weights.",
 )
 @click.option(
@@ -93,15 +131,20 @@ def default_run_dir() -> Path:
 @click.option(
     "--freeze-epochs",
     type=click.IntRange(min=0),
-    default=train_default("freeze_epochs"),
+    default=None,
+    show_default=recipe_default("freeze_epochs"),
     help="Epochs training the decoder only before the main schedule.",
 )
 @click.option(
     "--random-scale-crop/--squish",
-    default=False,
-    help="Train on random-scale SIZE² crops (scale 0.5-2) instead of squishing the whole image.",
+    default=None,
+    show_default=recipe_default("random_scale_crop"),
+    help="Train on random-scale crops (longer side SIZE x 0.5-2, CROP_SIZE² crop) and letterbox at "
+    "evaluation, or squish every image to SIZE².",
 )
-@click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model (worth it on CUDA).")
+@click.option(
+    "--compile", "compile_model", is_flag=True, help="torch.compile the model (CUDA; epoch 1 compiles it)."
+)
 @click.option("--device", type=click.Choice(DEVICES), default=train_default("device"))
 @click.option("--seed", type=int, default=train_default("seed"))
 @click.option(
@@ -119,9 +162,10 @@ def default_run_dir() -> Path:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @user_errors
 def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, **options) -> None:
-    """Train the VGG16-BN encoder + skip decoder on VOC 2012 train, validating on the seed's
-    validation half; the best model by validation mIoU is saved as RUN/model.pth."""
-    from fastseg.config import AugmentConfig, TrainConfig
+    """Train the VGG16-BN encoder + skip decoder on VOC 2012, validating on the seed's validation
+    half; the best model by validation mIoU is saved as RUN/model.pth. Options left out take the
+    recipe's value (`--recipe`); the run's config.json records every value used."""
+    from fastseg.recipes import recipe
     from fastseg.train import load_run_config, train
 
     if resume is not None:
@@ -130,16 +174,12 @@ def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, **o
         if options["data"] is None:
             raise click.UsageError("--data is required (a folder holding VOCdevkit/VOC2012)")
         run_dir = out or default_run_dir()
-        encoder_weights = options.pop("encoder_weights")
-        crop = options.pop("random_scale_crop")
         options["compile"] = options.pop("compile_model")
-        config = TrainConfig(
-            **{key: value for key, value in options.items() if key != "data"},
-            data=str(options["data"]),
-            out=str(run_dir),
-            encoder_weights=str(encoder_weights) if encoder_weights else None,
-            augment=AugmentConfig(random_scale_crop=crop),
-        )
+        for path_option in ("data", "encoder_weights"):
+            if options[path_option] is not None:
+                options[path_option] = str(options[path_option])
+        given = {key: value for key, value in options.items() if value is not None}
+        config = recipe(given.pop("recipe"), out=str(run_dir), **given)
     from fastseg.device import resolve_device
     from fastseg.distributed import process_group, rank_and_world
 

@@ -16,6 +16,7 @@ import torch
 
 from fastseg.classes import IMAGENET_MEAN, IMAGENET_STD, VOC_CLASSES
 from fastseg.errors import CheckpointError
+from fastseg.geometry import RESIZE_MODES, SQUISH
 from fastseg.model import ModelConfig, SegmentationModel
 
 FORMAT = "fastseg-model/2"  # /2: encoder read before each pool, full-resolution skip
@@ -26,6 +27,7 @@ MODEL_FILENAME = "model.pth"
 class LoadedModel:
     model: SegmentationModel
     size: int
+    resize: str  # how images are fitted into size² (fastseg.geometry): squish or letterbox
     classes: list[str]
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -38,6 +40,7 @@ def save_model(
     model_config: ModelConfig,
     size: int,
     metadata: dict[str, Any] | None = None,
+    resize: str = SQUISH,
 ) -> Path:
     """Write the state dict and what rebuilds it; atomic, so an interrupt never leaves half a file."""
     state = {
@@ -45,6 +48,7 @@ def save_model(
         "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
         "model_config": model_config.to_dict(),
         "size": int(size),
+        "resize": resize,
         "classes": list(VOC_CLASSES[: model_config.num_classes]),
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
@@ -88,6 +92,10 @@ def load_model(model: Path | str, device: torch.device | str = "cpu") -> LoadedM
     state = load_weights_only(path, "fastseg model")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a fastseg model file (expected format {FORMAT})")
+    resize = state.get("resize", SQUISH)  # files written before letterboxing existed squish
+    if resize not in RESIZE_MODES:
+        expected = " or ".join(RESIZE_MODES)
+        raise CheckpointError(f"{path}: unknown resize mode {resize!r} (expected {expected})")
     config = ModelConfig.from_dict(state["model_config"])
     network = SegmentationModel(config)
     try:
@@ -98,6 +106,7 @@ def load_model(model: Path | str, device: torch.device | str = "cpu") -> LoadedM
     return LoadedModel(
         model=network,
         size=int(state["size"]),
+        resize=resize,
         classes=list(state["classes"]),
         mean=tuple(state["mean"]),
         std=tuple(state["std"]),

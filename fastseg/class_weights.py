@@ -18,13 +18,18 @@ from fastseg.voc import VOCFolder, read_mask
 METHODS = ("balanced", "median-frequency", "none")
 
 
+def mask_pixel_counts(mask: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """Pixels per class `(C,)` int64 of one class-index mask, void excluded."""
+    labels = mask.ravel()
+    labels = labels[labels != VOID_LABEL]
+    return np.bincount(labels, minlength=num_classes)[:num_classes].astype(np.int64)
+
+
 def pixel_counts(folder: VOCFolder, ids: Sequence[str], num_classes: int = NUM_CLASSES) -> np.ndarray:
     """Per-image pixel counts `(n_images, C)` int64, void excluded."""
     counts = np.zeros((len(ids), num_classes), dtype=np.int64)
     for row, image_id in enumerate(ids):
-        labels = read_mask(folder.mask_path(image_id)).ravel()
-        labels = labels[labels != VOID_LABEL]
-        counts[row] = np.bincount(labels, minlength=num_classes)[:num_classes]
+        counts[row] = mask_pixel_counts(read_mask(folder.mask_path(image_id)), num_classes)
     return counts
 
 

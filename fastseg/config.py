@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from fastseg.geometry import LETTERBOX, SQUISH
+
 
 @dataclass
 class AugmentConfig:
@@ -24,26 +26,32 @@ class AugmentConfig:
     color_jitter: float = 0.1
     brightness_contrast_p: float = 0.15
     brightness_contrast: float = 0.2
-    # Off for the seed's recipe (whole image squished to SIZE²). On: the training image's shorter
-    # side is scaled to SIZE x a random factor in `crop_scale`, then a SIZE² crop is taken (padded
-    # with void where the image is smaller): objects keep their aspect ratio and vary in scale.
+    # Off for the seed's recipe (whole image squished to SIZE²). On: the training image's longer
+    # side is scaled to SIZE x a random factor in `crop_scale`, then a CROP_SIZE² crop is taken
+    # (padded with void where the image is smaller): objects keep their aspect ratio and vary in
+    # scale, and validation, predict and report letterbox the image to SIZE² instead of squishing it.
     random_scale_crop: bool = False
     crop_scale: tuple[float, float] = (0.5, 2.0)
 
 
 @dataclass
 class TrainConfig:
-    """Everything `fastseg train` needs; defaults reproduce the seed's recipe."""
+    """Everything `fastseg train` needs. The field defaults are the seed's recipe; the CLI's
+    default is the faster, better "fast" recipe (`fastseg.recipes`)."""
 
     data: str = ""
     out: str = ""
+    recipe: str = "seed"  # the preset these values started from (see fastseg.recipes)
     train_set: str = "train"  # or "trainaug": SBD + VOC train, VOC val removed (fastseg download --sbd)
-    size: int = 224
+    size: int = 224  # evaluation side: squish to SIZE², or letterbox into it (random-scale crops)
+    crop_size: int = 0  # training crop side with random-scale crops; 0: SIZE
     batch_size: int = 32
     epochs: int = 300
     patience: int = 30
     lr: float = 1e-4
+    encoder_lr_ratio: float = 1.0  # the pretrained encoder's lr = lr x this (fastai's discriminative lr)
     weight_decay: float = 0.0
+    decouple_weight_decay: bool = False  # False: torch Adam's L2 (the seed); True: AdamW
     eps: float = 1e-8
     beta1: float = 0.9  # cycled 0.95 -> 0.85 -> 0.95 during one-cycle, as torch's OneCycleLR does
     beta2: float = 0.999
@@ -58,6 +66,16 @@ class TrainConfig:
     num_workers: int = -1
     compile: bool = False  # torch.compile the model (CUDA; first epoch pays the compilation)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    @property
+    def resize(self) -> str:
+        """How validation, predict and report fit an image into the model (`fastseg.geometry`)."""
+        return LETTERBOX if self.augment.random_scale_crop else SQUISH
+
+    @property
+    def train_size(self) -> int:
+        """Side of the square training inputs."""
+        return (self.crop_size or self.size) if self.augment.random_scale_crop else self.size
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

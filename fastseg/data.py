@@ -1,8 +1,9 @@
 """fastai DataLoaders for VOC: a DataBlock of (image, class-index mask) pairs.
 
 The mask block reads palette indices through :func:`fastseg.voc.read_mask` instead of fastai's
-`PILMask.create`, which would turn them into grey levels. Both sets are squished to a square
-`size` as the seed did; only the training set is augmented.
+`PILMask.create`, which would turn them into grey levels. The seed's recipe squishes both sets to
+`size`²; with random-scale crops the training set is cropped by its augmentation and the
+validation set letterboxed into `size`² (`fastseg.geometry`). Only the training set is augmented.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from fastai.vision.data import ImageBlock
 from fastseg.classes import IMAGENET_MEAN, IMAGENET_STD, VOC_CLASSES
 from fastseg.config import AugmentConfig
 from fastseg.device import default_num_workers
-from fastseg.transforms import PairedAugment
+from fastseg.transforms import PairedAugment, PairedLetterbox
 from fastseg.voc import VOCFolder, read_mask
 
 
@@ -44,11 +45,11 @@ def IndexMaskBlock() -> TransformBlock:  # noqa: N802 - named like fastai's bloc
     return TransformBlock(type_tfms=open_mask, batch_tfms=IntToFloatTensor)
 
 
-def item_transforms(size: int, augment: AugmentConfig) -> list:
+def item_transforms(size: int, augment: AugmentConfig, crop_size: int | None = None) -> list:
     """Seed recipe: both sets squished to `size`², training then augmented. Random-scale crops:
-    the training set is cropped by the augmentation itself, validation is still squished."""
+    training `crop_size`² crops from the augmentation itself, validation letterboxed into `size`²."""
     if augment.random_scale_crop:
-        return [Resize(size, method=ResizeMethod.Squish, split_idx=1), PairedAugment(augment, size)]
+        return [PairedAugment(augment, size, crop_size), PairedLetterbox(size)]
     return [Resize(size, method=ResizeMethod.Squish), PairedAugment(augment)]
 
 
@@ -62,11 +63,13 @@ def build_dataloaders(
     num_workers: int | None = None,
     device: torch.device | str | None = None,
     seed: int | None = None,
+    crop_size: int | None = None,
 ) -> DataLoaders:
     """DataLoaders over `train_ids` (augmented, shuffled) then `valid_ids` (resized only).
 
-    Batches are `(TensorImage (N, 3, size, size) float normalised, TensorMask (N, size, size) long)`.
-    `augment=None` uses the seed's augmentation; pass `AugmentConfig` with zero probabilities to turn it off.
+    Batches are `(TensorImage (N, 3, S, S) float normalised, TensorMask (N, S, S) long)`, S = `size`,
+    or `crop_size` for training batches with random-scale crops. `augment=None` uses the seed's
+    augmentation; pass `AugmentConfig` with zero probabilities to turn it off.
     """
     items = [*train_ids, *valid_ids]
     block = DataBlock(
@@ -76,15 +79,19 @@ def build_dataloaders(
         get_x=partial(_image_path, folder),
         get_y=partial(_mask_path, folder),
         splitter=IndexSplitter(range(len(train_ids), len(items))),
-        item_tfms=item_transforms(size, augment or AugmentConfig()),
+        item_tfms=item_transforms(size, augment or AugmentConfig(), crop_size),
         batch_tfms=[Normalize.from_stats(IMAGENET_MEAN, IMAGENET_STD)],
     )
     workers = default_num_workers() if num_workers is None or num_workers < 0 else num_workers
+    device = torch.device(device) if device is not None else None
+    # No persistent_workers: fastai's workers read each epoch's shuffled order from their own copy
+    # of the DataLoader, so workers kept alive would replay the first epoch's order every epoch.
     return block.dataloaders(
         items,
         bs=batch_size,
         num_workers=workers,
-        device=torch.device(device) if device is not None else None,
+        pin_memory=device is not None and device.type == "cuda",
+        device=device,
         seed=seed,
         codes=list(VOC_CLASSES),
     )

@@ -34,7 +34,24 @@ def cuda_amp_dtype() -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def default_num_workers() -> int:
-    """One loader worker per spare core, at most 8; 0 (main process) on a 1–2 core machine."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(8, cores - 1) if cores > 2 else 0
+MAX_WORKERS_PER_PROCESS = 32
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_num_workers(processes_on_machine: int | None = None) -> int:
+    """Loader workers per process: this machine's cores shared between its processes (torchrun's
+    LOCAL_WORLD_SIZE), less one each for the process itself, at most 32; 0 (load in the main
+    process) on a 1-2 core machine, where workers would only compete with it.
+
+    On a GPU box the loaders, not the GPU, bound the fast recipe's speed (decoding a JPEG and
+    its mask and cropping them takes milliseconds per image per core), so every spare core works.
+    """
+    cores = available_cores()
+    if cores <= 2:
+        return 0
+    launched = os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1"))
+    processes = processes_on_machine or int(launched)
+    return max(0, min(MAX_WORKERS_PER_PROCESS, cores // max(1, processes) - 1))

@@ -1,8 +1,9 @@
 """Batched inference shared by `predict` and `report`.
 
-Images are decoded in DataLoader workers, squished to the model's square size (the seed's
-protocol), run in batches under inference mode, and their logits are upsampled back to each
-image's own size before the argmax: labels are never resized.
+Images are decoded in DataLoader workers, fitted into the model's square input the way it was
+trained (squished, or letterboxed: `fastseg.geometry`), run in batches under inference mode, and
+their logits, cropped to the image area, are upsampled back to each image's own size before the
+argmax: labels are never resized.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.utils.data import DataLoader, Dataset
 
 from fastseg.checkpoint import LoadedModel
+from fastseg.geometry import SQUISH, content_size
 from fastseg.images import UnreadableImage, load_rgb
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -48,11 +50,18 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return torch.bfloat16 if cpu_supports_bf16() else None
 
 
-def normalise(image: Image.Image, size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """RGB PIL image -> `(3, size, size)` float tensor, squished and normalised as in training."""
-    resized = image.resize((size, size), Image.BILINEAR)
+def normalise(
+    image: Image.Image, size: int, mean: Sequence[float], std: Sequence[float], resize: str = SQUISH
+) -> torch.Tensor:
+    """RGB PIL image -> `(3, size, size)` float tensor, fitted and normalised as in training; a
+    letterbox's padding is 0, the normalised mean colour that training pads with."""
+    height, width = content_size(image.height, image.width, size, resize)
+    resized = image.resize((width, height), Image.BILINEAR)
     pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    return (pixels - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    pixels = (pixels - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    if (height, width) == (size, size):
+        return pixels
+    return F.pad(pixels, (0, size - width, 0, size - height))
 
 
 class ImageFiles(Dataset):
@@ -67,8 +76,10 @@ class ImageFiles(Dataset):
         std: Sequence[float],
         extra: Callable[[int], dict[str, Any]] | None = None,
         keep_original: bool = False,
+        resize: str = SQUISH,
     ):
         self.paths, self.size, self.mean, self.std, self.extra = list(paths), size, mean, std, extra
+        self.resize = resize
         self.keep_original = keep_original  # the decoded RGB array too (overlays), not decoded twice
 
     def __len__(self) -> int:
@@ -78,8 +89,8 @@ class ImageFiles(Dataset):
         item: dict[str, Any] = {"index": index, "error": ""}
         try:
             image = load_rgb(self.paths[index])
-            item.update(image=normalise(image, self.size, self.mean, self.std), width=image.width,
-                        height=image.height)  # fmt: skip
+            item.update(image=normalise(image, self.size, self.mean, self.std, self.resize),
+                        width=image.width, height=image.height)  # fmt: skip
             if self.keep_original:
                 item["original"] = np.asarray(image)
             if self.extra is not None:
@@ -150,9 +161,22 @@ class Segmenter:
             images = images.contiguous(memory_format=torch.channels_last)
         return self._forward(images)
 
-    @staticmethod
-    def full_size(logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """One image's logits `(C, S, S)` -> `(C, height, width)`, bilinear."""
+    def dataset(self, paths: Sequence[Path], size: int | None = None, **options: Any) -> ImageFiles:
+        """`ImageFiles` fitted into this model's input the way it was trained."""
+        size = size or self.loaded.size
+        return ImageFiles(
+            paths, size, self.loaded.mean, self.loaded.std, resize=self.loaded.resize, **options
+        )
+
+    def input_tensor(self, image: Image.Image) -> torch.Tensor:
+        """One RGB image as this model's `(3, S, S)` input."""
+        return normalise(image, self.loaded.size, self.loaded.mean, self.loaded.std, self.loaded.resize)
+
+    def full_size(self, logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """One image's logits `(C, S, S)` -> `(C, height, width)`: the image's area of the input
+        (all of it when squished), upsampled bilinearly."""
+        content_height, content_width = content_size(height, width, logits.shape[-1], self.loaded.resize)
+        logits = logits[:, :content_height, :content_width]
         return F.interpolate(logits[None], size=(height, width), mode="bilinear", align_corners=False)[0]
 
     @staticmethod

@@ -24,7 +24,7 @@ from fastseg.device import default_num_workers, resolve_device
 from fastseg.distributed import barrier, local_rank, rank_and_world, sum_across_processes
 from fastseg.errors import FastsegError
 from fastseg.images import IMAGE_SUFFIXES
-from fastseg.inference import ImageFiles, Segmenter, loader
+from fastseg.inference import Segmenter, loader
 from fastseg.voc import write_mask
 
 CSV_FIELDS = ["path", "width", "height", "status", "error", "seconds", *VOC_CLASSES]
@@ -133,9 +133,7 @@ def predict(
         target = torch.device("cuda", local_rank())
     loaded = load_model(model, target)
     segmenter = Segmenter(loaded, target, precision=precision, tta=tta)
-    dataset = ImageFiles(
-        [job.source for job in todo], size or loaded.size, loaded.mean, loaded.std, keep_original=overlay
-    )
+    dataset = segmenter.dataset([job.source for job in todo], size, keep_original=overlay)
     workers = default_num_workers() if num_workers is None or num_workers < 0 else num_workers
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / ("predictions.csv" if world == 1 else f"predictions.rank{rank}.csv")

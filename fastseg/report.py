@@ -27,7 +27,7 @@ from fastseg.device import default_num_workers, resolve_device
 from fastseg.errors import FastsegError
 from fastseg.figures import class_iou_chart, image_grid, save_figure
 from fastseg.images import load_rgb
-from fastseg.inference import ImageFiles, Segmenter, loader, normalise
+from fastseg.inference import Segmenter, loader
 from fastseg.metrics import ConfusionMatrix, Scores, scores_from_matrix
 from fastseg.split import Split
 from fastseg.voc import VOCFolder, find_voc, read_mask
@@ -88,8 +88,7 @@ def evaluate(
     """Total confusion matrix and a per-image table (id, pixel_accuracy, miou, loss)."""
     total = ConfusionMatrix(len(VOC_CLASSES))
     paths = [folder.image_path(image_id) for image_id in ids]
-    dataset = ImageFiles(paths, segmenter.loaded.size, segmenter.loaded.mean, segmenter.loaded.std,
-                         extra=lambda index: {"mask": read_mask(folder.mask_path(ids[index]))})  # fmt: skip
+    dataset = segmenter.dataset(paths, extra=lambda index: {"mask": read_mask(folder.mask_path(ids[index]))})
     weights = None if weights is None else weights.to(segmenter.device)
     rows = []
     for batch in progress(loader(dataset, batch_size, num_workers)):
@@ -157,8 +156,7 @@ def prediction_rows(segmenter: Segmenter, folder: VOCFolder, ids: list[str]) -> 
     rows = []
     for image_id in ids:
         image = load_rgb(folder.image_path(image_id))
-        tensor = normalise(image, segmenter.loaded.size, segmenter.loaded.mean, segmenter.loaded.std)
-        logits = segmenter.logits(tensor[None])[0]
+        logits = segmenter.logits(segmenter.input_tensor(image)[None])[0]
         labels = segmenter.labels(segmenter.full_size(logits, image.height, image.width)).cpu().numpy()
         rows.append([np.asarray(image), read_mask(folder.mask_path(image_id)), labels])
     return rows

@@ -23,7 +23,7 @@ def _tail(schedule: Callable[[float], float], start: float, pct: float) -> float
 def fit_one_cycle(
     learn,  # noqa: ANN001 - a fastai Learner
     n_epoch: int,
-    lr_max: float,
+    lr_max: float | slice,
     start_epoch: int = 0,
     wd: float | None = None,
     pct_start: float = 0.3,
@@ -32,7 +32,10 @@ def fit_one_cycle(
     moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
     cbs: Sequence[Callback] = (),
 ) -> None:
-    """`learn.fit_one_cycle`, but epochs `[start_epoch, n_epoch)` of the schedule only."""
+    """`learn.fit_one_cycle`, but epochs `[start_epoch, n_epoch)` of the schedule only.
+
+    `lr_max` may be a `slice(encoder, decoder)`: fastai spreads it over the parameter groups and
+    every group follows the same one-cycle shape from its own peak."""
     if learn.opt is None:
         learn.create_opt()
     learn.opt.set_hyper("lr", lr_max)

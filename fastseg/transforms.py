@@ -1,42 +1,96 @@
-"""Training augmentation: torchvision `transforms.v2` moving image and mask together.
+"""Training augmentation and letterboxing: torchvision `transforms.v2` moving image and mask together.
 
 Spatial transforms see the image as a `tv_tensors.Image` and the mask as a `tv_tensors.Mask`, so
 v2 warps both with one set of random parameters, resamples the mask by nearest neighbour, and
-fills what rotation, translation or zoom-out expose with void (255) in the mask. Colour
-transforms leave `Mask` untouched. `PairedAugment` plugs the pipeline into fastai as an
-`ItemTransform` that runs on the training set only.
+fills what rotation, translation, zoom-out or padding expose with void (255) in the mask. Colour
+transforms leave `Mask` untouched. `PairedAugment` (training set) and `PairedLetterbox`
+(validation set) plug them into fastai as `ItemTransform`s.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from fastai.torch_core import TensorImage, TensorMask
 from fasttransform import ItemTransform
 from torchvision import tv_tensors
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
 from fastseg.classes import IMAGENET_MEAN, VOID_LABEL
 from fastseg.config import AugmentConfig
+from fastseg.geometry import LETTERBOX, content_size
 
 # Exposed image area takes the ImageNet mean colour, which normalises to zero (the seed used white).
 IMAGE_FILL = [round(255 * channel) for channel in IMAGENET_MEAN]
+FILL = {tv_tensors.Image: IMAGE_FILL, tv_tensors.Mask: VOID_LABEL}
 
 
-def random_scale_crop(size: int, scale: tuple[float, float], fill: dict) -> list[v2.Transform]:
-    """Shorter side to `size` x U(scale), then a `size`² crop; what the crop leaves empty is void."""
-    low, high = (max(1, round(size * factor)) for factor in scale)
-    return [v2.RandomResize(low, high + 1), v2.RandomCrop(size, pad_if_needed=True, fill=fill)]
+class ScaleLongerSide(v2.Transform):
+    """Resize so the longer side is `size` x U(scale): the same geometry as the letterbox used at
+    evaluation, so the scale range is centred on what the model will see there."""
+
+    def __init__(self, size: int, scale: tuple[float, float] = (1.0, 1.0)):
+        super().__init__()
+        self.size, self.scale = size, scale
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = v2.query_size(flat_inputs)
+        low, high = self.scale
+        factor = low + (high - low) * float(torch.rand(()))
+        return {"size": list(content_size(height, width, max(1, round(self.size * factor)), LETTERBOX))}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        # Masks by nearest-exact (pixel centres, as Pillow's NEAREST): torch's plain "nearest"
+        # samples pixel corners and shifts every label boundary by half a source pixel.
+        mask = isinstance(inpt, tv_tensors.Mask)
+        interpolation = v2.InterpolationMode.NEAREST_EXACT if mask else v2.InterpolationMode.BILINEAR
+        return self._call_kernel(
+            TF.resize, inpt, size=params["size"], interpolation=interpolation, antialias=True
+        )
 
 
-def build_augment(config: AugmentConfig, size: int | None = None) -> v2.Compose:
+class PadToSquare(v2.Transform):
+    """Pad at the bottom and right up to `size`²: mean colour in images, void in masks."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = v2.query_size(flat_inputs)
+        return {"padding": [0, 0, max(0, self.size - width), max(0, self.size - height)]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        fill = FILL[tv_tensors.Mask] if isinstance(inpt, tv_tensors.Mask) else FILL[tv_tensors.Image]
+        return self._call_kernel(TF.pad, inpt, padding=params["padding"], fill=fill)
+
+
+def letterbox(size: int) -> v2.Compose:
+    """Longer side to `size`, aspect kept, padded to `size`² (see :mod:`fastseg.geometry`)."""
+    return v2.Compose([ScaleLongerSide(size), PadToSquare(size)])
+
+
+def random_scale_crop(size: int, crop_size: int, scale: tuple[float, float]) -> list[v2.Transform]:
+    """Longer side to `size` x U(scale), then a random `crop_size`² crop; what it leaves empty is void."""
+    return [ScaleLongerSide(size, scale), v2.RandomCrop(crop_size, pad_if_needed=True, fill=FILL)]
+
+
+def build_augment(config: AugmentConfig, size: int | None = None, crop_size: int | None = None) -> v2.Compose:
     """The seed's augmentations, each applied independently with its own probability; with
-    `config.random_scale_crop`, preceded by a random-scale `size`² crop of the full image."""
-    fill = {tv_tensors.Image: IMAGE_FILL, tv_tensors.Mask: VOID_LABEL}
+    `config.random_scale_crop`, preceded by a random-scale `crop_size`² crop (default `size`)
+    of the full image."""
+    fill = FILL
 
     def maybe(transform: v2.Transform, p: float) -> v2.Transform:
         return v2.RandomApply([transform], p=p)
 
-    crop = random_scale_crop(size, config.crop_scale, fill) if config.random_scale_crop and size else []
+    crop = (
+        random_scale_crop(size, crop_size or size, config.crop_scale)
+        if config.random_scale_crop and size
+        else []
+    )
     return v2.Compose(
         [
             *crop,
@@ -67,19 +121,16 @@ def augment_pair(
     return image_out.as_subclass(torch.Tensor), mask_out.as_subclass(torch.Tensor)
 
 
-class PairedAugment(ItemTransform):
-    """fastai item transform (training split only) wrapping :func:`build_augment`.
+class PairedTransform(ItemTransform):
+    """A v2 transform of `(TensorImage (3, H, W), TensorMask (H, W))` pairs as a fastai item
+    transform. It runs after fastai's `ToTensor` (order 5); `split_idx` picks the set (0 training,
+    1 validation, None both)."""
 
-    It runs after fastai's `ToTensor` (order 5), on `(TensorImage (3, H, W), TensorMask (H, W))`.
-    """
-
-    split_idx = 0
     order = 6
 
-    def __init__(self, config: AugmentConfig, size: int | None = None):
+    def __init__(self, transform: v2.Transform, split_idx: int | None = None):
         super().__init__()
-        self.config = config
-        self.augment = build_augment(config, size)
+        self.pipeline, self.split_idx = transform, split_idx
 
     # No type annotations here: fasttransform dispatches on them, and `pair: tuple` silently
     # matched nothing, so the augmentation never ran (caught by tests/test_data.py).
@@ -87,5 +138,20 @@ class PairedAugment(ItemTransform):
         image, mask = pair
         if not (isinstance(image, TensorImage) and isinstance(mask, TensorMask)):
             return pair
-        image_out, mask_out = augment_pair(self.augment, image, mask)
+        image_out, mask_out = augment_pair(self.pipeline, image, mask)
         return TensorImage(image_out), TensorMask(mask_out)
+
+
+class PairedAugment(PairedTransform):
+    """The training set's augmentation (:func:`build_augment`)."""
+
+    def __init__(self, config: AugmentConfig, size: int | None = None, crop_size: int | None = None):
+        super().__init__(build_augment(config, size, crop_size), split_idx=0)
+        self.config = config
+
+
+class PairedLetterbox(PairedTransform):
+    """The validation set's letterbox, for models trained on random-scale crops."""
+
+    def __init__(self, size: int):
+        super().__init__(letterbox(size), split_idx=1)

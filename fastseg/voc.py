@@ -45,7 +45,7 @@ class VOCFolder:
         path = self.list_path(split)
         if not path.is_file():
             hint = (
-                "run `fastseg download --sbd` to build it"
+                "build it with `fastseg download --sbd`, or train on VOC train alone: --train-set train"
                 if split == "trainaug"
                 else "is this a VOC2012 folder?"
             )
@@ -109,29 +109,35 @@ def write_mask(path: Path | str, mask: np.ndarray) -> Path:
     return path
 
 
-def verify_pair(folder: VOCFolder, image_id: str) -> str | None:
-    """Open one image and mask fully; return a one-line problem or None when the pair is usable."""
+def inspect_pair(folder: VOCFolder, image_id: str) -> tuple[str | None, np.ndarray | None]:
+    """Open one image and mask fully: `(problem, None)`, or `(None, mask)` when the pair is usable
+    (the decoded mask is handed back so callers that count pixels need not decode it again)."""
     image_path, mask_path = folder.image_path(image_id), folder.mask_path(image_id)
     for path in (image_path, mask_path):
         if not path.is_file():
-            return f"{path}: file not found"
+            return f"{path}: file not found", None
     try:
         with Image.open(image_path) as image:
             image.load()
             image_size = image.size
     except (OSError, UnidentifiedImageError) as error:
-        return f"{image_path}: cannot read image ({error})"
+        return f"{image_path}: cannot read image ({error})", None
     try:
         mask = read_mask(mask_path)
     except DatasetError as error:
-        return str(error)
+        return str(error), None
     if mask.shape[::-1] != image_size:
         mask_size = f"{mask.shape[1]}x{mask.shape[0]}"
-        return f"{mask_path}: mask is {mask_size}, image is {image_size[0]}x{image_size[1]}"
+        return f"{mask_path}: mask is {mask_size}, image is {image_size[0]}x{image_size[1]}", None
     bad_values = sorted(set(np.unique(mask).tolist()) - VALID_LABELS)
     if bad_values:
-        return f"{mask_path}: mask values {bad_values[:5]} outside 0-{NUM_CLASSES - 1} and {VOID_LABEL}"
-    return None
+        return f"{mask_path}: mask values {bad_values[:5]} outside 0-{NUM_CLASSES - 1} and {VOID_LABEL}", None
+    return None, mask
+
+
+def verify_pair(folder: VOCFolder, image_id: str) -> str | None:
+    """A one-line problem with one image and mask, or None when the pair is usable."""
+    return inspect_pair(folder, image_id)[0]
 
 
 def verify_dataset(folder: VOCFolder, ids: Sequence[str]) -> list[str]:

@@ -13,7 +13,7 @@ NO_AUGMENT = AugmentConfig(
 )
 
 
-def loaders(voc_root, augment=None, size=48):
+def loaders(voc_root, augment=None, size=48, crop_size=None):
     folder = find_voc(voc_root)
     split = seed_split(folder.ids("train"), folder.ids("val"))
     dls = build_dataloaders(
@@ -26,6 +26,7 @@ def loaders(voc_root, augment=None, size=48):
         num_workers=0,
         device="cpu",
         seed=0,
+        crop_size=crop_size,
     )
     return folder, split, dls
 
@@ -78,15 +79,37 @@ def test_sample_figures_are_written(voc_root, tmp_path):
 
 
 def test_random_scale_crops_are_square_labels_and_void_padded(voc_root):
-    """Zoomed out (scale 0.3-0.4 of a 48 px crop), images are smaller than the crop: padding is void."""
+    """Zoomed out (longer side 0.3-0.4 x 48 px) into 32 px crops, images are smaller than the
+    crop: what they leave is void."""
     zoom_out = AugmentConfig(**{**vars(NO_AUGMENT), "random_scale_crop": True, "crop_scale": (0.3, 0.4)})
-    folder, split, dls = loaders(voc_root, augment=zoom_out)
+    folder, split, dls = loaders(voc_root, augment=zoom_out, size=48, crop_size=32)
     images, masks = dls.one_batch()
-    assert images.shape == (4, 3, 48, 48) and masks.shape == (4, 48, 48)
+    assert images.shape == (4, 3, 32, 32) and masks.shape == (4, 32, 32)
     assert set(masks.unique().tolist()) <= set(range(21)) | {VOID_LABEL}
-    assert (masks == VOID_LABEL).float().mean() > 0.5  # at most 40% of 48 px per side is image
-    _, valid_masks = dls.valid.one_batch()  # validation still squished whole: little void
-    assert (valid_masks == VOID_LABEL).float().mean() < 0.3
+    assert (masks == VOID_LABEL).float().mean() > 0.6  # at most 20x20 of the 32x32 is image
+
+
+def test_crop_trained_validation_is_letterboxed(voc_root):
+    """With random-scale crops, each validation mask is the whole mask, longer side scaled to SIZE
+    by nearest, aspect kept, padded with void at the bottom and right; the image padding is the
+    mean colour, 0 once normalised. (torch's nearest-exact and Pillow's NEAREST round a few
+    pixel centres differently, so the image area is compared to 99%.)"""
+    from PIL import Image
+
+    crops = AugmentConfig(**{**vars(NO_AUGMENT), "random_scale_crop": True})
+    folder, split, dls = loaders(voc_root, augment=crops, size=48, crop_size=32)
+    images, masks = dls.valid.one_batch()
+    assert images.shape == (4, 3, 48, 48) and masks.shape == (4, 48, 48)
+    for row, image_id in enumerate(split.valid[:4]):
+        mask = read_mask(folder.mask_path(image_id))
+        scale = 48 / max(mask.shape)
+        height, width = round(mask.shape[0] * scale), round(mask.shape[1] * scale)
+        resized = np.array(Image.fromarray(mask).resize((width, height), Image.NEAREST))
+        got = masks[row].numpy()
+        assert (got[height:, :] == VOID_LABEL).all() and (got[:, width:] == VOID_LABEL).all()
+        assert (got[:height, :width] == resized).mean() > 0.99
+        padding = torch.cat([images[row, :, height:, :].flatten(), images[row, :, :, width:].flatten()])
+        assert padding.numel() > 0 and padding.abs().max() < 0.02
 
 
 def test_training_batches_really_are_augmented(voc_root):

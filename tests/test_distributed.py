@@ -14,15 +14,18 @@ from fastseg.data import build_dataloaders
 from fastseg.demo_data import make_demo_voc
 from fastseg.metrics import ConfusionMatrix
 from fastseg.split import Split
+from fastseg.train import load_run_config
 from fastseg.voc import find_voc
 
 
-def single_process_scores(run: Path, voc_root: Path, size: int):
+def single_process_scores(run: Path, voc_root: Path):
     folder = find_voc(voc_root)
     split = Split.load(run / "split.json")
+    config = load_run_config(run)
     dls = build_dataloaders(
-        folder, split.train, split.valid, size=size, batch_size=4, num_workers=0, device="cpu"
-    )
+        folder, split.train, split.valid, size=config.size, batch_size=4, num_workers=0, device="cpu",
+        augment=config.augment, crop_size=config.train_size,
+    )  # fmt: skip
     model = load_model(run).model
     matrix = ConfusionMatrix()
     with torch.no_grad():
@@ -38,10 +41,38 @@ def test_two_process_training_matches_single_process_evaluation(tmp_path):
     run = tmp_path / "run"
     torchrun = Path(sys.executable).parent / "torchrun"
     command = [
-        str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "fastseg", "train",
-        "--data", str(voc_root), "--out", str(run), "--device", "cpu", "--epochs", "5", "--size", "32",
-        "--batch-size", "4", "--lr", "3e-3", "--no-pretrained", "--num-workers", "0", "--quiet",
-    ]  # fmt: skip
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "fastseg",
+        "train",
+        "--data",
+        str(voc_root),
+        "--out",
+        str(run),
+        "--device",
+        "cpu",
+        "--epochs",
+        "5",
+        "--size",
+        "48",
+        "--crop-size",
+        "32",
+        "--train-set",
+        "train",
+        "--batch-size",
+        "4",
+        "--lr",
+        "3e-3",
+        "--encoder-lr-ratio",
+        "1",
+        "--no-pretrained",
+        "--num-workers",
+        "0",
+        "--quiet",
+    ]  # fmt: skip  (the default, fast recipe: letterboxed validation; the demo data has no SBD)
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("done:") == 1  # rank 0 alone reports
@@ -49,7 +80,8 @@ def test_two_process_training_matches_single_process_evaluation(tmp_path):
     assert list(history["epoch"]) == list(range(5))  # one writer: no duplicated rows
     best = history.loc[history["valid_miou"].idxmax()]
     assert best["valid_miou"] > 0.05, "the run must learn something for the comparison to mean anything"
-    scores = single_process_scores(run, voc_root, size=32)
+    assert load_run_config(run).resize == "letterbox"
+    scores = single_process_scores(run, voc_root)
     # 7 validation images over 2 processes: fastai's DistributedDL repeats one to even the shards;
     # the repeat must not be scored, or these would differ
     assert scores.mean_iou == pytest.approx(best["valid_miou"], abs=1e-9)

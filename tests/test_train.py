@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -10,10 +11,11 @@ from click.testing import CliRunner
 from cli.main import main
 from fastseg.callbacks import ResumableCheckpoint
 from fastseg.checkpoint import load_model, save_model
-from fastseg.config import TrainConfig
+from fastseg.config import AugmentConfig, TrainConfig
 from fastseg.data import build_dataloaders
 from fastseg.metrics import ConfusionMatrix
 from fastseg.model import ModelConfig, SegmentationModel
+from fastseg.recipes import recipe
 from fastseg.split import Split
 from fastseg.train import TrainingInterrupted, train
 from fastseg.voc import find_voc
@@ -143,8 +145,10 @@ def test_corrupt_dataset_is_refused_with_the_file_named(voc_copy, tmp_path):
     bad.write_bytes(b"\xff\xd8 truncated")
     run_dir = tmp_path / "run"
     result = CliRunner().invoke(
-        main, ["train", "--data", str(voc_copy), "--out", str(run_dir), "--no-pretrained", "--epochs", "1"]
-    )
+        main,
+        ["train", "--data", str(voc_copy), "--out", str(run_dir), "--no-pretrained", "--epochs", "1",
+         "--train-set", "train"],
+    )  # fmt: skip
     assert result.exit_code == 1
     assert f"{bad}: cannot read image" in result.output
     assert "Traceback" not in result.output
@@ -213,7 +217,7 @@ def test_compiled_model_exports_plain_state_dict_keys(voc_root, tmp_path):
 
 def test_batch_larger_than_training_set_is_one_line(voc_root, tmp_path):
     arguments = ["train", "--data", str(voc_root), "--out", str(tmp_path / "run"), "--no-pretrained",
-                 "--batch-size", "64"]  # fmt: skip
+                 "--batch-size", "64", "--train-set", "train"]  # fmt: skip
     result = CliRunner().invoke(main, arguments)
     assert result.exit_code == 1
     assert "--batch-size 64 x 1 process(es) is more than the 16 training images" in result.output
@@ -234,3 +238,85 @@ def test_non_checkpoint_file_does_not_pass_on_torchs_unsafe_advice(tmp_path):
     assert "weights_only" not in str(error.value) and "notes.pth: not a readable fastseg model" in str(
         error.value
     )
+
+
+def fast_config(voc_root, run_dir, epochs=8):
+    """The default recipe shrunk for CPU: VOC train (the generated data has no SBD), letterbox 48,
+    32 px crops; from scratch, so one learning rate for both groups."""
+    return recipe(
+        "fast", data=str(voc_root), out=str(run_dir), train_set="train", size=48, crop_size=32,
+        batch_size=4, epochs=epochs, patience=epochs, lr=3e-3, encoder_lr_ratio=1.0, pretrained=False,
+        num_workers=0, seed=0,
+    )  # fmt: skip
+
+
+def test_fast_recipe_optimiser_is_adamw_with_a_smaller_encoder_rate(voc_root, tmp_path):
+    from fastai.optimizer import l2_reg, weight_decay
+
+    from fastseg.train import build_learner, learning_rates
+
+    folder = find_voc(voc_root)
+    dls = build_dataloaders(folder, folder.ids("train"), folder.ids("val"), size=32, batch_size=4)
+    cases = (("fast", weight_decay, l2_reg, [1e-4, 1e-3]), ("seed", l2_reg, weight_decay, [1e-4, 1e-4]))
+    for name, decay, other_decay, rates in cases:
+        config = recipe(name, pretrained=False)
+        learn = build_learner(config, dls, np.ones(21), tmp_path, torch.device("cpu"))
+        learn.create_opt()
+        learn.opt.set_hyper("lr", learning_rates(config))
+        assert [hyper["lr"] for hyper in learn.opt.hypers] == pytest.approx(rates), name
+        assert decay in learn.opt.cbs and other_decay not in learn.opt.cbs  # AdamW vs torch Adam's L2
+        groups = [len(group) for group in learn.opt.param_lists]
+        assert groups == [len(list(learn.model.encoder.parameters())), groups[1]] and groups[1] > 0
+
+
+@pytest.mark.slow
+def test_fast_recipe_learns_and_exports_a_letterbox_model(voc_root, tmp_path):
+    run_dir = tmp_path / "run"
+    result = train(fast_config(voc_root, run_dir), run_dir, show_progress=False)
+    split = Split.load(run_dir / "split.json")
+    torch.manual_seed(0)
+    loaded = load_model(run_dir)
+    assert loaded.resize == "letterbox" and loaded.size == 48
+    config = json.loads((run_dir / "config.json").read_text())["train"]
+    assert config["recipe"] == "fast" and config["decouple_weight_decay"] is True
+    assert json.loads((run_dir / "class_weights.json").read_text())["method"] == "none"
+    untrained = letterboxed_validation_miou(SegmentationModel(), voc_root, split)
+    trained = letterboxed_validation_miou(loaded.model, voc_root, split)
+    assert trained > untrained + 0.2, (untrained, trained)
+    assert trained == pytest.approx(result.best_miou, abs=1e-6)  # model.pth is the best epoch's
+
+
+def letterboxed_validation_miou(model: SegmentationModel, voc_root, split: Split) -> float:
+    folder = find_voc(voc_root)
+    crops = AugmentConfig(random_scale_crop=True)
+    dls = build_dataloaders(folder, split.train, split.valid, size=48, batch_size=8, num_workers=0,
+                            device="cpu", augment=crops, crop_size=32)  # fmt: skip
+    matrix = ConfusionMatrix()
+    model.eval()
+    with torch.no_grad():
+        for images, masks in dls.valid:
+            matrix.update(model(images.as_subclass(torch.Tensor)).argmax(1), masks)
+    return matrix.scores().mean_iou
+
+
+def test_dataset_check_counts_training_pixels_in_the_same_pass(voc_root):
+    from fastseg.class_weights import pixel_counts
+    from fastseg.split import seed_split
+    from fastseg.train import check_dataset
+
+    folder = find_voc(voc_root)
+    split = seed_split(folder.ids("train"), folder.ids("val"))
+    counts = check_dataset(folder, split, show_progress=False)
+    np.testing.assert_array_equal(counts, pixel_counts(folder, split.train))
+
+
+@pytest.mark.parametrize(
+    ("cores", "local_processes", "expected"),
+    [(2, 1, 0), (4, 1, 3), (16, 1, 15), (16, 2, 7), (16, 8, 1), (128, 1, 32)],
+)
+def test_loader_workers_share_the_machine_between_processes(monkeypatch, cores, local_processes, expected):
+    import fastseg.device
+
+    monkeypatch.setattr(fastseg.device, "available_cores", lambda: cores)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local_processes))
+    assert fastseg.device.default_num_workers() == expected
