@@ -21,7 +21,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
-	$(BIN)/python benchmarks/train_throughput.py --size 224 --batch-size 4 --steps 3
+	$(BIN)/python benchmarks/train_throughput.py --batch-size 4 --steps 3
 
 clean:
 	rm -rf $(VENV) outputs/demo .pytest_cache

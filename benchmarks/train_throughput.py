@@ -1,10 +1,19 @@
-"""Training throughput (images/s) of fastseg's model vs segmentation_models_pytorch's
-`Unet("vgg16_bn")`, measured in the same run at the same size and batch.
+"""Training throughput for both recipes, with baselines measured in the same run, and the projected
+wall time of each recipe's schedule on the machine it runs on.
 
-A training step = forward + weighted cross-entropy (void ignored) + backward + Adam step.
-On CUDA both run with bf16 autocast and channels_last, as `fastseg train` does.
+1. Model step (images/s): forward + cross-entropy (void ignored) + backward + Adam step at each
+   recipe's training input (seed 224², fast 320² crops), fastseg's `SegmentationModel` vs
+   segmentation_models_pytorch `Unet("vgg16_bn")`. On CUDA: bf16 autocast and channels_last, as
+   `fastseg train` does; `--compile` adds torch.compile to fastseg's model.
+2. Data pipeline (images/s of one loader process): fastai's training DataLoader with the
+   recipe's augmentation over VOC-sized (500x375-ish) JPEG + palette PNG pairs, decoding
+   included. `fastseg train` runs one such loader per spare core.
+3. Start-up check: verify every pair and count training pixels, serial as before vs the threaded
+   single pass `fastseg train` now makes.
+4. Projection: epochs x training images / min(model rate, loader rate x workers), validation left
+   out (725 images a epoch, forward only). On CUDA this is the expected wall time of the schedule.
 
-    python benchmarks/train_throughput.py [--size 224] [--batch-size 8] [--steps 5] [--device cpu]
+    python benchmarks/train_throughput.py [--device cpu|cuda] [--batch-size 4] [--steps 3]
 """
 
 from __future__ import annotations
@@ -12,12 +21,24 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from fastseg.model import SegmentationModel
+from fastseg.class_weights import pixel_counts
+from fastseg.data import build_dataloaders
+from fastseg.demo_data import make_demo_voc
+from fastseg.device import default_num_workers
+from fastseg.model import SegmentationModel, count_macs
+from fastseg.recipes import recipe
+from fastseg.split import Split
+from fastseg.train import check_dataset
+from fastseg.voc import find_voc, verify_pair
+
+TRAINING_IMAGES = {"train": 1_464, "trainaug": 10_582}
 
 
 def smp_unet() -> torch.nn.Module:
@@ -26,9 +47,8 @@ def smp_unet() -> torch.nn.Module:
     return smp.Unet("vgg16_bn", encoder_weights=None, classes=21)
 
 
-def images_per_second(
-    model: torch.nn.Module, size: int, batch: int, steps: int, device: torch.device
-) -> float:
+def step_rate(model: torch.nn.Module, size: int, batch: int, steps: int, device: torch.device) -> float:
+    """Training images/s of `model` on random `size`² inputs (a warm-up step first)."""
     model = model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     images = torch.randn(batch, 3, size, size, device=device)
@@ -46,7 +66,8 @@ def images_per_second(
         loss.backward()
         optimizer.step()
 
-    step()  # warm-up: allocator, cuDNN autotuning
+    for _ in range(2 if cuda else 1):  # warm-up: allocator, cuDNN autotuning, compilation
+        step()
     if cuda:
         torch.cuda.synchronize()
     start = time.perf_counter()
@@ -57,33 +78,93 @@ def images_per_second(
     return steps * batch / (time.perf_counter() - start)
 
 
+def pipeline_rate(voc_root: Path, config, batch: int, batches: int) -> float:  # noqa: ANN001
+    """Images/s of one loader process: decode + the recipe's item transforms + collation, on one
+    thread as in a DataLoader worker (torch gives each worker one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _pipeline_rate(voc_root, config, batch, batches)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _pipeline_rate(voc_root: Path, config, batch: int, batches: int) -> float:  # noqa: ANN001
+    folder = find_voc(voc_root)
+    ids = folder.ids("train")
+    dls = build_dataloaders(folder, ids, ids[:batch], size=config.size, batch_size=batch,
+                            augment=config.augment, num_workers=0, device="cpu", seed=0,
+                            crop_size=config.train_size)  # fmt: skip
+    iterator = iter(dls.train)
+    next(iterator)  # warm-up
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return batches * batch / (time.perf_counter() - start)
+
+
+def startup_seconds(voc_root: Path) -> dict[str, float]:
+    folder = find_voc(voc_root)
+    ids = folder.ids("train")
+    split = Split(train=ids, valid=[], test=[])
+    start = time.perf_counter()
+    assert not any(verify_pair(folder, image_id) for image_id in ids)
+    pixel_counts(folder, ids)
+    serial = time.perf_counter() - start
+    start = time.perf_counter()
+    check_dataset(folder, split, show_progress=False)
+    threaded = time.perf_counter() - start
+    return {"serial_s": serial, "threaded_s": threaded, "speedup": serial / threaded, "pairs": len(ids)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, default=4, help="model steps (32 on a GPU)")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--images", type=int, default=96, help="generated VOC-sized training pairs")
+    parser.add_argument("--compile", action="store_true", help="torch.compile fastseg's model")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    results = {
-        "fastseg": images_per_second(SegmentationModel(), args.size, args.batch_size, args.steps, device),
-        "smp_unet_vgg16_bn": images_per_second(smp_unet(), args.size, args.batch_size, args.steps, device),
-    }
-    machine = (
-        torch.cuda.get_device_name()
-        if device.type == "cuda"
-        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-    )
-    report = {
-        "device": machine,
+    workers = default_num_workers()
+    report: dict = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
+        "cpu_threads": torch.get_num_threads(),
+        "loader_workers": workers,
         "torch": torch.__version__,
-        "size": args.size,
         "batch_size": args.batch_size,
         "steps": args.steps,
-        "images_per_second": {name: round(value, 2) for name, value in results.items()},
-        "ratio_fastseg_over_smp": round(results["fastseg"] / results["smp_unet_vgg16_bn"], 2),
+        "recipes": {},
     }
+    with tempfile.TemporaryDirectory() as temporary:
+        voc_root = Path(temporary)
+        make_demo_voc(voc_root, n_train=args.images, n_val=2, seed=0, min_size=375, max_size=500)
+        report["startup_check"] = {key: round(value, 3) for key, value in startup_seconds(voc_root).items()}
+        for name in ("seed", "fast"):
+            config = recipe(name)
+            size = config.train_size
+            model = SegmentationModel()
+            macs = sum(count_macs(model, torch.zeros(1, 3, size, size)).values())
+            if args.compile:
+                model = torch.compile(model)
+            fastseg = step_rate(model, size, args.batch_size, args.steps, device)
+            smp = step_rate(smp_unet(), size, args.batch_size, args.steps, device)
+            loader = pipeline_rate(voc_root, config, batch=8, batches=max(2, args.images // 8 - 2))
+            rate = min(fastseg, loader * max(1, workers))
+            samples = config.epochs * TRAINING_IMAGES[config.train_set]
+            report["recipes"][name] = {
+                "train_set": config.train_set,
+                "input": f"{size}x{size}",
+                "epochs": config.epochs,
+                "training_gflop_per_image": round(3 * 2 * macs / 1e9, 1),  # backward ~ 2x forward
+                "model_images_per_s": round(fastseg, 2),
+                "smp_unet_images_per_s": round(smp, 2),
+                "ratio_fastseg_over_smp": round(fastseg / smp, 2),
+                "loader_images_per_s_per_process": round(loader, 1),
+                "bound_by": "model" if fastseg <= loader * max(1, workers) else "loaders",
+                "projected_schedule_hours": round(samples / rate / 3600, 2),
+            }
     print(json.dumps(report, indent=1))
 
 
