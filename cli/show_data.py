@@ -8,6 +8,7 @@ import click
 
 from cli.errors import user_errors
 from cli.options import train_default
+from fastseg.recipes import DEFAULT_RECIPE, RECIPES, recipe_default
 
 
 @click.command(context_settings={"show_default": True})
@@ -17,15 +18,30 @@ from cli.options import train_default
 @click.option(
     "--out", required=True, type=click.Path(path_type=Path, file_okay=False), help="Folder for the PNGs."
 )
-@click.option("--size", type=click.IntRange(min=32), default=train_default("size"))
+@click.option(
+    "--recipe",
+    "recipe_name",
+    type=click.Choice(list(RECIPES)),
+    default=DEFAULT_RECIPE,
+    help="Show the inputs this training recipe makes (crops and letterbox, or the squish).",
+)
+@click.option(
+    "--size",
+    type=click.IntRange(min=32),
+    default=None,
+    show_default=recipe_default("size"),
+    help="Model input side (the recipe's by default).",
+)
 @click.option("--rows", type=click.IntRange(min=1, max=16), default=4)
 @click.option("--seed", type=int, default=train_default("seed"))
 @user_errors
-def command(data: Path, out: Path, size: int, rows: int, seed: int) -> None:
-    """Write train_ds_sample.png (augmented) and val_ds_sample.png: image | mask in VOC colours."""
+def command(data: Path, out: Path, recipe_name: str, size: int | None, rows: int, seed: int) -> None:
+    """Write train_ds_sample.png (augmented, from VOC train) and val_ds_sample.png, image | mask in
+    VOC colours, as the recipe's training would see them."""
     from fastai.torch_core import set_seed
 
     from fastseg.data import build_dataloaders
+    from fastseg.recipes import recipe
     from fastseg.samples import save_dataset_samples
     from fastseg.split import seed_split
     from fastseg.voc import find_voc
@@ -33,9 +49,13 @@ def command(data: Path, out: Path, size: int, rows: int, seed: int) -> None:
     folder = find_voc(data)
     split = seed_split(folder.ids("train"), folder.ids("val"))
     folder.require_files([*split.train, *split.valid])
+    config = recipe(recipe_name)
+    if size:  # a smaller input than the recipe's: crops no larger than it
+        config = recipe(recipe_name, size=size, crop_size=min(size, config.train_size))
     set_seed(seed)
     dls = build_dataloaders(
-        folder, split.train, split.valid, size=size, batch_size=rows, num_workers=0, seed=seed
-    )
+        folder, split.train, split.valid, size=config.size, batch_size=rows, augment=config.augment,
+        num_workers=0, seed=seed, crop_size=config.train_size,
+    )  # fmt: skip
     for path in save_dataset_samples(dls, out, rows=rows):
         click.echo(f"wrote {path}")

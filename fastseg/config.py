@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from fastseg.errors import FastsegError
 from fastseg.geometry import LETTERBOX, SQUISH
 
 
@@ -66,6 +67,14 @@ class TrainConfig:
     num_workers: int = -1
     compile: bool = False  # torch.compile the model (CUDA; first epoch pays the compilation)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def check(self) -> None:
+        """Refuse combinations that would train but waste the run, in one line."""
+        if self.augment.random_scale_crop and self.train_size > self.size:
+            raise FastsegError(
+                f"--crop-size {self.train_size} is larger than --size {self.size}: most of every crop "
+                "would be void padding; use a crop no larger than SIZE"
+            )
 
     @property
     def resize(self) -> str:

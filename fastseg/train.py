@@ -224,6 +224,7 @@ def train(
     run_dir = Path(run_dir)
     rank, world = rank_and_world()
     main = rank == 0  # under torchrun / accelerate launch only rank 0 writes the run folder
+    config.check()
     prepare_run_dir(run_dir, resume, force)
     barrier()  # every process has checked before rank 0 creates anything
     state = read_resume_state(run_dir) if resume else {}

@@ -110,3 +110,37 @@ def test_default_recipe_without_sbd_says_what_to_do_and_creates_nothing(voc_root
     assert "trainaug.txt: list file not found" in error
     assert "download --sbd" in error and "--train-set train" in error
     assert "Traceback" not in result.output and not run.exists()
+
+
+def test_crop_larger_than_the_input_is_one_line_before_anything_exists(voc_root, tmp_path):
+    run = tmp_path / "run"
+    arguments = ["train", "--data", str(voc_root), "--out", str(run), "--train-set", "train", "--size", "64"]
+    result = CliRunner().invoke(main, arguments)  # the fast recipe's 320 px crops into 64²
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "--crop-size 320 is larger than --size 64" in result.output.strip().splitlines()[-1]
+    assert not run.exists()
+
+
+def test_show_data_draws_the_recipes_inputs(voc_root, tmp_path, monkeypatch):
+    """show-data hands the recipe's loaders to the figure code: fast crops (capped at --size) and
+    letterboxes, whose padding is void along the bottom or right of a non-square image; seed squishes."""
+    import fastseg.samples
+
+    seen = {}
+
+    def capture(dls, out, rows=4):
+        seen["train"], seen["valid"] = dls.train.one_batch()[1], dls.valid.one_batch()[1]
+        return []
+
+    monkeypatch.setattr(fastseg.samples, "save_dataset_samples", capture)
+    letterbox_padding = []
+    for name in ("fast", "seed"):
+        arguments = ["show-data", "--data", str(voc_root), "--out", str(tmp_path), "--size", "48",
+                     "--rows", "4", "--recipe", name]  # fmt: skip
+        result = CliRunner().invoke(main, arguments)
+        assert result.exit_code == 0, result.output
+        assert seen["train"].shape == (4, 48, 48) and seen["valid"].shape == (4, 48, 48)
+        void = seen["valid"] == 255
+        padded = void[:, -1, :].all(dim=1) | void[:, :, -1].all(dim=1)  # a whole last row or column
+        letterbox_padding.append(bool(padded.any()))
+    assert letterbox_padding == [True, False]
