@@ -7,19 +7,13 @@ from pathlib import Path
 import click
 
 from cli.errors import user_errors
-from fastseg.recipes import DEFAULT_RECIPE, RECIPES
+from cli.options import recipe_option
 
 
 @click.command(context_settings={"show_default": True})
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("outputs/demo"))
 @click.option("--epochs", type=click.IntRange(min=1), default=20)
-@click.option(
-    "--recipe",
-    "recipe_name",
-    type=click.Choice(list(RECIPES)),
-    default=DEFAULT_RECIPE,
-    help="The training recipe, shrunk for CPU (see `fastseg train --help`).",
-)
+@recipe_option("The training recipe, shrunk for CPU (see `fastseg train --help`).")
 @click.option("--force", is_flag=True, help="Replace a previous demo run in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @user_errors

@@ -8,6 +8,7 @@ from dataclasses import fields
 import click
 
 from fastseg.config import TrainConfig
+from fastseg.recipes import DEFAULT_RECIPE, RECIPES
 
 _TRAIN_DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if not callable(f.default_factory)}
 
@@ -18,6 +19,13 @@ def train_default(name: str):  # noqa: ANN201 - whatever type the field has
 
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def recipe_option(help_text: str) -> Callable:
+    """`--recipe fast|seed` (passed as `recipe_name`), default fast."""
+    return click.option(
+        "--recipe", "recipe_name", type=click.Choice(list(RECIPES)), default=DEFAULT_RECIPE, help=help_text
+    )
 
 
 def inference_options(command: Callable) -> Callable:

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from cli.errors import user_errors
-from cli.options import train_default
-from fastseg.recipes import DEFAULT_RECIPE, RECIPES, recipe_default
+from cli.options import recipe_option, train_default
+from fastseg.recipes import recipe_default
 
 
 @click.command(context_settings={"show_default": True})
@@ -18,13 +18,7 @@ from fastseg.recipes import DEFAULT_RECIPE, RECIPES, recipe_default
 @click.option(
     "--out", required=True, type=click.Path(path_type=Path, file_okay=False), help="Folder for the PNGs."
 )
-@click.option(
-    "--recipe",
-    "recipe_name",
-    type=click.Choice(list(RECIPES)),
-    default=DEFAULT_RECIPE,
-    help="Show the inputs this training recipe makes (crops and letterbox, or the squish).",
-)
+@recipe_option("Show the inputs this training recipe makes (crops and letterbox, or the squish).")
 @click.option(
     "--size",
     type=click.IntRange(min=32),

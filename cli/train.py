@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from cli.errors import user_errors
-from cli.options import DEVICES, train_default
-from fastseg.recipes import DEFAULT_RECIPE, RECIPES, recipe_default
+from cli.options import DEVICES, recipe_option, train_default
+from fastseg.recipes import recipe_default
 
 WEIGHTINGS = ("balanced", "median-frequency", "none")
 
@@ -25,11 +25,8 @@ def default_run_dir() -> Path:
 @click.option(
     "--out", type=click.Path(path_type=Path), help="Run folder  [default: outputs/runs/<timestamp>]"
 )
-@click.option(
-    "--recipe",
-    type=click.Choice(list(RECIPES)),
-    default=DEFAULT_RECIPE,
-    help="Preset the options without a value start from: fast (SBD trainaug, random-scale crops, "
+@recipe_option(
+    "Preset the options without a value start from: fast (SBD trainaug, random-scale crops, "
     "AdamW; needs `download --sbd`) or seed (the seed's exact recipe).",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=None, show_default=recipe_default("epochs"))
@@ -179,7 +176,7 @@ def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, **o
             if options[path_option] is not None:
                 options[path_option] = str(options[path_option])
         given = {key: value for key, value in options.items() if value is not None}
-        config = recipe(given.pop("recipe"), out=str(run_dir), **given)
+        config = recipe(given.pop("recipe_name"), out=str(run_dir), **given)
     from fastseg.device import resolve_device
     from fastseg.distributed import process_group, rank_and_world
 

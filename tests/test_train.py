@@ -28,10 +28,13 @@ def tiny_config(voc_root, run_dir, epochs=10) -> TrainConfig:
     )  # fmt: skip
 
 
-def validation_miou(model: SegmentationModel, voc_root, split: Split) -> float:
+def validation_miou(model: SegmentationModel, voc_root, split: Split, letterbox: bool = False) -> float:
+    """mIoU on validation batches built as training builds them: squished to 48², or, for a
+    crop-trained model, letterboxed into 48²."""
     folder = find_voc(voc_root)
+    crops = {"augment": AugmentConfig(random_scale_crop=True), "crop_size": 32} if letterbox else {}
     dls = build_dataloaders(
-        folder, split.train, split.valid, size=48, batch_size=8, num_workers=0, device="cpu"
+        folder, split.train, split.valid, size=48, batch_size=8, num_workers=0, device="cpu", **crops
     )
     matrix = ConfusionMatrix()
     model.eval()
@@ -280,23 +283,10 @@ def test_fast_recipe_learns_and_exports_a_letterbox_model(voc_root, tmp_path):
     config = json.loads((run_dir / "config.json").read_text())["train"]
     assert config["recipe"] == "fast" and config["decouple_weight_decay"] is True
     assert json.loads((run_dir / "class_weights.json").read_text())["method"] == "none"
-    untrained = letterboxed_validation_miou(SegmentationModel(), voc_root, split)
-    trained = letterboxed_validation_miou(loaded.model, voc_root, split)
+    untrained = validation_miou(SegmentationModel(), voc_root, split, letterbox=True)
+    trained = validation_miou(loaded.model, voc_root, split, letterbox=True)
     assert trained > untrained + 0.2, (untrained, trained)
     assert trained == pytest.approx(result.best_miou, abs=1e-6)  # model.pth is the best epoch's
-
-
-def letterboxed_validation_miou(model: SegmentationModel, voc_root, split: Split) -> float:
-    folder = find_voc(voc_root)
-    crops = AugmentConfig(random_scale_crop=True)
-    dls = build_dataloaders(folder, split.train, split.valid, size=48, batch_size=8, num_workers=0,
-                            device="cpu", augment=crops, crop_size=32)  # fmt: skip
-    matrix = ConfusionMatrix()
-    model.eval()
-    with torch.no_grad():
-        for images, masks in dls.valid:
-            matrix.update(model(images.as_subclass(torch.Tensor)).argmax(1), masks)
-    return matrix.scores().mean_iou
 
 
 def test_dataset_check_counts_training_pixels_in_the_same_pass(voc_root):
