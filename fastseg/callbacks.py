@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from fastai.callback.core import Callback
+from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 
 
 class L1Regularization(Callback):
@@ -58,19 +59,34 @@ class ResumableCheckpoint(Callback):
 
     def after_epoch(self) -> None:
         self.completed_epochs = self.learn.epoch + 1
-        save_resumable(self.learn, self.run_dir, self.completed_epochs)
+        save_resumable(self.learn, self.run_dir, self.completed_epochs, *trackers(self.learn))
 
 
-def save_resumable(learn, run_dir: Path, completed_epochs: int) -> None:  # noqa: ANN001 - a Learner
-    """`last.pth` (model + optimizer) and `last.json` (epochs done, tracker state)."""
+def save_resumable(
+    learn,  # noqa: ANN001 - a fastai Learner
+    run_dir: Path,
+    completed_epochs: int,
+    early: EarlyStoppingCallback | None,
+    saver: SaveModelCallback | None,
+) -> None:
+    """`last.pth` (model + optimizer) and `last.json` (epochs done, tracker state).
+
+    The trackers are passed in rather than looked up: after Ctrl-C, fastai has already removed
+    the callbacks given to `fit` from the Learner when the interrupted run is saved."""
     learn.save("last", with_opt=True)
-    state = {"completed_epochs": completed_epochs, **tracker_state(learn)}
+    state = {"completed_epochs": completed_epochs, **tracker_state(early, saver)}
     write_json_atomic(Path(run_dir) / "last.json", state)
 
 
-def tracker_state(learn) -> dict:  # noqa: ANN001 - a fastai Learner
-    early = getattr(learn, "early_stopping_callback", None)
-    saver = getattr(learn, "save_model_callback", None)
+def trackers(learn) -> tuple[EarlyStoppingCallback | None, SaveModelCallback | None]:  # noqa: ANN001
+    """The Learner's early-stopping and model-saving trackers, found by type: fastai names them
+    `learn.early_stopping` and `learn.save_model`, and a lookup by another name finds nothing."""
+    early = next((cb for cb in learn.cbs if isinstance(cb, EarlyStoppingCallback)), None)
+    saver = next((cb for cb in learn.cbs if isinstance(cb, SaveModelCallback)), None)
+    return early, saver
+
+
+def tracker_state(early: EarlyStoppingCallback | None, saver: SaveModelCallback | None) -> dict:
     return {
         "best": float(saver.best) if saver is not None and saver.best is not None else None,
         "wait": int(getattr(early, "wait", 0)) if early is not None else 0,
@@ -86,8 +102,7 @@ class RestoreTrackers(Callback):
         self.best, self.wait = best, wait
 
     def before_fit(self) -> None:
-        early = getattr(self.learn, "early_stopping_callback", None)
-        saver = getattr(self.learn, "save_model_callback", None)
+        early, saver = trackers(self.learn)
         if self.best is not None:
             for tracker in (early, saver):
                 if tracker is not None:

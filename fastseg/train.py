@@ -291,8 +291,9 @@ def train(
 
     checkpoint = ResumableCheckpoint(run_dir)
     early_stopping = EarlyStoppingCallback(monitor=MONITOR, comp=np.greater, patience=config.patience)
+    saver = SaveModelCallback(monitor=MONITOR, comp=np.greater, fname="best")
     callbacks = [
-        SaveModelCallback(monitor=MONITOR, comp=np.greater, fname="best"),
+        saver,
         early_stopping,
         *([CSVLogger("history.csv", append=resume), checkpoint] if main else []),
         *restore,
@@ -304,7 +305,8 @@ def train(
     except KeyboardInterrupt:
         # Mid-epoch, `learn.epoch` is the unfinished epoch: resuming redoes it.
         if main:
-            save_resumable(learn, run_dir, max(learn.epoch, checkpoint.completed_epochs))
+            completed = max(learn.epoch, checkpoint.completed_epochs)
+            save_resumable(learn, run_dir, completed, early_stopping, saver)
         raise TrainingInterrupted(
             f"interrupted in epoch {learn.epoch}; checkpoint saved, "
             f"continue with: fastseg train --resume {run_dir}"

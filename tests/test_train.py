@@ -109,11 +109,17 @@ def test_garbage_model_file_is_refused_by_name(tmp_path):
 
 @pytest.mark.slow
 def test_interrupted_run_resumes_from_the_saved_epoch(voc_root, tmp_path, monkeypatch):
+    from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
+
+    from fastseg.callbacks import RestoreTrackers
+
     run_dir = tmp_path / "run"
     original = ResumableCheckpoint.after_epoch
+    written_after_epoch = []
 
     def interrupt_after_second_epoch(self):
         original(self)
+        written_after_epoch.append(json.loads((run_dir / "last.json").read_text()))
         if self.learn.epoch == 1:
             raise KeyboardInterrupt
 
@@ -122,7 +128,21 @@ def test_interrupted_run_resumes_from_the_saved_epoch(voc_root, tmp_path, monkey
         train(tiny_config(voc_root, run_dir, epochs=4), run_dir, show_progress=False)
     state = json.loads((run_dir / "last.json").read_text())
     assert state["completed_epochs"] == 2 and (run_dir / "last.pth").is_file()
+    first_two = pd.read_csv(run_dir / "history.csv")["valid_miou"]
+    # The trackers' best, after each epoch and after Ctrl-C (when fastai has removed them)
+    assert [saved["best"] for saved in written_after_epoch] == pytest.approx(first_two.cummax().tolist())
+    assert state["best"] == pytest.approx(first_two.max())
     monkeypatch.setattr(ResumableCheckpoint, "after_epoch", original)
+
+    restored = []
+    original_restore = RestoreTrackers.before_fit
+
+    def record_restored(self):
+        original_restore(self)
+        for kind in (SaveModelCallback, EarlyStoppingCallback):
+            restored.extend(cb.best for cb in self.learn.cbs if isinstance(cb, kind))
+
+    monkeypatch.setattr(RestoreTrackers, "before_fit", record_restored)
 
     started = []
     import fastseg.train as train_module
@@ -136,10 +156,17 @@ def test_interrupted_run_resumes_from_the_saved_epoch(voc_root, tmp_path, monkey
     monkeypatch.setattr(train_module, "fit_one_cycle", spy)
     result = train(tiny_config(voc_root, run_dir, epochs=4), run_dir, resume=True, show_progress=False)
     assert started == [(4, 2)]
+    assert restored == pytest.approx([first_two.max()] * 2)  # both trackers resume from the saved best
     assert result.epochs_run == 4
     epochs = train_module.read_history(run_dir / "history.csv")["epoch"].tolist()
     assert epochs == [0, 1, 2, 3]
     assert json.loads((run_dir / "last.json").read_text())["finished"] is True
+    # The resumed trackers start from the saved best: model.pth is the best of all four epochs
+    # and scores what its metadata says.
+    history = train_module.read_history(run_dir / "history.csv")
+    assert result.best_miou == pytest.approx(history["valid_miou"].max())
+    exported = validation_miou(load_model(run_dir).model, voc_root, Split.load(run_dir / "split.json"))
+    assert exported == pytest.approx(result.best_miou, abs=1e-6)
 
 
 def test_corrupt_dataset_is_refused_with_the_file_named(voc_copy, tmp_path):
