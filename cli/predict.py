@@ -30,7 +30,8 @@ from cli.options import inference_options
     "--size",
     type=click.IntRange(min=32),
     default=None,
-    help="Square size the model sees  [default: the run's training size]",
+    help="Side of the model's square input  [default: the model's own: 512 for the fast recipe, "
+    "224 for the seed's]",
 )
 @click.option("--tta", is_flag=True, help="Average with the horizontally flipped prediction.")
 @click.option("--overlay", is_flag=True, help="Also write <name>.overlay.jpg: image blended with labels.")

@@ -9,7 +9,7 @@ import click
 
 from cli.errors import user_errors
 from cli.options import DEVICES, recipe_option, train_default
-from fastseg.recipes import recipe_default
+from fastseg.recipes import recipe, recipe_default
 
 WEIGHTINGS = ("balanced", "median-frequency", "none")
 
@@ -69,8 +69,8 @@ def default_run_dir() -> Path:
     "--crop-size",
     type=click.IntRange(min=32),
     default=None,
-    show_default=recipe_default("crop_size"),
-    help="Training crop side with random-scale crops (unused when squishing).",
+    show_default=f"fast: {recipe('fast').crop_size}, seed: squishes, no crop",
+    help="Training crop side with random-scale crops.",
 )
 @click.option(
     "--l1",
@@ -140,7 +140,11 @@ def default_run_dir() -> Path:
     "evaluation, or squish every image to SIZE².",
 )
 @click.option(
-    "--compile", "compile_model", is_flag=True, help="torch.compile the model (CUDA; epoch 1 compiles it)."
+    "--compile/--no-compile",
+    "compile_model",
+    default=None,
+    show_default=recipe_default("compile"),
+    help="torch.compile the model (CUDA; epoch 1 compiles it).",
 )
 @click.option("--device", type=click.Choice(DEVICES), default=train_default("device"))
 @click.option("--seed", type=int, default=train_default("seed"))
@@ -162,7 +166,6 @@ def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, **o
     """Train the VGG16-BN encoder + skip decoder on VOC 2012, validating on the seed's validation
     half; the best model by validation mIoU is saved as RUN/model.pth. Options left out take the
     recipe's value (`--recipe`); the run's config.json records every value used."""
-    from fastseg.recipes import recipe
     from fastseg.train import load_run_config, train
 
     if resume is not None:
@@ -177,6 +180,8 @@ def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, **o
                 options[path_option] = str(options[path_option])
         given = {key: value for key, value in options.items() if value is not None}
         config = recipe(given.pop("recipe_name"), out=str(run_dir), **given)
+        if "crop_size" in given and not config.augment.random_scale_crop:
+            raise click.UsageError("--crop-size needs random-scale crops; this run squishes (--squish)")
     from fastseg.device import resolve_device
     from fastseg.distributed import process_group, rank_and_world
 

@@ -38,20 +38,33 @@ MAX_WORKERS_PER_PROCESS = 32
 
 
 def available_cores() -> int:
+    """Cores this process may run on (its affinity mask, e.g. under a scheduler), else all."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def default_num_workers(processes_on_machine: int | None = None) -> int:
-    """Loader workers per process: this machine's cores shared between its processes (torchrun's
-    LOCAL_WORLD_SIZE), less one each for the process itself, at most 32; 0 (load in the main
-    process) on a 1-2 core machine, where workers would only compete with it.
+def processes_on_machine() -> int:
+    """Processes a launcher started on this machine (torchrun's LOCAL_WORLD_SIZE); 1 alone."""
+    value = os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1"))
+    try:
+        return max(1, int(value))
+    except ValueError:
+        raise FastsegError(f"LOCAL_WORLD_SIZE={value!r}: not a whole number (the launcher sets it)") from None
 
-    On a GPU box the loaders, not the GPU, bound the fast recipe's speed (decoding a JPEG and
-    its mask and cropping them takes milliseconds per image per core), so every spare core works.
+
+def cores_per_process() -> int:
+    """This process's share of the machine's cores, at least one."""
+    return max(1, available_cores() // processes_on_machine())
+
+
+def default_num_workers(processes: int | None = None) -> int:
+    """Loader workers per process: this machine's cores shared between its processes, less one
+    each for the process itself, at most 32; 0 (load in the main process) on a 1-2 core machine,
+    where workers would only compete with it.
+
+    Decoding a VOC JPEG and its mask and cropping them takes about 8 ms on one core
+    (benchmarks/README.md), so a GPU training at ~1,000 images/s needs every spare core loading.
     """
     cores = available_cores()
     if cores <= 2:
         return 0
-    launched = os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1"))
-    processes = processes_on_machine or int(launched)
-    return max(0, min(MAX_WORKERS_PER_PROCESS, cores // max(1, processes) - 1))
+    return max(0, min(MAX_WORKERS_PER_PROCESS, cores // (processes or processes_on_machine()) - 1))

@@ -30,10 +30,12 @@ from fastseg.config import AugmentConfig, TrainConfig
 
 
 def seed_recipe() -> TrainConfig:
+    """The seed project's recipe: `TrainConfig`'s own defaults."""
     return TrainConfig(recipe="seed")
 
 
 def fast_recipe() -> TrainConfig:
+    """fastseg's default: the seed's model, retrained the way VOC references do (module docstring)."""
     return TrainConfig(
         recipe="fast",
         train_set="trainaug",

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from fastseg.checkpoint import load_model, resolve_model_path
 from fastseg.classes import VOC_CLASSES, VOID_LABEL
 from fastseg.device import default_num_workers, resolve_device
-from fastseg.errors import FastsegError
+from fastseg.errors import DatasetError, FastsegError
 from fastseg.figures import class_iou_chart, image_grid, save_figure
 from fastseg.images import load_rgb
 from fastseg.inference import Segmenter, loader
@@ -97,7 +97,13 @@ def evaluate(
             if batch["error"][row]:
                 raise FastsegError(f"{paths[index]}: {batch['error'][row]}")
             mask = torch.from_numpy(batch["mask"][row]).to(segmenter.device)
-            full = segmenter.full_size(logits[row], *mask.shape)
+            image_size = (batch["height"][row], batch["width"][row])
+            if tuple(mask.shape) != image_size:  # the letterbox crop comes from the image's size
+                raise DatasetError(
+                    f"{folder.mask_path(ids[index])}: mask is {mask.shape[1]}x{mask.shape[0]}, "
+                    f"image is {image_size[1]}x{image_size[0]}"
+                )
+            full = segmenter.full_size(logits[row], *image_size)
             counts = ConfusionMatrix.counts(segmenter.labels(full), mask)
             total.add(counts)
             loss = F.cross_entropy(full[None], mask[None].long(), weight=weights, ignore_index=VOID_LABEL)

@@ -27,6 +27,8 @@ IMAGE_FILL = [round(255 * channel) for channel in IMAGENET_MEAN]
 FILL = {tv_tensors.Image: IMAGE_FILL, tv_tensors.Mask: VOID_LABEL}
 
 
+# make_params / transform are torchvision's public hooks for custom v2 transforms since 0.21
+# (before that _get_params / _transform): setup.cfg requires torchvision>=0.21.
 class ScaleLongerSide(v2.Transform):
     """Resize so the longer side is `size` x U(scale): the same geometry as the letterbox used at
     evaluation, so the scale range is centred on what the model will see there."""
@@ -81,7 +83,7 @@ def build_augment(config: AugmentConfig, size: int | None = None, crop_size: int
     """The seed's augmentations, each applied independently with its own probability; with
     `config.random_scale_crop`, preceded by a random-scale `crop_size`² crop (default `size`)
     of the full image."""
-    fill = FILL
+    fill = FILL  # one name for the many uses below
 
     def maybe(transform: v2.Transform, p: float) -> v2.Transform:
         return v2.RandomApply([transform], p=p)
@@ -129,8 +131,8 @@ class PairedTransform(ItemTransform):
     order = 6
 
     def __init__(self, transform: v2.Transform, split_idx: int | None = None):
-        super().__init__()
-        self.pipeline, self.split_idx = transform, split_idx
+        super().__init__(split_idx=split_idx)
+        self.pipeline = transform
 
     # No type annotations here: fasttransform dispatches on them, and `pair: tuple` silently
     # matched nothing, so the augmentation never ran (caught by tests/test_data.py).

@@ -60,12 +60,13 @@ def segmenter(path) -> Segmenter:
     return Segmenter(load_model(path), torch.device("cpu"), precision="fp32")
 
 
-def test_letterboxed_logits_lose_their_padding_before_upsampling(model_files):
+@pytest.mark.parametrize("side", [32, 64])  # the model's own input side, and `predict --size 64`
+def test_letterboxed_logits_lose_their_padding_before_upsampling(model_files, side):
     """Logits say class 3 over the image and class 7 over the padding: at full size the
     letterbox model predicts 3 everywhere; a squish model would keep the 7s."""
-    logits = torch.zeros(21, 32, 32)
-    logits[3, :16, :] = 1
-    logits[7, 16:, :] = 1
+    logits = torch.zeros(21, side, side)
+    logits[3, : side // 2, :] = 1  # a 20x40 image fills the top half
+    logits[7, side // 2 :, :] = 1
     letterboxed = segmenter(model_files[LETTERBOX]).full_size(logits, 20, 40)
     assert letterboxed.shape == (21, 20, 40)
     assert set(Segmenter.labels(letterboxed).unique().tolist()) == {3}
@@ -87,7 +88,8 @@ def test_training_validation_and_inference_fit_images_alike(voc_root):
             load_rgb(folder.image_path(image_id)), 48, IMAGENET_MEAN, IMAGENET_STD, LETTERBOX
         )
         difference = (images[row].as_subclass(torch.Tensor) - expected).abs()
-        assert difference.mean() < 0.03, (image_id, difference.mean())  # Pillow vs torch bilinear only
+        # Pillow vs torch bilinear differ by ~0.002; content one pixel off differs by 0.05 or more
+        assert difference.mean() < 0.01, (image_id, difference.mean())
 
 
 def test_resize_mode_rides_in_the_model_file(model_files, tmp_path):
@@ -102,17 +104,29 @@ def test_resize_mode_rides_in_the_model_file(model_files, tmp_path):
         load_model(tmp_path / "bad.pth")
 
 
-def test_predict_with_a_letterbox_model_writes_image_sized_masks(model_files, tmp_path):
+@pytest.mark.parametrize("size", [None, 48])  # the model's own 32, and another side
+def test_predict_with_a_letterbox_model_keeps_only_the_image_area(model_files, tmp_path, monkeypatch, size):
+    """Logits coded by position, class 3 where the input holds image and 7 over its zero padding:
+    the written mask is all 3 at the image's size only if the padding was cropped off correctly."""
     from click.testing import CliRunner
 
     from cli.main import main
 
+    def coded_logits(self, images):
+        padding = (images == 0).all(dim=1)  # (N, S, S)
+        logits = torch.zeros(images.shape[0], 21, *images.shape[2:])
+        logits[:, 3] = (~padding).float()
+        logits[:, 7] = padding.float()
+        return logits
+
+    monkeypatch.setattr(Segmenter, "logits", coded_logits)
     rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (29, 61, 3), dtype=np.uint8)).save(tmp_path / "wide.png")
-    model = model_files[LETTERBOX]
-    arguments = ["predict", "--model", str(model), str(tmp_path / "wide.png"), "--out", str(tmp_path / "out"),
-                 "--quiet", "--num-workers", "0"]  # fmt: skip
+    Image.fromarray(rng.integers(1, 255, (29, 61, 3), dtype=np.uint8)).save(tmp_path / "wide.png")
+    arguments = ["predict", "--model", str(model_files[LETTERBOX]), str(tmp_path / "wide.png"),
+                 "--out", str(tmp_path / "out"), "--quiet", "--num-workers", "0",
+                 *(["--size", str(size)] if size else [])]  # fmt: skip
     result = CliRunner().invoke(main, arguments)
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "out" / "wide.png") as mask:
         assert mask.size == (61, 29) and mask.mode == "P"
+        assert set(np.unique(np.asarray(mask)).tolist()) == {3}

@@ -90,7 +90,8 @@ def test_cli_without_options_takes_the_recipe_exactly(captured, tmp_path, name):
 def test_cli_options_override_the_recipe(captured, tmp_path):
     arguments = ["train", "--data", str(tmp_path), "--recipe", "seed", "--lr", "0.01", "--random-scale-crop",
                  "--crop-size", "96", "--encoder-lr-ratio", "0.5", "--no-pretrained"]  # fmt: skip
-    CliRunner().invoke(main, arguments)
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 1 and "stopped by the test" in result.output
     config = captured[0]
     assert (config.recipe, config.lr, config.encoder_lr_ratio, config.pretrained) == (
         "seed",
@@ -144,3 +145,24 @@ def test_show_data_draws_the_recipes_inputs(voc_root, tmp_path, monkeypatch):
         padded = void[:, -1, :].all(dim=1) | void[:, :, -1].all(dim=1)  # a whole last row or column
         letterbox_padding.append(bool(padded.any()))
     assert letterbox_padding == [True, False]
+
+
+def test_crop_size_with_a_squish_is_a_usage_error(captured, tmp_path):
+    arguments = ["train", "--data", str(tmp_path), "--squish", "--crop-size", "64"]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 2 and "--crop-size needs random-scale crops" in result.output
+    assert captured == []
+
+
+def test_runs_from_before_letterboxing_are_not_resumed_silently(tmp_path):
+    from fastseg.errors import FastsegError
+    from fastseg.train import load_run_config
+
+    old = recipe("fast").to_dict()
+    del old["crop_size"]  # written by the version whose crops scaled the shorter side
+    (tmp_path / "config.json").write_text(json.dumps({"train": old}))
+    with pytest.raises(FastsegError, match="earlier fastseg .* cannot be resumed"):
+        load_run_config(tmp_path)
+    old["augment"]["random_scale_crop"] = False  # a squish run of that version resumes as it was
+    (tmp_path / "config.json").write_text(json.dumps({"train": old}))
+    assert load_run_config(tmp_path).resize == "squish"

@@ -109,3 +109,23 @@ def test_run_without_a_dataset_in_its_config_asks_for_data(run_dir, tmp_path):
     (run / "config.json").write_text("{}")
     result = CliRunner().invoke(main, ["report", "--model", str(run), "--out", str(tmp_path / "r")])
     assert result.exit_code == 1 and "pass --data" in result.output
+
+
+def test_mask_of_another_size_than_its_image_is_named(run_dir, voc_copy, tmp_path):
+    """The letterbox crop is taken from the image's size, so a mismatched pair must stop the
+    report with the mask named, not be scored against a wrongly cropped prediction."""
+    from PIL import Image
+
+    from fastseg.split import Split
+    from fastseg.voc import write_mask
+
+    folder = find_voc(voc_copy)
+    bad = folder.mask_path(Split.load(run_dir / "split.json").test[0])
+    with Image.open(bad) as mask:
+        width, height = mask.size
+    write_mask(bad, np.zeros((height + 3, width), dtype=np.uint8))
+    arguments = ["report", "--model", str(run_dir), "--data", str(voc_copy), "--out", str(tmp_path / "out"),
+                 "--quiet", "--num-workers", "0"]  # fmt: skip
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{bad}: mask is {width}x{height + 3}, image is {width}x{height}" in result.output

@@ -337,3 +337,17 @@ def test_loader_workers_share_the_machine_between_processes(monkeypatch, cores, 
     monkeypatch.setattr(fastseg.device, "available_cores", lambda: cores)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local_processes))
     assert fastseg.device.default_num_workers() == expected
+    assert fastseg.device.cores_per_process() == max(1, cores // local_processes)
+
+
+def test_world_size_stands_in_for_local_world_size_and_nonsense_is_one_line(monkeypatch):
+    import fastseg.device
+    from fastseg.errors import FastsegError
+
+    monkeypatch.setattr(fastseg.device, "available_cores", lambda: 16)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert fastseg.device.default_num_workers() == 3
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "two")
+    with pytest.raises(FastsegError, match="LOCAL_WORLD_SIZE='two': not a whole number"):
+        fastseg.device.default_num_workers()
