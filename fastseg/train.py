@@ -1,4 +1,4 @@
-"""`fastseg train`: the seed's recipe on fastai, leaving a self-describing run folder.
+"""`fastseg train`: a recipe (fast, or the seed's) on fastai, leaving a self-describing run folder.
 
 Steps, top to bottom: check the data, write the split and config, weigh the classes, build the
 DataLoaders and the Learner, fit one cycle with early stopping on validation mIoU, export the
