@@ -8,7 +8,7 @@ from dataclasses import fields
 import click
 
 from fastseg.config import TrainConfig
-from fastseg.recipes import DEFAULT_RECIPE, RECIPES
+from fastseg.recipes import DEFAULT_RECIPE, RECIPES, recipe_default
 
 _TRAIN_DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if not callable(f.default_factory)}
 
@@ -26,6 +26,15 @@ def recipe_option(help_text: str) -> Callable:
     return click.option(
         "--recipe", "recipe_name", type=click.Choice(list(RECIPES)), default=DEFAULT_RECIPE, help=help_text
     )
+
+
+def from_recipe(*declarations: str, **attributes) -> Callable:
+    """An option whose value, when left out, is the recipe's: its default is None (so the recipe
+    fills it) and `--help` shows each recipe's value. The config field is the option's name:
+    `--random-scale-crop/--squish` -> `random_scale_crop`."""
+    field = declarations[0].split("/")[0].lstrip("-").replace("-", "_")
+    attributes.setdefault("show_default", recipe_default(field))
+    return click.option(*declarations, default=None, **attributes)
 
 
 def inference_options(command: Callable) -> Callable:

@@ -7,8 +7,7 @@ from pathlib import Path
 import click
 
 from cli.errors import user_errors
-from cli.options import recipe_option, train_default
-from fastseg.recipes import recipe_default
+from cli.options import from_recipe, recipe_option, train_default
 
 
 @click.command(context_settings={"show_default": True})
@@ -19,13 +18,7 @@ from fastseg.recipes import recipe_default
     "--out", required=True, type=click.Path(path_type=Path, file_okay=False), help="Folder for the PNGs."
 )
 @recipe_option("Show the inputs this training recipe makes (crops and letterbox, or the squish).")
-@click.option(
-    "--size",
-    type=click.IntRange(min=32),
-    default=None,
-    show_default=recipe_default("size"),
-    help="Model input side (the recipe's by default).",
-)
+@from_recipe("--size", type=click.IntRange(min=32), help="Model input side.")
 @click.option("--rows", type=click.IntRange(min=1, max=16), default=4)
 @click.option("--seed", type=int, default=train_default("seed"))
 @user_errors

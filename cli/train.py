@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from cli.errors import user_errors
-from cli.options import DEVICES, recipe_option, train_default
-from fastseg.recipes import recipe, recipe_default
+from cli.options import DEVICES, from_recipe, recipe_option, train_default
+from fastseg.recipes import recipe
 
 WEIGHTINGS = ("balanced", "median-frequency", "none")
 
@@ -29,95 +29,70 @@ def default_run_dir() -> Path:
     "Preset the options without a value start from: fast (SBD trainaug, random-scale crops, "
     "AdamW; needs `download --sbd`) or seed (the seed's exact recipe).",
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=None, show_default=recipe_default("epochs"))
-@click.option(
+@from_recipe("--epochs", type=click.IntRange(min=1))
+@from_recipe(
     "--patience",
     type=click.IntRange(min=1),
-    default=None,
-    show_default=recipe_default("patience"),
     help="Early stopping: epochs without a better validation mIoU.",
 )
-@click.option(
+@from_recipe(
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    show_default=recipe_default("lr"),
     help="Peak learning rate of the one-cycle schedule (decoder and head).",
 )
-@click.option(
+@from_recipe(
     "--encoder-lr-ratio",
     type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    show_default=recipe_default("encoder_lr_ratio"),
     help="The pretrained encoder's learning rate = LR x this.",
 )
-@click.option(
+@from_recipe(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=None,
-    show_default=recipe_default("batch_size"),
     help="Per process.",
 )
-@click.option(
+@from_recipe(
     "--size",
     type=click.IntRange(min=32),
-    default=None,
-    show_default=recipe_default("size"),
     help="Model input side: squished to SIZE² (seed) or letterboxed into it (random-scale crops).",
 )
-@click.option(
+@from_recipe(
     "--crop-size",
     type=click.IntRange(min=32),
-    default=None,
     show_default=f"fast: {recipe('fast').crop_size}, seed: squishes, no crop",
     help="Training crop side with random-scale crops.",
 )
-@click.option(
+@from_recipe(
     "--l1",
     type=click.FloatRange(min=0),
-    default=None,
-    show_default=recipe_default("l1"),
     help="L1 regularisation coefficient (0 disables).",
 )
-@click.option(
+@from_recipe(
     "--weight-decay",
     type=click.FloatRange(min=0),
-    default=None,
-    show_default=recipe_default("weight_decay"),
     help="Weight decay: L2 as torch Adam (seed) or decoupled as AdamW (fast).",
 )
-@click.option(
+@from_recipe(
     "--eps",
     type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    show_default=recipe_default("eps"),
     help="Adam epsilon (torch's default; fastai's is 1e-5).",
 )
-@click.option(
+@from_recipe(
     "--beta2",
     type=click.FloatRange(0, 1),
-    default=None,
-    show_default=recipe_default("beta2"),
     help="Adam beta2 (torch's default; fastai's is 0.99).",
 )
-@click.option(
+@from_recipe(
     "--train-set",
     type=click.Choice(["train", "trainaug"]),
-    default=None,
-    show_default=recipe_default("train_set"),
     help="trainaug: SBD + VOC train (10,582 ids, VOC val excluded); build it with `download --sbd`.",
 )
-@click.option(
+@from_recipe(
     "--class-weights",
     type=click.Choice(WEIGHTINGS),
-    default=None,
-    show_default=recipe_default("class_weights"),
     help="Loss weighting from the training masks' pixel counts.",
 )
-@click.option(
+@from_recipe(
     "--pretrained/--no-pretrained",
-    default=None,
-    show_default=recipe_default("pretrained"),
     help="Start the encoder from torchvision's ImageNet vgg16_bn weights.",
 )
 @click.option(
@@ -125,25 +100,19 @@ def default_run_dir() -> Path:
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="Local vgg16_bn state dict for the encoder (works offline).",
 )
-@click.option(
+@from_recipe(
     "--freeze-epochs",
     type=click.IntRange(min=0),
-    default=None,
-    show_default=recipe_default("freeze_epochs"),
     help="Epochs training the decoder only before the main schedule.",
 )
-@click.option(
+@from_recipe(
     "--random-scale-crop/--squish",
-    default=None,
-    show_default=recipe_default("random_scale_crop"),
     help="Train on random-scale crops (longer side SIZE x 0.5-2, CROP_SIZE² crop) and letterbox at "
     "evaluation, or squish every image to SIZE².",
 )
-@click.option(
+@from_recipe(
     "--compile/--no-compile",
     "compile_model",
-    default=None,
-    show_default=recipe_default("compile"),
     help="torch.compile the model (CUDA; epoch 1 compiles it).",
 )
 @click.option("--device", type=click.Choice(DEVICES), default=train_default("device"))
