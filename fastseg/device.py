@@ -44,11 +44,12 @@ def available_cores() -> int:
 
 def processes_on_machine() -> int:
     """Processes a launcher started on this machine (torchrun's LOCAL_WORLD_SIZE); 1 alone."""
-    value = os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1"))
+    name = next((name for name in ("LOCAL_WORLD_SIZE", "WORLD_SIZE") if name in os.environ), None)
+    value = os.environ[name] if name else "1"
     try:
         return max(1, int(value))
     except ValueError:
-        raise FastsegError(f"LOCAL_WORLD_SIZE={value!r}: not a whole number (the launcher sets it)") from None
+        raise FastsegError(f"{name}={value!r}: not a whole number (the launcher sets it)") from None
 
 
 def cores_per_process() -> int:

@@ -83,8 +83,6 @@ def build_augment(config: AugmentConfig, size: int | None = None, crop_size: int
     """The seed's augmentations, each applied independently with its own probability; with
     `config.random_scale_crop`, preceded by a random-scale `crop_size`² crop (default `size`)
     of the full image."""
-    fill = FILL  # one name for the many uses below
-
     def maybe(transform: v2.Transform, p: float) -> v2.Transform:
         return v2.RandomApply([transform], p=p)
 
@@ -97,12 +95,12 @@ def build_augment(config: AugmentConfig, size: int | None = None, crop_size: int
         [
             *crop,
             v2.RandomHorizontalFlip(p=config.flip_p),
-            maybe(v2.RandomAffine(degrees=config.rotate_degrees, fill=fill), config.rotate_p),
+            maybe(v2.RandomAffine(degrees=config.rotate_degrees, fill=FILL), config.rotate_p),
             maybe(
-                v2.RandomAffine(degrees=0, translate=(config.translate_fraction,) * 2, fill=fill),
+                v2.RandomAffine(degrees=0, translate=(config.translate_fraction,) * 2, fill=FILL),
                 config.translate_p,
             ),
-            maybe(v2.RandomAffine(degrees=0, scale=config.scale_range, fill=fill), config.scale_p),
+            maybe(v2.RandomAffine(degrees=0, scale=config.scale_range, fill=FILL), config.scale_p),
             maybe(v2.GaussianBlur(kernel_size=3, sigma=config.blur_sigma), config.blur_p),
             maybe(v2.ColorJitter(*(config.color_jitter,) * 4), config.color_jitter_p),
             maybe(

@@ -348,6 +348,9 @@ def test_world_size_stands_in_for_local_world_size_and_nonsense_is_one_line(monk
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     monkeypatch.setenv("WORLD_SIZE", "4")
     assert fastseg.device.default_num_workers() == 3
+    monkeypatch.setenv("WORLD_SIZE", "4x")
+    with pytest.raises(FastsegError, match="^WORLD_SIZE='4x': not a whole number"):
+        fastseg.device.default_num_workers()
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "two")
-    with pytest.raises(FastsegError, match="LOCAL_WORLD_SIZE='two': not a whole number"):
+    with pytest.raises(FastsegError, match="^LOCAL_WORLD_SIZE='two': not a whole number"):
         fastseg.device.default_num_workers()
