@@ -83,6 +83,7 @@ def build_augment(config: AugmentConfig, size: int | None = None, crop_size: int
     """The seed's augmentations, each applied independently with its own probability; with
     `config.random_scale_crop`, preceded by a random-scale `crop_size`² crop (default `size`)
     of the full image."""
+
     def maybe(transform: v2.Transform, p: float) -> v2.Transform:
         return v2.RandomApply([transform], p=p)
 
