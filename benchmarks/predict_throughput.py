@@ -102,7 +102,8 @@ def bf16_matmul_peak(sizes: tuple[int, ...] = (2048, 4096), trials: int = 3, rep
 
 def model_flops_rate(batch: int = 8, repeats: int = 4) -> tuple[float, float]:
     """fastseg model-only images/s in bf16 autocast at 224², and its FLOP/s (2 x MACs)."""
-    from fastseg.model import SegmentationModel, count_macs
+    from fastseg.model.macs import count_macs
+    from fastseg.model.network import SegmentationModel
 
     model = SegmentationModel().eval()
     macs = sum(count_macs(model, torch.zeros(1, 3, 224, 224)).values())
@@ -127,8 +128,9 @@ def main() -> None:
         scratch = Path(scratch)
         model = args.model
         if model is None:
-            from fastseg.checkpoint import save_model
-            from fastseg.model import ModelConfig, SegmentationModel
+            from fastseg.model.checkpoint import save_model
+            from fastseg.model.config import ModelConfig
+            from fastseg.model.network import SegmentationModel
 
             model = save_model(scratch / "model.pth", SegmentationModel().eval(), ModelConfig(), size=224)
         small = make_jpegs(scratch / "small", args.images)

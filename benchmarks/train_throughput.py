@@ -28,15 +28,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from fastseg.class_weights import pixel_counts
-from fastseg.data import build_dataloaders
-from fastseg.demo_data import make_demo_voc
-from fastseg.device import default_num_workers
-from fastseg.model import SegmentationModel, count_macs
-from fastseg.recipes import recipe
-from fastseg.split import Split
-from fastseg.train import check_dataset
-from fastseg.voc import find_voc, verify_pair
+from fastseg.data.check import check_dataset
+from fastseg.data.class_weights import pixel_counts
+from fastseg.data.demo_voc import make_demo_voc
+from fastseg.data.split import Split
+from fastseg.data.voc import find_voc, verify_pair
+from fastseg.launch.device import default_num_workers
+from fastseg.model.macs import count_macs
+from fastseg.model.network import SegmentationModel
+from fastseg.training.data import build_dataloaders
+from fastseg.training.recipes import recipe
 
 TRAINING_IMAGES = {"train": 1_464, "trainaug": 10_582}
 

@@ -8,9 +8,10 @@ import click
 
 from cli.errors import user_errors
 
-# fastseg.download imports only the standard library at the top, so its defaults are shown for free.
-from fastseg.download import VOC_MD5, VOC_URLS
-from fastseg.sbd import SBD_MD5, SBD_URLS
+# Neither module imports torch at the top (download: the standard library; sbd: numpy), so the
+# defaults are shown in `--help` at once.
+from fastseg.data.download import VOC_MD5, VOC_URLS
+from fastseg.data.sbd import SBD_MD5, SBD_URLS
 
 
 @click.command(context_settings={"show_default": True})
@@ -47,13 +48,13 @@ def command(
 
     Offline? Put the tar in ROOT yourself and run this again: it is verified and extracted, and
     no network is used. Data already extracted in ROOT is left alone."""
-    from fastseg.download import download_voc
+    from fastseg.data.download import download_voc
 
     folder = download_voc(root, urls=urls, md5=md5, progress=not quiet, log=click.echo)
     click.echo(f"VOC 2012 ready in {folder}: fastseg train --data {root}")
     if sbd:
-        from fastseg.sbd import download_sbd
-        from fastseg.voc import VOCFolder
+        from fastseg.data.sbd import download_sbd
+        from fastseg.data.voc import VOCFolder
 
         ids = download_sbd(
             root, VOCFolder(folder), urls=sbd_urls, md5=sbd_md5, progress=not quiet, log=click.echo

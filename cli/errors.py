@@ -12,14 +12,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def user_errors(function: F) -> F:
-    """Report `FastsegError` (a user's mistake, not a bug) as `Error: ...` and exit 1, no traceback."""
+    """Report `FastsegError` (a user's mistake, not a bug) as `Error: ...` and exit 1, no traceback;
+    `OptionError` (options that cannot work together) as a usage error, exit 2."""
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from fastseg.errors import FastsegError
+        from fastseg.errors import FastsegError, OptionError
 
         try:
             return function(*args, **kwargs)
+        except OptionError as error:
+            raise click.UsageError(str(error)) from None
         except FastsegError as error:
             raise click.ClickException(str(error)) from None
 

@@ -7,8 +7,10 @@ from dataclasses import fields
 
 import click
 
-from fastseg.config import TrainConfig
-from fastseg.recipes import DEFAULT_RECIPE, RECIPES, recipe_default
+from fastseg.inference.precision import PRECISIONS
+from fastseg.launch.device import DEVICES
+from fastseg.training.config import TrainConfig
+from fastseg.training.recipes import DEFAULT_RECIPE, RECIPES, recipe_default
 
 _TRAIN_DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if not callable(f.default_factory)}
 
@@ -16,9 +18,6 @@ _TRAIN_DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if not callabl
 def train_default(name: str):  # noqa: ANN201 - whatever type the field has
     """The `TrainConfig` default of `name`: the single source of the CLI's defaults."""
     return _TRAIN_DEFAULTS[name]
-
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def recipe_option(help_text: str) -> Callable:
@@ -47,11 +46,11 @@ def inference_options(command: Callable) -> Callable:
         click.option("--device", type=click.Choice(DEVICES), default="auto"),
         click.option(
             "--precision",
-            type=click.Choice(["auto", "bf16", "fp16", "fp32"]),
+            type=click.Choice(PRECISIONS),
             default="auto",
             help="auto: bf16 on GPUs and on CPUs with native bf16, else fp32.",
         ),  # fmt: skip
-        click.option("--quiet", is_flag=True, help="No progress bar."),
+        click.option("--quiet", is_flag=True, help="No progress lines."),
     ]
     for option in reversed(options):
         command = option(command)

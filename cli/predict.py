@@ -9,6 +9,7 @@ import click
 
 from cli.errors import user_errors
 from cli.options import inference_options
+from cli.progress import counted
 
 
 @click.command(context_settings={"show_default": True})
@@ -41,19 +42,13 @@ from cli.options import inference_options
 def command(model: Path, inputs: tuple[Path, ...], out: Path, quiet: bool, **options) -> None:
     """Segment INPUTS (image files and folders, walked recursively) into palette PNGs whose pixel
     values are VOC class indices, at each image's original size, plus predictions.csv."""
-    from fastprogress.fastprogress import progress_bar
-
-    from fastseg.device import resolve_device
-    from fastseg.distributed import process_group, rank_and_world
-    from fastseg.predict import predict
+    from fastseg.inference.loop import no_progress
+    from fastseg.inference.predict import predict
+    from fastseg.launch.processes import rank_and_world
 
     rank, _ = rank_and_world()
-
-    def bar(batches):
-        return batches if quiet or rank else progress_bar(batches, leave=False)
-
-    with process_group(resolve_device(options["device"])):
-        summary = predict(model, list(inputs), out, progress=bar, **options)
+    progress = no_progress if quiet or rank else counted("predict batches")
+    summary = predict(model, list(inputs), out, progress=progress, **options)
     for path, reason in summary.failures:
         click.echo(f"{path}: {reason}", err=True)
     if rank:

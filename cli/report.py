@@ -9,6 +9,9 @@ import click
 
 from cli.errors import user_errors
 from cli.options import inference_options
+from cli.progress import counted
+from fastseg.data.split import SUBSETS
+from fastseg.inference.ranking import RANKINGS
 
 
 @click.command(context_settings={"show_default": True})
@@ -24,11 +27,11 @@ from cli.options import inference_options
     default=None,
     help="Folder holding VOCdevkit/VOC2012  [default: the run's --data]",
 )
-@click.option("--split", "subset", type=click.Choice(["test", "val", "train"]), default="test")
+@click.option("--split", "subset", type=click.Choice(SUBSETS), default=SUBSETS[0])
 @click.option("--out", required=True, type=click.Path(path_type=Path, file_okay=False))
 @click.option(
     "--rank-by",
-    type=click.Choice(["accuracy", "miou", "loss"]),
+    type=click.Choice(list(RANKINGS)),
     default="loss",
     help="Per-image score for best/worst (the seed ranked by weighted loss).",
 )
@@ -37,14 +40,10 @@ from cli.options import inference_options
 def command(quiet: bool, **options) -> None:
     """Evaluate a run on its test (or val/train) split at each image's original resolution:
     metrics.json, per-class and per-image CSVs, confusion matrix, best/worst figures, report.html."""
-    from fastprogress.fastprogress import progress_bar
+    from fastseg.inference.loop import no_progress
+    from fastseg.inference.report import report
 
-    from fastseg.report import report
-
-    def bar(batches):
-        return batches if quiet else progress_bar(batches, leave=False)
-
-    result = report(progress=bar, **options)
+    result = report(progress=no_progress if quiet else counted("report batches"), **options)
     scores = result.scores
     click.echo(f"{result.subset} split, {result.images} images, original resolution, void excluded")
     for name, value in (

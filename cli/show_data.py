@@ -27,18 +27,16 @@ def command(data: Path, out: Path, recipe_name: str, size: int | None, rows: int
     VOC colours, as the recipe's training would see them."""
     from fastai.torch_core import set_seed
 
-    from fastseg.data import build_dataloaders
-    from fastseg.recipes import recipe
-    from fastseg.samples import save_dataset_samples
-    from fastseg.split import seed_split
-    from fastseg.voc import find_voc
+    from fastseg.data.split import seed_split
+    from fastseg.data.voc import find_voc
+    from fastseg.training.data import build_dataloaders
+    from fastseg.training.recipes import recipe
+    from fastseg.training.samples import save_dataset_samples
 
     folder = find_voc(data)
     split = seed_split(folder.ids("train"), folder.ids("val"))
     folder.require_files([*split.train, *split.valid])
-    config = recipe(recipe_name)
-    if size:  # a smaller input than the recipe's: crops no larger than it
-        config = recipe(recipe_name, size=size, crop_size=min(size, config.train_size))
+    config = recipe(recipe_name, **({"size": size} if size else {}))  # a smaller --size shrinks the crop
     set_seed(seed)
     dls = build_dataloaders(
         folder, split.train, split.valid, size=config.size, batch_size=rows, augment=config.augment,

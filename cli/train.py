@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 
 from cli.errors import user_errors
-from cli.options import DEVICES, from_recipe, recipe_option, train_default
-from fastseg.recipes import recipe
-
-WEIGHTINGS = ("balanced", "median-frequency", "none")
+from cli.options import from_recipe, recipe_option, train_default
+from fastseg.data.class_weights import METHODS
+from fastseg.launch.device import DEVICES
+from fastseg.training.config import TRAIN_SETS
+from fastseg.training.recipes import recipe
 
 
 def default_run_dir() -> Path:
@@ -83,12 +84,12 @@ def default_run_dir() -> Path:
 )
 @from_recipe(
     "--train-set",
-    type=click.Choice(["train", "trainaug"]),
+    type=click.Choice(TRAIN_SETS),
     help="trainaug: SBD + VOC train (10,582 ids, VOC val excluded); build it with `download --sbd`.",
 )
 @from_recipe(
     "--class-weights",
-    type=click.Choice(WEIGHTINGS),
+    type=click.Choice(METHODS),
     help="Loss weighting from the training masks' pixel counts.",
 )
 @from_recipe(
@@ -135,10 +136,12 @@ def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, **o
     """Train the VGG16-BN encoder + skip decoder on VOC 2012, validating on the seed's validation
     half; the best model by validation mIoU is saved as RUN/model.pth. Options left out take the
     recipe's value (`--recipe`); the run's config.json records every value used."""
-    from fastseg.train import load_run_config, train
+    from fastseg.launch.processes import rank_and_world
+    from fastseg.runs.folder import RunFolder
+    from fastseg.training.trainer import train
 
     if resume is not None:
-        config, run_dir = load_run_config(resume), resume
+        config, run_dir = RunFolder(resume).read_train_config(), resume
     else:
         if options["data"] is None:
             raise click.UsageError("--data is required (a folder holding VOCdevkit/VOC2012)")
@@ -149,17 +152,11 @@ def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, **o
                 options[path_option] = str(options[path_option])
         given = {key: value for key, value in options.items() if value is not None}
         config = recipe(given.pop("recipe_name"), out=str(run_dir), **given)
-        if "crop_size" in given and not config.augment.random_scale_crop:
-            raise click.UsageError("--crop-size needs random-scale crops; this run squishes (--squish)")
-    from fastseg.device import resolve_device
-    from fastseg.distributed import process_group, rank_and_world
-
-    rank, _ = rank_and_world()
-    if rank == 0:
+    main_process = rank_and_world()[0] == 0
+    if main_process:
         click.echo(f"run folder: {run_dir}")
-    with process_group(resolve_device(config.device)):
-        result = train(config, run_dir, resume=resume is not None, force=force, show_progress=not quiet)
-    if rank:
+    result = train(config, run_dir, resume=resume is not None, force=force, show_progress=not quiet)
+    if not main_process:
         return
     best = "n/a" if result.best_miou is None else f"{result.best_miou:.4f} (epoch {result.best_epoch})"
     click.echo(f"done: {result.epochs_run} epochs, best validation mIoU {best}")

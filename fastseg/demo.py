@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastseg.config import TrainConfig
-from fastseg.demo_data import make_demo_voc
-from fastseg.predict import PredictSummary, predict
-from fastseg.recipes import DEFAULT_RECIPE, recipe
-from fastseg.report import ReportResult, report
-from fastseg.train import TrainResult, train
+from fastseg.data.demo_voc import make_demo_voc
+from fastseg.inference.predict import PredictSummary, predict
+from fastseg.inference.report import ReportResult, report
+from fastseg.training.config import TrainConfig
+from fastseg.training.recipes import DEFAULT_RECIPE, recipe
+from fastseg.training.trainer import TrainResult, train
 
 
 @dataclass

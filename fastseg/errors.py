@@ -7,6 +7,10 @@ class FastsegError(Exception):
     """A problem the user can fix (bad path, bad data, bad option); never a bug."""
 
 
+class OptionError(FastsegError):
+    """Options that cannot work together; the CLI reports it as a usage error (exit 2)."""
+
+
 class DatasetError(FastsegError):
     """The dataset on disk is missing pieces or holds unreadable files."""
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from fastseg.classes import NUM_CLASSES, VOID_LABEL
+from fastseg.data.voc import NUM_CLASSES
+from fastseg.imaging.masks import VOID_LABEL
 
 
 @dataclass
@@ -68,7 +69,7 @@ class ConfusionMatrix:
         """The matrix summed over DDP processes (each holds its shard's), computed once per
         update; the matrix itself in a single process."""
         if self._summed is None:
-            from fastseg.distributed import all_reduce_sum
+            from fastseg.launch.processes import all_reduce_sum
 
             self._summed = all_reduce_sum(self.matrix)
         return self._summed

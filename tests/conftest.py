@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fastseg.demo_data import make_demo_voc
+from fastseg.data.demo_voc import make_demo_voc
 
 
 @pytest.fixture(scope="session")

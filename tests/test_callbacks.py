@@ -6,7 +6,7 @@ from fastai.data.load import DataLoader
 from fastai.learner import Learner
 from torch import nn
 
-from fastseg.callbacks import L1Regularization
+from fastseg.training.callbacks import L1Regularization
 
 
 def tiny_learner(coef: float) -> Learner:

@@ -3,8 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from fastseg.class_weights import class_weights, pixel_counts, save_class_weights
-from fastseg.voc import VOCFolder, write_mask
+from fastseg.data.class_weights import class_weights, mask_pixel_counts
+from fastseg.data.voc import VOC_CLASSES, VOCFolder
+from fastseg.imaging.masks import read_mask, write_mask
+from fastseg.runs.folder import RunFolder
 
 V = 255
 
@@ -17,6 +19,10 @@ def tiny_masks(tmp_path):
     write_mask(folder.mask_path("a"), np.array([[0, 0, 1], [1, V, V]]))
     write_mask(folder.mask_path("b"), np.array([[0, 2, 2], [2, 2, V]]))
     return folder
+
+
+def pixel_counts(folder: VOCFolder, ids: list[str], num_classes: int) -> np.ndarray:
+    return np.stack([mask_pixel_counts(read_mask(folder.mask_path(i)), num_classes) for i in ids])
 
 
 def test_pixel_counts_leave_void_out(tiny_masks):
@@ -52,7 +58,7 @@ def test_unknown_method_is_refused():
 
 def test_saved_json_holds_weights_and_counts(tmp_path):
     counts = np.array([[2, 2, 0], [1, 0, 4]])
-    save_class_weights(tmp_path / "w.json", class_weights(counts), counts, "balanced")
-    saved = json.loads((tmp_path / "w.json").read_text())
+    RunFolder(tmp_path).write_class_weights(class_weights(counts), counts, "balanced", VOC_CLASSES)
+    saved = json.loads((tmp_path / "class_weights.json").read_text())
     assert saved["method"] == "balanced" and saved["pixel_counts"] == [3, 2, 4]
     assert saved["classes"][:2] == ["background", "aeroplane"]

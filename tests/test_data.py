@@ -1,12 +1,13 @@
 import numpy as np
 import torch
 
-from fastseg.classes import IMAGENET_MEAN, IMAGENET_STD, VOID_LABEL
-from fastseg.config import AugmentConfig
-from fastseg.data import build_dataloaders
-from fastseg.samples import save_dataset_samples
-from fastseg.split import seed_split
-from fastseg.voc import find_voc, read_mask
+from fastseg.data.split import seed_split
+from fastseg.data.voc import find_voc
+from fastseg.imaging.masks import VOID_LABEL, read_mask
+from fastseg.imaging.normalise import IMAGENET_MEAN, IMAGENET_STD
+from fastseg.training.config import AugmentConfig
+from fastseg.training.data import build_dataloaders
+from fastseg.training.samples import save_dataset_samples
 
 NO_AUGMENT = AugmentConfig(
     flip_p=0, rotate_p=0, translate_p=0, scale_p=0, blur_p=0, color_jitter_p=0, brightness_contrast_p=0

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fastseg.classes import VOID_LABEL, voc_palette
-from fastseg.demo_data import DEMO_CLASSES, make_demo_voc, write_mask
+from fastseg.data.demo_voc import DEMO_CLASSES, make_demo_voc
+from fastseg.imaging.masks import VOID_LABEL, write_mask
+from fastseg.imaging.palette import voc_palette
 
 VOC_ID = re.compile(r"^\d{4}_\d{6}$")
 

@@ -9,19 +9,18 @@ import pandas as pd
 import pytest
 import torch
 
-from fastseg.checkpoint import load_model
-from fastseg.data import build_dataloaders
-from fastseg.demo_data import make_demo_voc
+from fastseg.data.demo_voc import make_demo_voc
+from fastseg.data.voc import find_voc
 from fastseg.metrics import ConfusionMatrix
-from fastseg.split import Split
-from fastseg.train import load_run_config
-from fastseg.voc import find_voc
+from fastseg.model.checkpoint import load_model
+from fastseg.runs.folder import RunFolder
+from fastseg.training.data import build_dataloaders
 
 
 def single_process_scores(run: Path, voc_root: Path):
     folder = find_voc(voc_root)
-    split = Split.load(run / "split.json")
-    config = load_run_config(run)
+    split = RunFolder(run).read_split()
+    config = RunFolder(run).read_train_config()
     dls = build_dataloaders(
         folder, split.train, split.valid, size=config.size, batch_size=4, num_workers=0, device="cpu",
         augment=config.augment, crop_size=config.train_size,
@@ -80,7 +79,7 @@ def test_two_process_training_matches_single_process_evaluation(tmp_path):
     assert list(history["epoch"]) == list(range(5))  # one writer: no duplicated rows
     best = history.loc[history["valid_miou"].idxmax()]
     assert best["valid_miou"] > 0.05, "the run must learn something for the comparison to mean anything"
-    assert load_run_config(run).resize == "letterbox"
+    assert RunFolder(run).read_train_config().resize == "letterbox"
     scores = single_process_scores(run, voc_root)
     # 7 validation images over 2 processes: fastai's DistributedDL repeats one to even the shards;
     # the repeat must not be scored, or these would differ

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from fastseg.download import VOC2012, VOC_FILENAME, download_voc, fetch, safe_extract
+from fastseg.data.download import VOC2012, VOC_FILENAME, download_voc, fetch, safe_extract
 from fastseg.errors import DownloadError
 
 MARKER = "VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt"

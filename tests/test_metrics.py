@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from fastseg.fastai_metrics import segmentation_metrics
 from fastseg.metrics import ConfusionMatrix, scores_from_matrix
+from fastseg.training.metrics import segmentation_metrics
 
 V = 255
 

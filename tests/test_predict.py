@@ -10,9 +10,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import main
-from fastseg.checkpoint import load_model, save_model
-from fastseg.inference import Segmenter
-from fastseg.model import ModelConfig, SegmentationModel
+from fastseg.inference.segmenter import Segmenter
+from fastseg.model.checkpoint import load_model, save_model
+from fastseg.model.config import ModelConfig
+from fastseg.model.network import SegmentationModel
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +135,7 @@ def test_interrupted_write_leaves_no_partial_file(model_file, tmp_path, monkeypa
 
     monkeypatch.setattr(Image.Image, "save", dying_save)
     with pytest.raises(KeyboardInterrupt):
-        from fastseg.predict import predict
+        from fastseg.inference.predict import predict
 
         predict(model_file, [tmp_path / "a.jpg"], tmp_path / "out", num_workers=0)
     assert list((tmp_path / "out").iterdir()) == []

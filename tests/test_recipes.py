@@ -6,8 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from fastseg.config import TrainConfig
-from fastseg.recipes import RECIPES, recipe, recipe_default
+from fastseg.training.config import TrainConfig
+from fastseg.training.recipes import RECIPES, recipe, recipe_default
 
 
 def test_seed_recipe_is_the_seed_projects_recipe():
@@ -67,15 +67,15 @@ def test_help_default_shows_each_recipe():
 @pytest.fixture
 def captured(monkeypatch):
     """The TrainConfig the CLI hands to `train`, without training."""
-    import fastseg.train
+    import fastseg.training.trainer
 
     seen = []
 
     def fake_train(config, run_dir, **kwargs):
         seen.append(config)
-        raise fastseg.train.FastsegError("stopped by the test")
+        raise fastseg.training.trainer.FastsegError("stopped by the test")
 
-    monkeypatch.setattr(fastseg.train, "train", fake_train)
+    monkeypatch.setattr(fastseg.training.trainer, "train", fake_train)
     return seen
 
 
@@ -113,10 +113,19 @@ def test_default_recipe_without_sbd_says_what_to_do_and_creates_nothing(voc_root
     assert "Traceback" not in result.output and not run.exists()
 
 
-def test_crop_larger_than_the_input_is_one_line_before_anything_exists(voc_root, tmp_path):
+def test_a_smaller_size_alone_shrinks_the_recipes_crop():
+    """`--size 64` once failed with "--crop-size 320 is larger than --size 64" for a user who
+    never gave a crop: options left out follow the ones given."""
+    assert recipe("fast", size=64).train_size == 64
+    assert recipe("fast", size=400).train_size == 320  # the recipe's crop still fits
+    assert recipe("fast", size=400, crop_size=200).train_size == 200
+
+
+def test_crop_given_larger_than_the_input_is_one_line_before_anything_exists(voc_root, tmp_path):
     run = tmp_path / "run"
-    arguments = ["train", "--data", str(voc_root), "--out", str(run), "--train-set", "train", "--size", "64"]
-    result = CliRunner().invoke(main, arguments)  # the fast recipe's 320 px crops into 64²
+    arguments = ["train", "--data", str(voc_root), "--out", str(run), "--train-set", "train", "--size", "64",
+                 "--crop-size", "320"]  # fmt: skip
+    result = CliRunner().invoke(main, arguments)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "--crop-size 320 is larger than --size 64" in result.output.strip().splitlines()[-1]
     assert not run.exists()
@@ -125,7 +134,7 @@ def test_crop_larger_than_the_input_is_one_line_before_anything_exists(voc_root,
 def test_show_data_draws_the_recipes_inputs(voc_root, tmp_path, monkeypatch):
     """show-data hands the recipe's loaders to the figure code: fast crops (capped at --size) and
     letterboxes, whose padding is void along the bottom or right of a non-square image; seed squishes."""
-    import fastseg.samples
+    import fastseg.training.samples
 
     seen = {}
 
@@ -133,7 +142,7 @@ def test_show_data_draws_the_recipes_inputs(voc_root, tmp_path, monkeypatch):
         seen["train"], seen["valid"] = dls.train.one_batch()[1], dls.valid.one_batch()[1]
         return []
 
-    monkeypatch.setattr(fastseg.samples, "save_dataset_samples", capture)
+    monkeypatch.setattr(fastseg.training.samples, "save_dataset_samples", capture)
     letterbox_padding = []
     for name in ("fast", "seed"):
         arguments = ["show-data", "--data", str(voc_root), "--out", str(tmp_path), "--size", "48",
@@ -156,13 +165,13 @@ def test_crop_size_with_a_squish_is_a_usage_error(captured, tmp_path):
 
 def test_runs_from_before_letterboxing_are_not_resumed_silently(tmp_path):
     from fastseg.errors import FastsegError
-    from fastseg.train import load_run_config
+    from fastseg.runs.folder import RunFolder
 
     old = recipe("fast").to_dict()
     del old["crop_size"]  # written by the version whose crops scaled the shorter side
     (tmp_path / "config.json").write_text(json.dumps({"train": old}))
     with pytest.raises(FastsegError, match="earlier fastseg .* cannot be resumed"):
-        load_run_config(tmp_path)
+        RunFolder(tmp_path).read_train_config()
     old["augment"]["random_scale_crop"] = False  # a squish run of that version resumes as it was
     (tmp_path / "config.json").write_text(json.dumps({"train": old}))
-    assert load_run_config(tmp_path).resize == "squish"
+    assert RunFolder(tmp_path).read_train_config().resize == "squish"

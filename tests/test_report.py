@@ -9,12 +9,14 @@ import torch
 from click.testing import CliRunner
 
 from cli.main import main
-from fastseg.checkpoint import save_model
+from fastseg.data.split import seed_split
+from fastseg.data.voc import find_voc
+from fastseg.inference.ranking import rank
 from fastseg.metrics import scores_from_matrix
-from fastseg.model import ModelConfig, SegmentationModel
-from fastseg.report import rank
-from fastseg.split import seed_split
-from fastseg.voc import find_voc
+from fastseg.model.checkpoint import save_model
+from fastseg.model.config import ModelConfig
+from fastseg.model.network import SegmentationModel
+from fastseg.runs.folder import RunFolder
 
 REPORT_FILES = (
     "metrics.json", "class_iou.png", "per_class.csv", "per_image.csv",
@@ -30,7 +32,7 @@ def run_dir(voc_root, tmp_path_factory):
     torch.manual_seed(0)
     save_model(run / "model.pth", SegmentationModel().eval(), ModelConfig(), size=32)
     folder = find_voc(voc_root)
-    seed_split(folder.ids("train"), folder.ids("val")).save(run / "split.json")
+    RunFolder(run).write_split(seed_split(folder.ids("train"), folder.ids("val")))
     (run / "config.json").write_text(json.dumps({"train": {"data": str(voc_root)}}))
     (run / "class_weights.json").write_text(json.dumps({"weights": [1.0] * 21}))
     return run
@@ -69,11 +71,10 @@ def test_metrics_agree_with_the_confusion_matrix_csv(report_dir, run_dir):
 
 
 def test_confusion_matrix_counts_every_labelled_test_pixel_once(report_dir, run_dir, voc_root):
-    from fastseg.split import Split
-    from fastseg.voc import read_mask
+    from fastseg.imaging.masks import read_mask
 
     folder = find_voc(voc_root)
-    test_ids = Split.load(run_dir / "split.json").test
+    test_ids = RunFolder(run_dir).read_split().test
     labelled = sum(int((read_mask(folder.mask_path(i)) != 255).sum()) for i in test_ids)
     matrix = pd.read_csv(report_dir / "confusion_matrix.csv", index_col=0)
     assert int(matrix.to_numpy().sum()) == labelled
@@ -116,11 +117,10 @@ def test_mask_of_another_size_than_its_image_is_named(run_dir, voc_copy, tmp_pat
     report with the mask named, not be scored against a wrongly cropped prediction."""
     from PIL import Image
 
-    from fastseg.split import Split
-    from fastseg.voc import write_mask
+    from fastseg.imaging.masks import write_mask
 
     folder = find_voc(voc_copy)
-    bad = folder.mask_path(Split.load(run_dir / "split.json").test[0])
+    bad = folder.mask_path(RunFolder(run_dir).read_split().test[0])
     with Image.open(bad) as mask:
         width, height = mask.size
     write_mask(bad, np.zeros((height + 3, width), dtype=np.uint8))

@@ -11,10 +11,11 @@ from PIL import Image
 from scipy.io import savemat
 
 from cli.main import main
+from fastseg.data.sbd import build_trainaug, read_sbd_mask, trainaug_ids
+from fastseg.data.split import seed_split
+from fastseg.data.voc import find_voc
 from fastseg.errors import DatasetError
-from fastseg.sbd import build_trainaug, read_sbd_mask, trainaug_ids
-from fastseg.split import seed_split
-from fastseg.voc import find_voc, read_mask
+from fastseg.imaging.masks import read_mask
 
 
 def make_sbd(dataset, ids_train, ids_val, voc, size=(24, 20)):

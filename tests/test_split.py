@@ -3,8 +3,9 @@ import json
 import pytest
 import torch
 
+from fastseg.data.split import halve, seed_split
 from fastseg.errors import CheckpointError
-from fastseg.split import Split, halve, seed_split
+from fastseg.runs.folder import RunFolder
 
 VOC_VAL_SIZE = 1449
 
@@ -37,15 +38,15 @@ def test_halving_is_deterministic_and_seed_dependent():
 
 def test_split_round_trips_through_json(tmp_path):
     split = seed_split([f"2007_{i:06d}" for i in range(10)], fake_ids(9))
-    path = tmp_path / "split.json"
-    split.save(path)
-    assert Split.load(path) == split
-    assert json.loads(path.read_text())["seed"] == 42
+    run = RunFolder(tmp_path)
+    run.write_split(split)
+    assert run.read_split() == split
+    assert json.loads((tmp_path / "split.json").read_text())["seed"] == 42
     assert split.ids("test") == split.test and split.ids("val") == split.valid
 
 
 def test_unreadable_split_file_names_the_file(tmp_path):
     path = tmp_path / "split.json"
     path.write_text("{not json")
-    with pytest.raises(CheckpointError, match="split.json"):
-        Split.load(path)
+    with pytest.raises(CheckpointError, match="split.json: not a fastseg split file"):
+        RunFolder(tmp_path).read_split()

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from fastseg.classes import VOID_LABEL
-from fastseg.config import AugmentConfig
-from fastseg.transforms import IMAGE_FILL, augment_pair, build_augment
+from fastseg.imaging.geometry import IMAGE_FILL
+from fastseg.imaging.masks import VOID_LABEL
+from fastseg.training.augment import augment_pair, build_augment
+from fastseg.training.config import AugmentConfig
 
 # Colour of each label in the synthetic image: the colour predicts the label exactly.
 PALETTE = {0: (0, 0, 0), 7: (0, 255, 0), 15: (255, 0, 0), 12: (0, 0, 255)}

@@ -3,8 +3,11 @@ import pytest
 from fastai.vision.core import PILMask
 from PIL import Image
 
+from fastseg.data.check import check_dataset
+from fastseg.data.split import Split
+from fastseg.data.voc import find_voc, inspect_pair
 from fastseg.errors import DatasetError
-from fastseg.voc import find_voc, read_mask, verify_dataset, verify_pair, write_mask
+from fastseg.imaging.masks import read_mask, write_mask
 
 
 def test_find_voc_accepts_three_spellings_of_the_root(voc_root):
@@ -51,12 +54,15 @@ def test_verify_reports_each_problem_once(voc_copy):
     mask = read_mask(folder.mask_path(ids[2]))
     mask[0, 0] = 99
     write_mask(folder.mask_path(ids[2]), mask)
-    problems = verify_dataset(folder, ids)
+    with pytest.raises(DatasetError) as raised:
+        check_dataset(folder, Split(train=ids, valid=[], test=[]))
+    header, *problems = str(raised.value).splitlines()
+    assert header.startswith("3 problem(s) in ") and header.endswith("training not started:")
     assert len(problems) == 3
     assert f"{ids[0]}.jpg: cannot read image" in problems[0]
     assert f"{ids[1]}.png: mask is 5x5" in problems[1]
     assert "[99]" in problems[2]
-    assert verify_pair(folder, ids[3]) is None
+    assert inspect_pair(folder, ids[3])[0] is None
 
 
 def test_rgb_mask_is_refused(tmp_path):

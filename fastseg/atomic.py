@@ -1,0 +1,80 @@
+"""Writing a file so that a crash at any moment leaves it whole or absent, never half-written.
+
+Every file fastseg writes (masks, overlays, CSVs, JSON, figures, checkpoints, model files) goes
+through :func:`atomic_path`: the content goes to a hidden temporary name in the same folder, is
+flushed to disk, and is renamed over the target in one step (`os.replace` is atomic on POSIX and
+Windows within a file system). A reader therefore sees the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_path(path: Path | str, durable: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to write `path`'s content to; on success it replaces `path`.
+
+    `durable=True` fsyncs the file before the rename and the folder after it, so a power cut
+    cannot leave an empty file under the final name (checkpoints: hours of work); outputs that a
+    rerun recreates skip the two syncs. On any error the temporary file is removed and `path`
+    keeps its previous content.
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield temporary
+        if durable:
+            _fsync(temporary)
+        os.replace(temporary, path)
+        if durable:
+            _fsync_folder(path.parent)
+    finally:
+        temporary.unlink(missing_ok=True)  # still there only if writing failed
+
+
+def write_text(path: Path | str, text: str, durable: bool = False) -> Path:
+    with atomic_path(path, durable) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: Path | str, values: Any, durable: bool = False) -> Path:
+    """JSON that other tools read: NaN and infinities become `null` (Python's `json` would write
+    `NaN`/`-Infinity`, which strict parsers refuse)."""
+    return write_text(path, json.dumps(_finite(values), indent=1), durable)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb+") as file:
+        os.fsync(file.fileno())
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable; not possible (nor needed) on Windows."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass  # some file systems refuse fsync on folders; the rename is still atomic
+    finally:
+        os.close(descriptor)

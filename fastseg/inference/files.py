@@ -1,0 +1,68 @@
+"""Image files as model inputs, decoded in DataLoader workers.
+
+A bad file gives an item with an error string and a blank tensor instead of an exception, so
+one bad file never stops a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from fastseg.imaging.geometry import fit_image
+from fastseg.imaging.images import UnreadableImage, load_rgb
+from fastseg.imaging.normalise import normalise
+
+
+class ImageFiles(Dataset):
+    """Items `{"index", "path", "image" (3, S, S), "height", "width", "error"}`, plus the decoded
+    RGB array as `"original"` with `keep_original` (overlays, figures: never decoded twice) and
+    whatever `extra(index)` adds (a ground-truth mask, for `report`)."""
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        size: int,
+        resize: str,
+        mean: Sequence[float],
+        std: Sequence[float],
+        extra: Callable[[int], dict[str, Any]] | None = None,
+        keep_original: bool = False,
+    ):
+        self.paths, self.size, self.resize = list(paths), size, resize
+        self.mean, self.std, self.extra, self.keep_original = mean, std, extra, keep_original
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item: dict[str, Any] = {"index": index, "path": self.paths[index], "error": ""}
+        try:
+            image = load_rgb(self.paths[index])
+        except UnreadableImage as error:
+            return {**item, "image": torch.zeros(3, self.size, self.size), "width": 0, "height": 0,
+                    "error": str(error)}  # fmt: skip
+        item.update(image=normalise(fit_image(image, self.size, self.resize), self.mean, self.std),
+                    width=image.width, height=image.height)  # fmt: skip
+        if self.keep_original:
+            item["original"] = np.asarray(image)
+        if self.extra is not None:
+            item.update(self.extra(index))
+        return item
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack the square images; keep everything else (variable-sized masks too) as lists."""
+    batch = {key: [item.get(key) for item in items] for key in items[0]}
+    batch["image"] = torch.stack(batch["image"])
+    return batch
+
+
+def loader(dataset: Dataset, batch_size: int, num_workers: int) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      collate_fn=collate, persistent_workers=False)  # fmt: skip

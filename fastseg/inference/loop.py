@@ -1,0 +1,72 @@
+"""The one inference loop behind `predict`, `report` and the report's figures: decode in loader
+workers, run the model a batch at a time, hand back one image at a time. Nothing is kept: memory
+does not grow with the number of images (fastai's `get_preds` would hold them all)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from fastseg.inference.files import ImageFiles, loader
+from fastseg.inference.segmenter import Segmenter
+
+Progress = Callable[[Iterable], Iterable]
+
+
+def no_progress(batches: Iterable) -> Iterable:
+    return batches
+
+
+@dataclass
+class Segmented:
+    """One image through the model: its dataset item (`ImageFiles`), the logits of its square
+    input `(C, S, S)` (None when the file could not be read: `item["error"]` says why), and its
+    share of the batch's model time."""
+
+    item: dict[str, Any]
+    logits: torch.Tensor | None
+    seconds: float
+    segmenter: Segmenter
+
+    @property
+    def index(self) -> int:
+        return self.item["index"]
+
+    @property
+    def error(self) -> str:
+        return self.item["error"]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """`(height, width)` of the image as decoded."""
+        return self.item["height"], self.item["width"]
+
+    def labels(self) -> np.ndarray:
+        """Class map `(H, W)` uint8 at the image's own size."""
+        return self.segmenter.labels(self.logits, *self.size)
+
+    def bands(self) -> Iterator[tuple[slice, torch.Tensor]]:
+        """Full-size logits a band of rows at a time (`Segmenter.bands`)."""
+        return self.segmenter.bands(self.logits, *self.size)
+
+
+def segment(
+    segmenter: Segmenter,
+    dataset: ImageFiles,
+    batch_size: int,
+    num_workers: int,
+    progress: Progress = no_progress,
+) -> Iterator[Segmented]:
+    """Every item of `dataset`, in order, with its logits."""
+    for batch in progress(loader(dataset, batch_size, num_workers)):
+        started = time.perf_counter()
+        logits = segmenter.logits(batch["image"])
+        seconds = (time.perf_counter() - started) / len(batch["index"])
+        for row in range(len(batch["index"])):
+            item = {key: values[row] for key, values in batch.items() if key != "image"}
+            yield Segmented(item, None if item["error"] else logits[row], seconds, segmenter)

@@ -1,0 +1,209 @@
+"""`fastseg predict`: segment files and folders, writing one palette PNG per image.
+
+Steps: find the images and their output paths, load the model once, stream every image through
+the one inference loop (`fastseg.inference.loop`), write each mask (and overlay) as it comes, and
+log every image in `predictions.csv`. Every output is written atomically, inputs are never
+overwritten, and a bad file is reported and passed over without stopping the run.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+from PIL import Image
+
+from fastseg.atomic import atomic_path
+from fastseg.data.voc import NUM_CLASSES, VOC_CLASSES
+from fastseg.errors import FastsegError
+from fastseg.imaging.images import IMAGE_SUFFIXES
+from fastseg.imaging.masks import write_mask
+from fastseg.imaging.palette import colorize
+from fastseg.inference.loop import Progress, Segmented, no_progress, segment
+from fastseg.inference.segmenter import Segmenter
+from fastseg.launch.device import loader_workers
+from fastseg.launch.processes import Launch, barrier, launched, sum_across_processes
+from fastseg.model.checkpoint import load_model
+
+CSV_FIELDS = ["path", "width", "height", "status", "error", "seconds", *VOC_CLASSES]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input image and where its outputs go."""
+
+    source: Path
+    mask: Path
+
+    @property
+    def overlay(self) -> Path:
+        return self.mask.with_suffix(".overlay.jpg")
+
+
+@dataclass
+class PredictSummary:
+    segmented: int
+    failed: int
+    skipped: int
+    csv_path: Path
+    failures: list[tuple[Path, str]]
+
+
+def collect_jobs(inputs: Sequence[Path], out: Path) -> tuple[list[Job], list[tuple[Path, str]]]:
+    """Image files among `inputs` (folders walked recursively) and their mirrored output paths.
+
+    A file input lands in `out/<name>.png`; a folder's images keep their path inside the folder.
+    Returns (jobs, problems): an output that would overwrite an input, or that two inputs would
+    share, is a problem for that file only.
+    """
+    pairs: list[tuple[Path, Path]] = []
+    for given in inputs:
+        given = Path(given)
+        if given.is_dir():
+            files = sorted(p for p in given.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            pairs += [(file, file.relative_to(given)) for file in files]
+        elif given.is_file():
+            if given.suffix.lower() in IMAGE_SUFFIXES:
+                pairs.append((given, Path(given.name)))
+        else:
+            raise FastsegError(f"{given}: no such file or folder")
+    sources = {source.resolve() for source, _ in pairs}
+    jobs, problems, claimed = [], [], {}
+    for source, relative in pairs:
+        mask = out / relative.with_suffix(".png")
+        key = mask.resolve()
+        if key in sources:
+            problems.append((source, f"output {mask} would overwrite an input; choose another --out"))
+        elif key in claimed:
+            problems.append((source, f"output {mask} is already taken by {claimed[key]}"))
+        else:
+            claimed[key] = source
+            jobs.append(Job(source, mask))
+    return jobs, problems
+
+
+def class_fractions(labels: np.ndarray) -> list[float]:
+    counts = np.bincount(labels.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
+    return (counts / max(labels.size, 1)).round(6).tolist()
+
+
+def save_overlay(image: np.ndarray, labels: np.ndarray, path: Path, alpha: float = 0.5) -> None:
+    """RGB image `(H, W, 3)` blended with its VOC-coloured labels, as JPEG, written atomically."""
+    blended = (1 - alpha) * image.astype(np.float32) + alpha * colorize(labels).astype(np.float32)
+    with atomic_path(path) as temporary:
+        Image.fromarray(blended.round().astype(np.uint8)).save(temporary, format="JPEG", quality=90)
+
+
+class PredictionLog:
+    """`predictions.csv`: one row per input image (ok, failed or skipped), written to a temporary
+    file as the run goes and renamed into place when it ends."""
+
+    def __init__(self, file: TextIO):
+        self.writer = csv.writer(file)
+        self.writer.writerow(CSV_FIELDS)
+
+    def row(self, source: Path, status: str, error: str = "", size: tuple[int, int] | None = None,
+            seconds: float | None = None, fractions: list[float] | None = None) -> None:  # fmt: skip
+        height, width = size or ("", "")
+        timing = "" if seconds is None else f"{seconds:.4f}"
+        self.writer.writerow(
+            [source, width, height, status, error, timing, *(fractions or [""] * NUM_CLASSES)]
+        )
+
+
+def save_outputs(result: Segmented, job: Job, overlay: bool) -> np.ndarray:
+    """The mask (and overlay) of one segmented image; returns its labels."""
+    labels = result.labels()
+    job.mask.parent.mkdir(parents=True, exist_ok=True)
+    write_mask(job.mask, labels)
+    if overlay:
+        save_overlay(result.item["original"], labels, job.overlay)
+    return labels
+
+
+def predict(
+    model: Path,
+    inputs: Sequence[Path],
+    out: Path,
+    size: int | None = None,
+    batch_size: int = 8,
+    num_workers: int | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    tta: bool = False,
+    overlay: bool = False,
+    skip_existing: bool = False,
+    progress: Progress = no_progress,
+) -> PredictSummary:
+    """Segment every image of `inputs` into `out`; returns counts and the failures (path, reason).
+
+    Under `torchrun` / `accelerate launch` each process takes every `world`-th image from its
+    rank, so each image is done exactly once; the summary's counts are totals over all
+    processes, its failures this process's own.
+    """
+    out = Path(out)
+    with launched(device) as launch:
+        jobs, failures = collect_jobs(inputs, out)
+        jobs, failures = jobs[launch.rank :: launch.world], failures[launch.rank :: launch.world]
+        skipped = [job for job in jobs if skip_existing and job.mask.is_file()]
+        todo = [job for job in jobs if not (skip_existing and job.mask.is_file())]
+        segmenter = Segmenter(load_model(model, launch.device), launch.device, precision, tta, size)
+        results = segment(segmenter, segmenter.dataset([job.source for job in todo], keep_original=overlay),
+                          batch_size, loader_workers(num_workers), progress)  # fmt: skip
+        out.mkdir(parents=True, exist_ok=True)
+        csv_name = "predictions.csv" if launch.world == 1 else f"predictions.rank{launch.rank}.csv"
+        with atomic_path(out / csv_name) as temporary, temporary.open("w", newline="") as file:
+            log = PredictionLog(file)
+            for source, reason in failures:
+                log.row(source, "failed", reason)
+            for job in skipped:
+                log.row(job.source, "skipped")
+            segmented = write_outputs(results, todo, overlay, log, failures)
+        csv_path = merge_rank_csvs(out, launch)
+        segmented, failed, skipped_count = sum_across_processes([segmented, len(failures), len(skipped)])
+    return PredictSummary(segmented, failed, skipped_count, csv_path, failures)
+
+
+def write_outputs(
+    results: Iterable[Segmented], jobs: list[Job], overlay: bool, log: PredictionLog, failures: list
+) -> int:
+    """Each image's mask (and overlay) and its log row as it comes; returns how many were written.
+    An unreadable image is added to `failures` and logged, and the rest go on."""
+    segmented = 0
+    for result in results:
+        job = jobs[result.index]
+        if result.error:
+            failures.append((job.source, result.error))
+            log.row(job.source, "failed", result.error)
+            continue
+        labels = save_outputs(result, job, overlay)
+        log.row(job.source, "ok", size=result.size, seconds=result.seconds, fractions=class_fractions(labels))
+        segmented += 1
+    return segmented
+
+
+def merge_rank_csvs(out: Path, launch: Launch) -> Path:
+    """One `predictions.csv`, rows sorted by path, from the per-process files (then removed);
+    rank 0 merges once every process has finished its own. Alone, the file is already whole."""
+    merged = out / "predictions.csv"
+    if launch.world == 1:
+        return merged
+    barrier()
+    if launch.main:
+        parts = [out / f"predictions.rank{rank}.csv" for rank in range(launch.world)]
+        rows = []
+        for part in parts:
+            with part.open(newline="") as file:
+                rows += list(csv.reader(file))[1:]
+        with atomic_path(merged) as temporary, temporary.open("w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(CSV_FIELDS)
+            writer.writerows(sorted(rows, key=lambda row: row[0]))
+        for part in parts:
+            part.unlink()
+    barrier()
+    return merged

@@ -1,0 +1,220 @@
+"""`fastseg report`: a run's split evaluated at each image's original resolution.
+
+Steps: find the run's data and split, stream the images through the one inference loop into a
+confusion matrix (the split's total, and one per image for the best/worst ranking), write the
+tables, draw the figures (the few images shown are predicted again, by the same loop), and
+write the HTML page. All numbers come from :class:`~fastseg.metrics.ConfusionMatrix`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from fastseg.atomic import atomic_path, write_json
+from fastseg.data.voc import VOC_CLASSES, VOCFolder, find_voc
+from fastseg.errors import DatasetError, FastsegError
+from fastseg.imaging.masks import VOID_LABEL, read_mask
+from fastseg.inference.loop import Progress, Segmented, no_progress, segment
+from fastseg.inference.ranking import RANKINGS, rank
+from fastseg.inference.segmenter import Segmenter
+from fastseg.launch.device import loader_workers, resolve_device
+from fastseg.metrics import ConfusionMatrix, Scores, scores_from_matrix
+from fastseg.model.checkpoint import load_model
+from fastseg.runs.folder import RunFolder
+from fastseg.visualization.charts import class_iou_chart, confusion_figure
+from fastseg.visualization.figures import image_grid, save_figure
+from fastseg.visualization.html import write_html
+
+# figure file -> how many images it shows
+FIGURES = {"predictions_random.png": 5, "predictions_best.png": 10, "predictions_worst.png": 5}
+
+
+@dataclass
+class ReportResult:
+    out: Path
+    subset: str
+    images: int
+    scores: Scores
+
+
+def _mask_item(folder: VOCFolder, ids: list[str], index: int) -> dict[str, Any]:
+    """The ground truth riding with image `index` through the loader (a picklable function)."""
+    return {"mask": read_mask(folder.mask_path(ids[index]))}
+
+
+def _checked_mask(result: Segmented, folder: VOCFolder, image_id: str) -> torch.Tensor:
+    """The item's mask on the model's device; a file error or a size mismatch is a `DatasetError`."""
+    if result.error:
+        raise FastsegError(f"{folder.image_path(image_id)}: {result.error}")
+    mask = result.item["mask"]
+    height, width = result.size
+    if mask.shape != (height, width):  # the letterbox crop comes from the image's size
+        raise DatasetError(
+            f"{folder.mask_path(image_id)}: mask is {mask.shape[1]}x{mask.shape[0]}, "
+            f"image is {width}x{height}"
+        )
+    return torch.from_numpy(mask).to(result.segmenter.device)
+
+
+def score_image(
+    result: Segmented, mask: torch.Tensor, weights: torch.Tensor | None
+) -> tuple[torch.Tensor, float]:
+    """Confusion counts `(C, C)` and the weighted cross-entropy of one image at full size,
+    accumulated a band of rows at a time (never all class scores at full size)."""
+    num_classes = result.logits.shape[0]
+    counts = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=mask.device)
+    loss_sum, weight_sum = 0.0, 0.0
+    for rows, band in result.bands():
+        target = mask[rows].long()
+        counts += ConfusionMatrix.counts(band.max(0).indices, target, num_classes)
+        loss_sum += F.cross_entropy(band[None], target[None], weight=weights, ignore_index=VOID_LABEL,
+                                    reduction="sum").item()  # fmt: skip
+        labelled = target[target != VOID_LABEL]
+        weight_sum += float(labelled.numel() if weights is None else weights[labelled].sum())
+    return counts, (loss_sum / weight_sum if weight_sum else math.nan)
+
+
+def evaluate(
+    segmenter: Segmenter,
+    folder: VOCFolder,
+    ids: list[str],
+    weights: torch.Tensor | None,
+    batch_size: int,
+    num_workers: int,
+    progress: Progress = no_progress,
+) -> tuple[ConfusionMatrix, pd.DataFrame]:
+    """Total confusion matrix and a per-image table (id, pixel_accuracy, miou, loss)."""
+    total = ConfusionMatrix(len(VOC_CLASSES))
+    dataset = segmenter.dataset([folder.image_path(image_id) for image_id in ids],
+                                extra=partial(_mask_item, folder, ids))  # fmt: skip
+    weights = None if weights is None else weights.to(segmenter.device)
+    rows = []
+    for result in segment(segmenter, dataset, batch_size, num_workers, progress):
+        image_id = ids[result.index]
+        counts, loss = score_image(result, _checked_mask(result, folder, image_id), weights)
+        total.add(counts)
+        scores = scores_from_matrix(counts)
+        rows.append({"id": image_id, "pixel_accuracy": scores.pixel_accuracy, "miou": scores.mean_iou,
+                     "loss": loss})  # fmt: skip
+    return total, pd.DataFrame(rows)
+
+
+def per_class_table(scores: Scores, matrix: torch.Tensor) -> pd.DataFrame:
+    truth = matrix.sum(1).cpu().numpy()
+    predicted = matrix.sum(0).cpu().numpy()
+    return pd.DataFrame(
+        {
+            "class": list(VOC_CLASSES),
+            "iou": scores.class_iou,
+            "accuracy": scores.class_accuracy,
+            "truth_pixels": truth,
+            "predicted_pixels": predicted,
+            "present": (truth + predicted) > 0,
+        }
+    )
+
+
+def write_tables(out: Path, model: Path, subset: str, total: ConfusionMatrix, ranked: pd.DataFrame) -> dict:
+    """metrics.json, per_class.csv, per_image.csv, confusion_matrix.csv; returns the metrics."""
+    scores = total.scores()
+    metrics = {"model": str(model), "subset": subset, "images": len(ranked), **asdict(scores)}
+    metrics["class_iou"] = dict(zip(VOC_CLASSES, scores.class_iou, strict=True))
+    metrics["class_accuracy"] = dict(zip(VOC_CLASSES, scores.class_accuracy, strict=True))
+    metrics["absent_classes"] = [name for name, iou in zip(VOC_CLASSES, scores.class_iou, strict=True)
+                                 if math.isnan(iou)]  # fmt: skip
+    write_json(out / "metrics.json", metrics)  # NaN (an absent class) is written as null
+    confusion = pd.DataFrame(total.matrix.cpu().numpy(), index=VOC_CLASSES, columns=VOC_CLASSES)
+    for name, table, options in (
+        ("per_class.csv", per_class_table(scores, total.matrix), {"index": False}),
+        ("per_image.csv", ranked, {"index": False}),
+        ("confusion_matrix.csv", confusion, {"index_label": "true \\ predicted"}),
+    ):
+        with atomic_path(out / name) as temporary:
+            table.to_csv(temporary, **options)
+    return metrics
+
+
+def prediction_rows(segmenter: Segmenter, folder: VOCFolder, ids: list[str]) -> list[list[np.ndarray]]:
+    """image | truth | prediction for a handful of ids, at original size."""
+    dataset = segmenter.dataset([folder.image_path(image_id) for image_id in ids], keep_original=True,
+                                extra=partial(_mask_item, folder, ids))  # fmt: skip
+    return [[result.item["original"], result.item["mask"], result.labels()]
+            for result in segment(segmenter, dataset, batch_size=1, num_workers=0)]  # fmt: skip
+
+
+def _caption(row: pd.Series) -> str:
+    return f"{row['id']}\nacc {row['pixel_accuracy']:.3f} · mIoU {row['miou']:.3f} · loss {row['loss']:.3f}"
+
+
+def draw_figures(
+    out: Path,
+    segmenter: Segmenter,
+    folder: VOCFolder,
+    total: ConfusionMatrix,
+    per_image: pd.DataFrame,
+    ranked: pd.DataFrame,
+    rank_by: str,
+    seed: int,
+) -> list[Path]:
+    """Class IoU bars, the confusion matrix, and random / best / worst prediction grids."""
+    figures = [
+        save_figure(class_iou_chart(list(VOC_CLASSES), total.scores().class_iou), out / "class_iou.png"),
+        save_figure(confusion_figure(total.matrix, list(VOC_CLASSES)), out / "confusion_matrix.png"),
+    ]
+    picks = sorted(random.Random(seed).sample(range(len(per_image)), min(FIGURES["predictions_random.png"],
+                                                                          len(per_image))))  # fmt: skip
+    chosen = {
+        "predictions_random.png": per_image.iloc[picks],
+        "predictions_best.png": ranked.head(FIGURES["predictions_best.png"]),
+        "predictions_worst.png": ranked.tail(FIGURES["predictions_worst.png"]).iloc[::-1],
+    }
+    for name, rows in chosen.items():
+        pictures = prediction_rows(segmenter, folder, list(rows["id"]))
+        captions = [_caption(row) for _, row in rows.iterrows()]
+        title = f"{name.removesuffix('.png').replace('_', ' ')} (ranked by {rank_by})"
+        grid = image_grid(pictures, ["image", "ground truth", "prediction"], captions, title=title)
+        figures.append(save_figure(grid, out / name))
+    return figures
+
+
+def report(
+    model: Path,
+    out: Path,
+    data: Path | None = None,
+    subset: str = "test",
+    rank_by: str = "loss",
+    batch_size: int = 8,
+    num_workers: int | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    seed: int = 0,
+    progress: Progress = no_progress,
+) -> ReportResult:
+    """Evaluate the run's `subset` of `split.json` and write every report file into `out`."""
+    if rank_by not in RANKINGS:
+        raise FastsegError(f"--rank-by {rank_by}: choose one of {', '.join(RANKINGS)}")
+    run = RunFolder.of_model(model)
+    folder = find_voc(data or run.data_folder())
+    ids = run.read_split().ids(subset)
+    folder.require_files(ids)
+    target = resolve_device(device)
+    segmenter = Segmenter(load_model(run.path, target), target, precision=precision)
+    total, per_image = evaluate(segmenter, folder, ids, run.read_class_weights(), batch_size,
+                                loader_workers(num_workers), progress)  # fmt: skip
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ranked = rank(per_image, rank_by)
+    metrics = write_tables(out, run.model, subset, total, ranked)
+    figures = draw_figures(out, segmenter, folder, total, per_image, ranked, rank_by, seed)
+    write_html(out, metrics, per_class_table(total.scores(), total.matrix), figures)
+    return ReportResult(out=out, subset=subset, images=len(ids), scores=total.scores())

@@ -1,0 +1,84 @@
+"""Choosing the compute device, the mixed-precision type it supports, and the loader workers.
+
+torch is imported inside the functions: the CLI reads `DEVICES` for `--help`, which must not
+wait for torch.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from fastseg.errors import FastsegError
+
+if TYPE_CHECKING:
+    import torch
+
+DEVICES = ("auto", "cpu", "cuda", "mps")  # `--device` of train, predict and report
+MAX_WORKERS_PER_PROCESS = 32
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` picks CUDA, then Apple MPS, then CPU; asking for a missing device is a user error."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise FastsegError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    if name == "mps" and not (torch.backends.mps.is_available()):
+        raise FastsegError("--device mps: Apple MPS is not available on this machine (use --device cpu)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise FastsegError(f"--device {name}: unknown device; choose {', '.join(DEVICES)}") from None
+
+
+def cuda_amp_dtype() -> torch.dtype:
+    """bf16 where the GPU supports it (Ampere and newer): no loss scaling, no overflow; else fp16."""
+    import torch
+
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask, e.g. under a scheduler), else all."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def processes_on_machine() -> int:
+    """Processes a launcher started on this machine (torchrun's LOCAL_WORLD_SIZE); 1 alone."""
+    name = next((name for name in ("LOCAL_WORLD_SIZE", "WORLD_SIZE") if name in os.environ), None)
+    value = os.environ[name] if name else "1"
+    try:
+        return max(1, int(value))
+    except ValueError:
+        raise FastsegError(f"{name}={value!r}: not a whole number (the launcher sets it)") from None
+
+
+def cores_per_process() -> int:
+    """This process's share of the machine's cores, at least one."""
+    return max(1, available_cores() // processes_on_machine())
+
+
+def default_num_workers(processes: int | None = None) -> int:
+    """Loader workers per process: this machine's cores shared between its processes, less one
+    each for the process itself, at most 32; 0 (load in the main process) on a 1-2 core machine,
+    where workers would only compete with it.
+
+    Decoding a VOC JPEG and its mask and cropping them takes about 8 ms on one core
+    (benchmarks/README.md), so a GPU training at ~1,000 images/s needs every spare core loading.
+    """
+    cores = available_cores()
+    if cores <= 2:
+        return 0
+    return max(0, min(MAX_WORKERS_PER_PROCESS, cores // (processes or processes_on_machine()) - 1))
+
+
+def loader_workers(requested: int | None) -> int:
+    """`--num-workers`: a count as given, or -1 / None for :func:`default_num_workers`."""
+    return default_num_workers() if requested is None or requested < 0 else requested

@@ -1,0 +1,93 @@
+"""Multi-process runs started by `torchrun` or `accelerate launch`.
+
+Both launchers describe the process in environment variables (RANK, WORLD_SIZE, LOCAL_RANK);
+a plain `fastseg` process has none and is rank 0 of 1, so single-process code paths are untouched.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from fastseg.launch.device import resolve_device
+
+
+@dataclass(frozen=True)
+class Launch:
+    """This process in its launch: rank among `world` processes, and the device it computes on."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one process that writes shared files and prints."""
+        return self.rank == 0
+
+
+@contextmanager
+def launched(device_name: str = "auto") -> Iterator[Launch]:
+    """Resolve this process's device (GPU `LOCAL_RANK` under a launcher) and join the launcher's
+    process group for the block; a plain process is rank 0 of 1 and joins nothing."""
+    rank, world = rank_and_world()
+    device = resolve_device(device_name)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", local_rank())
+        torch.cuda.set_device(device)
+    with process_group(device):
+        yield Launch(rank, world, device)
+
+
+def rank_and_world() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
+@contextmanager
+def process_group(device: torch.device) -> Iterator[None]:
+    """Join the launcher's process group for the block (gloo on CPU, nccl on CUDA); no-op alone."""
+    _, world = rank_and_world()
+    started = world > 1 and not dist.is_initialized()
+    if started:
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield
+    finally:
+        if started:
+            dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def sum_across_processes(values: list[int]) -> list[int]:
+    """Element-wise sum over all processes (the values themselves when alone)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    tensor = torch.tensor(values, dtype=torch.int64)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum of `tensor` over processes (a copy); the tensor itself when alone. gloo reduces on CPU."""
+    if not is_distributed():
+        return tensor
+    reduced = tensor.clone() if dist.get_backend() == "nccl" else tensor.cpu().clone()
+    dist.all_reduce(reduced)
+    return reduced.to(tensor.device)

@@ -1,0 +1,57 @@
+"""`ModelConfig`: what rebuilds the network, saved inside every `model.pth` and run `config.json`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from fastseg.data.voc import NUM_CLASSES
+from fastseg.errors import CheckpointError, FastsegError
+
+ENCODER_CHANNELS = (64, 128, 256, 512, 512, 512)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What rebuilds the model; saved inside every `model.pth` and run `config.json`.
+
+    `decoder_channels` are the widths of the five decoder blocks, at 1/16, 1/8, 1/4, 1/2 and 1/1
+    of the input (smp's Unet defaults).
+    """
+
+    num_classes: int = NUM_CLASSES
+    decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
+
+    def __post_init__(self) -> None:
+        channels = tuple(self.decoder_channels)
+        object.__setattr__(self, "decoder_channels", channels)
+        if len(channels) != len(ENCODER_CHANNELS) - 1 or not all(
+            isinstance(width, int) and width > 0 for width in channels
+        ):
+            raise FastsegError(
+                f"decoder_channels must be {len(ENCODER_CHANNELS) - 1} positive integers "
+                f"(one per skip, 1/16 ... 1/1), got {self.decoder_channels!r}"
+            )
+        if not isinstance(self.num_classes, int) or self.num_classes < 1:
+            raise FastsegError(f"num_classes must be a positive integer, got {self.num_classes!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON- and `weights_only`-safe: ints and a list."""
+        return {"num_classes": self.num_classes, "decoder_channels": list(self.decoder_channels)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        """Inverse of `to_dict`; a key this version does not know means the file is from another one."""
+        known = {field.name for field in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise CheckpointError(
+                f"model config has unknown keys {unknown} (written by a different fastseg version?)"
+            )
+        try:
+            kept = dict(values)
+            if "decoder_channels" in kept:
+                kept["decoder_channels"] = tuple(kept["decoder_channels"])
+            return cls(**kept)
+        except (TypeError, FastsegError) as error:
+            raise CheckpointError(f"model config is not valid: {error}") from None

@@ -1,0 +1,1 @@
+"""The run folder: its files, written atomically, and read back by resume, report and predict."""

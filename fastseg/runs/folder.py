@@ -1,0 +1,192 @@
+"""The run folder `fastseg train` writes: the one module that knows its files, reads them back and
+writes them (always atomically, through `fastseg.atomic`).
+
+```
+RUN/config.json         the TrainConfig used, the ModelConfig, package versions, git commit
+RUN/split.json          train / valid / test ids
+RUN/class_weights.json  the loss weights and the training masks' pixel counts
+RUN/history.csv         one row per epoch (fastai's CSVLogger)
+RUN/last.pth, last.json resumable checkpoint (model + optimizer) and its epoch / tracker state
+RUN/best.pth            the best epoch's weights while training
+RUN/model.pth           the exported model (fastseg.model.checkpoint), once training ends
+RUN/*.png               training curve and data samples
+```
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fastseg.atomic import write_json
+from fastseg.data.split import Split
+from fastseg.errors import CheckpointError, FastsegError
+from fastseg.runs.environment import git_commit, package_versions
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+    from fastseg.model.config import ModelConfig
+    from fastseg.training.config import TrainConfig
+
+MODEL_FILENAME = "model.pth"
+CONFIG, SPLIT, CLASS_WEIGHTS, HISTORY = "config.json", "split.json", "class_weights.json", "history.csv"
+TRAINING_CURVE, TRAIN_SAMPLE, VAL_SAMPLE = "training_curve.png", "train_ds_sample.png", "val_ds_sample.png"
+BEST, LAST, LAST_STATE = "best", "last", "last.json"  # checkpoints are BEST.pth and LAST.pth
+ARTEFACTS = (
+    CONFIG, SPLIT, CLASS_WEIGHTS, HISTORY, TRAINING_CURVE, TRAIN_SAMPLE, VAL_SAMPLE, MODEL_FILENAME,
+    f"{BEST}.pth", f"{LAST}.pth", LAST_STATE,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """One run's folder and everything in it."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def model(self) -> Path:
+        return self.path / MODEL_FILENAME
+
+    @classmethod
+    def of_model(cls, model: Path | str) -> RunFolder:
+        """The run folder of a model argument (the folder, or its `model.pth`), which must hold a
+        split: evaluation needs to know the run's test images."""
+        path = Path(model).expanduser()
+        run = cls(path if path.is_dir() else path.parent)
+        if not run.file(SPLIT).is_file():
+            raise FastsegError(
+                f"{run.path}: not a run folder (no split.json); pass the folder `fastseg train` wrote"
+            )
+        return run
+
+    # --- starting, resuming, finishing --------------------------------------------------------
+
+    def check_can_start(self, resume: bool, force: bool) -> None:
+        """Never overwrite a run by accident: an existing run needs `--resume` or `--force`.
+        Only checks: nothing is created until the data has passed its checks."""
+        if resume:
+            if not self.file(LAST_STATE).is_file():
+                raise FastsegError(f"{self.path}: no resumable checkpoint (last.json) in this folder")
+            return
+        if self.path.is_dir() and any(self.path.iterdir()) and not force:
+            raise FastsegError(
+                f"{self.path}: run folder exists; use --resume to continue it or --force to replace it"
+            )
+
+    def create(self) -> None:
+        """Make the folder; with `--force`, remove our own files from it, never anything else."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        for name in ARTEFACTS:
+            self.file(name).unlink(missing_ok=True)
+
+    def read_resume_state(self) -> dict[str, Any]:
+        """`last.json`: `completed_epochs`, the trackers' `best` and `wait`, or `finished`."""
+        path = self.file(LAST_STATE)
+        try:
+            state = json.loads(path.read_text())
+            int(state.get("completed_epochs", 0))
+            return state
+        except (OSError, json.JSONDecodeError, TypeError, ValueError, AttributeError) as error:
+            raise FastsegError(f"{path}: unreadable resume state ({error}); start a new run") from None
+
+    def write_resume_state(self, state: dict[str, Any]) -> None:
+        write_json(self.file(LAST_STATE), state, durable=True)
+
+    def mark_finished(self, completed_epochs: int) -> None:
+        """The run is over: the checkpoints are removed, `last.json` says so."""
+        for name in (f"{BEST}.pth", f"{LAST}.pth"):
+            self.file(name).unlink(missing_ok=True)
+        self.write_resume_state({"finished": True, "completed_epochs": completed_epochs})
+
+    # --- what the run was ----------------------------------------------------------------------
+
+    def write_config(self, config: TrainConfig, model_config: ModelConfig) -> None:
+        values = {
+            "train": config.to_dict(),
+            "model": model_config.to_dict(),
+            "versions": package_versions(),
+            "git_commit": git_commit(),
+        }
+        write_json(self.file(CONFIG), values)
+
+    def read_train_config(self) -> TrainConfig:
+        from fastseg.training.config import TrainConfig  # inference reads run folders without it
+
+        path = self.file(CONFIG)
+        try:
+            values = json.loads(path.read_text())["train"]
+            config = TrainConfig.from_dict(values)
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+            raise FastsegError(f"{path}: cannot read the run's config ({error})") from None
+        if config.augment.random_scale_crop and "crop_size" not in values:
+            raise FastsegError(
+                f"{path}: made by an earlier fastseg whose random-scale crops scaled the shorter side "
+                "and validated squished; this version letterboxes, so the run cannot be resumed: "
+                "start a new one"
+            )
+        return config
+
+    def data_folder(self) -> str:
+        """The `--data` the run was trained with."""
+        path = self.file(CONFIG)
+        try:
+            data = json.loads(path.read_text())["train"]["data"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError):
+            data = None
+        if not data:
+            raise FastsegError(f"{path}: does not name the run's dataset; pass --data")
+        return data
+
+    def write_split(self, split: Split) -> None:
+        write_json(self.file(SPLIT), split.to_dict())
+
+    def read_split(self) -> Split:
+        path = self.file(SPLIT)
+        try:
+            return Split.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise CheckpointError(f"{path}: split file not found") from None
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{path}: not a fastseg split file ({error})") from None
+
+    def write_class_weights(
+        self, weights: np.ndarray, counts: np.ndarray, method: str, classes: tuple[str, ...]
+    ) -> None:
+        write_json(
+            self.file(CLASS_WEIGHTS),
+            {
+                "method": method,
+                "classes": list(classes[: len(weights)]),
+                "weights": [round(float(weight), 6) for weight in weights],
+                "pixel_counts": [int(count) for count in counts.sum(0)],
+            },
+        )
+
+    def read_class_weights(self) -> torch.Tensor | None:
+        """The loss weights the run trained with; None for a run without the file."""
+        import torch
+
+        path = self.file(CLASS_WEIGHTS)
+        return torch.tensor(json.loads(path.read_text())["weights"]) if path.is_file() else None
+
+    def read_history(self) -> pd.DataFrame:
+        """`history.csv` as numbers; a resumed run's repeated header rows are dropped."""
+        import pandas as pd
+
+        history = pd.read_csv(self.file(HISTORY))
+        history = history[history["epoch"].astype(str) != "epoch"]
+        numeric = history.drop(columns=["time"], errors="ignore").apply(pd.to_numeric, errors="coerce")
+        return numeric.drop_duplicates("epoch", keep="last").reset_index(drop=True)

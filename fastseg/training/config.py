@@ -1,0 +1,111 @@
+"""Run configuration as dataclasses: the CLI takes its defaults from here and every run saves
+the values it actually used, so a run folder describes itself."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from fastseg.errors import FastsegError
+from fastseg.imaging.geometry import LETTERBOX, SQUISH
+
+TRAIN_SETS = ("train", "trainaug")  # VOC train; SBD + VOC train less VOC val (`download --sbd`)
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentation; the defaults are the seed's (albumentations) probabilities and ranges."""
+
+    flip_p: float = 0.5
+    rotate_p: float = 0.3
+    rotate_degrees: float = 45.0
+    translate_p: float = 0.3
+    translate_fraction: float = 0.15
+    scale_p: float = 0.3
+    scale_range: tuple[float, float] = (0.9, 1.1)
+    blur_p: float = 0.15
+    blur_sigma: tuple[float, float] = (0.2, 1.0)
+    color_jitter_p: float = 0.15
+    color_jitter: float = 0.1
+    brightness_contrast_p: float = 0.15
+    brightness_contrast: float = 0.2
+    # Off for the seed's recipe (whole image squished to SIZE²). On: the training image's longer
+    # side is scaled to SIZE x a random factor in `crop_scale`, then a CROP_SIZE² crop is taken
+    # (padded with void where the image is smaller): objects keep their aspect ratio and vary in
+    # scale, and validation, predict and report letterbox the image to SIZE² instead of squishing it.
+    random_scale_crop: bool = False
+    crop_scale: tuple[float, float] = (0.5, 2.0)
+
+
+@dataclass
+class TrainConfig:
+    """Everything `fastseg train` needs. The field defaults are the seed's recipe; the CLI's
+    default is the faster, better "fast" recipe (`fastseg.training.recipes`)."""
+
+    data: str = ""
+    out: str = ""
+    recipe: str = "seed"  # the preset these values started from (see fastseg.training.recipes)
+    train_set: str = "train"  # or "trainaug": SBD + VOC train, VOC val removed (fastseg download --sbd)
+    size: int = 224  # evaluation side: squish to SIZE², or letterbox into it (random-scale crops)
+    crop_size: int = 0  # training crop side with random-scale crops; 0: SIZE
+    batch_size: int = 32
+    epochs: int = 300
+    patience: int = 30
+    lr: float = 1e-4
+    encoder_lr_ratio: float = 1.0  # the pretrained encoder's lr = lr x this (fastai's discriminative lr)
+    weight_decay: float = 0.0
+    decouple_weight_decay: bool = False  # False: torch Adam's L2 (the seed); True: AdamW
+    eps: float = 1e-8
+    beta2: float = 0.999
+    l1: float = 1e-6
+    class_weights: str = "balanced"
+    pretrained: bool = True
+    encoder_weights: str | None = None
+    freeze_epochs: int = 0
+    device: str = "auto"
+    seed: int = 42
+    split_seed: int = 42
+    num_workers: int = -1
+    compile: bool = False  # torch.compile the model (CUDA; first epoch pays the compilation)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def check(self) -> None:
+        """Refuse values that would train but waste the run, in one line."""
+        from fastseg.data.class_weights import METHODS
+
+        if self.class_weights not in METHODS:
+            raise FastsegError(f"class weights {self.class_weights!r}: choose one of {', '.join(METHODS)}")
+        if self.train_set not in TRAIN_SETS:
+            raise FastsegError(f"training set {self.train_set!r}: choose one of {', '.join(TRAIN_SETS)}")
+        if self.augment.random_scale_crop and self.train_size > self.size:
+            raise FastsegError(
+                f"--crop-size {self.train_size} is larger than --size {self.size}: most of every crop "
+                "would be void padding; use a crop no larger than SIZE"
+            )
+
+    @property
+    def resize(self) -> str:
+        """How validation, predict and report fit an image into the model (`fastseg.imaging.geometry`)."""
+        return LETTERBOX if self.augment.random_scale_crop else SQUISH
+
+    @property
+    def train_size(self) -> int:
+        """Side of the square training inputs."""
+        return (self.crop_size or self.size) if self.augment.random_scale_crop else self.size
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Rebuild from `to_dict` output, ignoring keys a newer or older version added."""
+        known = {f.name for f in fields(cls)}
+        kept = {key: value for key, value in values.items() if key in known}
+        augment = kept.pop("augment", {}) or {}
+        augment_known = {f.name for f in fields(AugmentConfig)}
+        augment = {
+            key: tuple(value) if isinstance(value, list) else value
+            for key, value in augment.items()
+            if key in augment_known
+        }
+        return cls(**kept, augment=AugmentConfig(**augment))

@@ -1,0 +1,207 @@
+"""`fastseg train`: a recipe (fast, or the seed's) on fastai, leaving a self-describing run folder.
+
+Steps, top to bottom: check the data and start (or reopen) the run folder, build the
+DataLoaders and the Learner, load the checkpoint or the encoder weights, fit one cycle with early
+stopping on validation mIoU, export the best model as a plain state dict, draw the curves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastai.callback.progress import CSVLogger, ProgressCallback
+from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
+from fastai.learner import Learner
+from fastai.torch_core import set_seed
+from fastprogress.fastprogress import progress_bar
+
+from fastseg.data.check import check_dataset
+from fastseg.data.class_weights import class_weights
+from fastseg.data.split import Split, seed_split
+from fastseg.data.voc import NUM_CLASSES, VOC_CLASSES, VOCFolder, find_voc
+from fastseg.errors import FastsegError
+from fastseg.launch.processes import Launch, barrier, launched
+from fastseg.model.checkpoint import save_model
+from fastseg.model.config import ModelConfig
+from fastseg.model.pretrained import load_encoder_weights
+from fastseg.runs.folder import BEST, HISTORY, LAST, TRAINING_CURVE, RunFolder
+from fastseg.training.checkpointing import RestoreTrackers, ResumableCheckpoint, save_resumable
+from fastseg.training.config import TrainConfig
+from fastseg.training.data import build_dataloaders
+from fastseg.training.ddp import attach_ddp
+from fastseg.training.learner import build_learner, learning_rates, uncompiled
+from fastseg.training.samples import save_dataset_samples
+from fastseg.training.schedule import fit_one_cycle
+from fastseg.visualization.charts import save_training_curve
+
+MONITOR = "valid_miou"  # validation loss rises while accuracy still improves: loss is the wrong monitor
+
+
+class TrainingInterrupted(FastsegError):
+    """Ctrl-C during training; a resumable checkpoint was saved."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs_run: int
+    best_epoch: int | None
+    best_miou: float | None
+    best_pixel_accuracy: float | None
+    stopped_early: bool
+
+
+@dataclass
+class Prepared:
+    """What the data checks produce for the rest of training."""
+
+    folder: VOCFolder
+    split: Split
+    weights: np.ndarray
+    model_config: ModelConfig
+
+
+def prepare_run(
+    config: TrainConfig, run: RunFolder, resume: bool, launch: Launch, show_progress: bool
+) -> Prepared:
+    """Check every image and mask, then (new runs, rank 0) create the folder and write the config,
+    split and class weights. Nothing is created when the data has a problem."""
+    folder = find_voc(config.data)
+    if resume:
+        split = run.read_split()
+    else:
+        split = seed_split(folder.ids(config.train_set), folder.ids("val"), config.split_seed)
+    bar = (lambda results, total: progress_bar(results, total=total, leave=False)) if show_progress else None
+    counts = check_dataset(folder, split, progress=bar if launch.main else None)
+    if len(split.train) < config.batch_size * launch.world:  # fastai drops the last partial batch
+        raise FastsegError(
+            f"--batch-size {config.batch_size} x {launch.world} process(es) is more than the "
+            f"{len(split.train)} training images: no training batch would remain"
+        )
+    model_config = ModelConfig(num_classes=NUM_CLASSES)
+    weights = class_weights(counts, config.class_weights)
+    if launch.main and not resume:
+        run.create()
+        run.write_config(config, model_config)
+        run.write_split(split)
+        run.write_class_weights(weights, counts, config.class_weights, VOC_CLASSES)
+    return Prepared(folder, split, weights, model_config)
+
+
+def _silent(*args: object) -> None:
+    """Recorder logger for --quiet: history.csv still gets every epoch."""
+
+
+def make_learner(config: TrainConfig, run: RunFolder, prepared: Prepared, launch: Launch,
+                 show_progress: bool, resume: bool) -> Learner:  # fmt: skip
+    """DataLoaders (and, for a new run, their sample figures) and the Learner around them."""
+    set_seed(config.seed)
+    dls = build_dataloaders(
+        prepared.folder, prepared.split.train, prepared.split.valid, size=config.size,
+        batch_size=config.batch_size, augment=config.augment, num_workers=config.num_workers,
+        device=launch.device, seed=config.seed, crop_size=config.train_size,
+    )  # fmt: skip
+    if launch.main and not resume:
+        save_dataset_samples(dls, run.path)
+    barrier()
+    learn = build_learner(config, dls, prepared.weights, str(run.path), launch.device, prepared.model_config)
+    if not show_progress:
+        learn.remove_cb(ProgressCallback)
+        learn.logger = _silent
+    if launch.world > 1:
+        attach_ddp(learn, launch.device)
+    return learn
+
+
+def start_weights(learn: Learner, config: TrainConfig, run: RunFolder, state: dict[str, Any]) -> int:
+    """A resumed run's checkpoint, or the encoder's ImageNet (or given) weights and the optional
+    decoder-only warm-up; returns the epoch the main schedule starts from."""
+    if state:
+        learn.load(LAST, with_opt=True)
+        return int(state["completed_epochs"])
+    load_encoder_weights(uncompiled(learn.model), config.pretrained, config.encoder_weights)
+    if config.freeze_epochs:
+        learn.freeze()
+        try:
+            fit_one_cycle(learn, config.freeze_epochs, learning_rates(config), wd=config.weight_decay)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(
+                "interrupted in the decoder-only warm-up; nothing to resume, "
+                f"run again with --force --out {run.path}"
+            ) from None
+        learn.unfreeze()
+    return 0
+
+
+def fit(learn: Learner, config: TrainConfig, run: RunFolder, start_epoch: int, state: dict[str, Any],
+        launch: Launch) -> None:  # fmt: skip
+    """The one-cycle schedule from `start_epoch`, keeping the best epoch by validation mIoU and
+    stopping early; Ctrl-C saves a resumable checkpoint first."""
+    checkpoint = ResumableCheckpoint(run)
+    early_stopping = EarlyStoppingCallback(monitor=MONITOR, comp=np.greater, patience=config.patience)
+    saver = SaveModelCallback(monitor=MONITOR, comp=np.greater, fname=BEST)
+    restore = [RestoreTrackers(state.get("best"), int(state.get("wait", 0)))] if state else []
+    logging = [CSVLogger(HISTORY, append=bool(state)), checkpoint] if launch.main else []
+    try:
+        fit_one_cycle(learn, config.epochs, learning_rates(config), start_epoch, wd=config.weight_decay,
+                      cbs=[saver, early_stopping, *logging, *restore])  # fmt: skip
+    except KeyboardInterrupt:
+        # Mid-epoch, `learn.epoch` is the unfinished epoch: resuming redoes it.
+        if launch.main:
+            completed = max(learn.epoch, checkpoint.completed_epochs)
+            save_resumable(learn, run, completed, early_stopping, saver)
+        raise TrainingInterrupted(
+            f"interrupted in epoch {learn.epoch}; checkpoint saved, "
+            f"continue with: fastseg train --resume {run.path}"
+        ) from None
+
+
+def export(learn: Learner, config: TrainConfig, run: RunFolder, model_config: ModelConfig) -> TrainResult:
+    """`model.pth` from the best epoch's weights (SaveModelCallback loaded them at the end of
+    fit), the training curve, and the run marked finished."""
+    history = run.read_history()
+    best = history.loc[history[MONITOR].idxmax()] if history[MONITOR].notna().any() else None
+    epochs_run = int(history["epoch"].max()) + 1 if len(history) else 0
+    metadata = {
+        "best_epoch": None if best is None else int(best["epoch"]),
+        "valid_miou": None if best is None else float(best[MONITOR]),
+        "valid_pixel_accuracy": None if best is None else float(best["valid_pixel_accuracy"]),
+        "train_config": config.to_dict(),
+    }
+    save_model(run.model, uncompiled(learn.model), model_config, config.size, metadata, config.resize)
+    save_training_curve(history, run.file(TRAINING_CURVE), planned_epochs=config.epochs)
+    run.mark_finished(epochs_run)
+    return TrainResult(
+        run_dir=run.path,
+        epochs_run=epochs_run,
+        best_epoch=metadata["best_epoch"],
+        best_miou=metadata["valid_miou"],
+        best_pixel_accuracy=metadata["valid_pixel_accuracy"],
+        stopped_early=epochs_run < config.epochs,
+    )
+
+
+def train(
+    config: TrainConfig, run_dir: Path, resume: bool = False, force: bool = False, show_progress: bool = True
+) -> TrainResult:
+    """Train and export `run_dir/model.pth`; raises `FastsegError` for anything the user can fix.
+    Under torchrun / accelerate launch every process trains its shard and rank 0 writes the run."""
+    run = RunFolder(run_dir)
+    config.check()
+    with launched(config.device) as launch:
+        run.check_can_start(resume, force)
+        barrier()  # every process has checked before rank 0 creates anything
+        state = run.read_resume_state() if resume else {}
+        if state.get("finished"):
+            raise FastsegError(f"{run.path}: this run already finished; start a new one with --out")
+        prepared = prepare_run(config, run, resume, launch, show_progress)
+        learn = make_learner(config, run, prepared, launch, show_progress, resume)
+        start_epoch = start_weights(learn, config, run, state)
+        fit(learn, config, run, start_epoch, state, launch)
+        result = export(learn, config, run, prepared.model_config) if launch.main else None
+        barrier()  # rank 0 has exported the model and figures
+    return result or TrainResult(run.path, epochs_run=0, best_epoch=None, best_miou=None,
+                                 best_pixel_accuracy=None, stopped_early=False)  # fmt: skip

@@ -1,0 +1,93 @@
+"""Pictures a person reads: grids of images and coloured masks with a class legend, saved as PNG.
+
+Matplotlib is driven through `Figure` objects, never `pyplot`, so nothing depends on a display
+and nothing leaks between calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from fastseg.atomic import atomic_path
+from fastseg.data.voc import VOC_CLASSES
+from fastseg.imaging.masks import VOID_LABEL
+from fastseg.imaging.normalise import IMAGENET_MEAN, IMAGENET_STD
+from fastseg.imaging.palette import colorize, voc_colormap
+
+
+def denormalize(images: np.ndarray) -> np.ndarray:
+    """Normalised `(N, 3, H, W)` float batch -> displayable `(N, H, W, 3)` uint8."""
+    mean = np.array(IMAGENET_MEAN).reshape(1, 3, 1, 1)
+    std = np.array(IMAGENET_STD).reshape(1, 3, 1, 1)
+    pixels = np.clip((images * std + mean) * 255, 0, 255).round().astype(np.uint8)
+    return pixels.transpose(0, 2, 3, 1)
+
+
+def class_legend(masks: Sequence[np.ndarray]) -> list[Patch]:
+    """Legend patches for every class (and void) present in any of `masks`."""
+    present = sorted(set(np.unique(np.concatenate([m.ravel() for m in masks])).tolist()))
+    colours = voc_colormap()
+    return [
+        Patch(
+            facecolor=np.array(colours[label]) / 255,
+            edgecolor="black",
+            label="void" if label == VOID_LABEL else VOC_CLASSES[label],
+        )
+        for label in present
+        if label == VOID_LABEL or label < len(VOC_CLASSES)
+    ]
+
+
+def save_figure(figure: Figure, path: Path) -> Path:
+    """Render `figure` to the PNG `path`, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(figure)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=100, bbox_inches="tight")
+    return path
+
+
+def image_grid(
+    rows: Sequence[Sequence[np.ndarray]],
+    column_titles: Sequence[str],
+    row_captions: Sequence[str] | None = None,
+    title: str | None = None,
+    cell_inches: float = 2.6,
+) -> Figure:
+    """Rows of pictures (RGB `(H, W, 3)` or class-index `(H, W)` masks, coloured) with a class legend."""
+    n_rows, n_cols = len(rows), len(column_titles)
+    figure = Figure(figsize=(cell_inches * n_cols + 2.2, cell_inches * n_rows + 0.6))
+    axes = figure.subplots(n_rows, n_cols, squeeze=False)
+    masks = []
+    for row_index, row in enumerate(rows):
+        for col_index, picture in enumerate(row):
+            axis = axes[row_index][col_index]
+            if picture.ndim == 2:
+                masks.append(picture)
+                picture = colorize(picture)
+            axis.imshow(picture, interpolation="nearest")
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row_index == 0:
+                axis.set_title(column_titles[col_index], fontsize=11)
+        if row_captions:
+            axes[row_index][0].set_ylabel(row_captions[row_index], fontsize=9)
+    if masks:
+        figure.legend(handles=class_legend(masks), loc="center right", fontsize=9, frameon=False)
+        figure.subplots_adjust(right=1 - 2.0 / (cell_inches * n_cols + 2.2))
+    if title:
+        figure.suptitle(title, fontsize=12)
+    return figure
+
+
+def save_batch_sample(images: np.ndarray, masks: np.ndarray, path: Path, title: str, rows: int = 4) -> Path:
+    """`image | mask` grid of the first `rows` items of a normalised batch, as the seed's README shows."""
+    pictures = denormalize(images[:rows])
+    grid = [[picture, mask] for picture, mask in zip(pictures, masks[:rows], strict=True)]
+    return save_figure(image_grid(grid, ["image", "mask"], title=title), path)

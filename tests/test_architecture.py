@@ -1,0 +1,89 @@
+"""The rules of ARCHITECTURE.md, checked: who may import whom, and inference without fastai."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fastseg.model.checkpoint import save_model
+from fastseg.model.config import ModelConfig
+from fastseg.model.network import SegmentationModel
+
+PACKAGE = Path(__file__).resolve().parents[1] / "fastseg"
+FASTAI = ("fastai", "fasttransform", "fastprogress", "fastcore")
+# Packages that must work without fastai installed, and fastseg packages each may not import.
+FORBIDDEN = {
+    "data": ("training", "inference", "model"),
+    "imaging": ("training", "inference", "model", "data.voc"),
+    "model": ("training", "inference"),
+    "inference": ("training",),
+    "launch": ("training", "inference", "model"),
+    "runs": ("inference",),
+    "visualization": ("training", "inference"),
+    "metrics.py": ("training", "inference"),
+}
+
+
+def imports_of(path: Path) -> list[str]:
+    """Every module `path` imports, at the top or inside a function."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+    return names
+
+
+@pytest.mark.parametrize("part", sorted(FORBIDDEN))
+def test_layers_import_only_what_they_may(part):
+    files = [PACKAGE / part] if part.endswith(".py") else sorted((PACKAGE / part).rglob("*.py"))
+    assert files
+    breaches = [
+        f"{path.relative_to(PACKAGE)} imports {name}"
+        for path in files
+        for name in imports_of(path)
+        if name.split(".")[0] in FASTAI
+        or any(f"{name}.".startswith(f"fastseg.{other}.") for other in FORBIDDEN[part])
+    ]
+    assert breaches == []
+
+
+def test_the_rule_catches_a_breach(tmp_path):
+    """The checker above is not vacuous: a file importing fastai inside a function is seen."""
+    module = tmp_path / "bad.py"
+    module.write_text("def f():\n    from fastai.learner import Learner\n    import fastseg.training.trainer")
+    assert imports_of(module) == ["fastai.learner", "fastseg.training.trainer"]
+
+
+def test_importing_predict_and_report_loads_no_fastai():
+    code = (
+        "import sys, fastseg.inference.predict, fastseg.inference.report, cli.predict, cli.report; "
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {FASTAI!r}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_predict_runs_with_fastai_uninstalled(tmp_path):
+    """`fastseg predict` end to end in a process where importing fastai fails."""
+    torch.manual_seed(0)
+    model = save_model(tmp_path / "model.pth", SegmentationModel().eval(), ModelConfig(), size=32)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 30, 3), np.uint8)).save(tmp_path / "a.png")
+    blocked = ", ".join(f"{name!r}: None" for name in FASTAI)
+    code = (
+        f"import sys; sys.modules.update({{{blocked}}}); from cli.main import main; "
+        f"main(['predict', '--model', {str(model)!r}, {str(tmp_path / 'a.png')!r}, "
+        f"'--out', {str(tmp_path / 'out')!r}, '--num-workers', '0'])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "1 segmented, 0 failed" in result.stdout
+    with Image.open(tmp_path / "out" / "a.png") as mask:
+        assert mask.size == (30, 20) and mask.mode == "P"
