@@ -16,6 +16,10 @@ RUN/*.png               training curve and data samples
 from __future__ import annotations
 
 import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,10 +42,12 @@ MODEL_FILENAME = "model.pth"
 CONFIG, SPLIT, CLASS_WEIGHTS, HISTORY = "config.json", "split.json", "class_weights.json", "history.csv"
 TRAINING_CURVE, TRAIN_SAMPLE, VAL_SAMPLE = "training_curve.png", "train_ds_sample.png", "val_ds_sample.png"
 BEST, LAST, LAST_STATE = "best", "last", "last.json"  # checkpoints are BEST.pth and LAST.pth
+LOCK = ".fastseg.lock"  # held by the one process training into the folder
 ARTEFACTS = (
     CONFIG, SPLIT, CLASS_WEIGHTS, HISTORY, TRAINING_CURVE, TRAIN_SAMPLE, VAL_SAMPLE, MODEL_FILENAME,
     f"{BEST}.pth", f"{LAST}.pth", LAST_STATE,
 )  # fmt: skip
+TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$")  # what fastseg.atomic writes before its rename
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,10 @@ class RunFolder:
     def model(self) -> Path:
         return self.path / MODEL_FILENAME
 
+    def checkpoint(self, name: str) -> Path:
+        """`best.pth` or `last.pth`."""
+        return self.path / f"{name}.pth"
+
     @classmethod
     def of_model(cls, model: Path | str) -> RunFolder:
         """The run folder of a model argument (the folder, or its `model.pth`), which must hold a
@@ -74,14 +84,58 @@ class RunFolder:
 
     # --- starting, resuming, finishing --------------------------------------------------------
 
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the folder's lock for the block: a second `fastseg train` into the same folder is
+        refused in one line instead of both writing the same files.
+
+        The lock is the kernel's (`flock`), released when the process ends however it ends, so
+        a killed run never leaves a stale lock. A folder made only to hold the lock is removed
+        again if the block fails before anything else was written into it.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise FastsegError(f"{self.path}: is a file, not a run folder; choose another --out")
+        created = not self.path.exists()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(self.file(LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise FastsegError(f"{self.path}: cannot create the run folder ({error.strerror})") from None
+        try:
+            _lock_exclusively(descriptor, self.file(LOCK))
+            os.ftruncate(descriptor, 0)
+            os.write(descriptor, f"{os.getpid()}\n".encode())
+            self.remove_stale_temporaries()
+            yield
+        finally:
+            os.close(descriptor)  # releases the lock
+            if created and [entry.name for entry in self.path.iterdir()] == [LOCK]:
+                self.file(LOCK).unlink()
+                self.path.rmdir()
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Temporary files left by a killed process (its rename never came): whole files are
+        always under their real names, so these are only ever incomplete copies."""
+        stale = [
+            entry
+            for entry in self.path.iterdir()
+            if (match := TEMPORARY.match(entry.name)) and not _process_alive(int(match.group(1)))
+        ]
+        for entry in stale:
+            entry.unlink(missing_ok=True)
+        return stale
+
     def check_can_start(self, resume: bool, force: bool) -> None:
         """Never overwrite a run by accident: an existing run needs `--resume` or `--force`.
-        Only checks: nothing is created until the data has passed its checks."""
+        Only checks: nothing but the lock is created until the data has passed its checks."""
+        if self.path.exists() and not self.path.is_dir():
+            raise FastsegError(f"{self.path}: is a file, not a run folder; choose another --out")
         if resume:
             if not self.file(LAST_STATE).is_file():
                 raise FastsegError(f"{self.path}: no resumable checkpoint (last.json) in this folder")
             return
-        if self.path.is_dir() and any(self.path.iterdir()) and not force:
+        has_run = self.path.is_dir() and any(entry.name != LOCK for entry in self.path.iterdir())
+        if has_run and not force:
             raise FastsegError(
                 f"{self.path}: run folder exists; use --resume to continue it or --force to replace it"
             )
@@ -106,10 +160,11 @@ class RunFolder:
         write_json(self.file(LAST_STATE), state, durable=True)
 
     def mark_finished(self, completed_epochs: int) -> None:
-        """The run is over: the checkpoints are removed, `last.json` says so."""
-        for name in (f"{BEST}.pth", f"{LAST}.pth"):
-            self.file(name).unlink(missing_ok=True)
+        """The run is over (`model.pth` is written): `last.json` says so, then the checkpoints go.
+        A crash in between leaves a finished run with checkpoints, never a run without either."""
         self.write_resume_state({"finished": True, "completed_epochs": completed_epochs})
+        for name in (BEST, LAST):
+            self.checkpoint(name).unlink(missing_ok=True)
 
     # --- what the run was ----------------------------------------------------------------------
 
@@ -190,3 +245,31 @@ class RunFolder:
         history = history[history["epoch"].astype(str) != "epoch"]
         numeric = history.drop(columns=["time"], errors="ignore").apply(pd.to_numeric, errors="coerce")
         return numeric.drop_duplicates("epoch", keep="last").reset_index(drop=True)
+
+
+def _lock_exclusively(descriptor: int, path: Path) -> None:
+    """`flock` without waiting. Where it is missing (Windows) no lock is taken."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = path.read_text().strip() or "unknown"
+        raise FastsegError(
+            f"{path.parent}: another fastseg train (process {holder}) is using this run folder; "
+            "wait for it to end or choose another --out"
+        ) from None
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True

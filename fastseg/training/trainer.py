@@ -7,13 +7,14 @@ stopping on validation mIoU, export the best model as a plain state dict, draw t
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastai.callback.progress import CSVLogger, ProgressCallback
-from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
+from fastai.callback.progress import ProgressCallback
+from fastai.callback.tracker import EarlyStoppingCallback
 from fastai.learner import Learner
 from fastai.torch_core import set_seed
 from fastprogress.fastprogress import progress_bar
@@ -27,11 +28,18 @@ from fastseg.launch.processes import Launch, barrier, launched
 from fastseg.model.checkpoint import save_model
 from fastseg.model.config import ModelConfig
 from fastseg.model.pretrained import load_encoder_weights
-from fastseg.runs.folder import BEST, HISTORY, LAST, TRAINING_CURVE, RunFolder
-from fastseg.training.checkpointing import RestoreTrackers, ResumableCheckpoint, save_resumable
+from fastseg.runs.folder import TRAINING_CURVE, RunFolder
+from fastseg.training.checkpointing import (
+    AtomicSaveModel,
+    RestoreTrackers,
+    ResumableCheckpoint,
+    resume_from_checkpoint,
+    save_resumable,
+)
 from fastseg.training.config import TrainConfig
 from fastseg.training.data import build_dataloaders
 from fastseg.training.ddp import attach_ddp
+from fastseg.training.history import HistoryLogger
 from fastseg.training.learner import build_learner, learning_rates, uncompiled
 from fastseg.training.samples import save_dataset_samples
 from fastseg.training.schedule import fit_one_cycle
@@ -116,12 +124,11 @@ def make_learner(config: TrainConfig, run: RunFolder, prepared: Prepared, launch
     return learn
 
 
-def start_weights(learn: Learner, config: TrainConfig, run: RunFolder, state: dict[str, Any]) -> int:
+def start_weights(learn: Learner, config: TrainConfig, run: RunFolder, resuming: bool) -> dict[str, Any]:
     """A resumed run's checkpoint, or the encoder's ImageNet (or given) weights and the optional
-    decoder-only warm-up; returns the epoch the main schedule starts from."""
-    if state:
-        learn.load(LAST, with_opt=True)
-        return int(state["completed_epochs"])
+    decoder-only warm-up; returns the progress the main schedule starts from (empty when new)."""
+    if resuming:
+        return resume_from_checkpoint(learn, run)
     load_encoder_weights(uncompiled(learn.model), config.pretrained, config.encoder_weights)
     if config.freeze_epochs:
         learn.freeze()
@@ -133,18 +140,19 @@ def start_weights(learn: Learner, config: TrainConfig, run: RunFolder, state: di
                 f"run again with --force --out {run.path}"
             ) from None
         learn.unfreeze()
-    return 0
+    return {}
 
 
-def fit(learn: Learner, config: TrainConfig, run: RunFolder, start_epoch: int, state: dict[str, Any],
-        launch: Launch) -> None:  # fmt: skip
-    """The one-cycle schedule from `start_epoch`, keeping the best epoch by validation mIoU and
-    stopping early; Ctrl-C saves a resumable checkpoint first."""
+def fit(learn: Learner, config: TrainConfig, run: RunFolder, progress: dict[str, Any], launch: Launch,
+        show_progress: bool) -> None:  # fmt: skip
+    """The one-cycle schedule from the epoch `progress` reached, keeping the best epoch by
+    validation mIoU and stopping early; Ctrl-C saves a resumable checkpoint first."""
     checkpoint = ResumableCheckpoint(run)
     early_stopping = EarlyStoppingCallback(monitor=MONITOR, comp=np.greater, patience=config.patience)
-    saver = SaveModelCallback(monitor=MONITOR, comp=np.greater, fname=BEST)
-    restore = [RestoreTrackers(state.get("best"), int(state.get("wait", 0)))] if state else []
-    logging = [CSVLogger(HISTORY, append=bool(state)), checkpoint] if launch.main else []
+    saver = AtomicSaveModel(run, MONITOR, quiet=not show_progress)
+    restore = [RestoreTrackers(progress.get("best"), int(progress.get("wait", 0)))] if progress else []
+    start_epoch = int(progress.get("completed_epochs", 0))
+    logging = [HistoryLogger(run, start_epoch), checkpoint] if launch.main else []
     try:
         fit_one_cycle(learn, config.epochs, learning_rates(config), start_epoch, wd=config.weight_decay,
                       cbs=[saver, early_stopping, *logging, *restore])  # fmt: skip
@@ -191,16 +199,15 @@ def train(
     Under torchrun / accelerate launch every process trains its shard and rank 0 writes the run."""
     run = RunFolder(run_dir)
     config.check()
-    with launched(config.device) as launch:
+    with launched(config.device) as launch, run.locked() if launch.main else nullcontext():
         run.check_can_start(resume, force)
         barrier()  # every process has checked before rank 0 creates anything
-        state = run.read_resume_state() if resume else {}
-        if state.get("finished"):
+        if resume and run.read_resume_state().get("finished"):
             raise FastsegError(f"{run.path}: this run already finished; start a new one with --out")
         prepared = prepare_run(config, run, resume, launch, show_progress)
         learn = make_learner(config, run, prepared, launch, show_progress, resume)
-        start_epoch = start_weights(learn, config, run, state)
-        fit(learn, config, run, start_epoch, state, launch)
+        progress = start_weights(learn, config, run, resume)
+        fit(learn, config, run, progress, launch, show_progress)
         result = export(learn, config, run, prepared.model_config) if launch.main else None
         barrier()  # rank 0 has exported the model and figures
     return result or TrainResult(run.path, epochs_run=0, best_epoch=None, best_miou=None,

@@ -1,0 +1,132 @@
+"""kill -9 `fastseg train` and `fastseg predict` at random moments, again and again, and check
+that nothing is ever lost or left half-written (issue #10).
+
+After every kill: every file under the run folder / output folder (hidden temporaries aside: they
+are never read, and the next start removes them) must be whole (JSON parses strictly, `.pth`
+loads weights-only, PNGs decode, CSVs have every column on every row), and the next start must
+succeed (`train --resume`, or `predict --skip-existing`). At the end the run must be finished with
+every epoch in its history once, and every image segmented exactly once.
+
+    python benchmarks/torture.py --kills 25 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from fastseg.data.demo_voc import make_demo_voc
+
+TRAIN = ["--recipe", "seed", "--train-set", "train", "--size", "32", "--batch-size", "4", "--no-pretrained",
+         "--num-workers", "0", "--quiet"]  # fmt: skip
+
+
+def problems_in(folder: Path) -> list[str]:
+    """Every visible file that is not whole."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        try:
+            if path.suffix == ".json":
+                json.loads(path.read_text(), parse_constant=lambda constant: 1 / 0)
+            elif path.suffix == ".pth":
+                torch.load(path, map_location="cpu", weights_only=True)
+            elif path.suffix in (".png", ".jpg"):
+                with Image.open(path) as image:
+                    image.load()
+            elif path.suffix == ".csv":
+                rows = list(csv.reader(path.open(newline="")))
+                if not rows or any(len(row) != len(rows[0]) for row in rows):
+                    raise ValueError("ragged rows")
+        except Exception as error:  # noqa: BLE001 - any failure to read is the finding
+            found.append(f"{path}: {type(error).__name__}: {str(error)[:120]}")
+    return found
+
+
+def run_and_kill(command: list[str], delay: float) -> int | None:
+    """Start `command`; kill -9 it after `delay` s unless it ended first. Returns its exit code,
+    or None when it was killed."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        process.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return None
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{process.stderr[-3000:]}")
+    return 0
+
+
+def torture_training(data: Path, run: Path, epochs: int, kills: int, rng: random.Random) -> dict:
+    fastseg = [sys.executable, "-m", "fastseg"]
+    killed = restarts = 0
+    while True:
+        state = run / "last.json"
+        if state.is_file() and json.loads(state.read_text()).get("finished"):
+            break
+        if state.is_file():
+            command, restarts = [*fastseg, "train", "--resume", str(run), "--quiet"], restarts + 1
+        else:  # killed before the first epoch ended: nothing to resume, start again
+            command = [*fastseg, "train", "--data", str(data), "--out", str(run), "--epochs", str(epochs),
+                       "--force", *TRAIN]  # fmt: skip
+        delay = rng.uniform(2.0, 25.0) if killed < kills else 3600
+        if run_and_kill(command, delay) is None:
+            killed += 1
+        if problems := problems_in(run):
+            raise SystemExit("half-written after a kill:\n" + "\n".join(problems))
+    header, *rows = (run / "history.csv").read_text().splitlines()
+    assert [int(row.split(",")[0]) for row in rows] == list(range(epochs)), rows
+    torch.load(run / "model.pth", weights_only=True)
+    return {"kills": killed, "resumes": restarts}
+
+
+def torture_predict(run: Path, images: Path, out: Path, kills: int, rng: random.Random) -> dict:
+    command = [sys.executable, "-m", "fastseg", "predict", "--model", str(run), str(images),
+               "--out", str(out), "--skip-existing", "--overlay", "--num-workers", "0", "--batch-size", "2",
+               "--quiet"]  # fmt: skip
+    killed = 0
+    while run_and_kill(command, rng.uniform(3.0, 12.0) if killed < kills else 3600) is None:
+        killed += 1
+        if problems := problems_in(out):
+            raise SystemExit("half-written after a kill:\n" + "\n".join(problems))
+    sources = sorted(images.glob("*.jpg"))
+    with (out / "predictions.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert sorted(row["path"] for row in rows) == sorted(map(str, sources)), "each image once"
+    for source in sources:
+        with Image.open(source) as image, Image.open(out / f"{source.stem}.png") as mask:
+            assert mask.size == image.size and mask.mode == "P"
+    return {"kills": killed, "images": len(sources)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kills", type=int, default=20, help="kills in each of train and predict")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        data = make_demo_voc(root / "data", n_train=24, n_val=12, seed=1, min_size=32, max_size=64)
+        training = torture_training(data, root / "run", args.epochs, args.kills, rng)
+        predicting = torture_predict(root / "run", data / "JPEGImages", root / "masks", args.kills, rng)
+    summary = {"train": training, "predict": predicting, "seconds": round(time.perf_counter() - started)}
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Training loses nothing to a crash (issue #10): checkpoints killed mid-write, damaged or
+malicious checkpoints, two trainings into one folder, a file given as --out, strict JSON."""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli.main import main
+from fastseg.model.checkpoint import load_model
+
+TRAIN = ["--recipe", "seed", "--train-set", "train", "--size", "32", "--batch-size", "4",
+         "--no-pretrained", "--num-workers", "0", "--quiet"]  # fmt: skip
+
+# In a child process: `torch.save` onto a file whose name holds TARGET writes only the first
+# bytes of what it would write on its WHEN-th call, then the process dies as under kill -9.
+CRASHING_SAVE = """
+import io, os, sys, torch
+target, when, offset = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+real_save, calls = torch.save, []
+def crashing_save(obj, f, *args, **kwargs):
+    if target in os.path.basename(str(f)):
+        calls.append(f)
+        if len(calls) == when:
+            buffer = io.BytesIO()
+            real_save(obj, buffer, *args, **kwargs)
+            data = buffer.getvalue()
+            cut = {"start": 0, "middle": len(data) // 2, "end": len(data)}[offset]
+            with open(f, "wb") as file:
+                file.write(data[:cut])
+            os._exit(137)
+    return real_save(obj, f, *args, **kwargs)
+torch.save = crashing_save
+from cli.main import main
+main(sys.argv[4:])
+"""
+
+
+def train_arguments(voc_root, run, epochs):
+    return ["train", "--data", str(voc_root), "--out", str(run), "--epochs", str(epochs), *TRAIN]
+
+
+def assert_finished_and_whole(run: Path, epochs: int) -> None:
+    """A finished run: strict-JSON state, a loadable model, every epoch once, no temporaries."""
+    state = json.loads((run / "last.json").read_text(), parse_constant=pytest.fail)
+    assert state == {"finished": True, "completed_epochs": epochs}
+    assert load_model(run).size == 32
+    header, *rows = (run / "history.csv").read_text().splitlines()
+    assert header.startswith("epoch,train_loss,") and [int(row.split(",")[0]) for row in rows] == list(
+        range(epochs)
+    )
+    assert [path.name for path in run.iterdir() if path.name.endswith(".tmp")] == []
+    assert not (run / "last.pth").exists() and not (run / "best.pth").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("target", "when", "offset"),
+    [
+        ("last", 2, "start"),  # killed before the first byte of epoch 2's checkpoint
+        ("last", 2, "middle"),
+        ("last", 2, "end"),  # every byte written, the rename not yet done
+        ("best", 2, "middle"),
+        ("model", 1, "middle"),  # the export at the very end
+    ],
+)
+def test_kill_during_a_checkpoint_write_then_resume_finishes(voc_root, tmp_path, target, when, offset):
+    """Before the fix, a cut `last.pth` made `--resume` print a bare `Aborted!` or a traceback,
+    and a cut `best.pth` crashed the resumed run at its very end, without a model.pth."""
+    run, epochs = tmp_path / "run", 4
+    crash = [sys.executable, "-c", CRASHING_SAVE, target, str(when), offset]
+    child = subprocess.run([*crash, *train_arguments(voc_root, run, epochs)], capture_output=True, text=True)
+    assert child.returncode == 137, child.stderr[-2000:]
+    result = CliRunner().invoke(main, ["train", "--resume", str(run), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert_finished_and_whole(run, epochs)
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(voc_root, tmp_path_factory):
+    """A run stopped after 2 of 3 epochs, as Ctrl-C leaves it (made once, copied per test)."""
+    from fastseg.training.checkpointing import ResumableCheckpoint
+
+    run = tmp_path_factory.mktemp("interrupted") / "run"
+    original = ResumableCheckpoint.after_epoch
+
+    def stop_after_second(self):
+        original(self)
+        if self.learn.epoch == 1:
+            raise KeyboardInterrupt
+
+    ResumableCheckpoint.after_epoch = stop_after_second
+    try:
+        result = CliRunner().invoke(main, train_arguments(voc_root, run, 3))
+    finally:
+        ResumableCheckpoint.after_epoch = original
+    assert result.exit_code == 1 and "--resume" in result.output
+    return run
+
+
+@pytest.fixture
+def stopped(interrupted_run, tmp_path):
+    import shutil
+
+    return Path(shutil.copytree(interrupted_run, tmp_path / "run"))
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (
+            lambda path: path.write_bytes(path.read_bytes()[:1000]),
+            "last.pth: not a readable fastseg training",
+        ),
+        (lambda path: path.write_bytes(pickle.dumps(Payload())), "last.pth: not a readable fastseg training"),
+        (lambda path: path.write_bytes(b""), "last.pth: not a readable fastseg training"),
+    ],
+    ids=["truncated", "malicious", "empty"],
+)
+def test_a_damaged_last_checkpoint_is_one_line_naming_it(stopped, tmp_path, monkeypatch, damage, expected):
+    monkeypatch.chdir(tmp_path)
+    damage(stopped / "last.pth")
+    result = CliRunner().invoke(main, ["train", "--resume", str(stopped), "--quiet"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert expected in lines[-1] and lines[-1].startswith("Error: ")
+    assert "Traceback" not in result.output and "weights_only=False" not in result.output
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.slow
+def test_a_damaged_best_checkpoint_is_found_before_any_epoch_is_spent(stopped):
+    history = (stopped / "history.csv").read_text()
+    best = stopped / "best.pth"
+    best.write_bytes(best.read_bytes()[:500])
+    result = CliRunner().invoke(main, ["train", "--resume", str(stopped), "--quiet"])
+    assert result.exit_code == 1
+    assert "best.pth: not a readable fastseg training checkpoint" in result.output.strip().splitlines()[-1]
+    assert (stopped / "history.csv").read_text() == history  # no epoch was trained
+
+
+def test_a_second_training_into_a_locked_folder_is_refused_in_one_line(voc_root, tmp_path):
+    from fastseg.runs.folder import RunFolder
+
+    run = tmp_path / "run"
+    with RunFolder(run).locked():
+        result = CliRunner().invoke(main, train_arguments(voc_root, run, 1))
+        assert result.exit_code == 1
+        assert result.output.strip().splitlines()[-1] == (
+            f"Error: {run}: another fastseg train (process {os.getpid()}) is using this run folder; "
+            "wait for it to end or choose another --out"
+        )
+    assert not run.exists()  # made only for the lock, and nothing else was written
+
+
+class Reached(Exception):
+    """Raised by a stand-in for the step after the lock and the folder checks."""
+
+
+def test_a_lock_file_left_by_a_dead_process_does_not_block(voc_root, tmp_path, monkeypatch):
+    """kill -9 leaves the lock file, but the kernel released its lock with the process; the
+    dead process's temporary file is an incomplete copy and goes."""
+    import fastseg.training.trainer as trainer
+
+    def reached(*args):
+        raise Reached
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".fastseg.lock").write_text("999999\n")
+    (run / ".last.pth.999999.tmp").write_bytes(b"half a checkpoint")
+    monkeypatch.setattr(trainer, "prepare_run", reached)
+    with pytest.raises(Reached):
+        CliRunner().invoke(main, train_arguments(voc_root, run, 1), catch_exceptions=False)
+    assert not (run / ".last.pth.999999.tmp").exists()
+
+
+def test_out_naming_a_file_is_one_line_before_any_work(voc_root, tmp_path, monkeypatch):
+    import fastseg.training.trainer as trainer
+
+    checked = []
+    monkeypatch.setattr(trainer, "check_dataset", lambda *args, **kwargs: checked.append(args))
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    result = CliRunner().invoke(main, train_arguments(voc_root, target, 1))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert (
+        result.output.strip().splitlines()[-1]
+        == f"Error: {target}: is a file, not a run folder; choose another --out"
+    )
+    assert checked == [] and target.read_text() == "mine"
+
+
+def test_resume_state_is_strict_json_before_any_epoch_scored(tmp_path):
+    """The trackers start at -inf; `last.json` once held `-Infinity`, which strict readers refuse."""
+    from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
+
+    from fastseg.runs.folder import RunFolder
+    from fastseg.training.checkpointing import tracker_state
+
+    saver, early = SaveModelCallback(monitor="valid_miou", comp=np.greater), EarlyStoppingCallback()
+    saver.best, early.wait = -np.inf, 3
+    run = RunFolder(tmp_path)
+    run.write_resume_state({"completed_epochs": 1, **tracker_state(early, saver)})
+    run.write_resume_state({**run.read_resume_state(), "extra": float("-inf")})
+    state = json.loads((tmp_path / "last.json").read_text(), parse_constant=pytest.fail)
+    assert state == {"completed_epochs": 1, "best": None, "wait": 3, "extra": None}
