@@ -54,67 +54,100 @@ def problems_in(folder: Path) -> list[str]:
     return found
 
 
-def run_and_kill(command: list[str], delay: float) -> int | None:
-    """Start `command`; kill -9 it after `delay` s unless it ended first. Returns its exit code,
-    or None when it was killed."""
+def run_and_kill(command: list[str], delay: float) -> bool:
+    """Start `command`; kill -9 it after `delay` s unless it ended first. True when it was killed."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         process.wait(timeout=delay)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-        return None
+        return True
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{process.stderr[-3000:]}")
-    return 0
+    return False
 
 
-def torture_training(data: Path, run: Path, epochs: int, kills: int, rng: random.Random) -> dict:
-    fastseg = [sys.executable, "-m", "fastseg"]
-    killed = restarts = 0
+def timed(command: list[str]) -> float:
+    """Seconds one uninterrupted run of `command` takes: kills are spread over that span."""
+    started = time.perf_counter()
+    run_and_kill(command, delay=3600)
+    return time.perf_counter() - started
+
+
+def check(folder: Path) -> None:
+    if problems := problems_in(folder):
+        raise SystemExit("half-written after a kill:\n" + "\n".join(problems))
+
+
+def train_until_finished(fresh: list[str], run: Path, span: float, rng: random.Random) -> tuple[int, int]:
+    """One run from scratch to `finished`, killed at random moments of `span` on the way;
+    returns (kills, resumes)."""
+    kills = resumes = 0
+    command = fresh
     while True:
-        state = run / "last.json"
-        if state.is_file() and json.loads(state.read_text()).get("finished"):
-            break
-        if state.is_file():
-            command, restarts = [*fastseg, "train", "--resume", str(run), "--quiet"], restarts + 1
+        if not run_and_kill(command, rng.uniform(0.2 * span, 1.1 * span)):
+            return kills, resumes
+        kills += 1
+        check(run)
+        if (run / "last.json").is_file():
+            command, resumes = (
+                [sys.executable, "-m", "fastseg", "train", "--resume", str(run), "--quiet"],
+                resumes + 1,
+            )
         else:  # killed before the first epoch ended: nothing to resume, start again
-            command = [*fastseg, "train", "--data", str(data), "--out", str(run), "--epochs", str(epochs),
-                       "--force", *TRAIN]  # fmt: skip
-        delay = rng.uniform(2.0, 25.0) if killed < kills else 3600
-        if run_and_kill(command, delay) is None:
-            killed += 1
-        if problems := problems_in(run):
-            raise SystemExit("half-written after a kill:\n" + "\n".join(problems))
-    header, *rows = (run / "history.csv").read_text().splitlines()
-    assert [int(row.split(",")[0]) for row in rows] == list(range(epochs)), rows
-    torch.load(run / "model.pth", weights_only=True)
-    return {"kills": killed, "resumes": restarts}
+            command = fresh
 
 
-def torture_predict(run: Path, images: Path, out: Path, kills: int, rng: random.Random) -> dict:
-    command = [sys.executable, "-m", "fastseg", "predict", "--model", str(run), str(images),
-               "--out", str(out), "--skip-existing", "--overlay", "--num-workers", "0", "--batch-size", "2",
-               "--quiet"]  # fmt: skip
-    killed = 0
-    while run_and_kill(command, rng.uniform(3.0, 12.0) if killed < kills else 3600) is None:
-        killed += 1
-        if problems := problems_in(out):
-            raise SystemExit("half-written after a kill:\n" + "\n".join(problems))
-    sources = sorted(images.glob("*.jpg"))
-    with (out / "predictions.csv").open(newline="") as file:
-        rows = list(csv.DictReader(file))
-    assert sorted(row["path"] for row in rows) == sorted(map(str, sources)), "each image once"
-    for source in sources:
-        with Image.open(source) as image, Image.open(out / f"{source.stem}.png") as mask:
-            assert mask.size == image.size and mask.mode == "P"
-    return {"kills": killed, "images": len(sources)}
+def torture_training(data: Path, root: Path, epochs: int, kills: int, rng: random.Random) -> dict:
+    def fresh(run: Path) -> list[str]:
+        return [sys.executable, "-m", "fastseg", "train", "--data", str(data), "--out", str(run),
+                "--epochs", str(epochs), "--force", *TRAIN]  # fmt: skip
+
+    span = timed(fresh(root / "calibration"))
+    totals = {"runs": 0, "kills": 0, "resumes": 0, "uninterrupted_run_seconds": round(span, 1)}
+    while totals["kills"] < kills:
+        run = root / f"run{totals['runs']}"
+        killed, resumed = train_until_finished(fresh(run), run, span, rng)
+        header, *rows = (run / "history.csv").read_text().splitlines()
+        assert [int(row.split(",")[0]) for row in rows] == list(range(epochs)), rows
+        assert json.loads((run / "last.json").read_text())["finished"] is True
+        torch.load(run / "model.pth", weights_only=True)
+        check(run)
+        totals = {**totals, "runs": totals["runs"] + 1, "kills": totals["kills"] + killed,
+                  "resumes": totals["resumes"] + resumed}  # fmt: skip
+    return totals
+
+
+def torture_predict(run: Path, images: Path, root: Path, kills: int, rng: random.Random) -> dict:
+    def command(out: Path) -> list[str]:
+        return [sys.executable, "-m", "fastseg", "predict", "--model", str(run), str(images),
+                "--out", str(out), "--skip-existing", "--overlay", "--num-workers", "0", "--batch-size", "2",
+                "--quiet"]  # fmt: skip
+
+    span = timed(command(root / "calibration"))
+    totals = {"runs": 0, "kills": 0, "uninterrupted_run_seconds": round(span, 1)}
+    while totals["kills"] < kills:
+        out = root / f"masks{totals['runs']}"
+        while run_and_kill(command(out), rng.uniform(0.2 * span, 1.1 * span)):
+            totals["kills"] += 1
+            check(out)
+        sources = sorted(images.glob("*.jpg"))
+        with (out / "predictions.csv").open(newline="") as file:
+            rows = list(csv.DictReader(file))
+        assert sorted(row["path"] for row in rows) == sorted(map(str, sources)), "each image once"
+        for source in sources:
+            with Image.open(source) as image, Image.open(out / f"{source.stem}.png") as mask:
+                assert mask.size == image.size and mask.mode == "P"
+        check(out)
+        totals["runs"] += 1
+    return totals
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20, help="kills in each of train and predict")
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -122,8 +155,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         data = make_demo_voc(root / "data", n_train=24, n_val=12, seed=1, min_size=32, max_size=64)
-        training = torture_training(data, root / "run", args.epochs, args.kills, rng)
-        predicting = torture_predict(root / "run", data / "JPEGImages", root / "masks", args.kills, rng)
+        training = torture_training(data, root, args.epochs, args.kills, rng)
+        predicting = torture_predict(root / "calibration", data / "JPEGImages", root, args.kills, rng)
     summary = {"train": training, "predict": predicting, "seconds": round(time.perf_counter() - started)}
     print(json.dumps(summary))
 

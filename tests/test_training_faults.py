@@ -136,6 +136,7 @@ def test_a_damaged_last_checkpoint_is_one_line_naming_it(stopped, tmp_path, monk
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert expected in lines[-1] and lines[-1].startswith("Error: ")
+    assert lines[-1].endswith("restore it from a copy, or start the run again with --force")
     assert "Traceback" not in result.output and "weights_only=False" not in result.output
     assert not (tmp_path / "pwned").exists()
 
@@ -147,7 +148,8 @@ def test_a_damaged_best_checkpoint_is_found_before_any_epoch_is_spent(stopped):
     best.write_bytes(best.read_bytes()[:500])
     result = CliRunner().invoke(main, ["train", "--resume", str(stopped), "--quiet"])
     assert result.exit_code == 1
-    assert "best.pth: not a readable fastseg training checkpoint" in result.output.strip().splitlines()[-1]
+    line = result.output.strip().splitlines()[-1]
+    assert "best.pth: not a readable fastseg training checkpoint" in line and line.endswith("--force")
     assert (stopped / "history.csv").read_text() == history  # no epoch was trained
 
 

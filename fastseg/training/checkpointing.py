@@ -63,10 +63,15 @@ def save_checkpoint(
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint's dict, or one line naming the file and what to do."""
-    state = load_weights_only(path, KIND)
+    """A checkpoint's dict, or one line naming the file and what to do. fastseg writes them
+    atomically, so a damaged one was damaged afterwards (disk, copy, hand)."""
+    hint = "restore it from a copy, or start the run again with --force"
+    try:
+        state = load_weights_only(path, KIND)
+    except CheckpointError as error:
+        raise CheckpointError(f"{error}; {hint}") from None
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
-        raise CheckpointError(f"{path}: not a {KIND}")
+        raise CheckpointError(f"{path}: not a {KIND}; {hint}")
     return state
 
 
