@@ -10,6 +10,9 @@ RUN/last.pth, last.json resumable checkpoint (model + optimizer) and its epoch /
 RUN/best.pth            the best epoch's weights while training
 RUN/model.pth           the exported model (fastseg.model.checkpoint), once training ends
 RUN/*.png               training curve and data samples
+RUN/train.log           one line per epoch (and fastai's notes), appended to on resume
+RUN/tensorboard/        TensorBoard event files (`--log tensorboard`)
+RUN/report/             `fastseg report`'s default output: `fastseg runs` reads its metrics.json
 ```
 """
 
@@ -22,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fastseg.atomic import write_json
+from fastseg.atomic import write_json, write_text
 from fastseg.data.split import Split
 from fastseg.errors import CheckpointError, FastsegError
 from fastseg.runs.environment import git_commit, package_versions
@@ -38,9 +41,10 @@ MODEL_FILENAME = "model.pth"
 CONFIG, SPLIT, CLASS_WEIGHTS, HISTORY = "config.json", "split.json", "class_weights.json", "history.csv"
 TRAINING_CURVE, TRAIN_SAMPLE, VAL_SAMPLE = "training_curve.png", "train_ds_sample.png", "val_ds_sample.png"
 BEST, LAST, LAST_STATE = "best", "last", "last.json"  # checkpoints are BEST.pth and LAST.pth
+TRAIN_LOG, TENSORBOARD, REPORT = "train.log", "tensorboard", "report"
 ARTEFACTS = (
     CONFIG, SPLIT, CLASS_WEIGHTS, HISTORY, TRAINING_CURVE, TRAIN_SAMPLE, VAL_SAMPLE, MODEL_FILENAME,
-    f"{BEST}.pth", f"{LAST}.pth", LAST_STATE,
+    f"{BEST}.pth", f"{LAST}.pth", LAST_STATE, TRAIN_LOG,
 )  # fmt: skip
 
 
@@ -101,6 +105,13 @@ class RunFolder:
             return state
         except (OSError, json.JSONDecodeError, TypeError, ValueError, AttributeError) as error:
             raise FastsegError(f"{path}: unreadable resume state ({error}); start a new run") from None
+
+    def append_log(self, line: str) -> None:
+        """One line more in `train.log`. The file is small (a line per epoch), so it is rewritten
+        whole and atomically rather than appended to in place."""
+        path = self.file(TRAIN_LOG)
+        before = path.read_text(encoding="utf-8") if path.is_file() else ""
+        write_text(path, f"{before}{line}\n")
 
     def write_resume_state(self, state: dict[str, Any]) -> None:
         write_json(self.file(LAST_STATE), state, durable=True)
