@@ -193,6 +193,38 @@ class RunFolder:
         path = self.file(CLASS_WEIGHTS)
         return torch.tensor(json.loads(path.read_text())["weights"]) if path.is_file() else None
 
+    def read_epoch_seconds(self) -> list[float]:
+        """Each epoch's duration from `history.csv`'s `time` column (fastai writes `mm:ss` or `h:mm:ss`)."""
+        import pandas as pd
+
+        times = pd.read_csv(self.file(HISTORY), usecols=["time"])["time"].astype(str)
+        seconds = []
+        for text in times[times != "time"]:  # a resumed run's repeated header
+            parts = text.split(":")
+            if all(part.isdigit() for part in parts):
+                seconds.append(float(sum(int(part) * 60**power for power, part in enumerate(parts[::-1]))))
+        return seconds
+
+    def read_report_metrics(self) -> dict[str, Any] | None:
+        """`RUN/report/metrics.json`, where `fastseg report` writes by default; None without one."""
+        path = self.path / REPORT / "metrics.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def status(self) -> str:
+        """finished (model exported), resumable (a checkpoint to `--resume`), or interrupted
+        (stopped before its first checkpoint)."""
+        try:
+            state = json.loads(self.file(LAST_STATE).read_text())
+        except (OSError, json.JSONDecodeError):
+            state = {}
+        if state.get("finished"):
+            return "finished"
+        resumable = self.file(f"{LAST}.pth").is_file() and "completed_epochs" in state
+        return "resumable" if resumable else "interrupted"
+
     def read_history(self) -> pd.DataFrame:
         """`history.csv` as numbers; a resumed run's repeated header rows are dropped."""
         import pandas as pd
