@@ -5,11 +5,10 @@ never control characters."""
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TextIO
 
-LOG_EVERY_SECONDS = 30.0
+from fastseg.progress_lines import LineThrottle
 
 
 def counted(label: str, stream: TextIO | None = None) -> Callable[[Iterable], Iterator]:
@@ -19,7 +18,7 @@ def counted(label: str, stream: TextIO | None = None) -> Callable[[Iterable], It
         output = stream or sys.stderr
         total = len(items) if hasattr(items, "__len__") else None
         interactive = output.isatty()
-        last_logged, last_share = time.monotonic(), 0
+        throttle = LineThrottle()
         for done, item in enumerate(items, start=1):
             yield item
             of = f"/{total}" if total else ""
@@ -27,11 +26,8 @@ def counted(label: str, stream: TextIO | None = None) -> Callable[[Iterable], It
                 output.write(f"\r{label}: {done}{of}")
                 output.flush()
                 continue
-            share = 10 * done // total if total else 0
-            now = time.monotonic()
-            if (total and done == total) or (share > last_share and now - last_logged >= LOG_EVERY_SECONDS):
+            if throttle.due(done, total):
                 output.write(f"{label}: {done}{of}\n")
-                last_logged, last_share = now, share
         if interactive:
             output.write("\r\033[K")  # leave the terminal line empty for the summary
             output.flush()

@@ -28,7 +28,11 @@ from fastseg.inference.ranking import RANKINGS
     help="Folder holding VOCdevkit/VOC2012  [default: the run's --data]",
 )
 @click.option("--split", "subset", type=click.Choice(SUBSETS), default=SUBSETS[0])
-@click.option("--out", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    show_default="MODEL/report, where `fastseg runs` finds the test mIoU",
+)
 @click.option(
     "--rank-by",
     type=click.Choice(list(RANKINGS)),
@@ -42,6 +46,9 @@ def command(quiet: bool, **options) -> None:
     metrics.json, per-class and per-image CSVs, confusion matrix, best/worst figures, report.html."""
     from fastseg.inference.loop import no_progress
     from fastseg.inference.report import report
+    from fastseg.runs.folder import REPORT, RunFolder
+
+    options["out"] = options["out"] or RunFolder.of_model(options["model"]).file(REPORT)
 
     result = report(progress=no_progress if quiet else counted("report batches"), **options)
     scores = result.scores

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from cli.errors import user_errors
 from cli.options import from_recipe, recipe_option, train_default
@@ -13,6 +15,7 @@ from fastseg.data.class_weights import METHODS
 from fastseg.launch.device import DEVICES
 from fastseg.training.config import TRAIN_SETS
 from fastseg.training.recipes import recipe
+from fastseg.training.trackers import TRACKERS
 
 
 def default_run_dir() -> Path:
@@ -20,6 +23,12 @@ def default_run_dir() -> Path:
 
 
 @click.command(context_settings={"show_default": True})
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="YAML file of options, or a run's config.json to repeat that run; options given here win.",
+)
 @click.option(
     "--data", type=click.Path(path_type=Path), help="Folder holding VOCdevkit/VOC2012 (or VOC2012)."
 )
@@ -130,12 +139,24 @@ def default_run_dir() -> Path:
     help="Continue an interrupted run folder from its last checkpoint.",
 )
 @click.option("--force", is_flag=True, help="Replace an existing run folder's files.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option(
+    "--log",
+    "trackers",
+    type=click.Choice(list(TRACKERS)),
+    multiple=True,
+    show_default="none",
+    help="Also log to this experiment tracker (repeatable); each needs `pip install 'fastseg[NAME]'`.",
+)
+@click.option(
+    "--quiet", is_flag=True, help="Print only errors and the summary (RUN/train.log still gets every epoch)."
+)
 @user_errors
-def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, **options) -> None:
+def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, config_file: Path | None,
+            **options) -> None:  # fmt: skip
     """Train the VGG16-BN encoder + skip decoder on VOC 2012, validating on the seed's validation
     half; the best model by validation mIoU is saved as RUN/model.pth. Options left out take the
-    recipe's value (`--recipe`); the run's config.json records every value used."""
+    --config file's value, else the recipe's (`--recipe`); the run's config.json records every
+    value used. On a terminal, fastai's progress bars; otherwise one plain line per epoch."""
     from fastseg.launch.processes import rank_and_world
     from fastseg.runs.folder import RunFolder
     from fastseg.training.trainer import train
@@ -143,21 +164,42 @@ def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, **o
     if resume is not None:
         config, run_dir = RunFolder(resume).read_train_config(), resume
     else:
-        if options["data"] is None:
-            raise click.UsageError("--data is required (a folder holding VOCdevkit/VOC2012)")
-        run_dir = out or default_run_dir()
-        options["compile"] = options.pop("compile_model")
-        for path_option in ("data", "encoder_weights"):
-            if options[path_option] is not None:
-                options[path_option] = str(options[path_option])
-        given = {key: value for key, value in options.items() if value is not None}
-        config = recipe(given.pop("recipe_name"), out=str(run_dir), **given)
+        config, run_dir = _new_config(options, out, config_file)
     main_process = rank_and_world()[0] == 0
-    if main_process:
+    interactive = sys.stdout.isatty() and not quiet  # else no bars: a log file keeps their fragments
+    if main_process and not quiet:
         click.echo(f"run folder: {run_dir}")
-    result = train(config, run_dir, resume=resume is not None, force=force, show_progress=not quiet)
+    result = train(config, run_dir, resume=resume is not None, force=force, show_progress=interactive,
+                   echo=None if quiet or interactive else click.echo)  # fmt: skip
     if not main_process:
         return
     best = "n/a" if result.best_miou is None else f"{result.best_miou:.4f} (epoch {result.best_epoch})"
     click.echo(f"done: {result.epochs_run} epochs, best validation mIoU {best}")
     click.echo(f"model: {result.run_dir / 'model.pth'}")
+
+
+def _new_config(options: dict, out: Path | None, config_file: Path | None):  # noqa: ANN202 - (TrainConfig, Path)
+    """The recipe, then the --config file's values, then the options given on the command line
+    (those left at their defaults do not override the file)."""
+    from fastseg.training.config_file import read_config_file
+
+    context = click.get_current_context()
+    options["compile"] = options.pop("compile_model")
+    for path_option in ("data", "encoder_weights"):
+        if options[path_option] is not None:
+            options[path_option] = str(options[path_option])
+    parameter = {"compile": "compile_model"}
+    given = {
+        key: value
+        for key, value in options.items()
+        if context.get_parameter_source(parameter.get(key, key)) is not ParameterSource.DEFAULT
+    }
+    explicit_recipe = given.pop("recipe_name", None)
+    values = {**(read_config_file(config_file) if config_file else {}), **given}
+    if not values.get("data"):
+        raise click.UsageError("--data is required (a folder holding VOCdevkit/VOC2012)")
+    recipe_name = explicit_recipe or values.pop("recipe", None) or options["recipe_name"]
+    values.pop("recipe", None)
+    run_dir = out or (Path(values["out"]) if values.get("out") else default_run_dir())
+    values["out"] = str(run_dir)
+    return recipe(recipe_name, **values), run_dir

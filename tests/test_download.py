@@ -329,3 +329,32 @@ def test_cli_failure_is_one_error_line_and_exit_1(server, tmp_path, closed_url, 
     assert len(error_lines) == 1 and expected in error_lines[0]
     assert "Traceback" not in result.output
     assert not (tmp_path / "VOCdevkit").exists()
+
+
+def test_byte_bar_in_a_log_file_is_a_plain_line_every_tenth(monkeypatch, capsys):
+    """Outside a terminal: no bar fragments, a line per tenth (when 30 s have passed) and at the end."""
+    import fastseg.progress_lines
+    from fastseg.data.download import ByteBar
+
+    clock = iter(range(0, 10_000, 31))  # 31 s between reports
+    monkeypatch.setattr(fastseg.progress_lines.time, "monotonic", lambda: next(clock))
+    bar = ByteBar("VOC.tar")
+    megabyte, total = 1 << 20, 20 << 20
+    for done in range(0, total + 1, megabyte):
+        bar(done, total)
+    bar.close()
+    output = capsys.readouterr().out
+    assert "\r" not in output
+    assert output.splitlines() == [f"VOC.tar: {mb} / 20 MB" for mb in range(2, 21, 2)]
+
+
+def test_byte_bar_without_a_size_logs_every_30_seconds(monkeypatch, capsys):
+    import fastseg.progress_lines
+    from fastseg.data.download import ByteBar
+
+    clock = iter([0, 10, 20, 35, 50, 70])  # the throttle's start, then one reading per report
+    monkeypatch.setattr(fastseg.progress_lines.time, "monotonic", lambda: next(clock))
+    bar = ByteBar("SBD.tgz")
+    for megabytes in (1, 2, 3, 4, 5):
+        bar(megabytes << 20, None)
+    assert capsys.readouterr().out.splitlines() == ["SBD.tgz: 3 MB", "SBD.tgz: 5 MB"]

@@ -344,17 +344,25 @@ def _silent(message: str) -> None:
 
 
 class ByteBar:
-    """A click progress bar in MB for one request, opened at the first report, when the size is known."""
+    """Download progress in MB for one request, opened at the first report, when the size is known:
+    a click bar on a terminal; in a log file, where a bar's redraws pile up as fragments, a plain
+    `NAME: 512 / 1999 MB` line now and then (`fastseg.progress_lines`) and one at the end."""
 
     def __init__(self, label: str) -> None:
         self.label = label
         self.bar: Any = None
         self.total: int | None = None
         self.shown = 0
+        self.throttle: Any = None
 
     def __call__(self, done: int, total: int | None) -> None:
+        import sys
+
         import click
 
+        if not sys.stdout.isatty():
+            self._line(done, total, click.echo)
+            return
         if self.bar is None or total != self.total or done < self.shown:
             self.close()
             self.total = total
@@ -366,6 +374,15 @@ class ByteBar:
         if step:
             self.bar.update(step)
         self.shown = done
+
+    def _line(self, done: int, total: int | None, echo: Callable[[str], None]) -> None:
+        from fastseg.progress_lines import LineThrottle
+
+        if self.throttle is None or total != self.total:
+            self.throttle, self.total = LineThrottle(), total
+        if self.throttle.due(done, total):
+            of = "" if total is None else f" / {total >> 20}"
+            echo(f"{self.label}: {done >> 20}{of} MB")
 
     def close(self) -> None:
         if self.bar is not None:

@@ -216,5 +216,5 @@ def report(
     ranked = rank(per_image, rank_by)
     metrics = write_tables(out, run.model, subset, total, ranked)
     figures = draw_figures(out, segmenter, folder, total, per_image, ranked, rank_by, seed)
-    write_html(out, metrics, per_class_table(total.scores(), total.matrix), figures)
+    write_html(out, metrics, per_class_table(total.scores(), total.matrix), figures, run)
     return ReportResult(out=out, subset=subset, images=len(ids), scores=total.scores())

@@ -5,11 +5,14 @@ writes them (always atomically, through `fastseg.atomic`).
 RUN/config.json         the TrainConfig used, the ModelConfig, package versions, git commit
 RUN/split.json          train / valid / test ids
 RUN/class_weights.json  the loss weights and the training masks' pixel counts
-RUN/history.csv         one row per epoch (fastai's CSVLogger)
+RUN/history.csv         one row per epoch (training/history.py), rewritten whole each epoch
 RUN/last.pth, last.json resumable checkpoint (model + optimizer) and its epoch / tracker state
 RUN/best.pth            the best epoch's weights while training
 RUN/model.pth           the exported model (fastseg.model.checkpoint), once training ends
 RUN/*.png               training curve and data samples
+RUN/train.log           one line per epoch (and fastai's notes), appended to on resume
+RUN/tensorboard/        TensorBoard event files (`--log tensorboard`)
+RUN/report/             `fastseg report`'s default output: `fastseg runs` reads its metrics.json
 ```
 """
 
@@ -26,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fastseg.atomic import write_json
+from fastseg.atomic import write_json, write_text
 from fastseg.data.split import Split
 from fastseg.errors import CheckpointError, FastsegError
 from fastseg.runs.environment import git_commit, package_versions
@@ -42,10 +45,11 @@ MODEL_FILENAME = "model.pth"
 CONFIG, SPLIT, CLASS_WEIGHTS, HISTORY = "config.json", "split.json", "class_weights.json", "history.csv"
 TRAINING_CURVE, TRAIN_SAMPLE, VAL_SAMPLE = "training_curve.png", "train_ds_sample.png", "val_ds_sample.png"
 BEST, LAST, LAST_STATE = "best", "last", "last.json"  # checkpoints are BEST.pth and LAST.pth
+TRAIN_LOG, TENSORBOARD, REPORT = "train.log", "tensorboard", "report"
 LOCK = ".fastseg.lock"  # held by the one process training into the folder
 ARTEFACTS = (
     CONFIG, SPLIT, CLASS_WEIGHTS, HISTORY, TRAINING_CURVE, TRAIN_SAMPLE, VAL_SAMPLE, MODEL_FILENAME,
-    f"{BEST}.pth", f"{LAST}.pth", LAST_STATE,
+    f"{BEST}.pth", f"{LAST}.pth", LAST_STATE, TRAIN_LOG,
 )  # fmt: skip
 TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$")  # what fastseg.atomic writes before its rename
 
@@ -156,6 +160,13 @@ class RunFolder:
         except (OSError, json.JSONDecodeError, TypeError, ValueError, AttributeError) as error:
             raise FastsegError(f"{path}: unreadable resume state ({error}); start a new run") from None
 
+    def append_log(self, line: str) -> None:
+        """One line more in `train.log`. The file is small (a line per epoch), so it is rewritten
+        whole and atomically rather than appended to in place."""
+        path = self.file(TRAIN_LOG)
+        before = path.read_text(encoding="utf-8") if path.is_file() else ""
+        write_text(path, f"{before}{line}\n")
+
     def write_resume_state(self, state: dict[str, Any]) -> None:
         write_json(self.file(LAST_STATE), state, durable=True)
 
@@ -236,6 +247,38 @@ class RunFolder:
 
         path = self.file(CLASS_WEIGHTS)
         return torch.tensor(json.loads(path.read_text())["weights"]) if path.is_file() else None
+
+    def read_epoch_seconds(self) -> list[float]:
+        """Each epoch's duration from `history.csv`'s `time` column (fastai writes `mm:ss` or `h:mm:ss`)."""
+        import pandas as pd
+
+        times = pd.read_csv(self.file(HISTORY), usecols=["time"])["time"].astype(str)
+        seconds = []
+        for text in times[times != "time"]:  # a resumed run's repeated header
+            parts = text.split(":")
+            if all(part.isdigit() for part in parts):
+                seconds.append(float(sum(int(part) * 60**power for power, part in enumerate(parts[::-1]))))
+        return seconds
+
+    def read_report_metrics(self) -> dict[str, Any] | None:
+        """`RUN/report/metrics.json`, where `fastseg report` writes by default; None without one."""
+        path = self.path / REPORT / "metrics.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def status(self) -> str:
+        """finished (model exported), resumable (a checkpoint to `--resume`), or interrupted
+        (stopped before its first checkpoint)."""
+        try:
+            state = json.loads(self.file(LAST_STATE).read_text())
+        except (OSError, json.JSONDecodeError):
+            state = {}
+        if state.get("finished"):
+            return "finished"
+        resumable = self.file(f"{LAST}.pth").is_file() and "completed_epochs" in state
+        return "resumable" if resumable else "interrupted"
 
     def read_history(self) -> pd.DataFrame:
         """`history.csv` as numbers; a resumed run's repeated header rows are dropped."""

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from fastai.callback.core import Callback
-from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback, TrackerCallback
+from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 from fastai.learner import Learner
 from fastai.torch_core import get_model, rank_distrib
 from fastcore.foundation import L
@@ -94,12 +94,12 @@ def load_checkpoint(learn: Learner, path: Path, with_opt: bool) -> dict[str, Any
 
 class AtomicSaveModel(SaveModelCallback):
     """fastai's `SaveModelCallback` (best epoch by `monitor`, reloaded at the end of fit), writing
-    `best.pth` atomically and reading it back weights-only. `quiet` drops fastai's "Better model
-    found" line."""
+    `best.pth` atomically and reading it back weights-only. Its "Better model found" line is
+    fastai's; `fastseg.training.run_log` decides where prints go."""
 
-    def __init__(self, run: RunFolder, monitor: str, quiet: bool = False):
+    def __init__(self, run: RunFolder, monitor: str):
         super().__init__(monitor=monitor, comp=np.greater, fname="best")
-        self.folder, self.quiet = run, quiet  # not `run`: fastai's Callback.run says whether it runs
+        self.folder = run  # not `run`: fastai's Callback.run says whether the callback runs
 
     @property
     def path(self) -> Path:
@@ -108,13 +108,6 @@ class AtomicSaveModel(SaveModelCallback):
     def _save(self, name: str) -> None:
         save_checkpoint(self.learn, self.folder.checkpoint(name), with_opt=False)
         self.last_saved_path = self.folder.checkpoint(name)
-
-    def after_epoch(self) -> None:
-        TrackerCallback.after_epoch(self)
-        if self.new_best:
-            if not self.quiet:
-                print(f"Better model found at epoch {self.epoch} with {self.monitor} value: {self.best}.")
-            self._save(self.fname)
 
     def after_fit(self, **kwargs: Any) -> None:
         """The best epoch's weights; none saved (no epoch ever scored) keeps the last ones."""

@@ -67,12 +67,15 @@ class TrainConfig:
     split_seed: int = 42
     num_workers: int = -1
     compile: bool = False  # torch.compile the model (CUDA; first epoch pays the compilation)
+    trackers: tuple[str, ...] = ()  # experiment trackers to log to (`--log`, fastseg.training.trackers)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def check(self) -> None:
         """Refuse values that would train but waste the run, in one line."""
         from fastseg.data.class_weights import METHODS
+        from fastseg.training.trackers import require_trackers
 
+        require_trackers(self.trackers)
         if self.class_weights not in METHODS:
             raise FastsegError(f"class weights {self.class_weights!r}: choose one of {', '.join(METHODS)}")
         if self.train_set not in TRAIN_SETS:
@@ -101,6 +104,8 @@ class TrainConfig:
         """Rebuild from `to_dict` output, ignoring keys a newer or older version added."""
         known = {f.name for f in fields(cls)}
         kept = {key: value for key, value in values.items() if key in known}
+        if "trackers" in kept:  # a JSON list
+            kept["trackers"] = tuple(kept["trackers"])
         augment = kept.pop("augment", {}) or {}
         augment_known = {f.name for f in fields(AugmentConfig)}
         augment = {

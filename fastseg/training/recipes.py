@@ -82,7 +82,7 @@ def recipe(name: str = DEFAULT_RECIPE, **overrides: Any) -> TrainConfig:
     if augment:
         overrides["augment"] = replace(preset.augment, **augment)
     config = replace(preset, **overrides)
-    if "crop_size" in overrides and not config.augment.random_scale_crop:
+    if overrides.get("crop_size") and not config.augment.random_scale_crop:  # 0 (a run's config.json): none
         raise OptionError("--crop-size needs random-scale crops; this run squishes (--squish)")
     if "crop_size" not in overrides and config.augment.random_scale_crop and config.train_size > config.size:
         config = replace(config, crop_size=config.size)

@@ -7,12 +7,14 @@ stopping on validation mIoU, export the best model as a plain state dict, draw t
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.tracker import EarlyStoppingCallback
 from fastai.learner import Learner
@@ -41,6 +43,7 @@ from fastseg.training.data import build_dataloaders
 from fastseg.training.ddp import attach_ddp
 from fastseg.training.history import HistoryLogger
 from fastseg.training.learner import build_learner, learning_rates, uncompiled
+from fastseg.training.run_log import RunLog
 from fastseg.training.samples import save_dataset_samples
 from fastseg.training.schedule import fit_one_cycle
 from fastseg.visualization.charts import save_training_curve
@@ -144,15 +147,15 @@ def start_weights(learn: Learner, config: TrainConfig, run: RunFolder, resuming:
 
 
 def fit(learn: Learner, config: TrainConfig, run: RunFolder, progress: dict[str, Any], launch: Launch,
-        show_progress: bool) -> None:  # fmt: skip
+        loggers: Sequence[Callback] = ()) -> None:  # fmt: skip
     """The one-cycle schedule from the epoch `progress` reached, keeping the best epoch by
     validation mIoU and stopping early; Ctrl-C saves a resumable checkpoint first."""
     checkpoint = ResumableCheckpoint(run)
     early_stopping = EarlyStoppingCallback(monitor=MONITOR, comp=np.greater, patience=config.patience)
-    saver = AtomicSaveModel(run, MONITOR, quiet=not show_progress)
+    saver = AtomicSaveModel(run, MONITOR)
     restore = [RestoreTrackers(progress.get("best"), int(progress.get("wait", 0)))] if progress else []
     start_epoch = int(progress.get("completed_epochs", 0))
-    logging = [HistoryLogger(run, start_epoch), checkpoint] if launch.main else []
+    logging = [HistoryLogger(run, start_epoch), checkpoint, *loggers] if launch.main else []
     try:
         fit_one_cycle(learn, config.epochs, learning_rates(config), start_epoch, wd=config.weight_decay,
                       cbs=[saver, early_stopping, *logging, *restore])  # fmt: skip
@@ -193,10 +196,17 @@ def export(learn: Learner, config: TrainConfig, run: RunFolder, model_config: Mo
 
 
 def train(
-    config: TrainConfig, run_dir: Path, resume: bool = False, force: bool = False, show_progress: bool = True
+    config: TrainConfig,
+    run_dir: Path,
+    resume: bool = False,
+    force: bool = False,
+    show_progress: bool = True,
+    echo: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train and export `run_dir/model.pth`; raises `FastsegError` for anything the user can fix.
-    Under torchrun / accelerate launch every process trains its shard and rank 0 writes the run."""
+    Under torchrun / accelerate launch every process trains its shard and rank 0 writes the run.
+    Without `show_progress`, fastai's bars and prints are off and `echo` (if given) gets one plain
+    line per epoch; `RUN/train.log` always does (`fastseg.training.run_log`)."""
     run = RunFolder(run_dir)
     config.check()
     with launched(config.device) as launch, run.locked() if launch.main else nullcontext():
@@ -206,9 +216,12 @@ def train(
             raise FastsegError(f"{run.path}: this run already finished; start a new one with --out")
         prepared = prepare_run(config, run, resume, launch, show_progress)
         learn = make_learner(config, run, prepared, launch, show_progress, resume)
-        progress = start_weights(learn, config, run, resume)
-        fit(learn, config, run, progress, launch, show_progress)
-        result = export(learn, config, run, prepared.model_config) if launch.main else None
+        best_so_far = run.read_resume_state().get("best") if resume else None
+        with RunLog(run, config, MONITOR, best_so_far, echo, not show_progress, launch.main) as run_log:
+            progress = start_weights(learn, config, run, resume)
+            fit(learn, config, run, progress, launch, run_log.callbacks)
+            result = export(learn, config, run, prepared.model_config) if launch.main else None
+            run_log.finish(result)
         barrier()  # rank 0 has exported the model and figures
     return result or TrainResult(run.path, epochs_run=0, best_epoch=None, best_miou=None,
                                  best_pixel_accuracy=None, stopped_early=False)  # fmt: skip

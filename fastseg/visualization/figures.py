@@ -60,9 +60,15 @@ def image_grid(
     title: str | None = None,
     cell_inches: float = 2.6,
 ) -> Figure:
-    """Rows of pictures (RGB `(H, W, 3)` or class-index `(H, W)` masks, coloured) with a class legend."""
+    """Rows of pictures (RGB `(H, W, 3)` or class-index `(H, W)` masks, coloured) with a class legend.
+
+    A row's caption is written level, under its first picture: rotated beside the row, a
+    two-line caption ran into the rows above and below it and was cut at the page's edge.
+    Constrained layout keeps titles, captions and the legend clear of the pictures."""
     n_rows, n_cols = len(rows), len(column_titles)
-    figure = Figure(figsize=(cell_inches * n_cols + 2.2, cell_inches * n_rows + 0.6))
+    caption_inches = 0.45 if row_captions else 0.0
+    figure = Figure(figsize=(cell_inches * n_cols + 2.2, (cell_inches + caption_inches) * n_rows + 0.6),
+                    layout="constrained")  # fmt: skip
     axes = figure.subplots(n_rows, n_cols, squeeze=False)
     masks = []
     for row_index, row in enumerate(rows):
@@ -77,10 +83,9 @@ def image_grid(
             if row_index == 0:
                 axis.set_title(column_titles[col_index], fontsize=11)
         if row_captions:
-            axes[row_index][0].set_ylabel(row_captions[row_index], fontsize=9)
+            axes[row_index][0].set_xlabel(row_captions[row_index], fontsize=8, loc="left")
     if masks:
-        figure.legend(handles=class_legend(masks), loc="center right", fontsize=9, frameon=False)
-        figure.subplots_adjust(right=1 - 2.0 / (cell_inches * n_cols + 2.2))
+        figure.legend(handles=class_legend(masks), loc="outside right upper", fontsize=9, frameon=False)
     if title:
         figure.suptitle(title, fontsize=12)
     return figure

@@ -1,0 +1,57 @@
+"""`fastseg runs`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from cli.errors import user_errors
+from fastseg.runs.table import COLUMNS
+
+HEADERS = {"data_set": "data set", "valid_miou": "val mIoU", "valid_pixel_accuracy": "val acc",
+           "test_miou": "test mIoU"}  # fmt: skip
+
+
+def _cell(name: str, row: dict) -> str:
+    value = row[name]
+    if name == "epochs":
+        return f"{value}/{row['planned_epochs']}"
+    if value is None:
+        return "-"
+    if name == "duration":
+        minutes, seconds = divmod(round(value), 60)
+        return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{seconds:02d}s"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def format_table(rows: list[dict]) -> str:
+    """Aligned columns; `epochs` shows run / planned."""
+    names = [name for name in COLUMNS if name != "planned_epochs"]
+    header = [HEADERS.get(name, name) for name in names]
+    cells = [header, *([_cell(name, row) for name in names] for row in rows)]
+    widths = [max(len(line[index]) for line in cells) for index in range(len(names))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+                     for line in cells)  # fmt: skip
+
+
+@click.command(context_settings={"show_default": True})
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False), default=Path("outputs/runs"))
+@click.option("--sort", type=click.Choice(COLUMNS), default="date", help="Column to sort by.")
+@click.option("--reverse", is_flag=True, help="Largest (or latest) first.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of rows, for scripts.")
+@user_errors
+def command(folder: Path, sort: str, reverse: bool, as_json: bool) -> None:
+    """List the run folders under FOLDER: recipe, data set, epochs run / planned, best validation
+    mIoU and pixel accuracy, test mIoU (from RUN/report/metrics.json, `fastseg report`'s default
+    output), time spent training, start date and status (finished / resumable / interrupted)."""
+    from fastseg.runs.table import runs_table
+
+    rows = runs_table(folder, sort=sort, reverse=reverse)
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+    elif rows:
+        click.echo(format_table(rows))
+    else:
+        click.echo(f"no runs in {folder}")

@@ -1,0 +1,82 @@
+"""`fastseg runs`: one row per run folder, to compare runs at a glance or in a script.
+
+Everything comes from the run's own files: config.json (recipe, data set, planned epochs, start
+date), history.csv (epochs run, best validation scores, time spent), last.json (status) and, if
+`fastseg report` wrote one in its default place, RUN/report/metrics.json (test mIoU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastseg.errors import FastsegError
+from fastseg.runs.folder import CONFIG, HISTORY, RunFolder
+
+COLUMNS = (
+    "name", "recipe", "data_set", "epochs", "planned_epochs", "valid_miou", "valid_pixel_accuracy",
+    "test_miou", "duration", "date", "status",
+)  # fmt: skip
+
+
+def find_runs(root: Path) -> list[RunFolder]:
+    """Every folder under `root` (itself included) holding a training config.json."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FastsegError(f"{root}: no such folder")
+    runs = []
+    for config in sorted(root.rglob(CONFIG)):
+        try:
+            if isinstance(json.loads(config.read_text()).get("train"), dict):
+                runs.append(RunFolder(config.parent))
+        except (OSError, json.JSONDecodeError, AttributeError):
+            continue  # another tool's config.json
+    return runs
+
+
+def describe(run: RunFolder, root: Path) -> dict[str, Any]:
+    """One row: the values of `COLUMNS` (None where the run has no such value yet)."""
+    config_path = run.file(CONFIG)
+    train = json.loads(config_path.read_text())["train"]
+    row: dict[str, Any] = {
+        "name": str(run.path.relative_to(root)) if run.path != root else run.path.name,
+        "recipe": train.get("recipe"),
+        "data_set": train.get("train_set"),
+        "epochs": 0,
+        "planned_epochs": train.get("epochs"),
+        "valid_miou": None,
+        "valid_pixel_accuracy": None,
+        "test_miou": None,
+        "duration": 0.0,
+        "date": datetime.fromtimestamp(config_path.stat().st_mtime).isoformat(" ", "minutes"),
+        "status": run.status(),
+    }
+    if run.file(HISTORY).is_file():
+        history = run.read_history()
+        row["epochs"] = len(history)
+        if len(history) and history["valid_miou"].notna().any():
+            best = history.loc[history["valid_miou"].idxmax()]
+            row["valid_miou"] = float(best["valid_miou"])
+            row["valid_pixel_accuracy"] = float(best["valid_pixel_accuracy"])
+        row["duration"] = sum(run.read_epoch_seconds())
+    report = run.read_report_metrics()
+    if report and report.get("subset") == "test" and report.get("mean_iou") is not None:
+        row["test_miou"] = float(report["mean_iou"])
+    return row
+
+
+def runs_table(root: Path, sort: str = "date", reverse: bool = False) -> list[dict[str, Any]]:
+    """The rows of every run under `root`, sorted by `sort` (runs without that value last)."""
+    if sort not in COLUMNS:
+        raise FastsegError(f"--sort {sort}: choose one of {', '.join(COLUMNS)}")
+    rows = [describe(run, Path(root)) for run in find_runs(root)]
+    present = [row for row in rows if _known(row[sort])]
+    missing = [row for row in rows if not _known(row[sort])]
+    return sorted(present, key=lambda row: row[sort], reverse=reverse) + missing
+
+
+def _known(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))

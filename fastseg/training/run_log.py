@@ -1,0 +1,84 @@
+"""What a run tells while it trains: one line per epoch to `RUN/train.log` (and to the caller
+when output is not a terminal), fastai's own prints kept out of stdout, and the experiment trackers
+(`--log`) opened, fed and closed."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from contextlib import ExitStack, redirect_stdout
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from fastai.callback.core import Callback
+
+from fastseg.runs.folder import RunFolder
+from fastseg.training.config import TrainConfig
+from fastseg.training.epoch_log import EpochLog, LineSink
+from fastseg.training.tracking import TRACKER_CLASSES, Tracker
+
+if TYPE_CHECKING:
+    from fastseg.training.trainer import TrainResult
+
+
+class RunLog:
+    """Used as `with RunLog(...) as log:` around fitting and export.
+
+    - `echo`: where each epoch's line is shown (None: only `train.log`, as with `--quiet`, or on
+      a terminal, where fastai's progress table shows the epochs).
+    - `capture_prints`: stdout is taken over while training, so fastai's trackers' `print`s
+      ("Better model found at epoch ...", "No improvement since ...") go to `train.log` only.
+      This catches them from any subclass of fastai's callbacks, without patching them.
+    - `main`: only the main process of a multi-process run writes or tracks anything.
+    """
+
+    def __init__(self, run: RunFolder, config: TrainConfig, monitor: str, best: float | None,
+                 echo: Callable[[str], None] | None, capture_prints: bool, main: bool):  # fmt: skip
+        self.run, self.config, self.echo = run, config, echo
+        self.capture_prints, self.main = capture_prints, main
+        self.trackers: list[Tracker] = [TRACKER_CLASSES[name]() for name in config.trackers] if main else []
+        self.epoch_log = EpochLog(self.say, config.epochs, monitor, best)
+        self.stack = ExitStack()
+        self.stdout = sys.stdout
+
+    @property
+    def callbacks(self) -> list[Callback]:
+        if not self.main:
+            return []
+        return [self.epoch_log, *(cb for cb in (tracker.callback() for tracker in self.trackers) if cb)]
+
+    def say(self, line: str) -> None:
+        """An epoch's line: to `train.log`, and shown on the real stdout (not the capture)."""
+        self.run.append_log(line)
+        if self.echo is not None:
+            with redirect_stdout(self.stdout):
+                self.echo(line)
+
+    def __enter__(self) -> RunLog:
+        self.stdout = sys.stdout
+        for tracker in self.trackers:
+            tracker.open(self.run, self.config)
+            self.stack.callback(self._close, tracker)
+        if self.capture_prints and self.main:
+            self.stack.enter_context(redirect_stdout(LineSink(self.run.append_log)))
+        self.status = "FAILED"
+        return self
+
+    def finish(self, result: TrainResult | None) -> None:
+        """After export: the trackers get the best scores, the figures and the model."""
+        if result is None:  # not the main process
+            return
+        best = {"valid_miou": result.best_miou, "valid_pixel_accuracy": result.best_pixel_accuracy}
+        scores = {name: value for name, value in best.items() if value is not None}
+        for tracker in self.trackers:
+            tracker.finish(self.run, self.config, scores)
+        self.status = "FINISHED"
+
+    def _close(self, tracker: Tracker) -> None:
+        tracker.close(self.status)
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:  # fmt: skip
+        if KeyboardInterrupt in (kind, type(getattr(error, "__context__", None))):
+            self.status = "KILLED"  # Ctrl-C, or an error raised while handling it (TrainingInterrupted)
+        self.stack.close()

@@ -1,0 +1,168 @@
+"""Experiment trackers for `fastseg train --log`: TensorBoard, MLflow, Weights & Biases.
+
+Each tracker gets the same things: per-epoch losses, metrics and learning rates while fitting
+(fastai's own `TensorBoardCallback`; `EpochMetrics` below for MLflow, which has no fastai
+callback, and for W&B, whose fastai `WandbCallback` fails in `before_fit` with fastai 2.8.12 and
+fastcore 2.2.41: it gathers the Learner's arguments with `fastcore.init_args`, which calls `vars()`
+on the Learner's `path`, a `Path` without `__dict__`), then the run's config as hyper-parameters,
+the best validation scores, the sample figures and the training curve as images, and `model.pth`
+as an artefact where the tracker keeps files (MLflow, W&B).
+
+Where each writes: TensorBoard to `RUN/tensorboard/`; MLflow to
+`MLFLOW_TRACKING_URI` (MLflow's default: `sqlite:///mlflow.db` in the working folder), experiment
+`MLFLOW_EXPERIMENT_NAME` or "fastseg"; W&B to project `WANDB_PROJECT` or "fastseg" (files under
+`RUN/wandb/`; `WANDB_MODE=offline` keeps everything on disk). Each tracker is imported only when
+asked for (`pip install 'fastseg[NAME]'`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastai.callback.core import Callback
+from fastai.learner import Recorder
+
+from fastseg.runs.folder import TENSORBOARD, TRAIN_SAMPLE, TRAINING_CURVE, VAL_SAMPLE, RunFolder
+from fastseg.training.config import TrainConfig
+
+FIGURES = (TRAIN_SAMPLE, VAL_SAMPLE, TRAINING_CURVE)
+
+
+def flat_config(config: TrainConfig) -> dict[str, Any]:
+    """`{"lr": 0.001, "augment.flip_p": 0.5, ...}`: trackers take flat scalar hyper-parameters;
+    tuples and None become text."""
+    flat = {}
+    for key, value in config.to_dict().items():
+        nested = value if isinstance(value, dict) else {None: value}
+        for name, item in nested.items():
+            name = key if name is None else f"{key}.{name}"
+            flat[name] = item if isinstance(item, (bool, int, float, str)) else str(item)
+    return flat
+
+
+class Tracker:
+    """One tracker for one run: opened before fitting, a fastai callback while fitting, given the
+    figures, best scores and model after export, and closed however training ends."""
+
+    def open(self, run: RunFolder, config: TrainConfig) -> None:
+        """Start the tracker's run."""
+
+    def callback(self) -> Callback | None:
+        return None
+
+    def finish(self, run: RunFolder, config: TrainConfig, best: dict[str, float]) -> None:
+        """Hyper-parameters, best scores, figures, model: what exists only once training is over."""
+
+    def close(self, status: str) -> None:
+        """`status`: "FINISHED", "FAILED" or "KILLED" (Ctrl-C)."""
+
+
+class TensorBoardTracker(Tracker):
+    def open(self, run: RunFolder, config: TrainConfig) -> None:
+        self.log_dir = str(run.file(TENSORBOARD))
+
+    def callback(self) -> Callback:
+        from fastai.callback.tensorboard import TensorBoardCallback
+
+        # trace_model fails under mixed precision; log_preds draws fastai's show_results, which
+        # our plain-tensor batches do not support.
+        return TensorBoardCallback(log_dir=self.log_dir, trace_model=False, log_preds=False)
+
+    def finish(self, run: RunFolder, config: TrainConfig, best: dict[str, float]) -> None:
+        import numpy as np
+        from PIL import Image
+        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard.summary import hparams
+
+        writer = SummaryWriter(log_dir=self.log_dir)
+        try:
+            metrics = {f"best/{name}": value for name, value in best.items()}
+            for summary in hparams(flat_config(config), metrics):  # the HParams tab, in this folder
+                writer.file_writer.add_summary(summary)
+            for name, value in metrics.items():
+                writer.add_scalar(name, value)
+            for name in FIGURES:
+                if run.file(name).is_file():
+                    picture = np.asarray(Image.open(run.file(name)).convert("RGB"))
+                    writer.add_image(Path(name).stem, picture, dataformats="HWC")
+        finally:
+            writer.close()
+
+
+class EpochMetrics(Callback):
+    """Every epoch's losses, metrics and (decoder) learning rate, given to `log(values, epoch)`."""
+
+    order = Recorder.order + 1
+
+    def __init__(self, log: Callable[[dict[str, float], int], None]):
+        self.log = log
+
+    def after_epoch(self) -> None:
+        recorder = self.learn.recorder
+        values = {name: float(value) for name, value in zip(recorder.metric_names, recorder.log, strict=True)
+                  if name not in ("epoch", "time")}  # fmt: skip
+        values["lr"] = float(self.learn.opt.hypers[-1]["lr"])
+        self.log(values, self.learn.epoch)
+
+
+class MLflowTracker(Tracker):
+    def open(self, run: RunFolder, config: TrainConfig) -> None:
+        import mlflow
+
+        if "MLFLOW_EXPERIMENT_NAME" not in os.environ and "MLFLOW_EXPERIMENT_ID" not in os.environ:
+            mlflow.set_experiment("fastseg")
+        mlflow.start_run(run_name=run.path.name, tags={"fastseg.run_folder": str(run.path.resolve())})
+        mlflow.log_params(flat_config(config))
+
+    def callback(self) -> Callback:
+        import mlflow
+
+        return EpochMetrics(lambda values, epoch: mlflow.log_metrics(values, step=epoch))
+
+    def finish(self, run: RunFolder, config: TrainConfig, best: dict[str, float]) -> None:
+        import mlflow
+
+        mlflow.log_metrics({f"best_{name}": value for name, value in best.items()})
+        for name in FIGURES:
+            if run.file(name).is_file():
+                mlflow.log_artifact(str(run.file(name)), "figures")
+        mlflow.log_artifact(str(run.model), "model")
+
+    def close(self, status: str) -> None:
+        import mlflow
+
+        mlflow.end_run(status)
+
+
+class WandbTracker(Tracker):
+    def open(self, run: RunFolder, config: TrainConfig) -> None:
+        import wandb
+
+        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "fastseg"), name=run.path.name,
+                              dir=str(run.path), config=config.to_dict())  # fmt: skip
+
+    def callback(self) -> Callback:
+        return EpochMetrics(lambda values, epoch: self.run.log({**values, "epoch": epoch}))
+
+    def finish(self, run: RunFolder, config: TrainConfig, best: dict[str, float]) -> None:
+        import wandb
+
+        self.run.summary.update({f"best_{name}": value for name, value in best.items()})
+        self.run.log({Path(name).stem: wandb.Image(str(run.file(name))) for name in FIGURES
+                      if run.file(name).is_file()})  # fmt: skip
+        artifact = wandb.Artifact(f"model-{self.run.id}", type="model", metadata=best)
+        artifact.add_file(str(run.model))
+        self.run.log_artifact(artifact)
+
+    def close(self, status: str) -> None:
+        self.run.finish(exit_code=0 if status == "FINISHED" else 1)
+
+
+TRACKER_CLASSES: dict[str, type[Tracker]] = {
+    "tensorboard": TensorBoardTracker,
+    "mlflow": MLflowTracker,
+    "wandb": WandbTracker,
+}

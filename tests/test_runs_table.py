@@ -1,0 +1,87 @@
+"""`fastseg runs`: the run folders under a folder, from their own files, as a table or JSON."""
+
+import json
+import os
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import main
+
+HISTORY = "epoch,train_loss,valid_loss,valid_pixel_accuracy,valid_miou,time\n"
+
+
+def make_run(folder, recipe, train_set, planned, rows, state=None, checkpoint=False, report=None, when=0):
+    """A run folder as `fastseg train` leaves it, written by hand: `rows` are (miou, accuracy, time)."""
+    folder.mkdir(parents=True)
+    config = folder / "config.json"
+    config.write_text(json.dumps({"train": {"recipe": recipe, "train_set": train_set, "epochs": planned}}))
+    os.utime(config, (1_800_000_000 + when, 1_800_000_000 + when))
+    lines = [f"{epoch},1.0,1.0,{accuracy},{miou},{time}" for epoch, (miou, accuracy, time) in enumerate(rows)]
+    (folder / "history.csv").write_text(HISTORY + "".join(f"{line}\n" for line in lines))
+    if state is not None:
+        (folder / "last.json").write_text(json.dumps(state))
+    if checkpoint:
+        (folder / "last.pth").write_bytes(b"checkpoint")
+    if report is not None:
+        (folder / "report").mkdir()
+        (folder / "report" / "metrics.json").write_text(json.dumps(report))
+
+
+@pytest.fixture
+def runs(tmp_path):
+    make_run(tmp_path / "a-seed", "seed", "train", 300, [(0.30, 0.80, "01:00"), (0.50, 0.85, "01:05")],
+             state={"finished": True, "completed_epochs": 2}, report={"subset": "test", "mean_iou": 0.45},
+             when=0)  # fmt: skip
+    make_run(tmp_path / "b-fast", "fast", "trainaug", 40, [(0.60, 0.90, "1:00:00"), (0.55, 0.91, "58:30")],
+             state={"completed_epochs": 2, "best": 0.6}, checkpoint=True, when=60)  # fmt: skip
+    make_run(tmp_path / "nested" / "c", "fast", "train", 40, [], when=120)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text('{"not": "a run"}')
+    return tmp_path
+
+
+def test_runs_json_has_every_column_from_the_run_files(runs):
+    result = CliRunner().invoke(main, ["runs", str(runs), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [row["name"] for row in rows] == ["a-seed", "b-fast", "nested/c"]  # by date
+    a_seed, b_fast, c = rows
+    assert a_seed == {
+        "name": "a-seed", "recipe": "seed", "data_set": "train", "epochs": 2, "planned_epochs": 300,
+        "valid_miou": 0.5, "valid_pixel_accuracy": 0.85, "test_miou": 0.45, "duration": 125.0,
+        "date": a_seed["date"], "status": "finished",
+    }  # fmt: skip
+    assert (b_fast["valid_miou"], b_fast["valid_pixel_accuracy"], b_fast["duration"]) == (0.6, 0.9, 7110.0)
+    assert (b_fast["status"], b_fast["test_miou"]) == ("resumable", None)
+    assert (c["epochs"], c["valid_miou"], c["status"]) == (0, None, "interrupted")
+
+
+def test_runs_table_sorts_by_any_column(runs):
+    result = CliRunner().invoke(main, ["runs", str(runs), "--sort", "valid_miou", "--reverse"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    header = [
+        "name",
+        "recipe",
+        "data set",
+        "epochs",
+        "val mIoU",
+        "val acc",
+        "test mIoU",
+        "duration",
+        "date",
+        "status",
+    ]
+    assert re.split(r" {2,}", lines[0]) == header
+    assert [line.split()[0] for line in lines[1:]] == ["b-fast", "a-seed", "nested/c"]  # no score: last
+    b_fast = lines[1].split()
+    assert b_fast[:8] == ["b-fast", "fast", "trainaug", "2/40", "0.6000", "0.9000", "-", "1h58m"]
+    assert b_fast[-1] == "resumable"
+    assert lines[2].split()[3:8] == ["2/300", "0.5000", "0.8500", "0.4500", "2m05s"]
+
+
+def test_runs_of_a_missing_folder_is_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["runs", str(tmp_path / "nope")])
+    assert result.exit_code == 1 and result.output == f"Error: {tmp_path / 'nope'}: no such folder\n"

@@ -1,0 +1,184 @@
+"""`fastseg train --log tensorboard|mlflow|wandb`, all offline: each tracker's files read back with
+its own reader (TensorBoard's EventAccumulator, MLflow's client on a local sqlite store, the
+records of W&B's offline run file)."""
+
+import json
+import struct
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from cli.main import main
+
+FIGURES = ("train_ds_sample", "val_ds_sample", "training_curve")
+
+
+@pytest.fixture(scope="module")
+def tracked_run(voc_root, tmp_path_factory):
+    """One 2-epoch run logged to all three trackers, nothing leaving the machine."""
+    home = tmp_path_factory.mktemp("trackers")
+    environment = {
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_DIR": str(home),
+        "WANDB_CACHE_DIR": str(home),
+        "WANDB_DATA_DIR": str(home),
+        "WANDB_CONFIG_DIR": str(home),
+        "WANDB_PROJECT": "tests",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+        "MLFLOW_EXPERIMENT_NAME": "tests",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environment.items():
+            patch.setenv(name, value)
+        patch.chdir(home)  # MLflow's artefacts go to ./mlruns
+        run_dir = home / "run"
+        arguments = [
+            "train",
+            "--data",
+            str(voc_root),
+            "--out",
+            str(run_dir),
+            "--recipe",
+            "seed",
+            "--size",
+            "48",
+            "--batch-size",
+            "8",
+            "--epochs",
+            "2",
+            "--no-pretrained",
+            "--num-workers",
+            "0",
+            "--lr",
+            "3e-3",
+            "--log",
+            "tensorboard",
+            "--log",
+            "mlflow",
+            "--log",
+            "wandb",
+        ]
+        result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    return run_dir, home, pd.read_csv(run_dir / "history.csv")
+
+
+@pytest.mark.slow
+def test_tensorboard_gets_epochs_hyperparameters_and_figures(tracked_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    run_dir, _, history = tracked_run
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    assert [event.value for event in events.Scalars("valid_miou")] == pytest.approx(
+        list(history["valid_miou"])
+    )
+    assert [event.value for event in events.Scalars("valid_loss")] == pytest.approx(
+        list(history["valid_loss"])
+    )
+    assert events.Scalars("lr_0") and events.Scalars("train_loss")
+    assert events.Scalars("best/valid_miou")[0].value == pytest.approx(history["valid_miou"].max())
+    for name in FIGURES:
+        image = events.Images(name)[0]
+        assert (image.width, image.height) == Image.open(run_dir / f"{name}.png").size
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    assert hparams["lr"].number_value == pytest.approx(3e-3) and hparams["recipe"].string_value == "seed"
+    assert hparams["augment.flip_p"].number_value == 0.5
+
+
+@pytest.mark.slow
+def test_mlflow_gets_epochs_params_figures_and_the_model(tracked_run):
+    import mlflow
+
+    run_dir, home, history = tracked_run
+    client = mlflow.MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+    assert run.info.run_name == "run" and run.info.status == "FINISHED"
+    assert run.data.params["lr"] == "0.003" and run.data.params["augment.rotate_degrees"] == "45.0"
+    miou = client.get_metric_history(run.info.run_id, "valid_miou")
+    assert [m.step for m in miou] == [0, 1]
+    assert [m.value for m in miou] == pytest.approx(list(history["valid_miou"]))
+    assert len(client.get_metric_history(run.info.run_id, "lr")) == 2
+    assert run.data.metrics["best_valid_miou"] == pytest.approx(history["valid_miou"].max())
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+    assert artifacts == {f"figures/{name}.png" for name in FIGURES}
+    model = Path(client.download_artifacts(run.info.run_id, "model/model.pth", str(home / "download")))
+    assert model.read_bytes() == (run_dir / "model.pth").read_bytes()
+
+
+def wandb_records(path: Path) -> list:
+    """The records of a W&B run file: a 7-byte header (":W&B", magic, version), then LevelDB-style
+    32 KiB blocks of chunks (crc32, length, type: 1 full, 2 first, 3 middle, 4 last)."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, block = path.read_bytes(), 32768
+    assert data[:4] == b":W&B"
+    position, pending, records = 7, b"", []
+    while position + 7 <= len(data):
+        if block - position % block < 7:  # a block's tail too short for a header is padding
+            position += block - position % block
+            continue
+        length, kind = struct.unpack("<HB", data[position + 4 : position + 7])
+        pending += data[position + 7 : position + 7 + length]
+        position += 7 + length
+        if kind in (1, 4):
+            records.append(wandb_internal_pb2.Record.FromString(pending))
+            pending = b""
+    return records
+
+
+def values(items) -> dict:
+    """A record's items (`key`, or `nested_key` parts, and a JSON value) as a dict."""
+    return {item.key or ".".join(item.nested_key): json.loads(item.value_json) for item in items}
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_holds_epochs_config_figures_and_the_model(tracked_run):
+    run_dir, _, history = tracked_run
+    (run_folder,) = (run_dir / "wandb").glob("offline-run-*")
+    records = wandb_records(next(run_folder.glob("run-*.wandb")))
+    (config,) = [values(r.run.config.update) for r in records if r.HasField("run")]
+    assert config["lr"] == 3e-3 and config["augment"]["flip_p"] == 0.5
+    assert config["trackers"] == ["tensorboard", "mlflow", "wandb"]
+    rows = [values(r.history.item) for r in records if r.HasField("history")]
+    epochs = [row for row in rows if "valid_miou" in row]
+    assert [row["valid_miou"] for row in epochs] == pytest.approx(list(history["valid_miou"]))
+    assert [row["epoch"] for row in epochs] == [0, 1] and all(row["lr"] > 0 for row in epochs)
+    assert {name.split(".")[0] for row in rows for name in row} >= set(FIGURES)
+    summary = {
+        key: value
+        for r in records
+        if r.HasField("summary")
+        for key, value in values(r.summary.update).items()
+    }
+    assert summary["best_valid_miou"] == pytest.approx(history["valid_miou"].max())
+    artifacts = [r.artifact for r in records if r.HasField("artifact")]
+    assert [(a.type, [entry.path for entry in a.manifest.contents]) for a in artifacts] == [
+        ("model", ["model.pth"])
+    ]
+    assert len(list((run_folder / "files" / "media" / "images").glob("*.png"))) == 3
+
+
+@pytest.mark.parametrize("tracker", ["tensorboard", "mlflow", "wandb"])
+def test_a_tracker_that_is_not_installed_is_one_line_before_any_work(
+    tracker, voc_root, tmp_path, monkeypatch
+):
+    import fastseg.training.trackers
+
+    monkeypatch.setattr(fastseg.training.trackers, "find_spec", lambda module: None)
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(
+        main, ["train", "--data", str(voc_root), "--out", str(run_dir), "--log", tracker]
+    )
+    module = {"tensorboard": "tensorboard", "mlflow": "mlflow, sqlalchemy", "wandb": "wandb"}[tracker]
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"Error: --log {tracker} needs {module}: pip install 'fastseg[{tracker}]'"
+    ]
+    assert not run_dir.exists()
