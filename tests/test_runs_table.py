@@ -16,7 +16,8 @@ def make_run(folder, recipe, train_set, planned, rows, state=None, checkpoint=Fa
     """A run folder as `fastseg train` leaves it, written by hand: `rows` are (miou, accuracy, time)."""
     folder.mkdir(parents=True)
     config = folder / "config.json"
-    config.write_text(json.dumps({"train": {"recipe": recipe, "train_set": train_set, "epochs": planned}}))
+    train = {"recipe": recipe, "data": "/data/voc", "train_set": train_set, "epochs": planned}
+    config.write_text(json.dumps({"train": train}))
     os.utime(config, (1_800_000_000 + when, 1_800_000_000 + when))
     lines = [f"{epoch},1.0,1.0,{accuracy},{miou},{time}" for epoch, (miou, accuracy, time) in enumerate(rows)]
     (folder / "history.csv").write_text(HISTORY + "".join(f"{line}\n" for line in lines))
@@ -49,7 +50,7 @@ def test_runs_json_has_every_column_from_the_run_files(runs):
     assert [row["name"] for row in rows] == ["a-seed", "b-fast", "nested/c"]  # by date
     a_seed, b_fast, c = rows
     assert a_seed == {
-        "name": "a-seed", "recipe": "seed", "data_set": "train", "epochs": 2, "planned_epochs": 300,
+        "name": "a-seed", "recipe": "seed", "data_set": "voc/train", "epochs": 2, "planned_epochs": 300,
         "valid_miou": 0.5, "valid_pixel_accuracy": 0.85, "test_miou": 0.45, "duration": 125.0,
         "date": a_seed["date"], "status": "finished",
     }  # fmt: skip
@@ -77,7 +78,7 @@ def test_runs_table_sorts_by_any_column(runs):
     assert re.split(r" {2,}", lines[0]) == header
     assert [line.split()[0] for line in lines[1:]] == ["b-fast", "a-seed", "nested/c"]  # no score: last
     b_fast = lines[1].split()
-    assert b_fast[:8] == ["b-fast", "fast", "trainaug", "2/40", "0.6000", "0.9000", "-", "1h58m"]
+    assert b_fast[:8] == ["b-fast", "fast", "voc/trainaug", "2/40", "0.6000", "0.9000", "-", "1h58m"]
     assert b_fast[-1] == "resumable"
     assert lines[2].split()[3:8] == ["2/300", "0.5000", "0.8500", "0.4500", "2m05s"]
 

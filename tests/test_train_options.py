@@ -118,3 +118,18 @@ def test_quiet_prints_only_the_summary(voc_root, tmp_path):
         len([line for line in (run_dir / "train.log").read_text().splitlines() if EPOCH_LINE.match(line)])
         == 2
     )
+
+
+def test_a_run_config_of_an_earlier_version_drops_the_fields_it_no_longer_has(tmp_path):
+    """A config.json is fastseg's own writing: `beta1` (removed in 0.1) is history, not a typo;
+    the same key in a hand-written YAML is refused."""
+    from fastseg.errors import FastsegError
+    from fastseg.training.config_file import read_config_file
+    from fastseg.training.recipes import recipe
+
+    values = recipe("seed").to_dict()
+    (tmp_path / "config.json").write_text(json.dumps({"train": {**values, "beta1": 0.9}}))
+    assert "beta1" not in read_config_file(tmp_path / "config.json")
+    (tmp_path / "mine.yaml").write_text("beta1: 0.9\n")
+    with pytest.raises(FastsegError, match="mine.yaml: unknown keys: beta1"):
+        read_config_file(tmp_path / "mine.yaml")

@@ -41,10 +41,11 @@ def describe(run: RunFolder, root: Path) -> dict[str, Any]:
     """One row: the values of `COLUMNS` (None where the run has no such value yet)."""
     config_path = run.file(CONFIG)
     train = json.loads(config_path.read_text())["train"]
+    data_set = (Path(train.get("data") or "").name, train.get("train_set"))  # e.g. "voc/trainaug"
     row: dict[str, Any] = {
         "name": str(run.path.relative_to(root)) if run.path != root else run.path.name,
         "recipe": train.get("recipe"),
-        "data_set": train.get("train_set"),
+        "data_set": "/".join(part for part in data_set if part),
         "epochs": 0,
         "planned_epochs": train.get("epochs"),
         "valid_miou": None,

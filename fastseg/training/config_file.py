@@ -49,6 +49,9 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
     augment = values.pop("augment", None) or {}
     if not isinstance(augment, dict):
         raise FastsegError(f"{path}: `augment` must be a mapping of augmentation fields")
+    if run_config:  # written by fastseg: a field an earlier version had (e.g. beta1) is not a typo
+        values = {key: value for key, value in values.items() if key in _TRAIN_FIELDS}
+        augment = {key: value for key, value in augment.items() if key in _AUGMENT_FIELDS}
     unknown = sorted(set(values) - _TRAIN_FIELDS - _AUGMENT_FIELDS) + sorted(
         f"augment.{key}" for key in set(augment) - _AUGMENT_FIELDS
     )
