@@ -195,3 +195,61 @@ def test_batchnorm_folding_keeps_the_logits(model_file):
     segmenter = Segmenter(loaded, torch.device("cpu"), precision="fp32")
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in segmenter.model.modules())
     torch.testing.assert_close(segmenter.logits(images), expected, rtol=1e-4, atol=1e-4)
+
+
+def decoded_paths(monkeypatch) -> list:
+    """Every path the loader decodes from now on (in this process: tests run with 0 workers)."""
+    from fastseg.inference import files
+
+    decoded, original = [], files.load_rgb
+    monkeypatch.setattr(files, "load_rgb", lambda path: decoded.append(path) or original(path))
+    return decoded
+
+
+def test_out_under_a_file_is_one_line_before_any_image_is_decoded(model_file, tmp_path, monkeypatch):
+    noise(32, 32).save(tmp_path / "a.jpg")
+    (tmp_path / "file").write_text("a file, not a folder")
+    decoded = decoded_paths(monkeypatch)
+    out = tmp_path / "file" / "out"
+    result = run(model_file, tmp_path / "a.jpg", "--out", out)
+    assert result.exit_code == 1
+    assert result.output == f"Error: {out}: cannot create the output folder (Not a directory)\n"
+    assert decoded == []
+
+
+def test_out_under_a_read_only_folder_is_one_line(model_file, tmp_path, monkeypatch):
+    """Root ignores permission bits, so the refusal a user gets from mkdir is simulated."""
+    from pathlib import Path
+
+    noise(32, 32).save(tmp_path / "a.jpg")
+    out = tmp_path / "read-only" / "out"
+    original_mkdir = Path.mkdir
+
+    def refused(self, *args, **kwargs):
+        if self == out:
+            raise PermissionError(13, "Permission denied", str(self))
+        return original_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refused)
+    decoded = decoded_paths(monkeypatch)
+    result = run(model_file, tmp_path / "a.jpg", "--out", out)
+    assert result.exit_code == 1
+    assert result.output == f"Error: {out}: cannot create the output folder (Permission denied)\n"
+    assert decoded == []
+
+
+def test_read_only_out_is_one_line_before_any_image_is_decoded(model_file, tmp_path, monkeypatch):
+    """An existing folder the user may not write into (simulated: root may write anywhere)."""
+    import os
+
+    noise(32, 32).save(tmp_path / "a.jpg")
+    out = tmp_path / "out"
+    out.mkdir()
+    original_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if path == out else original_access(
+        path, mode, **kw))  # fmt: skip
+    decoded = decoded_paths(monkeypatch)
+    result = run(model_file, tmp_path / "a.jpg", "--out", out)
+    assert result.exit_code == 1
+    assert result.output == f"Error: {out}: cannot write into the output folder (permission denied)\n"
+    assert decoded == [] and list(out.iterdir()) == []

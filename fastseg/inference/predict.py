@@ -1,14 +1,16 @@
 """`fastseg predict`: segment files and folders, writing one palette PNG per image.
 
-Steps: find the images and their output paths, load the model once, stream every image through
-the one inference loop (`fastseg.inference.loop`), write each mask (and overlay) as it comes, and
-log every image in `predictions.csv`. Every output is written atomically, inputs are never
-overwritten, and a bad file is reported and passed over without stopping the run.
+Steps: find the images and their output paths, check that the output folder takes files, load
+the model once, stream every image through the one inference loop (`fastseg.inference.loop`),
+write each mask (and overlay) as it comes, and log every image in `predictions.csv`. Every output
+is written atomically, inputs are never overwritten, and a bad file is reported and passed over
+without stopping the run.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +88,20 @@ def collect_jobs(inputs: Sequence[Path], out: Path) -> tuple[list[Job], list[tup
     return jobs, problems
 
 
+def prepare_out(out: Path) -> None:
+    """Create `out` and check that files can be written into it, before the model is loaded or any
+    image decoded: a folder that cannot take the outputs would otherwise fail at the first mask.
+
+    `os.access` asks the kernel with the user's own rights (root passes every permission check).
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise FastsegError(f"{out}: cannot create the output folder ({error.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise FastsegError(f"{out}: cannot write into the output folder (permission denied)")
+
+
 def class_fractions(labels: np.ndarray) -> list[float]:
     counts = np.bincount(labels.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
     return (counts / max(labels.size, 1)).round(6).tolist()
@@ -148,13 +164,13 @@ def predict(
     out = Path(out)
     with launched(device) as launch:
         jobs, failures = collect_jobs(inputs, out)
+        prepare_out(out)
         jobs, failures = jobs[launch.rank :: launch.world], failures[launch.rank :: launch.world]
         skipped = [job for job in jobs if skip_existing and job.mask.is_file()]
         todo = [job for job in jobs if not (skip_existing and job.mask.is_file())]
         segmenter = Segmenter(load_model(model, launch.device), launch.device, precision, tta, size)
         results = segment(segmenter, segmenter.dataset([job.source for job in todo], keep_original=overlay),
                           batch_size, loader_workers(num_workers), progress)  # fmt: skip
-        out.mkdir(parents=True, exist_ok=True)
         csv_name = "predictions.csv" if launch.world == 1 else f"predictions.rank{launch.rank}.csv"
         with atomic_path(out / csv_name) as temporary, temporary.open("w", newline="") as file:
             log = PredictionLog(file)
