@@ -253,3 +253,21 @@ def test_read_only_out_is_one_line_before_any_image_is_decoded(model_file, tmp_p
     assert result.exit_code == 1
     assert result.output == f"Error: {out}: cannot write into the output folder (permission denied)\n"
     assert decoded == [] and list(out.iterdir()) == []
+
+
+def test_output_folder_blocked_by_a_file_is_one_failure_and_the_rest_done(model_file, tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    (source / "a").mkdir(parents=True)
+    for name in ("a/x.jpg", "b.jpg", "z.jpg"):
+        noise(30, 31).save(source / name)
+    out.mkdir()
+    (out / "a").write_text("a file where the subfolder should go")
+    result = run(model_file, source, "--out", out)
+    assert result.exit_code == 1
+    assert f"{source / 'a' / 'x.jpg'}: cannot write {out / 'a' / 'x.png'} (File exists: {out / 'a'})\n" in (
+        result.output)  # fmt: skip
+    assert "2 segmented, 1 failed" in result.output and "Traceback" not in result.output
+    assert (out / "b.png").is_file() and (out / "z.png").is_file()
+    rows = read_csv(out / "predictions.csv")
+    statuses = [rows[str(source / name)]["status"] for name in ("a/x.jpg", "b.jpg", "z.jpg")]
+    assert statuses == ["failed", "ok", "ok"]

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -131,13 +132,29 @@ class PredictionLog:
         )
 
 
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn an `OSError` while writing `path` into a `FastsegError` naming it: a folder blocked by a
+    file, a full disk or a read-only subfolder fails that image only. The file behind the error is
+    named when it is not `path`'s own (temporary) file: `File exists: OUT/a` for a blocked folder."""
+    try:
+        yield
+    except OSError as error:
+        reason = error.strerror or str(error)
+        if error.filename and Path(error.filename).parent != path.parent:
+            reason = f"{reason}: {error.filename}"
+        raise FastsegError(f"cannot write {path} ({reason})") from None
+
+
 def save_outputs(result: Segmented, job: Job, overlay: bool) -> np.ndarray:
     """The mask (and overlay) of one segmented image; returns its labels."""
     labels = result.labels()
-    job.mask.parent.mkdir(parents=True, exist_ok=True)
-    write_mask(job.mask, labels)
+    with writing(job.mask):
+        job.mask.parent.mkdir(parents=True, exist_ok=True)
+        write_mask(job.mask, labels)
     if overlay:
-        save_overlay(result.item["original"], labels, job.overlay)
+        with writing(job.overlay):
+            save_overlay(result.item["original"], labels, job.overlay)
     return labels
 
 
@@ -188,18 +205,28 @@ def write_outputs(
     results: Iterable[Segmented], jobs: list[Job], overlay: bool, log: PredictionLog, failures: list
 ) -> int:
     """Each image's mask (and overlay) and its log row as it comes; returns how many were written.
-    An unreadable image is added to `failures` and logged, and the rest go on."""
+    An image that cannot be read, or whose outputs cannot be written, is added to `failures` and
+    logged, and the rest go on."""
     segmented = 0
     for result in results:
         job = jobs[result.index]
-        if result.error:
-            failures.append((job.source, result.error))
-            log.row(job.source, "failed", result.error)
-            continue
-        labels = save_outputs(result, job, overlay)
-        log.row(job.source, "ok", size=result.size, seconds=result.seconds, fractions=class_fractions(labels))
-        segmented += 1
+        problem = result.error or save_and_log(result, job, overlay, log)
+        if problem:
+            failures.append((job.source, problem))
+            log.row(job.source, "failed", problem)
+        else:
+            segmented += 1
     return segmented
+
+
+def save_and_log(result: Segmented, job: Job, overlay: bool, log: PredictionLog) -> str:
+    """One read image's outputs and its "ok" row; returns why they could not be written, or ""."""
+    try:
+        labels = save_outputs(result, job, overlay)
+    except FastsegError as error:
+        return str(error)
+    log.row(job.source, "ok", size=result.size, seconds=result.seconds, fractions=class_fractions(labels))
+    return ""
 
 
 def merge_rank_csvs(out: Path, launch: Launch) -> Path:
