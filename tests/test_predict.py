@@ -271,3 +271,114 @@ def test_output_folder_blocked_by_a_file_is_one_failure_and_the_rest_done(model_
     rows = read_csv(out / "predictions.csv")
     statuses = [rows[str(source / name)]["status"] for name in ("a/x.jpg", "b.jpg", "z.jpg")]
     assert statuses == ["failed", "ok", "ok"]
+
+
+def test_out_of_memory_on_one_image_is_one_failure_and_the_rest_done(model_file, tmp_path, monkeypatch):
+    """A picture too big for the memory left, whether it runs out while decoding or in torch while
+    upsampling, is a named failure like an unreadable file."""
+    from fastseg.imaging import images
+
+    source = tmp_path / "in"
+    source.mkdir()
+    for name, width in (("decode.jpg", 30), ("ok.jpg", 31), ("upsample.jpg", 57)):
+        noise(width, 40).save(source / name)
+    original_load = images.load_rgb
+    original_labels = Segmenter.labels
+
+    def load(path):
+        if path.name == "decode.jpg":
+            raise MemoryError
+        return original_load(path)
+
+    def labels(self, logits, height, width):
+        if width == 57:
+            raise RuntimeError(
+                "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                "you tried to allocate 7421000000 bytes. Error code 12"
+            )
+        return original_labels(self, logits, height, width)
+
+    monkeypatch.setattr("fastseg.inference.files.load_rgb", load)
+    monkeypatch.setattr(Segmenter, "labels", labels)
+    result = run(model_file, source, "--out", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert f"{source / 'decode.jpg'}: out of memory while decoding\n" in result.output
+    assert (f"{source / 'upsample.jpg'}: out of memory at 57x40 ([enforce fail at alloc_cpu.cpp:117] data. "
+            "DefaultCPUAllocator: can't allocate memory: you tried to allocate 7421000000 bytes. Error code "
+            "12)\n") in result.output  # fmt: skip
+    assert "1 segmented, 2 failed" in result.output
+    assert (tmp_path / "out" / "ok.png").is_file() and not (tmp_path / "out" / "upsample.png").exists()
+    assert read_csv(tmp_path / "out" / "predictions.csv")[str(source / "upsample.jpg")]["status"] == "failed"
+
+
+def test_a_bug_is_not_disguised_as_out_of_memory(model_file, tmp_path, monkeypatch):
+    noise(30, 30).save(tmp_path / "a.jpg")
+    monkeypatch.setattr(Segmenter, "labels", lambda *arguments: 1 / 0)
+    result = run(model_file, tmp_path / "a.jpg", "--out", tmp_path / "out")
+    assert isinstance(result.exception, ZeroDivisionError)
+
+
+GROWTH = """
+import sys
+from pathlib import Path
+
+from fastseg.inference.predict import predict
+
+
+def status(key):
+    with open("/proc/self/status") as file:
+        return next(int(line.split()[1]) * 1024 for line in file if line.startswith(key + ":"))
+
+
+def growth(image, out):
+    Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) starts again from the RSS now
+    before = status("VmRSS")
+    predict(Path(model), [Path(image)], Path(out), num_workers=0, overlay=overlay)
+    return status("VmHWM") - before
+
+
+model, small, large, out, overlay = *sys.argv[1:5], sys.argv[5] == "--overlay"
+growth(small, Path(out) / "warm-up")
+print(growth(small, Path(out) / "small"), growth(large, Path(out) / "large"))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("overlay", "bound"), [("", 12), ("--overlay", 20)])
+def test_a_huge_image_costs_a_few_bytes_a_pixel_above_a_small_one(model_file, tmp_path, overlay, bound):
+    """How far a whole `predict()` call (model load included) lifts the peak RSS of a process, for a
+    4000x3000 photo above a 64x48 one, in bytes per pixel. The picture (4 bytes a pixel), its labels
+    (1) and with --overlay the original kept (3) and the blend (7) may grow with the image; all 21
+    class maps at full size (84), whole-image float temporaries or 64 MiB bands (32-40 measured
+    before) may not. The baseline is the same process: RSS from other processes' noise cancels.
+    Root may read /proc/self/clear_refs, as may any user for their own process."""
+    import subprocess
+    import sys
+
+    noise(64, 48).save(tmp_path / "small.jpg")
+    noise(4000, 3000).save(tmp_path / "large.jpg")
+    arguments = [model_file, tmp_path / "small.jpg", tmp_path / "large.jpg", tmp_path / "out", overlay]
+    command = [sys.executable, "-c", GROWTH, *map(str, arguments)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    small, large = map(int, result.stdout.split())
+    assert (tmp_path / "out" / "large" / "large.png").is_file()
+    assert (large - small) / (4000 * 3000) < bound
+
+
+@pytest.mark.parametrize("band_values", [21 * 57, 21 * 57 * 7, 1 << 22])  # one row, 7 rows, all at once
+def test_labels_come_from_bounded_bands_equal_to_the_whole_map(model_file, monkeypatch, band_values):
+    """The full-size class scores of a 90x57 image exist a band of rows at a time, each within the
+    budget, and give the values (and so the labels) of one `F.interpolate` over the whole map."""
+    import torch.nn.functional as F
+
+    import fastseg.inference.segmenter as segmenter_module
+
+    monkeypatch.setattr(segmenter_module, "BAND_VALUES", band_values)
+    segmenter = Segmenter(load_model(model_file), torch.device("cpu"), precision="fp32")
+    logits = torch.randn(21, 32, 32, generator=torch.Generator().manual_seed(0))
+    whole = F.interpolate(logits[None], size=(90, 57), mode="bilinear", align_corners=False)[0]
+    bands = list(segmenter.bands(logits, 90, 57))
+    assert bands[-1][0].stop == 90 and max(band.numel() for _, band in bands) <= band_values
+    torch.testing.assert_close(torch.cat([band for _, band in bands], dim=1), whole, rtol=0, atol=2e-5)
+    np.testing.assert_array_equal(segmenter.labels(logits, 90, 57), whole.argmax(0).numpy())

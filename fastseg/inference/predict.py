@@ -103,16 +103,34 @@ def prepare_out(out: Path) -> None:
         raise FastsegError(f"{out}: cannot write into the output folder (permission denied)")
 
 
+ROWS_PER_CHUNK = 256  # rows of labels counted / overlay rows blended at a time: bounded memory
+
+
+def row_chunks(height: int) -> Iterator[slice]:
+    """Bands of rows: whole-image temporaries would cost 8 bytes a pixel to count classes
+    (`np.bincount` widens to int64) and ~30 to blend an overlay in float32 (2.6 GB at 9400x9400,
+    measured: benchmarks/predict_memory.py)."""
+    for start in range(0, height, ROWS_PER_CHUNK):
+        yield slice(start, min(height, start + ROWS_PER_CHUNK))
+
+
 def class_fractions(labels: np.ndarray) -> list[float]:
-    counts = np.bincount(labels.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
+    """Share of each class among the pixels of `labels` `(H, W)`, counted a band of rows at a time."""
+    counts = np.zeros(NUM_CLASSES, dtype=np.int64)
+    for rows in row_chunks(labels.shape[0]):
+        counts += np.bincount(labels[rows].ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
     return (counts / max(labels.size, 1)).round(6).tolist()
 
 
 def save_overlay(image: np.ndarray, labels: np.ndarray, path: Path, alpha: float = 0.5) -> None:
-    """RGB image `(H, W, 3)` blended with its VOC-coloured labels, as JPEG, written atomically."""
-    blended = (1 - alpha) * image.astype(np.float32) + alpha * colorize(labels).astype(np.float32)
+    """RGB image `(H, W, 3)` blended with its VOC-coloured labels, as JPEG, written atomically; the
+    float arithmetic runs a band of rows at a time into one uint8 picture."""
+    blended = np.empty_like(image, dtype=np.uint8)
+    for rows in row_chunks(image.shape[0]):
+        colours = colorize(labels[rows]).astype(np.float32)
+        blended[rows] = ((1 - alpha) * image[rows].astype(np.float32) + alpha * colours).round()
     with atomic_path(path) as temporary:
-        Image.fromarray(blended.round().astype(np.uint8)).save(temporary, format="JPEG", quality=90)
+        Image.fromarray(blended).save(temporary, format="JPEG", quality=90)
 
 
 class PredictionLog:
@@ -220,13 +238,27 @@ def write_outputs(
 
 
 def save_and_log(result: Segmented, job: Job, overlay: bool, log: PredictionLog) -> str:
-    """One read image's outputs and its "ok" row; returns why they could not be written, or ""."""
+    """One read image's outputs and its "ok" row; returns why they could not be made, or ""."""
     try:
         labels = save_outputs(result, job, overlay)
+        fractions = class_fractions(labels)
     except FastsegError as error:
         return str(error)
-    log.row(job.source, "ok", size=result.size, seconds=result.seconds, fractions=class_fractions(labels))
+    except (MemoryError, RuntimeError) as error:
+        if not out_of_memory(error):
+            raise  # a bug, not a picture too big
+        height, width = result.size
+        lines = str(error).strip().splitlines()
+        return f"out of memory at {width}x{height} ({lines[0] if lines else type(error).__name__})"
+    log.row(job.source, "ok", size=result.size, seconds=result.seconds, fractions=fractions)
     return ""
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Python's `MemoryError` (numpy, Pillow) or torch's allocator giving up: "DefaultCPUAllocator:
+    can't allocate memory" on CPU, `torch.OutOfMemoryError` ("CUDA out of memory") on a GPU."""
+    text = str(error)
+    return isinstance(error, MemoryError) or "can't allocate memory" in text or "out of memory" in text
 
 
 def merge_rank_csvs(out: Path, launch: Launch) -> Path:
