@@ -382,3 +382,19 @@ def test_labels_come_from_bounded_bands_equal_to_the_whole_map(model_file, monke
     assert bands[-1][0].stop == 90 and max(band.numel() for _, band in bands) <= band_values
     torch.testing.assert_close(torch.cat([band for _, band in bands], dim=1), whole, rtol=0, atol=2e-5)
     np.testing.assert_array_equal(segmenter.labels(logits, 90, 57), whole.argmax(0).numpy())
+
+
+def test_skip_existing_with_overlay_redoes_an_image_whose_overlay_is_missing(model_file, tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    for index in range(3):
+        noise(30 + index, 30).save(source / f"{index}.jpg")
+    assert run(model_file, source, "--out", out, "--overlay").exit_code == 0
+    (out / "1.overlay.jpg").unlink()
+    result = run(model_file, source, "--out", out, "--overlay", "--skip-existing")
+    assert result.exit_code == 0 and "1 segmented, 0 failed, 2 skipped" in result.output
+    with Image.open(out / "1.overlay.jpg") as overlay:
+        assert overlay.size == (31, 30)
+    statuses = {name: row["status"] for name, row in read_csv(out / "predictions.csv").items()}
+    assert statuses == {str(source / "0.jpg"): "skipped", str(source / "1.jpg"): "ok",
+                        str(source / "2.jpg"): "skipped"}  # fmt: skip

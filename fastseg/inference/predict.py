@@ -89,6 +89,12 @@ def collect_jobs(inputs: Sequence[Path], out: Path) -> tuple[list[Job], list[tup
     return jobs, problems
 
 
+def is_done(job: Job, overlay: bool) -> bool:
+    """What `--skip-existing` leaves: an image whose mask exists, and its overlay when one is asked
+    for (an image without it is done again, mask included: the same labels)."""
+    return job.mask.is_file() and (not overlay or job.overlay.is_file())
+
+
 def prepare_out(out: Path) -> None:
     """Create `out` and check that files can be written into it, before the model is loaded or any
     image decoded: a folder that cannot take the outputs would otherwise fail at the first mask.
@@ -201,8 +207,9 @@ def predict(
         jobs, failures = collect_jobs(inputs, out)
         prepare_out(out)
         jobs, failures = jobs[launch.rank :: launch.world], failures[launch.rank :: launch.world]
-        skipped = [job for job in jobs if skip_existing and job.mask.is_file()]
-        todo = [job for job in jobs if not (skip_existing and job.mask.is_file())]
+        finished = [skip_existing and is_done(job, overlay) for job in jobs]
+        skipped = [job for job, done in zip(jobs, finished, strict=True) if done]
+        todo = [job for job, done in zip(jobs, finished, strict=True) if not done]
         segmenter = Segmenter(load_model(model, launch.device), launch.device, precision, tta, size)
         results = segment(segmenter, segmenter.dataset([job.source for job in todo], keep_original=overlay),
                           batch_size, loader_workers(num_workers), progress)  # fmt: skip
