@@ -398,3 +398,19 @@ def test_skip_existing_with_overlay_redoes_an_image_whose_overlay_is_missing(mod
     statuses = {name: row["status"] for name, row in read_csv(out / "predictions.csv").items()}
     assert statuses == {str(source / "0.jpg"): "skipped", str(source / "1.jpg"): "ok",
                         str(source / "2.jpg"): "skipped"}  # fmt: skip
+
+
+def test_out_inside_the_input_folder_is_not_walked(model_file, tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    noise(30, 30).save(source / "a.jpg")
+    noise(31, 30).save(source / "b.png")
+    for _ in range(3):
+        result = run(model_file, source, "--out", source / "masks", "--overlay")
+        assert result.exit_code == 0, result.output
+        assert "2 segmented, 0 failed" in result.output
+    assert sorted(path.relative_to(source).as_posix() for path in source.rglob("*")) == [
+        "a.jpg", "b.png", "masks", "masks/a.overlay.jpg", "masks/a.png", "masks/b.overlay.jpg", "masks/b.png",
+        "masks/predictions.csv"]  # fmt: skip
+    rows = read_csv(source / "masks" / "predictions.csv")
+    assert sorted(rows) == [str(source / "a.jpg"), str(source / "b.png")]

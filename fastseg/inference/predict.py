@@ -67,8 +67,7 @@ def collect_jobs(inputs: Sequence[Path], out: Path) -> tuple[list[Job], list[tup
     for given in inputs:
         given = Path(given)
         if given.is_dir():
-            files = sorted(p for p in given.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            pairs += [(file, file.relative_to(given)) for file in files]
+            pairs += [(file, file.relative_to(given)) for file in image_files(given, out)]
         elif given.is_file():
             if given.suffix.lower() in IMAGE_SUFFIXES:
                 pairs.append((given, Path(given.name)))
@@ -87,6 +86,18 @@ def collect_jobs(inputs: Sequence[Path], out: Path) -> tuple[list[Job], list[tup
             claimed[key] = source
             jobs.append(Job(source, mask))
     return jobs, problems
+
+
+def image_files(folder: Path, out: Path) -> list[Path]:
+    """Image files under `folder`, walked recursively and sorted. An `out` inside `folder` is left
+    out: a rerun would take its own masks for inputs (out/out/...). An `out` that *is* `folder` is
+    walked: its images are refused one by one, as their outputs would overwrite them."""
+    out, root = out.resolve(), folder.resolve()
+    skipped = out.relative_to(root).parts if out.is_relative_to(root) else ()
+    files = [path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()]
+    if skipped:
+        files = [path for path in files if path.relative_to(folder).parts[: len(skipped)] != skipped]
+    return sorted(files)
 
 
 def is_done(job: Job, overlay: bool) -> bool:
