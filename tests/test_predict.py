@@ -414,3 +414,18 @@ def test_out_inside_the_input_folder_is_not_walked(model_file, tmp_path):
         "masks/predictions.csv"]  # fmt: skip
     rows = read_csv(source / "masks" / "predictions.csv")
     assert sorted(rows) == [str(source / "a.jpg"), str(source / "b.png")]
+
+
+def test_the_same_file_given_twice_is_done_once(model_file, tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    noise(30, 30).save(source / "x.jpg")
+    noise(31, 30).save(source / "y.jpg")
+    twice = [source, source / "x.jpg", source / ".." / "in" / "x.jpg", tmp_path / "link.jpg"]
+    (tmp_path / "link.jpg").symlink_to(source / "y.jpg")  # a link to a file given via the folder
+    result = run(model_file, *twice, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "2 segmented, 0 failed" in result.output
+    rows = read_csv(tmp_path / "out" / "predictions.csv")
+    assert sorted(rows) == [str(source / "x.jpg"), str(source / "y.jpg")]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["predictions.csv", "x.png", "y.png"]

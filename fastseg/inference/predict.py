@@ -60,8 +60,9 @@ def collect_jobs(inputs: Sequence[Path], out: Path) -> tuple[list[Job], list[tup
     """Image files among `inputs` (folders walked recursively) and their mirrored output paths.
 
     A file input lands in `out/<name>.png`; a folder's images keep their path inside the folder.
-    Returns (jobs, problems): an output that would overwrite an input, or that two inputs would
-    share, is a problem for that file only.
+    A file given more than once (twice, via `dir/../dir`, a link, or inside a folder also given) is
+    done once, under its first name. Returns (jobs, problems): an output that would overwrite an
+    input, or that two different inputs would share, is a problem for that file only.
     """
     pairs: list[tuple[Path, Path]] = []
     for given in inputs:
@@ -73,9 +74,12 @@ def collect_jobs(inputs: Sequence[Path], out: Path) -> tuple[list[Job], list[tup
                 pairs.append((given, Path(given.name)))
         else:
             raise FastsegError(f"{given}: no such file or folder")
-    sources = {source.resolve() for source, _ in pairs}
-    jobs, problems, claimed = [], [], {}
+    firsts = {}  # resolved source -> its first (source, relative) pair
     for source, relative in pairs:
+        firsts.setdefault(source.resolve(), (source, relative))
+    sources = set(firsts)
+    jobs, problems, claimed = [], [], {}
+    for source, relative in firsts.values():
         mask = out / relative.with_suffix(".png")
         key = mask.resolve()
         if key in sources:
