@@ -429,3 +429,25 @@ def test_the_same_file_given_twice_is_done_once(model_file, tmp_path):
     rows = read_csv(tmp_path / "out" / "predictions.csv")
     assert sorted(rows) == [str(source / "x.jpg"), str(source / "y.jpg")]
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["predictions.csv", "x.png", "y.png"]
+
+
+def test_unreadable_file_says_permission_denied(model_file, tmp_path, monkeypatch):
+    """Root reads any file, so the refusal a user gets is simulated where the file is opened."""
+    from pathlib import Path
+
+    noise(30, 30).save(tmp_path / "locked.jpg")
+    noise(30, 30).save(tmp_path / "open.jpg")
+    original_open = Path.open
+
+    def refusing_open(self, *args, **kwargs):
+        if self.name == "locked.jpg":
+            raise PermissionError(13, "Permission denied", str(self))
+        return original_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refusing_open)
+    result = run(model_file, tmp_path / "locked.jpg", tmp_path / "open.jpg", "--out", tmp_path / "out")
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'locked.jpg'}: permission denied\n" in result.output
+    assert "1 segmented, 1 failed" in result.output
+    row = read_csv(tmp_path / "out" / "predictions.csv")[str(tmp_path / "locked.jpg")]
+    assert (row["status"], row["error"]) == ("failed", "permission denied")

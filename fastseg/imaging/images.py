@@ -43,6 +43,8 @@ def load_rgb(path: Path | str) -> Image.Image:
             return to_rgb(image)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
             raise UnreadableImage(f"too large to decode safely ({error.args[0].split('.')[0]})") from None
+        except PermissionError:
+            raise UnreadableImage("permission denied") from None
         except UnidentifiedImageError:
             size = Path(path).stat().st_size if Path(path).exists() else 0
             raise UnreadableImage("empty file" if size == 0 else "not an image Pillow can read") from None
