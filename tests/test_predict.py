@@ -451,3 +451,30 @@ def test_unreadable_file_says_permission_denied(model_file, tmp_path, monkeypatc
     assert "1 segmented, 1 failed" in result.output
     row = read_csv(tmp_path / "out" / "predictions.csv")[str(tmp_path / "locked.jpg")]
     assert (row["status"], row["error"]) == ("failed", "permission denied")
+
+
+def test_resumed_run_keeps_sizes_and_class_fractions_of_skipped_images(model_file, tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    for index in range(3):
+        noise(30 + index, 29).save(source / f"{index}.jpg")
+    assert run(model_file, source, "--out", out).exit_code == 0
+    first = read_csv(out / "predictions.csv")
+    (out / "2.png").unlink()
+    assert run(model_file, source, "--out", out, "--skip-existing").exit_code == 0
+    second = read_csv(out / "predictions.csv")
+    for index in (0, 1):  # carried over from the previous predictions.csv, seconds included
+        path = str(source / f"{index}.jpg")
+        assert second[path] == {**first[path], "status": "skipped"}
+    (out / "predictions.csv").unlink()  # an interrupted run leaves none: the masks are read back
+    assert run(model_file, source, "--out", out, "--skip-existing").exit_code == 0
+    third = read_csv(out / "predictions.csv")
+    for index in range(3):
+        path = str(source / f"{index}.jpg")
+        assert third[path] == {**second[path], "status": "skipped", "seconds": ""}, index
+    (out / "1.png").write_bytes(b"not a PNG: a mask that cannot be read back is done again")
+    (out / "predictions.csv").unlink()
+    result = run(model_file, source, "--out", out, "--skip-existing")
+    assert result.exit_code == 0 and "1 segmented, 0 failed, 2 skipped" in result.output
+    with Image.open(out / "1.png") as mask:
+        assert mask.size == (31, 29)

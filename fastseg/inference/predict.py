@@ -15,16 +15,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 from PIL import Image
 
 from fastseg.atomic import atomic_path
 from fastseg.data.voc import NUM_CLASSES, VOC_CLASSES
-from fastseg.errors import FastsegError
+from fastseg.errors import DatasetError, FastsegError
 from fastseg.imaging.images import IMAGE_SUFFIXES
-from fastseg.imaging.masks import write_mask
+from fastseg.imaging.masks import read_mask, write_mask
 from fastseg.imaging.palette import colorize
 from fastseg.inference.loop import Progress, Segmented, no_progress, segment
 from fastseg.inference.segmenter import Segmenter
@@ -154,6 +154,14 @@ def save_overlay(image: np.ndarray, labels: np.ndarray, path: Path, alpha: float
         Image.fromarray(blended).save(temporary, format="JPEG", quality=90)
 
 
+def csv_row(source: Path, status: str, error: str = "", size: tuple[int, int] | None = None,
+            seconds: float | None = None, fractions: list[float] | None = None) -> list:  # fmt: skip
+    """One `predictions.csv` row; `size` is `(height, width)`."""
+    height, width = size or ("", "")
+    timing = "" if seconds is None else f"{seconds:.4f}"
+    return [source, width, height, status, error, timing, *(fractions or [""] * NUM_CLASSES)]
+
+
 class PredictionLog:
     """`predictions.csv`: one row per input image (ok, failed or skipped), written to a temporary
     file as the run goes and renamed into place when it ends."""
@@ -162,13 +170,42 @@ class PredictionLog:
         self.writer = csv.writer(file)
         self.writer.writerow(CSV_FIELDS)
 
-    def row(self, source: Path, status: str, error: str = "", size: tuple[int, int] | None = None,
-            seconds: float | None = None, fractions: list[float] | None = None) -> None:  # fmt: skip
-        height, width = size or ("", "")
-        timing = "" if seconds is None else f"{seconds:.4f}"
-        self.writer.writerow(
-            [source, width, height, status, error, timing, *(fractions or [""] * NUM_CLASSES)]
-        )
+    def row(self, source: Path, status: str, **values: Any) -> None:
+        self.write(csv_row(source, status, **values))
+
+    def write(self, row: list) -> None:
+        self.writer.writerow(row)
+
+
+def previous_rows(path: Path) -> dict[str, list[str]]:
+    """The rows of an earlier `predictions.csv` that hold an image's figures, by path; read before
+    this run replaces the file. An unreadable or foreign file is no loss: masks are read back."""
+    try:
+        with path.open(newline="") as file:
+            rows = list(csv.reader(file))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return {}
+    if not rows or rows[0] != CSV_FIELDS:
+        return {}
+    return {row[0]: row for row in rows[1:] if len(row) == len(CSV_FIELDS) and row[1]}
+
+
+def skipped_rows(jobs: list[Job], overlay: bool, previous: dict[str, list[str]]) -> dict[Job, list]:
+    """The log rows of the jobs `--skip-existing` leaves (`is_done`), with the size, time and class
+    fractions of the earlier run's row, or, without one (an interrupted run writes no CSV), the
+    size and fractions read back from the mask. A mask that cannot be read is not done."""
+    rows = {}
+    for job in (job for job in jobs if is_done(job, overlay)):
+        earlier = previous.get(str(job.source))
+        if earlier is not None:
+            rows[job] = [job.source, *earlier[1:3], "skipped", "", *earlier[5:]]
+            continue
+        try:
+            labels = read_mask(job.mask)
+        except DatasetError:
+            continue
+        rows[job] = csv_row(job.source, "skipped", size=labels.shape, fractions=class_fractions(labels))
+    return rows
 
 
 @contextmanager
@@ -222,9 +259,8 @@ def predict(
         jobs, failures = collect_jobs(inputs, out)
         prepare_out(out)
         jobs, failures = jobs[launch.rank :: launch.world], failures[launch.rank :: launch.world]
-        finished = [skip_existing and is_done(job, overlay) for job in jobs]
-        skipped = [job for job, done in zip(jobs, finished, strict=True) if done]
-        todo = [job for job, done in zip(jobs, finished, strict=True) if not done]
+        skipped = skipped_rows(jobs, overlay, previous_rows(out / "predictions.csv")) if skip_existing else {}
+        todo = [job for job in jobs if job not in skipped]
         segmenter = Segmenter(load_model(model, launch.device), launch.device, precision, tta, size)
         results = segment(segmenter, segmenter.dataset([job.source for job in todo], keep_original=overlay),
                           batch_size, loader_workers(num_workers), progress)  # fmt: skip
@@ -233,8 +269,8 @@ def predict(
             log = PredictionLog(file)
             for source, reason in failures:
                 log.row(source, "failed", reason)
-            for job in skipped:
-                log.row(job.source, "skipped")
+            for row in skipped.values():
+                log.write(row)
             segmented = write_outputs(results, todo, overlay, log, failures)
         csv_path = merge_rank_csvs(out, launch)
         segmented, failed, skipped_count = sum_across_processes([segmented, len(failures), len(skipped)])
