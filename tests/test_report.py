@@ -161,3 +161,19 @@ def test_mask_values_outside_the_classes_are_named_one_line_each_and_nothing_is_
         f"{bad[1]}: mask values [21] outside 0-20 and 255\n"
     )
     assert not out.exists()
+
+
+def test_an_empty_test_list_is_one_line_and_nothing_is_written(run_dir, voc_root, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    split = json.loads((run / "split.json").read_text())
+    (run / "split.json").write_text(json.dumps({**split, "test": []}))
+    out = tmp_path / "out"
+    out.mkdir()
+    result = CliRunner().invoke(main, report_arguments(run, voc_root, out))
+    assert result.exit_code == 1
+    split_file = run / "split.json"
+    assert result.output == f"Error: {split_file}: the test split lists no images; nothing to report\n"
+    assert list(out.iterdir()) == []

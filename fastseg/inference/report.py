@@ -31,7 +31,7 @@ from fastseg.inference.segmenter import Segmenter
 from fastseg.launch.device import loader_workers, resolve_device
 from fastseg.metrics import ConfusionMatrix, Scores, scores_from_matrix
 from fastseg.model.checkpoint import load_model
-from fastseg.runs.folder import RunFolder
+from fastseg.runs.folder import SPLIT, RunFolder
 from fastseg.visualization.charts import class_iou_chart, confusion_figure
 from fastseg.visualization.figures import image_grid, save_figure
 from fastseg.visualization.html import write_html
@@ -210,6 +210,8 @@ def report(
     run = RunFolder.of_model(model)
     folder = find_voc(data or run.data_folder())
     ids = run.read_split().ids(subset)
+    if not ids:
+        raise DatasetError(f"{run.file(SPLIT)}: the {subset} split lists no images; nothing to report")
     check_ids(folder, ids, action="report")  # mask values outside the classes would stop the loss midway
     target = resolve_device(device)
     segmenter = Segmenter(load_model(run.path, target), target, precision=precision)
