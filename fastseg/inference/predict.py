@@ -170,8 +170,8 @@ class PredictionLog:
         self.writer = csv.writer(file)
         self.writer.writerow(CSV_FIELDS)
 
-    def row(self, source: Path, status: str, **values: Any) -> None:
-        self.write(csv_row(source, status, **values))
+    def row(self, source: Path, status: str, error: str = "", **values: Any) -> None:
+        self.write(csv_row(source, status, error, **values))
 
     def write(self, row: list) -> None:
         self.writer.writerow(row)
