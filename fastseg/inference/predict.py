@@ -1,7 +1,7 @@
 """`fastseg predict`: segment files and folders, writing one palette PNG per image.
 
-Steps: find the images and their output paths, check that the output folder takes files, load
-the model once, stream every image through the one inference loop (`fastseg.inference.loop`),
+Steps: find the images and their output paths, load the model once, check that the output folder
+takes files, stream every image through the one inference loop (`fastseg.inference.loop`),
 write each mask (and overlay) as it comes, and log every image in `predictions.csv`. Every output
 is written atomically, inputs are never overwritten, and a bad file is reported and passed over
 without stopping the run.
@@ -111,8 +111,8 @@ def is_done(job: Job, overlay: bool) -> bool:
 
 
 def prepare_out(out: Path) -> None:
-    """Create `out` and check that files can be written into it, before the model is loaded or any
-    image decoded: a folder that cannot take the outputs would otherwise fail at the first mask.
+    """Create `out` and check that files can be written into it, before any image is decoded: a
+    folder that cannot take the outputs would otherwise fail at the first mask.
 
     `os.access` asks the kernel with the user's own rights (root passes every permission check).
     """
@@ -257,11 +257,11 @@ def predict(
     out = Path(out)
     with launched(device) as launch:
         jobs, failures = collect_jobs(inputs, out)
+        segmenter = Segmenter(load_model(model, launch.device), launch.device, precision, tta, size)
         prepare_out(out)
         jobs, failures = jobs[launch.rank :: launch.world], failures[launch.rank :: launch.world]
         skipped = skipped_rows(jobs, overlay, previous_rows(out / "predictions.csv")) if skip_existing else {}
         todo = [job for job in jobs if job not in skipped]
-        segmenter = Segmenter(load_model(model, launch.device), launch.device, precision, tta, size)
         results = segment(segmenter, segmenter.dataset([job.source for job in todo], keep_original=overlay),
                           batch_size, loader_workers(num_workers), progress)  # fmt: skip
         csv_name = "predictions.csv" if launch.world == 1 else f"predictions.rank{launch.rank}.csv"
