@@ -206,35 +206,31 @@ def decoded_paths(monkeypatch) -> list:
     return decoded
 
 
-def test_out_under_a_file_is_one_line_before_any_image_is_decoded(model_file, tmp_path, monkeypatch):
-    noise(32, 32).save(tmp_path / "a.jpg")
-    (tmp_path / "file").write_text("a file, not a folder")
-    decoded = decoded_paths(monkeypatch)
-    out = tmp_path / "file" / "out"
-    result = run(model_file, tmp_path / "a.jpg", "--out", out)
-    assert result.exit_code == 1
-    assert result.output == f"Error: {out}: cannot create the output folder (Not a directory)\n"
-    assert decoded == []
-
-
-def test_out_under_a_read_only_folder_is_one_line(model_file, tmp_path, monkeypatch):
-    """Root ignores permission bits, so the refusal a user gets from mkdir is simulated."""
+@pytest.mark.parametrize(("parent", "reason"), [("file", "Not a directory"), ("locked", "Permission denied")])
+def test_out_that_cannot_be_created_is_one_line_before_any_image_is_decoded(
+    model_file, tmp_path, monkeypatch, parent, reason
+):
+    """--out under a file, or under a folder the user may not write into. Root ignores permission
+    bits, so for the latter the refusal a user gets from mkdir is raised by hand."""
     from pathlib import Path
 
     noise(32, 32).save(tmp_path / "a.jpg")
-    out = tmp_path / "read-only" / "out"
-    original_mkdir = Path.mkdir
+    out = tmp_path / parent / "out"
+    if parent == "file":
+        (tmp_path / parent).write_text("a file, not a folder")
+    else:
+        original_mkdir = Path.mkdir
 
-    def refused(self, *args, **kwargs):
-        if self == out:
-            raise PermissionError(13, "Permission denied", str(self))
-        return original_mkdir(self, *args, **kwargs)
+        def refused(self, *args, **kwargs):
+            if self == out:
+                raise PermissionError(13, "Permission denied", str(self))
+            return original_mkdir(self, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "mkdir", refused)
+        monkeypatch.setattr(Path, "mkdir", refused)
     decoded = decoded_paths(monkeypatch)
     result = run(model_file, tmp_path / "a.jpg", "--out", out)
     assert result.exit_code == 1
-    assert result.output == f"Error: {out}: cannot create the output folder (Permission denied)\n"
+    assert result.output == f"Error: {out}: cannot create the output folder ({reason})\n"
     assert decoded == []
 
 
