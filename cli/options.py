@@ -37,7 +37,8 @@ def from_recipe(*declarations: str, **attributes) -> Callable:
 
 
 def inference_options(command: Callable) -> Callable:
-    """`--batch-size --num-workers --device --precision --quiet`, shared by predict and report."""
+    """`--batch-size --num-workers --device --precision --quiet --verbose`, shared by predict and
+    report (`--verbose` is consumed by `cli.errors.user_errors`)."""
     options = [
         click.option("--batch-size", type=click.IntRange(min=1), default=8),
         click.option(
@@ -51,6 +52,11 @@ def inference_options(command: Callable) -> Callable:
             help="auto: bf16 on GPUs and on CPUs with native bf16, else fp32.",
         ),  # fmt: skip
         click.option("--quiet", is_flag=True, help="No progress lines."),
+        click.option(
+            "--verbose",
+            is_flag=True,
+            help="An error's full detail, e.g. every mismatched weight of a model file.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)

@@ -36,7 +36,11 @@ from cli.progress import counted
 )
 @click.option("--tta", is_flag=True, help="Average with the horizontally flipped prediction.")
 @click.option("--overlay", is_flag=True, help="Also write <name>.overlay.jpg: image blended with labels.")
-@click.option("--skip-existing", is_flag=True, help="Leave images whose PNG exists (resume a run).")
+@click.option(
+    "--skip-existing",
+    is_flag=True,
+    help="Leave images whose PNG (and overlay, with --overlay) exists: resume a run.",
+)
 @inference_options
 @user_errors
 def command(model: Path, inputs: tuple[Path, ...], out: Path, quiet: bool, **options) -> None:

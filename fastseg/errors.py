@@ -4,7 +4,14 @@ from __future__ import annotations
 
 
 class FastsegError(Exception):
-    """A problem the user can fix (bad path, bad data, bad option); never a bug."""
+    """A problem the user can fix (bad path, bad data, bad option); never a bug.
+
+    The message is one line. `details`, when there are any, is the full story (every mismatched
+    weight of a model file, say), which the CLI prints under `--verbose`."""
+
+    def __init__(self, message: str = "", details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
 
 
 class OptionError(FastsegError):

@@ -358,3 +358,35 @@ def test_byte_bar_without_a_size_logs_every_30_seconds(monkeypatch, capsys):
     for megabytes in (1, 2, 3, 4, 5):
         bar(megabytes << 20, None)
     assert capsys.readouterr().out.splitlines() == ["SBD.tgz: 3 MB", "SBD.tgz: 5 MB"]
+
+
+HTML_PAGE = b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head><body>Gone</body></html>\n" * 20
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (HTML_PAGE, "it is an HTML page, not a tar (an error page saved under the tar's name?)"),
+        (b"not a tar at all" * 100, "not a tar archive (nor a gzip, bzip2 or xz one)"),
+        (VOC_TAR[:5000], "not a readable tar archive (unexpected end of data)"),
+    ],
+)
+def test_cli_a_file_that_is_not_a_tar_is_one_error_line(tmp_path, content, reason):
+    """Downloaded with an --md5 that matches it (the error page's own, say): the error is one line."""
+    server = Server(content)
+    try:
+        md5 = hashlib.md5(content).hexdigest()
+        arguments = ["download", "--root", str(tmp_path), "--url", server.url, "--md5", md5, "--quiet"]
+        result = CliRunner().invoke(main, arguments)
+    finally:
+        server.close()
+    archive = tmp_path / VOC_FILENAME
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        f"Error: {archive}: cannot extract, {reason}; delete it, and check the URL and the expected MD5"
+    )
+    progress = ("downloading", "checking", "extracting")
+    assert [line for line in result.output.splitlines() if not line.startswith(progress)] == [
+        result.output.splitlines()[-1]
+    ]
+    assert files_under(tmp_path) == [Path(VOC_FILENAME)]

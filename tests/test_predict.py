@@ -195,3 +195,282 @@ def test_batchnorm_folding_keeps_the_logits(model_file):
     segmenter = Segmenter(loaded, torch.device("cpu"), precision="fp32")
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in segmenter.model.modules())
     torch.testing.assert_close(segmenter.logits(images), expected, rtol=1e-4, atol=1e-4)
+
+
+def decoded_paths(monkeypatch) -> list:
+    """Every path the loader decodes from now on (in this process: tests run with 0 workers)."""
+    from fastseg.inference import files
+
+    decoded, original = [], files.load_rgb
+    monkeypatch.setattr(files, "load_rgb", lambda path: decoded.append(path) or original(path))
+    return decoded
+
+
+@pytest.mark.parametrize(("parent", "reason"), [("file", "Not a directory"), ("locked", "Permission denied")])
+def test_out_that_cannot_be_created_is_one_line_before_any_image_is_decoded(
+    model_file, tmp_path, monkeypatch, parent, reason
+):
+    """--out under a file, or under a folder the user may not write into. Root ignores permission
+    bits, so for the latter the refusal a user gets from mkdir is raised by hand."""
+    from pathlib import Path
+
+    noise(32, 32).save(tmp_path / "a.jpg")
+    out = tmp_path / parent / "out"
+    if parent == "file":
+        (tmp_path / parent).write_text("a file, not a folder")
+    else:
+        original_mkdir = Path.mkdir
+
+        def refused(self, *args, **kwargs):
+            if self == out:
+                raise PermissionError(13, "Permission denied", str(self))
+            return original_mkdir(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "mkdir", refused)
+    decoded = decoded_paths(monkeypatch)
+    result = run(model_file, tmp_path / "a.jpg", "--out", out)
+    assert result.exit_code == 1
+    assert result.output == f"Error: {out}: cannot create the output folder ({reason})\n"
+    assert decoded == []
+
+
+def test_read_only_out_is_one_line_before_any_image_is_decoded(model_file, tmp_path, monkeypatch):
+    """An existing folder the user may not write into (simulated: root may write anywhere)."""
+    import os
+
+    noise(32, 32).save(tmp_path / "a.jpg")
+    out = tmp_path / "out"
+    out.mkdir()
+    original_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if path == out else original_access(
+        path, mode, **kw))  # fmt: skip
+    decoded = decoded_paths(monkeypatch)
+    result = run(model_file, tmp_path / "a.jpg", "--out", out)
+    assert result.exit_code == 1
+    assert result.output == f"Error: {out}: cannot write into the output folder (permission denied)\n"
+    assert decoded == [] and list(out.iterdir()) == []
+
+
+def test_output_folder_blocked_by_a_file_is_one_failure_and_the_rest_done(model_file, tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    (source / "a").mkdir(parents=True)
+    for name in ("a/x.jpg", "b.jpg", "z.jpg"):
+        noise(30, 31).save(source / name)
+    out.mkdir()
+    (out / "a").write_text("a file where the subfolder should go")
+    result = run(model_file, source, "--out", out)
+    assert result.exit_code == 1
+    assert f"{source / 'a' / 'x.jpg'}: cannot write {out / 'a' / 'x.png'} (File exists: {out / 'a'})\n" in (
+        result.output)  # fmt: skip
+    assert "2 segmented, 1 failed" in result.output and "Traceback" not in result.output
+    assert (out / "b.png").is_file() and (out / "z.png").is_file()
+    rows = read_csv(out / "predictions.csv")
+    statuses = [rows[str(source / name)]["status"] for name in ("a/x.jpg", "b.jpg", "z.jpg")]
+    assert statuses == ["failed", "ok", "ok"]
+
+
+def test_out_of_memory_on_one_image_is_one_failure_and_the_rest_done(model_file, tmp_path, monkeypatch):
+    """A picture too big for the memory left, whether it runs out while decoding or in torch while
+    upsampling, is a named failure like an unreadable file."""
+    from fastseg.imaging import images
+
+    source = tmp_path / "in"
+    source.mkdir()
+    for name, width in (("decode.jpg", 30), ("ok.jpg", 31), ("upsample.jpg", 57)):
+        noise(width, 40).save(source / name)
+    original_load = images.load_rgb
+    original_labels = Segmenter.labels
+
+    def load(path):
+        if path.name == "decode.jpg":
+            raise MemoryError
+        return original_load(path)
+
+    def labels(self, logits, height, width):
+        if width == 57:
+            raise RuntimeError(
+                "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                "you tried to allocate 7421000000 bytes. Error code 12"
+            )
+        return original_labels(self, logits, height, width)
+
+    monkeypatch.setattr("fastseg.inference.files.load_rgb", load)
+    monkeypatch.setattr(Segmenter, "labels", labels)
+    result = run(model_file, source, "--out", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert f"{source / 'decode.jpg'}: out of memory while decoding\n" in result.output
+    assert (f"{source / 'upsample.jpg'}: out of memory at 57x40 ([enforce fail at alloc_cpu.cpp:117] data. "
+            "DefaultCPUAllocator: can't allocate memory: you tried to allocate 7421000000 bytes. Error code "
+            "12)\n") in result.output  # fmt: skip
+    assert "1 segmented, 2 failed" in result.output
+    assert (tmp_path / "out" / "ok.png").is_file() and not (tmp_path / "out" / "upsample.png").exists()
+    assert read_csv(tmp_path / "out" / "predictions.csv")[str(source / "upsample.jpg")]["status"] == "failed"
+
+
+def test_a_bug_is_not_disguised_as_out_of_memory(model_file, tmp_path, monkeypatch):
+    noise(30, 30).save(tmp_path / "a.jpg")
+    monkeypatch.setattr(Segmenter, "labels", lambda *arguments: 1 / 0)
+    result = run(model_file, tmp_path / "a.jpg", "--out", tmp_path / "out")
+    assert isinstance(result.exception, ZeroDivisionError)
+
+
+GROWTH = """
+import sys
+from pathlib import Path
+
+from fastseg.inference.predict import predict
+
+
+def status(key):
+    with open("/proc/self/status") as file:
+        return next(int(line.split()[1]) * 1024 for line in file if line.startswith(key + ":"))
+
+
+def growth(image, out):
+    Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) starts again from the RSS now
+    before = status("VmRSS")
+    predict(Path(model), [Path(image)], Path(out), num_workers=0, overlay=overlay)
+    return status("VmHWM") - before
+
+
+model, small, large, out, overlay = *sys.argv[1:5], sys.argv[5] == "--overlay"
+growth(small, Path(out) / "warm-up")
+print(growth(small, Path(out) / "small"), growth(large, Path(out) / "large"))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("overlay", "bound"), [("", 12), ("--overlay", 20)])
+def test_a_huge_image_costs_a_few_bytes_a_pixel_above_a_small_one(model_file, tmp_path, overlay, bound):
+    """How far a whole `predict()` call (model load included) lifts the peak RSS of a process, for a
+    4000x3000 photo above a 64x48 one, in bytes per pixel. The picture (4 bytes a pixel), its labels
+    (1) and with --overlay the original kept (3) and the blend (7) may grow with the image; all 21
+    class maps at full size (84), whole-image float temporaries or 64 MiB bands (32-40 measured
+    before) may not. The baseline is the same process: RSS from other processes' noise cancels.
+    Root may read /proc/self/clear_refs, as may any user for their own process."""
+    import subprocess
+    import sys
+
+    noise(64, 48).save(tmp_path / "small.jpg")
+    noise(4000, 3000).save(tmp_path / "large.jpg")
+    arguments = [model_file, tmp_path / "small.jpg", tmp_path / "large.jpg", tmp_path / "out", overlay]
+    command = [sys.executable, "-c", GROWTH, *map(str, arguments)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    small, large = map(int, result.stdout.split())
+    assert (tmp_path / "out" / "large" / "large.png").is_file()
+    assert (large - small) / (4000 * 3000) < bound
+
+
+@pytest.mark.parametrize("band_values", [21 * 57, 21 * 57 * 7, 1 << 22])  # one row, 7 rows, all at once
+def test_labels_come_from_bounded_bands_equal_to_the_whole_map(model_file, monkeypatch, band_values):
+    """The full-size class scores of a 90x57 image exist a band of rows at a time, each within the
+    budget, and give the values (and so the labels) of one `F.interpolate` over the whole map."""
+    import torch.nn.functional as F
+
+    import fastseg.inference.segmenter as segmenter_module
+
+    monkeypatch.setattr(segmenter_module, "BAND_VALUES", band_values)
+    segmenter = Segmenter(load_model(model_file), torch.device("cpu"), precision="fp32")
+    logits = torch.randn(21, 32, 32, generator=torch.Generator().manual_seed(0))
+    whole = F.interpolate(logits[None], size=(90, 57), mode="bilinear", align_corners=False)[0]
+    bands = list(segmenter.bands(logits, 90, 57))
+    assert bands[-1][0].stop == 90 and max(band.numel() for _, band in bands) <= band_values
+    torch.testing.assert_close(torch.cat([band for _, band in bands], dim=1), whole, rtol=0, atol=2e-5)
+    np.testing.assert_array_equal(segmenter.labels(logits, 90, 57), whole.argmax(0).numpy())
+
+
+def test_skip_existing_with_overlay_redoes_an_image_whose_overlay_is_missing(model_file, tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    for index in range(3):
+        noise(30 + index, 30).save(source / f"{index}.jpg")
+    assert run(model_file, source, "--out", out, "--overlay").exit_code == 0
+    (out / "1.overlay.jpg").unlink()
+    result = run(model_file, source, "--out", out, "--overlay", "--skip-existing")
+    assert result.exit_code == 0 and "1 segmented, 0 failed, 2 skipped" in result.output
+    with Image.open(out / "1.overlay.jpg") as overlay:
+        assert overlay.size == (31, 30)
+    statuses = {name: row["status"] for name, row in read_csv(out / "predictions.csv").items()}
+    assert statuses == {str(source / "0.jpg"): "skipped", str(source / "1.jpg"): "ok",
+                        str(source / "2.jpg"): "skipped"}  # fmt: skip
+
+
+def test_out_inside_the_input_folder_is_not_walked(model_file, tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    noise(30, 30).save(source / "a.jpg")
+    noise(31, 30).save(source / "b.png")
+    for _ in range(3):
+        result = run(model_file, source, "--out", source / "masks", "--overlay")
+        assert result.exit_code == 0, result.output
+        assert "2 segmented, 0 failed" in result.output
+    assert sorted(path.relative_to(source).as_posix() for path in source.rglob("*")) == [
+        "a.jpg", "b.png", "masks", "masks/a.overlay.jpg", "masks/a.png", "masks/b.overlay.jpg", "masks/b.png",
+        "masks/predictions.csv"]  # fmt: skip
+    rows = read_csv(source / "masks" / "predictions.csv")
+    assert sorted(rows) == [str(source / "a.jpg"), str(source / "b.png")]
+
+
+def test_the_same_file_given_twice_is_done_once(model_file, tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    noise(30, 30).save(source / "x.jpg")
+    noise(31, 30).save(source / "y.jpg")
+    twice = [source, source / "x.jpg", source / ".." / "in" / "x.jpg", tmp_path / "link.jpg"]
+    (tmp_path / "link.jpg").symlink_to(source / "y.jpg")  # a link to a file given via the folder
+    result = run(model_file, *twice, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "2 segmented, 0 failed" in result.output
+    rows = read_csv(tmp_path / "out" / "predictions.csv")
+    assert sorted(rows) == [str(source / "x.jpg"), str(source / "y.jpg")]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["predictions.csv", "x.png", "y.png"]
+
+
+def test_unreadable_file_says_permission_denied(model_file, tmp_path, monkeypatch):
+    """Root reads any file, so the refusal a user gets is simulated where the file is opened."""
+    from pathlib import Path
+
+    noise(30, 30).save(tmp_path / "locked.jpg")
+    noise(30, 30).save(tmp_path / "open.jpg")
+    original_open = Path.open
+
+    def refusing_open(self, *args, **kwargs):
+        if self.name == "locked.jpg":
+            raise PermissionError(13, "Permission denied", str(self))
+        return original_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refusing_open)
+    result = run(model_file, tmp_path / "locked.jpg", tmp_path / "open.jpg", "--out", tmp_path / "out")
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'locked.jpg'}: permission denied\n" in result.output
+    assert "1 segmented, 1 failed" in result.output
+    row = read_csv(tmp_path / "out" / "predictions.csv")[str(tmp_path / "locked.jpg")]
+    assert (row["status"], row["error"]) == ("failed", "permission denied")
+
+
+def test_resumed_run_keeps_sizes_and_class_fractions_of_skipped_images(model_file, tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    for index in range(3):
+        noise(30 + index, 29).save(source / f"{index}.jpg")
+    assert run(model_file, source, "--out", out).exit_code == 0
+    first = read_csv(out / "predictions.csv")
+    (out / "2.png").unlink()
+    assert run(model_file, source, "--out", out, "--skip-existing").exit_code == 0
+    second = read_csv(out / "predictions.csv")
+    for index in (0, 1):  # carried over from the previous predictions.csv, seconds included
+        path = str(source / f"{index}.jpg")
+        assert second[path] == {**first[path], "status": "skipped"}
+    (out / "predictions.csv").unlink()  # an interrupted run leaves none: the masks are read back
+    assert run(model_file, source, "--out", out, "--skip-existing").exit_code == 0
+    third = read_csv(out / "predictions.csv")
+    for index in range(3):
+        path = str(source / f"{index}.jpg")
+        assert third[path] == {**second[path], "status": "skipped", "seconds": ""}, index
+    (out / "1.png").write_bytes(b"not a PNG: a mask that cannot be read back is done again")
+    (out / "predictions.csv").unlink()
+    result = run(model_file, source, "--out", out, "--skip-existing")
+    assert result.exit_code == 0 and "1 segmented, 0 failed, 2 skipped" in result.output
+    with Image.open(out / "1.png") as mask:
+        assert mask.size == (31, 29)

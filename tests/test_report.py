@@ -129,3 +129,51 @@ def test_mask_of_another_size_than_its_image_is_named(run_dir, voc_copy, tmp_pat
     result = CliRunner().invoke(main, arguments)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"{bad}: mask is {width}x{height + 3}, image is {width}x{height}" in result.output
+
+
+def report_arguments(run, data, out):
+    return ["report", "--model", str(run), "--data", str(data), "--out", str(out), "--quiet",
+            "--num-workers", "0"]  # fmt: skip
+
+
+def test_mask_values_outside_the_classes_are_named_one_line_each_and_nothing_is_written(
+    run_dir, voc_copy, tmp_path
+):
+    """Train's data check, run on the evaluated ids only: a value 50 would otherwise stop the loss
+    with `IndexError: Target 50 is out of bounds`."""
+    from fastseg.imaging.masks import read_mask, write_mask
+
+    folder = find_voc(voc_copy)
+    test_ids = RunFolder(run_dir).read_split().test
+    bad = [folder.mask_path(image_id) for image_id in test_ids[:2]]
+    for path, value in zip(bad, (50, 21), strict=True):
+        mask = read_mask(path)
+        mask[0, 0] = value
+        write_mask(path, mask)
+    train_mask = folder.mask_path(RunFolder(run_dir).read_split().train[0])  # not evaluated: not checked
+    write_mask(train_mask, np.full_like(read_mask(train_mask), 60))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, report_arguments(run_dir, voc_copy, out))
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: 2 problem(s) in {folder.root}, report not started:\n"
+        f"{bad[0]}: mask values [50] outside 0-20 and 255\n"
+        f"{bad[1]}: mask values [21] outside 0-20 and 255\n"
+    )
+    assert not out.exists()
+
+
+def test_an_empty_test_list_is_one_line_and_nothing_is_written(run_dir, voc_root, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    split = json.loads((run / "split.json").read_text())
+    (run / "split.json").write_text(json.dumps({**split, "test": []}))
+    out = tmp_path / "out"
+    out.mkdir()
+    result = CliRunner().invoke(main, report_arguments(run, voc_root, out))
+    assert result.exit_code == 1
+    split_file = run / "split.json"
+    assert result.output == f"Error: {split_file}: the test split lists no images; nothing to report\n"
+    assert list(out.iterdir()) == []

@@ -30,12 +30,31 @@ def check_dataset(
     measured on VOC-sized pairs). `threads=1` is the serial pass.
     """
     ids = [*split.train, *split.valid, *split.test]
+    results = _inspect(folder, ids, len(split.train), threads, progress, action)
+    return np.stack([counts for _, counts in results[: len(split.train)]])
+
+
+def check_ids(folder: VOCFolder, ids: list[str], action: str, threads: int | None = None) -> None:
+    """The same check on `ids` only (`fastseg report`'s evaluated images): every problem in one
+    `DatasetError`, one line each, before any work starts."""
+    _inspect(folder, ids, 0, threads, None, action)
+
+
+def _inspect(
+    folder: VOCFolder,
+    ids: list[str],
+    counted: int,
+    threads: int | None,
+    progress: Callable[[Iterable, int], Iterable] | None,
+    action: str,
+) -> list[tuple[str | None, np.ndarray | None]]:
+    """`(problem, pixel counts of the first `counted` masks)` per id, opened on a thread pool;
+    raises the `DatasetError` listing every problem."""
     folder.require_files(ids)
-    training = len(split.train)
 
     def inspect(row: int) -> tuple[str | None, np.ndarray | None]:
         problem, mask = inspect_pair(folder, ids[row])
-        return problem, (mask_pixel_counts(mask) if mask is not None and row < training else None)
+        return problem, (mask_pixel_counts(mask) if mask is not None and row < counted else None)
 
     with ThreadPoolExecutor(max_workers=threads or cores_per_process()) as pool:
         results = pool.map(inspect, range(len(ids)))
@@ -47,4 +66,4 @@ def check_dataset(
         raise DatasetError(
             f"{len(problems)} problem(s) in {folder.root}, {action} not started:\n" + "\n".join(problems)
         )
-    return np.stack([counts for _, counts in results[:training]])
+    return results

@@ -246,9 +246,26 @@ def safe_extract(archive: Path, target: Path, last: str | None = None) -> None:
             extra: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
             tar.extractall(target, members=members, **extra)
     except tarfile.TarError as error:
-        raise DownloadError(f"{archive}: cannot extract ({error})") from None
+        reason = _unreadable_tar(archive, error)
+        raise DownloadError(
+            f"{archive}: cannot extract, {reason}; delete it, and check the URL and the expected MD5"
+        ) from None
     except OSError as error:
         raise DownloadError(f"{archive}: extracting into {target} failed ({error})") from None
+
+
+def _unreadable_tar(archive: Path, error: tarfile.TarError) -> str:
+    """Why tarfile could not read `archive`, in one line. Its own message for a file that is no tar
+    at all spans five lines (one per compression tried); a mirror's HTML error page saved under the
+    tar's name is the usual such file, so it is named."""
+    with archive.open("rb") as file:
+        start = file.read(256).lstrip().lower()
+    if start.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "it is an HTML page, not a tar (an error page saved under the tar's name?)"
+    lines = str(error).strip().splitlines()
+    if len(lines) > 1:  # "file could not be opened successfully:" and one line per method
+        return "not a tar archive (nor a gzip, bzip2 or xz one)"
+    return f"not a readable tar archive ({lines[0] if lines else type(error).__name__})"
 
 
 def _problem(member: tarfile.TarInfo, links: dict[PurePosixPath, PurePosixPath]) -> str | None:

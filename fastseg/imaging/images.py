@@ -25,20 +25,26 @@ def to_rgb(image: Image.Image) -> Image.Image:
         low, high = float(pixels.min()), float(pixels.max())
         scaled = (pixels - low) / (high - low) * 255 if high > low else np.zeros_like(pixels)
         return Image.fromarray(scaled.round().astype(np.uint8)).convert("RGB")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def load_rgb(path: Path | str) -> Image.Image:
-    """Decode, apply EXIF orientation, convert to RGB; `UnreadableImage` says what is wrong."""
+    """Decode, apply EXIF orientation, convert to RGB; `UnreadableImage` says what is wrong.
+
+    An RGB file is decoded once and never copied (4 bytes a pixel: 350 MB at 9400x9400): the
+    orientation is applied in place and the decoded image itself is returned."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(path) as image:
-                upright = ImageOps.exif_transpose(image)
-                upright.load()
-                return to_rgb(upright)
+            with Path(path).open("rb") as file:  # closing our file keeps the pixels (Image.close drops them)
+                image = Image.open(file)
+                ImageOps.exif_transpose(image, in_place=True)
+                image.load()
+            return to_rgb(image)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
             raise UnreadableImage(f"too large to decode safely ({error.args[0].split('.')[0]})") from None
+        except PermissionError:
+            raise UnreadableImage("permission denied") from None
         except UnidentifiedImageError:
             size = Path(path).stat().st_size if Path(path).exists() else 0
             raise UnreadableImage("empty file" if size == 0 else "not an image Pillow can read") from None

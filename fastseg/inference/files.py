@@ -44,16 +44,22 @@ class ImageFiles(Dataset):
         item: dict[str, Any] = {"index": index, "path": self.paths[index], "error": ""}
         try:
             image = load_rgb(self.paths[index])
+            item.update(image=normalise(fit_image(image, self.size, self.resize), self.mean, self.std),
+                        width=image.width, height=image.height)  # fmt: skip
+            if self.keep_original:
+                item["original"] = np.asarray(image)
         except UnreadableImage as error:
-            return {**item, "image": torch.zeros(3, self.size, self.size), "width": 0, "height": 0,
-                    "error": str(error)}  # fmt: skip
-        item.update(image=normalise(fit_image(image, self.size, self.resize), self.mean, self.std),
-                    width=image.width, height=image.height)  # fmt: skip
-        if self.keep_original:
-            item["original"] = np.asarray(image)
+            return self._failed(item, str(error))
+        except MemoryError:  # a picture too big for the memory left fails alone, as a bad file does
+            return self._failed(item, "out of memory while decoding")
         if self.extra is not None:
             item.update(self.extra(index))
         return item
+
+    def _failed(self, item: dict[str, Any], reason: str) -> dict[str, Any]:
+        """The item of a file that could not be used: a blank input, no size, and the reason."""
+        return {"index": item["index"], "path": item["path"], "image": torch.zeros(3, self.size, self.size),
+                "width": 0, "height": 0, "error": reason}  # fmt: skip
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:

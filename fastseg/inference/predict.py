@@ -1,27 +1,30 @@
 """`fastseg predict`: segment files and folders, writing one palette PNG per image.
 
-Steps: find the images and their output paths, load the model once, stream every image through
-the one inference loop (`fastseg.inference.loop`), write each mask (and overlay) as it comes, and
-log every image in `predictions.csv`. Every output is written atomically, inputs are never
-overwritten, and a bad file is reported and passed over without stopping the run.
+Steps: find the images and their output paths, load the model once, check that the output folder
+takes files, stream every image through the one inference loop (`fastseg.inference.loop`),
+write each mask (and overlay) as it comes, and log every image in `predictions.csv`. Every output
+is written atomically, inputs are never overwritten, and a bad file is reported and passed over
+without stopping the run.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 from PIL import Image
 
 from fastseg.atomic import atomic_path
 from fastseg.data.voc import NUM_CLASSES, VOC_CLASSES
-from fastseg.errors import FastsegError
+from fastseg.errors import DatasetError, FastsegError
 from fastseg.imaging.images import IMAGE_SUFFIXES
-from fastseg.imaging.masks import write_mask
+from fastseg.imaging.masks import read_mask, write_mask
 from fastseg.imaging.palette import colorize
 from fastseg.inference.loop import Progress, Segmented, no_progress, segment
 from fastseg.inference.segmenter import Segmenter
@@ -57,23 +60,26 @@ def collect_jobs(inputs: Sequence[Path], out: Path) -> tuple[list[Job], list[tup
     """Image files among `inputs` (folders walked recursively) and their mirrored output paths.
 
     A file input lands in `out/<name>.png`; a folder's images keep their path inside the folder.
-    Returns (jobs, problems): an output that would overwrite an input, or that two inputs would
-    share, is a problem for that file only.
+    A file given more than once (twice, via `dir/../dir`, a link, or inside a folder also given) is
+    done once, under its first name. Returns (jobs, problems): an output that would overwrite an
+    input, or that two different inputs would share, is a problem for that file only.
     """
     pairs: list[tuple[Path, Path]] = []
     for given in inputs:
         given = Path(given)
         if given.is_dir():
-            files = sorted(p for p in given.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            pairs += [(file, file.relative_to(given)) for file in files]
+            pairs += [(file, file.relative_to(given)) for file in image_files(given, out)]
         elif given.is_file():
             if given.suffix.lower() in IMAGE_SUFFIXES:
                 pairs.append((given, Path(given.name)))
         else:
             raise FastsegError(f"{given}: no such file or folder")
-    sources = {source.resolve() for source, _ in pairs}
-    jobs, problems, claimed = [], [], {}
+    firsts = {}  # resolved source -> its first (source, relative) pair
     for source, relative in pairs:
+        firsts.setdefault(source.resolve(), (source, relative))
+    sources = set(firsts)
+    jobs, problems, claimed = [], [], {}
+    for source, relative in firsts.values():
         mask = out / relative.with_suffix(".png")
         key = mask.resolve()
         if key in sources:
@@ -86,16 +92,74 @@ def collect_jobs(inputs: Sequence[Path], out: Path) -> tuple[list[Job], list[tup
     return jobs, problems
 
 
+def image_files(folder: Path, out: Path) -> list[Path]:
+    """Image files under `folder`, walked recursively and sorted. An `out` inside `folder` is left
+    out: a rerun would take its own masks for inputs (out/out/...). An `out` that *is* `folder` is
+    walked: its images are refused one by one, as their outputs would overwrite them."""
+    out, root = out.resolve(), folder.resolve()
+    skipped = out.relative_to(root).parts if out.is_relative_to(root) else ()
+    files = [path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()]
+    if skipped:
+        files = [path for path in files if path.relative_to(folder).parts[: len(skipped)] != skipped]
+    return sorted(files)
+
+
+def is_done(job: Job, overlay: bool) -> bool:
+    """What `--skip-existing` leaves: an image whose mask exists, and its overlay when one is asked
+    for (an image without it is done again, mask included: the same labels)."""
+    return job.mask.is_file() and (not overlay or job.overlay.is_file())
+
+
+def prepare_out(out: Path) -> None:
+    """Create `out` and check that files can be written into it, before any image is decoded: a
+    folder that cannot take the outputs would otherwise fail at the first mask.
+
+    `os.access` asks the kernel with the user's own rights (root passes every permission check).
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise FastsegError(f"{out}: cannot create the output folder ({error.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise FastsegError(f"{out}: cannot write into the output folder (permission denied)")
+
+
+ROWS_PER_CHUNK = 256  # rows of labels counted / overlay rows blended at a time: bounded memory
+
+
+def row_chunks(height: int) -> Iterator[slice]:
+    """Bands of rows: whole-image temporaries would cost 8 bytes a pixel to count classes
+    (`np.bincount` widens to int64) and ~30 to blend an overlay in float32 (2.6 GB at 9400x9400,
+    measured: benchmarks/predict_memory.py)."""
+    for start in range(0, height, ROWS_PER_CHUNK):
+        yield slice(start, min(height, start + ROWS_PER_CHUNK))
+
+
 def class_fractions(labels: np.ndarray) -> list[float]:
-    counts = np.bincount(labels.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
+    """Share of each class among the pixels of `labels` `(H, W)`, counted a band of rows at a time."""
+    counts = np.zeros(NUM_CLASSES, dtype=np.int64)
+    for rows in row_chunks(labels.shape[0]):
+        counts += np.bincount(labels[rows].ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
     return (counts / max(labels.size, 1)).round(6).tolist()
 
 
 def save_overlay(image: np.ndarray, labels: np.ndarray, path: Path, alpha: float = 0.5) -> None:
-    """RGB image `(H, W, 3)` blended with its VOC-coloured labels, as JPEG, written atomically."""
-    blended = (1 - alpha) * image.astype(np.float32) + alpha * colorize(labels).astype(np.float32)
+    """RGB image `(H, W, 3)` blended with its VOC-coloured labels, as JPEG, written atomically; the
+    float arithmetic runs a band of rows at a time into one uint8 picture."""
+    blended = np.empty_like(image, dtype=np.uint8)
+    for rows in row_chunks(image.shape[0]):
+        colours = colorize(labels[rows]).astype(np.float32)
+        blended[rows] = ((1 - alpha) * image[rows].astype(np.float32) + alpha * colours).round()
     with atomic_path(path) as temporary:
-        Image.fromarray(blended.round().astype(np.uint8)).save(temporary, format="JPEG", quality=90)
+        Image.fromarray(blended).save(temporary, format="JPEG", quality=90)
+
+
+def csv_row(source: Path, status: str, error: str = "", size: tuple[int, int] | None = None,
+            seconds: float | None = None, fractions: list[float] | None = None) -> list:  # fmt: skip
+    """One `predictions.csv` row; `size` is `(height, width)`."""
+    height, width = size or ("", "")
+    timing = "" if seconds is None else f"{seconds:.4f}"
+    return [source, width, height, status, error, timing, *(fractions or [""] * NUM_CLASSES)]
 
 
 class PredictionLog:
@@ -106,22 +170,67 @@ class PredictionLog:
         self.writer = csv.writer(file)
         self.writer.writerow(CSV_FIELDS)
 
-    def row(self, source: Path, status: str, error: str = "", size: tuple[int, int] | None = None,
-            seconds: float | None = None, fractions: list[float] | None = None) -> None:  # fmt: skip
-        height, width = size or ("", "")
-        timing = "" if seconds is None else f"{seconds:.4f}"
-        self.writer.writerow(
-            [source, width, height, status, error, timing, *(fractions or [""] * NUM_CLASSES)]
-        )
+    def row(self, source: Path, status: str, error: str = "", **values: Any) -> None:
+        self.write(csv_row(source, status, error, **values))
+
+    def write(self, row: list) -> None:
+        self.writer.writerow(row)
+
+
+def previous_rows(path: Path) -> dict[str, list[str]]:
+    """The rows of an earlier `predictions.csv` that hold an image's figures, by path; read before
+    this run replaces the file. An unreadable or foreign file is no loss: masks are read back."""
+    try:
+        with path.open(newline="") as file:
+            rows = list(csv.reader(file))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return {}
+    if not rows or rows[0] != CSV_FIELDS:
+        return {}
+    return {row[0]: row for row in rows[1:] if len(row) == len(CSV_FIELDS) and row[1]}
+
+
+def skipped_rows(jobs: list[Job], overlay: bool, previous: dict[str, list[str]]) -> dict[Job, list]:
+    """The log rows of the jobs `--skip-existing` leaves (`is_done`), with the size, time and class
+    fractions of the earlier run's row, or, without one (an interrupted run writes no CSV), the
+    size and fractions read back from the mask. A mask that cannot be read is not done."""
+    rows = {}
+    for job in (job for job in jobs if is_done(job, overlay)):
+        earlier = previous.get(str(job.source))
+        if earlier is not None:
+            rows[job] = [job.source, *earlier[1:3], "skipped", "", *earlier[5:]]
+            continue
+        try:
+            labels = read_mask(job.mask)
+        except DatasetError:
+            continue
+        rows[job] = csv_row(job.source, "skipped", size=labels.shape, fractions=class_fractions(labels))
+    return rows
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn an `OSError` while writing `path` into a `FastsegError` naming it: a folder blocked by a
+    file, a full disk or a read-only subfolder fails that image only. The file behind the error is
+    named when it is not `path`'s own (temporary) file: `File exists: OUT/a` for a blocked folder."""
+    try:
+        yield
+    except OSError as error:
+        reason = error.strerror or str(error)
+        if error.filename and Path(error.filename).parent != path.parent:
+            reason = f"{reason}: {error.filename}"
+        raise FastsegError(f"cannot write {path} ({reason})") from None
 
 
 def save_outputs(result: Segmented, job: Job, overlay: bool) -> np.ndarray:
     """The mask (and overlay) of one segmented image; returns its labels."""
     labels = result.labels()
-    job.mask.parent.mkdir(parents=True, exist_ok=True)
-    write_mask(job.mask, labels)
+    with writing(job.mask):
+        job.mask.parent.mkdir(parents=True, exist_ok=True)
+        write_mask(job.mask, labels)
     if overlay:
-        save_overlay(result.item["original"], labels, job.overlay)
+        with writing(job.overlay):
+            save_overlay(result.item["original"], labels, job.overlay)
     return labels
 
 
@@ -148,20 +257,20 @@ def predict(
     out = Path(out)
     with launched(device) as launch:
         jobs, failures = collect_jobs(inputs, out)
-        jobs, failures = jobs[launch.rank :: launch.world], failures[launch.rank :: launch.world]
-        skipped = [job for job in jobs if skip_existing and job.mask.is_file()]
-        todo = [job for job in jobs if not (skip_existing and job.mask.is_file())]
         segmenter = Segmenter(load_model(model, launch.device), launch.device, precision, tta, size)
+        prepare_out(out)
+        jobs, failures = jobs[launch.rank :: launch.world], failures[launch.rank :: launch.world]
+        skipped = skipped_rows(jobs, overlay, previous_rows(out / "predictions.csv")) if skip_existing else {}
+        todo = [job for job in jobs if job not in skipped]
         results = segment(segmenter, segmenter.dataset([job.source for job in todo], keep_original=overlay),
                           batch_size, loader_workers(num_workers), progress)  # fmt: skip
-        out.mkdir(parents=True, exist_ok=True)
         csv_name = "predictions.csv" if launch.world == 1 else f"predictions.rank{launch.rank}.csv"
         with atomic_path(out / csv_name) as temporary, temporary.open("w", newline="") as file:
             log = PredictionLog(file)
             for source, reason in failures:
                 log.row(source, "failed", reason)
-            for job in skipped:
-                log.row(job.source, "skipped")
+            for row in skipped.values():
+                log.write(row)
             segmented = write_outputs(results, todo, overlay, log, failures)
         csv_path = merge_rank_csvs(out, launch)
         segmented, failed, skipped_count = sum_across_processes([segmented, len(failures), len(skipped)])
@@ -172,18 +281,42 @@ def write_outputs(
     results: Iterable[Segmented], jobs: list[Job], overlay: bool, log: PredictionLog, failures: list
 ) -> int:
     """Each image's mask (and overlay) and its log row as it comes; returns how many were written.
-    An unreadable image is added to `failures` and logged, and the rest go on."""
+    An image that cannot be read, or whose outputs cannot be written, is added to `failures` and
+    logged, and the rest go on."""
     segmented = 0
     for result in results:
         job = jobs[result.index]
-        if result.error:
-            failures.append((job.source, result.error))
-            log.row(job.source, "failed", result.error)
-            continue
-        labels = save_outputs(result, job, overlay)
-        log.row(job.source, "ok", size=result.size, seconds=result.seconds, fractions=class_fractions(labels))
-        segmented += 1
+        problem = result.error or save_and_log(result, job, overlay, log)
+        if problem:
+            failures.append((job.source, problem))
+            log.row(job.source, "failed", problem)
+        else:
+            segmented += 1
     return segmented
+
+
+def save_and_log(result: Segmented, job: Job, overlay: bool, log: PredictionLog) -> str:
+    """One read image's outputs and its "ok" row; returns why they could not be made, or ""."""
+    try:
+        labels = save_outputs(result, job, overlay)
+        fractions = class_fractions(labels)
+    except FastsegError as error:
+        return str(error)
+    except (MemoryError, RuntimeError) as error:
+        if not out_of_memory(error):
+            raise  # a bug, not a picture too big
+        height, width = result.size
+        lines = str(error).strip().splitlines()
+        return f"out of memory at {width}x{height} ({lines[0] if lines else type(error).__name__})"
+    log.row(job.source, "ok", size=result.size, seconds=result.seconds, fractions=fractions)
+    return ""
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Python's `MemoryError` (numpy, Pillow) or torch's allocator giving up: "DefaultCPUAllocator:
+    can't allocate memory" on CPU, `torch.OutOfMemoryError` ("CUDA out of memory") on a GPU."""
+    text = str(error)
+    return isinstance(error, MemoryError) or "can't allocate memory" in text or "out of memory" in text
 
 
 def merge_rank_csvs(out: Path, launch: Launch) -> Path:

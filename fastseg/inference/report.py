@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from fastseg.atomic import atomic_path, write_json
+from fastseg.data.check import check_ids
 from fastseg.data.voc import VOC_CLASSES, VOCFolder, find_voc
 from fastseg.errors import DatasetError, FastsegError
 from fastseg.imaging.masks import VOID_LABEL, read_mask
@@ -30,7 +31,7 @@ from fastseg.inference.segmenter import Segmenter
 from fastseg.launch.device import loader_workers, resolve_device
 from fastseg.metrics import ConfusionMatrix, Scores, scores_from_matrix
 from fastseg.model.checkpoint import load_model
-from fastseg.runs.folder import RunFolder
+from fastseg.runs.folder import SPLIT, RunFolder
 from fastseg.visualization.charts import class_iou_chart, confusion_figure
 from fastseg.visualization.figures import image_grid, save_figure
 from fastseg.visualization.html import write_html
@@ -200,13 +201,18 @@ def report(
     seed: int = 0,
     progress: Progress = no_progress,
 ) -> ReportResult:
-    """Evaluate the run's `subset` of `split.json` and write every report file into `out`."""
+    """Evaluate the run's `subset` of `split.json` and write every report file into `out`.
+
+    Every pair is checked first (train's check: readable, same size, mask values 0-20 or 255), so a
+    bad file stops the report before `out` is touched, with all problems named at once."""
     if rank_by not in RANKINGS:
         raise FastsegError(f"--rank-by {rank_by}: choose one of {', '.join(RANKINGS)}")
     run = RunFolder.of_model(model)
     folder = find_voc(data or run.data_folder())
     ids = run.read_split().ids(subset)
-    folder.require_files(ids)
+    if not ids:
+        raise DatasetError(f"{run.file(SPLIT)}: the {subset} split lists no images; nothing to report")
+    check_ids(folder, ids, action="report")  # mask values outside the classes would stop the loss midway
     target = resolve_device(device)
     segmenter = Segmenter(load_model(run.path, target), target, precision=precision)
     total, per_image = evaluate(segmenter, folder, ids, run.read_class_weights(), batch_size,

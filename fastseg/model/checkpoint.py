@@ -6,6 +6,7 @@ Everything inference needs to rebuild the model rides in the same dict.
 
 from __future__ import annotations
 
+import math
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -89,28 +90,103 @@ def resolve_model_path(model: Path | str) -> Path:
 
 
 def load_model(model: Path | str, device: torch.device | str = "cpu") -> LoadedModel:
-    """Rebuild the model of a run folder or `model.pth`, in eval mode on `device`."""
+    """Rebuild the model of a run folder or `model.pth`, in eval mode on `device`.
+
+    Every field is checked before it is used, so a crafted or damaged file is one `CheckpointError`
+    naming the file and the field, never a traceback from deep inside torch."""
     path = resolve_model_path(model)
     state = load_weights_only(path, "fastseg model")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a fastseg model file (expected format {FORMAT})")
+    fields = _checked_fields(path, state)
+    network = SegmentationModel(fields["config"])
+    _require_matching_weights(path, network, state["state_dict"])
+    network.load_state_dict(state["state_dict"])
+    network.to(device).eval()
+    return LoadedModel(
+        model=network,
+        size=fields["size"],
+        resize=fields["resize"],
+        classes=fields["classes"],
+        mean=fields["mean"],
+        std=fields["std"],
+        metadata=fields["metadata"],
+    )
+
+
+REQUIRED_FIELDS = ("state_dict", "model_config", "size", "classes", "mean", "std")
+
+
+def _checked_fields(path: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a model file's dict, each checked (the weights for their type only)."""
+    for name in REQUIRED_FIELDS:
+        if name not in state:
+            raise CheckpointError(f"{path}: field {name!r} is missing")
+    weights, config = state["state_dict"], state["model_config"]
+    size, classes = state["size"], state["classes"]
+    named_tensors = isinstance(weights, dict) and all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in weights.items()
+    )
+    _require(named_tensors, path, "state_dict", "must be a dict of named tensors", weights)
+    _require(isinstance(config, dict), path, "model_config", "must be a dict", config)
+    try:
+        config = ModelConfig.from_dict(config)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}") from None
+    _require(type(size) is int and size > 0, path, "size", "must be a positive integer", size)
     resize = state.get("resize", SQUISH)  # files written before letterboxing existed squish
     if resize not in RESIZE_MODES:
         expected = " or ".join(RESIZE_MODES)
         raise CheckpointError(f"{path}: unknown resize mode {resize!r} (expected {expected})")
-    config = ModelConfig.from_dict(state["model_config"])
-    network = SegmentationModel(config)
-    try:
-        network.load_state_dict(state["state_dict"])
-    except RuntimeError as error:
-        raise CheckpointError(f"{path}: weights do not match the saved model config ({error})") from None
-    network.to(device).eval()
-    return LoadedModel(
-        model=network,
-        size=int(state["size"]),
-        resize=resize,
-        classes=list(state["classes"]),
-        mean=tuple(state["mean"]),
-        std=tuple(state["std"]),
-        metadata=dict(state.get("metadata", {})),
+    count = config.num_classes
+    wrong_length = isinstance(classes, list) and len(classes) != count
+    names = isinstance(classes, list) and not wrong_length and all(isinstance(name, str) for name in classes)
+    _require(names, path, "classes", f"must be a list of {count} names (one per class)",
+             len(classes) if wrong_length else classes)  # fmt: skip
+    metadata = state.get("metadata", {})
+    _require(isinstance(metadata, dict), path, "metadata", "must be a dict", metadata)
+    mean, std = state["mean"], state["std"]
+    _require(_three_finite(mean), path, "mean", "must be 3 finite numbers", mean)
+    _require(_three_finite(std) and min(std) > 0, path, "std", "must be 3 positive finite numbers", std)
+    return {"config": config, "size": size, "resize": resize, "classes": list(classes),
+            "mean": tuple(map(float, mean)), "std": tuple(map(float, std)),
+            "metadata": dict(metadata)}  # fmt: skip
+
+
+def _three_finite(values: Any) -> bool:
+    """One finite number per RGB channel (a list or tuple of int / float, never bool)."""
+    return (
+        isinstance(values, (list, tuple))
+        and len(values) == 3
+        and all(type(value) in (int, float) and math.isfinite(value) for value in values)
     )
+
+
+def _require(condition: bool, path: Path, name: str, problem: str, value: Any) -> None:
+    """`CheckpointError` "PATH: field 'NAME' PROBLEM, got VALUE" unless `condition` holds."""
+    if not condition:
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else f"{shown[:57]}..."  # a crafted value may be megabytes long
+        raise CheckpointError(f"{path}: field {name!r} {problem}, got {shown}")
+
+
+def _require_matching_weights(path: Path, network: SegmentationModel, weights: dict[str, Any]) -> None:
+    """One line with counts and the first problem; every key in `details` (the CLI's `--verbose`),
+    instead of torch's message, which lists them all on a few very long lines (4.6 KB seen)."""
+    expected = network.state_dict()
+    problems = {
+        "missing": [key for key in expected if key not in weights],
+        "unexpected": [key for key in weights if key not in expected],
+        "wrong shape": [
+            key for key in expected if key in weights and weights[key].shape != expected[key].shape
+        ],
+    }
+    if not any(problems.values()):
+        return
+    counts = ", ".join(f"{len(keys)} {kind}" for kind, keys in problems.items() if keys)
+    kind, keys = next((kind, keys) for kind, keys in problems.items() if keys)
+    lines = [f"{kind}: {key}" for kind in ("missing", "unexpected") for key in problems[kind]]
+    lines += [f"wrong shape: {key} is {tuple(weights[key].shape)} in the file, {tuple(expected[key].shape)} "
+              "in the model" for key in problems["wrong shape"]]  # fmt: skip
+    message = f"{path}: weights do not match the saved model config: {counts}, e.g. {kind} {keys[0]}"
+    raise CheckpointError(message, details="\n".join(lines))

@@ -1,0 +1,138 @@
+"""A crafted or damaged `model.pth` is refused in one line naming the file and the field."""
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from cli.main import main
+from fastseg.errors import CheckpointError
+from fastseg.model.checkpoint import load_model, save_model
+from fastseg.model.config import ModelConfig
+from fastseg.model.network import SegmentationModel
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory):
+    """The dict inside a good model.pth."""
+    path = save_model(
+        tmp_path_factory.mktemp("model") / "model.pth", SegmentationModel().eval(), ModelConfig(), 32
+    )
+    return torch.load(path, weights_only=True)
+
+
+def crafted(state, path, **changes):
+    """`state` with `changes` (a value of None removes the field), saved to `path`."""
+    values = {**state, **changes}
+    torch.save({key: value for key, value in values.items() if value is not None}, path)
+    return path
+
+
+NAMES = "field 'classes' must be a list of 21 names (one per class), got"
+TENSORS = "field 'state_dict' must be a dict of named tensors, got"
+POSITIVE = "field 'std' must be 3 positive finite numbers, got"
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"model_config": None}, "field 'model_config' is missing"),
+        ({"model_config": "unet"}, "field 'model_config' must be a dict, got 'unet'"),
+        ({"model_config": {"num_classes": 0}}, "model config is not valid: num_classes must be a positive"),
+        ({"size": "big"}, "field 'size' must be a positive integer, got 'big'"),
+        ({"size": 0}, "field 'size' must be a positive integer, got 0"),
+        ({"size": True}, "field 'size' must be a positive integer, got True"),
+        ({"size": None}, "field 'size' is missing"),
+        ({"resize": "stretch"}, "unknown resize mode 'stretch' (expected squish or letterbox)"),
+        ({"mean": [0.5, 0.5]}, "field 'mean' must be 3 finite numbers, got [0.5, 0.5]"),
+        ({"mean": ["a", 0.5, 0.5]}, "field 'mean' must be 3 finite numbers, got ['a', 0.5, 0.5]"),
+        ({"std": [0.2, 0.0, 0.2]}, f"{POSITIVE} [0.2, 0.0, 0.2]"),
+        ({"std": [0.2, float("nan"), 0.2]}, f"{POSITIVE} [0.2, nan, 0.2]"),
+        ({"classes": ["background"] * 20}, f"{NAMES} 20"),
+        ({"classes": "background"}, f"{NAMES} 'background'"),
+        ({"classes": list(range(21))}, f"{NAMES} [0, 1, 2,"),
+        ({"metadata": ["a"]}, "field 'metadata' must be a dict, got ['a']"),
+        ({"state_dict": None}, "field 'state_dict' is missing"),
+        ({"state_dict": [1, 2]}, f"{TENSORS} [1, 2]"),
+        ({"state_dict": {"head.weight": 3}}, f"{TENSORS} {{'head.weight': 3}}"),
+        ({"format": None}, "not a fastseg model file (expected format fastseg-model/2)"),
+    ],
+)
+def test_each_bad_field_is_one_line_naming_the_file_and_the_field(state, tmp_path, changes, problem):
+    path = crafted(state, tmp_path / "model.pth", **changes)
+    with pytest.raises(CheckpointError) as caught:
+        load_model(path)
+    assert str(caught.value).startswith(f"{path}: {problem}")
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 200 + len(str(path))
+
+
+def test_a_long_value_is_cut_short_in_the_message(state, tmp_path):
+    path = crafted(state, tmp_path / "model.pth", metadata="x" * 5000)
+    with pytest.raises(CheckpointError, match=r"'metadata' must be a dict, got 'xxxx+\.\.\.$") as caught:
+        load_model(path)
+    assert len(str(caught.value)) < 120 + len(str(path))
+
+
+def mismatched(state):
+    """One weight gone, one foreign, one of another shape."""
+    weights = dict(state["state_dict"])
+    del weights["decoder.center.0.weight"]
+    weights["decoder.extra.weight"] = torch.zeros(3)
+    weights["head.weight"] = torch.zeros(21, 8, 1, 1)
+    return weights
+
+
+def test_mismatched_weights_are_one_line_with_counts_and_an_example(state, tmp_path):
+    path = crafted(state, tmp_path / "model.pth", state_dict=mismatched(state))
+    with pytest.raises(CheckpointError) as caught:
+        load_model(path)
+    assert str(caught.value) == (
+        f"{path}: weights do not match the saved model config: 1 missing, 1 unexpected, 1 wrong shape, "
+        "e.g. missing decoder.center.0.weight"
+    )
+    assert caught.value.details.splitlines() == [
+        "missing: decoder.center.0.weight",
+        "unexpected: decoder.extra.weight",
+        "wrong shape: head.weight is (21, 8, 1, 1) in the file, (21, 16, 1, 1) in the model",
+    ]
+
+
+@pytest.mark.parametrize("command", ["predict", "report"])
+def test_cli_shows_one_line_and_every_key_only_with_verbose(state, tmp_path, voc_root, command):
+    path = crafted(state, tmp_path / "model.pth", state_dict=mismatched(state))
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
+    if command == "predict":
+        arguments = ["predict", "--model", str(path), str(tmp_path / "a.jpg"), "--out", str(tmp_path / "out")]
+    else:  # a run folder around the file
+        from fastseg.data.split import seed_split
+        from fastseg.data.voc import find_voc
+        from fastseg.runs.folder import RunFolder
+
+        folder = find_voc(voc_root)
+        RunFolder(tmp_path).write_split(seed_split(folder.ids("train"), folder.ids("val")))
+        arguments = ["report", "--model", str(path), "--data", str(voc_root), "--out", str(tmp_path / "out")]
+    headline = (
+        f"Error: {path}: weights do not match the saved model config: 1 missing, 1 unexpected, "
+        "1 wrong shape, e.g. missing decoder.center.0.weight"
+    )
+    quiet = CliRunner().invoke(main, arguments)
+    assert quiet.exit_code == 1
+    assert quiet.output == f"{headline} (--verbose: every key)\n"
+    verbose = CliRunner().invoke(main, [*arguments, "--verbose"])
+    assert verbose.exit_code == 1
+    assert verbose.output.splitlines() == [
+        headline,
+        "missing: decoder.center.0.weight",
+        "unexpected: decoder.extra.weight",
+        "wrong shape: head.weight is (21, 8, 1, 1) in the file, (21, 16, 1, 1) in the model",
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_crafted_size_is_one_error_line(state, tmp_path):
+    path = crafted(state, tmp_path / "model.pth", size="big")
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
+    result = CliRunner().invoke(main, ["predict", "--model", str(path), str(tmp_path / "a.jpg"), "--out",
+                                       str(tmp_path / "out")])  # fmt: skip
+    assert result.exit_code == 1
+    assert result.output == f"Error: {path}: field 'size' must be a positive integer, got 'big'\n"
