@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -15,14 +16,16 @@ from cli.options import recipe_option
 @click.option("--epochs", type=click.IntRange(min=1), default=20)
 @recipe_option("The training recipe, shrunk for CPU (see `fastseg train --help`).")
 @click.option("--force", is_flag=True, help="Replace a previous demo run in --out.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="Only errors and the summary.")
 @user_errors
 def command(out: Path, epochs: int, recipe_name: str, force: bool, quiet: bool) -> None:
     """Offline, on CPU: generate a small VOC-format dataset, train on it (1½-2 min on 2 cores), segment its
     images and report on the test half."""
     from fastseg.demo import run_demo
 
-    result = run_demo(out, epochs=epochs, force=force, show_progress=not quiet, recipe_name=recipe_name)
+    interactive = sys.stdout.isatty() and not quiet  # else no bars: a log file keeps their fragments
+    result = run_demo(out, epochs=epochs, force=force, show_progress=interactive, recipe_name=recipe_name,
+                      echo=None if quiet or interactive else click.echo)  # fmt: skip
     training = result.training
     click.echo(f"data: {result.data}")
     click.echo(f"run: {training.run_dir} ({training.epochs_run} epochs)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,13 +46,15 @@ def run_demo(
     force: bool = False,
     show_progress: bool = True,
     recipe_name: str = DEFAULT_RECIPE,
+    echo: Callable[[str], None] | None = None,
 ) -> DemoResult:
-    """Train on generated data, segment its images, and report on its test half."""
+    """Train on generated data, segment its images, and report on its test half. `show_progress`
+    and `echo` as for `fastseg.training.trainer.train`."""
     out = Path(out)
     data = make_demo_voc(out / "data")
     run = out / "run"
     config = demo_config(data, run, epochs, recipe_name)
-    training = train(config, run, force=force, show_progress=show_progress)
+    training = train(config, run, force=force, show_progress=show_progress, echo=echo)
     predictions = predict(run, [data / "JPEGImages"], out / "predictions", overlay=True, num_workers=0)
     evaluation = report(run, out / "report", num_workers=0)
     return DemoResult(data=data, training=training, predictions=predictions, report=evaluation)

@@ -133,3 +133,15 @@ def test_a_run_config_of_an_earlier_version_drops_the_fields_it_no_longer_has(tm
     (tmp_path / "mine.yaml").write_text("beta1: 0.9\n")
     with pytest.raises(FastsegError, match="mine.yaml: unknown keys: beta1"):
         read_config_file(tmp_path / "mine.yaml")
+
+
+@pytest.mark.slow
+def test_demo_into_a_log_file_is_plain_lines(tmp_path):
+    """`make demo > log` once filled the log with progress-bar fragments."""
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "demo"), "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    assert "\r" not in result.output and "\x1b" not in result.output and "█" not in result.output
+    lines = result.output.splitlines()
+    assert [EPOCH_LINE.match(line).group(1) for line in lines[:2]] == ["0", "1"]
+    assert lines[2] == f"data: {tmp_path / 'demo' / 'data' / 'VOCdevkit' / 'VOC2012'}"
+    assert lines[-1].startswith("test half (16 images, original size): pixel accuracy ")
