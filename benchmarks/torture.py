@@ -90,6 +90,7 @@ def train_until_finished(fresh: list[str], run: Path, span: float, rng: random.R
             return kills, resumes
         kills += 1
         check(run)
+        print(f"train: killed ({kills} in {run.name}), every file whole", flush=True)
         if (run / "last.json").is_file():
             command, resumes = (
                 [sys.executable, "-m", "fastseg", "train", "--resume", str(run), "--quiet"],
@@ -116,6 +117,7 @@ def torture_training(data: Path, root: Path, epochs: int, kills: int, rng: rando
         check(run)
         totals = {**totals, "runs": totals["runs"] + 1, "kills": totals["kills"] + killed,
                   "resumes": totals["resumes"] + resumed}  # fmt: skip
+        print(f"train: {run.name} finished whole after {killed} kills", flush=True)
     return totals
 
 
@@ -132,6 +134,7 @@ def torture_predict(run: Path, images: Path, root: Path, kills: int, rng: random
         while run_and_kill(command(out), rng.uniform(0.2 * span, 1.1 * span)):
             totals["kills"] += 1
             check(out)
+            print(f"predict: killed ({totals['kills']} so far), every file whole", flush=True)
         sources = sorted(images.glob("*.jpg"))
         with (out / "predictions.csv").open(newline="") as file:
             rows = list(csv.DictReader(file))
