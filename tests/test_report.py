@@ -177,3 +177,29 @@ def test_an_empty_test_list_is_one_line_and_nothing_is_written(run_dir, voc_root
     split_file = run / "split.json"
     assert result.output == f"Error: {split_file}: the test split lists no images; nothing to report\n"
     assert list(out.iterdir()) == []
+
+
+def test_a_damaged_class_weights_file_is_one_line(run_dir, tmp_path):
+    """It was a JSONDecodeError traceback."""
+    import shutil
+
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    (run / "class_weights.json").write_text("{bad")
+    result = CliRunner().invoke(
+        main, ["report", "--model", str(run), "--out", str(tmp_path / "out"), "--quiet"]
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "class_weights.json: not a fastseg class-weights file" in result.output.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("variable", ["RANK", "WORLD_SIZE"])
+def test_a_launcher_variable_that_is_not_a_number_is_one_line(run_dir, tmp_path, monkeypatch, variable):
+    """`RANK=abc fastseg predict ...` was a ValueError traceback."""
+    monkeypatch.setenv(variable, "abc")
+    arguments = ["predict", "--model", str(run_dir), str(tmp_path), "--out", str(tmp_path / "out"), "--quiet"]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert (
+        result.output.strip().splitlines()[-1]
+        == f"Error: {variable}='abc': not a whole number (the launcher sets it)"
+    )

@@ -50,14 +50,22 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def processes_on_machine() -> int:
-    """Processes a launcher started on this machine (torchrun's LOCAL_WORLD_SIZE); 1 alone."""
-    name = next((name for name in ("LOCAL_WORLD_SIZE", "WORLD_SIZE") if name in os.environ), None)
-    value = os.environ[name] if name else "1"
+def launcher_number(name: str, default: int) -> int:
+    """A whole number a launcher puts in the environment (RANK, WORLD_SIZE, ...), or `default`
+    where it is unset; anything else is one line naming the variable."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
     try:
-        return max(1, int(value))
+        return int(value)
     except ValueError:
         raise FastsegError(f"{name}={value!r}: not a whole number (the launcher sets it)") from None
+
+
+def processes_on_machine() -> int:
+    """Processes a launcher started on this machine (torchrun's LOCAL_WORLD_SIZE); 1 alone."""
+    name = next((name for name in ("LOCAL_WORLD_SIZE", "WORLD_SIZE") if name in os.environ), "WORLD_SIZE")
+    return max(1, launcher_number(name, 1))
 
 
 def cores_per_process() -> int:

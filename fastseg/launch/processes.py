@@ -6,7 +6,6 @@ a plain `fastseg` process has none and is rank 0 of 1, so single-process code pa
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from fastseg.launch.device import resolve_device
+from fastseg.launch.device import launcher_number, resolve_device
 
 
 @dataclass(frozen=True)
@@ -45,11 +44,11 @@ def launched(device_name: str = "auto") -> Iterator[Launch]:
 
 
 def rank_and_world() -> tuple[int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    return launcher_number("RANK", 0), launcher_number("WORLD_SIZE", 1)
 
 
 def local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", 0))
+    return launcher_number("LOCAL_RANK", 0)
 
 
 @contextmanager

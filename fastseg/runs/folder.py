@@ -246,7 +246,12 @@ class RunFolder:
         import torch
 
         path = self.file(CLASS_WEIGHTS)
-        return torch.tensor(json.loads(path.read_text())["weights"]) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            return torch.tensor([float(weight) for weight in json.loads(path.read_text())["weights"]])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{path}: not a fastseg class-weights file ({error})") from None
 
     def read_epoch_seconds(self) -> list[float]:
         """Each epoch's duration from `history.csv`'s `time` column (fastai writes `mm:ss` or `h:mm:ss`)."""
