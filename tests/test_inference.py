@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import fastseg.inference.segmenter as segmenter_module
+from fastseg.data.classes import Classes
 from fastseg.imaging.geometry import SQUISH
 from fastseg.inference.segmenter import Segmenter
 from fastseg.model.checkpoint import load_model, save_model
@@ -16,7 +17,7 @@ from fastseg.model.network import SegmentationModel
 def squish_segmenter(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "model.pth"
     save_model(path, SegmentationModel(ModelConfig(num_classes=5)).eval(), ModelConfig(num_classes=5), 32,
-               resize=SQUISH)  # fmt: skip
+               resize=SQUISH, classes=Classes.create("abcde"))  # fmt: skip
     return Segmenter(load_model(path), torch.device("cpu"), precision="fp32")
 
 

@@ -30,13 +30,14 @@ def read_mask(path: Path | str) -> np.ndarray:
         raise DatasetError(f"{path}: cannot read mask ({error})") from None
 
 
-def write_mask(path: Path | str, mask: np.ndarray) -> Path:
-    """Save a class-index mask `(H, W)` as a VOC palette PNG (value = class, 255 = void), atomically.
+def write_mask(path: Path | str, mask: np.ndarray, palette: list[int] | None = None) -> Path:
+    """Save a class-index mask `(H, W)` as a palette PNG (value = class, 255 = void), atomically;
+    `palette` is a flat 768-entry list (`Classes.palette()`), VOC's when None.
 
     `compress_level=1`: 1.2 ms instead of 2.9 ms for a 500x375 mask, a few % larger.
     """
     image = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P")
-    image.putpalette(voc_palette())
+    image.putpalette(palette or voc_palette())
     with atomic_path(path) as temporary:
         image.save(temporary, format="PNG", compress_level=1)
     return Path(path)

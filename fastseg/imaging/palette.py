@@ -7,6 +7,7 @@ decides how it looks, so every writer of a mask goes through :func:`voc_palette`
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -41,9 +42,20 @@ def voc_palette() -> list[int]:
     return list(_palette())
 
 
-def colorize(mask: np.ndarray) -> np.ndarray:
-    """RGB `(H, W, 3)` uint8 picture of a class-index mask `(H, W)`, in VOC colours."""
-    return _COLOUR_TABLE[mask]
+def colorize(mask: np.ndarray, colors: Sequence[tuple[int, int, int]] | None = None) -> np.ndarray:
+    """RGB `(H, W, 3)` uint8 picture of a class-index mask `(H, W)`: `colors[i]` for class i, VOC's
+    colour map for every other index (and for all of them when `colors` is None)."""
+    if colors is None:
+        return _COLOUR_TABLE[mask]
+    return colour_table(tuple(map(tuple, colors)))[mask]
+
+
+@functools.lru_cache(maxsize=8)
+def colour_table(colors: tuple[tuple[int, int, int], ...]) -> np.ndarray:
+    """`(256, 3)` uint8 lookup table: the given colours first, VOC's for the remaining indices."""
+    table = _COLOUR_TABLE.copy()
+    table[: len(colors)] = np.array(colors, dtype=np.uint8).reshape(-1, 3)
+    return table
 
 
 _COLOUR_TABLE = np.array(voc_colormap(), dtype=np.uint8)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from fastseg.atomic import atomic_path
-from fastseg.data.voc import VOC_CLASSES
+from fastseg.data.classes import VOC, Classes, default_colors
 from fastseg.errors import CheckpointError
 from fastseg.imaging.geometry import RESIZE_MODES, SQUISH
 from fastseg.imaging.normalise import IMAGENET_MEAN, IMAGENET_STD
@@ -36,6 +36,13 @@ class LoadedModel:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     metadata: dict[str, Any]
+    colors: list[tuple[int, int, int]] | None = None  # VOC's colour map when None (older files)
+    ignore_index: int = 255  # the training data's void value, for the record
+
+    @property
+    def class_set(self) -> Classes:
+        """Names, colours and void value together (`fastseg.data.classes`)."""
+        return Classes.create(self.classes, self.colors, self.ignore_index)
 
 
 def save_model(
@@ -45,15 +52,20 @@ def save_model(
     size: int,
     metadata: dict[str, Any] | None = None,
     resize: str = SQUISH,
+    classes: Classes = VOC,
 ) -> Path:
     """Write the state dict and what rebuilds it; atomic, so a crash never leaves half a file."""
+    if len(classes) != model_config.num_classes:
+        raise ValueError(f"{len(classes)} class names for a model of {model_config.num_classes} classes")
     state = {
         "format": FORMAT,
         "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
         "model_config": model_config.to_dict(),
         "size": int(size),
         "resize": resize,
-        "classes": list(VOC_CLASSES[: model_config.num_classes]),
+        "classes": list(classes.names),
+        "colors": [list(colour) for colour in classes.colors],
+        "ignore_index": int(classes.ignore_index),
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
         "metadata": metadata or {},
@@ -111,6 +123,8 @@ def load_model(model: Path | str, device: torch.device | str = "cpu") -> LoadedM
         mean=fields["mean"],
         std=fields["std"],
         metadata=fields["metadata"],
+        colors=fields["colors"],
+        ignore_index=fields["ignore_index"],
     )
 
 
@@ -143,6 +157,15 @@ def _checked_fields(path: Path, state: dict[str, Any]) -> dict[str, Any]:
     names = isinstance(classes, list) and not wrong_length and all(isinstance(name, str) for name in classes)
     _require(names, path, "classes", f"must be a list of {count} names (one per class)",
              len(classes) if wrong_length else classes)  # fmt: skip
+    colors = state.get("colors", default_colors(count))  # files written before own data sets: VOC's
+    rgb = isinstance(colors, list) and len(colors) == count and all(
+        isinstance(colour, (list, tuple)) and len(colour) == 3
+        and all(type(channel) is int and 0 <= channel <= 255 for channel in colour) for colour in colors
+    )  # fmt: skip
+    _require(rgb, path, "colors", f"must be {count} RGB triples of 0-255", colors)
+    ignore_index = state.get("ignore_index", 255)
+    _require(type(ignore_index) is int and 0 <= ignore_index <= 255, path, "ignore_index",
+             "must be an integer 0-255", ignore_index)  # fmt: skip
     metadata = state.get("metadata", {})
     _require(isinstance(metadata, dict), path, "metadata", "must be a dict", metadata)
     mean, std = state["mean"], state["std"]
@@ -150,7 +173,8 @@ def _checked_fields(path: Path, state: dict[str, Any]) -> dict[str, Any]:
     _require(_three_finite(std) and min(std) > 0, path, "std", "must be 3 positive finite numbers", std)
     return {"config": config, "size": size, "resize": resize, "classes": list(classes),
             "mean": tuple(map(float, mean)), "std": tuple(map(float, std)),
-            "metadata": dict(metadata)}  # fmt: skip
+            "metadata": dict(metadata), "colors": [tuple(colour) for colour in colors],
+            "ignore_index": ignore_index}  # fmt: skip
 
 
 def _three_finite(values: Any) -> bool:
