@@ -109,13 +109,13 @@ def test_training_validation_and_inference_feed_identical_tensors(voc_root, mode
 def test_squish_is_fastais_resize_bit_for_bit(voc_root):
     """The seed recipe used fastai's `Resize(method="squish")`; its replacement changes no pixel."""
     from fastai.vision.augment import Resize, ResizeMethod
-    from fastai.vision.core import PILImage
+    from fastai.vision.core import PILImage, PILMask
 
-    from fastseg.training.data import FitToInput, open_mask
+    from fastseg.training.data import FitToInput
 
     folder = find_voc(voc_root)
     for image_id in folder.ids("train")[:4]:
-        pair = (PILImage.create(folder.image_path(image_id)), open_mask(folder.mask_path(image_id)))
+        pair = (PILImage.create(folder.image_path(image_id)), PILMask.create(folder.read_mask(image_id)))
         theirs = Resize(40, method=ResizeMethod.Squish)(pair, split_idx=0)
         ours = FitToInput(40, SQUISH)(pair, split_idx=0)
         for their_picture, our_picture in zip(theirs, ours, strict=True):

@@ -5,7 +5,7 @@ from PIL import Image
 
 from fastseg.data.check import check_dataset
 from fastseg.data.split import Split
-from fastseg.data.voc import find_voc, inspect_pair
+from fastseg.data.voc import find_voc
 from fastseg.errors import DatasetError
 from fastseg.imaging.masks import read_mask, write_mask
 
@@ -62,7 +62,7 @@ def test_verify_reports_each_problem_once(voc_copy):
     assert f"{ids[0]}.jpg: cannot read image" in problems[0]
     assert f"{ids[1]}.png: mask is 5x5" in problems[1]
     assert "[99]" in problems[2]
-    assert inspect_pair(folder, ids[3])[0] is None
+    assert folder.inspect_pair(ids[3])[0] is None
 
 
 def test_rgb_mask_is_refused(tmp_path):

@@ -9,14 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from fastseg.data.class_weights import mask_pixel_counts
+from fastseg.data.dataset import SegmentationData
 from fastseg.data.split import Split
-from fastseg.data.voc import VOCFolder, inspect_pair
 from fastseg.errors import DatasetError
 from fastseg.launch.device import cores_per_process
 
 
 def check_dataset(
-    folder: VOCFolder,
+    folder: SegmentationData,
     split: Split,
     threads: int | None = None,
     progress: Callable[[Iterable, int], Iterable] | None = None,
@@ -34,14 +34,14 @@ def check_dataset(
     return np.stack([counts for _, counts in results[: len(split.train)]])
 
 
-def check_ids(folder: VOCFolder, ids: list[str], action: str, threads: int | None = None) -> None:
+def check_ids(folder: SegmentationData, ids: list[str], action: str, threads: int | None = None) -> None:
     """The same check on `ids` only (`fastseg report`'s evaluated images): every problem in one
     `DatasetError`, one line each, before any work starts."""
     _inspect(folder, ids, 0, threads, None, action)
 
 
 def _inspect(
-    folder: VOCFolder,
+    folder: SegmentationData,
     ids: list[str],
     counted: int,
     threads: int | None,
@@ -53,8 +53,9 @@ def _inspect(
     folder.require_files(ids)
 
     def inspect(row: int) -> tuple[str | None, np.ndarray | None]:
-        problem, mask = inspect_pair(folder, ids[row])
-        return problem, (mask_pixel_counts(mask) if mask is not None and row < counted else None)
+        problem, mask = folder.inspect_pair(ids[row])
+        counts = mask_pixel_counts(mask, len(folder.classes)) if mask is not None and row < counted else None
+        return problem, counts
 
     with ThreadPoolExecutor(max_workers=threads or cores_per_process()) as pool:
         results = pool.map(inspect, range(len(ids)))

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fastseg.data.voc import VOC_CLASSES
 from fastseg.errors import DatasetError
 from fastseg.imaging.masks import VOID_LABEL
 from fastseg.imaging.palette import voc_colormap
@@ -65,6 +64,3 @@ class Classes:
         """JSON- and `weights_only`-safe: lists of strings and ints."""
         return {"names": list(self.names), "colors": [list(colour) for colour in self.colors],
                 "ignore_index": self.ignore_index}  # fmt: skip
-
-
-VOC = Classes.create(VOC_CLASSES)

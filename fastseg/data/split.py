@@ -22,6 +22,7 @@ class Split:
     valid: list[str]
     test: list[str]
     seed: int = 42
+    test_from: str | None = None  # "val" when a data set without a test split had its val halved
 
     def ids(self, subset: str) -> list[str]:
         names = {"train": self.train, "val": self.valid, "valid": self.valid, "test": self.test}
@@ -30,13 +31,21 @@ class Split:
         return names[subset]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        values = asdict(self)
+        if self.test_from is None:
+            del values["test_from"]  # VOC's split.json as before (VOC's test is always val's half)
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Split:
         """Inverse of `to_dict`; raises KeyError or TypeError on anything else."""
+        test_from = values.get("test_from")
         return cls(
-            list(values["train"]), list(values["valid"]), list(values["test"]), int(values.get("seed", 42))
+            list(values["train"]),
+            list(values["valid"]),
+            list(values["test"]),
+            int(values.get("seed", 42)),
+            None if test_from is None else str(test_from),
         )
 
 

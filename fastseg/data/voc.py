@@ -1,14 +1,19 @@
-"""PASCAL VOC 2012 on disk: its classes, locating the folder, id lists, and checking one pair."""
+"""PASCAL VOC 2012 on disk: its classes, locating the folder, id lists, and checking one pair.
+
+VOC is one `SegmentationData` (`fastseg.data.dataset`), the seed's world: its split halves
+`val.txt` with the seed's generator, and `--train-set` picks its training list.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
+from fastseg.data.classes import Classes
+from fastseg.data.dataset import SegmentationData
+from fastseg.data.split import Split, seed_split
 from fastseg.errors import DatasetError
 from fastseg.imaging.masks import VOID_LABEL, read_mask
 
@@ -18,16 +23,36 @@ VOC_CLASSES: tuple[str, ...] = (
     "train", "tvmonitor",
 )  # fmt: skip
 NUM_CLASSES = len(VOC_CLASSES)
+VOC = Classes.create(VOC_CLASSES)  # VOC's colour map, void 255
 
 VALID_LABELS = frozenset(range(NUM_CLASSES)) | {VOID_LABEL}
 AUGMENTED_MASKS = "SegmentationClassAug"  # SBD labels converted for the ids VOC does not annotate
 
 
 @dataclass(frozen=True)
-class VOCFolder:
+class VOCFolder(SegmentationData):
     """A `VOC2012` folder: `JPEGImages/`, `SegmentationClass/`, `ImageSets/Segmentation/*.txt`."""
 
     root: Path
+    classes = VOC
+
+    def read_mask(self, image_id: str) -> np.ndarray:
+        return read_mask(self.mask_path(image_id))
+
+    def check_mask(self, image_id: str) -> tuple[str | None, np.ndarray | None]:
+        path = self.mask_path(image_id)
+        try:
+            mask = read_mask(path)
+        except DatasetError as error:
+            return str(error), None
+        bad_values = sorted(set(np.unique(mask).tolist()) - VALID_LABELS)
+        if bad_values:
+            return f"{path}: mask values {bad_values[:5]} outside 0-{NUM_CLASSES - 1} and {VOID_LABEL}", None
+        return None, mask
+
+    def split(self, train_set: str | None, seed: int) -> Split:
+        """`train_set`'s list (train or trainaug) for training; `val.txt` halved the seed's way."""
+        return seed_split(self.ids(train_set or "train"), self.ids("val"), seed)
 
     def image_path(self, image_id: str) -> Path:
         return self.root / "JPEGImages" / f"{image_id}.jpg"
@@ -56,18 +81,6 @@ class VOCFolder:
             raise DatasetError(f"{path}: list file is empty")
         return ids
 
-    def require_files(self, ids: Iterable[str]) -> None:
-        """Fail before any work starts if an id's JPEG or PNG is absent (cheap: no file is opened)."""
-        missing = [
-            path
-            for image_id in ids
-            for path in (self.image_path(image_id), self.mask_path(image_id))
-            if not path.is_file()
-        ]
-        if missing:
-            more = f" (and {len(missing) - 1} more missing files)" if len(missing) > 1 else ""
-            raise DatasetError(f"{missing[0]}: file not found{more}")
-
 
 def find_voc(path: Path | str) -> VOCFolder:
     """Accept a folder holding `VOCdevkit/VOC2012`, `VOC2012`, or the `VOC2012` folder itself."""
@@ -79,29 +92,3 @@ def find_voc(path: Path | str) -> VOCFolder:
             return VOCFolder(candidate)
     expected = path / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation"
     raise DatasetError(f"{path}: no VOC2012 dataset here (expected {expected})")
-
-
-def inspect_pair(folder: VOCFolder, image_id: str) -> tuple[str | None, np.ndarray | None]:
-    """Open one image and mask fully: `(problem, None)`, or `(None, mask)` when the pair is usable
-    (the decoded mask is handed back so callers that count pixels need not decode it again)."""
-    image_path, mask_path = folder.image_path(image_id), folder.mask_path(image_id)
-    for path in (image_path, mask_path):
-        if not path.is_file():
-            return f"{path}: file not found", None
-    try:
-        with Image.open(image_path) as image:
-            image.load()
-            image_size = image.size
-    except (OSError, UnidentifiedImageError) as error:
-        return f"{image_path}: cannot read image ({error})", None
-    try:
-        mask = read_mask(mask_path)
-    except DatasetError as error:
-        return str(error), None
-    if mask.shape[::-1] != image_size:
-        mask_size = f"{mask.shape[1]}x{mask.shape[0]}"
-        return f"{mask_path}: mask is {mask_size}, image is {image_size[0]}x{image_size[1]}", None
-    bad_values = sorted(set(np.unique(mask).tolist()) - VALID_LABELS)
-    if bad_values:
-        return f"{mask_path}: mask values {bad_values[:5]} outside 0-{NUM_CLASSES - 1} and {VOID_LABEL}", None
-    return None, mask

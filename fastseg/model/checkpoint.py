@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 from fastseg.atomic import atomic_path
-from fastseg.data.classes import VOC, Classes, default_colors
+from fastseg.data.classes import Classes, default_colors
+from fastseg.data.voc import VOC
 from fastseg.errors import CheckpointError
 from fastseg.imaging.geometry import RESIZE_MODES, SQUISH
 from fastseg.imaging.normalise import IMAGENET_MEAN, IMAGENET_STD

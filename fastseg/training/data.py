@@ -1,7 +1,7 @@
-"""fastai DataLoaders for VOC: a DataBlock of (image, class-index mask) pairs.
+"""fastai DataLoaders for any `SegmentationData`: a DataBlock of (image, class-index mask) pairs.
 
-The mask block reads palette indices through :func:`fastseg.imaging.masks.read_mask` instead of
-fastai's `PILMask.create`, which would turn them into grey levels. Images are fitted into the
+Masks come from the data set's own `read_mask` (class indices, void 255) instead of fastai's
+`PILMask.create` on a path, which would turn VOC's palette indices into grey levels. Images are fitted into the
 model's input by `fastseg.imaging.geometry`, the same code `predict` and `report` use: the seed's
 recipe squishes both sets to `size`²; with random-scale crops the training set is cropped by its
 augmentation and the validation set letterboxed into `size`². Only the training set is augmented.
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 from fastai.data.block import DataBlock, TransformBlock
 from fastai.data.core import DataLoaders
@@ -23,31 +24,25 @@ from fastai.vision.data import ImageBlock
 from fasttransform import ItemTransform
 from torchvision.transforms import v2
 
-from fastseg.data.voc import VOC_CLASSES, VOCFolder
+from fastseg.data.dataset import SegmentationData
 from fastseg.imaging.geometry import LETTERBOX, SQUISH, fit_image, fit_mask
-from fastseg.imaging.masks import read_mask
 from fastseg.imaging.normalise import IMAGENET_MEAN, IMAGENET_STD
 from fastseg.launch.device import loader_workers
 from fastseg.training.augment import augment_pair, build_augment
 from fastseg.training.config import AugmentConfig
 
 
-def open_mask(path: Path) -> PILMask:
-    """A `PILMask` holding class indices (not grey levels) for fastai's mask pipeline."""
-    return PILMask.create(read_mask(path))
-
-
-def _image_path(folder: VOCFolder, image_id: str) -> Path:
+def _image_path(folder: SegmentationData, image_id: str) -> Path:
     return folder.image_path(image_id)
 
 
-def _mask_path(folder: VOCFolder, image_id: str) -> Path:
-    return folder.mask_path(image_id)
+def _mask(folder: SegmentationData, image_id: str) -> np.ndarray:
+    return folder.read_mask(image_id)
 
 
 def IndexMaskBlock() -> TransformBlock:  # noqa: N802 - named like fastai's blocks
-    """fastai's `MaskBlock`, but opening masks as palette indices."""
-    return TransformBlock(type_tfms=open_mask, batch_tfms=IntToFloatTensor)
+    """fastai's `MaskBlock`, but taking the data set's decoded class indices (not grey levels)."""
+    return TransformBlock(type_tfms=PILMask.create, batch_tfms=IntToFloatTensor)
 
 
 # No type annotations on `encodes` below: fasttransform dispatches on them, and `pair: tuple`
@@ -106,7 +101,7 @@ def item_transforms(size: int, augment: AugmentConfig, crop_size: int | None = N
 
 
 def build_dataloaders(
-    folder: VOCFolder,
+    folder: SegmentationData,
     train_ids: Sequence[str],
     valid_ids: Sequence[str],
     size: int = 224,
@@ -129,7 +124,7 @@ def build_dataloaders(
         # partials, not bound methods: fasttransform mistakes a bound method for a Transform's own
         # `encodes`, and loader workers need picklable getters.
         get_x=partial(_image_path, folder),
-        get_y=partial(_mask_path, folder),
+        get_y=partial(_mask, folder),
         splitter=IndexSplitter(range(len(train_ids), len(items))),
         item_tfms=item_transforms(size, augment or AugmentConfig(), crop_size),
         batch_tfms=[Normalize.from_stats(IMAGENET_MEAN, IMAGENET_STD)],
@@ -144,5 +139,5 @@ def build_dataloaders(
         pin_memory=device is not None and device.type == "cuda",
         device=device,
         seed=seed,
-        codes=list(VOC_CLASSES),
+        codes=list(folder.classes.names),
     )

@@ -23,8 +23,9 @@ from fastprogress.fastprogress import progress_bar
 
 from fastseg.data.check import check_dataset
 from fastseg.data.class_weights import class_weights
-from fastseg.data.split import Split, seed_split
-from fastseg.data.voc import NUM_CLASSES, VOC_CLASSES, VOCFolder, find_voc
+from fastseg.data.split import Split
+from fastseg.data.dataset import SegmentationData, open_dataset
+from fastseg.data.voc import VOCFolder
 from fastseg.errors import FastsegError
 from fastseg.launch.processes import Launch, barrier, launched
 from fastseg.model.checkpoint import save_model
@@ -69,22 +70,30 @@ class TrainResult:
 class Prepared:
     """What the data checks produce for the rest of training."""
 
-    folder: VOCFolder
+    folder: SegmentationData
     split: Split
     weights: np.ndarray
     model_config: ModelConfig
 
 
 def prepare_run(
-    config: TrainConfig, run: RunFolder, resume: bool, launch: Launch, show_progress: bool
+    config: TrainConfig,
+    run: RunFolder,
+    resume: bool,
+    launch: Launch,
+    show_progress: bool,
+    echo: Callable[[str], None] | None = None,
 ) -> Prepared:
     """Check every image and mask, then (new runs, rank 0) create the folder and write the config,
     split and class weights. Nothing is created when the data has a problem."""
-    folder = find_voc(config.data)
-    if resume:
-        split = run.read_split()
-    else:
-        split = seed_split(folder.ids(config.train_set), folder.ids("val"), config.split_seed)
+    folder = open_dataset(config.data)
+    if not isinstance(folder, VOCFolder) and config.train_set != "train":
+        raise FastsegError(f"train_set {config.train_set!r} names a VOC list; {config.data} trains on "
+                           "its dataset.yaml's train split (leave --train-set out)")  # fmt: skip
+    split = run.read_split() if resume else folder.split(config.train_set, config.split_seed)
+    if launch.main and not resume and split.test_from and echo:
+        echo(f"{config.data}: no test split, so val is halved (seed {split.seed}): {len(split.valid)} "
+             f"validation and {len(split.test)} test images, recorded in split.json")  # fmt: skip
     bar = (lambda results, total: progress_bar(results, total=total, leave=False)) if show_progress else None
     counts = check_dataset(folder, split, progress=bar if launch.main else None)
     if len(split.train) < config.batch_size * launch.world:  # fastai drops the last partial batch
@@ -92,14 +101,19 @@ def prepare_run(
             f"--batch-size {config.batch_size} x {launch.world} process(es) is more than the "
             f"{len(split.train)} training images: no training batch would remain"
         )
-    model_config = ModelConfig(num_classes=NUM_CLASSES)
+    model_config = ModelConfig(num_classes=len(folder.classes))
     weights = class_weights(counts, config.class_weights)
     if launch.main and not resume:
         run.create()
         run.write_config(config, model_config)
         run.write_split(split)
-        run.write_class_weights(weights, counts, config.class_weights, VOC_CLASSES)
+        run.write_class_weights(weights, counts, config.class_weights, folder.classes.names)
     return Prepared(folder, split, weights, model_config)
+
+
+def _printed(show_progress: bool) -> Callable[[str], None] | None:
+    """Where a note goes when the caller gave no `echo`: the terminal beside fastai's bars."""
+    return print if show_progress else None
 
 
 def _silent(*args: object) -> None:
@@ -170,7 +184,7 @@ def fit(learn: Learner, config: TrainConfig, run: RunFolder, progress: dict[str,
         ) from None
 
 
-def export(learn: Learner, config: TrainConfig, run: RunFolder, model_config: ModelConfig) -> TrainResult:
+def export(learn: Learner, config: TrainConfig, run: RunFolder, prepared: Prepared) -> TrainResult:
     """`model.pth` from the best epoch's weights (SaveModelCallback loaded them at the end of
     fit), the training curve, and the run marked finished."""
     history = run.read_history()
@@ -182,7 +196,8 @@ def export(learn: Learner, config: TrainConfig, run: RunFolder, model_config: Mo
         "valid_pixel_accuracy": None if best is None else float(best["valid_pixel_accuracy"]),
         "train_config": config.to_dict(),
     }
-    save_model(run.model, uncompiled(learn.model), model_config, config.size, metadata, config.resize)
+    save_model(run.model, uncompiled(learn.model), prepared.model_config, config.size, metadata, config.resize,
+               prepared.folder.classes)  # fmt: skip
     save_training_curve(history, run.file(TRAINING_CURVE), planned_epochs=config.epochs)
     run.mark_finished(epochs_run)
     return TrainResult(
@@ -214,13 +229,13 @@ def train(
         barrier()  # every process has checked before rank 0 creates anything
         if resume and run.read_resume_state().get("finished"):
             raise FastsegError(f"{run.path}: this run already finished; start a new one with --out")
-        prepared = prepare_run(config, run, resume, launch, show_progress)
+        prepared = prepare_run(config, run, resume, launch, show_progress, echo or _printed(show_progress))
         learn = make_learner(config, run, prepared, launch, show_progress, resume)
         best_so_far = run.read_resume_state().get("best") if resume else None
         with RunLog(run, config, MONITOR, best_so_far, echo, not show_progress, launch.main) as run_log:
             progress = start_weights(learn, config, run, resume)
             fit(learn, config, run, progress, launch, run_log.callbacks)
-            result = export(learn, config, run, prepared.model_config) if launch.main else None
+            result = export(learn, config, run, prepared) if launch.main else None
             run_log.finish(result)
         barrier()  # rank 0 has exported the model and figures
     return result or TrainResult(run.path, epochs_run=0, best_epoch=None, best_miou=None,

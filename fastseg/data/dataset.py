@@ -1,0 +1,109 @@
+"""The one small interface every data set on disk offers, and `open_dataset`, which picks one.
+
+Training, `report`, `show-data` and `check-data` see a data set only through
+:class:`SegmentationData`: ids, the image and mask file of an id, its mask decoded to class indices
+with void as 255, the classes, and the run's split. PASCAL VOC (`fastseg.data.voc`) is one data
+set; a folder described by a `dataset.yaml` (`fastseg.data.folder_dataset`) is the other.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from fastseg.data.classes import Classes
+from fastseg.data.split import Split
+from fastseg.errors import DatasetError
+
+DATASET_FILE = "dataset.yaml"
+
+
+class SegmentationData(ABC):
+    """Image / mask pairs named by id, with their classes and the run's split."""
+
+    root: Path  # named in messages
+    classes: Classes
+
+    @abstractmethod
+    def image_path(self, image_id: str) -> Path: ...
+
+    @abstractmethod
+    def mask_path(self, image_id: str) -> Path: ...
+
+    @abstractmethod
+    def read_mask(self, image_id: str) -> np.ndarray:
+        """Class indices `(H, W)` uint8: 0 .. C-1, and 255 wherever the mask is void."""
+
+    @abstractmethod
+    def split(self, train_set: str | None, seed: int) -> Split:
+        """The run's train / validation / test ids; `train_set` is VOC's list name (others: None)."""
+
+    @abstractmethod
+    def check_mask(self, image_id: str) -> tuple[str | None, np.ndarray | None]:
+        """`(problem, None)` or `(None, class indices)`: the mask decoded with every value checked."""
+
+    def require_files(self, ids: Iterable[str]) -> None:
+        """Fail before any work starts if an id's image or mask is absent (no file is opened)."""
+        missing = [
+            path
+            for image_id in ids
+            for path in (self.image_path(image_id), self.mask_path(image_id))
+            if not path.is_file()
+        ]
+        if missing:
+            more = f" (and {len(missing) - 1} more missing files)" if len(missing) > 1 else ""
+            raise DatasetError(f"{missing[0]}: file not found{more}")
+
+    def inspect_pair(self, image_id: str) -> tuple[str | None, np.ndarray | None]:
+        """Open one image and mask fully: `(problem, None)`, or `(None, mask)` when the pair is
+        usable (the decoded mask is handed back so callers that count pixels need not decode it)."""
+        image_path, mask_path = self.image_path(image_id), self.mask_path(image_id)
+        for path in (image_path, mask_path):
+            if not path.is_file():
+                return f"{path}: file not found", None
+        try:
+            with Image.open(image_path) as image:
+                image.load()
+                image_size = image.size
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
+            return f"{image_path}: cannot read image ({error})", None
+        problem, mask = self.check_mask(image_id)
+        if problem:
+            return problem, None
+        if mask.shape[::-1] != image_size:
+            mask_size = f"{mask.shape[1]}x{mask.shape[0]}"
+            return f"{mask_path}: mask is {mask_size}, image is {image_size[0]}x{image_size[1]}", None
+        return None, mask
+
+
+def is_dataset_file(path: Path | str) -> bool:
+    """Whether `--data` names a `dataset.yaml` data set (cheap: no file is read)."""
+    path = Path(path).expanduser()
+    return (path.is_file() and path.suffix.lower() in (".yaml", ".yml")) or (path / DATASET_FILE).is_file()
+
+
+def open_dataset(path: Path | str) -> SegmentationData:
+    """`--data`: a `dataset.yaml`, a folder holding one, or a VOC root (`VOCdevkit/VOC2012` inside)."""
+    from fastseg.data.folder_dataset import FolderDataset
+    from fastseg.data.voc import find_voc
+
+    path = Path(path).expanduser()
+    if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
+        return FolderDataset.from_file(path)
+    if path.is_file():
+        raise DatasetError(
+            f"{path}: not a data set (pass a {DATASET_FILE}, a folder holding one, or a VOC root)"
+        )
+    if (path / DATASET_FILE).is_file():
+        return FolderDataset.from_file(path / DATASET_FILE)
+    try:
+        return find_voc(path)
+    except DatasetError:
+        if not path.is_dir():
+            raise
+        raise DatasetError(f"{path}: no {DATASET_FILE} and no VOC2012 data set here "
+                           "(see README, \"Your own data\")") from None  # fmt: skip

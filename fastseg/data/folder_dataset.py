@@ -1,0 +1,241 @@
+"""A data set of one's own: `images/` and `masks/` folders described by a `dataset.yaml`.
+
+Each image's mask has the same stem, in the same place under the masks folder (`images` swapped
+for `masks` in the path). Ids are the images' paths relative to the YAML file's folder, so
+`split.json` and `report`'s per-image table name files a user can open. Masks are decoded to class
+indices with void as 255 (`fastseg.data.classes`), from index masks (any single-channel format
+Pillow reads) or colour masks (`mask_format: rgb`); a value or colour that is neither a class nor
+void is a data error, never silently made void.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path, PurePath
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from fastseg.data.classes import Colour
+from fastseg.data.dataset import SegmentationData
+from fastseg.data.dataset_file import DatasetFile, read_dataset_file
+from fastseg.data.split import Split, halve
+from fastseg.errors import DatasetError
+from fastseg.imaging.images import IMAGE_SUFFIXES
+from fastseg.imaging.masks import VOID_LABEL
+
+MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif")  # lossless: a JPEG mask's edges are noise
+SINGLE_CHANNEL_MODES = ("L", "P", "1", "I", "I;16", "I;16B", "I;16L", "I;16N")
+IMAGES_FOLDER = "images"
+
+
+class FolderDataset(SegmentationData):
+    """The pairs of a checked `dataset.yaml`, listed once: `ids[split]`, and a mask path per id.
+
+    `problems` holds what listing found (images without masks, masks without images, empty
+    splits, list entries without an image); `check_dataset` reports them with the pairs' own."""
+
+    def __init__(self, spec: DatasetFile):
+        self.spec = spec
+        self.root = spec.root
+        self.classes = spec.classes
+        self.ids: dict[str, list[str]] = {}
+        self.problems: list[str] = []
+        self._images: dict[str, Path] = {}
+        self._masks: dict[str, Path] = {}
+        for split, location in spec.splits.items():
+            self.ids[split] = self._list(split, location)
+        self._lookup = _label_table(len(self.classes), self.classes.ignore_index)
+        self._colour_codes, self._colour_labels = _colour_lookup(self.classes.colors, spec.ignore_color)
+
+    @classmethod
+    def from_file(cls, path: Path) -> FolderDataset:
+        return cls(read_dataset_file(path))
+
+    def __repr__(self) -> str:
+        return f"FolderDataset({self.spec.path})"
+
+    # --- the interface -------------------------------------------------------------------------
+
+    def image_path(self, image_id: str) -> Path:
+        return self._images[image_id]
+
+    def mask_path(self, image_id: str) -> Path:
+        return self._masks[image_id]
+
+    def read_mask(self, image_id: str) -> np.ndarray:
+        problem, mask = self.check_mask(image_id)
+        if problem:
+            raise DatasetError(problem)
+        return mask
+
+    def check_mask(self, image_id: str) -> tuple[str | None, np.ndarray | None]:
+        path = self.mask_path(image_id)
+        try:
+            with Image.open(path) as image:
+                image.load()
+                if self.spec.mask_format == "rgb":
+                    return self._decode_colours(path, np.asarray(image.convert("RGB")))
+                if image.mode not in SINGLE_CHANNEL_MODES:
+                    return (f"{path}: mask has mode {image.mode}, expected one channel of class indices "
+                            "(for colour masks set mask_format: rgb in dataset.yaml)"), None  # fmt: skip
+                values = np.asarray(image)
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
+            return f"{path}: cannot read mask ({error})", None
+        return self._decode_indices(path, values)
+
+    def split(self, train_set: str | None, seed: int) -> Split:
+        """`train`, `val` and `test` as listed; without `test`, `val` halved the seed's way."""
+        train, valid = self.ids["train"], self.ids["val"]
+        for first, second in (("train", "val"), ("train", "test"), ("val", "test")):
+            leaked = sorted(set(self.ids.get(first, ())) & set(self.ids.get(second, ())))
+            if leaked:
+                raise DatasetError(f"{self.spec.path}: {len(leaked)} images are in both {first} and {second} "
+                                   f"(e.g. {leaked[0]}): the scores would leak")  # fmt: skip
+        if "test" in self.ids:
+            return Split(train=list(train), valid=list(valid), test=list(self.ids["test"]), seed=seed)
+        valid, test = halve(valid, seed)
+        return Split(train=list(train), valid=valid, test=test, seed=seed, test_from="val")
+
+    # --- decoding ------------------------------------------------------------------------------
+
+    def _decode_indices(self, path: Path, values: np.ndarray) -> tuple[str | None, np.ndarray | None]:
+        if values.dtype == bool:
+            values = values.astype(np.uint8)
+        if values.size and int(values.max()) > 255:
+            return f"{path}: mask values up to {int(values.max())}; class indices must be 0-255", None
+        values = values.astype(np.uint8, copy=False)
+        present = np.flatnonzero(np.bincount(values.ravel(), minlength=256))
+        bad = [int(value) for value in present if self._lookup[value] == _INVALID]
+        if bad:
+            return (f"{path}: mask values {bad[:5]} are neither a class (0-{len(self.classes) - 1}) "
+                    f"nor ignore_index {self.classes.ignore_index}"), None  # fmt: skip
+        return None, self._lookup[values].astype(np.uint8)
+
+    def _decode_colours(self, path: Path, pixels: np.ndarray) -> tuple[str | None, np.ndarray | None]:
+        pixels = pixels.astype(np.int32)
+        codes = (pixels[..., 0] << 16) | (pixels[..., 1] << 8) | pixels[..., 2]
+        where = np.searchsorted(self._colour_codes, codes).clip(max=len(self._colour_codes) - 1)
+        known = self._colour_codes[where] == codes
+        if not known.all():
+            unknown = np.unique(codes[~known])
+            shown = ", ".join(f"({code >> 16}, {code >> 8 & 255}, {code & 255})" for code in unknown[:3])
+            more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+            return (f"{path}: {int((~known).sum())} pixels of colours {shown}{more} not in colors "
+                    "(nor ignore_color)"), None  # fmt: skip
+        return None, self._colour_labels[where].astype(np.uint8)
+
+    # --- listing -------------------------------------------------------------------------------
+
+    def _list(self, split: str, location: Path) -> list[str]:
+        """Ids of one split, registering each image's and mask's path; problems noted."""
+        if location.suffix == ".txt" and location.is_file():
+            images = self._listed_images(split, location)
+        elif location.is_dir():
+            images = sorted(path for path in location.rglob("*")
+                            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())  # fmt: skip
+            self._note_orphan_masks(split, location, images)
+        else:
+            images = []
+        ids = []
+        for image in images:
+            image_id = self._id(image)
+            mask = self._find_mask(image)
+            if mask is None:
+                expected = self._mask_stem(image)
+                where = expected.with_suffix(".png") if expected else "(no images folder in its path to swap)"
+                self.problems.append(f"{image}: no mask ({split}; expected {where})")
+                continue
+            if image_id in self._images and self._images[image_id] != image:
+                continue
+            self._images[image_id], self._masks[image_id] = image, mask
+            ids.append(image_id)
+        shared = _shared_masks(self._masks, ids)
+        self.problems += [f"{mask}: the mask of more than one image ({', '.join(names)})"
+                          for mask, names in shared]  # fmt: skip
+        if not images:
+            self.problems.append(f"{location}: the {split} split holds no images")
+        return ids
+
+    def _listed_images(self, split: str, listing: Path) -> list[Path]:
+        """A `.txt` split: one image per line, a stem or a path relative to the `images` folder."""
+        base = self.root / IMAGES_FOLDER
+        images = []
+        for number, line in enumerate(listing.read_text().splitlines(), start=1):
+            entry = line.strip()
+            if not entry or entry.startswith("#"):
+                continue
+            candidates = [base / entry] if Path(entry).suffix.lower() in IMAGE_SUFFIXES else [
+                base / f"{entry}{suffix}" for suffix in sorted(IMAGE_SUFFIXES)]  # fmt: skip
+            found = next((path for path in candidates if path.is_file()), None)
+            if found is None:
+                self.problems.append(f"{listing}:{number}: no image {entry!r} in {base}")
+            else:
+                images.append(found)
+        return images
+
+    def _id(self, image: Path) -> str:
+        try:
+            return image.relative_to(self.root).as_posix()
+        except ValueError:
+            return image.as_posix()
+
+    def _mask_stem(self, image: Path) -> Path | None:
+        """The mask's path without suffix: the image's, with its `images` folder swapped for `masks`."""
+        parts = list(PurePath(image).parts)
+        try:
+            relative = list(image.relative_to(self.root).parts)
+            offset = len(parts) - len(relative)
+        except ValueError:
+            relative, offset = parts, 0
+        if IMAGES_FOLDER not in relative:
+            return None
+        index = offset + relative.index(IMAGES_FOLDER)
+        parts[index] = self.spec.masks
+        return Path(*parts).with_suffix("")
+
+    def _find_mask(self, image: Path) -> Path | None:
+        stem = self._mask_stem(image)
+        if stem is None:
+            return None
+        candidates = (stem.parent / f"{stem.name}{suffix}" for suffix in MASK_SUFFIXES)
+        return next((path for path in candidates if path.is_file()), None)
+
+    def _note_orphan_masks(self, split: str, location: Path, images: Iterable[Path]) -> None:
+        """Masks under the split's masks folder whose image is missing: often a misnamed image."""
+        placeholder = self._mask_stem(location / "placeholder")  # the masks folder, by the same swap
+        if placeholder is None or not placeholder.parent.is_dir():
+            return
+        stems = {self._mask_stem(image) for image in images}
+        for mask in sorted(placeholder.parent.rglob("*")):
+            if mask.suffix.lower() in MASK_SUFFIXES and mask.is_file() and mask.with_suffix("") not in stems:
+                self.problems.append(f"{mask}: mask without an image ({split})")
+
+
+_INVALID = 256  # in the index lookup table: a value that is neither a class nor void
+
+
+def _label_table(num_classes: int, ignore_index: int) -> np.ndarray:
+    """Mask value -> class index (uint16): classes stay, `ignore_index` becomes 255, others invalid."""
+    table = np.full(256, _INVALID, dtype=np.uint16)
+    table[:num_classes] = np.arange(num_classes)
+    table[ignore_index] = VOID_LABEL
+    return table
+
+
+def _colour_lookup(colors: tuple[Colour, ...], ignore_color: Colour | None) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted 24-bit colour codes and the class index of each (255 for `ignore_color`)."""
+    pairs = {(red << 16) | (green << 8) | blue: index for index, (red, green, blue) in enumerate(colors)}
+    if ignore_color is not None:
+        red, green, blue = ignore_color
+        pairs[(red << 16) | (green << 8) | blue] = VOID_LABEL
+    codes = np.array(sorted(pairs), dtype=np.int32)
+    return codes, np.array([pairs[code] for code in codes.tolist()], dtype=np.uint8)
+
+
+def _shared_masks(masks: dict[str, Path], ids: list[str]) -> list[tuple[Path, list[str]]]:
+    """Masks claimed by two images of `ids` (`a.jpg` and `a.png` beside each other)."""
+    owners: dict[Path, list[str]] = {}
+    for image_id in ids:
+        owners.setdefault(masks[image_id], []).append(image_id)
+    return [(mask, names) for mask, names in owners.items() if len(names) > 1]
