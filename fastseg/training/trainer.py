@@ -23,8 +23,8 @@ from fastprogress.fastprogress import progress_bar
 
 from fastseg.data.check import check_dataset
 from fastseg.data.class_weights import class_weights
-from fastseg.data.split import Split
 from fastseg.data.dataset import SegmentationData, open_dataset
+from fastseg.data.split import Split
 from fastseg.data.voc import VOCFolder
 from fastseg.errors import FastsegError
 from fastseg.launch.processes import Launch, barrier, launched
@@ -196,8 +196,8 @@ def export(learn: Learner, config: TrainConfig, run: RunFolder, prepared: Prepar
         "valid_pixel_accuracy": None if best is None else float(best["valid_pixel_accuracy"]),
         "train_config": config.to_dict(),
     }
-    save_model(run.model, uncompiled(learn.model), prepared.model_config, config.size, metadata, config.resize,
-               prepared.folder.classes)  # fmt: skip
+    model, classes = uncompiled(learn.model), prepared.folder.classes
+    save_model(run.model, model, prepared.model_config, config.size, metadata, config.resize, classes)
     save_training_curve(history, run.file(TRAINING_CURVE), planned_epochs=config.epochs)
     run.mark_finished(epochs_run)
     return TrainResult(
