@@ -2,9 +2,10 @@
 
 Masks come from the data set's own `read_mask` (class indices, void 255) instead of fastai's
 `PILMask.create` on a path, which would turn VOC's palette indices into grey levels. Images are
-fitted into the model's input by `fastseg.imaging.geometry`, the same code `predict` and `report` use: the seed's
-recipe squishes both sets to `size`²; with random-scale crops the training set is cropped by its
-augmentation and the validation set letterboxed into `size`². Only the training set is augmented.
+fitted into the model's input by `fastseg.imaging.geometry`, the same code `predict` and `report`
+use: the seed's recipe squishes both sets to `size`²; with random-scale crops the training set is
+cropped by its augmentation and the validation set letterboxed into `size`². Only the training
+set is augmented.
 """
 
 from __future__ import annotations
