@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from fastseg.atomic import atomic_path
-from fastseg.data.voc import NUM_CLASSES, VOC_CLASSES
+from fastseg.data.classes import Classes
 from fastseg.errors import DatasetError, FastsegError
 from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.imaging.masks import read_mask, write_mask
@@ -32,7 +32,12 @@ from fastseg.launch.device import loader_workers
 from fastseg.launch.processes import Launch, barrier, launched, sum_across_processes
 from fastseg.model.checkpoint import load_model
 
-CSV_FIELDS = ["path", "width", "height", "status", "error", "seconds", *VOC_CLASSES]
+FIXED_FIELDS = ["path", "width", "height", "status", "error", "seconds"]  # then one column per class
+
+
+def csv_fields(class_names: Sequence[str]) -> list[str]:
+    """`predictions.csv`'s header: the fixed columns, then each class's share of the image."""
+    return [*FIXED_FIELDS, *class_names]
 
 
 @dataclass(frozen=True)
@@ -135,20 +140,22 @@ def row_chunks(height: int) -> Iterator[slice]:
         yield slice(start, min(height, start + ROWS_PER_CHUNK))
 
 
-def class_fractions(labels: np.ndarray) -> list[float]:
+def class_fractions(labels: np.ndarray, num_classes: int) -> list[float]:
     """Share of each class among the pixels of `labels` `(H, W)`, counted a band of rows at a time."""
-    counts = np.zeros(NUM_CLASSES, dtype=np.int64)
+    counts = np.zeros(num_classes, dtype=np.int64)
     for rows in row_chunks(labels.shape[0]):
-        counts += np.bincount(labels[rows].ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
+        counts += np.bincount(labels[rows].ravel(), minlength=num_classes)[:num_classes]
     return (counts / max(labels.size, 1)).round(6).tolist()
 
 
-def save_overlay(image: np.ndarray, labels: np.ndarray, path: Path, alpha: float = 0.5) -> None:
-    """RGB image `(H, W, 3)` blended with its VOC-coloured labels, as JPEG, written atomically; the
-    float arithmetic runs a band of rows at a time into one uint8 picture."""
+def save_overlay(
+    image: np.ndarray, labels: np.ndarray, path: Path, classes: Classes, alpha: float = 0.5
+) -> None:
+    """RGB image `(H, W, 3)` blended with its labels in the model's colours, as JPEG, written
+    atomically; the float arithmetic runs a band of rows at a time into one uint8 picture."""
     blended = np.empty_like(image, dtype=np.uint8)
     for rows in row_chunks(image.shape[0]):
-        colours = colorize(labels[rows]).astype(np.float32)
+        colours = colorize(labels[rows], classes.colors).astype(np.float32)
         blended[rows] = ((1 - alpha) * image[rows].astype(np.float32) + alpha * colours).round()
     with atomic_path(path) as temporary:
         Image.fromarray(blended).save(temporary, format="JPEG", quality=90)
@@ -156,41 +163,46 @@ def save_overlay(image: np.ndarray, labels: np.ndarray, path: Path, alpha: float
 
 def csv_row(source: Path, status: str, error: str = "", size: tuple[int, int] | None = None,
             seconds: float | None = None, fractions: list[float] | None = None) -> list:  # fmt: skip
-    """One `predictions.csv` row; `size` is `(height, width)`."""
+    """One `predictions.csv` row (without fractions the class columns are left to `PredictionLog`,
+    which fills them blank); `size` is `(height, width)`."""
     height, width = size or ("", "")
     timing = "" if seconds is None else f"{seconds:.4f}"
-    return [source, width, height, status, error, timing, *(fractions or [""] * NUM_CLASSES)]
+    return [source, width, height, status, error, timing, *(fractions or [])]
 
 
 class PredictionLog:
     """`predictions.csv`: one row per input image (ok, failed or skipped), written to a temporary
     file as the run goes and renamed into place when it ends."""
 
-    def __init__(self, file: TextIO):
+    def __init__(self, file: TextIO, fields: list[str]):
         self.writer = csv.writer(file)
-        self.writer.writerow(CSV_FIELDS)
+        self.width = len(fields)
+        self.writer.writerow(fields)
 
     def row(self, source: Path, status: str, error: str = "", **values: Any) -> None:
         self.write(csv_row(source, status, error, **values))
 
     def write(self, row: list) -> None:
-        self.writer.writerow(row)
+        self.writer.writerow(row + [""] * (self.width - len(row)))
 
 
-def previous_rows(path: Path) -> dict[str, list[str]]:
+def previous_rows(path: Path, fields: list[str]) -> dict[str, list[str]]:
     """The rows of an earlier `predictions.csv` that hold an image's figures, by path; read before
-    this run replaces the file. An unreadable or foreign file is no loss: masks are read back."""
+    this run replaces the file. An unreadable or foreign file (another model's classes included) is
+    no loss: masks are read back."""
     try:
         with path.open(newline="") as file:
             rows = list(csv.reader(file))
     except (OSError, UnicodeDecodeError, csv.Error):
         return {}
-    if not rows or rows[0] != CSV_FIELDS:
+    if not rows or rows[0] != fields:
         return {}
-    return {row[0]: row for row in rows[1:] if len(row) == len(CSV_FIELDS) and row[1]}
+    return {row[0]: row for row in rows[1:] if len(row) == len(fields) and row[1]}
 
 
-def skipped_rows(jobs: list[Job], overlay: bool, previous: dict[str, list[str]]) -> dict[Job, list]:
+def skipped_rows(
+    jobs: list[Job], overlay: bool, previous: dict[str, list[str]], num_classes: int
+) -> dict[Job, list]:
     """The log rows of the jobs `--skip-existing` leaves (`is_done`), with the size, time and class
     fractions of the earlier run's row, or, without one (an interrupted run writes no CSV), the
     size and fractions read back from the mask. A mask that cannot be read is not done."""
@@ -204,7 +216,8 @@ def skipped_rows(jobs: list[Job], overlay: bool, previous: dict[str, list[str]])
             labels = read_mask(job.mask)
         except DatasetError:
             continue
-        rows[job] = csv_row(job.source, "skipped", size=labels.shape, fractions=class_fractions(labels))
+        fractions = class_fractions(labels, num_classes)
+        rows[job] = csv_row(job.source, "skipped", size=labels.shape, fractions=fractions)
     return rows
 
 
@@ -223,14 +236,16 @@ def writing(path: Path) -> Iterator[None]:
 
 
 def save_outputs(result: Segmented, job: Job, overlay: bool) -> np.ndarray:
-    """The mask (and overlay) of one segmented image; returns its labels."""
+    """The mask (a palette PNG in the model's colours) and overlay of one segmented image;
+    returns its labels."""
     labels = result.labels()
+    classes = result.segmenter.loaded.class_set
     with writing(job.mask):
         job.mask.parent.mkdir(parents=True, exist_ok=True)
-        write_mask(job.mask, labels)
+        write_mask(job.mask, labels, classes.palette())
     if overlay:
         with writing(job.overlay):
-            save_overlay(result.item["original"], labels, job.overlay)
+            save_overlay(result.item["original"], labels, job.overlay, classes)
     return labels
 
 
@@ -260,19 +275,23 @@ def predict(
         segmenter = Segmenter(load_model(model, launch.device), launch.device, precision, tta, size)
         prepare_out(out)
         jobs, failures = jobs[launch.rank :: launch.world], failures[launch.rank :: launch.world]
-        skipped = skipped_rows(jobs, overlay, previous_rows(out / "predictions.csv")) if skip_existing else {}
+        fields = csv_fields(segmenter.loaded.classes)
+        previous = previous_rows(out / "predictions.csv", fields) if skip_existing else {}
+        skipped = (
+            skipped_rows(jobs, overlay, previous, len(segmenter.loaded.classes)) if skip_existing else {}
+        )
         todo = [job for job in jobs if job not in skipped]
         results = segment(segmenter, segmenter.dataset([job.source for job in todo], keep_original=overlay),
                           batch_size, loader_workers(num_workers), progress)  # fmt: skip
         csv_name = "predictions.csv" if launch.world == 1 else f"predictions.rank{launch.rank}.csv"
         with atomic_path(out / csv_name) as temporary, temporary.open("w", newline="") as file:
-            log = PredictionLog(file)
+            log = PredictionLog(file, fields)
             for source, reason in failures:
                 log.row(source, "failed", reason)
             for row in skipped.values():
                 log.write(row)
             segmented = write_outputs(results, todo, overlay, log, failures)
-        csv_path = merge_rank_csvs(out, launch)
+        csv_path = merge_rank_csvs(out, launch, fields)
         segmented, failed, skipped_count = sum_across_processes([segmented, len(failures), len(skipped)])
     return PredictSummary(segmented, failed, skipped_count, csv_path, failures)
 
@@ -299,7 +318,7 @@ def save_and_log(result: Segmented, job: Job, overlay: bool, log: PredictionLog)
     """One read image's outputs and its "ok" row; returns why they could not be made, or ""."""
     try:
         labels = save_outputs(result, job, overlay)
-        fractions = class_fractions(labels)
+        fractions = class_fractions(labels, len(result.segmenter.loaded.classes))
     except FastsegError as error:
         return str(error)
     except (MemoryError, RuntimeError) as error:
@@ -319,7 +338,7 @@ def out_of_memory(error: BaseException) -> bool:
     return isinstance(error, MemoryError) or "can't allocate memory" in text or "out of memory" in text
 
 
-def merge_rank_csvs(out: Path, launch: Launch) -> Path:
+def merge_rank_csvs(out: Path, launch: Launch, fields: list[str]) -> Path:
     """One `predictions.csv`, rows sorted by path, from the per-process files (then removed);
     rank 0 merges once every process has finished its own. Alone, the file is already whole."""
     merged = out / "predictions.csv"
@@ -334,7 +353,7 @@ def merge_rank_csvs(out: Path, launch: Launch) -> Path:
                 rows += list(csv.reader(file))[1:]
         with atomic_path(merged) as temporary, temporary.open("w", newline="") as file:
             writer = csv.writer(file)
-            writer.writerow(CSV_FIELDS)
+            writer.writerow(fields)
             writer.writerows(sorted(rows, key=lambda row: row[0]))
         for part in parts:
             part.unlink()

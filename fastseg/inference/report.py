@@ -22,9 +22,10 @@ import torch.nn.functional as F
 
 from fastseg.atomic import atomic_path, write_json
 from fastseg.data.check import check_ids
-from fastseg.data.voc import VOC_CLASSES, VOCFolder, find_voc
+from fastseg.data.classes import Classes
+from fastseg.data.dataset import SegmentationData, open_dataset
 from fastseg.errors import DatasetError, FastsegError
-from fastseg.imaging.masks import VOID_LABEL, read_mask
+from fastseg.imaging.masks import VOID_LABEL
 from fastseg.inference.loop import Progress, Segmented, no_progress, segment
 from fastseg.inference.ranking import RANKINGS, rank
 from fastseg.inference.segmenter import Segmenter
@@ -48,12 +49,13 @@ class ReportResult:
     scores: Scores
 
 
-def _mask_item(folder: VOCFolder, ids: list[str], index: int) -> dict[str, Any]:
-    """The ground truth riding with image `index` through the loader (a picklable function)."""
-    return {"mask": read_mask(folder.mask_path(ids[index]))}
+def _mask_item(folder: SegmentationData, ids: list[str], index: int) -> dict[str, Any]:
+    """The ground truth riding with image `index` through the loader (a picklable function): class
+    indices, void 255, whatever the data set's own void value."""
+    return {"mask": folder.read_mask(ids[index])}
 
 
-def _checked_mask(result: Segmented, folder: VOCFolder, image_id: str) -> torch.Tensor:
+def _checked_mask(result: Segmented, folder: SegmentationData, image_id: str) -> torch.Tensor:
     """The item's mask on the model's device; a file error or a size mismatch is a `DatasetError`."""
     if result.error:
         raise FastsegError(f"{folder.image_path(image_id)}: {result.error}")
@@ -87,7 +89,7 @@ def score_image(
 
 def evaluate(
     segmenter: Segmenter,
-    folder: VOCFolder,
+    folder: SegmentationData,
     ids: list[str],
     weights: torch.Tensor | None,
     batch_size: int,
@@ -95,7 +97,7 @@ def evaluate(
     progress: Progress = no_progress,
 ) -> tuple[ConfusionMatrix, pd.DataFrame]:
     """Total confusion matrix and a per-image table (id, pixel_accuracy, miou, loss)."""
-    total = ConfusionMatrix(len(VOC_CLASSES))
+    total = ConfusionMatrix(len(segmenter.loaded.classes))
     dataset = segmenter.dataset([folder.image_path(image_id) for image_id in ids],
                                 extra=partial(_mask_item, folder, ids))  # fmt: skip
     weights = None if weights is None else weights.to(segmenter.device)
@@ -110,12 +112,12 @@ def evaluate(
     return total, pd.DataFrame(rows)
 
 
-def per_class_table(scores: Scores, matrix: torch.Tensor) -> pd.DataFrame:
+def per_class_table(scores: Scores, matrix: torch.Tensor, names: list[str]) -> pd.DataFrame:
     truth = matrix.sum(1).cpu().numpy()
     predicted = matrix.sum(0).cpu().numpy()
     return pd.DataFrame(
         {
-            "class": list(VOC_CLASSES),
+            "class": list(names),
             "iou": scores.class_iou,
             "accuracy": scores.class_accuracy,
             "truth_pixels": truth,
@@ -125,18 +127,20 @@ def per_class_table(scores: Scores, matrix: torch.Tensor) -> pd.DataFrame:
     )
 
 
-def write_tables(out: Path, model: Path, subset: str, total: ConfusionMatrix, ranked: pd.DataFrame) -> dict:
+def write_tables(
+    out: Path, model: Path, subset: str, total: ConfusionMatrix, ranked: pd.DataFrame, names: list[str]
+) -> dict:
     """metrics.json, per_class.csv, per_image.csv, confusion_matrix.csv; returns the metrics."""
     scores = total.scores()
     metrics = {"model": str(model), "subset": subset, "images": len(ranked), **asdict(scores)}
-    metrics["class_iou"] = dict(zip(VOC_CLASSES, scores.class_iou, strict=True))
-    metrics["class_accuracy"] = dict(zip(VOC_CLASSES, scores.class_accuracy, strict=True))
-    metrics["absent_classes"] = [name for name, iou in zip(VOC_CLASSES, scores.class_iou, strict=True)
+    metrics["class_iou"] = dict(zip(names, scores.class_iou, strict=True))
+    metrics["class_accuracy"] = dict(zip(names, scores.class_accuracy, strict=True))
+    metrics["absent_classes"] = [name for name, iou in zip(names, scores.class_iou, strict=True)
                                  if math.isnan(iou)]  # fmt: skip
     write_json(out / "metrics.json", metrics)  # NaN (an absent class) is written as null
-    confusion = pd.DataFrame(total.matrix.cpu().numpy(), index=VOC_CLASSES, columns=VOC_CLASSES)
+    confusion = pd.DataFrame(total.matrix.cpu().numpy(), index=names, columns=names)
     for name, table, options in (
-        ("per_class.csv", per_class_table(scores, total.matrix), {"index": False}),
+        ("per_class.csv", per_class_table(scores, total.matrix, names), {"index": False}),
         ("per_image.csv", ranked, {"index": False}),
         ("confusion_matrix.csv", confusion, {"index_label": "true \\ predicted"}),
     ):
@@ -145,7 +149,7 @@ def write_tables(out: Path, model: Path, subset: str, total: ConfusionMatrix, ra
     return metrics
 
 
-def prediction_rows(segmenter: Segmenter, folder: VOCFolder, ids: list[str]) -> list[list[np.ndarray]]:
+def prediction_rows(segmenter: Segmenter, folder: SegmentationData, ids: list[str]) -> list[list[np.ndarray]]:
     """image | truth | prediction for a handful of ids, at original size."""
     dataset = segmenter.dataset([folder.image_path(image_id) for image_id in ids], keep_original=True,
                                 extra=partial(_mask_item, folder, ids))  # fmt: skip
@@ -160,7 +164,7 @@ def _caption(row: pd.Series) -> str:
 def draw_figures(
     out: Path,
     segmenter: Segmenter,
-    folder: VOCFolder,
+    folder: SegmentationData,
     total: ConfusionMatrix,
     per_image: pd.DataFrame,
     ranked: pd.DataFrame,
@@ -168,9 +172,11 @@ def draw_figures(
     seed: int,
 ) -> list[Path]:
     """Class IoU bars, the confusion matrix, and random / best / worst prediction grids."""
+    classes = segmenter.loaded.class_set
+    names = list(classes.names)
     figures = [
-        save_figure(class_iou_chart(list(VOC_CLASSES), total.scores().class_iou), out / "class_iou.png"),
-        save_figure(confusion_figure(total.matrix, list(VOC_CLASSES)), out / "confusion_matrix.png"),
+        save_figure(class_iou_chart(names, total.scores().class_iou), out / "class_iou.png"),
+        save_figure(confusion_figure(total.matrix, names), out / "confusion_matrix.png"),
     ]
     picks = sorted(random.Random(seed).sample(range(len(per_image)), min(FIGURES["predictions_random.png"],
                                                                           len(per_image))))  # fmt: skip
@@ -183,9 +189,20 @@ def draw_figures(
         pictures = prediction_rows(segmenter, folder, list(rows["id"]))
         captions = [_caption(row) for _, row in rows.iterrows()]
         title = f"{name.removesuffix('.png').replace('_', ' ')} (ranked by {rank_by})"
-        grid = image_grid(pictures, ["image", "ground truth", "prediction"], captions, title=title)
+        grid = image_grid(
+            pictures, ["image", "ground truth", "prediction"], captions, title=title, classes=classes
+        )
         figures.append(save_figure(grid, out / name))
     return figures
+
+
+def require_same_classes(model_classes: Classes, folder: SegmentationData) -> None:
+    """A model scored on a data set of other classes would give numbers that mean nothing."""
+    if list(model_classes.names) != list(folder.classes.names):
+        raise DatasetError(
+            f"{folder.root}: its {len(folder.classes)} classes are not the model's {len(model_classes)} "
+            f"({', '.join(model_classes.names[:4])}...): pass the --data the model was trained on"
+        )
 
 
 def report(
@@ -208,19 +225,21 @@ def report(
     if rank_by not in RANKINGS:
         raise FastsegError(f"--rank-by {rank_by}: choose one of {', '.join(RANKINGS)}")
     run = RunFolder.of_model(model)
-    folder = find_voc(data or run.data_folder())
+    folder = open_dataset(data or run.data_folder())
     ids = run.read_split().ids(subset)
     if not ids:
         raise DatasetError(f"{run.file(SPLIT)}: the {subset} split lists no images; nothing to report")
     check_ids(folder, ids, action="report")  # mask values outside the classes would stop the loss midway
     target = resolve_device(device)
     segmenter = Segmenter(load_model(run.path, target), target, precision=precision)
+    require_same_classes(segmenter.loaded.class_set, folder)
     total, per_image = evaluate(segmenter, folder, ids, run.read_class_weights(), batch_size,
                                 loader_workers(num_workers), progress)  # fmt: skip
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ranked = rank(per_image, rank_by)
-    metrics = write_tables(out, run.model, subset, total, ranked)
+    names = segmenter.loaded.classes
+    metrics = write_tables(out, run.model, subset, total, ranked, names)
     figures = draw_figures(out, segmenter, folder, total, per_image, ranked, rank_by, seed)
-    write_html(out, metrics, per_class_table(total.scores(), total.matrix), figures, run)
+    write_html(out, metrics, per_class_table(total.scores(), total.matrix, names), figures, run)
     return ReportResult(out=out, subset=subset, images=len(ids), scores=total.scores())

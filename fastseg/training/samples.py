@@ -6,11 +6,13 @@ from pathlib import Path
 
 from fastai.data.core import DataLoaders
 
+from fastseg.data.classes import Classes
+from fastseg.data.voc import VOC
 from fastseg.runs.folder import TRAIN_SAMPLE, VAL_SAMPLE
 from fastseg.visualization.figures import save_batch_sample
 
 
-def save_dataset_samples(dls: DataLoaders, out: Path, rows: int = 4) -> list[Path]:
+def save_dataset_samples(dls: DataLoaders, out: Path, rows: int = 4, classes: Classes = VOC) -> list[Path]:
     """One augmented training batch and one validation batch, drawn as image | mask rows."""
     written = []
     for loader, name, title in (
@@ -19,6 +21,6 @@ def save_dataset_samples(dls: DataLoaders, out: Path, rows: int = 4) -> list[Pat
     ):
         images, masks = loader.one_batch()
         written.append(
-            save_batch_sample(images.cpu().numpy(), masks.cpu().numpy(), out / name, title, rows=rows)
+            save_batch_sample(images.cpu().numpy(), masks.cpu().numpy(), out / name, title, rows, classes)
         )
     return written

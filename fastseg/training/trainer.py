@@ -130,7 +130,7 @@ def make_learner(config: TrainConfig, run: RunFolder, prepared: Prepared, launch
         device=launch.device, seed=config.seed, crop_size=config.train_size,
     )  # fmt: skip
     if launch.main and not resume:
-        save_dataset_samples(dls, run.path)
+        save_dataset_samples(dls, run.path, classes=prepared.folder.classes)
     barrier()
     learn = build_learner(config, dls, prepared.weights, str(run.path), launch.device, prepared.model_config)
     if not show_progress:

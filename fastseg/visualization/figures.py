@@ -15,10 +15,11 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from fastseg.atomic import atomic_path
-from fastseg.data.voc import VOC_CLASSES
+from fastseg.data.classes import Classes
+from fastseg.data.voc import VOC
 from fastseg.imaging.masks import VOID_LABEL
 from fastseg.imaging.normalise import IMAGENET_MEAN, IMAGENET_STD
-from fastseg.imaging.palette import colorize, voc_colormap
+from fastseg.imaging.palette import colorize, colour_table
 
 
 def denormalize(images: np.ndarray) -> np.ndarray:
@@ -29,18 +30,18 @@ def denormalize(images: np.ndarray) -> np.ndarray:
     return pixels.transpose(0, 2, 3, 1)
 
 
-def class_legend(masks: Sequence[np.ndarray]) -> list[Patch]:
-    """Legend patches for every class (and void) present in any of `masks`."""
+def class_legend(masks: Sequence[np.ndarray], classes: Classes = VOC) -> list[Patch]:
+    """Legend patches for every class (and void) present in any of `masks`, in `classes`' colours."""
     present = sorted(set(np.unique(np.concatenate([m.ravel() for m in masks])).tolist()))
-    colours = voc_colormap()
+    colours = colour_table(classes.colors)
     return [
         Patch(
-            facecolor=np.array(colours[label]) / 255,
+            facecolor=colours[label] / 255,
             edgecolor="black",
-            label="void" if label == VOID_LABEL else VOC_CLASSES[label],
+            label="void" if label == VOID_LABEL else classes.names[label],
         )
         for label in present
-        if label == VOID_LABEL or label < len(VOC_CLASSES)
+        if label == VOID_LABEL or label < len(classes)
     ]
 
 
@@ -59,6 +60,7 @@ def image_grid(
     row_captions: Sequence[str] | None = None,
     title: str | None = None,
     cell_inches: float = 2.6,
+    classes: Classes = VOC,
 ) -> Figure:
     """Rows of pictures (RGB `(H, W, 3)` or class-index `(H, W)` masks, coloured) with a class legend.
 
@@ -76,7 +78,7 @@ def image_grid(
             axis = axes[row_index][col_index]
             if picture.ndim == 2:
                 masks.append(picture)
-                picture = colorize(picture)
+                picture = colorize(picture, classes.colors)
             axis.imshow(picture, interpolation="nearest")
             axis.set_xticks([])
             axis.set_yticks([])
@@ -85,14 +87,17 @@ def image_grid(
         if row_captions:
             axes[row_index][0].set_xlabel(row_captions[row_index], fontsize=8, loc="left")
     if masks:
-        figure.legend(handles=class_legend(masks), loc="outside right upper", fontsize=9, frameon=False)
+        figure.legend(
+            handles=class_legend(masks, classes), loc="outside right upper", fontsize=9, frameon=False
+        )
     if title:
         figure.suptitle(title, fontsize=12)
     return figure
 
 
-def save_batch_sample(images: np.ndarray, masks: np.ndarray, path: Path, title: str, rows: int = 4) -> Path:
+def save_batch_sample(images: np.ndarray, masks: np.ndarray, path: Path, title: str, rows: int = 4,
+                      classes: Classes = VOC) -> Path:  # fmt: skip
     """`image | mask` grid of the first `rows` items of a normalised batch, as the seed's README shows."""
     pictures = denormalize(images[:rows])
     grid = [[picture, mask] for picture, mask in zip(pictures, masks[:rows], strict=True)]
-    return save_figure(image_grid(grid, ["image", "mask"], title=title), path)
+    return save_figure(image_grid(grid, ["image", "mask"], title=title, classes=classes), path)
