@@ -220,7 +220,7 @@ def report(
 ) -> ReportResult:
     """Evaluate the run's `subset` of `split.json` and write every report file into `out`.
 
-    Every pair is checked first (train's check: readable, same size, mask values 0-20 or 255), so a
+    Every pair is checked first (train's check: readable, same size, mask values a class or void), so a
     bad file stops the report before `out` is touched, with all problems named at once."""
     if rank_by not in RANKINGS:
         raise FastsegError(f"--rank-by {rank_by}: choose one of {', '.join(RANKINGS)}")
