@@ -25,7 +25,7 @@ from fastseg.inference.ranking import RANKINGS
     "--data",
     type=click.Path(path_type=Path),
     default=None,
-    help="Folder holding VOCdevkit/VOC2012  [default: the run's --data]",
+    help="The data set: a dataset.yaml, a folder holding one, or a VOC root  [default: the run's --data]",
 )
 @click.option("--split", "subset", type=click.Choice(SUBSETS), default=SUBSETS[0])
 @click.option(

@@ -12,7 +12,10 @@ from cli.options import from_recipe, recipe_option, train_default
 
 @click.command(context_settings={"show_default": True})
 @click.option(
-    "--data", required=True, type=click.Path(path_type=Path), help="Folder holding VOCdevkit/VOC2012."
+    "--data",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A dataset.yaml, a folder holding one, or a VOC root.",
 )
 @click.option(
     "--out", required=True, type=click.Path(path_type=Path, file_okay=False), help="Folder for the PNGs."
@@ -23,18 +26,17 @@ from cli.options import from_recipe, recipe_option, train_default
 @click.option("--seed", type=int, default=train_default("seed"))
 @user_errors
 def command(data: Path, out: Path, recipe_name: str, size: int | None, rows: int, seed: int) -> None:
-    """Write train_ds_sample.png (augmented, from VOC train) and val_ds_sample.png, image | mask in
-    VOC colours, as the recipe's training would see them."""
+    """Write train_ds_sample.png (augmented, from the train split) and val_ds_sample.png, image |
+    mask in the data set's colours, as the recipe's training would see them."""
     from fastai.torch_core import set_seed
 
-    from fastseg.data.split import seed_split
-    from fastseg.data.voc import find_voc
+    from fastseg.data.dataset import open_dataset
     from fastseg.training.data import build_dataloaders
     from fastseg.training.recipes import recipe
     from fastseg.training.samples import save_dataset_samples
 
-    folder = find_voc(data)
-    split = seed_split(folder.ids("train"), folder.ids("val"))
+    folder = open_dataset(data)
+    split = folder.split("train", seed=42)
     folder.require_files([*split.train, *split.valid])
     config = recipe(recipe_name, **({"size": size} if size else {}))  # a smaller --size shrinks the crop
     set_seed(seed)
@@ -42,5 +44,5 @@ def command(data: Path, out: Path, recipe_name: str, size: int | None, rows: int
         folder, split.train, split.valid, size=config.size, batch_size=rows, augment=config.augment,
         num_workers=0, seed=seed, crop_size=config.train_size,
     )  # fmt: skip
-    for path in save_dataset_samples(dls, out, rows=rows):
+    for path in save_dataset_samples(dls, out, rows=rows, classes=folder.classes):
         click.echo(f"wrote {path}")

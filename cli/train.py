@@ -30,7 +30,9 @@ def default_run_dir() -> Path:
     help="YAML file of options, or a run's config.json to repeat that run; options given here win.",
 )
 @click.option(
-    "--data", type=click.Path(path_type=Path), help="Folder holding VOCdevkit/VOC2012 (or VOC2012)."
+    "--data",
+    type=click.Path(path_type=Path),
+    help="A dataset.yaml, a folder holding one, or a VOC root (VOCdevkit/VOC2012 or VOC2012 inside).",
 )
 @click.option(
     "--out", type=click.Path(path_type=Path), help="Run folder  [default: outputs/runs/<timestamp>]"
@@ -178,6 +180,20 @@ def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, con
     click.echo(f"model: {result.run_dir / 'model.pth'}")
 
 
+def _own_data_trains_on_its_train_split(values: dict) -> None:
+    """`--train-set` picks one of VOC's list files; a dataset.yaml names its own train split."""
+    from fastseg.data.dataset import is_dataset_file
+
+    if not is_dataset_file(values["data"]):
+        return
+    if "train_set" in values:
+        raise click.UsageError(
+            f"--train-set is VOC-only (train or trainaug lists); {values['data']} is a dataset.yaml "
+            "data set, which trains on its own train split: leave --train-set out"
+        )
+    values["train_set"] = "train"
+
+
 def _new_config(options: dict, out: Path | None, config_file: Path | None):  # noqa: ANN202 - (TrainConfig, Path)
     """The recipe, then the --config file's values, then the options given on the command line
     (those left at their defaults do not override the file)."""
@@ -197,7 +213,8 @@ def _new_config(options: dict, out: Path | None, config_file: Path | None):  # n
     explicit_recipe = given.pop("recipe_name", None)
     values = {**(read_config_file(config_file) if config_file else {}), **given}
     if not values.get("data"):
-        raise click.UsageError("--data is required (a folder holding VOCdevkit/VOC2012)")
+        raise click.UsageError("--data is required (a dataset.yaml, a folder holding one, or a VOC root)")
+    _own_data_trains_on_its_train_split(values)
     recipe_name = explicit_recipe or values.pop("recipe", None) or options["recipe_name"]
     values.pop("recipe", None)
     run_dir = out or (Path(values["out"]) if values.get("out") else default_run_dir())

@@ -30,41 +30,47 @@ def check_dataset(
     measured on VOC-sized pairs). `threads=1` is the serial pass.
     """
     ids = [*split.train, *split.valid, *split.test]
-    results = _inspect(folder, ids, len(split.train), threads, progress, action)
+    folder.require_files(ids)
+    results = inspect_pairs(folder, ids, len(split.train), threads, progress)
+    _raise_problems(folder, [*folder.problems, *(problem for problem, _ in results if problem)], action)
     return np.stack([counts for _, counts in results[: len(split.train)]])
 
 
 def check_ids(folder: SegmentationData, ids: list[str], action: str, threads: int | None = None) -> None:
     """The same check on `ids` only (`fastseg report`'s evaluated images): every problem in one
     `DatasetError`, one line each, before any work starts."""
-    _inspect(folder, ids, 0, threads, None, action)
+    folder.require_files(ids)
+    results = inspect_pairs(folder, ids, 0, threads, None)
+    _raise_problems(folder, [problem for problem, _ in results if problem], action)
 
 
-def _inspect(
+def _raise_problems(folder: SegmentationData, problems: list[str], action: str) -> None:
+    if problems:
+        raise DatasetError(
+            f"{len(problems)} problem(s) in {folder.root}, {action} not started:\n" + "\n".join(problems)
+        )
+
+
+def inspect_pairs(
     folder: SegmentationData,
     ids: list[str],
     counted: int,
-    threads: int | None,
-    progress: Callable[[Iterable, int], Iterable] | None,
-    action: str,
+    threads: int | None = None,
+    progress: Callable[[Iterable, int], Iterable] | None = None,
+    void: bool = False,
 ) -> list[tuple[str | None, np.ndarray | None]]:
-    """`(problem, pixel counts of the first `counted` masks)` per id, opened on a thread pool;
-    raises the `DatasetError` listing every problem."""
-    folder.require_files(ids)
+    """`(problem, pixel counts (C,) of the first `counted` masks)` per id, each pair opened once on
+    a thread pool; with `void`, the counts have a last entry: the mask's void pixels."""
 
     def inspect(row: int) -> tuple[str | None, np.ndarray | None]:
         problem, mask = folder.inspect_pair(ids[row])
-        counts = mask_pixel_counts(mask, len(folder.classes)) if mask is not None and row < counted else None
-        return problem, counts
+        if mask is None or row >= counted:
+            return problem, None
+        counts = mask_pixel_counts(mask, len(folder.classes))
+        return problem, np.append(counts, mask.size - counts.sum()) if void else counts
 
     with ThreadPoolExecutor(max_workers=threads or cores_per_process()) as pool:
         results = pool.map(inspect, range(len(ids)))
         if progress is not None:
             results = progress(results, len(ids))
-        results = list(results)
-    problems = [problem for problem, _ in results if problem]
-    if problems:
-        raise DatasetError(
-            f"{len(problems)} problem(s) in {folder.root}, {action} not started:\n" + "\n".join(problems)
-        )
-    return results
+        return list(results)

@@ -43,6 +43,16 @@ class SegmentationData(ABC):
         """The run's train / validation / test ids; `train_set` is VOC's list name (others: None)."""
 
     @abstractmethod
+    def listed_splits(self) -> dict[str, list[str]]:
+        """The ids of each split as the data set lists them (before any halving), for `check-data`."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """One line: what this data set is, for `check-data`."""
+
+    problems: list[str] = []  # found while listing the files (none for VOC, whose lists are given)
+
+    @abstractmethod
     def check_mask(self, image_id: str) -> tuple[str | None, np.ndarray | None]:
         """`(problem, None)` or `(None, class indices)`: the mask decoded with every value checked."""
 

@@ -84,6 +84,14 @@ class FolderDataset(SegmentationData):
             return f"{path}: cannot read mask ({error})", None
         return self._decode_indices(path, values)
 
+    def listed_splits(self) -> dict[str, list[str]]:
+        return dict(self.ids)
+
+    def describe(self) -> str:
+        masks = "colour masks" if self.spec.mask_format == "rgb" else "index masks"
+        return (f"{self.spec.path}: {len(self.classes)} classes, ignore_index {self.classes.ignore_index}, "
+                f"{masks}")  # fmt: skip
+
     def split(self, train_set: str | None, seed: int) -> Split:
         """`train`, `val` and `test` as listed; without `test`, `val` halved the seed's way."""
         train, valid = self.ids["train"], self.ids["val"]

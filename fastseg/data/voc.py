@@ -50,6 +50,13 @@ class VOCFolder(SegmentationData):
             return f"{path}: mask values {bad_values[:5]} outside 0-{NUM_CLASSES - 1} and {VOID_LABEL}", None
         return None, mask
 
+    def listed_splits(self) -> dict[str, list[str]]:
+        names = ["train", "val"] + (["trainaug"] if self.list_path("trainaug").is_file() else [])
+        return {name: self.ids(name) for name in names}
+
+    def describe(self) -> str:
+        return f"{self.root}: PASCAL VOC 2012, {len(self.classes)} classes, void 255, palette masks"
+
     def split(self, train_set: str | None, seed: int) -> Split:
         """`train_set`'s list (train or trainaug) for training; `val.txt` halved the seed's way."""
         return seed_split(self.ids(train_set or "train"), self.ids("val"), seed)

@@ -1,0 +1,53 @@
+"""`fastseg check-data`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from cli.errors import user_errors
+from cli.progress import counted
+
+DATA_HELP = "A dataset.yaml, a folder holding one, or a VOC root (VOCdevkit/VOC2012 inside)."
+
+
+@click.command(context_settings={"show_default": True})
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--quiet", is_flag=True, help="No progress line.")
+@user_errors
+def command(data: Path, quiet: bool) -> None:
+    """Check a data set without training: per split, the number of images and each class's share of
+    the labelled pixels; then every problem, one line each (unreadable files, mask values that are
+    neither a class nor the ignore value, size mismatches, images without masks and masks without
+    images, empty splits). Exits 1 when there is a problem. DATA: a dataset.yaml, a folder holding
+    one, or a VOC root."""
+    from fastseg.data.dataset import open_dataset
+    from fastseg.data.survey import survey_dataset, survey_table
+
+    folder = open_dataset(data)
+    progress = None if quiet else (lambda results, total: counted("pairs checked")(_sized(results, total)))
+    survey = survey_dataset(folder, progress=progress)
+    click.echo(survey.description)
+    for line in survey_table(survey):
+        click.echo(line)
+    for note in survey.notes:
+        click.echo(f"note: {note}")
+    for problem in survey.problems:
+        click.echo(problem)
+    if survey.problems:
+        click.echo(f"{len(survey.problems)} problem(s)", err=True)
+        sys.exit(1)
+    click.echo("no problems found")
+
+
+class _sized:  # noqa: N801 - a tiny adapter: an iterable that knows its length, for the progress line
+    def __init__(self, items, total: int):  # noqa: ANN001
+        self.items, self.total = items, total
+
+    def __iter__(self):  # noqa: ANN204
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return self.total
