@@ -229,10 +229,10 @@ def report(
     ids = run.read_split().ids(subset)
     if not ids:
         raise DatasetError(f"{run.file(SPLIT)}: the {subset} split lists no images; nothing to report")
-    check_ids(folder, ids, action="report")  # mask values outside the classes would stop the loss midway
     target = resolve_device(device)
     segmenter = Segmenter(load_model(run.path, target), target, precision=precision)
     require_same_classes(segmenter.loaded.class_set, folder)
+    check_ids(folder, ids, action="report")  # mask values outside the classes would stop the loss midway
     total, per_image = evaluate(segmenter, folder, ids, run.read_class_weights(), batch_size,
                                 loader_workers(num_workers), progress)  # fmt: skip
     out = Path(out)
