@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import torch
 
-from fastseg.data.voc import NUM_CLASSES
 from fastseg.imaging.masks import VOID_LABEL
 
 
@@ -32,7 +31,7 @@ class Scores:
 class ConfusionMatrix:
     """Pixel counts `(C, C)`: `matrix[t, p]` pixels of true class t predicted as p."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES, ignore_index: int = VOID_LABEL):
+    def __init__(self, num_classes: int, ignore_index: int = VOID_LABEL):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
@@ -46,7 +45,7 @@ class ConfusionMatrix:
     def counts(
         prediction: torch.Tensor,
         target: torch.Tensor,
-        num_classes: int = NUM_CLASSES,
+        num_classes: int,
         ignore_index: int = VOID_LABEL,
     ) -> torch.Tensor:
         """Counts `(C, C)` of class indices `prediction` vs `target` (any equal shapes), void left out."""

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fastseg.data.demo_voc import make_demo_voc
-from fastseg.data.voc import find_voc
+from fastseg.data.voc import NUM_CLASSES, find_voc
 from fastseg.metrics import ConfusionMatrix
 from fastseg.model.checkpoint import load_model
 from fastseg.runs.folder import RunFolder
@@ -26,7 +26,7 @@ def single_process_scores(run: Path, voc_root: Path):
         augment=config.augment, crop_size=config.train_size,
     )  # fmt: skip
     model = load_model(run).model
-    matrix = ConfusionMatrix()
+    matrix = ConfusionMatrix(NUM_CLASSES)
     with torch.no_grad():
         for images, masks in dls.valid:
             matrix.update(model(images.as_subclass(torch.Tensor)).argmax(1), masks)

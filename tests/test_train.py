@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from cli.main import main
 from fastseg.data.split import Split
-from fastseg.data.voc import find_voc
+from fastseg.data.voc import NUM_CLASSES, find_voc
 from fastseg.imaging.masks import read_mask
 from fastseg.metrics import ConfusionMatrix
 from fastseg.model.checkpoint import load_model, save_model
@@ -39,7 +39,7 @@ def validation_miou(model: SegmentationModel, voc_root, split: Split, letterbox:
     dls = build_dataloaders(
         folder, split.train, split.valid, size=48, batch_size=8, num_workers=0, device="cpu", **crops
     )
-    matrix = ConfusionMatrix()
+    matrix = ConfusionMatrix(NUM_CLASSES)
     model.eval()
     with torch.no_grad():
         for images, masks in dls.valid:
@@ -342,7 +342,7 @@ def test_dataset_check_counts_training_pixels_in_the_same_pass(voc_root):
     folder = find_voc(voc_root)
     split = seed_split(folder.ids("train"), folder.ids("val"))
     counts = check_dataset(folder, split, threads=2)
-    by_hand = [mask_pixel_counts(read_mask(folder.mask_path(image_id))) for image_id in split.train]
+    by_hand = [mask_pixel_counts(read_mask(folder.mask_path(i)), NUM_CLASSES) for i in split.train]
     np.testing.assert_array_equal(counts, np.stack(by_hand))
     np.testing.assert_array_equal(counts, check_dataset(folder, split, threads=1))
 

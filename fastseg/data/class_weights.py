@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastseg.data.voc import NUM_CLASSES
 from fastseg.imaging.masks import VOID_LABEL
 
 METHODS = ("balanced", "median-frequency", "none")  # `fastseg train --class-weights` offers these
 
 
-def mask_pixel_counts(mask: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
+def mask_pixel_counts(mask: np.ndarray, num_classes: int) -> np.ndarray:
     """Pixels per class `(C,)` int64 of one class-index mask, void excluded."""
     labels = mask.ravel()
     labels = labels[labels != VOID_LABEL]
