@@ -46,4 +46,4 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fastseg")
 def main() -> None:
-    """Semantic segmentation of PASCAL VOC 2012 with fastai: train, predict, report."""
+    """Semantic segmentation with fastai, on PASCAL VOC 2012 or your own data: train, predict, report."""

@@ -1,4 +1,4 @@
-"""fastseg: semantic segmentation of PASCAL VOC 2012 with fastai, from training to reports."""
+"""fastseg: semantic segmentation with fastai (PASCAL VOC 2012 or your own data), from training to reports."""
 
 from __future__ import annotations
 
