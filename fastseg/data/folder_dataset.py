@@ -206,7 +206,8 @@ class FolderDataset(SegmentationData):
         stem = self._mask_stem(image)
         if stem is None:
             return None
-        candidates = (stem.parent / f"{stem.name}{suffix}" for suffix in MASK_SUFFIXES)
+        suffixes = [*MASK_SUFFIXES, *(suffix.upper() for suffix in MASK_SUFFIXES)]
+        candidates = (stem.parent / f"{stem.name}{suffix}" for suffix in suffixes)
         return next((path for path in candidates if path.is_file()), None)
 
     def _note_orphan_masks(self, split: str, location: Path, images: Iterable[Path]) -> None:
