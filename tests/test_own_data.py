@@ -299,3 +299,22 @@ def test_a_model_of_other_classes_is_refused_by_report(own, tmp_path, voc_root):
     result = run_cli("report", "--model", run, "--data", voc_root, "--quiet", "--out", tmp_path / "report")
     assert result.exit_code == 1 and "classes are not the model's 3" in result.output
     assert not (tmp_path / "report").exists()
+
+
+def test_splits_may_be_txt_lists_of_stems_and_masks_another_folder(tmp_path):
+    data = make_demo_folder(tmp_path / "data", ["a", "b"], counts={"train": 3, "val": 2})
+    root = data.parent
+    (root / "masks").rename(root / "labels")
+    (root / "train.txt").write_text("train/train_0000\ntrain/train_0002.jpg\n\n# a comment\n")
+    (root / "val.txt").write_text("val/val_0000\nval/val_0001\n")
+    data.write_text(yaml.safe_dump({"names": {0: "a", 1: "b"}, "train": "train.txt", "val": "val.txt",
+                                    "masks": "labels"}))  # fmt: skip
+    folder = open_dataset(data)
+    assert folder.problems == []
+    assert folder.ids["train"] == ["images/train/train_0000.jpg", "images/train/train_0002.jpg"]
+    assert folder.mask_path(folder.ids["val"][1]) == root / "labels" / "val" / "val_0001.png"
+    assert folder.classes.names == ("a", "b")
+    (root / "val.txt").write_text("val/val_0000\nval/missing\n")
+    assert open_dataset(data).problems == [
+        f"{root / 'val.txt'}:2: no image 'val/missing' in {root / 'images'}"
+    ]
