@@ -318,3 +318,13 @@ def test_splits_may_be_txt_lists_of_stems_and_masks_another_folder(tmp_path):
     assert open_dataset(data).problems == [
         f"{root / 'val.txt'}:2: no image 'val/missing' in {root / 'images'}"
     ]
+
+
+def test_show_data_draws_an_own_data_set_in_its_colours(tmp_path):
+    data = make_demo_folder(tmp_path / "data", ["a", "b", "c", "d"], counts={"train": 4, "val": 2},
+                            mask_format="rgb", colors=OWN_COLOURS)  # fmt: skip
+    result = run_cli("show-data", "--data", data, "--out", tmp_path / "samples", "--rows", 2, "--size", 32)
+    assert result.exit_code == 0, result.output
+    for name in ("train_ds_sample.png", "val_ds_sample.png"):
+        picture = np.asarray(Image.open(tmp_path / "samples" / name).convert("RGB"))
+        assert np.all(picture == OWN_COLOURS[0], axis=-1).any()  # background in its own colour, not black
