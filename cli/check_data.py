@@ -15,9 +15,13 @@ DATA_HELP = "A dataset.yaml, a folder holding one, or a VOC root (VOCdevkit/VOC2
 
 @click.command(context_settings={"show_default": True})
 @click.argument("data", type=click.Path(path_type=Path))
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=None, show_default="one per core",
+    help="Pairs opened at once (Pillow decodes outside the GIL).",
+)  # fmt: skip
 @click.option("--quiet", is_flag=True, help="No progress line.")
 @user_errors
-def command(data: Path, quiet: bool) -> None:
+def command(data: Path, threads: int | None, quiet: bool) -> None:
     """Check a data set without training: per split, the number of images and each class's share of
     the labelled pixels; then every problem, one line each (unreadable files, mask values that are
     neither a class nor the ignore value, size mismatches, images without masks and masks without
@@ -28,7 +32,7 @@ def command(data: Path, quiet: bool) -> None:
 
     folder = open_dataset(data)
     progress = None if quiet else (lambda results, total: counted("pairs checked")(_sized(results, total)))
-    survey = survey_dataset(folder, progress=progress)
+    survey = survey_dataset(folder, threads, progress)
     click.echo(survey.description)
     for line in survey_table(survey):
         click.echo(line)
