@@ -138,7 +138,7 @@ def test_show_data_draws_the_recipes_inputs(voc_root, tmp_path, monkeypatch):
 
     seen = {}
 
-    def capture(dls, out, rows=4):
+    def capture(dls, out, rows=4, classes=None):
         seen["train"], seen["valid"] = dls.train.one_batch()[1], dls.valid.one_batch()[1]
         return []
 
