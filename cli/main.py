@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "show-data": ("cli.show_data", "Write sample figures of the augmented training and validation data."),
     "train": ("cli.train", "Train the VGG16-BN skip-decoder model; writes a run folder."),
     "predict": ("cli.predict", "Segment images and folders with a trained model (palette PNGs)."),
+    "export": ("cli.export", "Export a trained model to ONNX (fp32, or INT8 checked on validation)."),
     "report": ("cli.report", "Evaluate a run on its test split: metrics, confusion matrix, best/worst."),
     "runs": ("cli.runs", "List the run folders: recipe, epochs, best and test mIoU, duration, status."),
     "demo": ("cli.demo", "Offline end-to-end demo on a small generated VOC-format dataset."),

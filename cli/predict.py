@@ -18,7 +18,7 @@ from cli.progress import counted
     "model",
     required=True,
     type=click.Path(path_type=Path, exists=True),
-    help="A run folder or its model.pth.",
+    help="A run folder, its model.pth, or an .onnx file from `fastseg export` (runs on onnxruntime).",
 )
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
 @click.option(

@@ -21,7 +21,8 @@ FORBIDDEN = {
     "data": ("training", "inference", "model"),
     "imaging": ("training", "inference", "model", "data.voc"),
     "model": ("training", "inference"),
-    "inference": ("training",),
+    "inference": ("training", "export"),
+    "export": ("training",),
     "launch": ("training", "inference", "model"),
     "runs": ("inference",),
     "visualization": ("training", "inference"),
@@ -63,7 +64,8 @@ def test_the_rule_catches_a_breach(tmp_path):
 
 def test_importing_predict_and_report_loads_no_fastai():
     code = (
-        "import sys, fastseg.inference.predict, fastseg.inference.report, cli.predict, cli.report; "
+        "import sys, fastseg.inference.predict, fastseg.inference.report, cli.predict, cli.report, "
+        "fastseg.export.exporter, cli.export; "
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {FASTAI!r}))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -30,7 +30,6 @@ from fastseg.inference.loop import Progress, Segmented, no_progress, segment
 from fastseg.inference.segmenter import Segmenter
 from fastseg.launch.device import loader_workers
 from fastseg.launch.processes import Launch, barrier, launched, sum_across_processes
-from fastseg.model.checkpoint import load_model
 
 FIXED_FIELDS = ["path", "width", "height", "status", "error", "seconds"]  # then one column per class
 
@@ -272,7 +271,7 @@ def predict(
     out = Path(out)
     with launched(device) as launch:
         jobs, failures = collect_jobs(inputs, out)
-        segmenter = Segmenter(load_model(model, launch.device), launch.device, precision, tta, size)
+        segmenter = Segmenter.open(model, launch.device, precision, tta, size, requested_device=device)
         prepare_out(out)
         jobs, failures = jobs[launch.rank :: launch.world], failures[launch.rank :: launch.world]
         fields = csv_fields(segmenter.loaded.classes)

@@ -31,7 +31,6 @@ from fastseg.inference.ranking import RANKINGS, rank
 from fastseg.inference.segmenter import Segmenter
 from fastseg.launch.device import loader_workers, resolve_device
 from fastseg.metrics import ConfusionMatrix, Scores, scores_from_matrix
-from fastseg.model.checkpoint import load_model
 from fastseg.runs.folder import SPLIT, RunFolder
 from fastseg.visualization.charts import class_iou_chart, confusion_figure
 from fastseg.visualization.figures import image_grid, save_figure
@@ -230,7 +229,9 @@ def report(
     if not ids:
         raise DatasetError(f"{run.file(SPLIT)}: the {subset} split lists no images; nothing to report")
     target = resolve_device(device)
-    segmenter = Segmenter(load_model(run.path, target), target, precision=precision)
+    given = Path(model).expanduser()  # a run folder's model.pth, or the file named (an ONNX export)
+    segmenter = Segmenter.open(run.model if given.is_dir() else given, target, precision,
+                               requested_device=device)  # fmt: skip
     require_same_classes(segmenter.loaded.class_set, folder)
     check_ids(folder, ids, action="report")  # mask values outside the classes would stop the loss midway
     total, per_image = evaluate(segmenter, folder, ids, run.read_class_weights(), batch_size,

@@ -22,7 +22,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from fastseg.imaging.geometry import content_size
 from fastseg.inference.files import ImageFiles
-from fastseg.inference.precision import autocast_dtype
+from fastseg.inference.runtime import Runtime, TorchRuntime, open_model
 from fastseg.model.checkpoint import LoadedModel
 
 # Class scores per band of upsampled rows: 16 MiB of float32, three such buffers live at a time.
@@ -49,22 +49,30 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 @dataclass
 class Segmenter:
-    """A loaded model with its device, precision, test-time augmentation and input side
-    (`size`: the model's own unless `--size` overrides it)."""
+    """A loaded model with what runs it (`fastseg.inference.runtime`: torch for `model.pth`,
+    onnxruntime for an exported `.onnx`), test-time augmentation and input side (`size`: the
+    model's own unless `--size` overrides it)."""
 
     loaded: LoadedModel
     device: torch.device
     precision: str = "auto"
     tta: bool = False
     size: int | None = None
+    runtime: Runtime | None = None  # torch on `loaded.model` when not given
 
     def __post_init__(self) -> None:
         self.size = self.size or self.loaded.size
-        self.model = fold_batchnorm(self.loaded.model.to(self.device).eval())
-        self.channels_last = self.device.type in ("cuda", "cpu")
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.dtype = autocast_dtype(self.device, self.precision)
+        if self.runtime is None:
+            self.runtime = TorchRuntime(self.loaded.model, self.device, self.precision)
+        self.device = self.runtime.device
+        self.model = getattr(self.runtime, "model", None)  # the folded torch network, if any
+
+    @classmethod
+    def open(cls, model: Path | str, device: torch.device, precision: str = "auto", tta: bool = False,
+             size: int | None = None, requested_device: str = "auto") -> Segmenter:  # fmt: skip
+        """The model file's runtime, chosen by its suffix (`fastseg.inference.runtime.open_model`)."""
+        opened = open_model(model, device, precision, requested_device)
+        return cls(opened.loaded, device, precision, tta, size, opened.runtime)
 
     def dataset(self, paths: Sequence[Path], **options: Any) -> ImageFiles:
         """`ImageFiles` fitted into this model's input the way it was trained."""
@@ -73,16 +81,10 @@ class Segmenter:
     @torch.inference_mode()
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """`(N, 3, S, S)` normalised -> `(N, C, S, S)` float32 logits."""
-        images = images.to(self.device, non_blocking=True)
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(
-            self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None
-        ):
-            logits = self.model(images)
-            if self.tta:  # flip, predict, flip back, average (fastai's learn.tta does not flip back)
-                logits = (logits + self.model(images.flip(-1)).flip(-1)) / 2
-        return logits.float()
+        logits = self.runtime.logits(images)
+        if self.tta:  # flip, predict, flip back, average (fastai's learn.tta does not flip back)
+            logits = (logits + self.runtime.logits(images.flip(-1)).flip(-1)) / 2
+        return logits
 
     def bands(self, logits: torch.Tensor, height: int, width: int) -> Iterator[tuple[slice, torch.Tensor]]:
         """One image's logits `(C, S, S)` at full size, a band of rows at a time: `(rows, (C, b, width))`.

@@ -30,7 +30,7 @@ FORMAT = "fastseg-model/2"  # /2: encoder read before each pool, full-resolution
 
 @dataclass
 class LoadedModel:
-    model: SegmentationModel
+    model: SegmentationModel | None  # None for an exported file (ONNX): its runtime holds the graph
     size: int
     resize: str  # how images are fitted into size² (fastseg.imaging.geometry): squish or letterbox
     classes: list[str]
@@ -39,6 +39,7 @@ class LoadedModel:
     metadata: dict[str, Any]
     colors: list[tuple[int, int, int]] | None = None  # VOC's colour map when None (older files)
     ignore_index: int = 255  # the training data's void value, for the record
+    export: dict[str, Any] | None = None  # an exported file's own metadata (fastseg.model.exported)
 
     @property
     def class_set(self) -> Classes:

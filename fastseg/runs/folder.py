@@ -9,6 +9,7 @@ RUN/history.csv         one row per epoch (training/history.py), rewritten whole
 RUN/last.pth, last.json resumable checkpoint (model + optimizer) and its epoch / tracker state
 RUN/best.pth            the best epoch's weights while training
 RUN/model.pth           the exported model (fastseg.model.checkpoint), once training ends
+RUN/model.onnx          `fastseg export`'s ONNX file (fp32); model.int8.onnx with --int8
 RUN/*.png               training curve and data samples
 RUN/train.log           one line per epoch (and fastai's notes), appended to on resume
 RUN/tensorboard/        TensorBoard event files (`--log tensorboard`)
@@ -42,14 +43,16 @@ if TYPE_CHECKING:
     from fastseg.training.config import TrainConfig
 
 MODEL_FILENAME = "model.pth"
+ONNX_FILENAME, INT8_FILENAME = "model.onnx", "model.int8.onnx"  # `fastseg export` (fastseg.export)
 CONFIG, SPLIT, CLASS_WEIGHTS, HISTORY = "config.json", "split.json", "class_weights.json", "history.csv"
 TRAINING_CURVE, TRAIN_SAMPLE, VAL_SAMPLE = "training_curve.png", "train_ds_sample.png", "val_ds_sample.png"
 BEST, LAST, LAST_STATE = "best", "last", "last.json"  # checkpoints are BEST.pth and LAST.pth
 TRAIN_LOG, TENSORBOARD, REPORT = "train.log", "tensorboard", "report"
 LOCK = ".fastseg.lock"  # held by the one process training into the folder
+# fastseg's own files, which `train --force` removes (exports too: they would not match a new model.pth)
 ARTEFACTS = (
     CONFIG, SPLIT, CLASS_WEIGHTS, HISTORY, TRAINING_CURVE, TRAIN_SAMPLE, VAL_SAMPLE, MODEL_FILENAME,
-    f"{BEST}.pth", f"{LAST}.pth", LAST_STATE, TRAIN_LOG,
+    f"{BEST}.pth", f"{LAST}.pth", LAST_STATE, TRAIN_LOG, ONNX_FILENAME, INT8_FILENAME,
 )  # fmt: skip
 TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$")  # what fastseg.atomic writes before its rename
 

@@ -1,0 +1,79 @@
+"""`fastseg export`: a run's `model.pth` as an ONNX file beside it (or at `--out`), fp32 or INT8.
+
+Steps: load the model, trace it to ONNX with its description in the metadata
+(`fastseg.export.onnx_file`); with `--int8`, quantise it on the run's training images and score
+both on its validation half (`fastseg.export.int8`) before anything is written. The file is
+written whole or not at all (`fastseg.atomic`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastseg.data.dataset import open_dataset
+from fastseg.errors import FastsegError, OptionError
+from fastseg.export import CALIBRATION_IMAGES, FORMATS
+from fastseg.export.int8 import MAX_MIOU_DROP, Int8Check, quantize_checked
+from fastseg.export.onnx_file import export_graph, require_onnx, save_onnx, with_description
+from fastseg.inference.loop import Progress, no_progress
+from fastseg.inference.runtime import ONNX_SUFFIX
+from fastseg.launch.device import loader_workers
+from fastseg.model.checkpoint import load_model, resolve_model_path
+from fastseg.runs.folder import INT8_FILENAME, ONNX_FILENAME, RunFolder
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    precision: str  # fp32 or int8
+    check: Int8Check | None = None  # INT8's validation figures
+
+
+def export(
+    model: Path | str,
+    format: str = "onnx",
+    out: Path | None = None,
+    int8: bool = False,
+    calibration_images: int = CALIBRATION_IMAGES,
+    data: Path | None = None,
+    max_drop: float = MAX_MIOU_DROP,
+    force: bool = False,
+    batch_size: int = 8,
+    num_workers: int | None = None,
+    progress: Progress = no_progress,
+) -> ExportResult:
+    """Export the model of a run folder or `model.pth` to `out` (default: `model.onnx`, or
+    `model.int8.onnx` with `int8`, beside the model). INT8 needs the run folder: its training
+    images calibrate, its validation half measures the mIoU cost (refused above `max_drop`
+    unless `force`); `data` overrides the data folder recorded in its config.json."""
+    if format not in FORMATS:
+        raise OptionError(f"--format {format}: choose one of {', '.join(FORMATS)}")
+    path = resolve_model_path(model)
+    if path.suffix.lower() == ONNX_SUFFIX:
+        raise FastsegError(f"{path}: already an ONNX export; pass the run folder or its model.pth")
+    out = Path(out) if out is not None else path.with_name(INT8_FILENAME if int8 else ONNX_FILENAME)
+    if out.is_dir():
+        raise FastsegError(f"{out}: is a folder; --out names the file to write")
+    if not out.parent.is_dir():
+        raise FastsegError(f"{out.parent}: no such folder for --out")
+    require_onnx()
+    if int8:  # the run's files first: a wrong folder is told before minutes of work
+        run = RunFolder.of_model(path)  # a folder with split.json, or one line saying it is not a run
+        split = run.read_split()
+        folder = open_dataset(data or run.data_folder())
+    loaded = load_model(path)
+    if not int8:
+        save_onnx(with_description(export_graph(loaded), loaded, precision="fp32"), out)
+        return ExportResult(out, "fp32")
+    with tempfile.TemporaryDirectory(prefix="fastseg-export-") as scratch:
+        fp32 = save_onnx(with_description(export_graph(loaded), loaded, precision="fp32"),
+                         Path(scratch) / ONNX_FILENAME)  # fmt: skip
+        proto, check = quantize_checked(fp32, loaded, folder, split.train, split.valid, calibration_images,
+                                        batch_size, loader_workers(num_workers), max_drop, force,
+                                        progress)  # fmt: skip
+    save_onnx(
+        with_description(proto, loaded, precision="int8", int8={**check.to_dict(), "forced": force}), out
+    )
+    return ExportResult(out, "int8", check)

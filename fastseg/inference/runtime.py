@@ -1,0 +1,153 @@
+"""What runs the network: torch on `model.pth`, onnxruntime on an exported `.onnx` file.
+
+`Segmenter.logits` calls a runtime's `logits`; everything around it (decoding, fitting, the
+upsampling to full size, the argmax, writing) is the same code whatever runs the graph, so a
+mask made with ONNX differs from torch's only where the logits do. The runtime is chosen by the
+model file's suffix. torch is imported inside the functions: the CLI reads `RUNTIMES` for
+`--help`, which must not wait for torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from fastseg.errors import CheckpointError, FastsegError, OptionError
+
+if TYPE_CHECKING:
+    import torch
+
+    from fastseg.model.checkpoint import LoadedModel
+    from fastseg.model.network import SegmentationModel
+
+ONNX_SUFFIX = ".onnx"
+ONNX_EXTRA = "pip install 'fastseg[onnx]'"
+
+
+class Runtime(Protocol):
+    """`(N, 3, S, S)` normalised float32 images -> `(N, C, S, S)` float32 logits on `device`."""
+
+    name: str
+    device: torch.device
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+class TorchRuntime:
+    """The network in eager PyTorch: BatchNorm folded, channels_last on CPU and CUDA, autocast in
+    the type `fastseg.inference.precision` chooses for the device."""
+
+    name = "torch"
+
+    def __init__(self, model: SegmentationModel, device: torch.device, precision: str = "auto") -> None:
+        import torch
+
+        from fastseg.inference.precision import autocast_dtype
+        from fastseg.inference.segmenter import fold_batchnorm
+
+        self.device = device
+        self.model = fold_batchnorm(model.to(device).eval())
+        self.channels_last = device.type in ("cuda", "cpu")
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.dtype = autocast_dtype(device, precision)
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        images = images.to(self.device, non_blocking=True)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with (
+            torch.inference_mode(),
+            torch.autocast(
+                self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None
+            ),
+        ):
+            return self.model(images).float()
+
+
+class OnnxRuntime:
+    """An exported graph in onnxruntime on the CPU: no torch network is built. The graph's own
+    precision applies (fp32, or INT8 from `fastseg export --int8`)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, session: Any) -> None:
+        import torch
+
+        self.session = session
+        self.device = torch.device("cpu")
+        self.input_name = session.get_inputs()[0].name
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        array = images.detach().to("cpu", torch.float32).contiguous().numpy()
+        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+
+
+def onnx_session(path: Path, threads: int | None = None) -> Any:
+    """An onnxruntime CPU session of `path`; a missing package, or a file onnxruntime cannot read,
+    is one line."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise FastsegError(f"{path}: running an ONNX model needs onnxruntime: {ONNX_EXTRA}") from None
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # its warnings about unused initialisers are noise to a user
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
+        lines = str(error).strip().splitlines()
+        reason = lines[0] if lines else type(error).__name__
+        raise CheckpointError(f"{path}: not a readable ONNX model ({reason})") from None
+
+
+def open_onnx(path: Path, threads: int | None = None) -> tuple[LoadedModel, OnnxRuntime]:
+    """An exported file's description (`fastseg.model.exported`) and its onnxruntime runtime;
+    the graph must give one logit map per class the description names."""
+    from fastseg.model.exported import METADATA_KEY, described_model
+
+    session = onnx_session(path, threads)
+    loaded = described_model(path, session.get_modelmeta().custom_metadata_map.get(METADATA_KEY))
+    outputs = session.get_outputs()[0].shape
+    if len(outputs) != 4 or outputs[1] != len(loaded.classes):
+        count = len(loaded.classes)
+        raise CheckpointError(f"{path}: the graph's output {outputs} is not (N, {count}, H, W), one map "
+                              "per class its metadata names")  # fmt: skip
+    return loaded, OnnxRuntime(session)
+
+
+@dataclass
+class Opened:
+    """A model file opened for inference: its description and what runs it."""
+
+    loaded: LoadedModel
+    runtime: Runtime
+
+
+def open_model(
+    model: Path | str, device: torch.device, precision: str = "auto", requested_device: str = "auto"
+) -> Opened:
+    """A run folder or `model.pth` on torch on `device`, an `.onnx` file on onnxruntime on the CPU
+    (whatever `--device auto` found; `requested_device` is what the user asked for).
+
+    `--precision` is torch's autocast: an ONNX graph runs in the precision it was exported in
+    (fp32, or INT8), so asking for another is an error rather than silently ignored."""
+    from fastseg.model.checkpoint import load_model, resolve_model_path
+
+    path = resolve_model_path(model)
+    if path.suffix.lower() != ONNX_SUFFIX:
+        loaded = load_model(path, device)
+        return Opened(loaded, TorchRuntime(loaded.model, device, precision))
+    if precision not in ("auto", "fp32"):
+        raise OptionError(f"--precision {precision}: an ONNX model runs in its own precision "
+                          "(fp32, or INT8 from `fastseg export --int8`); leave --precision out")  # fmt: skip
+    if requested_device not in ("auto", "cpu"):
+        raise OptionError(f"--device {requested_device}: ONNX models run on the CPU; use model.pth on a GPU")
+    loaded, runtime = open_onnx(path)
+    return Opened(loaded, runtime)

@@ -1,0 +1,69 @@
+"""What an exported model file (`fastseg export`: ONNX) carries beside its graph: everything
+`fastseg predict` needs that `model.pth` holds, as one JSON text under one metadata key.
+
+The same fields as `model.pth` (classes, colours, void value, input size, resize mode, mean/std,
+model config, the run's metadata) and the same checks on reading (`fastseg.model.checkpoint`), so
+a file from outside, or one whose JSON was edited by hand, is one `CheckpointError` naming the
+file and the field. No onnx or onnxruntime import here: the runtime hands over the text.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fastseg.errors import CheckpointError
+from fastseg.model.checkpoint import FORMAT, LoadedModel, _checked_fields
+
+EXPORT_FORMAT = "fastseg-export/1"
+METADATA_KEY = "fastseg"  # the ONNX `metadata_props` entry holding the JSON
+
+
+def describe(loaded: LoadedModel, **extra: Any) -> str:
+    """The JSON text stored in an exported file: `model.pth`'s fields without the weights, plus
+    `extra` (the graph's precision, INT8's calibration and validation figures)."""
+    values = {
+        "format": EXPORT_FORMAT,
+        "source_format": FORMAT,
+        "model_config": loaded.model.config.to_dict() if loaded.model else loaded.export["model_config"],
+        "size": loaded.size,
+        "resize": loaded.resize,
+        "classes": list(loaded.classes),
+        "colors": [list(colour) for colour in loaded.class_set.colors],
+        "ignore_index": loaded.ignore_index,
+        "mean": list(loaded.mean),
+        "std": list(loaded.std),
+        "metadata": loaded.metadata,
+        **extra,
+    }
+    return json.dumps(values)
+
+
+def described_model(path: Path, text: str | None) -> LoadedModel:
+    """A `LoadedModel` without a torch network (`model=None`) from an exported file's JSON text
+    (None: the file has none, so it was not made by `fastseg export`)."""
+    if text is None:
+        raise CheckpointError(f"{path}: not a fastseg model (no {METADATA_KEY!r} metadata; make one with "
+                              "`fastseg export`)")  # fmt: skip
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: its {METADATA_KEY!r} metadata is not JSON ({error})") from None
+    if not isinstance(values, dict) or values.get("format") != EXPORT_FORMAT:
+        found = values.get("format") if isinstance(values, dict) else type(values).__name__
+        raise CheckpointError(f"{path}: not a fastseg export of this version (format {found!r}, "
+                              f"expected {EXPORT_FORMAT})")  # fmt: skip
+    fields = _checked_fields(path, {**values, "state_dict": {}})  # the checks of model.pth, no weights
+    return LoadedModel(
+        model=None,
+        size=fields["size"],
+        resize=fields["resize"],
+        classes=fields["classes"],
+        mean=fields["mean"],
+        std=fields["std"],
+        metadata=fields["metadata"],
+        colors=fields["colors"],
+        ignore_index=fields["ignore_index"],
+        export=values,
+    )

@@ -1,0 +1,260 @@
+"""`fastseg export` to ONNX and `fastseg predict` on onnxruntime: parity with torch, the metadata
+predict needs, INT8's validation check, and one line for every file that is not ours.
+
+Tolerances, on an untrained 32² model (seeded) with BatchNorm statistics made non-trivial: fp32
+ONNX logits within 1e-4 of torch's (measured: about 1e-7), labels identical on at least 99.9 %
+of pixels (measured: all), and `predict`'s masks identical on at least 99.9 % of each image's
+pixels (measured: all).
+"""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from cli.main import main
+from fastseg.data.voc import find_voc
+from fastseg.errors import CheckpointError, FastsegError
+from fastseg.model.checkpoint import load_model, save_model
+from fastseg.model.config import ModelConfig
+from fastseg.model.network import SegmentationModel
+
+onnx = pytest.importorskip("onnx")
+onnxruntime = pytest.importorskip("onnxruntime")
+
+LOGIT_TOLERANCE = 1e-4
+SAME_LABELS = 0.999
+
+
+def invoke(*arguments):
+    return CliRunner().invoke(main, [*map(str, arguments)])
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, voc_root):
+    """A run folder as `fastseg train` leaves it, without the training: model.pth (32², BatchNorm
+    statistics randomised), split.json over the tiny generated set, config.json naming it."""
+    folder = tmp_path_factory.mktemp("run")
+    torch.manual_seed(0)
+    model = SegmentationModel().eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+    save_model(folder / "model.pth", model, ModelConfig(), size=32)
+    lists = find_voc(voc_root).root / "ImageSets" / "Segmentation"
+    val = (lists / "val.txt").read_text().split()
+    split = {"train": (lists / "train.txt").read_text().split(), "valid": val[:6], "test": val[6:]}
+    (folder / "split.json").write_text(json.dumps(split))
+    (folder / "config.json").write_text(json.dumps({"train": {"data": str(voc_root)}}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def exported(run):
+    result = invoke("export", run)
+    assert result.exit_code == 0, result.output
+    assert f"fp32 ONNX model: {run / 'model.onnx'}" in result.output
+    return run / "model.onnx"
+
+
+def metadata(path):
+    props = {
+        entry.key: entry.value for entry in onnx.load(str(path), load_external_data=False).metadata_props
+    }
+    return json.loads(props["fastseg"])
+
+
+@pytest.mark.slow
+def test_onnx_logits_match_torch_at_any_batch_and_size(run, exported):
+    from fastseg.inference.runtime import open_onnx
+
+    reference = load_model(run).model.eval()
+    _, runtime = open_onnx(exported)
+    torch.manual_seed(1)
+    for shape in [(1, 3, 32, 32), (3, 3, 64, 48), (2, 3, 97, 131)]:  # batch, height, width all dynamic
+        images = torch.randn(shape)
+        with torch.no_grad():
+            expected = reference(images)
+        logits = runtime.logits(images)
+        assert logits.shape == (shape[0], 21, *shape[2:])
+        assert (logits - expected).abs().max().item() <= LOGIT_TOLERANCE
+        assert (logits.argmax(1) == expected.argmax(1)).float().mean().item() >= SAME_LABELS
+
+
+def test_the_file_carries_what_predict_needs(exported):
+    values = metadata(exported)
+    assert values["format"] == "fastseg-export/1" and values["precision"] == "fp32"
+    assert values["size"] == 32 and values["resize"] == "squish"
+    assert values["classes"][:2] == ["background", "aeroplane"] and len(values["classes"]) == 21
+    assert values["colors"][1] == [128, 0, 0] and values["ignore_index"] == 255
+    assert values["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    assert values["model_config"]["num_classes"] == 21
+    graph = onnx.load(str(exported)).graph
+    assert not [node for node in graph.node if node.op_type == "BatchNormalization"]  # folded
+    dims = graph.input[0].type.tensor_type.shape.dim
+    assert [bool(dim.dim_param) for dim in dims] == [True, False, True, True]  # N, 3, H, W
+
+
+def read_rows(path):
+    with path.open() as file:
+        return {row["path"]: row for row in csv.DictReader(file)}
+
+
+@pytest.mark.slow
+def test_predict_on_onnx_writes_what_torch_writes(run, exported, tmp_path, monkeypatch):
+    source = tmp_path / "in"
+    source.mkdir()
+    rng = np.random.default_rng(0)
+    for index, (width, height) in enumerate([(131, 97), (40, 33), (64, 64)]):
+        Image.fromarray(rng.integers(0, 255, (height, width, 3), np.uint8)).save(source / f"{index}.jpg")
+    common = ["--num-workers", "0", "--quiet", "--overlay"]
+    assert invoke("predict", "--model", run, source, "--out", tmp_path / "torch", *common).exit_code == 0
+
+    def no_torch_network(*args, **kwargs):
+        raise AssertionError("an ONNX model must not build the torch network")
+
+    monkeypatch.setattr(SegmentationModel, "__init__", no_torch_network)
+    result = invoke("predict", "--model", exported, source, "--out", tmp_path / "onnx", *common)
+    assert result.exit_code == 0, result.output
+    assert "3 segmented, 0 failed" in result.output
+    for index in range(3):
+        with (
+            Image.open(tmp_path / "torch" / f"{index}.png") as a,
+            Image.open(tmp_path / "onnx" / f"{index}.png") as b,
+        ):
+            assert b.mode == "P" and b.size == a.size
+            assert (np.array(a) == np.array(b)).mean() >= SAME_LABELS
+        assert (tmp_path / "onnx" / f"{index}.overlay.jpg").is_file()
+    torch_rows, onnx_rows = (
+        read_rows(tmp_path / "torch" / "predictions.csv"),
+        read_rows(tmp_path / "onnx" / "predictions.csv"),
+    )
+    assert sorted(torch_rows) == sorted(onnx_rows)
+    for path, row in onnx_rows.items():
+        assert (row["width"], row["height"], row["status"]) == (
+            torch_rows[path]["width"],
+            torch_rows[path]["height"],
+            "ok",
+        )
+        assert float(row["background"]) == pytest.approx(float(torch_rows[path]["background"]), abs=1e-3)
+
+
+def test_a_file_that_is_not_a_fastseg_onnx_is_one_line(exported, tmp_path):
+    from onnx import TensorProto, helper
+
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(image)
+    damaged = tmp_path / "damaged.onnx"
+    damaged.write_bytes(exported.read_bytes()[:5000])
+    foreign = tmp_path / "foreign.onnx"
+    tensor = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [tensor],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+    )
+    onnx.save(helper.make_model(graph), str(foreign))
+    edited = tmp_path / "edited.onnx"
+    proto = onnx.load(str(exported))
+    values = metadata(exported)
+    proto.metadata_props[-1].value = json.dumps({**values, "size": -3})
+    onnx.save(proto, str(edited))
+    expected = {
+        damaged: "not a readable ONNX model",
+        foreign: "not a fastseg model",
+        edited: "field 'size' must be a positive integer, got -3",
+    }
+    for path, message in expected.items():
+        result = invoke("predict", "--model", path, image, "--out", tmp_path / "out", "--quiet")
+        assert result.exit_code == 1, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0] and str(path) in lines[0]
+        assert "Traceback" not in result.output
+    result = invoke("predict", "--model", exported, image, "--out", tmp_path / "out", "--precision", "bf16")
+    assert result.exit_code == 2 and "runs in its own precision" in result.output
+
+
+@pytest.mark.slow
+def test_int8_that_loses_too_much_is_refused_and_nothing_is_written(run, tmp_path):
+    from fastseg.export.exporter import export
+
+    out = tmp_path / "model.int8.onnx"
+    # max_drop -1 (a gain of 100 points needed): always refused, whatever the CPU's rounding
+    with pytest.raises(
+        FastsegError,
+        match=r"INT8 loses -?\d+\.\d\d mIoU points on the 6 validation images "
+        r"\(fp32 \d\.\d{4}, INT8 \d\.\d{4}\).*nothing written",
+    ):
+        export(run, out=out, int8=True, calibration_images=4, max_drop=-1.0, num_workers=0)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_int8_export_records_its_check_and_predicts(run, exported, tmp_path):
+    out = tmp_path / "model.int8.onnx"
+    result = invoke(
+        "export",
+        run,
+        "--int8",
+        "--out",
+        out,
+        "--calibration-images",
+        "4",
+        "--num-workers",
+        "0",
+        "--force",
+        "--quiet",
+    )
+    assert result.exit_code == 0, result.output
+    assert "validation mIoU on 6 images: fp32" in result.output and "int8 ONNX model" in result.output
+    values = metadata(out)
+    assert values["precision"] == "int8" and values["int8"]["calibration_images"] == 4
+    assert values["int8"]["validation_images"] == 6 and values["int8"]["forced"] is True
+    assert 0 <= values["int8"]["validation_miou_int8"] <= 1
+    graph = onnx.load(str(out)).graph
+    assert any(node.op_type == "QuantizeLinear" for node in graph.node)
+    assert out.stat().st_size < exported.stat().st_size / 3  # int8 weights: a quarter of fp32's
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((30, 50, 3), np.uint8)).save(image)
+    result = invoke(
+        "predict", "--model", out, image, "--out", tmp_path / "masks", "--quiet", "--num-workers", "0"
+    )
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "masks" / "a.png") as mask:
+        assert mask.size == (50, 30)
+
+
+def test_export_refuses_what_it_cannot_do(run, exported, tmp_path):
+    from fastseg.export.exporter import export
+
+    with pytest.raises(FastsegError, match="already an ONNX export"):
+        export(exported)
+    bare = tmp_path / "bare" / "model.pth"
+    bare.parent.mkdir()
+    bare.write_bytes((run / "model.pth").read_bytes())
+    with pytest.raises(FastsegError, match="not a run folder"):
+        export(bare, int8=True)  # INT8 needs the run's images to calibrate and check
+    with pytest.raises(CheckpointError, match="model file not found"):
+        export(tmp_path / "nothing")
+    result = invoke("export", run, "--out", tmp_path / "no" / "such" / "m.onnx")
+    assert result.exit_code == 1 and "no such folder for --out" in result.output
+
+
+def test_without_the_onnx_extra_one_line_names_it(run, exported, tmp_path, monkeypatch):
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(image)
+    monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)  # as if not installed
+    result = invoke("predict", "--model", exported, image, "--out", tmp_path / "out", "--quiet")
+    assert result.exit_code == 1 and "pip install 'fastseg[onnx]'" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    monkeypatch.setitem(__import__("sys").modules, "onnxscript", None)
+    result = invoke("export", run, "--out", tmp_path / "m.onnx")
+    assert result.exit_code == 1 and "needs onnxscript: pip install 'fastseg[onnx]'" in result.output
+    assert not (tmp_path / "m.onnx").exists()
