@@ -328,3 +328,29 @@ def test_show_data_draws_an_own_data_set_in_its_colours(tmp_path):
     for name in ("train_ds_sample.png", "val_ds_sample.png"):
         picture = np.asarray(Image.open(tmp_path / "samples" / name).convert("RGB"))
         assert np.all(picture == OWN_COLOURS[0], axis=-1).any()  # background in its own colour, not black
+
+
+@pytest.mark.slow
+def test_an_onnx_export_predicts_in_the_data_sets_classes_and_colours(tmp_path):
+    """The exported file carries names, colours and the void value as model.pth does."""
+    from fastseg.data.classes import Classes
+    from fastseg.model.checkpoint import save_model
+    from fastseg.model.config import ModelConfig
+    from fastseg.model.network import SegmentationModel
+
+    classes = Classes.create(["sky", "leaf", "bark", "fruit"], OWN_COLOURS, ignore_index=9)
+    config = ModelConfig(num_classes=4)
+    model = save_model(tmp_path / "model.pth", SegmentationModel(config).eval(), config, 32, classes=classes)
+    exported = run_cli("export", model, "--out", tmp_path / "model.onnx")
+    assert exported.exit_code == 0, exported.output
+    images = make_demo_folder(tmp_path / "data", list(classes.names), counts={"train": 2}).parent / "images"
+    for name in ("model.pth", "model.onnx"):
+        out = tmp_path / f"predicted-{name}"
+        options = ["--out", out, "--quiet", "--num-workers", 0]
+        predicted = run_cli("predict", "--model", tmp_path / name, *options, images / "train")
+        assert predicted.exit_code == 0, predicted.output
+        with (out / "predictions.csv").open() as file:
+            assert next(csv.reader(file))[6:] == ["sky", "leaf", "bark", "fruit"]
+        mask = Image.open(out / "train_0000.png")
+        assert [tuple(mask.getpalette()[3 * i : 3 * i + 3]) for i in range(4)] == OWN_COLOURS
+    assert load_model(tmp_path / "model.pth").ignore_index == 9
