@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from fastseg.imaging.geometry import content_size
 from fastseg.inference.files import ImageFiles
 from fastseg.inference.precision import autocast_dtype
 from fastseg.model.checkpoint import LoadedModel
+
+if TYPE_CHECKING:
+    from fastseg.inference.tiling import Tiling
 
 # Class scores per band of upsampled rows: 16 MiB of float32, three such buffers live at a time.
 # As fast as 64 MiB bands on CPU (3.1 s vs 3.8 s for a 3000x2000 image, cache-friendlier) with a
@@ -50,13 +53,15 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 @dataclass
 class Segmenter:
     """A loaded model with its device, precision, test-time augmentation and input side
-    (`size`: the model's own unless `--size` overrides it)."""
+    (`size`: the model's own unless `--size` overrides it); with `tiling`, images are segmented
+    at their own resolution by a sliding window (`fastseg.inference.sliding`)."""
 
     loaded: LoadedModel
     device: torch.device
     precision: str = "auto"
     tta: bool = False
     size: int | None = None
+    tiling: Tiling | None = None
 
     def __post_init__(self) -> None:
         self.size = self.size or self.loaded.size
@@ -67,8 +72,9 @@ class Segmenter:
         self.dtype = autocast_dtype(self.device, self.precision)
 
     def dataset(self, paths: Sequence[Path], **options: Any) -> ImageFiles:
-        """`ImageFiles` fitted into this model's input the way it was trained."""
-        return ImageFiles(paths, self.size, self.loaded.resize, self.loaded.mean, self.loaded.std, **options)
+        """`ImageFiles` fitted into this model's input the way it was trained (decoded only, for tiles)."""
+        return ImageFiles(paths, self.size, self.loaded.resize, self.loaded.mean, self.loaded.std,
+                          fit=self.tiling is None, **options)  # fmt: skip
 
     @torch.inference_mode()
     def logits(self, images: torch.Tensor) -> torch.Tensor:
