@@ -47,7 +47,9 @@ fi
 [ -n "$PY" ] && [ -x "$PY" ] || { echo "gpu_check: no Python found (set PYTHON, or make .venv)" >&2; exit 2; }
 
 if [ "$FETCH" = 1 ]; then
-  "$PY" -m pip download --quiet --no-deps --only-binary=:all: -d .wheels -r benchmarks/gpu_wheels.txt
+  # For the GPU image's Python (3.12, x86_64: KINDS.md of the device tool); plum-dispatch is compiled.
+  "$PY" -m pip download --quiet --no-deps --only-binary=:all: --python-version "${GPU_PYTHON:-3.12}" \
+    --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .wheels -r benchmarks/gpu_wheels.txt
   echo "gpu_check: $(ls .wheels | wc -l) wheels in .wheels/ ($(du -sh .wheels | cut -f1)); carry .wheels"
   exit 0
 fi
