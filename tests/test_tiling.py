@@ -95,6 +95,25 @@ def test_blended_tiles_give_back_what_each_tile_saw(height, width, tile, overlap
     torch.testing.assert_close(blended, normalise(picture), rtol=0, atol=1e-5)
 
 
+def test_rows_are_handed_out_before_later_rows_of_tiles_run():
+    """Streaming, the bound on memory: the first band comes after the first row of tiles only,
+    and no buffer holds more than a tile's height of rows."""
+    calls = []
+
+    class Counting(Identity):
+        def forward(self, images):
+            calls.append(len(images))
+            return super().forward(images)
+
+    picture = np.zeros((400, 100, 3), dtype=np.uint8)
+    tiling = Tiling(32, 0.25)
+    bands = blended_bands(segmenter_of(Counting(), 3), picture, tiling, batch_size=64)
+    rows, band = next(bands)
+    per_row = len(tiling.starts(100))
+    assert sum(calls) == per_row and rows.start == 0 and band.shape[1] <= tiling.stride
+    assert sum(1 for _ in bands) > 0 and sum(calls) == per_row * len(tiling.starts(400))
+
+
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
     torch.manual_seed(0)
