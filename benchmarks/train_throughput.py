@@ -198,7 +198,7 @@ def main() -> None:
                 )
             if args.step_only:
                 continue
-            loader = pipeline_rate(voc_root, config, batch=8, batches=max(2, args.images // 8 - 2))
+            loader = pipeline_rate(voc_root, config, batch=8, batches=max(1, args.images // 8 - 2))
             rate = min(fastseg, loader * max(1, workers))
             samples = config.epochs * TRAINING_IMAGES[config.train_set]
             figures.update(
