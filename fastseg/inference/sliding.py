@@ -83,9 +83,10 @@ def blended_bands(
         finished = (tops[number + 1] if number + 1 < len(tops) else height) - top
         yield from _divided(scores, weights, top, finished)
         kept = span - finished  # rows the next row of tiles overlaps: move them to the top
-        if kept > 0:
-            scores[:, :kept] = scores[:, finished : finished + kept].clone()
-            weights[:kept] = weights[finished : finished + kept].clone()
+        if kept > 0:  # a copy through a temporary only where source and target rows overlap
+            carry = (lambda rows: rows.clone()) if kept > finished else (lambda rows: rows)
+            scores[:, :kept] = carry(scores[:, finished : finished + kept])
+            weights[:kept] = carry(weights[finished : finished + kept])
         scores[:, max(kept, 0) :] = 0
         weights[max(kept, 0) :] = 0
 
