@@ -23,12 +23,13 @@
 # benchmarks/gpu_wheels.txt) are installed offline from .wheels/, carried with
 # `run(carry=[".wheels"], command="bash benchmarks/gpu_check.sh")`. fastseg itself runs from this
 # tree through PYTHONPATH, not installed. Python: $PYTHON, else .venv/bin/python when present,
-# else python3. Anything missing stops the script in one line before any step runs.
+# else python3; the wheels: $GPU_CHECK_WHEELS, else .wheels. Anything missing stops the script in
+# one line before any step runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-DEVICE=cuda QUICK=0 OUT=benchmarks/results FETCH=0 TRAIN_SECONDS=180
+DEVICE=cuda QUICK=0 OUT=benchmarks/results FETCH=0 TRAIN_SECONDS=180 WHEELS=${GPU_CHECK_WHEELS:-.wheels}
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) DEVICE=$2; shift 2 ;;
@@ -49,8 +50,8 @@ fi
 if [ "$FETCH" = 1 ]; then
   # For the GPU image's Python (3.12, x86_64: KINDS.md of the device tool); plum-dispatch is compiled.
   "$PY" -m pip download --quiet --no-deps --only-binary=:all: --python-version "${GPU_PYTHON:-3.12}" \
-    --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .wheels -r benchmarks/gpu_wheels.txt
-  echo "gpu_check: $(ls .wheels | wc -l) wheels in .wheels/ ($(du -sh .wheels | cut -f1)); carry .wheels"
+    --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d "$WHEELS" -r benchmarks/gpu_wheels.txt
+  echo "gpu_check: $(ls "$WHEELS" | wc -l) wheels in $WHEELS/ ($(du -sh "$WHEELS" | cut -f1)); carry $WHEELS"
   exit 0
 fi
 
@@ -63,13 +64,13 @@ print(" ".join(package for module, package in names.items() if importlib.util.fi
 EOF
 }
 MISSING=$(missing)
-if [ -n "$MISSING" ] && [ -d .wheels ]; then
-  "$PY" -m pip install --quiet --no-index --no-deps --find-links .wheels -r benchmarks/gpu_wheels.txt \
-    || { echo "gpu_check: offline install from .wheels failed (see above)" >&2; exit 2; }
+if [ -n "$MISSING" ] && [ -d "$WHEELS" ]; then
+  "$PY" -m pip install --quiet --no-index --no-deps --find-links "$WHEELS" -r benchmarks/gpu_wheels.txt \
+    || { echo "gpu_check: offline install from $WHEELS failed (see above)" >&2; exit 2; }
   MISSING=$(missing)
 fi
 if [ -n "$MISSING" ]; then
-  echo "gpu_check: $PY lacks $MISSING: run benchmarks/gpu_check.sh --fetch-wheels where a registry answers, then carry .wheels" >&2
+  echo "gpu_check: $PY lacks $MISSING: run benchmarks/gpu_check.sh --fetch-wheels where a registry answers, then carry $WHEELS" >&2
   exit 2
 fi
 if [ "$DEVICE" = cuda ] && ! "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then

@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
 
 
-def run(*arguments, python=sys.executable, timeout=600):
-    environment = {"PATH": "/usr/bin:/bin", "PYTHON": str(python), "HOME": str(Path.home())}
+def run(*arguments, python=sys.executable, timeout=600, wheels="/nonexistent"):
+    environment = {"PATH": "/usr/bin:/bin", "PYTHON": str(python), "HOME": str(Path.home()),
+                   "GPU_CHECK_WHEELS": wheels}  # fmt: skip
     return subprocess.run(["bash", str(SCRIPT), *map(str, arguments)], capture_output=True, text=True,
                           env=environment, timeout=timeout)  # fmt: skip
 
