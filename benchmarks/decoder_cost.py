@@ -294,6 +294,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="steps per model per round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians)")
     parser.add_argument("--skip-profile", action="store_true", help="only the ablation")
+    parser.add_argument("--skip-steps", action="store_true", help="blocks and ops only")
     parser.add_argument("--ablation", action="store_true")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--band", type=int, default=2, help="boundary band half-width in pixels")
@@ -312,12 +313,14 @@ def main() -> None:
     }  # fmt: skip
     if not args.skip_profile:
         for size in args.sizes:
-            report[f"{size}"] = {
-                "steps_images_per_s": step_table(size, args.batch_size, args.steps, args.rounds),
-                "blocks_forward_backward_ms": block_table(size, args.batch_size),
-                "ops": op_table(size, args.batch_size),
-            }
-            print(json.dumps({size: report[f"{size}"]["steps_images_per_s"]}, indent=1), flush=True)
+            figures = report[f"{size}"] = {}
+            if not args.skip_steps:
+                figures["steps_images_per_s"] = step_table(size, args.batch_size, args.steps, args.rounds)
+                print(json.dumps({size: figures["steps_images_per_s"]}, indent=1), flush=True)
+            figures["blocks_forward_backward_ms"] = block_table(size, args.batch_size)
+            print(json.dumps({size: figures["blocks_forward_backward_ms"]}, indent=1), flush=True)
+            figures["ops"] = op_table(size, args.batch_size)
+            print(json.dumps({size: figures["ops"]}, indent=1), flush=True)
     if args.ablation:
         report["ablation"] = ablation(args.seeds, args.band, args.epochs)
     print(json.dumps(report, indent=1))
