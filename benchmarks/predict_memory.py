@@ -7,9 +7,12 @@ baseline is the same process on one 500x375 JPEG, in the same run; what a huge i
 reported in MiB and in bytes per pixel above it.
 
 Cases: a 6000x4000 photo-like JPEG (24 Mpx) and a 9400x9400 greyscale PNG (88 Mpx, under Pillow's
-decompression-bomb limit of 89.5 Mpx, about 0.1 MB on disk), each with and without `--overlay`.
+decompression-bomb limit of 89.5 Mpx, about 0.1 MB on disk), each with and without `--overlay`,
+and with `--tile N` each also through the sliding window (`--tile N --overlap F`: N² tiles at
+the image's own resolution, a buffer of N rows of class scores).
 
-    python benchmarks/predict_memory.py [--cases small photo grey] [--overlay] [--checkout PATH]
+    python benchmarks/predict_memory.py [--cases photo grey] [--overlay] [--tile 512 [--overlap 0.25]]
+                                        [--checkout PATH]
 
 `--checkout` runs `fastseg` from another source tree (e.g. a `git worktree` of an older commit)
 with this environment's packages, to measure the code before a change in the same run.
@@ -23,6 +26,8 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +65,11 @@ def make_model(folder: Path, size: int) -> Path:
     return save_model(folder / "model.pth", SegmentationModel().eval(), ModelConfig(), size, resize=LETTERBOX)
 
 
-def peak_rss(model: Path, image: Path, out: Path, overlay: bool, checkout: Path | None) -> tuple[int, str]:
-    """Peak RSS in bytes of one `fastseg predict` process on `image`, and its last output line."""
+def peak_rss(
+    model: Path, image: Path, out: Path, overlay: bool, checkout: Path | None, tiles: list[str] | None = None
+) -> tuple[int, str]:
+    """Peak RSS in bytes of one `fastseg predict` process on `image` (`tiles`: the `--tile` and
+    `--overlap` options, if any), and its last output line."""
     measure = (
         "import resource, subprocess, sys; "
         "done = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
@@ -70,7 +78,7 @@ def peak_rss(model: Path, image: Path, out: Path, overlay: bool, checkout: Path 
     )
     command = [sys.executable, "-m", "fastseg", "predict", "--model", str(model), str(image),
                "--out", str(out), "--quiet", "--num-workers", "0", "--batch-size", "1",
-               *(["--overlay"] if overlay else [])]  # fmt: skip
+               *(["--overlay"] if overlay else []), *(tiles or [])]  # fmt: skip
     environment = dict(os.environ)
     if checkout is not None:
         environment["PYTHONPATH"] = str(checkout)
@@ -88,6 +96,8 @@ def main() -> None:
     parser.add_argument("--overlay", action="store_true", help="Also measure each case with --overlay.")
     parser.add_argument("--size", type=int, default=512, help="The model's input side.")
     parser.add_argument("--checkout", type=Path, default=None, help="Run fastseg from this source tree.")
+    parser.add_argument("--tile", type=int, default=0, help="Also run each large case with --tile N.")
+    parser.add_argument("--overlap", type=float, default=0.25, help="The --overlap of the tiled cases.")
     arguments = parser.parse_args()
     print(f"{platform.machine()}, {os.cpu_count()} CPU threads, Python {platform.python_version()}"
           f"{f', fastseg from {arguments.checkout}' if arguments.checkout else ''}")  # fmt: skip
@@ -96,18 +106,22 @@ def main() -> None:
         model = make_model(folder, arguments.size)
         overlays = [False, True] if arguments.overlay else [False]
         baseline = {}
-        print(f"{'case':<28}{'peak RSS MiB':>14}{'above small MiB':>17}{'bytes/pixel':>13}  result")
+        print(f"{'case':<34}{'peak RSS MiB':>14}{'above small MiB':>17}{'bytes/pixel':>13}  result")
+        tilings = [None] + ([["--tile", str(arguments.tile), "--overlap", str(arguments.overlap)]]
+                            if arguments.tile else [])  # fmt: skip
         for kind in ["small", *arguments.cases]:
             image = make_image(kind, folder)
             width, height = IMAGES[kind]
-            for overlay in overlays:
-                out = folder / f"out-{kind}-{overlay}"
-                rss, outcome = peak_rss(model, image, out, overlay, arguments.checkout)
+            for overlay, tiles in product(overlays, tilings if kind != "small" else [None]):
+                out = folder / f"out-{kind}-{overlay}-{bool(tiles)}"
+                started = time.perf_counter()
+                rss, outcome = peak_rss(model, image, out, overlay, arguments.checkout, tiles)
+                outcome = f"{outcome} ({time.perf_counter() - started:.0f} s)"
                 baseline.setdefault(overlay, rss)
                 above = rss - baseline[overlay]
-                name = f"{kind} {width}x{height}{' --overlay' if overlay else ''}"
+                name = f"{kind} {width}x{height}{' --overlay' if overlay else ''}{' tiled' if tiles else ''}"
                 figures = f"{rss / 2**20:>14,.0f}{above / 2**20:>17,.0f}{above / (width * height):>13.1f}"
-                print(f"{name:<28}{figures}  {outcome[:60]}")
+                print(f"{name:<34}{figures}  {outcome[-70:]}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,11 @@ wall time of each recipe's schedule on the machine it runs on.
    out (725 images a epoch, forward only). On CUDA this is the expected wall time of the schedule.
 
     python benchmarks/train_throughput.py [--device cpu|cuda] [--batch-size 4] [--steps 3]
+        [--recipes seed fast] [--size N] [--step-only] [--channels-last] [--json FILE]
+
+`--step-only` measures (1) alone, without importing fastai (gpu_check.sh); `--size` replaces the
+recipes' input side (a tiny CPU rehearsal); `--channels-last` adds, on CPU, both models' step in
+channels_last memory format, in the same run; `--json` also writes the figures to FILE.
 """
 
 from __future__ import annotations
@@ -28,15 +33,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from fastseg.atomic import write_json
 from fastseg.data.check import check_dataset
-from fastseg.data.class_weights import pixel_counts
 from fastseg.data.demo_voc import make_demo_voc
 from fastseg.data.split import Split
-from fastseg.data.voc import find_voc, verify_pair
+from fastseg.data.voc import find_voc
 from fastseg.launch.device import default_num_workers
 from fastseg.model.macs import count_macs
 from fastseg.model.network import SegmentationModel
-from fastseg.training.data import build_dataloaders
 from fastseg.training.recipes import recipe
 
 TRAINING_IMAGES = {"train": 1_464, "trainaug": 10_582}
@@ -48,15 +52,24 @@ def smp_unet() -> torch.nn.Module:
     return smp.Unet("vgg16_bn", encoder_weights=None, classes=21)
 
 
-def step_rate(model: torch.nn.Module, size: int, batch: int, steps: int, device: torch.device) -> float:
-    """Training images/s of `model` on random `size`² inputs (a warm-up step first)."""
+def step_rate(
+    model: torch.nn.Module,
+    size: int,
+    batch: int,
+    steps: int,
+    device: torch.device,
+    channels_last: bool = False,
+) -> float:
+    """Training images/s of `model` on random `size`² inputs (a warm-up step first). On CUDA
+    always bf16 autocast and channels_last, as `fastseg train`; on CPU fp32, contiguous unless
+    `channels_last`."""
     model = model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     images = torch.randn(batch, 3, size, size, device=device)
     target = torch.randint(0, 21, (batch, size, size), device=device)
     target[:, :4] = 255
     cuda = device.type == "cuda"
-    if cuda:
+    if cuda or channels_last:
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
 
@@ -91,6 +104,8 @@ def pipeline_rate(voc_root: Path, config, batch: int, batches: int) -> float:  #
 
 
 def _pipeline_rate(voc_root: Path, config, batch: int, batches: int) -> float:  # noqa: ANN001
+    from fastseg.training.data import build_dataloaders  # fastai: only for the loader figure
+
     folder = find_voc(voc_root)
     ids = folder.ids("train")
     dls = build_dataloaders(folder, ids, ids[:batch], size=config.size, batch_size=batch,
@@ -105,15 +120,16 @@ def _pipeline_rate(voc_root: Path, config, batch: int, batches: int) -> float:  
 
 
 def startup_seconds(voc_root: Path) -> dict[str, float]:
+    """The start-up check (every pair opened, training pixels counted) on one thread vs the
+    threaded pass `fastseg train` makes."""
     folder = find_voc(voc_root)
     ids = folder.ids("train")
     split = Split(train=ids, valid=[], test=[])
     start = time.perf_counter()
-    assert not any(verify_pair(folder, image_id) for image_id in ids)
-    pixel_counts(folder, ids)
+    check_dataset(folder, split, threads=1)
     serial = time.perf_counter() - start
     start = time.perf_counter()
-    check_dataset(folder, split, show_progress=False)
+    check_dataset(folder, split)
     threaded = time.perf_counter() - start
     return {"serial_s": serial, "threaded_s": threaded, "speedup": serial / threaded, "pairs": len(ids)}
 
@@ -125,6 +141,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--images", type=int, default=96, help="generated VOC-sized training pairs")
     parser.add_argument("--compile", action="store_true", help="torch.compile fastseg's model")
+    parser.add_argument("--recipes", nargs="+", choices=["seed", "fast"], default=["seed", "fast"])
+    parser.add_argument("--size", type=int, default=None, help="input side instead of the recipes'")
+    parser.add_argument("--step-only", action="store_true", help="the model step alone (no fastai)")
+    parser.add_argument("--channels-last", action="store_true", help="also both steps in channels_last (CPU)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -140,33 +161,54 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as temporary:
         voc_root = Path(temporary)
-        make_demo_voc(voc_root, n_train=args.images, n_val=2, seed=0, min_size=375, max_size=500)
-        report["startup_check"] = {key: round(value, 3) for key, value in startup_seconds(voc_root).items()}
-        for name in ("seed", "fast"):
+        if not args.step_only:
+            make_demo_voc(voc_root, n_train=args.images, n_val=2, seed=0, min_size=375, max_size=500)
+            report["startup_check"] = {
+                key: round(value, 3) for key, value in startup_seconds(voc_root).items()
+            }
+        for name in args.recipes:
             config = recipe(name)
-            size = config.train_size
+            size = args.size or config.train_size
             model = SegmentationModel()
             macs = sum(count_macs(model, torch.zeros(1, 3, size, size)).values())
             if args.compile:
                 model = torch.compile(model)
             fastseg = step_rate(model, size, args.batch_size, args.steps, device)
             smp = step_rate(smp_unet(), size, args.batch_size, args.steps, device)
-            loader = pipeline_rate(voc_root, config, batch=8, batches=max(2, args.images // 8 - 2))
-            rate = min(fastseg, loader * max(1, workers))
-            samples = config.epochs * TRAINING_IMAGES[config.train_set]
-            report["recipes"][name] = {
+            figures = report["recipes"][name] = {
                 "train_set": config.train_set,
                 "input": f"{size}x{size}",
                 "epochs": config.epochs,
                 "training_gflop_per_image": round(3 * 2 * macs / 1e9, 1),  # backward ~ 2x forward
+                "precision": "bf16 autocast, channels_last" if device.type == "cuda" else "fp32",
                 "model_images_per_s": round(fastseg, 2),
                 "smp_unet_images_per_s": round(smp, 2),
                 "ratio_fastseg_over_smp": round(fastseg / smp, 2),
-                "loader_images_per_s_per_process": round(loader, 1),
-                "bound_by": "model" if fastseg <= loader * max(1, workers) else "loaders",
-                "projected_schedule_hours": round(samples / rate / 3600, 2),
             }
+            if args.channels_last and device.type == "cpu":
+                fastseg_last = step_rate(SegmentationModel(), size, args.batch_size, args.steps, device, True)
+                smp_last = step_rate(smp_unet(), size, args.batch_size, args.steps, device, True)
+                figures.update(
+                    model_channels_last_images_per_s=round(fastseg_last, 2),
+                    smp_unet_channels_last_images_per_s=round(smp_last, 2),
+                    ratio_channels_last_over_contiguous=round(fastseg_last / fastseg, 2),
+                    ratio_best_fastseg_over_best_smp=round(
+                        max(fastseg, fastseg_last) / max(smp, smp_last), 2
+                    ),
+                )
+            if args.step_only:
+                continue
+            loader = pipeline_rate(voc_root, config, batch=8, batches=max(1, args.images // 8 - 2))
+            rate = min(fastseg, loader * max(1, workers))
+            samples = config.epochs * TRAINING_IMAGES[config.train_set]
+            figures.update(
+                loader_images_per_s_per_process=round(loader, 1),
+                bound_by="model" if fastseg <= loader * max(1, workers) else "loaders",
+                projected_schedule_hours=round(samples / rate / 3600, 2),
+            )
     print(json.dumps(report, indent=1))
+    if args.json:
+        write_json(args.json, report)
 
 
 if __name__ == "__main__":

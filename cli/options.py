@@ -8,6 +8,7 @@ from dataclasses import fields
 import click
 
 from fastseg.inference.precision import PRECISIONS
+from fastseg.inference.tiling import DEFAULT_OVERLAP, MIN_TILE
 from fastseg.launch.device import DEVICES
 from fastseg.training.config import TrainConfig
 from fastseg.training.recipes import DEFAULT_RECIPE, RECIPES, recipe_default
@@ -37,10 +38,10 @@ def from_recipe(*declarations: str, **attributes) -> Callable:
 
 
 def inference_options(command: Callable) -> Callable:
-    """`--batch-size --num-workers --device --precision --quiet --verbose`, shared by predict and
-    report (`--verbose` is consumed by `cli.errors.user_errors`)."""
+    """`--batch-size --num-workers --device --precision --tile --overlap --quiet --verbose`, shared
+    by predict and report (`--verbose` is consumed by `cli.errors.user_errors`)."""
     options = [
-        click.option("--batch-size", type=click.IntRange(min=1), default=8),
+        click.option("--batch-size", type=click.IntRange(min=1), default=8, help="Images (or tiles) a pass."),
         click.option(
             "--num-workers", type=int, default=-1, help="Decoding workers (-1: one per spare core)."
         ),
@@ -51,6 +52,20 @@ def inference_options(command: Callable) -> Callable:
             default="auto",
             help="auto: bf16 on GPUs and on CPUs with native bf16, else fp32.",
         ),  # fmt: skip
+        click.option(
+            "--tile",
+            type=int,
+            default=0,
+            help=f"Sliding window: run the model on TILE² windows of each image at its own resolution "
+            f"and blend their logits (at least {MIN_TILE}; 0: fit the whole image into the model's input).",
+        ),
+        click.option(
+            "--overlap",
+            type=float,
+            default=None,
+            show_default=f"{DEFAULT_OVERLAP} with --tile",
+            help="Fraction of a tile its neighbours overlap, at least 0 and below 1.",
+        ),
         click.option("--quiet", is_flag=True, help="No progress lines."),
         click.option(
             "--verbose",

@@ -22,7 +22,9 @@ from fastseg.imaging.normalise import normalise
 class ImageFiles(Dataset):
     """Items `{"index", "path", "image" (3, S, S), "height", "width", "error"}`, plus the decoded
     RGB array as `"original"` with `keep_original` (overlays, figures: never decoded twice) and
-    whatever `extra(index)` adds (a ground-truth mask, for `report`)."""
+    whatever `extra(index)` adds (a ground-truth mask, for `report`). With `fit=False` the
+    `"image"` is the decoded picture `(H, W, 3)` uint8 itself (the sliding window tiles it), and
+    `"original"` is the same array."""
 
     def __init__(
         self,
@@ -33,9 +35,11 @@ class ImageFiles(Dataset):
         std: Sequence[float],
         extra: Callable[[int], dict[str, Any]] | None = None,
         keep_original: bool = False,
+        fit: bool = True,
     ):
         self.paths, self.size, self.resize = list(paths), size, resize
         self.mean, self.std, self.extra, self.keep_original = mean, std, extra, keep_original
+        self.fit = fit
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -44,10 +48,15 @@ class ImageFiles(Dataset):
         item: dict[str, Any] = {"index": index, "path": self.paths[index], "error": ""}
         try:
             image = load_rgb(self.paths[index])
-            item.update(image=normalise(fit_image(image, self.size, self.resize), self.mean, self.std),
-                        width=image.width, height=image.height)  # fmt: skip
+            pixels = np.asarray(image) if self.keep_original or not self.fit else None
+            model_input = (
+                normalise(fit_image(image, self.size, self.resize), self.mean, self.std)
+                if self.fit
+                else pixels
+            )
+            item.update(image=model_input, width=image.width, height=image.height)
             if self.keep_original:
-                item["original"] = np.asarray(image)
+                item["original"] = pixels
         except UnreadableImage as error:
             return self._failed(item, str(error))
         except MemoryError:  # a picture too big for the memory left fails alone, as a bad file does

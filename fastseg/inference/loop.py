@@ -46,6 +46,10 @@ class Segmented:
         """`(height, width)` of the image as decoded."""
         return self.item["height"], self.item["width"]
 
+    @property
+    def num_classes(self) -> int:
+        return self.logits.shape[0]
+
     def labels(self) -> np.ndarray:
         """Class map `(H, W)` uint8 at the image's own size."""
         return self.segmenter.labels(self.logits, *self.size)
@@ -62,7 +66,13 @@ def segment(
     num_workers: int,
     progress: Progress = no_progress,
 ) -> Iterator[Segmented]:
-    """Every item of `dataset`, in order, with its logits."""
+    """Every item of `dataset`, in order, with its logits (with `segmenter.tiling`: ready to be
+    segmented tile by tile, `fastseg.inference.sliding`)."""
+    if segmenter.tiling is not None:
+        from fastseg.inference.sliding import segment_tiles
+
+        yield from segment_tiles(segmenter, dataset, batch_size, num_workers, progress)
+        return
     for batch in progress(loader(dataset, batch_size, num_workers)):
         started = time.perf_counter()
         logits = segmenter.logits(batch["image"])

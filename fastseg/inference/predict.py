@@ -28,6 +28,7 @@ from fastseg.imaging.masks import read_mask, write_mask
 from fastseg.imaging.palette import colorize
 from fastseg.inference.loop import Progress, Segmented, no_progress, segment
 from fastseg.inference.segmenter import Segmenter
+from fastseg.inference.tiling import make_tiling
 from fastseg.launch.device import loader_workers
 from fastseg.launch.processes import Launch, barrier, launched, sum_across_processes
 
@@ -261,17 +262,22 @@ def predict(
     overlay: bool = False,
     skip_existing: bool = False,
     progress: Progress = no_progress,
+    tile: int = 0,
+    overlap: float | None = None,
 ) -> PredictSummary:
     """Segment every image of `inputs` into `out`; returns counts and the failures (path, reason).
 
     Under `torchrun` / `accelerate launch` each process takes every `world`-th image from its
     rank, so each image is done exactly once; the summary's counts are totals over all
-    processes, its failures this process's own.
+    processes, its failures this process's own. `tile`/`overlap`: a sliding window at each image's
+    own resolution instead of fitting it whole (`fastseg.inference.tiling`).
     """
+    tiling = make_tiling(tile, overlap, size)
     out = Path(out)
     with launched(device) as launch:
         jobs, failures = collect_jobs(inputs, out)
-        segmenter = Segmenter.open(model, launch.device, precision, tta, size, requested_device=device)
+        segmenter = Segmenter.open(model, launch.device, precision, tta, size, requested_device=device,
+                                   tiling=tiling)  # fmt: skip
         prepare_out(out)
         jobs, failures = jobs[launch.rank :: launch.world], failures[launch.rank :: launch.world]
         fields = csv_fields(segmenter.loaded.classes)

@@ -29,6 +29,7 @@ from fastseg.imaging.masks import VOID_LABEL
 from fastseg.inference.loop import Progress, Segmented, no_progress, segment
 from fastseg.inference.ranking import RANKINGS, rank
 from fastseg.inference.segmenter import Segmenter
+from fastseg.inference.tiling import make_tiling
 from fastseg.launch.device import loader_workers, resolve_device
 from fastseg.metrics import ConfusionMatrix, Scores, scores_from_matrix
 from fastseg.runs.folder import SPLIT, RunFolder
@@ -73,7 +74,7 @@ def score_image(
 ) -> tuple[torch.Tensor, float]:
     """Confusion counts `(C, C)` and the weighted cross-entropy of one image at full size,
     accumulated a band of rows at a time (never all class scores at full size)."""
-    num_classes = result.logits.shape[0]
+    num_classes = result.num_classes
     counts = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=mask.device)
     loss_sum, weight_sum = 0.0, 0.0
     for rows, band in result.bands():
@@ -216,11 +217,15 @@ def report(
     precision: str = "auto",
     seed: int = 0,
     progress: Progress = no_progress,
+    tile: int = 0,
+    overlap: float | None = None,
 ) -> ReportResult:
     """Evaluate the run's `subset` of `split.json` and write every report file into `out`.
 
     Every pair is checked first (train's check: readable, same size, mask values a class or void), so a
-    bad file stops the report before `out` is touched, with all problems named at once."""
+    bad file stops the report before `out` is touched, with all problems named at once.
+    `tile`/`overlap`: score the sliding window's labels (`fastseg.inference.tiling`)."""
+    tiling = make_tiling(tile, overlap)
     if rank_by not in RANKINGS:
         raise FastsegError(f"--rank-by {rank_by}: choose one of {', '.join(RANKINGS)}")
     run = RunFolder.of_model(model)
@@ -231,7 +236,7 @@ def report(
     target = resolve_device(device)
     given = Path(model).expanduser()  # a run folder's model.pth, or the file named (an ONNX export)
     segmenter = Segmenter.open(run.model if given.is_dir() else given, target, precision,
-                               requested_device=device)  # fmt: skip
+                               requested_device=device, tiling=tiling)  # fmt: skip
     require_same_classes(segmenter.loaded.class_set, folder)
     check_ids(folder, ids, action="report")  # mask values outside the classes would stop the loss midway
     total, per_image = evaluate(segmenter, folder, ids, run.read_class_weights(), batch_size,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from fastseg.imaging.geometry import content_size
 from fastseg.inference.files import ImageFiles
 from fastseg.inference.runtime import Runtime, TorchRuntime, open_model
 from fastseg.model.checkpoint import LoadedModel
+
+if TYPE_CHECKING:
+    from fastseg.inference.tiling import Tiling
 
 # Class scores per band of upsampled rows: 16 MiB of float32, three such buffers live at a time.
 # As fast as 64 MiB bands on CPU (3.1 s vs 3.8 s for a 3000x2000 image, cache-friendlier) with a
@@ -51,7 +54,8 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 class Segmenter:
     """A loaded model with what runs it (`fastseg.inference.runtime`: torch for `model.pth`,
     onnxruntime for an exported `.onnx`), test-time augmentation and input side (`size`: the
-    model's own unless `--size` overrides it)."""
+    model's own unless `--size` overrides it); with `tiling`, images are segmented at their own
+    resolution by a sliding window (`fastseg.inference.sliding`)."""
 
     loaded: LoadedModel
     device: torch.device
@@ -59,6 +63,7 @@ class Segmenter:
     tta: bool = False
     size: int | None = None
     runtime: Runtime | None = None  # torch on `loaded.model` when not given
+    tiling: Tiling | None = None
 
     def __post_init__(self) -> None:
         self.size = self.size or self.loaded.size
@@ -69,14 +74,16 @@ class Segmenter:
 
     @classmethod
     def open(cls, model: Path | str, device: torch.device, precision: str = "auto", tta: bool = False,
-             size: int | None = None, requested_device: str = "auto") -> Segmenter:  # fmt: skip
+             size: int | None = None, requested_device: str = "auto", tiling: Tiling | None = None,
+             ) -> Segmenter:  # fmt: skip
         """The model file's runtime, chosen by its suffix (`fastseg.inference.runtime.open_model`)."""
         opened = open_model(model, device, precision, requested_device)
-        return cls(opened.loaded, device, precision, tta, size, opened.runtime)
+        return cls(opened.loaded, device, precision, tta, size, opened.runtime, tiling)
 
     def dataset(self, paths: Sequence[Path], **options: Any) -> ImageFiles:
-        """`ImageFiles` fitted into this model's input the way it was trained."""
-        return ImageFiles(paths, self.size, self.loaded.resize, self.loaded.mean, self.loaded.std, **options)
+        """`ImageFiles` fitted into this model's input the way it was trained (decoded only, for tiles)."""
+        return ImageFiles(paths, self.size, self.loaded.resize, self.loaded.mean, self.loaded.std,
+                          fit=self.tiling is None, **options)  # fmt: skip
 
     @torch.inference_mode()
     def logits(self, images: torch.Tensor) -> torch.Tensor:
