@@ -269,7 +269,7 @@ def ablation(seeds: list[int], band: int, epochs: int) -> dict:
                                      tuple(state["mean"]), tuple(state["std"]), {})  # fmt: skip
                 segmenter = Segmenter(loaded, torch.device("cpu"), precision="fp32")
                 ids = RunFolder(run).read_split().ids("test")
-                whole, edges = ConfusionMatrix(), ConfusionMatrix()
+                whole, edges = ConfusionMatrix(len(loaded.classes)), ConfusionMatrix(len(loaded.classes))
                 dataset = segmenter.dataset([folder.image_path(image_id) for image_id in ids])
                 for result in segment(segmenter, dataset, batch_size=8, num_workers=0):
                     truth = read_mask(folder.mask_path(ids[result.index]))

@@ -85,7 +85,7 @@ def predict_figures(device: str, images: int, size: int, batch_size: int) -> dic
         "images": images,
         "input": f"{size}x{size} letterbox, 500x375 JPEGs",
         "batch_size": batch_size,
-        "precision": str(segmenter.dtype or "fp32").replace("torch.", ""),
+        "precision": str(getattr(segmenter.runtime, "dtype", None) or "fp32").replace("torch.", ""),
         "whole_process_images_per_s": round(images / wall, 2),
         "whole_process_seconds": round(wall, 1),
         "model_forward_images_per_s": round(forward, 1),
