@@ -41,6 +41,14 @@ class LoadedModel:
     ignore_index: int = 255  # the training data's void value, for the record
     export: dict[str, Any] | None = None  # an exported file's own metadata (fastseg.model.exported)
 
+    @classmethod
+    def from_fields(
+        cls, model: SegmentationModel | None, fields: dict[str, Any], **extra: Any
+    ) -> LoadedModel:
+        """From `_checked_fields`' values: one way for `model.pth` and an exported file alike."""
+        names = ("size", "resize", "classes", "mean", "std", "metadata", "colors", "ignore_index")
+        return cls(model=model, **{name: fields[name] for name in names}, **extra)
+
     @property
     def class_set(self) -> Classes:
         """Names, colours and void value together (`fastseg.data.classes`)."""
@@ -117,17 +125,7 @@ def load_model(model: Path | str, device: torch.device | str = "cpu") -> LoadedM
     _require_matching_weights(path, network, state["state_dict"])
     network.load_state_dict(state["state_dict"])
     network.to(device).eval()
-    return LoadedModel(
-        model=network,
-        size=fields["size"],
-        resize=fields["resize"],
-        classes=fields["classes"],
-        mean=fields["mean"],
-        std=fields["std"],
-        metadata=fields["metadata"],
-        colors=fields["colors"],
-        ignore_index=fields["ignore_index"],
-    )
+    return LoadedModel.from_fields(network, fields)
 
 
 REQUIRED_FIELDS = ("state_dict", "model_config", "size", "classes", "mean", "std")

@@ -55,15 +55,4 @@ def described_model(path: Path, text: str | None) -> LoadedModel:
         raise CheckpointError(f"{path}: not a fastseg export of this version (format {found!r}, "
                               f"expected {EXPORT_FORMAT})")  # fmt: skip
     fields = _checked_fields(path, {**values, "state_dict": {}})  # the checks of model.pth, no weights
-    return LoadedModel(
-        model=None,
-        size=fields["size"],
-        resize=fields["resize"],
-        classes=fields["classes"],
-        mean=fields["mean"],
-        std=fields["std"],
-        metadata=fields["metadata"],
-        colors=fields["colors"],
-        ignore_index=fields["ignore_index"],
-        export=values,
-    )
+    return LoadedModel.from_fields(None, fields, export=values)
