@@ -10,8 +10,6 @@ import click
 from cli.errors import user_errors
 from cli.progress import counted
 
-DATA_HELP = "A dataset.yaml, a folder holding one, or a VOC root (VOCdevkit/VOC2012 inside)."
-
 
 @click.command(context_settings={"show_default": True})
 @click.argument("data", type=click.Path(path_type=Path))
