@@ -34,7 +34,8 @@ from fastseg.export import CALIBRATION_IMAGES, FORMATS
     "--data",
     type=click.Path(path_type=Path),
     default=None,
-    help="Folder holding VOCdevkit/VOC2012 (--int8)  [default: the run's --data]",
+    help="The run's data set, for --int8: a dataset.yaml, its folder or a VOC root"
+    "  [default: the run's --data]",
 )
 @click.option("--force", is_flag=True, help="Write the INT8 file even if it loses more than 1 mIoU point.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8)
