@@ -354,3 +354,10 @@ def test_an_onnx_export_predicts_in_the_data_sets_classes_and_colours(tmp_path):
         mask = Image.open(out / "train_0000.png")
         assert [tuple(mask.getpalette()[3 * i : 3 * i + 3]) for i in range(4)] == OWN_COLOURS
     assert load_model(tmp_path / "model.pth").ignore_index == 9
+
+
+def test_an_unreadable_split_list_is_one_line(own, tmp_path):
+    listing = own.parent / "val.txt"
+    listing.write_bytes(b"\xff\xfe\x00binary")
+    write_yaml(own, val="val.txt")
+    assert_refused(own, tmp_path, f"{listing}: cannot read the list")

@@ -174,7 +174,14 @@ class FolderDataset(SegmentationData):
         """A `.txt` split: one image per line, a stem or a path relative to the `images` folder."""
         base = self.root / IMAGES_FOLDER
         images = []
-        for number, line in enumerate(listing.read_text().splitlines(), start=1):
+        try:
+            lines = listing.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            self.problems.append(
+                f"{listing}: cannot read the list ({getattr(error, 'strerror', None) or error})"
+            )
+            return []
+        for number, line in enumerate(lines, start=1):
             entry = line.strip()
             if not entry or entry.startswith("#"):
                 continue
