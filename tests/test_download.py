@@ -75,8 +75,10 @@ class Server:
                 self.end_headers()
                 if server.cut_first is not None and len(server.requests) == 1:
                     body = body[: server.cut_first]
-                self.wfile.write(body)
+                # Counted before writing: the client can finish reading and the test assert
+                # before this thread runs another line (CI saw `sent == 0`).
                 server.sent += len(body)
+                self.wfile.write(body)
 
             def log_message(self, *args):
                 pass
