@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,9 +22,9 @@ def test_help_lists_every_command_with_a_description():
 
 
 def test_help_is_fast_because_heavy_imports_wait():
-    start = time.perf_counter()
+    # What makes --help instant is that torch and fastai are not imported; that is asserted below.
+    # A wall-clock limit here failed only on a loaded CI machine, so it is not one of the checks.
     result = subprocess.run([str(FASTSEG), "--help"], capture_output=True, text=True, check=True)
-    assert time.perf_counter() - start < 2.0
     assert "train" in result.stdout
     code = "import sys, cli.main; print(any(m.startswith(('torch', 'fastai')) for m in sys.modules))"
     assert (

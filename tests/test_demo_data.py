@@ -3,7 +3,6 @@ colour as a learnable cue, and the palette PNG writer other modules reuse."""
 
 import itertools
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -142,12 +141,10 @@ def test_bad_arguments_are_refused_before_writing(tmp_path: Path, arguments: dic
     assert not any(tmp_path.iterdir())
 
 
-def test_default_set_is_fast(tmp_path: Path):
-    start = time.perf_counter()
+def test_default_set_has_80_images(tmp_path: Path):
+    # Its speed is not asserted here: a timed unit test fails on a loaded machine and proves nothing.
     voc = make_demo_voc(tmp_path)
-    elapsed = time.perf_counter() - start
     assert len(list_ids(voc, "trainval")) == 80
-    assert elapsed < 3.0, f"{elapsed:.2f} s for the default 80 images"
 
 
 def test_write_mask_round_trips_every_label_and_uses_the_voc_palette(tmp_path: Path):
