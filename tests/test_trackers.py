@@ -16,11 +16,9 @@ from cli.main import main
 FIGURES = ("train_ds_sample", "val_ds_sample", "training_curve")
 
 
-@pytest.fixture(scope="module")
-def tracked_run(voc_root, tmp_path_factory):
-    """One 2-epoch run logged to all three trackers, nothing leaving the machine."""
-    home = tmp_path_factory.mktemp("trackers")
-    environment = {
+def offline(home: Path) -> dict[str, str]:
+    """Environment variables that keep MLflow and W&B on the disk under `home`."""
+    return {
         "WANDB_MODE": "offline",
         "WANDB_SILENT": "true",
         "WANDB_DIR": str(home),
@@ -31,8 +29,14 @@ def tracked_run(voc_root, tmp_path_factory):
         "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
         "MLFLOW_EXPERIMENT_NAME": "tests",
     }
+
+
+@pytest.fixture(scope="module")
+def tracked_run(voc_root, tmp_path_factory):
+    """One 2-epoch run logged to all three trackers, nothing leaving the machine."""
+    home = tmp_path_factory.mktemp("trackers")
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in environment.items():
+        for name, value in offline(home).items():
             patch.setenv(name, value)
         patch.chdir(home)  # MLflow's artefacts go to ./mlruns
         run_dir = home / "run"
@@ -182,3 +186,78 @@ def test_a_tracker_that_is_not_installed_is_one_line_before_any_work(
         f"Error: --log {tracker} needs {module}: pip install 'fastseg[{tracker}]'"
     ]
     assert not run_dir.exists()
+
+
+@pytest.mark.slow
+def test_a_resumed_run_continues_its_mlflow_and_wandb_runs(voc_root, tmp_path, monkeypatch):
+    """Ctrl-C after epoch 2 of 3, then `--resume`: one MLflow run holding all three epochs, and
+    the W&B run resumed under its own id, rather than a second run in each tracker."""
+    import mlflow
+
+    from fastseg.training.checkpointing import ResumableCheckpoint
+
+    for name, value in offline(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    run_dir = tmp_path / "run"
+    original = ResumableCheckpoint.after_epoch
+
+    def interrupt_after_second_epoch(self):
+        original(self)
+        if self.learn.epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ResumableCheckpoint, "after_epoch", interrupt_after_second_epoch)
+    arguments = ["train", "--data", str(voc_root), "--out", str(run_dir), "--recipe", "seed", "--size", "48",
+                 "--batch-size", "8", "--epochs", "3", "--no-pretrained", "--num-workers", "0",
+                 "--log", "mlflow", "--log", "wandb", "--quiet"]  # fmt: skip
+    interrupted = CliRunner().invoke(main, arguments)
+    assert interrupted.exit_code != 0 and "--resume" in interrupted.output
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tests").experiment_id
+    (killed,) = client.search_runs([experiment])
+    assert killed.info.status == "KILLED"
+
+    monkeypatch.setattr(ResumableCheckpoint, "after_epoch", original)
+    resumed = CliRunner().invoke(main, ["train", "--resume", str(run_dir), "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+
+    (run,) = client.search_runs([experiment])
+    assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
+    history = pd.read_csv(run_dir / "history.csv")
+    miou = client.get_metric_history(run.info.run_id, "valid_miou")
+    assert [m.step for m in miou] == [0, 1, 2]
+    assert [m.value for m in miou] == pytest.approx(list(history["valid_miou"]))
+    wandb_runs = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) == 2  # W&B keeps one folder per process, both under the run's one id
+    assert len({folder.name.rsplit("-", 1)[1] for folder in wandb_runs}) == 1
+    saved = json.loads((run_dir / "trackers.json").read_text())
+    assert saved == {"mlflow": run.info.run_id, "wandb": wandb_runs[0].name.rsplit("-", 1)[1]}
+
+
+def test_a_tracker_run_missing_from_the_store_is_said_and_a_new_one_started(tmp_path, monkeypatch):
+    """A run resumed against another MLflow store: its saved run id is not there. One line in
+    train.log says so, a new run takes the logging, and trackers.json keeps the new id."""
+    import mlflow
+
+    from fastseg.runs.folder import RunFolder
+    from fastseg.training.config import TrainConfig
+    from fastseg.training.run_log import RunLog
+
+    for name, value in offline(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    run = RunFolder(tmp_path / "run")
+    run.create()
+    run.write_tracker_runs({"mlflow": "0123456789abcdef0123456789abcdef"})
+    config = TrainConfig(data="unused", trackers=("mlflow",))
+    with RunLog(run, config, "valid_miou", None, echo=None, capture_prints=False, main=True):
+        pass
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    (started,) = mlflow.MlflowClient(store).search_runs(
+        [mlflow.get_experiment_by_name("tests").experiment_id]
+    )
+    assert run.read_tracker_runs() == {"mlflow": started.info.run_id}
+    assert run.file("train.log").read_text().splitlines() == [
+        f"mlflow: run 0123456789abcdef0123456789abcdef is not in {store}; logging to a new run"
+    ]

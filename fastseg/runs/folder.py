@@ -13,6 +13,7 @@ RUN/model.onnx          `fastseg export`'s ONNX file (fp32); model.int8.onnx wit
 RUN/*.png               training curve and data samples
 RUN/train.log           one line per epoch (and fastai's notes), appended to on resume
 RUN/tensorboard/        TensorBoard event files (`--log tensorboard`)
+RUN/trackers.json       the MLflow / W&B run ids (`--log`), so `--resume` continues those runs
 RUN/report/             `fastseg report`'s default output: `fastseg runs` reads its metrics.json
 ```
 """
@@ -48,11 +49,12 @@ CONFIG, SPLIT, CLASS_WEIGHTS, HISTORY = "config.json", "split.json", "class_weig
 TRAINING_CURVE, TRAIN_SAMPLE, VAL_SAMPLE = "training_curve.png", "train_ds_sample.png", "val_ds_sample.png"
 BEST, LAST, LAST_STATE = "best", "last", "last.json"  # checkpoints are BEST.pth and LAST.pth
 TRAIN_LOG, TENSORBOARD, REPORT = "train.log", "tensorboard", "report"
+TRACKER_RUNS = "trackers.json"  # each `--log` tracker's run id, so `--resume` continues that run
 LOCK = ".fastseg.lock"  # held by the one process training into the folder
 # fastseg's own files, which `train --force` removes (exports too: they would not match a new model.pth)
 ARTEFACTS = (
     CONFIG, SPLIT, CLASS_WEIGHTS, HISTORY, TRAINING_CURVE, TRAIN_SAMPLE, VAL_SAMPLE, MODEL_FILENAME,
-    f"{BEST}.pth", f"{LAST}.pth", LAST_STATE, TRAIN_LOG, ONNX_FILENAME, INT8_FILENAME,
+    f"{BEST}.pth", f"{LAST}.pth", LAST_STATE, TRAIN_LOG, ONNX_FILENAME, INT8_FILENAME, TRACKER_RUNS,
 )  # fmt: skip
 TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$")  # what fastseg.atomic writes before its rename
 
@@ -169,6 +171,18 @@ class RunFolder:
         path = self.file(TRAIN_LOG)
         before = path.read_text(encoding="utf-8") if path.is_file() else ""
         write_text(path, f"{before}{line}\n")
+
+    def read_tracker_runs(self) -> dict[str, str]:
+        """`trackers.json`: {tracker name: its run id}; none yet (or unreadable: the ids only
+        spare a second tracker run, so losing them costs nothing else) is {}."""
+        try:
+            runs = json.loads(self.file(TRACKER_RUNS).read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+        return {str(name): str(run_id) for name, run_id in runs.items()} if isinstance(runs, dict) else {}
+
+    def write_tracker_runs(self, runs: dict[str, str]) -> None:
+        write_json(self.file(TRACKER_RUNS), runs)
 
     def write_resume_state(self, state: dict[str, Any]) -> None:
         write_json(self.file(LAST_STATE), state, durable=True)

@@ -15,7 +15,7 @@ from fastai.callback.core import Callback
 from fastseg.runs.folder import RunFolder
 from fastseg.training.config import TrainConfig
 from fastseg.training.epoch_log import EpochLog, LineSink
-from fastseg.training.tracking import TRACKER_CLASSES, Tracker
+from fastseg.training.tracking import TRACKER_CLASSES, Tracker, TrackerRunMissing
 
 if TYPE_CHECKING:
     from fastseg.training.trainer import TrainResult
@@ -56,13 +56,26 @@ class RunLog:
 
     def __enter__(self) -> RunLog:
         self.stdout = sys.stdout
-        for tracker in self.trackers:
-            tracker.open(self.run, self.config)
-            self.stack.callback(self._close, tracker)
+        self._open_trackers()
         if self.capture_prints and self.main:
             self.stack.enter_context(redirect_stdout(LineSink(self.run.append_log)))
         self.status = "FAILED"
         return self
+
+    def _open_trackers(self) -> None:
+        """Each tracker continues the run it logged to before an interruption (`trackers.json`),
+        so a resumed training run is one run in MLflow and W&B, not two halves."""
+        run_ids = self.run.read_tracker_runs()
+        for name, tracker in zip(self.config.trackers, self.trackers, strict=True):
+            try:
+                run_id = tracker.open(self.run, self.config, run_ids.get(name))
+            except TrackerRunMissing as missing:
+                self.say(f"{missing}; logging to a new run")
+                run_id = tracker.open(self.run, self.config, None)
+            self.stack.callback(self._close, tracker)
+            if run_id is not None and run_ids.get(name) != run_id:
+                run_ids[name] = run_id
+                self.run.write_tracker_runs(run_ids)
 
     def finish(self, result: TrainResult | None) -> None:
         """After export: the trackers get the best scores, the figures and the model."""

@@ -12,7 +12,8 @@ Where each writes: TensorBoard to `RUN/tensorboard/`; MLflow to
 `MLFLOW_TRACKING_URI` (MLflow's default: `sqlite:///mlflow.db` in the working folder), experiment
 `MLFLOW_EXPERIMENT_NAME` or "fastseg"; W&B to project `WANDB_PROJECT` or "fastseg" (files under
 `RUN/wandb/`; `WANDB_MODE=offline` keeps everything on disk). Each tracker is imported only when
-asked for (`pip install 'fastseg[NAME]'`).
+asked for (`pip install 'fastseg[NAME]'`). A resumed training run continues the MLflow and W&B
+runs it logged to (ids in `RUN/trackers.json`), so one training run is one tracker run.
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ class Tracker:
     """One tracker for one run: opened before fitting, a fastai callback while fitting, given the
     figures, best scores and model after export, and closed however training ends."""
 
-    def open(self, run: RunFolder, config: TrainConfig) -> None:
-        """Start the tracker's run."""
+    def open(self, run: RunFolder, config: TrainConfig, run_id: str | None) -> str | None:
+        """Start the tracker's run, or continue run `run_id` (a resumed training run's); returns
+        the id to continue next time (None: the tracker has no runs to continue)."""
+        return None
 
     def callback(self) -> Callback | None:
         return None
@@ -61,8 +64,8 @@ class Tracker:
 
 
 class TensorBoardTracker(Tracker):
-    def open(self, run: RunFolder, config: TrainConfig) -> None:
-        self.log_dir = str(run.file(TENSORBOARD))
+    def open(self, run: RunFolder, config: TrainConfig, run_id: str | None) -> None:
+        self.log_dir = str(run.file(TENSORBOARD))  # a resumed run adds event files to the same folder
 
     def callback(self) -> Callback:
         from fastai.callback.tensorboard import TensorBoardCallback
@@ -92,6 +95,10 @@ class TensorBoardTracker(Tracker):
             writer.close()
 
 
+class TrackerRunMissing(Exception):
+    """The tracker run a resumed training run had logged to cannot be continued."""
+
+
 class EpochMetrics(Callback):
     """Every epoch's losses, metrics and (decoder) learning rate, given to `log(values, epoch)`."""
 
@@ -109,13 +116,20 @@ class EpochMetrics(Callback):
 
 
 class MLflowTracker(Tracker):
-    def open(self, run: RunFolder, config: TrainConfig) -> None:
+    def open(self, run: RunFolder, config: TrainConfig, run_id: str | None) -> str:
         import mlflow
+        from mlflow.exceptions import MlflowException
 
         if "MLFLOW_EXPERIMENT_NAME" not in os.environ and "MLFLOW_EXPERIMENT_ID" not in os.environ:
             mlflow.set_experiment("fastseg")
-        mlflow.start_run(run_name=run.path.name, tags={"fastseg.run_folder": str(run.path.resolve())})
-        mlflow.log_params(flat_config(config))
+        tags = {"fastseg.run_folder": str(run.path.resolve())}
+        try:
+            active = mlflow.start_run(run_id=run_id) if run_id else None
+        except MlflowException:  # not in this tracking store (another machine or URI)
+            raise TrackerRunMissing(f"mlflow: run {run_id} is not in {mlflow.get_tracking_uri()}") from None
+        active = active or mlflow.start_run(run_name=run.path.name, tags=tags)
+        mlflow.log_params(flat_config(config))  # a resumed run's config is the same: MLflow accepts it again
+        return active.info.run_id
 
     def callback(self) -> Callback:
         import mlflow
@@ -138,11 +152,15 @@ class MLflowTracker(Tracker):
 
 
 class WandbTracker(Tracker):
-    def open(self, run: RunFolder, config: TrainConfig) -> None:
+    def open(self, run: RunFolder, config: TrainConfig, run_id: str | None) -> str:
         import wandb
 
+        # resume="allow": the run `run_id` continues, or is created under that id if this W&B
+        # server never saw it (an offline run not yet synced).
         self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "fastseg"), name=run.path.name,
-                              dir=str(run.path), config=config.to_dict())  # fmt: skip
+                              dir=str(run.path), config=config.to_dict(), id=run_id,
+                              resume="allow" if run_id else None)  # fmt: skip
+        return self.run.id
 
     def callback(self) -> Callback:
         return EpochMetrics(lambda values, epoch: self.run.log({**values, "epoch": epoch}))
