@@ -136,3 +136,25 @@ def test_cli_crafted_size_is_one_error_line(state, tmp_path):
                                        str(tmp_path / "out")])  # fmt: skip
     assert result.exit_code == 1
     assert result.output == f"Error: {path}: field 'size' must be a positive integer, got 'big'\n"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"half of a file", b"h\xe1\xa3\x19", b"\x8a", b"X"],
+    ids=["KeyError", "KeyError-short", "IndexError", "struct.error"],
+)
+def test_any_garbage_is_one_line_never_a_traceback(tmp_path, content):
+    """Bytes that are not a zip reach torch's legacy pickle reader, whose weights-only unpickler
+    raises whatever the garbage provokes (found by feeding it random bytes)."""
+    path = tmp_path / "model.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=r"model.pth: not a readable fastseg model"):
+        load_model(path)
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (8, 8)).save(images / "a.png")
+    result = CliRunner().invoke(
+        main, ["predict", "--model", str(path), str(images), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "model.pth: not a readable fastseg model" in result.output

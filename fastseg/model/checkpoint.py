@@ -89,7 +89,10 @@ def load_weights_only(path: Path, kind: str) -> Any:
     """`torch.load(weights_only=True)`, or one line saying the file is not a `kind`.
 
     torch's own message for such files advises retrying with `weights_only=False`, which would run
-    whatever code the pickle holds; that advice is not passed on to users.
+    whatever code the pickle holds; that advice is not passed on to users. Bytes that are not a zip
+    go to torch's legacy reader, whose unpickler raises whatever the garbage provokes (KeyError,
+    IndexError, struct.error, ... found by feeding it random bytes), so any error reading the file
+    means it is not one.
     """
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -99,6 +102,8 @@ def load_weights_only(path: Path, kind: str) -> Any:
         lines = str(error).strip().splitlines()
         reason = lines[0] if lines else type(error).__name__
         raise CheckpointError(f"{path}: not a readable {kind} ({reason})") from None
+    except Exception:  # noqa: BLE001 - see the docstring; their messages ("97") say nothing useful
+        raise CheckpointError(f"{path}: not a readable {kind} (not a torch file)") from None
 
 
 def resolve_model_path(model: Path | str) -> Path:
