@@ -219,3 +219,22 @@ def test_resume_state_is_strict_json_before_any_epoch_scored(tmp_path):
     run.write_resume_state({**run.read_resume_state(), "extra": float("-inf")})
     state = json.loads((tmp_path / "last.json").read_text(), parse_constant=pytest.fail)
     assert state == {"completed_epochs": 1, "best": None, "wait": 3, "extra": None}
+
+
+def test_only_rank_0_reloads_the_best_epoch_after_fit(tmp_path, monkeypatch):
+    """Under DDP only rank 0 exports, and `best.pth` may be mid-replacement by rank 0 when another
+    rank ends its fit: other ranks must not read it. Shown with a damaged file, which rank 0 reads
+    (and refuses) and rank 1 leaves alone."""
+    import fastseg.training.checkpointing as checkpointing
+    from fastseg.errors import CheckpointError
+    from fastseg.runs.folder import RunFolder
+
+    run = RunFolder(tmp_path)
+    run.checkpoint("best").write_bytes(b"half of a file")
+    saver = checkpointing.AtomicSaveModel(run, "valid_miou")
+    saver.learn = None  # nothing to load into: any read on rank 1 would fail before touching it
+    monkeypatch.setattr(checkpointing, "rank_distrib", lambda: 1)
+    saver.after_fit()
+    monkeypatch.setattr(checkpointing, "rank_distrib", lambda: 0)
+    with pytest.raises(CheckpointError, match="best.pth"):
+        saver.after_fit()

@@ -110,7 +110,11 @@ class AtomicSaveModel(SaveModelCallback):
         self.last_saved_path = self.folder.checkpoint(name)
 
     def after_fit(self, **kwargs: Any) -> None:
-        """The best epoch's weights; none saved (no epoch ever scored) keeps the last ones."""
+        """The best epoch's weights; none saved (no epoch ever scored) keeps the last ones.
+        Rank 0 alone: it alone exports them, and it may still be replacing `best.pth` when another
+        rank gets here."""
+        if rank_distrib():
+            return
         if self.path.is_file():
             load_checkpoint(self.learn, self.path, with_opt=False)
 
