@@ -1,6 +1,7 @@
 """DDP training under torchrun on CPU (gloo, 2 processes): the run completes, rank 0 alone writes
 the run folder, and the validation metrics it logged equal a single-process evaluation."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
+from fastseg.data.check import check_dataset
+from fastseg.data.class_weights import class_weights
 from fastseg.data.demo_voc import make_demo_voc
 from fastseg.data.voc import NUM_CLASSES, find_voc
 from fastseg.metrics import ConfusionMatrix
@@ -80,6 +83,12 @@ def test_two_process_training_matches_single_process_evaluation(tmp_path):
     best = history.loc[history["valid_miou"].idxmax()]
     assert best["valid_miou"] > 0.05, "the run must learn something for the comparison to mean anything"
     assert RunFolder(run).read_train_config().resize == "letterbox"
+    # Each process checked half the pairs; the gathered counts are the single-process ones
+    split = RunFolder(run).read_split()
+    counts = check_dataset(find_voc(voc_root), split)
+    weights = json.loads((run / "class_weights.json").read_text())
+    assert weights["pixel_counts"] == [int(count) for count in counts.sum(0)]
+    assert weights["weights"] == pytest.approx(class_weights(counts, weights["method"]).tolist(), abs=1e-6)
     scores = single_process_scores(run, voc_root)
     # 7 validation images over 2 processes: fastai's DistributedDL repeats one to even the shards;
     # the repeat must not be scored, or these would differ

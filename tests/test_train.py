@@ -374,3 +374,52 @@ def test_world_size_stands_in_for_local_world_size_and_nonsense_is_one_line(monk
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "two")
     with pytest.raises(FastsegError, match="^LOCAL_WORLD_SIZE='two': not a whole number"):
         fastseg.launch.device.default_num_workers()
+
+
+def test_each_process_checks_only_its_share_and_all_get_every_result(voc_root, monkeypatch):
+    """3 simulated DDP processes: each opens every 3rd pair only, and the gathered results give
+    every process the single-process counts and the same problems, in the same order."""
+    from fastseg.data.check import Share, check_dataset, inspect_pairs
+    from fastseg.data.split import seed_split
+
+    folder = find_voc(voc_root)
+    split = seed_split(folder.ids("train"), folder.ids("val"))
+    ids = [*split.train, *split.valid, *split.test]
+    alone = check_dataset(folder, split)
+    world = 3
+    shares = [
+        inspect_pairs(folder, ids[rank::world], len(range(rank, len(split.train), world)))
+        for rank in range(world)
+    ]  # fmt: skip  (what each process would contribute)
+    opened: list[str] = []
+    original = type(folder).inspect_pair
+
+    def recording(self, item):
+        opened.append(item)
+        return original(self, item)
+
+    monkeypatch.setattr(type(folder), "inspect_pair", recording)
+    for rank in range(world):
+        opened.clear()
+        gather = lambda mine, rank=rank: [mine if other == rank else shares[other] for other in range(world)]  # noqa: E731
+        counts = check_dataset(folder, split, share=Share(rank, world, gather))
+        assert sorted(opened) == sorted(ids[rank::world])
+        np.testing.assert_array_equal(counts, alone)
+
+
+def test_a_problem_in_one_share_stops_every_process_with_the_same_lines(voc_copy):
+    from fastseg.data.check import Share, check_dataset, inspect_pairs
+    from fastseg.data.split import seed_split
+    from fastseg.errors import DatasetError
+
+    folder = find_voc(voc_copy)
+    split = seed_split(folder.ids("train"), folder.ids("val"))
+    ids = [*split.train, *split.valid, *split.test]
+    folder.image_path(ids[0]).write_bytes(b"not a jpeg")  # rank 0's pair
+    folder.image_path(ids[-1]).write_bytes(b"not a jpeg either")  # the last, in whichever share
+    with pytest.raises(DatasetError) as alone:
+        check_dataset(folder, split)
+    shares = [inspect_pairs(folder, ids[rank::2], len(range(rank, len(split.train), 2))) for rank in range(2)]
+    with pytest.raises(DatasetError) as rank_1:
+        check_dataset(folder, split, share=Share(1, 2, lambda mine: [shares[0], mine]))
+    assert str(rank_1.value) == str(alone.value) and str(alone.value).startswith("2 problem(s)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -90,3 +91,12 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     reduced = tensor.clone() if dist.get_backend() == "nccl" else tensor.cpu().clone()
     dist.all_reduce(reduced)
     return reduced.to(tensor.device)
+
+
+def gather_objects(value: Any) -> list[Any]:
+    """Every process's `value`, in rank order (`[value]` when alone); picklable values only."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [value]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered

@@ -21,13 +21,13 @@ from fastai.learner import Learner
 from fastai.torch_core import set_seed
 from fastprogress.fastprogress import progress_bar
 
-from fastseg.data.check import check_dataset
+from fastseg.data.check import Share, check_dataset
 from fastseg.data.class_weights import class_weights
 from fastseg.data.dataset import SegmentationData, open_dataset
 from fastseg.data.split import Split
 from fastseg.data.voc import VOCFolder
 from fastseg.errors import FastsegError
-from fastseg.launch.processes import Launch, barrier, launched
+from fastseg.launch.processes import Launch, barrier, gather_objects, launched
 from fastseg.model.checkpoint import save_model
 from fastseg.model.config import ModelConfig
 from fastseg.model.pretrained import load_encoder_weights
@@ -95,7 +95,8 @@ def prepare_run(
         echo(f"{config.data}: no test split, so val is halved (seed {split.seed}): {len(split.valid)} "
              f"validation and {len(split.test)} test images, recorded in split.json")  # fmt: skip
     bar = (lambda results, total: progress_bar(results, total=total, leave=False)) if show_progress else None
-    counts = check_dataset(folder, split, progress=bar if launch.main else None)
+    share = Share(launch.rank, launch.world, gather_objects)
+    counts = check_dataset(folder, split, progress=bar if launch.main else None, share=share)
     if len(split.train) < config.batch_size * launch.world:  # fastai drops the last partial batch
         raise FastsegError(
             f"--batch-size {config.batch_size} x {launch.world} process(es) is more than the "
