@@ -190,8 +190,9 @@ def test_a_tracker_that_is_not_installed_is_one_line_before_any_work(
 
 @pytest.mark.slow
 def test_a_resumed_run_continues_its_mlflow_and_wandb_runs(voc_root, tmp_path, monkeypatch):
-    """Ctrl-C after epoch 2 of 3, then `--resume`: one MLflow run holding all three epochs, and
-    the W&B run resumed under its own id, rather than a second run in each tracker."""
+    """Ctrl-C after epoch 2 of 3, then `--resume`: one MLflow run holding all three epochs, the
+    W&B run resumed under its own id, rather than a second run in each tracker, and TensorBoard's
+    steps going on from where they stopped instead of starting again at 0."""
     import mlflow
 
     from fastseg.training.checkpointing import ResumableCheckpoint
@@ -210,7 +211,7 @@ def test_a_resumed_run_continues_its_mlflow_and_wandb_runs(voc_root, tmp_path, m
     monkeypatch.setattr(ResumableCheckpoint, "after_epoch", interrupt_after_second_epoch)
     arguments = ["train", "--data", str(voc_root), "--out", str(run_dir), "--recipe", "seed", "--size", "48",
                  "--batch-size", "8", "--epochs", "3", "--no-pretrained", "--num-workers", "0",
-                 "--log", "mlflow", "--log", "wandb", "--quiet"]  # fmt: skip
+                 "--log", "mlflow", "--log", "wandb", "--log", "tensorboard", "--quiet"]  # fmt: skip
     interrupted = CliRunner().invoke(main, arguments)
     assert interrupted.exit_code != 0 and "--resume" in interrupted.output
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -233,6 +234,23 @@ def test_a_resumed_run_continues_its_mlflow_and_wandb_runs(voc_root, tmp_path, m
     assert len({folder.name.rsplit("-", 1)[1] for folder in wandb_runs}) == 1
     saved = json.loads((run_dir / "trackers.json").read_text())
     assert saved == {"mlflow": run.info.run_id, "wandb": wandb_runs[0].name.rsplit("-", 1)[1]}
+
+    # TensorBoard's steps are training iterations: the resumed part continues the count
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    steps = [event.step for event in events.Scalars("valid_miou")]
+    assert [event.value for event in events.Scalars("valid_miou")] == pytest.approx(
+        list(history["valid_miou"])
+    )
+    iterations = steps[0]  # per epoch: 16 training images / batch 8
+    assert iterations == 2 and steps == [iterations, 2 * iterations, 3 * iterations]
+    train_steps = [event.step for event in events.Scalars("train_loss")]
+    # fastai logs train_loss after each batch, and again at the epoch's end on the same step
+    assert train_steps == sorted(train_steps) and sorted(set(train_steps)) == list(
+        range(1, 3 * iterations + 1)
+    )
 
 
 def test_a_tracker_run_missing_from_the_store_is_said_and_a_new_one_started(tmp_path, monkeypatch):

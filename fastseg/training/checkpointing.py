@@ -188,6 +188,22 @@ def resume_from_checkpoint(learn: Learner, run: RunFolder) -> dict[str, Any]:
     return progress
 
 
+class ContinueIterationCount(Callback):
+    """A resumed fit counts training iterations on from the epochs already done, not from 0.
+
+    fastai resets `train_iter` in `before_fit` and skips the done epochs without counting them;
+    the schedule does not use it (`pct_train` is set from the epoch), but the trackers' steps do:
+    TensorBoard's curves of a resumed run went back to step 0 and overlapped the first part."""
+
+    order = 0  # after TrainEvalCallback's reset (-10), before any batch is logged
+
+    def __init__(self, start_epoch: int):
+        self.start_epoch = start_epoch
+
+    def before_fit(self) -> None:
+        self.learn.train_iter = self.start_epoch * len(self.learn.dls.train)
+
+
 class RestoreTrackers(Callback):
     """Puts a resumed run's best score and patience counter back after the trackers reset them."""
 

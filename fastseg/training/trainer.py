@@ -34,6 +34,7 @@ from fastseg.model.pretrained import load_encoder_weights
 from fastseg.runs.folder import TRAINING_CURVE, RunFolder
 from fastseg.training.checkpointing import (
     AtomicSaveModel,
+    ContinueIterationCount,
     RestoreTrackers,
     ResumableCheckpoint,
     resume_from_checkpoint,
@@ -168,8 +169,9 @@ def fit(learn: Learner, config: TrainConfig, run: RunFolder, progress: dict[str,
     checkpoint = ResumableCheckpoint(run)
     early_stopping = EarlyStoppingCallback(monitor=MONITOR, comp=np.greater, patience=config.patience)
     saver = AtomicSaveModel(run, MONITOR)
-    restore = [RestoreTrackers(progress.get("best"), int(progress.get("wait", 0)))] if progress else []
     start_epoch = int(progress.get("completed_epochs", 0))
+    restore = [RestoreTrackers(progress.get("best"), int(progress.get("wait", 0))),
+               ContinueIterationCount(start_epoch)] if progress else []  # fmt: skip
     logging = [HistoryLogger(run, start_epoch), checkpoint, *loggers] if launch.main else []
     try:
         fit_one_cycle(learn, config.epochs, learning_rates(config), start_epoch, wd=config.weight_decay,
