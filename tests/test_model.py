@@ -242,3 +242,27 @@ def test_bad_weights_file_gives_one_line_naming_it(tmp_path, content, match):
     with pytest.raises(FastsegError, match=match) as error:
         load_encoder_weights(SegmentationModel(), pretrained=False, weights_file=bad)
     assert "\n" not in str(error.value)
+
+
+def test_encoder_layers_and_initialisation_are_torchvisions():
+    """fastseg builds VGG16-BN's layers itself (importing torchvision costs predict 1.8 s of start-up);
+    they must be torchvision's `vgg16_bn().features`, index for index, drawn from the same seed."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    from fastseg.model.encoder import vgg16_bn_features
+
+    torch.manual_seed(3)
+    ours = vgg16_bn_features()
+    torch.manual_seed(3)
+    theirs = make_layers(cfgs["D"], batch_norm=True)
+    for layer in theirs:  # torchvision's VGG.__init__
+        if isinstance(layer, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+            torch.nn.init.zeros_(layer.bias)
+        elif isinstance(layer, torch.nn.BatchNorm2d):
+            torch.nn.init.ones_(layer.weight)
+            torch.nn.init.zeros_(layer.bias)
+    assert [repr(layer) for layer in ours] == [repr(layer) for layer in theirs]
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+    for name, value in theirs.state_dict().items():
+        assert torch.equal(ours.state_dict()[name], value), name

@@ -11,18 +11,34 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models.vgg import cfgs, make_layers
 
 from fastseg.model.config import ENCODER_CHANNELS
 
+# torchvision's `cfgs["D"]`: output channels of each 3x3 convolution, "M" a 2x2 max-pool
+VGG16_LAYERS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
 
 def vgg16_bn_features() -> nn.Sequential:
-    """torchvision's `vgg16_bn(weights=None).features`, same layers, indices and initialisation.
+    """torchvision's `vgg16_bn(weights=None).features`: same layers, indices and initialisation
+    (tests/test_model.py compares them), so ImageNet weights load by name.
 
-    Built with torchvision's own `make_layers(cfgs["D"], batch_norm=True)` so the ~100M-parameter
-    ImageNet classifier that `vgg16_bn()` would allocate (about a second per model) is never made.
+    Built here rather than with torchvision's `make_layers`: importing torchvision pulls in
+    torch._dynamo, 1.8 s of `fastseg predict`'s 6 s start-up; and `vgg16_bn()` itself would
+    allocate the ~100M-parameter ImageNet classifier (about a second per model) only to drop it.
     """
-    features = make_layers(cfgs["D"], batch_norm=True)
+    layers: list[nn.Module] = []
+    channels = 3
+    for width in VGG16_LAYERS:
+        if width == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            layers += [
+                nn.Conv2d(channels, width, kernel_size=3, padding=1),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
+            channels = width
+    features = nn.Sequential(*layers)
     for layer in features:  # torchvision's VGG.__init__ initialisation of the same layers
         if isinstance(layer, nn.Conv2d):
             nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
