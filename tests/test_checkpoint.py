@@ -158,3 +158,19 @@ def test_any_garbage_is_one_line_never_a_traceback(tmp_path, content):
     )
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
     assert "model.pth: not a readable fastseg model" in result.output
+
+
+def test_weights_load_exactly_and_half_precision_ones_as_fp32(state, tmp_path):
+    """The network is built on the meta device and takes the file's tensors: every parameter and
+    buffer must be real, equal to the file's, and fp32 even when the file holds fp16."""
+    loaded = load_model(crafted(state, tmp_path / "model.pth")).model
+    assert not any(tensor.is_meta for tensor in [*loaded.parameters(), *loaded.buffers()])
+    for name, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor, state["state_dict"][name]), name
+    half = {
+        name: value.half() if value.is_floating_point() else value
+        for name, value in state["state_dict"].items()
+    }
+    loaded = load_model(crafted(state, tmp_path / "half.pth", state_dict=half)).model
+    assert {parameter.dtype for parameter in loaded.parameters()} == {torch.float32}
+    assert loaded(torch.zeros(1, 3, 32, 32)).shape == (1, 21, 32, 32)

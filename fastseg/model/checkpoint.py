@@ -126,9 +126,12 @@ def load_model(model: Path | str, device: torch.device | str = "cpu") -> LoadedM
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a fastseg model file (expected format {FORMAT})")
     fields = _checked_fields(path, state)
-    network = SegmentationModel(fields["config"])
+    with torch.device("meta"):  # shapes only: the random initialisation (0.25 s) would be overwritten
+        network = SegmentationModel(fields["config"])
     _require_matching_weights(path, network, state["state_dict"])
-    network.load_state_dict(state["state_dict"])
+    weights = {name: tensor.float() if tensor.is_floating_point() else tensor  # as copying into fp32 did
+               for name, tensor in state["state_dict"].items()}  # fmt: skip
+    network.load_state_dict(weights, assign=True)  # every tensor is named: none is left on meta
     network.to(device).eval()
     return LoadedModel.from_fields(network, fields)
 
