@@ -115,7 +115,7 @@ def default_run_dir() -> Path:
 @from_recipe(
     "--freeze-epochs",
     type=click.IntRange(min=0),
-    help="Epochs training the decoder only before the main schedule.",
+    help="Epochs training the decoder only before the main schedule (checkpointed and resumable like it).",
 )
 @from_recipe(
     "--random-scale-crop/--squish",

@@ -1,5 +1,6 @@
 """Training on the tiny generated dataset: learning, run folder, checkpoint, resume, refusals."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -423,3 +424,50 @@ def test_a_problem_in_one_share_stops_every_process_with_the_same_lines(voc_copy
     with pytest.raises(DatasetError) as rank_1:
         check_dataset(folder, split, share=Share(1, 2, lambda mine: [shares[0], mine]))
     assert str(rank_1.value) == str(alone.value) and str(alone.value).startswith("2 problem(s)")
+
+
+@pytest.mark.slow
+def test_an_interrupted_warm_up_resumes_where_it_stopped(voc_root, tmp_path, monkeypatch):
+    """Ctrl-C after the first of two decoder-only warm-up epochs (`--freeze-epochs 2`): a
+    checkpoint is saved, `--resume` runs the second warm-up epoch with the encoder still frozen,
+    then the whole schedule, and the run finishes."""
+    from fastai.callback.core import Callback
+
+    import fastseg.training.trainer as train_module
+
+    run_dir = tmp_path / "run"
+    config = dataclasses.replace(tiny_config(voc_root, run_dir, epochs=2), freeze_epochs=2)
+    real_fit = train_module.fit_one_cycle
+
+    class StopAfterFirstEpoch(Callback):
+        order = 100  # after every checkpoint of the epoch
+
+        def after_epoch(self):
+            raise KeyboardInterrupt
+
+    def interrupting(learn, n_epoch, lr_max, start_epoch=0, cbs=(), **kwargs):
+        return real_fit(learn, n_epoch, lr_max, start_epoch, cbs=[*cbs, StopAfterFirstEpoch()], **kwargs)
+
+    monkeypatch.setattr(train_module, "fit_one_cycle", interrupting)
+    with pytest.raises(TrainingInterrupted, match="warm-up.*continue with: fastseg train --resume"):
+        train(config, run_dir, show_progress=False)
+    state = json.loads((run_dir / "last.json").read_text())
+    assert (state["completed_epochs"], state["warmup_epochs"]) == (0, 1)
+    saved = torch.load(run_dir / "last.pth", weights_only=True)["model"]
+
+    calls, at_main_start = [], {}
+
+    def spy(learn, n_epoch, lr_max, start_epoch=0, **kwargs):
+        calls.append((n_epoch, start_epoch))
+        if len(calls) == 2:  # the main schedule starts: the warm-up is over
+            at_main_start.update({k: v.clone() for k, v in learn.model.state_dict().items()})
+        return real_fit(learn, n_epoch, lr_max, start_epoch, **kwargs)
+
+    monkeypatch.setattr(train_module, "fit_one_cycle", spy)
+    result = train(config, run_dir, resume=True, show_progress=False)
+    assert calls == [(2, 1), (2, 0)]
+    assert result.epochs_run == 2 and (run_dir / "model.pth").is_file()
+    encoder_convs = [name for name in saved if name.startswith("encoder.") and saved[name].dim() == 4]
+    assert encoder_convs and all(torch.equal(at_main_start[name], saved[name]) for name in encoder_convs)
+    decoder = [name for name in saved if name.startswith("decoder.") and saved[name].dim() == 4]
+    assert any(not torch.equal(at_main_start[name], saved[name]) for name in decoder)

@@ -151,6 +151,31 @@ def save_resumable(
     run.write_resume_state(progress)
 
 
+WARMUP_EPOCHS = "warmup_epochs"  # a progress key only while the `--freeze-epochs` warm-up runs
+
+
+class WarmUpCheckpoint(Callback):
+    """After every epoch of the decoder-only warm-up: `last.pth` and `last.json`, as
+    `ResumableCheckpoint` writes them, with no main-schedule epoch done yet."""
+
+    order = 64
+
+    def __init__(self, run: RunFolder, completed_epochs: int = 0):
+        self.folder = run  # not `run`: fastai's Callback.run says whether the callback runs
+        self.completed_epochs = completed_epochs
+
+    def after_epoch(self) -> None:
+        self.completed_epochs = self.learn.epoch + 1
+        save_warm_up(self.learn, self.folder, self.completed_epochs)
+
+
+def save_warm_up(learn: Learner, run: RunFolder, warmup_epochs: int) -> None:
+    """`last.pth` then `last.json` for a run still in its warm-up: no best score, no patience used."""
+    progress = {"completed_epochs": 0, WARMUP_EPOCHS: warmup_epochs, "best": None, "wait": 0}
+    save_checkpoint(learn, run.checkpoint("last"), with_opt=True, progress=progress)
+    run.write_resume_state(progress)
+
+
 def trackers(learn: Learner) -> tuple[EarlyStoppingCallback | None, SaveModelCallback | None]:
     """The Learner's early-stopping and model-saving trackers, found by type: fastai names them
     `learn.early_stopping` and `learn.save_model`, and a lookup by another name finds nothing."""

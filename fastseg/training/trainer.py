@@ -33,12 +33,15 @@ from fastseg.model.config import ModelConfig
 from fastseg.model.pretrained import load_encoder_weights
 from fastseg.runs.folder import TRAINING_CURVE, RunFolder
 from fastseg.training.checkpointing import (
+    WARMUP_EPOCHS,
     AtomicSaveModel,
     ContinueIterationCount,
     RestoreTrackers,
     ResumableCheckpoint,
+    WarmUpCheckpoint,
     resume_from_checkpoint,
     save_resumable,
+    save_warm_up,
 )
 from fastseg.training.config import TrainConfig
 from fastseg.training.data import build_dataloaders
@@ -143,23 +146,40 @@ def make_learner(config: TrainConfig, run: RunFolder, prepared: Prepared, launch
     return learn
 
 
-def start_weights(learn: Learner, config: TrainConfig, run: RunFolder, resuming: bool) -> dict[str, Any]:
-    """A resumed run's checkpoint, or the encoder's ImageNet (or given) weights and the optional
-    decoder-only warm-up; returns the progress the main schedule starts from (empty when new)."""
+def start_weights(learn: Learner, config: TrainConfig, run: RunFolder, resuming: bool,
+                  launch: Launch) -> dict[str, Any]:  # fmt: skip
+    """A resumed run's checkpoint, or the encoder's ImageNet (or given) weights; then what is left
+    of the optional decoder-only warm-up. Returns the progress the main schedule starts from
+    (empty when it starts from its first epoch)."""
     if resuming:
-        return resume_from_checkpoint(learn, run)
-    load_encoder_weights(uncompiled(learn.model), config.pretrained, config.encoder_weights)
-    if config.freeze_epochs:
-        learn.freeze()
-        try:
-            fit_one_cycle(learn, config.freeze_epochs, learning_rates(config), wd=config.weight_decay)
-        except KeyboardInterrupt:
-            raise TrainingInterrupted(
-                "interrupted in the decoder-only warm-up; nothing to resume, "
-                f"run again with --force --out {run.path}"
-            ) from None
-        learn.unfreeze()
-    return {}
+        progress = resume_from_checkpoint(learn, run)
+        warmed_up = int(progress.pop(WARMUP_EPOCHS, config.freeze_epochs))  # absent: it was over
+    else:
+        load_encoder_weights(uncompiled(learn.model), config.pretrained, config.encoder_weights)
+        progress, warmed_up = {}, 0
+    if warmed_up < config.freeze_epochs:
+        warm_up(learn, config, run, warmed_up, launch)
+        return {}
+    return progress
+
+
+def warm_up(learn: Learner, config: TrainConfig, run: RunFolder, start_epoch: int, launch: Launch) -> None:
+    """`--freeze-epochs`: the decoder (and BatchNorm) trained alone on a one-cycle schedule of
+    its own, checkpointed after every epoch and on Ctrl-C as the main schedule is, so an
+    interrupted warm-up resumes where it stopped."""
+    learn.freeze()
+    checkpoint = WarmUpCheckpoint(run, start_epoch)
+    try:
+        fit_one_cycle(learn, config.freeze_epochs, learning_rates(config), start_epoch,
+                      wd=config.weight_decay, cbs=[checkpoint] if launch.main else [])  # fmt: skip
+    except KeyboardInterrupt:
+        if launch.main:  # mid-epoch, `learn.epoch` is the unfinished one: resuming redoes it
+            save_warm_up(learn, run, max(learn.epoch, checkpoint.completed_epochs))
+        raise TrainingInterrupted(
+            f"interrupted in the decoder-only warm-up (epoch {learn.epoch}); checkpoint saved, "
+            f"continue with: fastseg train --resume {run.path}"
+        ) from None
+    learn.unfreeze()
 
 
 def fit(learn: Learner, config: TrainConfig, run: RunFolder, progress: dict[str, Any], launch: Launch,
@@ -236,7 +256,7 @@ def train(
         learn = make_learner(config, run, prepared, launch, show_progress, resume)
         best_so_far = run.read_resume_state().get("best") if resume else None
         with RunLog(run, config, MONITOR, best_so_far, echo, not show_progress, launch.main) as run_log:
-            progress = start_weights(learn, config, run, resume)
+            progress = start_weights(learn, config, run, resume, launch)
             fit(learn, config, run, progress, launch, run_log.callbacks)
             result = export(learn, config, run, prepared) if launch.main else None
             run_log.finish(result)
