@@ -156,7 +156,8 @@ class RunFolder:
             self.file(name).unlink(missing_ok=True)
 
     def read_resume_state(self) -> dict[str, Any]:
-        """`last.json`: `completed_epochs`, the trackers' `best` and `wait`, or `finished`."""
+        """`last.json`: `completed_epochs`, the trackers' `best` and `wait` (and `warmup_epochs` while the
+        `--freeze-epochs` warm-up runs), or `finished`."""
         path = self.file(LAST_STATE)
         try:
             state = json.loads(path.read_text())
