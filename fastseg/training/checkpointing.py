@@ -154,14 +154,12 @@ def save_resumable(
 WARMUP_EPOCHS = "warmup_epochs"  # a progress key only while the `--freeze-epochs` warm-up runs
 
 
-class WarmUpCheckpoint(Callback):
+class WarmUpCheckpoint(ResumableCheckpoint):
     """After every epoch of the decoder-only warm-up: `last.pth` and `last.json`, as
     `ResumableCheckpoint` writes them, with no main-schedule epoch done yet."""
 
-    order = 64
-
     def __init__(self, run: RunFolder, completed_epochs: int = 0):
-        self.folder = run  # not `run`: fastai's Callback.run says whether the callback runs
+        super().__init__(run)
         self.completed_epochs = completed_epochs
 
     def after_epoch(self) -> None:
