@@ -12,13 +12,20 @@ if TYPE_CHECKING:
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # `--precision` of predict and report
 
 
-def cpu_supports_bf16() -> bool:
-    """bf16 autocast pays off on CPUs with native bf16 dot products (AVX512-BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # native bf16 dot products
+
+
+def cpu_supports_bf16(cpuinfo: str | None = None) -> bool:
+    """bf16 autocast pays off on CPUs with native bf16 dot products (AVX512-BF16 or AMX); elsewhere
+    torch emulates bf16, several times slower than fp32. `cpuinfo`: /proc/cpuinfo's text (read
+    when None; a machine without it, e.g. macOS, counts as without native bf16)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
