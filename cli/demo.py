@@ -31,7 +31,7 @@ def command(out: Path, epochs: int, recipe_name: str, force: bool, quiet: bool) 
     click.echo(f"run: {training.run_dir} ({training.epochs_run} epochs)")
     if training.best_miou is not None:
         click.echo(
-            f"best validation mIoU {training.best_miou:.3f}, pixel accuracy "
+            f"{training.kept} validation mIoU {training.best_miou:.3f}, pixel accuracy "
             f"{training.best_pixel_accuracy:.3f} (epoch {training.best_epoch})"
         )
     predictions = result.predictions

@@ -13,7 +13,7 @@ from cli.errors import user_errors
 from cli.options import from_recipe, recipe_option, train_default
 from fastseg.data.class_weights import METHODS
 from fastseg.launch.device import DEVICES
-from fastseg.training.config import TRAIN_SETS
+from fastseg.training.config import KEEP_RULES, TRAIN_SETS
 from fastseg.training.recipes import recipe
 from fastseg.training.trackers import TRACKERS
 
@@ -46,6 +46,11 @@ def default_run_dir() -> Path:
     "--patience",
     type=click.IntRange(min=1),
     help="Early stopping: epochs without a better validation mIoU.",
+)
+@from_recipe(
+    "--keep",
+    type=click.Choice(KEEP_RULES),
+    help="Which weights model.pth holds: the best validation epoch (with early stopping) or the final one.",
 )
 @from_recipe(
     "--lr",
@@ -175,8 +180,8 @@ def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, con
                    echo=None if quiet or interactive else click.echo)  # fmt: skip
     if not main_process:
         return
-    best = "n/a" if result.best_miou is None else f"{result.best_miou:.4f} (epoch {result.best_epoch})"
-    click.echo(f"done: {result.epochs_run} epochs, best validation mIoU {best}")
+    kept = "n/a" if result.best_miou is None else f"{result.best_miou:.4f} (epoch {result.best_epoch})"
+    click.echo(f"done: {result.epochs_run} epochs, {result.kept} validation mIoU {kept}")
     click.echo(f"model: {result.run_dir / 'model.pth'}")
 
 

@@ -215,7 +215,8 @@ class ContinueIterationCount(Callback):
     """A resumed fit counts training iterations on from the epochs already done, not from 0.
 
     fastai resets `train_iter` in `before_fit` and skips the done epochs without counting them;
-    the schedule does not use it (`pct_train` is set from the epoch), but the trackers' steps do:
+    the schedule does not use it (`schedule.RunScheduler` places batches by epoch), but the
+    trackers' steps do:
     TensorBoard's curves of a resumed run went back to step 0 and overlapped the first part."""
 
     order = 0  # after TrainEvalCallback's reset (-10), before any batch is logged

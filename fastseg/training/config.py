@@ -10,6 +10,9 @@ from fastseg.errors import FastsegError
 from fastseg.imaging.geometry import LETTERBOX, SQUISH
 
 TRAIN_SETS = ("train", "trainaug")  # VOC train; SBD + VOC train less VOC val (`download --sbd`)
+# Which weights become model.pth: the best validation epoch (the seed's rule, with early stopping)
+# or the final, annealed epoch (no early stopping; benchmarks/README.md, "Learning on real photos").
+KEEP_RULES = ("best", "final")
 
 
 @dataclass
@@ -62,6 +65,7 @@ class TrainConfig:
     pretrained: bool = True
     encoder_weights: str | None = None
     freeze_epochs: int = 0
+    keep: str = "best"  # KEEP_RULES: which epoch's weights model.pth holds
     device: str = "auto"
     seed: int = 42
     split_seed: int = 42
@@ -78,6 +82,8 @@ class TrainConfig:
         require_trackers(self.trackers)
         if self.class_weights not in METHODS:
             raise FastsegError(f"class weights {self.class_weights!r}: choose one of {', '.join(METHODS)}")
+        if self.keep not in KEEP_RULES:
+            raise FastsegError(f"keep {self.keep!r}: choose one of {', '.join(KEEP_RULES)}")
         if self.train_set not in TRAIN_SETS:
             raise FastsegError(f"training set {self.train_set!r}: choose one of {', '.join(TRAIN_SETS)}")
         if self.augment.random_scale_crop and self.train_size > self.size:

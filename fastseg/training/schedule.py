@@ -1,23 +1,56 @@
-"""One-cycle fitting that can resume mid-schedule.
+"""One-cycle fitting that can resume mid-schedule, exactly.
 
 The defaults match the seed's `torch.optim.lr_scheduler.OneCycleLR` (pct_start 0.3, initial lr
 max/25, final lr initial/1e4, momentum cycled 0.95 -> 0.85 -> 0.95) rather than fastai's own.
+
+A resumed run fits only the epochs left, numbered on from where the interrupted run stopped
+(`EpochOffset`). fastai's `ParamScheduler` reads `pct_train`, which `TrainEvalCallback` sets to
+`epoch / n_epoch` of the current fit: with a shifted epoch and a shorter fit that is neither the
+resumed fit's position nor the run's, and a run resumed after epoch 0 of 4 trained epoch 1 at
+the lr of epoch 2 (issue #19). `RunScheduler` places every batch by its position in the whole
+run instead, the same number whether the run was interrupted or not; `SeededEpochs` makes each
+epoch's data order and augmentation a function of (seed, epoch), so the resumed run also sees
+the same batches and ends with the same weights.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from functools import partial
+import random
+import zlib
+from collections.abc import Sequence
 
 import numpy as np
 from fastai.callback.core import Callback
 from fastai.callback.schedule import ParamScheduler, combined_cos
+from fastai.torch_core import set_seed
 
 from fastseg.training.callbacks import EpochOffset
 
 
-def _tail(schedule: Callable[[float], float], start: float, pct: float) -> float:
-    return schedule(start + pct * (1 - start))
+class RunScheduler(ParamScheduler):
+    """fastai's `ParamScheduler`, at position `(epoch + batch / batches) / total_epochs` of the run."""
+
+    def __init__(self, schedules: dict, total_epochs: int):
+        super().__init__(schedules)
+        self.total_epochs = total_epochs
+
+    def before_batch(self) -> None:
+        self._update_val((self.learn.epoch + self.learn.iter / self.learn.n_iter) / self.total_epochs)
+
+
+class SeededEpochs(Callback):
+    """Seeds Python, NumPy, torch and the training loader's shuffle from (seed, phase, epoch)
+    before every epoch: loader workers take their seeds from torch's, so they follow too."""
+
+    order = EpochOffset.order + 1  # the epoch number is the run's, not the fit's
+
+    def __init__(self, seed: int, phase: str = "main"):
+        self.seed, self.phase = seed, phase
+
+    def before_epoch(self) -> None:
+        epoch_seed = zlib.crc32(f"{self.seed}/{self.phase}/{self.learn.epoch}".encode())
+        set_seed(epoch_seed)
+        self.learn.dls.train.rng = random.Random(epoch_seed)
 
 
 def fit_one_cycle(
@@ -31,22 +64,25 @@ def fit_one_cycle(
     div_final: float = 25.0 * 1e4,
     moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
     cbs: Sequence[Callback] = (),
+    seed: int | None = None,
+    phase: str = "main",
 ) -> None:
     """`learn.fit_one_cycle`, but epochs `[start_epoch, n_epoch)` of the schedule only.
 
     `lr_max` may be a `slice(encoder, decoder)`: fastai spreads it over the parameter groups and
-    every group follows the same one-cycle shape from its own peak."""
+    every group follows the same one-cycle shape from its own peak. With `seed`, each epoch's
+    randomness is seeded from (seed, `phase`, epoch)."""
     if learn.opt is None:
         learn.create_opt()
     learn.opt.set_hyper("lr", lr_max)
     lr = np.array([hyper["lr"] for hyper in learn.opt.hypers])
-    start = start_epoch / n_epoch
     schedules = {
         "lr": combined_cos(pct_start, lr / div, lr, lr / div_final),
         "mom": combined_cos(pct_start, *moms),
     }
-    schedules = {name: partial(_tail, schedule, start) for name, schedule in schedules.items()}
-    callbacks = [ParamScheduler(schedules), *cbs]
+    callbacks = [RunScheduler(schedules, n_epoch), *cbs]
     if start_epoch:
         callbacks.append(EpochOffset(start_epoch))
+    if seed is not None:
+        callbacks.append(SeededEpochs(seed, phase))
     learn.fit(n_epoch - start_epoch, wd=wd, cbs=callbacks)

@@ -68,6 +68,7 @@ class TrainResult:
     best_miou: float | None
     best_pixel_accuracy: float | None
     stopped_early: bool
+    kept: str = "best"  # which epoch best_epoch and the scores name: the best one, or the final one
 
 
 @dataclass
@@ -171,7 +172,8 @@ def warm_up(learn: Learner, config: TrainConfig, run: RunFolder, start_epoch: in
     checkpoint = WarmUpCheckpoint(run, start_epoch)
     try:
         fit_one_cycle(learn, config.freeze_epochs, learning_rates(config), start_epoch,
-                      wd=config.weight_decay, cbs=[checkpoint] if launch.main else [])  # fmt: skip
+                      wd=config.weight_decay, cbs=[checkpoint] if launch.main else [],
+                      seed=config.seed, phase="warm-up")  # fmt: skip
     except KeyboardInterrupt:
         if launch.main:  # mid-epoch, `learn.epoch` is the unfinished one: resuming redoes it
             save_warm_up(learn, run, max(learn.epoch, checkpoint.completed_epochs))
@@ -187,15 +189,20 @@ def fit(learn: Learner, config: TrainConfig, run: RunFolder, progress: dict[str,
     """The one-cycle schedule from the epoch `progress` reached, keeping the best epoch by
     validation mIoU and stopping early; Ctrl-C saves a resumable checkpoint first."""
     checkpoint = ResumableCheckpoint(run)
-    early_stopping = EarlyStoppingCallback(monitor=MONITOR, comp=np.greater, patience=config.patience)
-    saver = AtomicSaveModel(run, MONITOR)
+    # keep "best": the best validation epoch is saved, stopping early once it stops improving;
+    # keep "final": the schedule runs to its annealed end, whose weights model.pth takes.
+    keeps_best = config.keep == "best"
+    early_stopping = (EarlyStoppingCallback(monitor=MONITOR, comp=np.greater, patience=config.patience)
+                      if keeps_best else None)  # fmt: skip
+    saver = AtomicSaveModel(run, MONITOR) if keeps_best else None
+    trackers = [tracker for tracker in (saver, early_stopping) if tracker is not None]
     start_epoch = int(progress.get("completed_epochs", 0))
     restore = [RestoreTrackers(progress.get("best"), int(progress.get("wait", 0))),
                ContinueIterationCount(start_epoch)] if progress else []  # fmt: skip
     logging = [HistoryLogger(run, start_epoch), checkpoint, *loggers] if launch.main else []
     try:
         fit_one_cycle(learn, config.epochs, learning_rates(config), start_epoch, wd=config.weight_decay,
-                      cbs=[saver, early_stopping, *logging, *restore])  # fmt: skip
+                      cbs=[*trackers, *logging, *restore], seed=config.seed)  # fmt: skip
     except KeyboardInterrupt:
         # Mid-epoch, `learn.epoch` is the unfinished epoch: resuming redoes it.
         if launch.main:
@@ -208,15 +215,21 @@ def fit(learn: Learner, config: TrainConfig, run: RunFolder, progress: dict[str,
 
 
 def export(learn: Learner, config: TrainConfig, run: RunFolder, prepared: Prepared) -> TrainResult:
-    """`model.pth` from the best epoch's weights (SaveModelCallback loaded them at the end of
-    fit), the training curve, and the run marked finished."""
+    """`model.pth` from the kept epoch's weights (keep "best": SaveModelCallback loaded them at
+    the end of fit; keep "final": the last epoch's are in the model), the training curve, and the
+    run marked finished. `best_epoch` and the scores in the metadata are the kept epoch's."""
     history = run.read_history()
-    best = history.loc[history[MONITOR].idxmax()] if history[MONITOR].notna().any() else None
+    scored = history[history[MONITOR].notna()]
+    if config.keep == "best":
+        kept = scored.loc[scored[MONITOR].idxmax()] if len(scored) else None
+    else:
+        kept = history.iloc[-1] if len(scored) and scored.index[-1] == history.index[-1] else None
     epochs_run = int(history["epoch"].max()) + 1 if len(history) else 0
     metadata = {
-        "best_epoch": None if best is None else int(best["epoch"]),
-        "valid_miou": None if best is None else float(best[MONITOR]),
-        "valid_pixel_accuracy": None if best is None else float(best["valid_pixel_accuracy"]),
+        "best_epoch": None if kept is None else int(kept["epoch"]),
+        "valid_miou": None if kept is None else float(kept[MONITOR]),
+        "valid_pixel_accuracy": None if kept is None else float(kept["valid_pixel_accuracy"]),
+        "keep": config.keep,
         "train_config": config.to_dict(),
     }
     model, classes = uncompiled(learn.model), prepared.folder.classes
@@ -230,6 +243,7 @@ def export(learn: Learner, config: TrainConfig, run: RunFolder, prepared: Prepar
         best_miou=metadata["valid_miou"],
         best_pixel_accuracy=metadata["valid_pixel_accuracy"],
         stopped_early=epochs_run < config.epochs,
+        kept=config.keep,
     )
 
 
@@ -240,11 +254,13 @@ def train(
     force: bool = False,
     show_progress: bool = True,
     echo: Callable[[str], None] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Train and export `run_dir/model.pth`; raises `FastsegError` for anything the user can fix.
     Under torchrun / accelerate launch every process trains its shard and rank 0 writes the run.
     Without `show_progress`, fastai's bars and prints are off and `echo` (if given) gets one plain
-    line per epoch; `RUN/train.log` always does (`fastseg.training.run_log`)."""
+    line per epoch; `RUN/train.log` always does (`fastseg.training.run_log`). `callbacks` join the
+main schedule's fit (benchmarks use them to watch the weights)."""
     run = RunFolder(run_dir)
     config.check()
     with launched(config.device) as launch, run.locked() if launch.main else nullcontext():
@@ -257,7 +273,7 @@ def train(
         best_so_far = run.read_resume_state().get("best") if resume else None
         with RunLog(run, config, MONITOR, best_so_far, echo, not show_progress, launch.main) as run_log:
             progress = start_weights(learn, config, run, resume, launch)
-            fit(learn, config, run, progress, launch, run_log.callbacks)
+            fit(learn, config, run, progress, launch, [*run_log.callbacks, *callbacks])
             result = export(learn, config, run, prepared) if launch.main else None
             run_log.finish(result)
         barrier()  # rank 0 has exported the model and figures
