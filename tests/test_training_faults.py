@@ -238,3 +238,46 @@ def test_only_rank_0_reloads_the_best_epoch_after_fit(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpointing, "rank_distrib", lambda: 0)
     with pytest.raises(CheckpointError, match="best.pth"):
         saver.after_fit()
+
+
+def test_a_start_that_fails_before_its_first_epoch_leaves_nothing_to_block_the_retry(voc_root, tmp_path):
+    """Issue #19 (5) / #21: the encoder weights failing (offline, or a bad file) left config.json
+    and split.json behind, and the retry said "use --resume or --force" while --resume said
+    "no resumable checkpoint"."""
+    bad_weights = tmp_path / "vgg16_bn.pth"
+    bad_weights.write_bytes(b"not a state dict")
+    run = tmp_path / "run"
+    arguments = [a for a in train_arguments(voc_root, run, 1) if a != "--no-pretrained"]
+    failed = CliRunner().invoke(main, [*arguments, "--encoder-weights", str(bad_weights)])
+    assert failed.exit_code == 1 and "Traceback" not in failed.output
+    assert not run.exists()
+    retried = CliRunner().invoke(main, [*arguments, "--no-pretrained"])  # no --force needed
+    assert retried.exit_code == 0, retried.output
+    assert_finished_and_whole(run, 1)
+
+
+def test_a_start_killed_before_its_first_epoch_can_start_again(voc_root, tmp_path):
+    """`kill -9` during the data check or the weights: only the files written before the first
+    epoch are there. The same command starts again; a folder holding anything else still needs
+    --force, and a user's own config.json is not taken for one of ours."""
+    from fastseg.launch.processes import launched
+    from fastseg.runs.folder import RunFolder
+    from fastseg.training.recipes import recipe
+    from fastseg.training.trainer import prepare_run
+
+    run = tmp_path / "run"
+    config = recipe("seed", data=str(voc_root), out=str(run), size=32, batch_size=4, epochs=1,
+                    pretrained=False, num_workers=0)  # fmt: skip
+    with launched("cpu") as launch:
+        prepare_run(config, RunFolder(run), False, launch, False)  # then "killed"
+    assert {"config.json", "split.json", "class_weights.json"} <= {p.name for p in run.iterdir()}
+    result = CliRunner().invoke(main, train_arguments(voc_root, run, 1))
+    assert result.exit_code == 0, result.output
+    assert_finished_and_whole(run, 1)
+
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "config.json").write_text('{"my": "settings"}')
+    refused = CliRunner().invoke(main, train_arguments(voc_root, own, 1))
+    assert refused.exit_code == 1 and "use --resume to continue it or --force" in refused.output
+    assert (own / "config.json").read_text() == '{"my": "settings"}'

@@ -57,6 +57,11 @@ ARTEFACTS = (
     f"{BEST}.pth", f"{LAST}.pth", LAST_STATE, TRAIN_LOG, ONNX_FILENAME, INT8_FILENAME, TRACKER_RUNS,
 )  # fmt: skip
 TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$")  # what fastseg.atomic writes before its rename
+WANDB = "wandb"  # `--log wandb`'s own folder
+# What a run holds before its first checkpoint: a start that failed or was killed then leaves
+# only these, and the same command may start again without --force.
+BEFORE_FIRST_EPOCH = (CONFIG, SPLIT, CLASS_WEIGHTS, TRAIN_SAMPLE, VAL_SAMPLE, TRAIN_LOG, TRACKER_RUNS,
+                      TENSORBOARD, WANDB, LOCK)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -144,10 +149,39 @@ class RunFolder:
                 raise FastsegError(f"{self.path}: no resumable checkpoint (last.json) in this folder")
             return
         has_run = self.path.is_dir() and any(entry.name != LOCK for entry in self.path.iterdir())
-        if has_run and not force:
+        if has_run and not force and not self.is_unstarted():
             raise FastsegError(
                 f"{self.path}: run folder exists; use --resume to continue it or --force to replace it"
             )
+
+    def is_unstarted(self) -> bool:
+        """A start that failed or was killed before its first epoch: fastseg's own config.json and
+        nothing but what a run writes before its first checkpoint."""
+        names = [entry.name for entry in self.path.iterdir() if not TEMPORARY.match(entry.name)]
+        if CONFIG not in names or any(name not in BEFORE_FIRST_EPOCH for name in names):
+            return False
+        try:
+            self.read_train_config()
+        except (FastsegError, OSError):
+            return False
+        return True
+
+    def discard_unstarted(self, before: set[str]) -> None:
+        """Remove what a start that failed before its first checkpoint wrote (`before`: the
+        folder's entries when it began), so the same command can start again. Files fastseg
+        does not write before its first epoch, and anything that was there before, stay."""
+        import shutil
+
+        if self.file(LAST_STATE).exists():
+            return
+        for name in BEFORE_FIRST_EPOCH:
+            path = self.file(name)
+            if name == LOCK or name in before or not path.exists():
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
     def create(self) -> None:
         """Make the folder; with `--force`, remove our own files from it, never anything else."""

@@ -268,14 +268,21 @@ main schedule's fit (benchmarks use them to watch the weights)."""
         barrier()  # every process has checked before rank 0 creates anything
         if resume and run.read_resume_state().get("finished"):
             raise FastsegError(f"{run.path}: this run already finished; start a new one with --out")
-        prepared = prepare_run(config, run, resume, launch, show_progress, echo or _printed(show_progress))
-        learn = make_learner(config, run, prepared, launch, show_progress, resume)
-        best_so_far = run.read_resume_state().get("best") if resume else None
-        with RunLog(run, config, MONITOR, best_so_far, echo, not show_progress, launch.main) as run_log:
-            progress = start_weights(learn, config, run, resume, launch)
-            fit(learn, config, run, progress, launch, [*run_log.callbacks, *callbacks])
-            result = export(learn, config, run, prepared) if launch.main else None
-            run_log.finish(result)
+        before = {entry.name for entry in run.path.iterdir()} if run.path.is_dir() else set()
+        try:
+            say = echo or _printed(show_progress)
+            prepared = prepare_run(config, run, resume, launch, show_progress, say)
+            learn = make_learner(config, run, prepared, launch, show_progress, resume)
+            best_so_far = run.read_resume_state().get("best") if resume else None
+            with RunLog(run, config, MONITOR, best_so_far, echo, not show_progress, launch.main) as run_log:
+                progress = start_weights(learn, config, run, resume, launch)
+                fit(learn, config, run, progress, launch, [*run_log.callbacks, *callbacks])
+                result = export(learn, config, run, prepared) if launch.main else None
+                run_log.finish(result)
+        except BaseException:
+            if launch.main and not resume:  # failed before its first checkpoint: leave nothing
+                run.discard_unstarted(before)
+            raise
         barrier()  # rank 0 has exported the model and figures
     return result or TrainResult(run.path, epochs_run=0, best_epoch=None, best_miou=None,
                                  best_pixel_accuracy=None, stopped_early=False)  # fmt: skip
