@@ -10,13 +10,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fastseg.imaging.palette import voc_colormap
-from fastseg.visualization.figures import save_figure
+from fastseg.visualization.figures import literal_text, save_figure
 
 if TYPE_CHECKING:
     import pandas as pd
     import torch
 
 
+@literal_text
 def save_training_curve(history: pd.DataFrame, path: Path, planned_epochs: int | None = None) -> Path:
     """Loss, pixel accuracy and mIoU by epoch, training and validation; the best epoch is marked,
     and so is early stopping when the run ended before `planned_epochs`."""
@@ -45,6 +46,7 @@ def save_training_curve(history: pd.DataFrame, path: Path, planned_epochs: int |
     return save_figure(figure, path)
 
 
+@literal_text
 def class_iou_chart(class_names: list[str], class_iou: list[float]) -> Figure:
     """Horizontal bars of per-class IoU, worst at the bottom; absent classes are labelled so."""
     order = sorted(range(len(class_names)), key=lambda i: -1 if math.isnan(class_iou[i]) else class_iou[i])
@@ -67,6 +69,7 @@ def class_iou_chart(class_names: list[str], class_iou: list[float]) -> Figure:
     return figure
 
 
+@literal_text
 def confusion_figure(matrix: torch.Tensor, class_names: list[str]) -> Figure:
     """Row-normalised confusion matrix (each true class sums to 1), class names on both axes."""
     counts = matrix.double().cpu().numpy()

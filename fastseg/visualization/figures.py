@@ -6,10 +6,13 @@ and nothing leaks between calls.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
@@ -20,6 +23,23 @@ from fastseg.data.voc import VOC
 from fastseg.imaging.masks import VOID_LABEL
 from fastseg.imaging.normalise import IMAGENET_MEAN, IMAGENET_STD
 from fastseg.imaging.palette import colorize, colour_table
+
+Drawn = TypeVar("Drawn", bound=Callable)
+
+
+def literal_text(draw: Drawn) -> Drawn:
+    """Every text `draw` makes is drawn as written. Matplotlib parses `$...$` in any label as
+    mathematics, so a class or file named `$\\frac$` raised a ValueError and `a $5 $6 b` lost its
+    dollars. Text objects read the setting when they are made (tick labels at drawing time), so
+    every function that makes a figure, and `save_figure`, which draws it, runs under it; the
+    global rcParams of a program that imports fastseg are left alone."""
+
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs):  # noqa: ANN202
+        with rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+
+    return drawn  # type: ignore[return-value]
 
 
 def denormalize(images: np.ndarray) -> np.ndarray:
@@ -45,6 +65,7 @@ def class_legend(masks: Sequence[np.ndarray], classes: Classes = VOC) -> list[Pa
     ]
 
 
+@literal_text
 def save_figure(figure: Figure, path: Path) -> Path:
     """Render `figure` to the PNG `path`, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,6 +75,7 @@ def save_figure(figure: Figure, path: Path) -> Path:
     return path
 
 
+@literal_text
 def image_grid(
     rows: Sequence[Sequence[np.ndarray]],
     column_titles: Sequence[str],

@@ -15,7 +15,7 @@ from fastseg.runs.folder import CONFIG, TRAINING_CURVE, RunFolder
 
 def _embed(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{path.stem}" src="data:image/png;base64,{data}">'
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
 def run_sections(run: RunFolder | None) -> str:
@@ -48,16 +48,19 @@ def write_html(out: Path, metrics: dict, per_class: pd.DataFrame, figures: list[
         ],  # fmt: skip
         columns=["metric", "value"],
     )
-    sections = "\n".join(f"<h2>{path.stem.replace('_', ' ')}</h2>\n{_embed(path)}" for path in figures)
+    sections = "\n".join(f"<h2>{html.escape(path.stem.replace('_', ' '))}</h2>\n{_embed(path)}"
+                         for path in figures)  # fmt: skip
+    # Every value below is escaped: a run folder, a model path or a split can hold markup.
+    subset, images, model = (html.escape(str(metrics[key])) for key in ("subset", "images", "model"))
     page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>fastseg report: {metrics["subset"]}</title>
+<html><head><meta charset="utf-8"><title>fastseg report: {subset}</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:auto}}img{{max-width:100%}}
 table{{border-collapse:collapse}}
 td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}
 .config th,.config td{{text-align:left}}</style>
 </head><body>
-<h1>fastseg report — {metrics["subset"]} split, {metrics["images"]} images</h1>
-<p>model: {metrics["model"]}<br>evaluated at each image's original resolution; void pixels excluded.</p>
+<h1>fastseg report — {subset} split, {images} images</h1>
+<p>model: {model}<br>evaluated at each image's original resolution; void pixels excluded.</p>
 {headline.to_html(index=False, float_format=lambda v: f"{v:.4f}")}
 <h2>per class</h2>
 {per_class.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="absent")}
