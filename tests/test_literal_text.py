@@ -42,7 +42,8 @@ def test_matplotlib_settings_of_the_calling_program_are_left_alone(tmp_path):
     before = matplotlib.rcParams["text.parse_math"]
     history = pd.DataFrame({"epoch": [0, 1], "train_loss": [1.0, 0.5], "valid_loss": [1.1, 0.6],
                             "train_miou": [0.2, 0.4], "valid_miou": [0.1, 0.3],
-                            "train_pixel_accuracy": [0.5, 0.7], "valid_pixel_accuracy": [0.4, 0.6]})  # fmt: skip
+                            "train_pixel_accuracy": [0.5, 0.7],
+                            "valid_pixel_accuracy": [0.4, 0.6]})  # fmt: skip
     save_training_curve(history, tmp_path / "curve.png")
     assert matplotlib.rcParams["text.parse_math"] == before
 
@@ -63,8 +64,8 @@ def test_the_report_page_escapes_a_payload_in_every_field(tmp_path):
     (run_dir / "config.json").write_text(json.dumps({"train": {"data": PAYLOAD, PAYLOAD: 1,
                                                                "augment": {PAYLOAD: PAYLOAD}}}))  # fmt: skip
     figure = save_figure(class_iou_chart(["a"], [0.5]), tmp_path / f"{PAYLOAD}.png")
-    metrics = {"subset": PAYLOAD, "images": PAYLOAD, "model": str(run_dir / "model.pth"), "pixel_accuracy": 0.5,
-               "mean_class_accuracy": 0.5, "mean_iou": 0.5, "frequency_weighted_iou": 0.5}  # fmt: skip
+    metrics = {"subset": PAYLOAD, "images": PAYLOAD, "model": str(run_dir / "model.pth"),
+               "pixel_accuracy": 0.5, "mean_class_accuracy": 0.5, "mean_iou": 0.5, "frequency_weighted_iou": 0.5}  # fmt: skip
     per_class = pd.DataFrame({"class": [PAYLOAD], "iou": [0.5]})
     (tmp_path / "out").mkdir()
     page = write_html(tmp_path / "out", metrics, per_class, [figure], RunFolder(run_dir)).read_text()
