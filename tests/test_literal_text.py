@@ -65,7 +65,8 @@ def test_the_report_page_escapes_a_payload_in_every_field(tmp_path):
                                                                "augment": {PAYLOAD: PAYLOAD}}}))  # fmt: skip
     figure = save_figure(class_iou_chart(["a"], [0.5]), tmp_path / f"{PAYLOAD}.png")
     metrics = {"subset": PAYLOAD, "images": PAYLOAD, "model": str(run_dir / "model.pth"),
-               "pixel_accuracy": 0.5, "mean_class_accuracy": 0.5, "mean_iou": 0.5, "frequency_weighted_iou": 0.5}  # fmt: skip
+               "pixel_accuracy": 0.5, "mean_class_accuracy": 0.5, "mean_iou": 0.5,
+               "frequency_weighted_iou": 0.5}  # fmt: skip
     per_class = pd.DataFrame({"class": [PAYLOAD], "iou": [0.5]})
     (tmp_path / "out").mkdir()
     page = write_html(tmp_path / "out", metrics, per_class, [figure], RunFolder(run_dir)).read_text()
