@@ -6,6 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
+from fastseg.errors import FastsegError
 from fastseg.training.config import TrainConfig
 from fastseg.training.recipes import RECIPES, recipe, recipe_default
 
@@ -47,7 +48,7 @@ def test_overrides_reach_the_config_and_its_augmentation():
     config = recipe("fast", lr=5e-4, random_scale_crop=False, flip_p=0.0)
     assert config.lr == 5e-4 and config.resize == "squish" and config.augment.flip_p == 0
     assert config.train_set == "trainaug" and config.augment.blur_p == recipe("fast").augment.blur_p
-    with pytest.raises(ValueError, match="unknown recipe 'best'"):
+    with pytest.raises(FastsegError, match="unknown recipe 'best'"):
         recipe("best")
 
 

@@ -75,10 +75,13 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def check(self) -> None:
-        """Refuse values that would train but waste the run, in one line."""
+        """Refuse values of the wrong type or out of range (every one at once, a `--config` file
+        or a run's config.json can hold anything), then values that would train but waste the
+        run, in one line."""
         from fastseg.data.class_weights import METHODS
         from fastseg.training.trackers import require_trackers
 
+        self.check_fields()
         require_trackers(self.trackers)
         if self.class_weights not in METHODS:
             raise FastsegError(f"class weights {self.class_weights!r}: choose one of {', '.join(METHODS)}")
@@ -102,8 +105,21 @@ class TrainConfig:
         """Side of the square training inputs."""
         return (self.crop_size or self.size) if self.augment.random_scale_crop else self.size
 
+    def check_fields(self) -> None:
+        """Every field of the right type and in range (`field_problem`), or one line naming all."""
+        problems = [problem for name, value in self.items() if (problem := field_problem(name, value))]
+        if problems:
+            raise FastsegError("; ".join(problems))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def items(self) -> list[tuple[str, Any]]:
+        """Every field as `(name, value)`, the augmentation's as `(augment.name, value)`."""
+        values = [(f.name, getattr(self, f.name)) for f in fields(self) if f.name != "augment"]
+        if not isinstance(self.augment, AugmentConfig):
+            return [*values, ("augment", self.augment)]
+        return values + [(f"augment.{f.name}", getattr(self.augment, f.name)) for f in fields(AugmentConfig)]
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -113,6 +129,8 @@ class TrainConfig:
         if "trackers" in kept:  # a JSON list
             kept["trackers"] = tuple(kept["trackers"])
         augment = kept.pop("augment", {}) or {}
+        if not isinstance(augment, dict):
+            raise FastsegError(f"augment {augment!r}: expected a mapping of augmentation fields")
         augment_known = {f.name for f in fields(AugmentConfig)}
         augment = {
             key: tuple(value) if isinstance(value, list) else value
@@ -120,3 +138,65 @@ class TrainConfig:
             if key in augment_known
         }
         return cls(**kept, augment=AugmentConfig(**augment))
+
+
+# What each field may hold: ("int", low, high) and ("float", low, high) are inclusive ranges of
+# finite numbers ("float>" excludes the low end), "bool", "str", "str?" (or None), "names" (a
+# tuple of strings), "pair" (two positive finite numbers, low <= high), or a tuple of choices.
+# Ranges are generous: they refuse what cannot work (a negative epoch count, an image side of
+# 200,000), not what is merely unusual.
+_LIMITS: dict[str, Any] = {
+    "data": "str", "out": "str", "recipe": ("fast", "seed"), "train_set": TRAIN_SETS,
+    "size": ("int", 32, 8192), "crop_size": ("int", 0, 8192), "batch_size": ("int", 1, 65536),
+    "epochs": ("int", 1, 100_000), "patience": ("int", 1, 100_000), "lr": ("float>", 0, 10.0),
+    "encoder_lr_ratio": ("float>", 0, 1000.0), "weight_decay": ("float", 0, 10.0),
+    "decouple_weight_decay": "bool", "eps": ("float>", 0, 1.0), "beta2": ("float", 0, 1.0),
+    "l1": ("float", 0, 1.0), "class_weights": "str", "pretrained": "bool", "encoder_weights": "str?",
+    "freeze_epochs": ("int", 0, 100_000), "keep": KEEP_RULES, "device": "str",
+    "seed": ("int", -(2**63), 2**63 - 1), "split_seed": ("int", -(2**63), 2**63 - 1),
+    "num_workers": ("int", -1, 1024), "compile": "bool", "trackers": "names",
+    "augment": "augment", "augment.rotate_degrees": ("float", 0, 180.0),
+    "augment.translate_fraction": ("float", 0, 1.0), "augment.scale_range": "pair",
+    "augment.blur_sigma": "pair", "augment.color_jitter": ("float", 0, 1.0),
+    "augment.brightness_contrast": ("float", 0, 1.0), "augment.random_scale_crop": "bool",
+    "augment.crop_scale": "pair",
+}  # fmt: skip
+
+
+def field_problem(name: str, value: Any) -> str | None:
+    """Why `value` cannot be the field `name` (`augment.x` for augmentation fields), or None.
+    Probabilities (`augment.*_p`) are in [0, 1]."""
+    import math
+
+    probability = name.startswith("augment.") and name.endswith("_p")
+    limit = _LIMITS.get(name, ("float", 0, 1.0) if probability else None)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if limit is None:
+        return None
+    if limit == "augment":
+        return f"augment {value!r}: expected a mapping of augmentation fields"
+    if limit == "bool":
+        return None if isinstance(value, bool) else f"{name} {value!r}: expected true or false"
+    if limit == "str" or (limit == "str?" and value is not None):
+        return None if isinstance(value, str) else f"{name} {value!r}: expected text"
+    if limit == "str?":
+        return None
+    if limit == "names":
+        ok = isinstance(value, (tuple, list)) and all(isinstance(item, str) for item in value)
+        return None if ok else f"{name} {value!r}: expected a list of names"
+    if limit == "pair":
+        ok = (isinstance(value, (tuple, list)) and len(value) == 2
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+                      for v in value) and value[0] <= value[1])  # fmt: skip
+        return None if ok else f"{name} {value!r}: expected two positive numbers [low, high], low <= high"
+    if isinstance(limit, tuple) and limit[0] in ("int", "float", "float>"):
+        kind, low, high = limit
+        whole = kind == "int"
+        if not number or (whole and not isinstance(value, int)) or not math.isfinite(value):
+            expected = "a whole number" if whole else "a number"
+            return f"{name} {value!r}: expected {expected} from {low} to {high}"
+        if value < low or value > high or (kind == "float>" and value <= low):
+            above = "above" if kind == "float>" else "from"
+            return f"{name} {value!r}: out of range, expected {above} {low} to {high}"
+        return None
+    return None if value in limit else f"{name} {value!r}: choose one of {', '.join(map(str, limit))}"

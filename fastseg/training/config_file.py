@@ -9,29 +9,16 @@ and the options given on the command line win over the file.
 
 from __future__ import annotations
 
-import json
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from fastseg.errors import FastsegError
-from fastseg.training.config import AugmentConfig, TrainConfig
+from fastseg.structured_files import load_structured
+from fastseg.training.config import AugmentConfig, TrainConfig, field_problem
 
 _TRAIN_FIELDS = {field.name for field in fields(TrainConfig)}
 _AUGMENT_FIELDS = {field.name for field in fields(AugmentConfig)}
-
-
-def _load(path: Path) -> Any:
-    import yaml  # comes with fastai
-
-    try:
-        text = path.read_text(encoding="utf-8")
-        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except OSError as error:
-        raise FastsegError(f"{path}: cannot read the config file ({error.strerror})") from None
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
-        kind, problem = "JSON" if path.suffix == ".json" else "YAML", str(error).splitlines()[0]
-        raise FastsegError(f"{path}: not valid {kind} ({problem})") from None
 
 
 def read_config_file(path: Path | str) -> dict[str, Any]:
@@ -39,7 +26,7 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
     as tuples). A run's config.json loses its `out`: a new run never writes into the old one.
     Unknown keys are refused in one line that names them all."""
     path = Path(path)
-    values = _load(path)
+    values = load_structured(path, "config file")
     if not isinstance(values, dict):
         raise FastsegError(f"{path}: expected a mapping of option names to values")
     run_config = isinstance(values.get("train"), dict)
@@ -58,4 +45,8 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
     if unknown:
         raise FastsegError(f"{path}: unknown keys: {', '.join(map(str, unknown))}")
     merged = {**values, **augment}
+    named = {f"augment.{key}" if key in _AUGMENT_FIELDS else key: value for key, value in merged.items()}
+    problems = [problem for name, value in named.items() if (problem := field_problem(name, value))]
+    if problems:  # every one at once, naming the file: the values were never seen by the CLI's checks
+        raise FastsegError(f"{path}: {'; '.join(problems)}")
     return {key: tuple(value) if isinstance(value, list) else value for key, value in merged.items()}

@@ -76,12 +76,13 @@ def recipe(name: str = DEFAULT_RECIPE, **overrides: Any) -> TrainConfig:
     `TrainConfig.check` if it is larger than the input).
     """
     if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+        raise OptionError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
     preset = RECIPES[name]()
     augment = {key: overrides.pop(key) for key in list(overrides) if key in _AUGMENT_FIELDS}
     if augment:
         overrides["augment"] = replace(preset.augment, **augment)
     config = replace(preset, **overrides)
+    config.check_fields()  # types and ranges before any arithmetic on them
     if overrides.get("crop_size") and not config.augment.random_scale_crop:  # 0 (a run's config.json): none
         raise OptionError("--crop-size needs random-scale crops; this run squishes (--squish)")
     if "crop_size" not in overrides and config.augment.random_scale_crop and config.train_size > config.size:

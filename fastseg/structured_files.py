@@ -1,0 +1,125 @@
+"""Reading the YAML and JSON files that people and other tools edit: one loader, one set of refusals.
+
+Every such file (`--config`, `dataset.yaml`, a run's JSON files) is read here, so each refusal
+holds for all of them, whoever wrote the file, fastseg included:
+- text that is not UTF-8 is one line naming the file and the byte, not a UnicodeDecodeError;
+- a key given twice is refused (YAML and JSON both silently kept the last value);
+- NaN and infinities are refused in JSON (Python's parser accepts them, strict JSON does not);
+- YAML aliases are limited to `MAX_ALIASES`: a "billion laughs" file of nested aliases costs
+  nothing to parse, but expanded by whatever reads it (a JSON dump, a tuple conversion) it ran to
+  2.9 GB and a MemoryError.
+Errors are `StructuredFileError`, a `FastsegError`: the CLI prints them as one line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from fastseg.errors import FastsegError
+
+MAX_ALIASES = 64  # anchors reused by hand stay far below this; an alias bomb needs thousands
+MAX_BYTES = 16 * 1024 * 1024  # no config, dataset.yaml or run file comes near this
+
+
+class StructuredFileError(FastsegError):
+    """A YAML or JSON file that cannot be read as one: the message names the file and the problem."""
+
+
+def read_utf8(path: Path | str, what: str = "file") -> str:
+    """The whole text of `path`, or one line: missing, unreadable, too large, or not UTF-8."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_BYTES:
+            raise StructuredFileError(f"{path}: {path.stat().st_size:,} bytes, too large for a {what}")
+        data = path.read_bytes()
+    except OSError as error:
+        raise StructuredFileError(f"{path}: cannot read the {what} ({error.strerror or error})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        byte = data[error.start]
+        raise StructuredFileError(
+            f"{path}: not UTF-8 text (byte 0x{byte:02x} at offset {error.start}); save the {what} as UTF-8"
+        ) from None
+
+
+def load_json(path: Path | str, what: str = "JSON file") -> Any:
+    """Strict JSON: no NaN or infinity, no repeated key."""
+    path = Path(path)
+    text = read_utf8(path, what)
+
+    def no_constant(name: str) -> Any:
+        raise StructuredFileError(f"{path}: {name} is not a number JSON allows")
+
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        return _unique(path, pairs)
+
+    try:
+        return json.loads(text, parse_constant=no_constant, object_pairs_hook=unique_keys)
+    except json.JSONDecodeError as error:
+        raise StructuredFileError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    except RecursionError:
+        raise StructuredFileError(f"{path}: nested too deeply to be a {what}") from None
+
+
+def load_yaml(path: Path | str, what: str = "YAML file") -> Any:
+    """`yaml.safe_load` with no repeated key and at most `MAX_ALIASES` aliases."""
+    import yaml  # comes with fastai; imported here so `--help` does not pay for it
+
+    path = Path(path)
+    text = read_utf8(path, what)
+
+    class Loader(yaml.SafeLoader):
+        aliases = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                Loader.aliases += 1
+                if Loader.aliases > MAX_ALIASES:
+                    raise StructuredFileError(
+                        f"{path}: more than {MAX_ALIASES} YAML aliases (*name); write the values out"
+                    )
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            keys = [self.construct_object(key, deep=True) for key, _ in node.value]
+            seen: set[Any] = set()
+            for key in keys:
+                if isinstance(key, (list, dict)):
+                    raise StructuredFileError(f"{path}: a key must be a name, not {type(key).__name__}")
+                if key in seen:
+                    raise StructuredFileError(f"{path}: key {key!r} is given twice")
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    try:
+        return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise StructuredFileError(f"{path}: not valid YAML{where} ({problem})") from None
+    except RecursionError:
+        raise StructuredFileError(f"{path}: nested too deeply to be a {what}") from None
+
+
+def load_structured(path: Path | str, what: str = "file") -> Any:
+    """JSON for `.json` files, YAML (a superset of JSON) for anything else."""
+    return load_json(path, what) if Path(path).suffix.lower() == ".json" else load_yaml(path, what)
+
+
+def _unique(path: Path, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in values:
+            raise StructuredFileError(f"{path}: key {key!r} is given twice")
+        values[key] = value
+    return values
+
+
+def finite_number(value: Any) -> bool:
+    """A real number (not a bool), neither NaN nor infinite."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
