@@ -57,7 +57,8 @@ def assert_one_line_and_nothing_made(result, tmp_path, *expected):
         ("pretrained: maybe", "pretrained 'maybe': expected true or false"),
     ],
 )
-def test_a_bad_config_value_is_one_line_naming_the_file_and_nothing_is_made(voc_root, tmp_path, text, expected):
+def test_a_bad_config_value_is_one_line_naming_the_file_and_nothing_is_made(voc_root, tmp_path, text,
+                                                                             expected):  # fmt: skip
     result = start(voc_root, tmp_path, text)
     assert_one_line_and_nothing_made(result, tmp_path, expected)
 
@@ -77,7 +78,8 @@ def test_an_alias_bomb_is_refused_before_it_is_expanded(voc_root, tmp_path):
 def test_a_run_config_json_with_nan_or_wrong_types_is_one_line(voc_root, tmp_path):
     result = start(voc_root, tmp_path, '{"train": {"lr": NaN, "epochs": 1}}', name="config.json")
     assert_one_line_and_nothing_made(result, tmp_path, "config.json: NaN is not a number JSON allows")
-    result = start(voc_root, tmp_path, '{"train": {"batch_size": "x", "augment": [1, 2]}}', name="config.json")
+    bad_types = '{"train": {"batch_size": "x", "augment": [1, 2]}}'
+    result = start(voc_root, tmp_path, bad_types, name="config.json")
     assert_one_line_and_nothing_made(result, tmp_path, "config.json")
 
 
