@@ -361,3 +361,17 @@ def test_an_unreadable_split_list_is_one_line(own, tmp_path):
     listing.write_bytes(b"\xff\xfe\x00binary")
     write_yaml(own, val="val.txt")
     assert_refused(own, tmp_path, f"{listing}: cannot read the list")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"names: [background, caf\xe9]\n", "not UTF-8 text (byte 0xe9"),  # was a UnicodeDecodeError
+        (b"names: [a, b]\nnames: [c, d]\n", "key 'names' is given twice"),  # was the last one, silently
+        (b'names: [background, "road\\nside", car]\n', "control characters"),  # garbled the table
+    ],
+)
+def test_a_dataset_file_is_read_by_the_one_strict_loader(own, tmp_path, content, expected):
+    """Issue #19 (3, 4, 7): dataset.yaml goes through fastseg.structured_files like every file."""
+    own.write_bytes(content)
+    assert_refused(own, tmp_path, expected)

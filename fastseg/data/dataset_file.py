@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from fastseg.data.classes import MAX_CLASSES, Classes, Colour, default_colors
 from fastseg.errors import DatasetError
 from fastseg.imaging.masks import VOID_LABEL
+from fastseg.structured_files import StructuredFileError, load_yaml
 
 KEYS = ("names", "colors", "ignore_index", "train", "val", "test", "masks", "mask_format", "ignore_color")
 SPLITS = ("train", "val", "test")
@@ -52,14 +51,9 @@ class DatasetFile:
 def read_dataset_file(path: Path) -> DatasetFile:
     """Parse and check `path`; every problem at once in one `DatasetError`, a line each."""
     try:
-        values = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise DatasetError(f"{path}: cannot read ({error.strerror or error})") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or type(error).__name__
-        raise DatasetError(f"{path}: not valid YAML{where} ({problem})") from None
+        values = load_yaml(path, "dataset.yaml")
+    except StructuredFileError as error:
+        raise DatasetError(str(error)) from None
     if not isinstance(values, dict):
         kind = type(values).__name__
         raise DatasetError(f"{path}: expected a mapping of keys ({', '.join(KEYS)}), got {kind}")
@@ -105,6 +99,11 @@ def _names(names: Any, problems: list[str]) -> list[str]:
         return []
     if not 2 <= len(names) <= MAX_CLASSES:
         problems.append(f"names: {len(names)} classes; fastseg takes 2 to {MAX_CLASSES}")
+        return []
+    unprintable = [name for name in names if not name.isprintable()]
+    if unprintable:  # a newline or tab in a name garbles every table and figure it reaches
+        listed = ", ".join(map(repr, unprintable))
+        problems.append(f"names: {listed}: control characters (newlines, tabs) are not allowed in a name")
         return []
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
