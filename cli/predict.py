@@ -41,11 +41,16 @@ from cli.progress import counted
     is_flag=True,
     help="Leave images whose PNG (and overlay, with --overlay) exists: resume a run.",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace files at output paths that fastseg did not write (an input never is).",
+)
 @inference_options
 @user_errors
 def command(model: Path, inputs: tuple[Path, ...], out: Path, quiet: bool, **options) -> None:
     """Segment INPUTS (image files and folders, walked recursively) into palette PNGs whose pixel
-    values are VOC class indices, at each image's original size, plus predictions.csv."""
+    values are the model's class indices, at each image's original size, plus predictions.csv."""
     from fastseg.inference.loop import no_progress
     from fastseg.inference.predict import predict
     from fastseg.launch.processes import rank_and_world

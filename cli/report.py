@@ -39,6 +39,7 @@ from fastseg.inference.ranking import RANKINGS
     default="loss",
     help="Per-image score for best/worst (the seed ranked by weighted loss).",
 )
+@click.option("--force", is_flag=True, help="Replace a non-empty --out folder that is not a fastseg report.")
 @inference_options
 @user_errors
 def command(quiet: bool, **options) -> None:
@@ -48,7 +49,11 @@ def command(quiet: bool, **options) -> None:
     from fastseg.inference.report import report
     from fastseg.runs.folder import REPORT, RunFolder
 
-    options["out"] = options["out"] or RunFolder.of_model(options["model"]).file(REPORT)
+    run = RunFolder.of_model(options["model"])
+    model = Path(options["model"])
+    # An exported file's report goes beside the run's own, which `fastseg runs` reads as model.pth's.
+    default = run.file(REPORT if model.is_dir() or model.suffix != ".onnx" else f"{REPORT}-{model.stem}")
+    options["out"] = options["out"] or default
 
     result = report(progress=no_progress if quiet else counted("report batches"), **options)
     scores = result.scores
@@ -60,4 +65,5 @@ def command(quiet: bool, **options) -> None:
         ("frequency-weighted IoU", scores.frequency_weighted_iou),
     ):
         click.echo(f"  {name:<24}{'n/a' if math.isnan(value) else f'{100 * value:6.2f} %'}")
-    click.echo(f"report: {result.out / 'report.html'}")
+    replaced = " (replaced the earlier report there)" if result.replaced else ""
+    click.echo(f"report: {result.out / 'report.html'}{replaced}")

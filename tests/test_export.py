@@ -261,3 +261,45 @@ def test_without_the_onnx_extra_one_line_names_it(run, exported, tmp_path, monke
     result = invoke("export", run, "--out", tmp_path / "m.onnx")
     assert result.exit_code == 1 and "needs onnxscript: pip install 'fastseg[onnx]'" in result.output
     assert not (tmp_path / "m.onnx").exists()
+
+
+# --- the output guard (issue #19, item 2): nothing the user had is overwritten ----------------
+
+
+def test_export_never_replaces_a_file_that_is_not_an_export(run, exported, tmp_path):
+    """Before: `export RUN --out RUN/model.pth` replaced the trained model by the ONNX file, and
+    `--out photo.jpg` overwrote any file."""
+    model_bytes = (run / "model.pth").read_bytes()
+    result = invoke("export", run, "--out", run / "model.pth")
+    assert result.exit_code == 1 and "did not write as an export" in result.output
+    assert (run / "model.pth").read_bytes() == model_bytes
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"\xff\xd8 my holiday")
+    result = invoke("export", run, "--out", photo)
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert photo.read_bytes() == b"\xff\xd8 my holiday"
+    again = tmp_path / "again.onnx"
+    again.write_bytes(exported.read_bytes())  # an earlier export, copied: still fastseg's own
+    assert invoke("export", run, "--out", again).exit_code == 0
+
+
+@pytest.mark.slow
+def test_report_replaces_only_its_own_report_and_names_the_file_it_scored(run, exported, tmp_path):
+    """Before: report overwrote any folder silently, and a report of model.int8.onnx (or .onnx)
+    wrote RUN/report/metrics.json naming model.pth, which `fastseg runs` showed as its score."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    common = ["--num-workers", "0", "--quiet", "--precision", "fp32"]
+    refused = invoke("report", "--model", run, "--out", mine, *common)
+    assert refused.exit_code == 1 and "did not write as a report" in refused.output
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    first = invoke("report", "--model", run, *common)
+    assert first.exit_code == 0 and "replaced" not in first.output
+    second = invoke("report", "--model", run, *common)
+    assert second.exit_code == 0 and "(replaced the earlier report there)" in second.output
+    onnx_report = invoke("report", "--model", exported, "--quiet", "--num-workers", "0")
+    assert onnx_report.exit_code == 0, onnx_report.output
+    metrics = json.loads((run / "report-model" / "metrics.json").read_text())
+    assert metrics["model"] == str(exported)
+    assert json.loads((run / "report" / "metrics.json").read_text())["model"] == str(run / "model.pth")

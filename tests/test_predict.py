@@ -474,3 +474,31 @@ def test_resumed_run_keeps_sizes_and_class_fractions_of_skipped_images(model_fil
     assert result.exit_code == 0 and "1 segmented, 0 failed, 2 skipped" in result.output
     with Image.open(out / "1.png") as mask:
         assert mask.size == (31, 29)
+
+
+def test_predict_never_replaces_a_users_file_at_an_output_path(model_file, tmp_path):
+    """Issue #19 (2): `predict DIR --out DIR --overlay` replaced the user's own `a.overlay.jpg`
+    beside `a.jpg` (only mask paths were checked against inputs); a user's PNG where a mask goes
+    was replaced too. Now each is a problem for that image only, and --force replaces a file that
+    is not an input; fastseg's own earlier outputs are replaced as before."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    noise(40, 30).save(folder / "a.jpg")
+    noise(40, 30).save(folder / "a.overlay.jpg")  # the user's own photo, also an input
+    noise(40, 30).save(folder / "b.jpg")
+    users_overlay = (folder / "a.overlay.jpg").read_bytes()
+    result = run(model_file, str(folder), "--out", str(folder), "--overlay")
+    assert result.exit_code == 1
+    assert "a.overlay.jpg would overwrite an input" in result.output
+    assert (folder / "a.overlay.jpg").read_bytes() == users_overlay
+    assert (folder / "b.png").is_file() and (folder / "b.overlay.jpg").is_file()
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "b.png").write_bytes(b"my own file")
+    result = run(model_file, str(folder / "b.jpg"), "--out", str(out))
+    assert result.exit_code == 1
+    assert "did not write as a mask; choose another output or use --force" in result.output
+    assert (out / "b.png").read_bytes() == b"my own file"
+    assert run(model_file, str(folder / "b.jpg"), "--out", str(out), "--force").exit_code == 0
+    assert run(model_file, str(folder / "b.jpg"), "--out", str(out), "--overlay").exit_code == 0  # ours now

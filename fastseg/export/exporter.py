@@ -21,6 +21,7 @@ from fastseg.inference.loop import Progress, no_progress
 from fastseg.inference.runtime import ONNX_SUFFIX
 from fastseg.launch.device import loader_workers
 from fastseg.model.checkpoint import load_model, resolve_model_path
+from fastseg.outputs import guard
 from fastseg.runs.folder import INT8_FILENAME, ONNX_FILENAME, RunFolder
 
 
@@ -58,6 +59,7 @@ def export(
         raise FastsegError(f"{out}: is a folder; --out names the file to write")
     if not out.parent.is_dir():
         raise FastsegError(f"{out.parent}: no such folder for --out")
+    guard(out, "export", option=None)  # never a model.pth, a photo, or any file not an export
     require_onnx()
     if int8:  # the run's files first: a wrong folder is told before minutes of work
         run = RunFolder.of_model(path)  # a folder with split.json, or one line saying it is not a run

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
 
 from fastseg.atomic import atomic_path
 from fastseg.errors import DatasetError
 from fastseg.imaging.palette import voc_palette
+from fastseg.outputs import MASK_TEXT
 
 VOID_LABEL = 255  # "not labelled": left out of the loss and of every metric
 
@@ -38,6 +40,8 @@ def write_mask(path: Path | str, mask: np.ndarray, palette: list[int] | None = N
     """
     image = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P")
     image.putpalette(palette or voc_palette())
+    marked = PngInfo()  # what `fastseg.outputs` reads back: this file is fastseg's own mask
+    marked.add_text(*MASK_TEXT)
     with atomic_path(path) as temporary:
-        image.save(temporary, format="PNG", compress_level=1)
+        image.save(temporary, format="PNG", compress_level=1, pnginfo=marked)
     return Path(path)

@@ -31,6 +31,7 @@ from fastseg.inference.segmenter import Segmenter
 from fastseg.inference.tiling import make_tiling
 from fastseg.launch.device import loader_workers
 from fastseg.launch.processes import Launch, barrier, launched, sum_across_processes
+from fastseg.outputs import OVERLAY_COMMENT, OutputRefused, guard, written_by_fastseg
 
 FIXED_FIELDS = ["path", "width", "height", "status", "error", "seconds"]  # then one column per class
 
@@ -61,13 +62,16 @@ class PredictSummary:
     failures: list[tuple[Path, str]]
 
 
-def collect_jobs(inputs: Sequence[Path], out: Path) -> tuple[list[Job], list[tuple[Path, str]]]:
+def collect_jobs(inputs: Sequence[Path], out: Path, overlay: bool = False,
+                 force: bool = False) -> tuple[list[Job], list[tuple[Path, str]]]:  # fmt: skip
     """Image files among `inputs` (folders walked recursively) and their mirrored output paths.
 
     A file input lands in `out/<name>.png`; a folder's images keep their path inside the folder.
     A file given more than once (twice, via `dir/../dir`, a link, or inside a folder also given) is
     done once, under its first name. Returns (jobs, problems): an output that would overwrite an
-    input, or that two different inputs would share, is a problem for that file only.
+    input, or that two different inputs would share, or that would replace a file fastseg did not
+    write as that output (`fastseg.outputs`; `force` allows it, but never for an input), is a
+    problem for that file only.
     """
     pairs: list[tuple[Path, Path]] = []
     for given in inputs:
@@ -87,13 +91,24 @@ def collect_jobs(inputs: Sequence[Path], out: Path) -> tuple[list[Job], list[tup
     for source, relative in firsts.values():
         mask = out / relative.with_suffix(".png")
         key = mask.resolve()
-        if key in sources:
-            problems.append((source, f"output {mask} would overwrite an input; choose another --out"))
+        job = Job(source, mask)
+        outputs = [(mask, "mask"), *([(job.overlay, "overlay")] if overlay else [])]
+        inputs_hit = [path for path, role in outputs
+                      if path.resolve() in sources and not written_by_fastseg(path, role)]  # fmt: skip
+        if inputs_hit:
+            problems.append((source, f"output {inputs_hit[0]} would overwrite an input; "
+                                     "choose another --out"))  # fmt: skip
         elif key in claimed:
             problems.append((source, f"output {mask} is already taken by {claimed[key]}"))
         else:
+            try:
+                for path, role in outputs:
+                    guard(path, role, force)
+            except OutputRefused as refused:
+                problems.append((source, str(refused)))
+                continue
             claimed[key] = source
-            jobs.append(Job(source, mask))
+            jobs.append(job)
     return jobs, problems
 
 
@@ -158,7 +173,7 @@ def save_overlay(
         colours = colorize(labels[rows], classes.colors).astype(np.float32)
         blended[rows] = ((1 - alpha) * image[rows].astype(np.float32) + alpha * colours).round()
     with atomic_path(path) as temporary:
-        Image.fromarray(blended).save(temporary, format="JPEG", quality=90)
+        Image.fromarray(blended).save(temporary, format="JPEG", quality=90, comment=OVERLAY_COMMENT)
 
 
 def csv_row(source: Path, status: str, error: str = "", size: tuple[int, int] | None = None,
@@ -264,18 +279,20 @@ def predict(
     progress: Progress = no_progress,
     tile: int = 0,
     overlap: float | None = None,
+    force: bool = False,
 ) -> PredictSummary:
     """Segment every image of `inputs` into `out`; returns counts and the failures (path, reason).
 
     Under `torchrun` / `accelerate launch` each process takes every `world`-th image from its
     rank, so each image is done exactly once; the summary's counts are totals over all
     processes, its failures this process's own. `tile`/`overlap`: a sliding window at each image's
-    own resolution instead of fitting it whole (`fastseg.inference.tiling`).
+    own resolution instead of fitting it whole (`fastseg.inference.tiling`). `force`: replace
+    files at output paths that fastseg did not write (never an input).
     """
     tiling = make_tiling(tile, overlap, size)
     out = Path(out)
     with launched(device) as launch:
-        jobs, failures = collect_jobs(inputs, out)
+        jobs, failures = collect_jobs(inputs, out, overlay, force)
         segmenter = Segmenter.open(model, launch.device, precision, tta, size, requested_device=device,
                                    tiling=tiling)  # fmt: skip
         prepare_out(out)

@@ -32,6 +32,7 @@ from fastseg.inference.segmenter import Segmenter
 from fastseg.inference.tiling import make_tiling
 from fastseg.launch.device import loader_workers, resolve_device
 from fastseg.metrics import ConfusionMatrix, Scores, scores_from_matrix
+from fastseg.outputs import guard, written_by_fastseg
 from fastseg.runs.folder import SPLIT, RunFolder
 from fastseg.visualization.charts import class_iou_chart, confusion_figure
 from fastseg.visualization.figures import image_grid, save_figure
@@ -47,6 +48,7 @@ class ReportResult:
     subset: str
     images: int
     scores: Scores
+    replaced: bool = False  # an earlier fastseg report was in `out` and is replaced
 
 
 def _mask_item(folder: SegmentationData, ids: list[str], index: int) -> dict[str, Any]:
@@ -219,13 +221,19 @@ def report(
     progress: Progress = no_progress,
     tile: int = 0,
     overlap: float | None = None,
+    force: bool = False,
 ) -> ReportResult:
     """Evaluate the run's `subset` of `split.json` and write every report file into `out`.
 
     Every pair is checked first (train's check: readable, same size, mask values a class or void), so a
     bad file stops the report before `out` is touched, with all problems named at once.
-    `tile`/`overlap`: score the sliding window's labels (`fastseg.inference.tiling`)."""
+    `tile`/`overlap`: score the sliding window's labels (`fastseg.inference.tiling`). `out` may
+    replace an earlier report (said in the result), nothing else unless `force`."""
     tiling = make_tiling(tile, overlap)
+    out = Path(out)
+    replaced = written_by_fastseg(out, "report")
+    if out.is_file() or (out.is_dir() and any(out.iterdir())):
+        guard(out, "report", force)
     if rank_by not in RANKINGS:
         raise FastsegError(f"--rank-by {rank_by}: choose one of {', '.join(RANKINGS)}")
     run = RunFolder.of_model(model)
@@ -241,11 +249,11 @@ def report(
     check_ids(folder, ids, action="report")  # mask values outside the classes would stop the loss midway
     total, per_image = evaluate(segmenter, folder, ids, run.read_class_weights(), batch_size,
                                 loader_workers(num_workers), progress)  # fmt: skip
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ranked = rank(per_image, rank_by)
     names = segmenter.loaded.classes
-    metrics = write_tables(out, run.model, subset, total, ranked, names)
+    evaluated = run.model if given.is_dir() else given  # the INT8 file's score is not model.pth's
+    metrics = write_tables(out, evaluated, subset, total, ranked, names)
     figures = draw_figures(out, segmenter, folder, total, per_image, ranked, rank_by, seed)
     write_html(out, metrics, per_class_table(total.scores(), total.matrix, names), figures, run)
-    return ReportResult(out=out, subset=subset, images=len(ids), scores=total.scores())
+    return ReportResult(out=out, subset=subset, images=len(ids), scores=total.scores(), replaced=replaced)

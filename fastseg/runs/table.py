@@ -64,7 +64,8 @@ def describe(run: RunFolder, root: Path) -> dict[str, Any]:
             row["valid_pixel_accuracy"] = float(best["valid_pixel_accuracy"])
         row["duration"] = sum(run.read_epoch_seconds())
     report = run.read_report_metrics()
-    if report and report.get("subset") == "test" and report.get("mean_iou") is not None:
+    exported = report and Path(str(report.get("model", ""))).suffix == ".onnx"  # not model.pth's score
+    if report and not exported and report.get("subset") == "test" and report.get("mean_iou") is not None:
         row["test_miou"] = float(report["mean_iou"])
     return row
 

@@ -1,0 +1,73 @@
+"""Which existing files an output may replace: only a file fastseg itself wrote for the same role.
+
+Before this guard, only predict's masks were checked, and only against its inputs: a user's own
+`a.overlay.jpg` beside `a.jpg`, a `model.pth` named as `export --out`, any file named as an
+export, and an earlier report were all replaced without a word. Every writer now asks `guard`
+first. Each kind of file fastseg writes carries its role inside it, so the answer travels with
+the file (a copied or renamed output is still recognised, a user's file of the same name never is):
+
+- mask: a PNG with the text chunk `fastseg: mask` (`fastseg.imaging.masks.write_mask`);
+- overlay: a JPEG with the comment `fastseg overlay` (`MARKS`);
+- export: an ONNX file whose metadata holds fastseg's description (`fastseg.model.exported`);
+- report: a folder whose `report.html` is titled `fastseg report` (every version wrote that).
+
+A refusal is one line naming the file and the option that allows it (`--force`).
+"""
+
+from __future__ import annotations
+
+import mmap
+from pathlib import Path
+
+from fastseg.errors import FastsegError
+
+MASK_TEXT = ("fastseg", "mask")  # PNG tEXt key and value of every mask fastseg writes
+OVERLAY_COMMENT = b"fastseg overlay"  # JPEG comment of every overlay
+EXPORT_MARK = b"fastseg-export/"  # the format string inside an exported file's metadata
+REPORT_MARK = "<title>fastseg report"
+ROLES = ("mask", "overlay", "export", "report")
+
+
+class OutputRefused(FastsegError):
+    """An output would replace a file fastseg did not write for that role."""
+
+
+def written_by_fastseg(path: Path, role: str) -> bool:
+    """Whether the existing `path` is a file (a folder, for reports) fastseg wrote as `role`."""
+    if role not in ROLES:
+        raise ValueError(f"unknown output role {role!r}")
+    try:
+        if role == "report":
+            page = path / "report.html"
+            return path.is_dir() and page.is_file() and REPORT_MARK in page.read_text(errors="replace")[:4096]
+        if not path.is_file():
+            return False
+        if role == "export":
+            with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                return data.find(EXPORT_MARK) >= 0
+        from PIL import Image
+
+        with Image.open(path) as image:
+            if role == "mask":
+                return image.format == "PNG" and image.info.get(MASK_TEXT[0]) == MASK_TEXT[1]
+            return image.format == "JPEG" and image.info.get("comment") == OVERLAY_COMMENT
+    except (OSError, ValueError, SyntaxError):  # unreadable, empty, not an image: not ours
+        return False
+
+
+def guard(path: Path, role: str, force: bool = False, option: str | None = "--force") -> None:
+    """Raise `OutputRefused` unless writing `path` as `role` replaces nothing but fastseg's own
+    `role` output: absent, ours, or `force` given. `option`: what allows it (None: nothing does)."""
+    path = Path(path)
+    if force or not (path.exists() or path.is_symlink()) or written_by_fastseg(path, role):
+        return
+    kind = "folder" if path.is_dir() else "file"
+    raise OutputRefused(
+        f"{path}: an existing {kind} that fastseg did not write as {_article(role)} {role}; "
+        + (f"choose another output or use {option} to replace it" if option else
+           "choose another output or remove it first")
+    )
+
+
+def _article(role: str) -> str:
+    return "an" if role[0] in "aeiou" else "a"
