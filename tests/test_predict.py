@@ -502,3 +502,11 @@ def test_predict_never_replaces_a_users_file_at_an_output_path(model_file, tmp_p
     assert (out / "b.png").read_bytes() == b"my own file"
     assert run(model_file, str(folder / "b.jpg"), "--out", str(out), "--force").exit_code == 0
     assert run(model_file, str(folder / "b.jpg"), "--out", str(out), "--overlay").exit_code == 0  # ours now
+
+
+def test_predictions_csv_has_plain_newlines(model_file, tmp_path):
+    """Issue #19 (7): the CSV had CRLF line endings (the csv module's default)."""
+    noise(20, 20).save(tmp_path / "a.png")
+    assert run(model_file, str(tmp_path / "a.png"), "--out", str(tmp_path / "out")).exit_code == 0
+    data = (tmp_path / "out" / "predictions.csv").read_bytes()
+    assert b"\r" not in data and data.count(b"\n") == 2

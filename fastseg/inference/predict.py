@@ -190,7 +190,7 @@ class PredictionLog:
     file as the run goes and renamed into place when it ends."""
 
     def __init__(self, file: TextIO, fields: list[str]):
-        self.writer = csv.writer(file)
+        self.writer = csv.writer(file, lineterminator="\n")  # csv's default is CRLF
         self.width = len(fields)
         self.writer.writerow(fields)
 
@@ -374,7 +374,7 @@ def merge_rank_csvs(out: Path, launch: Launch, fields: list[str]) -> Path:
             with part.open(newline="") as file:
                 rows += list(csv.reader(file))[1:]
         with atomic_path(merged) as temporary, temporary.open("w", newline="") as file:
-            writer = csv.writer(file)
+            writer = csv.writer(file, lineterminator="\n")
             writer.writerow(fields)
             writer.writerows(sorted(rows, key=lambda row: row[0]))
         for part in parts:

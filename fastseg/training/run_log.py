@@ -21,14 +21,19 @@ if TYPE_CHECKING:
     from fastseg.training.trainer import TrainResult
 
 
+def _dropped(line: str) -> None:
+    """Where fastai's prints go while fastseg logs the epochs itself."""
+
+
 class RunLog:
     """Used as `with RunLog(...) as log:` around fitting and export.
 
     - `echo`: where each epoch's line is shown (None: only `train.log`, as with `--quiet`, or on
       a terminal, where fastai's progress table shows the epochs).
     - `capture_prints`: stdout is taken over while training, so fastai's trackers' `print`s
-      ("Better model found at epoch ...", "No improvement since ...") go to `train.log` only.
-      This catches them from any subclass of fastai's callbacks, without patching them.
+      ("Better model found at epoch ...", "No improvement since ...") are dropped: what they say
+      is in fastseg's own epoch lines ("best") and summary, and `train.log` holds only those
+      (issue #19). This catches them from any subclass of fastai's callbacks, without patching them.
     - `main`: only the main process of a multi-process run writes or tracks anything.
     """
 
@@ -58,7 +63,7 @@ class RunLog:
         self.stdout = sys.stdout
         self._open_trackers()
         if self.capture_prints and self.main:
-            self.stack.enter_context(redirect_stdout(LineSink(self.run.append_log)))
+            self.stack.enter_context(redirect_stdout(LineSink(_dropped)))
         self.status = "FAILED"
         return self
 
