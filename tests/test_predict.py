@@ -510,3 +510,18 @@ def test_predictions_csv_has_plain_newlines(model_file, tmp_path):
     assert run(model_file, str(tmp_path / "a.png"), "--out", str(tmp_path / "out")).exit_code == 0
     data = (tmp_path / "out" / "predictions.csv").read_bytes()
     assert b"\r" not in data and data.count(b"\n") == 2
+
+
+def test_an_unreadable_first_image_of_a_batch_fails_alone_with_overlays(model_file, tmp_path):
+    """Issue #19 (5): `--overlay` with the first image of a batch unreadable was a KeyError
+    ('original') and no predictions.csv."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"not an image")
+    noise(30, 20).save(folder / "b.png")
+    result = run(model_file, str(folder), "--out", str(tmp_path / "out"), "--overlay")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "1 segmented, 1 failed" in result.output
+    assert (tmp_path / "out" / "b.overlay.jpg").is_file()
+    rows = read_csv(tmp_path / "out" / "predictions.csv")
+    assert sorted(row["status"] for row in rows.values()) == ["failed", "ok"]

@@ -72,8 +72,11 @@ class ImageFiles(Dataset):
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack the square images; keep everything else (variable-sized masks too) as lists."""
-    batch = {key: [item.get(key) for item in items] for key in items[0]}
+    """Stack the square images; keep everything else (variable-sized masks too) as lists. The keys
+    are every item's, not the first's: a file that failed to decode has fewer (no "original"), and
+    the first item of a batch may be one (issue #19: a KeyError lost predictions.csv)."""
+    keys = dict.fromkeys(key for item in items for key in item)
+    batch = {key: [item.get(key) for item in items] for key in keys}
     batch["image"] = torch.stack(batch["image"])
     return batch
 
