@@ -176,3 +176,10 @@ def test_runs_from_before_letterboxing_are_not_resumed_silently(tmp_path):
     old["augment"]["random_scale_crop"] = False  # a squish run of that version resumes as it was
     (tmp_path / "config.json").write_text(json.dumps({"train": old}))
     assert RunFolder(tmp_path).read_train_config().resize == "squish"
+
+
+def test_without_pretrained_weights_the_encoder_trains_at_the_full_rate():
+    """Issue #20: from scratch, the fast recipe gave the random encoder a tenth of the rate."""
+    assert recipe("fast").encoder_lr_ratio == 0.1  # pretrained: protected
+    assert recipe("fast", pretrained=False).encoder_lr_ratio == 1.0
+    assert recipe("fast", pretrained=False, encoder_lr_ratio=0.3).encoder_lr_ratio == 0.3  # given: kept
