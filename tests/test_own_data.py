@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 from PIL import Image
@@ -375,3 +376,43 @@ def test_a_dataset_file_is_read_by_the_one_strict_loader(own, tmp_path, content,
     """Issue #19 (3, 4, 7): dataset.yaml goes through fastseg.structured_files like every file."""
     own.write_bytes(content)
     assert_refused(own, tmp_path, expected)
+
+
+def test_an_exif_rotated_photo_trains_upright_against_its_mask(tmp_path):
+    """Issue #19 (6): training decoded through fastai's PILImage.create, which ignores EXIF
+    orientation, while check-data, predict and report applied it: a phone photo (orientation 6)
+    whose mask was drawn on the upright view trained on its side. Now one decoder serves all."""
+    from fastseg.imaging.geometry import fit_image
+    from fastseg.imaging.images import load_rgb
+    from fastseg.imaging.normalise import normalise
+    from fastseg.training.data import build_dataloaders
+
+    data = make_demo_folder(tmp_path / "data", ["background", "road", "car"], counts={"train": 4, "val": 2},
+                            min_size=40, max_size=56)  # fmt: skip
+    photo = data.parent / "images" / "val" / "val_0000.jpg"
+    upright = Image.open(photo).convert("RGB")
+    assert upright.width != upright.height or pytest.skip("needs a non-square image")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display": stored on its side
+    upright.transpose(Image.Transpose.ROTATE_90).save(photo, exif=exif, quality=95)
+    assert load_rgb(photo).size == upright.size  # what every reader now sees
+
+    checked = run_cli("check-data", data, "--quiet")
+    assert checked.exit_code == 0, checked.output
+    folder = open_dataset(data)
+    splits = folder.listed_splits()
+    valid = sorted(splits["val"])
+    assert "val_0000" in valid[0]
+    dls = build_dataloaders(folder, sorted(splits["train"])[:2], valid, size=32, batch_size=2, num_workers=0,
+                            seed=0)  # fmt: skip
+    images, masks = dls.valid.one_batch()
+    expected = normalise(fit_image(load_rgb(photo), 32, "squish"))
+    assert (images[0].as_subclass(torch.Tensor) - expected).abs().max() < 1e-5
+    run = tmp_path / "run"
+    trained = run_cli("train", "--data", data, "--out", run, *TINY, "--batch-size", 2, "--epochs", 1)
+    assert trained.exit_code == 0, trained.output
+    reported = run_cli("report", "--model", run, "--quiet", "--num-workers", 0, "--split", "val")
+    assert reported.exit_code == 0, reported.output
+    predicted = run_cli("predict", "--model", run, photo, "--out", tmp_path / "masks", "--quiet")
+    assert predicted.exit_code == 0, predicted.output
+    assert Image.open(tmp_path / "masks" / "val_0000.png").size == upright.size

@@ -13,11 +13,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from fastseg.data.classes import Classes
 from fastseg.data.split import Split
 from fastseg.errors import DatasetError
+from fastseg.imaging.images import UnreadableImage, load_rgb
 
 DATASET_FILE = "dataset.yaml"
 
@@ -75,11 +75,9 @@ class SegmentationData(ABC):
         for path in (image_path, mask_path):
             if not path.is_file():
                 return f"{path}: file not found", None
-        try:
-            with Image.open(image_path) as image:
-                image.load()
-                image_size = image.size
-        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
+        try:  # the decoder training, predict and report use: EXIF orientation applied
+            image_size = load_rgb(image_path).size
+        except UnreadableImage as error:
             return f"{image_path}: cannot read image ({error})", None
         problem, mask = self.check_mask(image_id)
         if problem:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,18 +22,23 @@ from fastai.torch_core import TensorImage, TensorMask
 from fastai.vision.core import PILImage, PILMask
 from fastai.vision.data import ImageBlock
 from fasttransform import ItemTransform
+from PIL import Image
 from torchvision.transforms import v2
 
 from fastseg.data.dataset import SegmentationData
 from fastseg.imaging.geometry import LETTERBOX, SQUISH, fit_image, fit_mask
+from fastseg.imaging.images import load_rgb
 from fastseg.imaging.normalise import IMAGENET_MEAN, IMAGENET_STD
 from fastseg.launch.device import loader_workers
 from fastseg.training.augment import augment_pair, build_augment
 from fastseg.training.config import AugmentConfig
 
 
-def _image_path(folder: SegmentationData, image_id: str) -> Path:
-    return folder.image_path(image_id)
+def _image(folder: SegmentationData, image_id: str) -> Image.Image:
+    """The image as check-data, predict and report decode it (`fastseg.imaging.images.load_rgb`):
+    EXIF orientation applied, any mode to RGB. fastai's `PILImage.create` on the path ignored the
+    orientation, so a phone photo trained on its side against a mask drawn upright (issue #19)."""
+    return load_rgb(folder.image_path(image_id))
 
 
 def _mask(folder: SegmentationData, image_id: str) -> np.ndarray:
@@ -124,7 +128,7 @@ def build_dataloaders(
         blocks=(ImageBlock, IndexMaskBlock()),
         # partials, not bound methods: fasttransform mistakes a bound method for a Transform's own
         # `encodes`, and loader workers need picklable getters.
-        get_x=partial(_image_path, folder),
+        get_x=partial(_image, folder),
         get_y=partial(_mask, folder),
         splitter=IndexSplitter(range(len(train_ids), len(items))),
         item_tfms=item_transforms(size, augment or AugmentConfig(), crop_size),
