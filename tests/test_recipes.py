@@ -178,8 +178,9 @@ def test_runs_from_before_letterboxing_are_not_resumed_silently(tmp_path):
     assert RunFolder(tmp_path).read_train_config().resize == "squish"
 
 
-def test_without_pretrained_weights_the_encoder_trains_at_the_full_rate():
-    """Issue #20: from scratch, the fast recipe gave the random encoder a tenth of the rate."""
-    assert recipe("fast").encoder_lr_ratio == 0.1  # pretrained: protected
-    assert recipe("fast", pretrained=False).encoder_lr_ratio == 1.0
-    assert recipe("fast", pretrained=False, encoder_lr_ratio=0.3).encoder_lr_ratio == 0.3  # given: kept
+
+def test_the_encoder_keeps_its_tenth_of_the_rate_from_scratch_too():
+    """Issue #20 asked whether a random encoder should train at the full rate: on CamVid (seed 0,
+    12 epochs, lr 3e-3) it reached val mIoU 0.27 at epoch 8 against 0.37 at a tenth, so the
+    recipe's ratio holds with or without pretrained weights (benchmarks/README.md)."""
+    assert recipe("fast").encoder_lr_ratio == recipe("fast", pretrained=False).encoder_lr_ratio == 0.1

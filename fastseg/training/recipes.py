@@ -87,11 +87,6 @@ def recipe(name: str = DEFAULT_RECIPE, **overrides: Any) -> TrainConfig:
         raise OptionError("--crop-size needs random-scale crops; this run squishes (--squish)")
     if "crop_size" not in overrides and config.augment.random_scale_crop and config.train_size > config.size:
         config = replace(config, crop_size=config.size)
-    if "encoder_lr_ratio" not in overrides and not config.pretrained and config.encoder_weights is None:
-        # A smaller rate protects what a pretrained encoder knows; a random one has nothing to
-        # protect, and at a tenth of the rate it learned too slowly (benchmarks/README.md,
-        # "Learning on real photos").
-        config = replace(config, encoder_lr_ratio=1.0)
     config.check()
     return config
 
