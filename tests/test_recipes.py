@@ -184,3 +184,7 @@ def test_the_encoder_keeps_its_tenth_of_the_rate_from_scratch_too():
     12 epochs, lr 3e-3) it reached val mIoU 0.27 at epoch 8 against 0.37 at a tenth, so the
     recipe's ratio holds with or without pretrained weights (benchmarks/README.md)."""
     assert recipe("fast").encoder_lr_ratio == recipe("fast", pretrained=False).encoder_lr_ratio == 0.1
+
+
+def test_the_fast_recipe_keeps_the_final_epoch_and_the_seed_the_best():
+    assert recipe("fast").keep == "final" and recipe("seed").keep == "best"

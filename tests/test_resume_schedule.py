@@ -62,12 +62,22 @@ def weights(run_dir):
     return torch.load(run_dir / "model.pth", weights_only=True)["state_dict"]
 
 
+class LastWeights(Callback):
+    order = 100
+
+    def after_epoch(self):
+        self.state = {name: tensor.detach().clone() for name, tensor in self.learn.model.state_dict().items()}
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(voc_root, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("whole") / "run"
-    hypers = Hypers()
-    train(config_for(voc_root, run_dir), run_dir, show_progress=False, callbacks=[hypers])
-    return hypers.rows, weights(run_dir)
+    hypers, last = Hypers(), LastWeights()
+    result = train(config_for(voc_root, run_dir), run_dir, show_progress=False, callbacks=[hypers, last])
+    assert result.kept == "final" and result.best_epoch == EPOCHS - 1
+    saved = weights(run_dir)
+    assert all(torch.equal(saved[name], last.state[name]) for name in saved)  # --keep final: the last epoch
+    return hypers.rows, saved
 
 
 @pytest.mark.slow
