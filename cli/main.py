@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "download": ("cli.download", "Download and extract PASCAL VOC 2012 (resumable, MD5-checked)."),
     "check-data": ("cli.check_data", "Check a data set: images and class pixels per split, every problem."),
     "show-data": ("cli.show_data", "Write sample figures of the augmented training and validation data."),
-    "train": ("cli.train", "Train the VGG16-BN skip-decoder model; writes a run folder."),
+    "train": ("cli.train", "Train a U-Net (VGG16-BN or a timm encoder); writes a run folder."),
     "predict": ("cli.predict", "Segment images and folders with a trained model (palette PNGs)."),
     "export": ("cli.export", "Export a trained model to ONNX (fp32, or INT8 checked on validation)."),
     "report": ("cli.report", "Evaluate a run on its test split: metrics, confusion matrix, best/worst."),

@@ -109,13 +109,19 @@ def default_run_dir() -> Path:
     help="Loss weighting from the training masks' pixel counts.",
 )
 @from_recipe(
+    "--encoder",
+    help="vgg16_bn (fastseg's own), or any timm model name (resnet34, convnext_tiny, efficientnet_b0, ...) "
+    "behind the same U-Net decoder.",
+)
+@from_recipe(
     "--pretrained/--no-pretrained",
-    help="Start the encoder from torchvision's ImageNet vgg16_bn weights.",
+    help="Start the encoder from ImageNet weights: torchvision's vgg16_bn, or timm's (downloaded).",
 )
 @click.option(
     "--encoder-weights",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="Local vgg16_bn state dict for the encoder (works offline).",
+    help="Local state dict for the encoder (works offline): vgg16_bn's, or the timm model's "
+    "(.pth or .safetensors).",
 )
 @from_recipe(
     "--freeze-epochs",
@@ -160,10 +166,11 @@ def default_run_dir() -> Path:
 @user_errors
 def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, config_file: Path | None,
             **options) -> None:  # fmt: skip
-    """Train the VGG16-BN encoder + skip decoder on VOC 2012, validating on the seed's validation
-    half; the best model by validation mIoU is saved as RUN/model.pth. Options left out take the
-    --config file's value, else the recipe's (`--recipe`); the run's config.json records every
-    value used. On a terminal, fastai's progress bars; otherwise one plain line per epoch."""
+    """Train an encoder (VGG16-BN, or --encoder NAME from timm) + U-Net decoder on VOC 2012 or a
+    dataset.yaml data set, validating on the seed's validation half; the best model by validation
+    mIoU is saved as RUN/model.pth. Options left out take the --config file's value, else the
+    recipe's (`--recipe`); the run's config.json records every value used. On a terminal,
+    fastai's progress bars; otherwise one plain line per epoch."""
     from fastseg.launch.processes import rank_and_world
     from fastseg.runs.folder import RunFolder
     from fastseg.training.trainer import train

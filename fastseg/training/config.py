@@ -54,6 +54,7 @@ class TrainConfig:
     batch_size: int = 32
     epochs: int = 300
     patience: int = 30
+    encoder: str = "vgg16_bn"  # or any timm model name (fastseg.model.timm_encoder)
     lr: float = 1e-4
     encoder_lr_ratio: float = 1.0  # the pretrained encoder's lr = lr x this (fastai's discriminative lr)
     weight_decay: float = 0.0
@@ -82,6 +83,10 @@ class TrainConfig:
         require_trackers(self.trackers)
         if self.class_weights not in METHODS:
             raise FastsegError(f"class weights {self.class_weights!r}: choose one of {', '.join(METHODS)}")
+        if self.encoder != "vgg16_bn":
+            from fastseg.model.timm_encoder import require_timm_model
+
+            require_timm_model(self.encoder)
         if self.keep not in KEEP_RULES:
             raise FastsegError(f"keep {self.keep!r}: choose one of {', '.join(KEEP_RULES)}")
         if self.train_set not in TRAIN_SETS:

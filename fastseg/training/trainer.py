@@ -107,7 +107,7 @@ def prepare_run(
             f"--batch-size {config.batch_size} x {launch.world} process(es) is more than the "
             f"{len(split.train)} training images: no training batch would remain"
         )
-    model_config = ModelConfig(num_classes=len(folder.classes))
+    model_config = ModelConfig(num_classes=len(folder.classes), encoder=config.encoder)
     weights = class_weights(counts, config.class_weights)
     if launch.main and not resume:
         run.create()
