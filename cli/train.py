@@ -13,7 +13,7 @@ from cli.errors import user_errors
 from cli.options import from_recipe, recipe_option, train_default
 from fastseg.data.class_weights import METHODS
 from fastseg.launch.device import DEVICES
-from fastseg.training.config import KEEP_RULES, TRAIN_SETS
+from fastseg.training.config import KEEP_RULES, LOSSES, TRAIN_SETS
 from fastseg.training.recipes import recipe
 from fastseg.training.trackers import TRACKERS
 
@@ -112,6 +112,12 @@ def default_run_dir() -> Path:
     "--encoder",
     help="vgg16_bn (fastseg's own), or any timm model name (resnet34, convnext_tiny, efficientnet_b0, ...) "
     "behind the same U-Net decoder.",
+)
+@from_recipe(
+    "--loss",
+    type=click.Choice(LOSSES),
+    help="ce: weighted cross-entropy; dice, focal, lovasz: smp's; ce+dice: the sum. All but lovasz "
+    "weight classes (lovasz needs --class-weights none).",
 )
 @from_recipe(
     "--pretrained/--no-pretrained",

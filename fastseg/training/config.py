@@ -13,6 +13,9 @@ TRAIN_SETS = ("train", "trainaug")  # VOC train; SBD + VOC train less VOC val (`
 # Which weights become model.pth: the best validation epoch (the seed's rule, with early stopping)
 # or the final, annealed epoch (no early stopping; benchmarks/README.md, "Learning on real photos").
 KEEP_RULES = ("best", "final")
+# `--loss` (fastseg.training.losses): cross-entropy (the seed's), smp's Dice, focal and Lovasz-softmax
+LOSSES = ("ce", "dice", "focal", "lovasz", "ce+dice")
+UNWEIGHTED_LOSSES = ("lovasz",)  # smp's Lovasz loss has no per-class weights (see losses.py)
 
 
 @dataclass
@@ -55,6 +58,7 @@ class TrainConfig:
     epochs: int = 300
     patience: int = 30
     encoder: str = "vgg16_bn"  # or any timm model name (fastseg.model.timm_encoder)
+    loss: str = "ce"  # LOSSES
     lr: float = 1e-4
     encoder_lr_ratio: float = 1.0  # the pretrained encoder's lr = lr x this (fastai's discriminative lr)
     weight_decay: float = 0.0
@@ -83,6 +87,13 @@ class TrainConfig:
         require_trackers(self.trackers)
         if self.class_weights not in METHODS:
             raise FastsegError(f"class weights {self.class_weights!r}: choose one of {', '.join(METHODS)}")
+        if self.loss not in LOSSES:
+            raise FastsegError(f"loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
+        if self.loss in UNWEIGHTED_LOSSES and self.class_weights != "none":
+            raise FastsegError(
+                f"--loss {self.loss} has no per-class weights, so --class-weights {self.class_weights} "
+                "would be ignored: add --class-weights none, or use ce, dice, focal or ce+dice"
+            )
         if self.encoder != "vgg16_bn":
             from fastseg.model.timm_encoder import require_timm_model
 
