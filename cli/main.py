@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-data": ("cli.check_data", "Check a data set: images and class pixels per split, every problem."),
     "show-data": ("cli.show_data", "Write sample figures of the augmented training and validation data."),
     "train": ("cli.train", "Train a U-Net (VGG16-BN or a timm encoder); writes a run folder."),
+    "lr-find": ("cli.lr_find", "Find a learning rate for train: fastai's lr_find, its plot and suggestion."),
     "predict": ("cli.predict", "Segment images and folders with a trained model (palette PNGs)."),
     "export": ("cli.export", "Export a trained model to ONNX (fp32, or INT8 checked on validation)."),
     "report": ("cli.report", "Evaluate a run on its test split: metrics, confusion matrix, best/worst."),
