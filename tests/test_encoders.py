@@ -215,13 +215,44 @@ def test_an_unknown_encoder_is_one_line_before_anything_is_made(voc_root, tmp_pa
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.slow
-def test_train_records_the_encoder_and_its_model_predicts(voc_root, tmp_path):
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def timm_run(voc_root, tmp_path_factory):
+    """A run folder that `fastseg train --encoder regnety_002` made (one epoch, 32²)."""
+    run = tmp_path_factory.mktemp("timm") / "run"
     result = CliRunner().invoke(main, train_arguments(voc_root, run, "--encoder", "regnety_002"))
     assert result.exit_code == 0, result.output
-    config = json.loads((run / "config.json").read_text())
+    return run
+
+
+@pytest.mark.slow
+def test_train_records_the_encoder_in_the_run_and_the_model(timm_run):
+    config = json.loads((timm_run / "config.json").read_text())
     assert config["train"]["encoder"] == config["model"]["encoder"] == "regnety_002"
-    loaded = load_model(run)
+    loaded = load_model(timm_run)
     assert loaded.model.config.encoder == "regnety_002" and loaded.size == 32
     assert next(iter(loaded.model.state_dict())).startswith("encoder.model.stem.")
+
+
+@pytest.mark.slow
+def test_report_and_int8_export_work_for_a_timm_run(timm_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import onnx
+
+    report = CliRunner().invoke(main, ["report", "--model", str(timm_run), "--out", str(tmp_path / "report"),
+                                       "--quiet", "--num-workers", "0", "--precision", "fp32"])  # fmt: skip
+    assert report.exit_code == 0, report.output
+    assert "mean IoU" in report.output and (tmp_path / "report" / "metrics.json").is_file()
+    int8 = tmp_path / "model.int8.onnx"
+    arguments = ["export", str(timm_run), "--int8", "--out", str(int8), "--force",
+                 "--calibration-images", "4", "--num-workers", "0", "--quiet"]  # fmt: skip
+    export = CliRunner().invoke(main, arguments)
+    assert export.exit_code == 0, export.output
+    assert any(node.op_type == "QuantizeLinear" for node in onnx.load(str(int8)).graph.node)
+    Image.fromarray(np.zeros((30, 50, 3), np.uint8)).save(tmp_path / "a.png")
+    arguments = ["predict", "--model", str(int8), str(tmp_path / "a.png"), "--out", str(tmp_path / "masks"),
+                 "--quiet", "--num-workers", "0"]  # fmt: skip
+    predicted = CliRunner().invoke(main, arguments)
+    assert predicted.exit_code == 0, predicted.output
+    with Image.open(tmp_path / "masks" / "a.png") as mask:
+        assert mask.size == (50, 30)
