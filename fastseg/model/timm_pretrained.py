@@ -52,7 +52,7 @@ def timm_encoder_weights(
         return f"timm {name} pretrained weights", _features(name)
     except Exception as error:  # noqa: BLE001 - offline, no such weights, hub or HTTP errors: one line each
         raise FastsegError(
-            f"cannot get timm's pretrained {name} weights ({_first_line(error)}): train with "
+            f"cannot get timm's pretrained {name} weights ({_first_sentence(error)}): train with "
             f"--encoder-weights FILE (a {name} state dict, .pth or .safetensors) or --no-pretrained"
         ) from None
 
@@ -92,6 +92,12 @@ def _require_weights_of(name: str, state: dict[str, torch.Tensor], path: Path) -
     if any(problems.values()):
         counts = "; ".join(f"{kind}: {len(keys)}, e.g. {keys[0]}" for kind, keys in problems.items() if keys)
         raise FastsegError(f"{path}: not {name} weights as timm names them ({counts})")
+
+
+def _first_sentence(error: BaseException) -> str:
+    """Hugging Face's offline error runs to three sentences of advice that do not apply here."""
+    line = _first_line(error)
+    return line.split(". ")[0].rstrip(".")
 
 
 def _first_line(error: BaseException) -> str:
