@@ -8,6 +8,7 @@ from typing import Any
 
 from fastseg.errors import FastsegError
 from fastseg.imaging.geometry import LETTERBOX, SQUISH
+from fastseg.model.config import DEFAULT_ENCODER
 
 TRAIN_SETS = ("train", "trainaug")  # VOC train; SBD + VOC train less VOC val (`download --sbd`)
 # Which weights become model.pth: the best validation epoch (the seed's rule, with early stopping)
@@ -57,7 +58,7 @@ class TrainConfig:
     batch_size: int = 32
     epochs: int = 300
     patience: int = 30
-    encoder: str = "vgg16_bn"  # or any timm model name (fastseg.model.timm_encoder)
+    encoder: str = DEFAULT_ENCODER  # vgg16_bn, or any timm model name (fastseg.model.timm_encoder)
     loss: str = "ce"  # LOSSES
     lr: float = 1e-4
     encoder_lr_ratio: float = 1.0  # the pretrained encoder's lr = lr x this (fastai's discriminative lr)
@@ -94,7 +95,7 @@ class TrainConfig:
                 f"--loss {self.loss} has no per-class weights, so --class-weights {self.class_weights} "
                 "would be ignored: add --class-weights none, or use ce, dice, focal or ce+dice"
             )
-        if self.encoder != "vgg16_bn":
+        if self.encoder != DEFAULT_ENCODER:
             from fastseg.model.timm_encoder import require_timm_model
 
             require_timm_model(self.encoder)
