@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import fields
+from typing import Any
 
 import click
 
@@ -76,3 +78,23 @@ def inference_options(command: Callable) -> Callable:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+AUTO_LR = "auto"
+
+
+class LearningRate(click.ParamType):
+    """`--lr`: a positive number, or `auto` (`fastseg lr-find`'s suggestion, found before training)."""
+
+    name = "LR|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float | str:
+        if value == AUTO_LR:
+            return AUTO_LR
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is neither a positive number nor {AUTO_LR}", param, ctx)
+        if not (math.isfinite(number) and number > 0):
+            self.fail(f"{value!r} is not a positive number", param, ctx)
+        return number

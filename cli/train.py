@@ -10,10 +10,10 @@ import click
 from click.core import ParameterSource
 
 from cli.errors import user_errors
-from cli.options import from_recipe, recipe_option, train_default
+from cli.options import AUTO_LR, LearningRate, from_recipe, recipe_option, train_default
 from fastseg.data.class_weights import METHODS
 from fastseg.launch.device import DEVICES
-from fastseg.training.config import KEEP_RULES, TRAIN_SETS
+from fastseg.training.config import KEEP_RULES, LOSSES, TRAIN_SETS, TrainConfig
 from fastseg.training.recipes import recipe
 from fastseg.training.trackers import TRACKERS
 
@@ -54,8 +54,9 @@ def default_run_dir() -> Path:
 )
 @from_recipe(
     "--lr",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Peak learning rate of the one-cycle schedule (decoder and head).",
+    type=LearningRate(),
+    help="Peak learning rate of the one-cycle schedule (decoder and head); auto: run the "
+    "learning-rate finder first (`fastseg lr-find`) and train at its suggestion.",
 )
 @from_recipe(
     "--encoder-lr-ratio",
@@ -109,13 +110,25 @@ def default_run_dir() -> Path:
     help="Loss weighting from the training masks' pixel counts.",
 )
 @from_recipe(
+    "--encoder",
+    help="vgg16_bn (fastseg's own), or any timm model name (resnet34, convnext_tiny, efficientnet_b0, ...) "
+    "behind the same U-Net decoder.",
+)
+@from_recipe(
+    "--loss",
+    type=click.Choice(LOSSES),
+    help="ce: weighted cross-entropy; dice, focal, lovasz: smp's; ce+dice: the sum. All but lovasz "
+    "weight classes (lovasz needs --class-weights none).",
+)
+@from_recipe(
     "--pretrained/--no-pretrained",
-    help="Start the encoder from torchvision's ImageNet vgg16_bn weights.",
+    help="Start the encoder from ImageNet weights: torchvision's vgg16_bn, or timm's (downloaded).",
 )
 @click.option(
     "--encoder-weights",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="Local vgg16_bn state dict for the encoder (works offline).",
+    help="Local state dict for the encoder (works offline): vgg16_bn's, or the timm model's "
+    "(.pth or .safetensors).",
 )
 @from_recipe(
     "--freeze-epochs",
@@ -160,22 +173,25 @@ def default_run_dir() -> Path:
 @user_errors
 def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, config_file: Path | None,
             **options) -> None:  # fmt: skip
-    """Train the VGG16-BN encoder + skip decoder on VOC 2012, validating on the seed's validation
-    half; the best model by validation mIoU is saved as RUN/model.pth. Options left out take the
-    --config file's value, else the recipe's (`--recipe`); the run's config.json records every
-    value used. On a terminal, fastai's progress bars; otherwise one plain line per epoch."""
+    """Train an encoder (VGG16-BN, or --encoder NAME from timm) + U-Net decoder on VOC 2012 or a
+    dataset.yaml data set, validating on the seed's validation half; the best model by validation
+    mIoU is saved as RUN/model.pth. Options left out take the --config file's value, else the
+    recipe's (`--recipe`); the run's config.json records every value used. On a terminal,
+    fastai's progress bars; otherwise one plain line per epoch."""
     from fastseg.launch.processes import rank_and_world
     from fastseg.runs.folder import RunFolder
     from fastseg.training.trainer import train
 
     if resume is not None:
-        config, run_dir = RunFolder(resume).read_train_config(), resume
+        config, run_dir, find_lr = RunFolder(resume).read_train_config(), resume, False
     else:
-        config, run_dir = _new_config(options, out, config_file)
+        config, run_dir, find_lr = new_config(options, out, config_file)
     main_process = rank_and_world()[0] == 0
     interactive = sys.stdout.isatty() and not quiet  # else no bars: a log file keeps their fragments
     if main_process and not quiet:
         click.echo(f"run folder: {run_dir}")
+    if find_lr:
+        config = _with_found_lr(config, run_dir, force, interactive, quiet)
     result = train(config, run_dir, resume=resume is not None, force=force, show_progress=interactive,
                    echo=None if quiet or interactive else click.echo)  # fmt: skip
     if not main_process:
@@ -199,9 +215,28 @@ def _own_data_trains_on_its_train_split(values: dict) -> None:
     values["train_set"] = "train"
 
 
-def _new_config(options: dict, out: Path | None, config_file: Path | None):  # noqa: ANN202 - (TrainConfig, Path)
+def _with_found_lr(
+    config: TrainConfig, run_dir: Path, force: bool, interactive: bool, quiet: bool
+) -> TrainConfig:
+    """`--lr auto`: the learning-rate finder's suggestion (`fastseg lr-find` without its files),
+    which config.json then records as the run's --lr. An existing run folder is refused first,
+    not after the finder's minutes."""
+    import dataclasses
+
+    from fastseg.runs.folder import RunFolder
+    from fastseg.training.lr_find import find_learning_rate
+
+    RunFolder(run_dir).check_can_start(resume=False, force=force)
+    found = find_learning_rate(config, show_progress=interactive)
+    if not quiet:
+        click.echo(f"--lr auto: {found.suggestion:.3g} (fastai lr_find valley, {len(found.lrs)} batches)")
+    return dataclasses.replace(config, lr=found.suggestion)
+
+
+def new_config(options: dict, out: Path | None, config_file: Path | None):  # noqa: ANN201 - (TrainConfig, Path, bool)
     """The recipe, then the --config file's values, then the options given on the command line
-    (those left at their defaults do not override the file)."""
+    (those left at their defaults do not override the file); and whether `--lr auto` asks for the
+    learning-rate finder (the recipe's lr stands in until it has run)."""
     from fastseg.training.config_file import read_config_file
 
     context = click.get_current_context()
@@ -222,6 +257,9 @@ def _new_config(options: dict, out: Path | None, config_file: Path | None):  # n
     _own_data_trains_on_its_train_split(values)
     recipe_name = explicit_recipe or values.pop("recipe", None) or options["recipe_name"]
     values.pop("recipe", None)
+    find_lr = values.get("lr") == AUTO_LR
+    if find_lr:
+        values.pop("lr")
     run_dir = out or (Path(values["out"]) if values.get("out") else default_run_dir())
     values["out"] = str(run_dir)
-    return recipe(recipe_name, **values), run_dir
+    return recipe(recipe_name, **values), run_dir, find_lr

@@ -18,10 +18,10 @@ import torch
 from fastseg.atomic import atomic_path
 from fastseg.data.classes import Classes, default_colors
 from fastseg.data.voc import VOC
-from fastseg.errors import CheckpointError
+from fastseg.errors import CheckpointError, FastsegError
 from fastseg.imaging.geometry import RESIZE_MODES, SQUISH
 from fastseg.imaging.normalise import IMAGENET_MEAN, IMAGENET_STD
-from fastseg.model.config import ModelConfig
+from fastseg.model.config import DEFAULT_ENCODER, ModelConfig
 from fastseg.model.network import SegmentationModel
 from fastseg.runs.folder import MODEL_FILENAME
 
@@ -126,12 +126,23 @@ def load_model(model: Path | str, device: torch.device | str = "cpu") -> LoadedM
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a fastseg model file (expected format {FORMAT})")
     fields = _checked_fields(path, state)
-    with torch.device("meta"):  # shapes only: the random initialisation (0.25 s) would be overwritten
-        network = SegmentationModel(fields["config"])
+    config = fields["config"]
+    try:
+        if config.encoder != DEFAULT_ENCODER:  # timm imported (only then) outside the meta context
+            from fastseg.model.timm_encoder import require_timm_model
+
+            require_timm_model(config.encoder)
+        with torch.device("meta"):  # shapes only: the random initialisation (0.25 s) would be overwritten
+            network = SegmentationModel(config)
+    except FastsegError as error:  # an encoder this timm does not have
+        raise CheckpointError(f"{path}: {error}") from None
     _require_matching_weights(path, network, state["state_dict"])
     weights = {name: tensor.float() if tensor.is_floating_point() else tensor  # as copying into fp32 did
                for name, tensor in state["state_dict"].items()}  # fmt: skip
-    network.load_state_dict(weights, assign=True)  # every tensor is named: none is left on meta
+    network.load_state_dict(weights, assign=True)
+    if any(tensor.is_meta for tensor in (*network.parameters(), *network.buffers())):
+        network = SegmentationModel(config)  # a buffer the state dict does not hold: build it for real
+        network.load_state_dict(weights)
     network.to(device).eval()
     return LoadedModel.from_fields(network, fields)
 

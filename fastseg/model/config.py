@@ -8,7 +8,9 @@ from typing import Any
 from fastseg.data.voc import NUM_CLASSES
 from fastseg.errors import CheckpointError, FastsegError
 
-ENCODER_CHANNELS = (64, 128, 256, 512, 512, 512)
+ENCODER_CHANNELS = (64, 128, 256, 512, 512, 512)  # VGG16-BN's maps at 1/1, 1/2, ... 1/32
+ENCODER_REDUCTIONS = (1, 2, 4, 8, 16, 32)
+DEFAULT_ENCODER = "vgg16_bn"  # fastseg's own VGG16-BN (`encoder.py`); any other name is a timm model
 
 
 @dataclass(frozen=True)
@@ -16,11 +18,13 @@ class ModelConfig:
     """What rebuilds the model; saved inside every `model.pth` and run `config.json`.
 
     `decoder_channels` are the widths of the five decoder blocks, at 1/16, 1/8, 1/4, 1/2 and 1/1
-    of the input (smp's Unet defaults).
+    of the input (smp's Unet defaults). `encoder` is `vgg16_bn` (fastseg's own, the default) or a
+    timm model name (`timm.create_model(encoder, features_only=True)`, `fastseg.model.timm_encoder`).
     """
 
     num_classes: int = NUM_CLASSES
     decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
+    encoder: str = DEFAULT_ENCODER  # absent from files made before --encoder existed: they are VGG
 
     def __post_init__(self) -> None:
         channels = tuple(self.decoder_channels)
@@ -34,10 +38,13 @@ class ModelConfig:
             )
         if not isinstance(self.num_classes, int) or self.num_classes < 1:
             raise FastsegError(f"num_classes must be a positive integer, got {self.num_classes!r}")
+        if not isinstance(self.encoder, str) or not self.encoder:
+            raise FastsegError(f"encoder must be a model name, got {self.encoder!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON- and `weights_only`-safe: ints and a list."""
-        return {"num_classes": self.num_classes, "decoder_channels": list(self.decoder_channels)}
+        """JSON- and `weights_only`-safe: ints, a list and a string."""
+        return {"num_classes": self.num_classes, "decoder_channels": list(self.decoder_channels),
+                "encoder": self.encoder}  # fmt: skip
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:

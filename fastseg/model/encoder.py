@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fastseg.model.config import ENCODER_CHANNELS
+from fastseg.model.config import ENCODER_CHANNELS, ENCODER_REDUCTIONS
 
 # torchvision's `cfgs["D"]`: output channels of each 3x3 convolution, "M" a 2x2 max-pool
 VGG16_LAYERS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -59,6 +59,7 @@ class VGGEncoder(nn.Module):
     """
 
     out_channels = ENCODER_CHANNELS
+    reductions = ENCODER_REDUCTIONS  # each map's stride, for the decoder
 
     def __init__(self) -> None:
         super().__init__()

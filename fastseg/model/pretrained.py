@@ -15,6 +15,7 @@ from torchvision.models import VGG16_BN_Weights
 
 from fastseg.errors import FastsegError
 from fastseg.model.checkpoint import load_weights_only
+from fastseg.model.config import DEFAULT_ENCODER
 from fastseg.model.encoder import VGGEncoder
 from fastseg.model.network import SegmentationModel
 
@@ -89,8 +90,13 @@ def load_encoder_weights(
     """Initialise `model.encoder` in place; returns where the weights came from, for the run log.
 
     `weights_file` wins over `pretrained`; with neither the random initialisation stays. BatchNorm
-    `num_batches_tracked` counters may be absent (torchvision's 2018 file predates them).
+    `num_batches_tracked` counters may be absent (torchvision's 2018 file predates them). A timm
+    encoder's weights come from timm (`fastseg.model.timm_pretrained`).
     """
+    if model.config.encoder != DEFAULT_ENCODER:
+        from fastseg.model.timm_pretrained import load_timm_encoder_weights
+
+        return load_timm_encoder_weights(model, pretrained, weights_file)
     if weights_file is not None:
         source, state = str(weights_file), read_state_dict(Path(weights_file))
     elif pretrained:

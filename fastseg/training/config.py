@@ -8,11 +8,15 @@ from typing import Any
 
 from fastseg.errors import FastsegError
 from fastseg.imaging.geometry import LETTERBOX, SQUISH
+from fastseg.model.config import DEFAULT_ENCODER
 
 TRAIN_SETS = ("train", "trainaug")  # VOC train; SBD + VOC train less VOC val (`download --sbd`)
 # Which weights become model.pth: the best validation epoch (the seed's rule, with early stopping)
 # or the final, annealed epoch (no early stopping; benchmarks/README.md, "Learning on real photos").
 KEEP_RULES = ("best", "final")
+# `--loss` (fastseg.training.losses): cross-entropy (the seed's), smp's Dice, focal and Lovasz-softmax
+LOSSES = ("ce", "dice", "focal", "lovasz", "ce+dice")
+UNWEIGHTED_LOSSES = ("lovasz",)  # smp's Lovasz loss has no per-class weights (see losses.py)
 
 
 @dataclass
@@ -54,6 +58,8 @@ class TrainConfig:
     batch_size: int = 32
     epochs: int = 300
     patience: int = 30
+    encoder: str = DEFAULT_ENCODER  # vgg16_bn, or any timm model name (fastseg.model.timm_encoder)
+    loss: str = "ce"  # LOSSES
     lr: float = 1e-4
     encoder_lr_ratio: float = 1.0  # the pretrained encoder's lr = lr x this (fastai's discriminative lr)
     weight_decay: float = 0.0
@@ -85,6 +91,17 @@ class TrainConfig:
         require_trackers(self.trackers)
         if self.class_weights not in METHODS:
             raise FastsegError(f"class weights {self.class_weights!r}: choose one of {', '.join(METHODS)}")
+        if self.loss not in LOSSES:
+            raise FastsegError(f"loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
+        if self.loss in UNWEIGHTED_LOSSES and self.class_weights != "none":
+            raise FastsegError(
+                f"--loss {self.loss} has no per-class weights, so --class-weights {self.class_weights} "
+                "would be ignored: add --class-weights none, or use ce, dice, focal or ce+dice"
+            )
+        if self.encoder != DEFAULT_ENCODER:
+            from fastseg.model.timm_encoder import require_timm_model
+
+            require_timm_model(self.encoder)
         if self.keep not in KEEP_RULES:
             raise FastsegError(f"keep {self.keep!r}: choose one of {', '.join(KEEP_RULES)}")
         if self.train_set not in TRAIN_SETS:
@@ -149,6 +166,7 @@ _LIMITS: dict[str, Any] = {
     "data": "str", "out": "str", "recipe": ("fast", "seed"), "train_set": TRAIN_SETS,
     "size": ("int", 32, 8192), "crop_size": ("int", 0, 8192), "batch_size": ("int", 1, 65536),
     "epochs": ("int", 1, 100_000), "patience": ("int", 1, 100_000), "lr": ("float>", 0, 10.0),
+    "encoder": "str", "loss": LOSSES,
     "encoder_lr_ratio": ("float>", 0, 1000.0), "weight_decay": ("float", 0, 10.0),
     "decouple_weight_decay": "bool", "eps": ("float>", 0, 1.0), "beta2": ("float", 0, 1.0),
     "l1": ("float", 0, 1.0), "class_weights": "str", "pretrained": "bool", "encoder_weights": "str?",

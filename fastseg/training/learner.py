@@ -16,7 +16,7 @@ from fastseg.model.config import ModelConfig
 from fastseg.model.network import SegmentationModel, param_groups
 from fastseg.training.callbacks import L1Regularization
 from fastseg.training.config import TrainConfig
-from fastseg.training.losses import WeightedCrossEntropy
+from fastseg.training.losses import build_loss
 from fastseg.training.metrics import segmentation_metrics
 
 
@@ -40,7 +40,7 @@ def build_learner(
     learn = Learner(
         dls,
         model,
-        loss_func=WeightedCrossEntropy(torch.tensor(weights, dtype=torch.float32)),
+        loss_func=build_loss(config.loss, torch.tensor(weights, dtype=torch.float32)),
         opt_func=optimizer,
         splitter=param_groups,
         metrics=segmentation_metrics(model.config.num_classes),

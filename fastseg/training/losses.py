@@ -1,4 +1,8 @@
-"""Class-weighted cross-entropy that ignores void pixels."""
+"""Training losses over logits `(N, C, H, W)` and targets `(N, H, W)`, void (255) ignored:
+`--loss ce` (the seed's class-weighted cross-entropy), smp's Dice, focal and Lovasz-softmax, and
+ce+dice. smp's implementations are used as they are, not written again; its import (timm and
+torchvision with it) happens only when one of them is chosen.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,12 @@ from fastseg.imaging.masks import VOID_LABEL
 class WeightedCrossEntropy(nn.Module):
     """Cross-entropy over logits `(N, C, H, W)` and targets `(N, H, W)`, void (255) ignored.
 
-    Computed in float32 even under autocast, and on plain tensors: fastai's `TensorMask`
-    subclass would otherwise be carried through every op.
+    Class weights scale each pixel's term by its true class's weight, and the mean divides by the
+    summed weights of the labelled pixels (torch's `weight=`). Computed in float32 even under
+    autocast, and on plain tensors: fastai's `TensorMask` subclass would otherwise be carried
+    through every op. A batch that is all void gives 0 with zero gradients (torch's mean over no
+    pixel is NaN, which would poison the weights); chosen with `torch.where`, so no host sync and
+    the same value, bit for bit, on every other batch.
     """
 
     def __init__(self, weight: torch.Tensor | None = None, ignore_index: int = VOID_LABEL):
@@ -25,4 +33,69 @@ class WeightedCrossEntropy(nn.Module):
         logits = logits.as_subclass(torch.Tensor).float()
         target = target.as_subclass(torch.Tensor).long()
         weight = None if self.weight is None else self.weight.to(logits.device)
-        return F.cross_entropy(logits, target, weight=weight, ignore_index=self.ignore_index)
+        loss = F.cross_entropy(logits, target, weight=weight, ignore_index=self.ignore_index)
+        return torch.where((target != self.ignore_index).any(), loss, loss.new_zeros(()))
+
+
+class SmpLoss(nn.Module):
+    """One of smp's multiclass losses, given plain float32 logits and long targets.
+
+    An all-void batch gives 0 with zero gradients: smp's focal loss takes the mean of no pixel
+    (NaN) and its Lovasz loss returns an empty tensor there. The check syncs with the GPU, which
+    these losses do anyway (they select pixels by boolean masks, Lovasz sorts).
+    """
+
+    def __init__(self, loss: nn.Module, ignore_index: int = VOID_LABEL) -> None:
+        super().__init__()
+        self.loss = loss
+        self.ignore_index = ignore_index
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = logits.as_subclass(torch.Tensor).float()
+        target = target.as_subclass(torch.Tensor).long()
+        if not bool((target != self.ignore_index).any()):
+            return logits.sum() * 0.0
+        return self.loss(logits, target)
+
+
+class SumOfLosses(nn.Module):
+    """`ce+dice`: the terms added, each with its own treatment of void and weights."""
+
+    def __init__(self, *losses: nn.Module) -> None:
+        super().__init__()
+        self.losses = nn.ModuleList(losses)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return sum(loss(logits, target) for loss in self.losses)
+
+
+def build_loss(name: str, weight: torch.Tensor | None = None, ignore_index: int = VOID_LABEL) -> nn.Module:
+    """The `--loss` named `name` (`fastseg.training.config.LOSSES`), with `weight` `(C,)` per class.
+
+    What each does with the class weights:
+    - ce: each pixel's term times its true class's weight, normalised by the weights' sum (above).
+    - dice: smp's soft Dice loss per class over the batch (1 - Dice; 0 for a class absent from
+      the batch), then the weighted mean over classes, sum(w_c * loss_c) / sum(w_c).
+    - focal: smp's one-vs-rest sigmoid focal loss (gamma 2) per class over the labelled pixels,
+      then the same weighted mean over classes.
+    - lovasz: smp's Lovasz-softmax, averaged over the classes present; it takes no weights, so
+      `TrainConfig.check` refuses it with any class weights but "none".
+    - ce+dice: the sum of ce and dice, each weighted as above.
+    """
+    if name == "ce":
+        return WeightedCrossEntropy(weight, ignore_index)
+    if name == "ce+dice":
+        dice = build_loss("dice", weight, ignore_index)
+        return SumOfLosses(WeightedCrossEntropy(weight, ignore_index), dice)
+    from segmentation_models_pytorch.losses import MULTICLASS_MODE, DiceLoss, FocalLoss, LovaszLoss
+
+    weights = None if weight is None else weight.float()
+    if name == "dice":
+        loss = DiceLoss(MULTICLASS_MODE, ignore_index=ignore_index, class_weights=weights)
+    elif name == "focal":
+        loss = FocalLoss(MULTICLASS_MODE, ignore_index=ignore_index, class_weights=weights)
+    elif name == "lovasz":
+        loss = LovaszLoss(MULTICLASS_MODE, ignore_index=ignore_index)
+    else:
+        raise ValueError(f"unknown loss {name!r}")
+    return SmpLoss(loss, ignore_index)

@@ -88,9 +88,11 @@ def prepare_run(
     launch: Launch,
     show_progress: bool,
     echo: Callable[[str], None] | None = None,
+    write: bool = True,
 ) -> Prepared:
     """Check every image and mask, then (new runs, rank 0) create the folder and write the config,
-    split and class weights. Nothing is created when the data has a problem."""
+    split and class weights. Nothing is created when the data has a problem, nor ever without
+    `write` (`fastseg lr-find`: the same checks and split, no run folder)."""
     folder = open_dataset(config.data)
     if not isinstance(folder, VOCFolder) and config.train_set != "train":
         raise FastsegError(f"train_set {config.train_set!r} names a VOC list; {config.data} trains on "
@@ -107,9 +109,9 @@ def prepare_run(
             f"--batch-size {config.batch_size} x {launch.world} process(es) is more than the "
             f"{len(split.train)} training images: no training batch would remain"
         )
-    model_config = ModelConfig(num_classes=len(folder.classes))
+    model_config = ModelConfig(num_classes=len(folder.classes), encoder=config.encoder)
     weights = class_weights(counts, config.class_weights)
-    if launch.main and not resume:
+    if launch.main and not resume and write:
         run.create()
         run.write_config(config, model_config)
         run.write_split(split)
@@ -127,15 +129,16 @@ def _silent(*args: object) -> None:
 
 
 def make_learner(config: TrainConfig, run: RunFolder, prepared: Prepared, launch: Launch,
-                 show_progress: bool, resume: bool) -> Learner:  # fmt: skip
-    """DataLoaders (and, for a new run, their sample figures) and the Learner around them."""
+                 show_progress: bool, resume: bool, samples: bool = True) -> Learner:  # fmt: skip
+    """DataLoaders (and, for a new run unless not `samples`, their sample figures) and the Learner
+    around them, whose files go under `run.path`."""
     set_seed(config.seed)
     dls = build_dataloaders(
         prepared.folder, prepared.split.train, prepared.split.valid, size=config.size,
         batch_size=config.batch_size, augment=config.augment, num_workers=config.num_workers,
         device=launch.device, seed=config.seed, crop_size=config.train_size,
     )  # fmt: skip
-    if launch.main and not resume:
+    if launch.main and not resume and samples:
         save_dataset_samples(dls, run.path, classes=prepared.folder.classes)
     barrier()
     learn = build_learner(config, dls, prepared.weights, str(run.path), launch.device, prepared.model_config)

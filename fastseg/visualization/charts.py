@@ -92,3 +92,26 @@ def confusion_figure(matrix: torch.Tensor, class_names: list[str]) -> Figure:
     figure.colorbar(shown, fraction=0.046, pad=0.04)
     figure.suptitle("confusion matrix (rows: true class, normalised; void excluded)")
     return figure
+
+
+def save_lr_find_curve(lrs: list[float], losses: list[float], suggestion: float, path: Path) -> Path:
+    """`fastseg lr-find`'s plot: smoothed training loss against the learning rate (log scale),
+    the suggested rate marked. Tick labels are plain text ("1e-03"), not mathtext's 10 to the -3,
+    so they read the same as the `--lr` value printed beside the plot."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    figure = Figure(figsize=(7, 4.2))
+    axis = figure.subplots()
+    axis.plot(lrs, losses, label="training loss (smoothed)")
+    marker = f"suggested --lr {suggestion:.3g}"
+    axis.axvline(suggestion, color="red", linestyle="--", linewidth=1, label=marker)
+    axis.set_xscale("log")
+    axis.xaxis.set_major_locator(LogLocator(base=10))
+    axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.0e}"))
+    axis.xaxis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
+    axis.set_xlabel("learning rate (decoder; log scale)")
+    axis.set_ylabel("loss")
+    axis.set_title("learning-rate finder (fastai lr_find, valley suggestion)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return save_figure(figure, path)

@@ -1,0 +1,137 @@
+"""`--loss`: every loss ignores void (255), reaches its minimum on a perfect prediction, stays
+finite on an all-void batch, and uses the class weights where it has a meaning for them."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+
+from cli.main import main
+from fastseg.errors import FastsegError
+from fastseg.training.config import LOSSES
+from fastseg.training.losses import WeightedCrossEntropy, build_loss
+from fastseg.training.recipes import recipe
+
+pytest.importorskip("segmentation_models_pytorch")
+
+VOID = 255
+CLASSES = 4
+
+
+def batch(seed: int = 0, void_fraction: float = 0.3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random logits `(2, 4, 8, 8)` and a target with every class and some void pixels."""
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(2, CLASSES, 8, 8, generator=generator)
+    target = torch.randint(0, CLASSES, (2, 8, 8), generator=generator)
+    target[torch.rand(2, 8, 8, generator=generator) < void_fraction] = VOID
+    return logits, target
+
+
+def perfect_logits(target: torch.Tensor, margin: float = 30.0) -> torch.Tensor:
+    """+margin for the true class, -margin for the others (void pixels: class 0)."""
+    one_hot = F.one_hot(target.where(target != VOID, 0), CLASSES).permute(0, 3, 1, 2).float()
+    return margin * (2 * one_hot - 1)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_void_pixels_change_nothing_and_get_no_gradient(name):
+    logits, target = batch()
+    void = (target == VOID).unsqueeze(1).expand_as(logits)
+    assert void.any() and (~void).any()
+    loss = build_loss(name, torch.tensor([1.0, 2.0, 0.5, 1.5]))
+    changed = logits.clone()
+    changed[void] = torch.randn(int(void.sum())) * 50  # anything at all at void pixels
+    logits.requires_grad_(True)
+    value = loss(logits, target)
+    value.backward()
+    assert value.item() > 0
+    assert loss(changed, target).item() == pytest.approx(value.item(), rel=1e-6, abs=1e-7)
+    assert logits.grad[void].abs().max().item() == 0
+    assert logits.grad[~void].abs().max().item() > 0
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_a_perfect_prediction_gives_the_minimum_zero(name):
+    logits, target = batch(1)
+    loss = build_loss(name, torch.tensor([1.0, 2.0, 0.5, 1.5]))
+    assert loss(perfect_logits(target), target).item() == pytest.approx(0, abs=1e-4)
+    assert loss(logits, target).item() > 0.1  # a random prediction is far from it
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_an_all_void_batch_is_zero_with_zero_gradient(name):
+    logits, _ = batch(2)
+    target = torch.full((2, 8, 8), VOID)
+    logits.requires_grad_(True)
+    value = build_loss(name, torch.ones(CLASSES))(logits, target)
+    value.backward()
+    assert value.shape == () and value.item() == 0
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().max().item() == 0
+
+
+@pytest.mark.parametrize("name", ["ce", "dice", "focal", "ce+dice"])
+def test_class_weights_weigh_the_classes(name):
+    """Class 3 predicted wrongly, the others perfectly: weighting class 3 up raises the loss,
+    weighting it down lowers it."""
+    _, target = batch(3)
+    logits = perfect_logits(target, margin=3.0)
+    logits[:, 3] = -logits[:, 3]  # wrong about class 3 everywhere
+    even = build_loss(name, torch.ones(CLASSES))(logits, target).item()
+    up = build_loss(name, torch.tensor([1.0, 1.0, 1.0, 4.0]))(logits, target).item()
+    down = build_loss(name, torch.tensor([1.0, 1.0, 1.0, 0.25]))(logits, target).item()
+    assert down < even < up
+
+
+def test_ce_is_the_seeds_weighted_cross_entropy_bit_for_bit():
+    logits, target = batch(4)
+    weight = torch.tensor([1.0, 2.0, 0.5, 1.5])
+    loss = build_loss("ce", weight)
+    assert type(loss) is WeightedCrossEntropy
+    expected = F.cross_entropy(logits, target, weight=weight, ignore_index=VOID)
+    assert torch.equal(loss(logits, target), expected)
+
+
+def test_ce_plus_dice_is_the_sum_of_its_terms():
+    logits, target = batch(5)
+    weight = torch.tensor([1.0, 2.0, 0.5, 1.5])
+    parts = build_loss("ce", weight)(logits, target) + build_loss("dice", weight)(logits, target)
+    assert build_loss("ce+dice", weight)(logits, target).item() == pytest.approx(parts.item())
+
+
+def test_lovasz_with_class_weights_is_one_line():
+    with pytest.raises(FastsegError, match="--loss lovasz has no per-class weights.*--class-weights none"):
+        recipe("seed", loss="lovasz")
+    assert recipe("seed", loss="lovasz", class_weights="none").loss == "lovasz"
+    assert recipe("fast").loss == recipe("seed").loss == "ce"
+
+
+def test_train_refuses_lovasz_with_weights_and_an_unknown_loss(voc_root, tmp_path):
+    common = ["train", "--data", str(voc_root), "--out", str(tmp_path / "run"), "--recipe", "seed"]
+    result = CliRunner().invoke(main, [*common, "--loss", "lovasz"])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "--class-weights none" in result.output
+    assert CliRunner().invoke(main, [*common, "--loss", "hinge"]).exit_code == 2
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_train_with_an_smp_loss_records_it_and_its_losses_are_finite(voc_root, tmp_path):
+    import json
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors; a busy machine's second OpenMP thread only waits
+    try:
+        run = tmp_path / "run"
+        result = CliRunner().invoke(main, [
+            "train", "--data", str(voc_root), "--out", str(run), "--recipe", "seed", "--size", "32",
+            "--batch-size", "8", "--epochs", "2", "--no-pretrained", "--num-workers", "0", "--device", "cpu",
+            "--encoder", "mobilenetv3_large_100", "--loss", "ce+dice", "--lr", "3e-3", "--quiet",
+        ])  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "config.json").read_text())["train"]["loss"] == "ce+dice"
+    history = (run / "history.csv").read_text().splitlines()
+    header, rows = history[0].split(","), [line.split(",") for line in history[1:]]
+    losses = [float(row[header.index("train_loss")]) for row in rows]
+    assert len(losses) == 2 and all(0 < loss < 10 for loss in losses)
