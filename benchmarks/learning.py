@@ -1,0 +1,264 @@
+"""Learning quality on real photos: fastseg against a bare smp loop, same data, budget and scorer.
+
+Both learners train from scratch on the data set's `train` split with the same input geometry
+(longer side scaled to SIZE x U(0.5, 2), CROP² crops padded with void, flips), the same epochs,
+batch size and peak learning rate, on the same CPU threads, one after the other. Both are then
+scored by `score` below: each image letterboxed into SIZE², the logits of the image area upsampled
+to the image's own resolution, argmax, one confusion matrix per learner with void left out.
+Scores are over the whole `val` split and over its held-out half (the half fastseg's own split
+keeps for testing: neither learner ever looked at it).
+
+The peer is the strongest simple loop we could write, after torchvision's segmentation
+references: smp `Unet("vgg16_bn")`, AdamW (torch's defaults, wd 1e-2) and `OneCycleLR`,
+cross-entropy ignoring void, final weights, no validation.
+
+    python benchmarks/learning.py --data ../shared/data/camvid-dev --seeds 0 1 2 \
+        --learners peer fast --out benchmarks/results/learning.json
+
+A learner is `peer`, or a fastseg variant from `VARIANTS` (recipe overrides); fastseg variants
+are scored three ways from one run: the weights `model.pth` holds, the final epoch's, and the
+mean of the last three epochs' weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from fastai.callback.core import Callback
+from peer_ratios import cpu_description  # beside this script
+
+from fastseg.data.dataset import SegmentationData, open_dataset
+from fastseg.imaging.geometry import LETTERBOX, content_size, fit_image
+from fastseg.imaging.images import load_rgb
+from fastseg.imaging.masks import VOID_LABEL
+from fastseg.imaging.normalise import normalise
+from fastseg.metrics import ConfusionMatrix
+
+# fastseg variants: overrides of the `fast` recipe, one change at a time for the ablation.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "fast": {},
+    "fast-no-extra-augment": {"rotate_p": 0.0, "blur_p": 0.0, "color_jitter_p": 0.0,
+                              "brightness_contrast_p": 0.0},  # fmt: skip
+    "fast-one-lr": {"encoder_lr_ratio": 1.0},
+    "fast-no-wd": {"weight_decay": 0.0},
+    "fast-keep-best": {"keep": "best"},
+    "fast-keep-final": {"keep": "final"},
+}
+
+
+# --- the one scorer -------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def score(model: torch.nn.Module, data: SegmentationData, ids: list[str], size: int) -> dict[str, float]:
+    """mIoU and pixel accuracy at full resolution: letterbox, upsample the image area, argmax."""
+    model.eval()
+    matrix = ConfusionMatrix(len(data.classes))
+    for image_id in ids:
+        image = load_rgb(data.image_path(image_id))
+        height, width = content_size(image.height, image.width, size, LETTERBOX)
+        logits = model(normalise(fit_image(image, size, LETTERBOX))[None])[:, :, :height, :width]
+        logits = F.interpolate(logits.float(), size=(image.height, image.width), mode="bilinear",
+                               align_corners=False)  # fmt: skip
+        matrix.update(logits.argmax(1)[0], torch.from_numpy(data.read_mask(image_id).astype(np.int64)))
+    scores = matrix.scores()
+    return {"miou": round(float(scores.mean_iou), 4),
+            "pixel_accuracy": round(float(scores.pixel_accuracy), 4)}  # fmt: skip
+
+
+# --- the peer: a bare loop -------------------------------------------------------------------
+
+
+class PeerPairs(torch.utils.data.Dataset):
+    """Random-scale crops with flips, as torchvision's references: longer side SIZE x U(0.5, 2),
+    padded with void (mean colour in the image) to CROP, a random CROP² crop, a coin-flip mirror."""
+
+    def __init__(self, data: SegmentationData, ids: list[str], size: int, crop: int):
+        self.data, self.ids, self.size, self.crop = data, ids, size, crop
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image_id = self.ids[index]
+        image = load_rgb(self.data.image_path(image_id))
+        mask = torch.from_numpy(self.data.read_mask(image_id).astype(np.int64))
+        longer = max(1, round(self.size * random.uniform(0.5, 2.0)))
+        height, width = content_size(image.height, image.width, longer, LETTERBOX)
+        pixels = normalise(image.resize((width, height), resample=2))  # bilinear
+        mask = F.interpolate(mask[None, None].float(), size=(height, width), mode="nearest-exact")
+        mask = mask[0, 0].long()
+        pad_h, pad_w = max(0, self.crop - height), max(0, self.crop - width)
+        pixels = F.pad(pixels, (0, pad_w, 0, pad_h), value=0.0)
+        mask = F.pad(mask, (0, pad_w, 0, pad_h), value=VOID_LABEL)
+        top = random.randint(0, pixels.shape[1] - self.crop)
+        left = random.randint(0, pixels.shape[2] - self.crop)
+        pixels = pixels[:, top : top + self.crop, left : left + self.crop]
+        mask = mask[top : top + self.crop, left : left + self.crop]
+        if random.random() < 0.5:
+            pixels, mask = pixels.flip(-1), mask.flip(-1)
+        return pixels, mask
+
+
+def train_peer(data: SegmentationData, train_ids: list[str], args: argparse.Namespace,
+               seed: int) -> torch.nn.Module:  # fmt: skip
+    import segmentation_models_pytorch as smp
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+    model = smp.Unet("vgg16_bn", encoder_weights=None, classes=len(data.classes))
+    pairs = PeerPairs(data, train_ids, args.size, args.crop)
+    loader = torch.utils.data.DataLoader(pairs, batch_size=args.batch, shuffle=True, drop_last=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
+                                                   steps_per_epoch=len(loader))  # fmt: skip
+    for _ in range(args.epochs):
+        model.train()
+        for images, masks in loader:
+            loss = F.cross_entropy(model(images), masks, ignore_index=VOID_LABEL)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    return model
+
+
+# --- fastseg ---------------------------------------------------------------------------------
+
+
+class LastEpochs(Callback):
+    """Keeps copies of the weights after each of the last `count` epochs (before any reload)."""
+
+    order = 100
+
+    def __init__(self, count: int, total: int):
+        self.count, self.total, self.states = count, total, []
+
+    def after_epoch(self) -> None:
+        if self.learn.epoch >= self.total - self.count:
+            self.states.append({k: v.detach().clone() for k, v in self.learn.model.state_dict().items()})
+
+
+def averaged(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Mean of float tensors (weights and BatchNorm statistics); counters from the last state."""
+    return {key: torch.stack([s[key] for s in states]).mean(0) if value.is_floating_point() else value
+            for key, value in states[-1].items()}  # fmt: skip
+
+
+def train_fastseg(variant: str, args: argparse.Namespace, seed: int, work: Path) -> tuple[dict, float, Path]:
+    from fastseg.model.checkpoint import load_model
+    from fastseg.training.recipes import recipe
+    from fastseg.training.trainer import train
+
+    run_dir = work / f"{variant}-{seed}"
+    config = recipe("fast", data=str(args.data), out=str(run_dir), size=args.size, crop_size=args.crop,
+                    epochs=args.epochs, batch_size=args.batch, lr=args.lr, pretrained=False, num_workers=0,
+                    train_set="train",
+                    seed=seed, **VARIANTS[variant])  # fmt: skip
+    last = LastEpochs(3, args.epochs)
+    start = time.perf_counter()
+    train(config, run_dir, show_progress=False, callbacks=[last])
+    seconds = time.perf_counter() - start
+    data = open_dataset(args.data)
+    split = json.loads((run_dir / "split.json").read_text())
+    loaded = load_model(run_dir / "model.pth")
+    results = {}
+    for name, state in (("kept", None), ("final", last.states[-1]), ("last3", averaged(last.states))):
+        model = copy.deepcopy(loaded.model)
+        if state is not None:
+            model.load_state_dict(state)
+        results[name] = scored(model, data, split, args.size)
+    return results, seconds, run_dir
+
+
+def scored(model: torch.nn.Module, data: SegmentationData, split: dict, size: int) -> dict[str, Any]:
+    everything = sorted(split["valid"] + split["test"])
+    heldout = sorted(split["test"])
+    return {"val": score(model, data, everything, size), "heldout": score(model, data, heldout, size)}
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"mean": round(statistics.mean(values), 4),
+            "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--learners", nargs="+", default=["peer", "fast"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--size", type=int, default=96)
+    parser.add_argument("--crop", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--keep-runs", type=Path, help="keep fastseg's run folders here")
+    args = parser.parse_args()
+    unknown = [name for name in args.learners if name != "peer" and name not in VARIANTS]
+    if unknown:
+        sys.exit(f"unknown learner(s) {unknown}; choose peer or one of {', '.join(VARIANTS)}")
+
+    data = open_dataset(args.data)
+    split = data.split(None, 42)  # the split fastseg makes: val halved into validation and test
+    split_dict = {"train": list(split.train), "valid": list(split.valid), "test": list(split.test)}
+    report: dict[str, Any] = {
+        "cpu": cpu_description(),
+        "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "data": str(args.data),
+        "budget": {k: getattr(args, k) for k in ("size", "crop", "epochs", "batch", "lr")},
+        "runs": [],
+    }  # fmt: skip
+    if args.out.exists():
+        report["runs"] = json.loads(args.out.read_text()).get("runs", [])
+    work = args.keep_runs or Path(tempfile.mkdtemp(prefix="fastseg-learning-"))
+    for seed in args.seeds:
+        for learner in args.learners:
+            print(f"{learner} seed {seed} ...", flush=True)
+            if learner == "peer":
+                start = time.perf_counter()
+                model = train_peer(data, list(split.train), args, seed)
+                seconds = time.perf_counter() - start
+                results = {"final": scored(model, data, split_dict, args.size)}
+            else:
+                results, seconds, _ = train_fastseg(learner, args, seed, work)
+            row = {"learner": learner, "seed": seed, "seconds": round(seconds, 1), "scores": results,
+                   "budget": report["budget"]}  # fmt: skip
+            print(json.dumps(row), flush=True)
+            report["runs"].append(row)
+            args.out.write_text(json.dumps(report, indent=1) + "\n")
+    table(report)
+
+
+def table(report: dict[str, Any]) -> None:
+    """mean ± sd over seeds, per learner and kept weights, val and held-out half."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in report["runs"]:
+        for weights, result in row["scores"].items():
+            groups.setdefault((row["learner"], weights), []).append({**result, "seconds": row["seconds"]})
+    print(f"{'learner':<24} {'weights':<6} {'n':>2} {'val mIoU':>15} {'held-out mIoU':>15} {'seconds':>8}")
+    for (learner, weights), rows in sorted(groups.items()):
+        val = summary([r["val"]["miou"] for r in rows])
+        held = summary([r["heldout"]["miou"] for r in rows])
+        seconds = statistics.mean(r["seconds"] for r in rows)
+        print(f"{learner:<24} {weights:<6} {len(rows):>2} {val['mean']:.3f} ± {val['sd']:.3f}  "
+              f"{held['mean']:.3f} ± {held['sd']:.3f} {seconds:8.0f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    main()
