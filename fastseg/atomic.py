@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -78,3 +79,34 @@ def _fsync_folder(folder: Path) -> None:
         pass  # some file systems refuse fsync on folders; the rename is still atomic
     finally:
         os.close(descriptor)
+
+
+TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$")  # what `atomic_path` writes before its rename
+
+
+def remove_stale_temporaries(folder: Path | str) -> list[Path]:
+    """Temporary files in `folder` left by a killed process (its rename never came): whole files
+    are always under their real names, so these are only ever incomplete copies. Files of a
+    process still alive (this one, or another fastseg writing there now) are left."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    matches = [(entry, TEMPORARY.match(entry.name)) for entry in folder.iterdir()]
+    stale = [entry for entry, match in matches if match and not process_alive(int(match.group(1)))]
+    for entry in stale:
+        entry.unlink(missing_ok=True)
+    return stale
+
+
+def process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    except OverflowError:  # not a process id at all
+        return False
+    return True

@@ -303,3 +303,16 @@ def test_report_replaces_only_its_own_report_and_names_the_file_it_scored(run, e
     metrics = json.loads((run / "report-model" / "metrics.json").read_text())
     assert metrics["model"] == str(exported)
     assert json.loads((run / "report" / "metrics.json").read_text())["model"] == str(run / "model.pth")
+
+
+def test_a_dead_exports_temporary_file_is_removed_by_the_next_export(run, exported, tmp_path):
+    """Issue #19 (5): kill -9 during export left a 38 MB .model.onnx.PID.tmp that later exports kept."""
+    import subprocess
+    import sys
+
+    ended = [sys.executable, "-c", "import os; print(os.getpid())"]  # a process id no longer alive
+    dead = subprocess.run(ended, capture_output=True, text=True)
+    stale = tmp_path / f".model.onnx.{dead.stdout.strip()}.tmp"
+    stale.write_bytes(b"half an export")
+    assert invoke("export", run, "--out", tmp_path / "model.onnx").exit_code == 0
+    assert not stale.exists()

@@ -525,3 +525,20 @@ def test_an_unreadable_first_image_of_a_batch_fails_alone_with_overlays(model_fi
     assert (tmp_path / "out" / "b.overlay.jpg").is_file()
     rows = read_csv(tmp_path / "out" / "predictions.csv")
     assert sorted(row["status"] for row in rows.values()) == ["failed", "ok"]
+
+
+def test_a_dead_predicts_temporary_csv_is_removed_by_the_next_run(model_file, tmp_path):
+    """Issue #19 (5): kill -9 during predict left .predictions.csv.PID.tmp forever, though the
+    README says the next run removes what a dead process left."""
+    import subprocess
+    import sys
+
+    ended = [sys.executable, "-c", "import os; print(os.getpid())"]  # a process id no longer alive
+    dead = subprocess.run(ended, capture_output=True, text=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / f".predictions.csv.{dead.stdout.strip()}.tmp"
+    stale.write_text("path,width\n")
+    noise(20, 20).save(tmp_path / "a.png")
+    assert run(model_file, str(tmp_path / "a.png"), "--out", str(out)).exit_code == 0
+    assert not stale.exists() and (out / "predictions.csv").is_file()

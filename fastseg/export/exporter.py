@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from fastseg.atomic import remove_stale_temporaries
 from fastseg.data.dataset import open_dataset
 from fastseg.errors import FastsegError, OptionError
 from fastseg.export import CALIBRATION_IMAGES, FORMATS
@@ -60,6 +61,7 @@ def export(
     if not out.parent.is_dir():
         raise FastsegError(f"{out.parent}: no such folder for --out")
     guard(out, "export", option=None)  # never a model.pth, a photo, or any file not an export
+    remove_stale_temporaries(out.parent)  # the .model.onnx.PID.tmp of an export killed with -9
     require_onnx()
     if int8:  # the run's files first: a wrong folder is told before minutes of work
         run = RunFolder.of_model(path)  # a folder with split.json, or one line saying it is not a run

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 import numpy as np
 from PIL import Image
 
-from fastseg.atomic import atomic_path
+from fastseg.atomic import atomic_path, remove_stale_temporaries
 from fastseg.data.classes import Classes
 from fastseg.errors import DatasetError, FastsegError
 from fastseg.imaging.images import IMAGE_SUFFIXES
@@ -142,6 +142,7 @@ def prepare_out(out: Path) -> None:
         raise FastsegError(f"{out}: cannot create the output folder ({error.strerror})") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise FastsegError(f"{out}: cannot write into the output folder (permission denied)")
+    remove_stale_temporaries(out)  # e.g. the .predictions.csv.PID.tmp of a predict killed with -9
 
 
 ROWS_PER_CHUNK = 256  # rows of labels counted / overlay rows blended at a time: bounded memory

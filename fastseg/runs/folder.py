@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fastseg.atomic import write_json, write_text
+from fastseg.atomic import TEMPORARY, remove_stale_temporaries, write_json, write_text
 from fastseg.data.split import Split
 from fastseg.errors import CheckpointError, FastsegError
 from fastseg.runs.environment import git_commit, package_versions
@@ -56,7 +55,6 @@ ARTEFACTS = (
     CONFIG, SPLIT, CLASS_WEIGHTS, HISTORY, TRAINING_CURVE, TRAIN_SAMPLE, VAL_SAMPLE, MODEL_FILENAME,
     f"{BEST}.pth", f"{LAST}.pth", LAST_STATE, TRAIN_LOG, ONNX_FILENAME, INT8_FILENAME, TRACKER_RUNS,
 )  # fmt: skip
-TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$")  # what fastseg.atomic writes before its rename
 WANDB = "wandb"  # `--log wandb`'s own folder
 # What a run holds before its first checkpoint: a start that failed or was killed then leaves
 # only these, and the same command may start again without --force.
@@ -128,16 +126,8 @@ class RunFolder:
                 self.path.rmdir()
 
     def remove_stale_temporaries(self) -> list[Path]:
-        """Temporary files left by a killed process (its rename never came): whole files are
-        always under their real names, so these are only ever incomplete copies."""
-        stale = [
-            entry
-            for entry in self.path.iterdir()
-            if (match := TEMPORARY.match(entry.name)) and not _process_alive(int(match.group(1)))
-        ]
-        for entry in stale:
-            entry.unlink(missing_ok=True)
-        return stale
+        """Incomplete files a killed process left in the run folder (`fastseg.atomic`)."""
+        return remove_stale_temporaries(self.path)
 
     def check_can_start(self, resume: bool, force: bool) -> None:
         """Never overwrite a run by accident: an existing run needs `--resume` or `--force`.
@@ -361,15 +351,3 @@ def _lock_exclusively(descriptor: int, path: Path) -> None:
             f"{path.parent}: another fastseg train (process {holder}) is using this run folder; "
             "wait for it to end or choose another --out"
         ) from None
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
