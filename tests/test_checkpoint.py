@@ -31,6 +31,7 @@ def crafted(state, path, **changes):
 NAMES = "field 'classes' must be a list of 21 names (one per class), got"
 TENSORS = "field 'state_dict' must be a dict of named tensors, got"
 POSITIVE = "field 'std' must be 3 positive finite numbers, got"
+SIZE = "field 'size' must be a whole number of pixels from 32 to 8192, got"
 
 
 @pytest.mark.parametrize(
@@ -38,10 +39,10 @@ POSITIVE = "field 'std' must be 3 positive finite numbers, got"
     [
         ({"model_config": None}, "field 'model_config' is missing"),
         ({"model_config": "unet"}, "field 'model_config' must be a dict, got 'unet'"),
-        ({"model_config": {"num_classes": 0}}, "model config is not valid: num_classes must be a positive"),
-        ({"size": "big"}, "field 'size' must be a positive integer, got 'big'"),
-        ({"size": 0}, "field 'size' must be a positive integer, got 0"),
-        ({"size": True}, "field 'size' must be a positive integer, got True"),
+        ({"model_config": {"num_classes": 0}}, "model config is not valid: num_classes must be a whole"),
+        ({"size": "big"}, "field 'size' must be a whole number of pixels from 32 to 8192, got 'big'"),
+        ({"size": 0}, "field 'size' must be a whole number of pixels from 32 to 8192, got 0"),
+        ({"size": True}, "field 'size' must be a whole number of pixels from 32 to 8192, got True"),
         ({"size": None}, "field 'size' is missing"),
         ({"resize": "stretch"}, "unknown resize mode 'stretch' (expected squish or letterbox)"),
         ({"mean": [0.5, 0.5]}, "field 'mean' must be 3 finite numbers, got [0.5, 0.5]"),
@@ -56,6 +57,11 @@ POSITIVE = "field 'std' must be 3 positive finite numbers, got"
         ({"state_dict": [1, 2]}, f"{TENSORS} [1, 2]"),
         ({"state_dict": {"head.weight": 3}}, f"{TENSORS} {{'head.weight': 3}}"),
         ({"format": None}, "not a fastseg model file (expected format fastseg-model/2)"),
+        # issue #19 (3, 7): each of these was a traceback, a 480 GB allocation or an all-background model
+        ({"size": 200_000}, f"{SIZE} 200000"),
+        ({"size": 31}, f"{SIZE} 31"),
+        ({"model_config": {"num_classes": True}}, "model config is not valid: num_classes must be a whole"),
+        ({"model_config": {"num_classes": 300}}, "model config is not valid: num_classes must be a whole"),
     ],
 )
 def test_each_bad_field_is_one_line_naming_the_file_and_the_field(state, tmp_path, changes, problem):
@@ -135,7 +141,7 @@ def test_cli_crafted_size_is_one_error_line(state, tmp_path):
     result = CliRunner().invoke(main, ["predict", "--model", str(path), str(tmp_path / "a.jpg"), "--out",
                                        str(tmp_path / "out")])  # fmt: skip
     assert result.exit_code == 1
-    assert result.output == f"Error: {path}: field 'size' must be a positive integer, got 'big'\n"
+    assert result.output == f"Error: {path}: {SIZE} 'big'\n"
 
 
 @pytest.mark.parametrize(
@@ -174,3 +180,27 @@ def test_weights_load_exactly_and_half_precision_ones_as_fp32(state, tmp_path):
     loaded = load_model(crafted(state, tmp_path / "half.pth", state_dict=half)).model
     assert {parameter.dtype for parameter in loaded.parameters()} == {torch.float32}
     assert loaded(torch.zeros(1, 3, 32, 32)).shape == (1, 21, 32, 32)
+
+
+@pytest.mark.parametrize("damage", ["nan", "int64"])
+def test_weights_that_are_not_finite_floats_are_refused_on_load(state, tmp_path, damage):
+    """Issue #19 (3, 7): NaN weights loaded and predicted background everywhere; int64 weights were
+    a traceback. Both are one line naming the tensor."""
+    weights = dict(state["state_dict"])
+    name = "head.weight"
+    weights[name] = weights[name].clone().fill_(float("nan")) if damage == "nan" else weights[name].long()
+    path = crafted(state, tmp_path / "model.pth", state_dict=weights)
+    kind = "NaN or infinite values in" if damage == "nan" else "not floating point"
+    with pytest.raises(CheckpointError, match=f"1 {kind}, e.g. {kind} {name}$"):
+        load_model(path)
+
+
+def test_a_raw_pickle_is_one_line_without_torchs_warning(tmp_path, capfd):
+    import pickle
+
+    path = tmp_path / "model.pth"
+    path.write_bytes(pickle.dumps({"format": "fastseg-model/2"}))
+    arguments = ["predict", "--model", str(path), str(tmp_path), "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "Warning" not in capfd.readouterr().err

@@ -172,7 +172,7 @@ def test_a_file_that_is_not_a_fastseg_onnx_is_one_line(exported, tmp_path):
     expected = {
         damaged: "not a readable ONNX model",
         foreign: "not a fastseg model",
-        edited: "field 'size' must be a positive integer, got -3",
+        edited: "field 'size' must be a whole number of pixels from 32 to 8192, got -3",
     }
     for path, message in expected.items():
         result = invoke("predict", "--model", path, image, "--out", tmp_path / "out", "--quiet")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from fastseg.data.voc import VOC
 from fastseg.errors import CheckpointError, FastsegError
 from fastseg.imaging.geometry import RESIZE_MODES, SQUISH
 from fastseg.imaging.normalise import IMAGENET_MEAN, IMAGENET_STD
-from fastseg.model.config import DEFAULT_ENCODER, ModelConfig
+from fastseg.model.config import DEFAULT_ENCODER, MAX_SIZE, MIN_SIZE, ModelConfig
 from fastseg.model.network import SegmentationModel
 from fastseg.runs.folder import MODEL_FILENAME
 
@@ -95,7 +96,9 @@ def load_weights_only(path: Path, kind: str) -> Any:
     means it is not one.
     """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns before failing on a raw pickle: one line is ours
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointError(f"{path}: not a readable {kind} (not a tensors-only torch file)") from None
     except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as error:
@@ -166,7 +169,8 @@ def _checked_fields(path: Path, state: dict[str, Any]) -> dict[str, Any]:
         config = ModelConfig.from_dict(config)
     except CheckpointError as error:
         raise CheckpointError(f"{path}: {error}") from None
-    _require(type(size) is int and size > 0, path, "size", "must be a positive integer", size)
+    _require(type(size) is int and MIN_SIZE <= size <= MAX_SIZE, path, "size",
+             f"must be a whole number of pixels from {MIN_SIZE} to {MAX_SIZE}", size)  # fmt: skip
     resize = state.get("resize", SQUISH)  # files written before letterboxing existed squish
     if resize not in RESIZE_MODES:
         expected = " or ".join(RESIZE_MODES)
@@ -224,11 +228,17 @@ def _require_matching_weights(path: Path, network: SegmentationModel, weights: d
             key for key in expected if key in weights and weights[key].shape != expected[key].shape
         ],
     }
+    floating = [key for key in expected if key in weights and expected[key].is_floating_point()]
+    problems["not floating point"] = [key for key in floating if not weights[key].is_floating_point()]
+    finite = [key for key in floating if weights[key].is_floating_point()]
+    # a diverged run's weights predict one class everywhere: refuse them at once
+    problems["NaN or infinite values in"] = [key for key in finite if not bool(weights[key].isfinite().all())]
     if not any(problems.values()):
         return
     counts = ", ".join(f"{len(keys)} {kind}" for kind, keys in problems.items() if keys)
     kind, keys = next((kind, keys) for kind, keys in problems.items() if keys)
-    lines = [f"{kind}: {key}" for kind in ("missing", "unexpected") for key in problems[kind]]
+    listed = ("missing", "unexpected", "not floating point", "NaN or infinite values in")
+    lines = [f"{kind}: {key}" for kind in listed for key in problems[kind]]
     lines += [f"wrong shape: {key} is {tuple(weights[key].shape)} in the file, {tuple(expected[key].shape)} "
               "in the model" for key in problems["wrong shape"]]  # fmt: skip
     message = f"{path}: weights do not match the saved model config: {counts}, e.g. {kind} {keys[0]}"

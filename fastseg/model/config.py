@@ -8,6 +8,10 @@ from typing import Any
 from fastseg.data.voc import NUM_CLASSES
 from fastseg.errors import CheckpointError, FastsegError
 
+MAX_CLASSES = 255  # as fastseg.data.classes: indices 0-254 fit a uint8 mask beside void 255
+# An input side the model can be run at: 32 (five 2x poolings leave 1 px) to 8192 (a 21-class
+# float32 logit map of 8192² is 5.6 GB; a file asking 200,000 px asked for 480 GB).
+MIN_SIZE, MAX_SIZE = 32, 8192
 ENCODER_CHANNELS = (64, 128, 256, 512, 512, 512)  # VGG16-BN's maps at 1/1, 1/2, ... 1/32
 ENCODER_REDUCTIONS = (1, 2, 4, 8, 16, 32)
 DEFAULT_ENCODER = "vgg16_bn"  # fastseg's own VGG16-BN (`encoder.py`); any other name is a timm model
@@ -36,8 +40,9 @@ class ModelConfig:
                 f"decoder_channels must be {len(ENCODER_CHANNELS) - 1} positive integers "
                 f"(one per skip, 1/16 ... 1/1), got {self.decoder_channels!r}"
             )
-        if not isinstance(self.num_classes, int) or self.num_classes < 1:
-            raise FastsegError(f"num_classes must be a positive integer, got {self.num_classes!r}")
+        if type(self.num_classes) is not int or not 1 <= self.num_classes <= MAX_CLASSES:
+            raise FastsegError(f"num_classes must be a whole number from 1 to {MAX_CLASSES} (class indices "
+                               f"share a uint8 mask with void 255), got {self.num_classes!r}")  # fmt: skip
         if not isinstance(self.encoder, str) or not self.encoder:
             raise FastsegError(f"encoder must be a model name, got {self.encoder!r}")
 
