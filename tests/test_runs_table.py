@@ -86,3 +86,40 @@ def test_runs_table_sorts_by_any_column(runs):
 def test_runs_of_a_missing_folder_is_one_line(tmp_path):
     result = CliRunner().invoke(main, ["runs", str(tmp_path / "nope")])
     assert result.exit_code == 1 and result.output == f"Error: {tmp_path / 'nope'}: no such folder\n"
+
+
+DAMAGES = {  # issue #19 (3): each of these made the whole table die with a traceback
+    "last-list": lambda run: (run / "last.json").write_text("[1]"),
+    "history-binary": lambda run: (run / "history.csv").write_bytes(b"\x00\xff\xfe binary"),
+    "history-empty": lambda run: (run / "history.csv").write_text(""),
+    "metrics-list": lambda run: (run / "report" / "metrics.json").write_text("[1, 2]"),
+    "metrics-high": lambda run: (run / "report" / "metrics.json").write_text(
+        '{"subset": "test", "mean_iou": "high"}'),
+    "config-not-utf8": lambda run: (run / "config.json").write_bytes(b'{"train": {"x": "\xff"}}'),
+    "history-no-time": lambda run: (run / "history.csv").write_text("epoch,valid_miou\n0,0.5\n"),
+    "planned-many": lambda run: (run / "config.json").write_text('{"train": {"epochs": "many"}}'),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("sort", ["date", "planned_epochs", "test_miou", "valid_miou"])
+def test_one_damaged_run_is_a_row_saying_so_and_hides_no_other(tmp_path, sort):
+    finished = {"finished": True, "completed_epochs": 1}
+    make_run(tmp_path / "good", "fast", "train", 40, [(0.6, 0.9, "1:00")], state=finished,
+             report={"subset": "test", "mean_iou": 0.5})  # fmt: skip
+    for name, damage in DAMAGES.items():
+        run = tmp_path / name
+        make_run(run, "fast", "train", 40, [(0.5, 0.8, "1:00")], state=finished,
+                 report={"subset": "test", "mean_iou": 0.4})  # fmt: skip
+        damage(run)
+    result = CliRunner().invoke(main, ["runs", str(tmp_path), "--json", "--sort", sort])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    assert set(rows) == {"good", *DAMAGES}
+    assert rows["good"]["test_miou"] == 0.5 and rows["good"]["status"] == "finished"
+    for name in ("last-list", "history-binary", "metrics-list", "config-not-utf8"):
+        assert rows[name]["status"].startswith("damaged"), (name, rows[name])
+    high = rows["metrics-high"]
+    assert high["test_miou"] is None and "unreadable test_miou" in high["status"]
+    assert rows["planned-many"]["planned_epochs"] is None
+    table = CliRunner().invoke(main, ["runs", str(tmp_path), "--sort", sort])
+    assert table.exit_code == 0 and len(table.output.strip().splitlines()) == 1 + len(rows)

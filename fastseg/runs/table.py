@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from fastseg.errors import FastsegError
-from fastseg.runs.folder import CONFIG, HISTORY, RunFolder
+from fastseg.runs.folder import CONFIG, HISTORY, LAST_STATE, MODEL_FILENAME, RunFolder
+
+RUN_FILES = (HISTORY, LAST_STATE, MODEL_FILENAME)  # beside a config.json, they make a run folder
+NUMBERS = ("epochs", "planned_epochs", "valid_miou", "valid_pixel_accuracy", "test_miou", "duration")
+# What describing one run may raise when one of its files is damaged or edited by hand.
+DAMAGE = (OSError, ValueError, TypeError, KeyError, AttributeError, IndexError, FastsegError)
 
 COLUMNS = (
     "name", "recipe", "data_set", "epochs", "planned_epochs", "valid_miou", "valid_pixel_accuracy",
@@ -32,8 +37,10 @@ def find_runs(root: Path) -> list[RunFolder]:
         try:
             if isinstance(json.loads(config.read_text()).get("train"), dict):
                 runs.append(RunFolder(config.parent))
-        except (OSError, json.JSONDecodeError, AttributeError):
-            continue  # another tool's config.json
+        except (OSError, ValueError, AttributeError):  # unreadable, or not a mapping
+            # another tool's config.json, unless the folder holds run files: then a damaged run
+            if any((config.parent / name).is_file() for name in RUN_FILES):
+                runs.append(RunFolder(config.parent))
     return runs
 
 
@@ -43,7 +50,7 @@ def describe(run: RunFolder, root: Path) -> dict[str, Any]:
     train = json.loads(config_path.read_text())["train"]
     data_set = (Path(train.get("data") or "").name, train.get("train_set"))  # e.g. "voc/trainaug"
     row: dict[str, Any] = {
-        "name": str(run.path.relative_to(root)) if run.path != root else run.path.name,
+        "name": _name(run, root),
         "recipe": train.get("recipe"),
         "data_set": "/".join(part for part in data_set if part),
         "epochs": 0,
@@ -66,7 +73,7 @@ def describe(run: RunFolder, root: Path) -> dict[str, Any]:
     report = run.read_report_metrics()
     exported = report and Path(str(report.get("model", ""))).suffix == ".onnx"  # not model.pth's score
     if report and not exported and report.get("subset") == "test" and report.get("mean_iou") is not None:
-        row["test_miou"] = float(report["mean_iou"])
+        row["test_miou"] = report["mean_iou"]  # checked by `checked_row`
     return row
 
 
@@ -74,10 +81,38 @@ def runs_table(root: Path, sort: str = "date", reverse: bool = False) -> list[di
     """The rows of every run under `root`, sorted by `sort` (runs without that value last)."""
     if sort not in COLUMNS:
         raise FastsegError(f"--sort {sort}: choose one of {', '.join(COLUMNS)}")
-    rows = [describe(run, Path(root)) for run in find_runs(root)]
+    rows = [checked_row(run, Path(root)) for run in find_runs(root)]
     present = [row for row in rows if _known(row[sort])]
     missing = [row for row in rows if not _known(row[sort])]
     return sorted(present, key=lambda row: row[sort], reverse=reverse) + missing
+
+
+def checked_row(run: RunFolder, root: Path) -> dict[str, Any]:
+    """`describe(run)`, with every value of the type its column holds: one damaged or hand-edited
+    run is a row saying what is wrong with it, and never hides the other rows (issue #19)."""
+    try:
+        row = describe(run, root)
+    except DAMAGE as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        row = {name: None for name in COLUMNS}
+        row.update(name=_name(run, root), epochs=0, status=f"damaged ({type(error).__name__}: {reason[:80]})")
+        return row
+    unreadable = [name for name in NUMBERS if row[name] is not None and not _number(row[name])]
+    for name in unreadable:
+        row[name] = None
+    for name in set(COLUMNS) - set(NUMBERS):
+        row[name] = None if row[name] is None else str(row[name])
+    if unreadable:
+        row["status"] = f"{row['status']}; unreadable {', '.join(unreadable)}"
+    return row
+
+
+def _name(run: RunFolder, root: Path) -> str:
+    return str(run.path.relative_to(root)) if run.path != root else run.path.name
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _known(value: Any) -> bool:
