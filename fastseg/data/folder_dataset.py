@@ -58,10 +58,18 @@ class FolderDataset(SegmentationData):
     # --- the interface -------------------------------------------------------------------------
 
     def image_path(self, image_id: str) -> Path:
-        return self._images[image_id]
+        return self._known(self._images, image_id)
 
     def mask_path(self, image_id: str) -> Path:
-        return self._masks[image_id]
+        return self._known(self._masks, image_id)
+
+    def _known(self, paths: dict[str, Path], image_id: str) -> Path:
+        """An id the data set does not list (a run's split.json naming a deleted or renamed image)
+        is one line, not a KeyError."""
+        if image_id not in paths:
+            raise DatasetError(f"{image_id!r}: no such image in {self.spec.path} (deleted, renamed, "
+                               "or a split.json of another data set?)")  # fmt: skip
+        return paths[image_id]
 
     def read_mask(self, image_id: str) -> np.ndarray:
         problem, mask = self.check_mask(image_id)

@@ -37,16 +37,34 @@ class Split:
         return values
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Split:
-        """Inverse of `to_dict`; raises KeyError or TypeError on anything else."""
-        test_from = values.get("test_from")
-        return cls(
-            list(values["train"]),
-            list(values["valid"]),
-            list(values["test"]),
-            int(values.get("seed", 42)),
-            None if test_from is None else str(test_from),
-        )
+    def from_dict(cls, values: Any) -> Split:
+        """Inverse of `to_dict`; anything else (a list, `"test": "a"`, an id that is a path out of
+        the data folder) is a `DatasetError` saying what: split.json can be edited by hand."""
+        if not isinstance(values, dict):
+            kind = type(values).__name__
+            raise DatasetError(f"expected a mapping of train, valid and test ids, got {kind}")
+        lists = {}
+        for name in ("train", "valid", "test"):
+            ids = values.get(name)
+            if not isinstance(ids, list) or not all(isinstance(item, str) for item in ids):
+                raise DatasetError(f"{name!r} must be a list of image ids, got {str(ids)[:40]!r}")
+            escaping = [item for item in ids if not _plain_id(item)]
+            if escaping:
+                raise DatasetError(f"{name!r} id {escaping[0]!r} is not a name inside the data folder")
+            lists[name] = ids
+        seed, test_from = values.get("seed", 42), values.get("test_from")
+        if type(seed) is not int:
+            raise DatasetError(f"'seed' must be a whole number, got {seed!r}")
+        if test_from not in (None, "val"):
+            raise DatasetError(f"'test_from' must be \"val\" or absent, got {test_from!r}")
+        return cls(lists["train"], lists["valid"], lists["test"], seed, test_from)
+
+
+def _plain_id(image_id: str) -> bool:
+    """An id names a file under the data folder: not empty, not absolute, no `..`, no NUL."""
+    parts = image_id.replace("\\", "/").split("/")
+    return bool(image_id) and "\0" not in image_id and not image_id.startswith("/") and ".." not in parts \
+        and ":" not in parts[0]
 
 
 def halve(ids: list[str], seed: int = 42) -> tuple[list[str], list[str]]:

@@ -247,7 +247,8 @@ def report(
                                requested_device=device, tiling=tiling)  # fmt: skip
     require_same_classes(segmenter.loaded.class_set, folder)
     check_ids(folder, ids, action="report")  # mask values outside the classes would stop the loss midway
-    total, per_image = evaluate(segmenter, folder, ids, run.read_class_weights(), batch_size,
+    weights = run.read_class_weights(len(segmenter.loaded.classes))
+    total, per_image = evaluate(segmenter, folder, ids, weights, batch_size,
                                 loader_workers(num_workers), progress)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     ranked = rank(per_image, rank_by)

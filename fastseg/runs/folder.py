@@ -32,8 +32,9 @@ import numpy as np
 
 from fastseg.atomic import TEMPORARY, remove_stale_temporaries, write_json, write_text
 from fastseg.data.split import Split
-from fastseg.errors import CheckpointError, FastsegError
+from fastseg.errors import CheckpointError, DatasetError, FastsegError
 from fastseg.runs.environment import git_commit, package_versions
+from fastseg.structured_files import finite_number, load_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -183,12 +184,11 @@ class RunFolder:
         """`last.json`: `completed_epochs`, the trackers' `best` and `wait` (and `warmup_epochs` while the
         `--freeze-epochs` warm-up runs), or `finished`."""
         path = self.file(LAST_STATE)
-        try:
-            state = json.loads(path.read_text())
-            int(state.get("completed_epochs", 0))
-            return state
-        except (OSError, json.JSONDecodeError, TypeError, ValueError, AttributeError) as error:
-            raise FastsegError(f"{path}: unreadable resume state ({error}); start a new run") from None
+        state = load_json(path, "resume state")
+        problem = _resume_state_problem(state)
+        if problem:
+            raise FastsegError(f"{path}: {problem}; start a new run (or restore the file)")
+        return state
 
     def append_log(self, line: str) -> None:
         """One line more in `train.log`. The file is small (a line per epoch), so it is rewritten
@@ -234,11 +234,15 @@ class RunFolder:
         from fastseg.training.config import TrainConfig  # inference reads run folders without it
 
         path = self.file(CONFIG)
+        values = load_json(path, "run config")
+        if not isinstance(values, dict) or not isinstance(values.get("train"), dict):
+            raise FastsegError(f"{path}: not a fastseg run config (no 'train' mapping)")
+        values = values["train"]
         try:
-            values = json.loads(path.read_text())["train"]
             config = TrainConfig.from_dict(values)
-        except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
-            raise FastsegError(f"{path}: cannot read the run's config ({error})") from None
+            config.check_fields()
+        except (TypeError, FastsegError) as error:
+            raise FastsegError(f"{path}: {error}") from None
         if config.augment.random_scale_crop and "crop_size" not in values:
             raise FastsegError(
                 f"{path}: made by an earlier fastseg whose random-scale crops scaled the shorter side "
@@ -251,10 +255,10 @@ class RunFolder:
         """The `--data` the run was trained with."""
         path = self.file(CONFIG)
         try:
-            data = json.loads(path.read_text())["train"]["data"]
-        except (OSError, json.JSONDecodeError, KeyError, TypeError):
+            data = load_json(path, "run config")["train"]["data"]
+        except (FastsegError, KeyError, TypeError):
             data = None
-        if not data:
+        if not data or not isinstance(data, str):
             raise FastsegError(f"{path}: does not name the run's dataset; pass --data")
         return data
 
@@ -263,11 +267,11 @@ class RunFolder:
 
     def read_split(self) -> Split:
         path = self.file(SPLIT)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: split file not found")
         try:
-            return Split.from_dict(json.loads(path.read_text()))
-        except FileNotFoundError:
-            raise CheckpointError(f"{path}: split file not found") from None
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            return Split.from_dict(load_json(path, "split file"))
+        except DatasetError as error:
             raise CheckpointError(f"{path}: not a fastseg split file ({error})") from None
 
     def write_class_weights(
@@ -283,17 +287,23 @@ class RunFolder:
             },
         )
 
-    def read_class_weights(self) -> torch.Tensor | None:
-        """The loss weights the run trained with; None for a run without the file."""
+    def read_class_weights(self, num_classes: int | None = None) -> torch.Tensor | None:
+        """The loss weights the run trained with (one finite, non-negative number per class, when
+        `num_classes` is given); None for a run without the file."""
         import torch
 
         path = self.file(CLASS_WEIGHTS)
         if not path.is_file():
             return None
-        try:
-            return torch.tensor([float(weight) for weight in json.loads(path.read_text())["weights"]])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-            raise CheckpointError(f"{path}: not a fastseg class-weights file ({error})") from None
+        values = load_json(path, "class-weights file")
+        weights = values.get("weights") if isinstance(values, dict) else None
+        if not isinstance(weights, list) or not all(finite_number(w) and w >= 0 for w in weights):
+            raise CheckpointError(f"{path}: not a fastseg class-weights file ('weights' must be a list of "
+                                  "finite, non-negative numbers)")  # fmt: skip
+        if num_classes is not None and len(weights) != num_classes:
+            count = len(weights)
+            raise CheckpointError(f"{path}: {count} class weights for a model of {num_classes} classes")
+        return torch.tensor([float(weight) for weight in weights])
 
     def read_epoch_seconds(self) -> list[float]:
         """Each epoch's duration from `history.csv`'s `time` column (fastai writes `mm:ss` or `h:mm:ss`)."""
@@ -351,3 +361,17 @@ def _lock_exclusively(descriptor: int, path: Path) -> None:
             f"{path.parent}: another fastseg train (process {holder}) is using this run folder; "
             "wait for it to end or choose another --out"
         ) from None
+
+
+def _resume_state_problem(state: Any) -> str | None:
+    """What is wrong with `last.json`'s values, or None."""
+    if not isinstance(state, dict):
+        return f"expected a mapping, got {type(state).__name__}"
+    completed, best, wait = state.get("completed_epochs", 0), state.get("best"), state.get("wait", 0)
+    if type(completed) is not int or completed < 0:
+        return f"completed_epochs must be a whole number >= 0, got {completed!r}"
+    if best is not None and not (finite_number(best) and 0 <= best <= 1):
+        return f"best must be a score from 0 to 1 or null, got {best!r}"
+    if type(wait) is not int or wait < 0:
+        return f"wait must be a whole number >= 0, got {wait!r}"
+    return None

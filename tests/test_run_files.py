@@ -1,0 +1,106 @@
+"""A run folder's files are read as carefully as a user's (issue #19, item 3): each damaged or
+hand-edited split.json, class_weights.json, config.json and last.json below was a KeyError,
+TypeError or AttributeError traceback in `report` or `train --resume`; each is now one line
+naming the file, exit 1."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli.main import main
+from fastseg.data.voc import find_voc
+from fastseg.model.checkpoint import save_model
+from fastseg.model.config import ModelConfig
+from fastseg.model.network import SegmentationModel
+
+
+@pytest.fixture(scope="module")
+def made_run(tmp_path_factory, voc_root):
+    """A run folder as `fastseg train` leaves it, without the training."""
+    folder = tmp_path_factory.mktemp("made") / "run"
+    folder.mkdir()
+    torch.manual_seed(0)
+    save_model(folder / "model.pth", SegmentationModel().eval(), ModelConfig(), size=32)
+    lists = find_voc(voc_root).root / "ImageSets" / "Segmentation"
+    val = (lists / "val.txt").read_text().split()
+    split = {"train": (lists / "train.txt").read_text().split(), "valid": val[:6], "test": val[6:]}
+    (folder / "split.json").write_text(json.dumps(split))
+    (folder / "config.json").write_text(json.dumps({"train": {"data": str(voc_root)}}))
+    (folder / "class_weights.json").write_text(json.dumps({"weights": [1.0] * 21}))
+    return folder
+
+
+@pytest.fixture
+def run(made_run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(made_run, copy)
+    return copy
+
+
+def edit_json(path, change):
+    values = json.loads(path.read_text())
+    path.write_text(json.dumps(change(values)) if callable(change) else change)
+
+
+REPORT_CASES = {
+    "split escapes": ("split.json", lambda v: {**v, "test": ["../../../../etc/passwd"]}, "not a name inside"),
+    "split test a string": ("split.json", lambda v: {**v, "test": "2007_000001"}, "'test' must be a list"),
+    "split list of dicts": ("split.json", lambda v: {**v, "test": [{"id": 1}]}, "'test' must be a list"),
+    "split top-level list": ("split.json", "[1, 2]", "expected a mapping"),
+    "split not utf8": ("split.json", None, "not UTF-8"),
+    "weights wrong length": ("class_weights.json", '{"weights": [1, 1]}', "2 class weights for a model"),
+    "weights NaN": ("class_weights.json", '{"weights": [NaN]}', "NaN is not a number JSON allows"),
+    "weights negative": ("class_weights.json", json.dumps({"weights": [-1.0] * 21}), "non-negative"),
+    "config data 5": ("config.json", '{"train": {"data": 5}}', "does not name the run's dataset"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(REPORT_CASES))
+def test_report_reads_a_damaged_run_file_as_one_line(run, case):
+    name, change, expected = REPORT_CASES[case]
+    if change is None:
+        (run / name).write_bytes(b'{"train": ["\xff"]}')
+    else:
+        edit_json(run / name, change)
+    result = CliRunner().invoke(main, ["report", "--model", str(run), "--quiet", "--num-workers", "0"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert f"{run / name}" in lines[0] and expected in lines[0], lines[0]
+    assert not (run / "report").exists()
+
+
+def test_a_split_naming_an_image_the_data_set_lost_is_one_line(run, voc_root, tmp_path):
+    from fastseg.data.demo_folder import make_demo_folder
+    from fastseg.data.voc import VOC
+
+    own = make_demo_folder(tmp_path / "own", list(VOC.names), colors=list(VOC.colors),
+                           counts={"train": 2, "val": 2})
+    (run / "config.json").write_text(json.dumps({"train": {"data": str(own)}}))
+    (run / "split.json").write_text(json.dumps({"train": [], "valid": [], "test": ["val/gone"]}))
+    result = CliRunner().invoke(main, ["report", "--model", str(run), "--quiet", "--num-workers", "0"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "'val/gone': no such image" in result.output
+
+
+RESUME_CASES = {
+    "augment a list": ("config.json", {"train": {"data": "d", "augment": [1, 2]}}, "augment [1, 2]"),
+    "batch size text": ("config.json", {"train": {"data": "d", "batch_size": "x"}}, "batch_size 'x'"),
+    "best text": ("last.json", {"completed_epochs": 1, "best": "x"}, "best must be a score"),
+    "completed negative": ("last.json", {"completed_epochs": -3}, "completed_epochs must be a whole"),
+    "state a list": ("last.json", [1], "expected a mapping"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(RESUME_CASES))
+def test_resume_reads_a_damaged_run_file_as_one_line(run, case):
+    name, values, expected = RESUME_CASES[case]
+    if name != "last.json":
+        (run / "last.json").write_text(json.dumps({"completed_epochs": 1}))
+    (run / name).write_text(json.dumps(values))
+    result = CliRunner().invoke(main, ["train", "--resume", str(run), "--quiet"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert expected in lines[0], lines[0]
