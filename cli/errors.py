@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -9,6 +10,16 @@ from typing import Any, TypeVar
 import click
 
 F = TypeVar("F", bound=Callable[..., Any])
+# The machine, not the program: a full disk or quota. Every file fastseg writes goes through a
+# temporary file renamed when whole (fastseg.atomic), so what was written before stays whole.
+RESOURCE_ERRORS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def resource_message(error: OSError) -> str:
+    """`OUT: no space left on the disk (...)`: one line naming the file being written."""
+    where = f"{error.filename}: " if error.filename else ""
+    return (f"{where}{error.strerror or 'no space left'}; every file written before is whole (written "
+            "atomically) and a partial one was discarded: free some space and run the command again")
 
 
 def user_errors(function: F) -> F:
@@ -34,5 +45,9 @@ def user_errors(function: F) -> F:
             elif error.details and verbose is not None:
                 message = f"{message} (--verbose: every key)"
             raise click.ClickException(message) from None
+        except OSError as error:
+            if error.errno not in RESOURCE_ERRORS:
+                raise  # a bug, or something no user did: the traceback is what a report needs
+            raise click.ClickException(resource_message(error)) from None
 
     return wrapper  # type: ignore[return-value]
