@@ -416,3 +416,19 @@ def test_an_exif_rotated_photo_trains_upright_against_its_mask(tmp_path):
     predicted = run_cli("predict", "--model", run, photo, "--out", tmp_path / "masks", "--quiet")
     assert predicted.exit_code == 0, predicted.output
     assert Image.open(tmp_path / "masks" / "val_0000.png").size == upright.size
+
+
+@pytest.mark.parametrize("where", ["../elsewhere", "/tmp", "images/../../x"])
+def test_a_split_folder_outside_the_data_folder_is_refused(own, tmp_path, where):
+    """Issue #19 (7): the README says splits are folders or lists under the data folder; `../`
+    and absolute paths were followed."""
+    (own.parent.parent / "elsewhere").mkdir(exist_ok=True)
+    write_yaml(own, val=where)
+    assert_refused(own, tmp_path, "is outside the data folder")
+
+
+def test_a_list_entry_outside_images_is_refused(own, tmp_path):
+    listing = own.parent / "val.txt"
+    listing.write_text("../../secret\n")
+    write_yaml(own, val="val.txt")
+    assert_refused(own, tmp_path, "val.txt:1: '../../secret' is outside")

@@ -149,6 +149,11 @@ def _ignore_index(value: Any, names: list[str], problems: list[str]) -> int:
     return value
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or lies under it once `..` and links are resolved."""
+    return path.resolve().is_relative_to(folder.resolve())
+
+
 def _splits(root: Path, values: dict[str, Any], problems: list[str]) -> dict[str, Path]:
     splits = {}
     for split in SPLITS:
@@ -159,6 +164,10 @@ def _splits(root: Path, values: dict[str, Any], problems: list[str]) -> dict[str
             problems.append(f"{split}: expected a folder or a .txt list, relative to the YAML file")
             continue
         location = root / given  # an absolute `given` stays itself
+        if not _inside(location, root):
+            problems.append(f"{split}: {given!r} is outside the data folder {root}; "
+                            "name a folder or list under it, e.g. images/{split}")  # fmt: skip
+            continue
         if not location.exists():
             problems.append(f"{split}: {location} not found")
         elif not (location.is_dir() or location.suffix == ".txt"):

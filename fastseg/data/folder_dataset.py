@@ -193,6 +193,9 @@ class FolderDataset(SegmentationData):
             entry = line.strip()
             if not entry or entry.startswith("#"):
                 continue
+            if not (base / entry).resolve().is_relative_to(base.resolve()):
+                self.problems.append(f"{listing}:{number}: {entry!r} is outside {base}; list paths under it")
+                continue
             candidates = [base / entry] if Path(entry).suffix.lower() in IMAGE_SUFFIXES else [
                 base / f"{entry}{suffix}" for suffix in sorted(IMAGE_SUFFIXES)]  # fmt: skip
             found = next((path for path in candidates if path.is_file()), None)
