@@ -432,3 +432,36 @@ def test_a_list_entry_outside_images_is_refused(own, tmp_path):
     listing.write_text("../../secret\n")
     write_yaml(own, val="val.txt")
     assert_refused(own, tmp_path, "val.txt:1: '../../secret' is outside")
+
+
+def binary_255(tmp_path):
+    """A binary set whose masks hold 0 and 255, as most labelling tools export them."""
+    data = make_demo_folder(tmp_path / "binary", ["background", "crack"], counts={"train": 4, "val": 2})
+    for mask in (data.parent / "masks").rglob("*.png"):
+        values = np.asarray(Image.open(mask))
+        Image.fromarray(np.where(values == 1, 255, values).astype(np.uint8)).save(mask)
+    return data
+
+
+def test_binary_masks_of_0_and_255_are_named_with_the_fix(tmp_path):
+    """Issue #19 (7): with the default ignore_index such a set trained background against void and
+    reported mIoU over one class. check-data and train now say so in one line, with the fix."""
+    data = binary_255(tmp_path)
+    assert_refused(data, tmp_path, "add `mask_values: {0: 0, 255: 1}` to dataset.yaml")
+
+
+def test_mask_values_map_stored_values_to_classes(tmp_path):
+    data = binary_255(tmp_path)
+    write_yaml(data, mask_values={0: 0, 255: 1})
+    folder = open_dataset(data)
+    image_id = sorted(folder.listed_splits()["train"])[0]
+    stored = np.asarray(Image.open(folder.mask_path(image_id)))
+    assert set(np.unique(stored)) <= {0, 255}
+    assert np.array_equal(folder.read_mask(image_id), (stored == 255).astype(np.uint8))
+    checked = run_cli("check-data", data, "--quiet")
+    assert checked.exit_code == 0, checked.output
+    cases = [({0: 0, 255: 2}, "255 -> 2: expected a class index 0-1"), ([1], "expected a mapping"),
+             ({300: 1}, "300 is not a mask value")]
+    for bad, expected in cases:
+        write_yaml(data, mask_values=bad)
+        assert_refused(data, tmp_path, expected)

@@ -53,7 +53,22 @@ def check_dataset(
     gathered = share.gather(inspect_pairs(folder, mine, counted, threads, progress))
     results = [gathered[row % world][row // world] for row in range(len(ids))]
     _raise_problems(folder, [*folder.problems, *(problem for problem, _ in results if problem)], action)
-    return np.stack([counts for _, counts in results[: len(split.train)]])
+    counts = np.stack([counts for _, counts in results[: len(split.train)]])
+    hint = binary_void_hint(folder, counts.sum(0))
+    if hint:
+        raise DatasetError(f"{folder.root}: {hint}")
+    return counts
+
+
+def binary_void_hint(folder: SegmentationData, class_pixels: np.ndarray) -> str | None:
+    """The one-line fix for binary masks stored as 0 / 255 (what most tools export): with void =
+    255 they read as background and void, and the object class never appears (issue #19)."""
+    classes = folder.classes
+    if len(classes) != 2 or class_pixels[1] > 0 or classes.ignore_index != 255:
+        return None
+    return (f"class {classes.names[1]!r} has no pixels in the training masks: masks holding 0 and 255, as "
+            f"most tools export binary masks, read 255 as void here; add `mask_values: {{0: 0, 255: 1}}` "
+            "to dataset.yaml (255 = the object), or set ignore_index to a value the masks do not use")
 
 
 def check_ids(folder: SegmentationData, ids: list[str], action: str, threads: int | None = None) -> None:

@@ -27,7 +27,8 @@ from fastseg.errors import DatasetError
 from fastseg.imaging.masks import VOID_LABEL
 from fastseg.structured_files import StructuredFileError, load_yaml
 
-KEYS = ("names", "colors", "ignore_index", "train", "val", "test", "masks", "mask_format", "ignore_color")
+KEYS = ("names", "colors", "ignore_index", "train", "val", "test", "masks", "mask_format", "ignore_color",
+        "mask_values")
 SPLITS = ("train", "val", "test")
 MASK_FORMATS = ("index", "rgb")
 
@@ -42,6 +43,9 @@ class DatasetFile:
     masks: str  # the folder name that replaces `images` in an image's path
     mask_format: str
     ignore_color: Colour | None
+    # index masks: a stored value -> its class index, or VOID_LABEL (`mask_values` in the YAML:
+    # binary masks stored as 0 / 255, as most tools export them, map with {0: 0, 255: 1})
+    mask_values: dict[int, int] | None = None
 
     @property
     def root(self) -> Path:
@@ -76,11 +80,38 @@ def read_dataset_file(path: Path) -> DatasetFile:
     masks = values.get("masks", "masks")
     if not isinstance(masks, str) or not masks or Path(masks).is_absolute():
         problems.append(f"masks {masks!r}: expected a folder name relative to {path.name}, e.g. masks")
+    mask_values = _mask_values(values.get("mask_values"), len(names), mask_format, problems)
     if problems:
         raise DatasetError("\n".join(f"{path}: {problem}" for problem in problems))
     classes = Classes.create(names, colors, ignore_index)
     return DatasetFile(path, classes, splits, masks, mask_format,
-                       tuple(ignore_color) if ignore_color is not None else None)  # fmt: skip
+                       tuple(ignore_color) if ignore_color is not None else None, mask_values)  # fmt: skip
+
+
+def _mask_values(given: Any, num_classes: int, mask_format: str,
+                 problems: list[str]) -> dict[int, int] | None:  # fmt: skip
+    """`mask_values: {stored value: class index or "void"}` for index masks; None when absent."""
+    if given is None:
+        return None
+    if mask_format != "index":
+        problems.append("mask_values: only for index masks (mask_format: index)")
+        return None
+    if not isinstance(given, dict) or not given:
+        problems.append('mask_values: expected a mapping of mask value -> class index or "void", '
+                        "e.g. {0: 0, 255: 1}")
+        return None
+    mapped = {}
+    for value, label in given.items():
+        if type(value) is not int or not 0 <= value <= 255:
+            problems.append(f"mask_values: {value!r} is not a mask value (0-255)")
+        elif label == "void":
+            mapped[value] = VOID_LABEL
+        elif type(label) is not int or not 0 <= label < num_classes:
+            problems.append(f"mask_values: {value} -> {label!r}: expected a class index "
+                            f'0-{num_classes - 1} or "void"')
+        else:
+            mapped[value] = label
+    return mapped
 
 
 def _names(names: Any, problems: list[str]) -> list[str]:

@@ -45,7 +45,7 @@ class FolderDataset(SegmentationData):
         self._masks: dict[str, Path] = {}
         for split, location in spec.splits.items():
             self.ids[split] = self._list(split, location)
-        self._lookup = _label_table(len(self.classes), self.classes.ignore_index)
+        self._lookup = _label_table(len(self.classes), self.classes.ignore_index, spec.mask_values)
         self._colour_codes, self._colour_labels = _colour_lookup(self.classes.colors, spec.ignore_color)
 
     @classmethod
@@ -125,8 +125,9 @@ class FolderDataset(SegmentationData):
         present = np.flatnonzero(np.bincount(values.ravel(), minlength=256))
         bad = [int(value) for value in present if self._lookup[value] == _INVALID]
         if bad:
+            mapping = " nor in mask_values" if self.spec.mask_values else ""
             return (f"{path}: mask values {bad[:5]} are neither a class (0-{len(self.classes) - 1}) "
-                    f"nor ignore_index {self.classes.ignore_index}"), None  # fmt: skip
+                    f"nor ignore_index {self.classes.ignore_index}{mapping}"), None  # fmt: skip
         return None, self._lookup[values].astype(np.uint8)
 
     def _decode_colours(self, path: Path, pixels: np.ndarray) -> tuple[str | None, np.ndarray | None]:
@@ -247,11 +248,15 @@ class FolderDataset(SegmentationData):
 _INVALID = 256  # in the index lookup table: a value that is neither a class nor void
 
 
-def _label_table(num_classes: int, ignore_index: int) -> np.ndarray:
-    """Mask value -> class index (uint16): classes stay, `ignore_index` becomes 255, others invalid."""
+def _label_table(num_classes: int, ignore_index: int,
+                 mask_values: dict[int, int] | None = None) -> np.ndarray:  # fmt: skip
+    """Mask value -> class index (uint16): classes stay, `ignore_index` becomes 255, others invalid;
+    `mask_values` (dataset.yaml) map stored values to classes or void over all of that."""
     table = np.full(256, _INVALID, dtype=np.uint16)
     table[:num_classes] = np.arange(num_classes)
     table[ignore_index] = VOID_LABEL
+    for value, label in (mask_values or {}).items():
+        table[value] = label
     return table
 
 

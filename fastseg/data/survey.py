@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastseg.data.check import inspect_pairs
+from fastseg.data.check import binary_void_hint, inspect_pairs
 from fastseg.data.dataset import SegmentationData
 from fastseg.errors import DatasetError
 
@@ -58,6 +58,10 @@ def survey_dataset(
             else:
                 pixels += counts
         survey.splits.append(SplitSurvey(name, len(members), pixels))
+    train = next((split for split in survey.splits if split.name == "train"), None)
+    hint = binary_void_hint(folder, train.pixels[:-1]) if train is not None and train.pixels.sum() else None
+    if hint:
+        survey.problems.append(f"{folder.root}: {hint}")
     survey.problems = list(dict.fromkeys(survey.problems))  # a pair in two VOC lists is one problem
     return survey
 
