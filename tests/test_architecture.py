@@ -1,6 +1,7 @@
 """The rules of ARCHITECTURE.md, checked: who may import whom, and inference without fastai."""
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -84,10 +85,12 @@ def test_inference_imports_no_torchvision():
 
 
 @pytest.mark.slow
-def test_predict_runs_with_fastai_uninstalled(tmp_path):
+@pytest.mark.parametrize("encoder", ["vgg16_bn", "mobilenetv3_large_100"])  # fastseg's own, and timm's
+def test_predict_runs_with_fastai_uninstalled(tmp_path, encoder):
     """`fastseg predict` end to end in a process where importing fastai fails."""
     torch.manual_seed(0)
-    model = save_model(tmp_path / "model.pth", SegmentationModel().eval(), ModelConfig(), size=32)
+    config = ModelConfig(encoder=encoder)
+    model = save_model(tmp_path / "model.pth", SegmentationModel(config).eval(), config, size=32)
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 30, 3), np.uint8)).save(tmp_path / "a.png")
     blocked = ", ".join(f"{name!r}: None" for name in FASTAI)
     code = (
@@ -95,7 +98,8 @@ def test_predict_runs_with_fastai_uninstalled(tmp_path):
         f"main(['predict', '--model', {str(model)!r}, {str(tmp_path / 'a.png')!r}, "
         f"'--out', {str(tmp_path / 'out')!r}, '--num-workers', '0'])"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "1 segmented, 0 failed" in result.stdout
     with Image.open(tmp_path / "out" / "a.png") as mask:

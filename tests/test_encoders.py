@@ -7,7 +7,6 @@ without fastai, and ONNX parity for two families (tolerances as tests/test_expor
 """
 
 import json
-import os
 import subprocess
 import sys
 
@@ -146,26 +145,6 @@ def test_vgg_models_never_import_timm(tmp_path):
             "import fastseg.inference.predict; print('timm' in sys.modules)")  # fmt: skip
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
-
-
-@pytest.mark.slow
-def test_predict_runs_a_timm_model_with_fastai_uninstalled(tmp_path):
-    model = timm_model("mobilenetv3_large_100").eval()
-    path = save_model(tmp_path / "model.pth", model, model.config, size=32, classes=CLASSES)
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (21, 30, 3), np.uint8)).save(tmp_path / "a.png")
-    blocked = ", ".join(f"{name!r}: None" for name in FASTAI)
-    code = (
-        f"import sys; sys.modules.update({{{blocked}}}); from cli.main import main; "
-        f"main(['predict', '--model', {str(path)!r}, {str(tmp_path / 'a.png')!r}, "
-        f"'--out', {str(tmp_path / 'out')!r}, '--num-workers', '0'])"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert "1 segmented, 0 failed" in result.stdout
-    with Image.open(tmp_path / "out" / "a.png") as mask:
-        assert mask.size == (30, 21) and mask.mode == "P"
-        assert set(np.unique(np.asarray(mask))) <= {0, 1, 2}
 
 
 @pytest.mark.slow
