@@ -47,13 +47,6 @@ def command(quiet: bool, **options) -> None:
     metrics.json, per-class and per-image CSVs, confusion matrix, best/worst figures, report.html."""
     from fastseg.inference.loop import no_progress
     from fastseg.inference.report import report
-    from fastseg.runs.folder import REPORT, RunFolder
-
-    run = RunFolder.of_model(options["model"])
-    model = Path(options["model"])
-    # An exported file's report goes beside the run's own, which `fastseg runs` reads as model.pth's.
-    default = run.file(REPORT if model.is_dir() or model.suffix != ".onnx" else f"{REPORT}-{model.stem}")
-    options["out"] = options["out"] or default
 
     result = report(progress=no_progress if quiet else counted("report batches"), **options)
     scores = result.scores

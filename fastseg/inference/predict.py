@@ -62,8 +62,8 @@ class PredictSummary:
     failures: list[tuple[Path, str]]
 
 
-def collect_jobs(inputs: Sequence[Path], out: Path, overlay: bool = False,
-                 force: bool = False) -> tuple[list[Job], list[tuple[Path, str]]]:  # fmt: skip
+def collect_jobs(inputs: Sequence[Path], out: Path, overlay: bool = False, force: bool = False,
+                 skip_existing: bool = False) -> tuple[list[Job], list[tuple[Path, str]]]:  # fmt: skip
     """Image files among `inputs` (folders walked recursively) and their mirrored output paths.
 
     A file input lands in `out/<name>.png`; a folder's images keep their path inside the folder.
@@ -101,8 +101,9 @@ def collect_jobs(inputs: Sequence[Path], out: Path, overlay: bool = False,
         elif key in claimed:
             problems.append((source, f"output {mask} is already taken by {claimed[key]}"))
         else:
+            skipped = skip_existing and all(path.exists() for path, _ in outputs)  # nothing is written
             try:
-                for path, role in outputs:
+                for path, role in [] if skipped else outputs:
                     guard(path, role, force)
             except OutputRefused as refused:
                 problems.append((source, str(refused)))
@@ -293,7 +294,7 @@ def predict(
     tiling = make_tiling(tile, overlap, size)
     out = Path(out)
     with launched(device) as launch:
-        jobs, failures = collect_jobs(inputs, out, overlay, force)
+        jobs, failures = collect_jobs(inputs, out, overlay, force, skip_existing)
         segmenter = Segmenter.open(model, launch.device, precision, tta, size, requested_device=device,
                                    tiling=tiling)  # fmt: skip
         prepare_out(out)

@@ -33,7 +33,7 @@ from fastseg.inference.tiling import make_tiling
 from fastseg.launch.device import loader_workers, resolve_device
 from fastseg.metrics import ConfusionMatrix, Scores, scores_from_matrix
 from fastseg.outputs import guard, written_by_fastseg
-from fastseg.runs.folder import SPLIT, RunFolder
+from fastseg.runs.folder import REPORT, SPLIT, RunFolder
 from fastseg.visualization.charts import class_iou_chart, confusion_figure
 from fastseg.visualization.figures import image_grid, save_figure
 from fastseg.visualization.html import write_html
@@ -207,9 +207,18 @@ def require_same_classes(model_classes: Classes, folder: SegmentationData) -> No
         )
 
 
+def default_report_folder(model: Path | str) -> Path:
+    """RUN/report for a run's model.pth, where `fastseg runs` reads the test mIoU; RUN/report-STEM
+    for an exported file (`model.int8.onnx` -> `report-model.int8`), whose score is not model.pth's."""
+    model = Path(model)
+    run = RunFolder.of_model(model)
+    exported = not model.is_dir() and model.suffix == ".onnx"
+    return run.file(f"{REPORT}-{model.stem}" if exported else REPORT)
+
+
 def report(
     model: Path,
-    out: Path,
+    out: Path | None,
     data: Path | None = None,
     subset: str = "test",
     rank_by: str = "loss",
@@ -230,7 +239,7 @@ def report(
     `tile`/`overlap`: score the sliding window's labels (`fastseg.inference.tiling`). `out` may
     replace an earlier report (said in the result), nothing else unless `force`."""
     tiling = make_tiling(tile, overlap)
-    out = Path(out)
+    out = Path(out) if out is not None else default_report_folder(model)
     replaced = written_by_fastseg(out, "report")
     if out.is_file() or (out.is_dir() and any(out.iterdir())):
         guard(out, "report", force)

@@ -34,7 +34,7 @@ from fastseg.atomic import TEMPORARY, remove_stale_temporaries, write_json, writ
 from fastseg.data.split import Split
 from fastseg.errors import CheckpointError, DatasetError, FastsegError
 from fastseg.runs.environment import git_commit, package_versions
-from fastseg.structured_files import finite_number, load_json
+from fastseg.structured_files import StructuredFileError, finite_number, load_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -184,7 +184,11 @@ class RunFolder:
         """`last.json`: `completed_epochs`, the trackers' `best` and `wait` (and `warmup_epochs` while the
         `--freeze-epochs` warm-up runs), or `finished`."""
         path = self.file(LAST_STATE)
-        state = load_json(path, "resume state")
+        try:
+            state = load_json(path, "resume state")
+        except StructuredFileError as error:
+            reason = _reason(error, path)
+            raise FastsegError(f"{path}: unreadable resume state ({reason}); start a new run") from None
         problem = _resume_state_problem(state)
         if problem:
             raise FastsegError(f"{path}: {problem}; start a new run (or restore the file)")
@@ -271,8 +275,8 @@ class RunFolder:
             raise CheckpointError(f"{path}: split file not found")
         try:
             return Split.from_dict(load_json(path, "split file"))
-        except DatasetError as error:
-            raise CheckpointError(f"{path}: not a fastseg split file ({error})") from None
+        except (DatasetError, StructuredFileError) as error:
+            raise CheckpointError(f"{path}: not a fastseg split file ({_reason(error, path)})") from None
 
     def write_class_weights(
         self, weights: np.ndarray, counts: np.ndarray, method: str, classes: tuple[str, ...]
@@ -295,7 +299,11 @@ class RunFolder:
         path = self.file(CLASS_WEIGHTS)
         if not path.is_file():
             return None
-        values = load_json(path, "class-weights file")
+        try:
+            values = load_json(path, "class-weights file")
+        except StructuredFileError as error:
+            reason = _reason(error, path)
+            raise CheckpointError(f"{path}: not a fastseg class-weights file ({reason})") from None
         weights = values.get("weights") if isinstance(values, dict) else None
         if not isinstance(weights, list) or not all(finite_number(w) and w >= 0 for w in weights):
             raise CheckpointError(f"{path}: not a fastseg class-weights file ('weights' must be a list of "
@@ -375,3 +383,8 @@ def _resume_state_problem(state: Any) -> str | None:
     if type(wait) is not int or wait < 0:
         return f"wait must be a whole number >= 0, got {wait!r}"
     return None
+
+
+def _reason(error: Exception, path: Path) -> str:
+    """An error's message without the file name it starts with (the caller names the file)."""
+    return str(error).removeprefix(f"{path}: ")
