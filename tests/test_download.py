@@ -179,8 +179,8 @@ def test_present_data_makes_no_request(server, tmp_path, closed_url):
     assert messages == [f"already present: {folder} (nothing to do)"]
 
 
-def test_wrong_md5_extracts_nothing_and_removes_the_file(server, tmp_path):
-    with pytest.raises(DownloadError, match=f"MD5 expected 0{{32}}, got {VOC_MD5}; the file was removed"):
+def test_wrong_md5_extracts_nothing_and_removes_the_download(server, tmp_path):
+    with pytest.raises(DownloadError, match=f"MD5 expected 0{{32}}, got {VOC_MD5}; the download was removed"):
         get(tmp_path, [server.url], md5="0" * 32)
     assert files_under(tmp_path) == []
 
@@ -192,12 +192,15 @@ def test_tar_put_by_hand_is_used_without_network(server, tmp_path):
     assert (tmp_path / MARKER).read_bytes() == b"2008_000001\n"
 
 
-def test_bad_tar_put_by_hand_is_removed_without_network(server, tmp_path):
-    (tmp_path / VOC_FILENAME).write_bytes(VOC_TAR[:-1])
-    with pytest.raises(DownloadError, match="MD5 expected .* the file was removed"):
+def test_a_users_file_with_the_tars_name_is_moved_aside_never_deleted(server, tmp_path):
+    """Issue #19 (2): a user's unrelated file named VOCtrainval_11-May-2012.tar was deleted."""
+    (tmp_path / VOC_FILENAME).write_bytes(b"my own archive")
+    (tmp_path / f"{VOC_FILENAME}.bad-md5").write_bytes(b"an earlier one")
+    with pytest.raises(DownloadError, match="MD5 expected .* moved aside to .*bad-md5.1"):
         get(tmp_path, [server.url])
     assert server.requests == []
-    assert files_under(tmp_path) == []
+    assert (tmp_path / f"{VOC_FILENAME}.bad-md5.1").read_bytes() == b"my own archive"
+    assert (tmp_path / f"{VOC_FILENAME}.bad-md5").read_bytes() == b"an earlier one"
 
 
 def test_unreachable_server_says_where_to_put_the_tar(tmp_path, closed_url):

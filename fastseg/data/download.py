@@ -110,7 +110,7 @@ def download(
         partial = archive.with_name(archive.name + ".part")
         fetch_any(resource.urls, partial, root, progress=progress, log=log, timeout=timeout)
         log(f"checking MD5 of {partial}")
-        verify_md5(partial, resource.md5)
+        verify_md5(partial, resource.md5, downloaded=True)
         partial.replace(archive)
     log(f"extracting {archive} into {root}")
     safe_extract(archive, root, last=resource.marker)
@@ -196,12 +196,31 @@ def fetch(url: str, partial: Path, progress: Progress | None = None, timeout: fl
         raise ConnectionError(f"connection closed after {done} of {total} bytes")
 
 
-def verify_md5(path: Path, md5: str) -> None:
-    """Raise unless `path` has MD5 `md5`, removing the file first: re-reading it cannot fix it."""
+def verify_md5(path: Path, md5: str, downloaded: bool = False) -> None:
+    """Raise unless `path` has MD5 `md5`. What this run `downloaded` is removed (re-reading it
+    cannot fix it); a file that was there before is moved aside, never deleted: it may be a
+    user's own file that only shares the name (issue #19)."""
     actual = file_md5(path)
-    if actual != md5.lower():
+    if actual != md5.lower() and downloaded:
         _remove(path)
-        raise DownloadError(f"{path}: MD5 expected {md5}, got {actual}; the file was removed")
+        raise DownloadError(f"{path}: MD5 expected {md5}, got {actual}; the download was removed")
+    if actual != md5.lower():
+        aside = _aside(path)
+        try:
+            path.rename(aside)
+        except OSError as error:
+            raise DownloadError(f"{path}: MD5 expected {md5}, got {actual}; cannot move it aside "
+                                f"({error.strerror})") from None  # fmt: skip
+        raise DownloadError(f"{path}: MD5 expected {md5}, got {actual}; moved aside to {aside} "
+                            "(delete it, or put the right file in its place)")  # fmt: skip
+
+
+def _aside(path: Path) -> Path:
+    """`NAME.bad-md5`, or `NAME.bad-md5.N` for the first N not taken: nothing is replaced."""
+    candidate, number = path.with_name(f"{path.name}.bad-md5"), 1
+    while candidate.exists():
+        candidate, number = path.with_name(f"{path.name}.bad-md5.{number}"), number + 1
+    return candidate
 
 
 def file_md5(path: Path) -> str:
