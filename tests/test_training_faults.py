@@ -281,3 +281,17 @@ def test_a_start_killed_before_its_first_epoch_can_start_again(voc_root, tmp_pat
     refused = CliRunner().invoke(main, train_arguments(voc_root, own, 1))
     assert refused.exit_code == 1 and "use --resume to continue it or --force" in refused.output
     assert (own / "config.json").read_text() == '{"my": "settings"}'
+
+
+@pytest.mark.parametrize("name", ["config.json", "history.csv", "train.log"])
+def test_force_never_replaces_a_users_file_that_shares_a_run_files_name(voc_root, tmp_path, name):
+    """Issue #19 (2): `train --out DIR --force` deleted or replaced the user's own config.json,
+    history.csv and train.log in DIR; the README says --force removes only fastseg's files."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / name).write_text("the user's own notes\n")
+    result = CliRunner().invoke(main, [*train_arguments(voc_root, out, 1), "--force"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "not a file fastseg wrote, and --force replaces only fastseg's own run files" in result.output
+    assert (out / name).read_text() == "the user's own notes\n"
+    assert sorted(path.name for path in out.iterdir()) == [name]

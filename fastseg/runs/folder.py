@@ -109,6 +109,7 @@ class RunFolder:
         if self.path.exists() and not self.path.is_dir():
             raise FastsegError(f"{self.path}: is a file, not a run folder; choose another --out")
         created = not self.path.exists()
+        before = set() if created else {entry.name for entry in self.path.iterdir()}
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             descriptor = os.open(self.file(LOCK), os.O_RDWR | os.O_CREAT, 0o644)
@@ -122,9 +123,11 @@ class RunFolder:
             yield
         finally:
             os.close(descriptor)  # releases the lock
-            if created and [entry.name for entry in self.path.iterdir()] == [LOCK]:
+            after = {entry.name for entry in self.path.iterdir()}
+            if LOCK not in before and after == before | {LOCK}:  # nothing else written: leave no trace
                 self.file(LOCK).unlink()
-                self.path.rmdir()
+                if created:
+                    self.path.rmdir()
 
     def remove_stale_temporaries(self) -> list[Path]:
         """Incomplete files a killed process left in the run folder (`fastseg.atomic`)."""
@@ -144,6 +147,13 @@ class RunFolder:
             raise FastsegError(
                 f"{self.path}: run folder exists; use --resume to continue it or --force to replace it"
             )
+        if has_run and force:
+            foreign = [name for name in ARTEFACTS if self.file(name).exists() and not _ours(self.file(name))]
+            if foreign:  # a user's config.json or history.csv that only shares a name with ours
+                raise FastsegError(
+                    f"{self.file(foreign[0])}: not a file fastseg wrote, and --force replaces only "
+                    f"fastseg's own run files; move it, or choose another --out"
+                )
 
     def is_unstarted(self) -> bool:
         """A start that failed or was killed before its first epoch: fastseg's own config.json and
@@ -388,3 +398,38 @@ def _resume_state_problem(state: Any) -> str | None:
 def _reason(error: Exception, path: Path) -> str:
     """An error's message without the file name it starts with (the caller names the file)."""
     return str(error).removeprefix(f"{path}: ")
+
+
+def _ours(path: Path) -> bool:
+    """Whether `path`, named like one of a run's files, is the file fastseg writes under that name:
+    recognised by its content, so `--force` never takes a user's file for one of ours."""
+    from fastseg.outputs import written_by_fastseg
+
+    name = path.name
+    try:
+        if name.endswith(".pth"):
+            import zipfile
+
+            return zipfile.is_zipfile(path)  # torch.save's format; read weights-only when used
+        if name in (ONNX_FILENAME, INT8_FILENAME):
+            return written_by_fastseg(path, "export")
+        if name.endswith(".png"):
+            from PIL import Image
+
+            with Image.open(path) as image:  # figures are drawn by matplotlib, which signs them
+                return str(image.info.get("Software", "")).startswith("Matplotlib")
+        if name == HISTORY:
+            return path.read_text(encoding="utf-8", errors="replace").startswith("epoch,")
+        if name == TRAIN_LOG:
+            first = path.read_text(encoding="utf-8", errors="replace").split("\n", 1)[0]
+            return first == "" or first.startswith(("epoch ", "Better model found"))
+        values = load_json(path)
+        if name == CONFIG:
+            return isinstance(values, dict) and isinstance(values.get("train"), dict)
+        if name == SPLIT:
+            Split.from_dict(values)
+        if name == CLASS_WEIGHTS:
+            return isinstance(values, dict) and "weights" in values
+        return isinstance(values, dict)
+    except (OSError, ValueError, FastsegError, SyntaxError):
+        return False
