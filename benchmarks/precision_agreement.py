@@ -24,17 +24,15 @@ import torch
 from peer_ratios import cpu_description  # beside this script
 
 from fastseg.data.dataset import open_dataset
-from fastseg.imaging.images import load_rgb
 from fastseg.inference.segmenter import Segmenter
 from fastseg.metrics import ConfusionMatrix
 from fastseg.model.checkpoint import load_model
 
 
 def labels_of(segmenter: Segmenter, path: Path) -> np.ndarray:
-    image = load_rgb(path)
-    item = segmenter.dataset([path])[0]
+    item = segmenter.dataset([path])[0]  # decoded once: it carries the original size
     logits = segmenter.logits(item["image"][None])[0]
-    return segmenter.labels(logits, image.height, image.width)
+    return segmenter.labels(logits, item["height"], item["width"])
 
 
 def compare(model_path: Path, data_path: Path, split: str) -> dict:

@@ -7,7 +7,7 @@ first. Each kind of file fastseg writes carries its role inside it, so the answe
 the file (a copied or renamed output is still recognised, a user's file of the same name never is):
 
 - mask: a PNG with the text chunk `fastseg: mask` (`fastseg.imaging.masks.write_mask`);
-- overlay: a JPEG with the comment `fastseg overlay` (`MARKS`);
+- overlay: a JPEG with the comment `fastseg overlay` (`fastseg.inference.predict.save_overlay`);
 - export: an ONNX file whose metadata holds fastseg's description (`fastseg.model.exported`);
 - report: a folder whose `report.html` is titled `fastseg report` (every version wrote that).
 
