@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -28,15 +29,19 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def load_rgb(path: Path | str) -> Image.Image:
+def load_rgb(path: Path | str | bytes) -> Image.Image:
     """Decode, apply EXIF orientation, convert to RGB; `UnreadableImage` says what is wrong.
 
+    `path` may also be a file's bytes (an upload to `fastseg serve`): the same decoding and the
+    same limits (Pillow's decompression-bomb pixel limit), so a served mask is predict's mask.
     An RGB file is decoded once and never copied (4 bytes a pixel: 350 MB at 9400x9400): the
     orientation is applied in place and the decoded image itself is returned."""
+    in_memory = isinstance(path, bytes)
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Path(path).open("rb") as file:  # closing our file keeps the pixels (Image.close drops them)
+            # closing our file keeps the pixels (Image.close drops them)
+            with io.BytesIO(path) if in_memory else Path(path).open("rb") as file:
                 image = Image.open(file)
                 ImageOps.exif_transpose(image, in_place=True)
                 image.load()
@@ -46,7 +51,7 @@ def load_rgb(path: Path | str) -> Image.Image:
         except PermissionError:
             raise UnreadableImage("permission denied") from None
         except UnidentifiedImageError:
-            size = Path(path).stat().st_size if Path(path).exists() else 0
+            size = len(path) if in_memory else (Path(path).stat().st_size if Path(path).exists() else 0)
             raise UnreadableImage("empty file" if size == 0 else "not an image Pillow can read") from None
         except (OSError, SyntaxError, ValueError) as error:
             raise UnreadableImage(f"corrupt or truncated image ({error})") from None

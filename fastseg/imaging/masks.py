@@ -8,6 +8,7 @@ fastseg is read through :func:`read_mask`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -34,7 +35,15 @@ def read_mask(path: Path | str) -> np.ndarray:
 
 def write_mask(path: Path | str, mask: np.ndarray, palette: list[int] | None = None) -> Path:
     """Save a class-index mask `(H, W)` as a palette PNG (value = class, 255 = void), atomically;
-    `palette` is a flat 768-entry list (`Classes.palette()`), VOC's when None.
+    `palette` is a flat 768-entry list (`Classes.palette()`), VOC's when None."""
+    with atomic_path(path) as temporary:
+        encode_mask(temporary, mask, palette)
+    return Path(path)
+
+
+def encode_mask(target: Path | BinaryIO, mask: np.ndarray, palette: list[int] | None = None) -> None:
+    """The palette PNG of a class-index mask `(H, W)` into a file or a binary stream: the one
+    encoder behind `predict`'s files and `fastseg serve`'s responses, so both are the same bytes.
 
     `compress_level=1`: 1.2 ms instead of 2.9 ms for a 500x375 mask, a few % larger.
     """
@@ -42,6 +51,4 @@ def write_mask(path: Path | str, mask: np.ndarray, palette: list[int] | None = N
     image.putpalette(palette or voc_palette())
     marked = PngInfo()  # what `fastseg.outputs` reads back: this file is fastseg's own mask
     marked.add_text(*MASK_TEXT)
-    with atomic_path(path) as temporary:
-        image.save(temporary, format="PNG", compress_level=1, pnginfo=marked)
-    return Path(path)
+    image.save(target, format="PNG", compress_level=1, pnginfo=marked)

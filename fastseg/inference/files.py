@@ -24,11 +24,12 @@ class ImageFiles(Dataset):
     RGB array as `"original"` with `keep_original` (overlays, figures: never decoded twice) and
     whatever `extra(index)` adds (a ground-truth mask, for `report`). With `fit=False` the
     `"image"` is the decoded picture `(H, W, 3)` uint8 itself (the sliding window tiles it), and
-    `"original"` is the same array."""
+    `"original"` is the same array. A path may also be a file's bytes (`fastseg serve`'s uploads:
+    decoded by the same `load_rgb`, with the same limits; nothing is written to disk)."""
 
     def __init__(
         self,
-        paths: Sequence[Path],
+        paths: Sequence[Path | bytes],
         size: int,
         resize: str,
         mean: Sequence[float],

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import numpy as np
 from PIL import Image
@@ -169,13 +169,21 @@ def save_overlay(
     image: np.ndarray, labels: np.ndarray, path: Path, classes: Classes, alpha: float = 0.5
 ) -> None:
     """RGB image `(H, W, 3)` blended with its labels in the model's colours, as JPEG, written
-    atomically; the float arithmetic runs a band of rows at a time into one uint8 picture."""
+    atomically (`encode_overlay`)."""
+    with atomic_path(path) as temporary:
+        encode_overlay(temporary, image, labels, classes, alpha)
+
+
+def encode_overlay(
+    target: Path | BinaryIO, image: np.ndarray, labels: np.ndarray, classes: Classes, alpha: float = 0.5
+) -> None:
+    """The overlay JPEG into a file or a binary stream (predict's files, `fastseg serve`'s
+    `?overlay=1`); the float arithmetic runs a band of rows at a time into one uint8 picture."""
     blended = np.empty_like(image, dtype=np.uint8)
     for rows in row_chunks(image.shape[0]):
         colours = colorize(labels[rows], classes.colors).astype(np.float32)
         blended[rows] = ((1 - alpha) * image[rows].astype(np.float32) + alpha * colours).round()
-    with atomic_path(path) as temporary:
-        Image.fromarray(blended).save(temporary, format="JPEG", quality=90, comment=OVERLAY_COMMENT)
+    Image.fromarray(blended).save(target, format="JPEG", quality=90, comment=OVERLAY_COMMENT)
 
 
 def csv_row(source: Path, status: str, error: str = "", size: tuple[int, int] | None = None,
