@@ -15,6 +15,7 @@ warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=Futur
 # name -> (module, one-line help). The module is imported only when the command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
     "download": ("cli.download", "Download and extract PASCAL VOC 2012 (resumable, MD5-checked)."),
+    "import": ("cli.import_", "Import a tool's export (COCO, LabelMe, YOLO, CVAT, ...) as a data set."),
     "check-data": ("cli.check_data", "Check a data set: images and class pixels per split, every problem."),
     "show-data": ("cli.show_data", "Write sample figures of the augmented training and validation data."),
     "train": ("cli.train", "Train a U-Net (VGG16-BN or a timm encoder); writes a run folder."),

@@ -1,0 +1,115 @@
+"""Drawing shapes into masks, the way the tools that made them do, and stacking them.
+
+- Polygons and RLE go through pycocotools (`frPyObjects`, `merge`, `decode`): COCO's own reference
+  rasteriser, which CVAT's exports (through datumaro) also use; YOLO and Label Studio polygons are
+  drawn by it too, so one well-kept rasteriser decides every polygon's border pixels.
+- LabelMe's shapes follow `labelme.utils.shape_to_mask` exactly (Pillow's ImageDraw: polygon with
+  outline, rectangle, ellipse for circles, lines of a width), so an import equals what labelme's
+  own `labelme_json_to_dataset` draws.
+- Overlaps: layers are painted in order, a later one on top (as the tools draw); `stack` counts
+  the pixels that a layer of another class took from an earlier one ("contested").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from fastseg.errors import FastsegError
+
+EXTRA = "import"  # setup.cfg's extra that brings pycocotools
+
+
+def coco_mask_module():  # noqa: ANN201 - pycocotools.mask, typed by pycocotools
+    """pycocotools' mask module, or one line naming the extra that installs it."""
+    try:
+        from pycocotools import mask
+    except ImportError:
+        raise FastsegError(
+            f"this format's polygons and RLE are drawn by pycocotools: pip install 'fastseg[{EXTRA}]'"
+        ) from None
+    return mask
+
+
+def polygons(flat_polygons: Sequence[Sequence[float]], height: int, width: int) -> np.ndarray:
+    """Bool `(H, W)`: the union of polygons given as flat [x1, y1, x2, y2, ...] pixel lists."""
+    mask = coco_mask_module()
+    rles = mask.frPyObjects([[float(value) for value in polygon] for polygon in flat_polygons], height, width)
+    return mask.decode(mask.merge(rles)).astype(bool)
+
+
+def coco_rle(rle: dict, height: int, width: int) -> np.ndarray:
+    """Bool `(H, W)` from COCO RLE: `counts` a list (uncompressed) or a string (compressed)."""
+    mask = coco_mask_module()
+    if isinstance(rle["counts"], list):
+        rle = mask.frPyObjects(rle, height, width)
+    else:
+        rle = {
+            "size": list(rle["size"]),
+            "counts": rle["counts"].encode("ascii") if isinstance(rle["counts"], str) else rle["counts"],
+        }
+    return mask.decode(rle).astype(bool)
+
+
+def runs(counts: Sequence[int], height: int, width: int, order: str = "C") -> np.ndarray:
+    """Bool `(H, W)` from alternating run lengths that start with a run of 0s (CVAT's mask RLE:
+    row-major, `order="C"`); the counts must cover the area exactly."""
+    values = np.zeros(sum(counts), dtype=bool)
+    position = 0
+    for index, count in enumerate(counts):
+        if index % 2:
+            values[position : position + count] = True
+        position += count
+    return values.reshape((height, width), order=order)
+
+
+# --- LabelMe: labelme.utils.shape_to_mask's rules ----------------------------------------------------
+
+
+def labelme_shape(
+    shape_type: str, points: np.ndarray, height: int, width: int, line_width: int = 10, point_size: int = 5
+) -> np.ndarray:
+    """Bool `(H, W)` of one LabelMe shape, drawn as labelme's `shape_to_mask` draws it."""
+    canvas = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    xy = [tuple(point) for point in points.tolist()]
+    if shape_type == "circle":
+        (cx, cy), (px, py) = xy
+        radius = math.sqrt((cx - px) ** 2 + (cy - py) ** 2)
+        draw.ellipse(((cx - radius, cy - radius), (cx + radius, cy + radius)), outline=1, fill=1)
+    elif shape_type == "rectangle":
+        (x0, y0), (x1, y1) = xy
+        draw.rectangle(((min(x0, x1), min(y0, y1)), (max(x0, x1), max(y0, y1))), outline=1, fill=1)
+    elif shape_type in ("line", "linestrip"):
+        draw.line(xy=xy, fill=1, width=line_width)
+    elif shape_type == "point":
+        (cx, cy) = xy[0]
+        draw.ellipse(
+            ((cx - point_size, cy - point_size), (cx + point_size, cy + point_size)), outline=1, fill=1
+        )
+    else:  # polygon, oriented_rectangle
+        draw.polygon(xy=xy, outline=1, fill=1)
+    return np.asarray(canvas, dtype=bool)
+
+
+# --- stacking -------------------------------------------------------------------------------------
+
+
+def stack(height: int, width: int, layers: Sequence[tuple[int, np.ndarray]]) -> tuple[np.ndarray, int]:
+    """Paint `(class index, bool mask)` layers in order on background 0, later on top; returns the
+    class-index mask `(H, W)` uint8 and the number of pixels where a layer covered another class's."""
+    labels = np.zeros((height, width), dtype=np.uint8)
+    if not layers:
+        return labels, 0
+    painted = np.zeros((height, width), dtype=bool)
+    contested = np.zeros((height, width), dtype=bool)
+    for label, pixels in layers:
+        if pixels.shape != (height, width):
+            raise ValueError(f"a layer of {pixels.shape} on a {height}x{width} mask")
+        contested |= pixels & painted & (labels != label)
+        labels[pixels] = label
+        painted |= pixels
+    return labels, int(contested.sum())
