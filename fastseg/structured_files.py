@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from fastseg.errors import FastsegError
 
 MAX_ALIASES = 64  # anchors reused by hand stay far below this; an alias bomb needs thousands
 MAX_BYTES = 16 * 1024 * 1024  # no config, dataset.yaml or run file comes near this
+MAX_DIGITS = 400  # a whole number longer than this is no size, count or seed (2**1024 has 309)
 
 
 class StructuredFileError(FastsegError):
@@ -29,14 +32,33 @@ class StructuredFileError(FastsegError):
 
 
 def read_utf8(path: Path | str, what: str = "file") -> str:
-    """The whole text of `path`, or one line: missing, unreadable, too large, or not UTF-8."""
+    """The whole text of `path`, or one line: missing, not a regular file, unreadable, too large,
+    or not UTF-8.
+
+    A FIFO (or `/dev/stdin`, a terminal) named as `--config` or `dataset.yaml` blocked forever in
+    `open()` waiting for a writer; a device such as `/dev/zero` never ends. The file is opened
+    without blocking and refused unless it is a regular file, checked on the open descriptor so
+    a swap between a check and the open cannot slip one through."""
     path = Path(path)
     try:
-        if path.stat().st_size > MAX_BYTES:
-            raise StructuredFileError(f"{path}: {path.stat().st_size:,} bytes, too large for a {what}")
-        data = path.read_bytes()
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as error:
         raise StructuredFileError(f"{path}: cannot read the {what} ({error.strerror or error})") from None
+    try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            kind = _kind(status.st_mode)
+            raise StructuredFileError(f"{path}: {kind}, not a regular file; a {what} must be a file on disk")
+        if status.st_size > MAX_BYTES:
+            raise StructuredFileError(f"{path}: {status.st_size:,} bytes, too large for a {what}")
+        with os.fdopen(descriptor, "rb", closefd=False) as file:
+            data = file.read(MAX_BYTES + 1)
+    except OSError as error:
+        raise StructuredFileError(f"{path}: cannot read the {what} ({error.strerror or error})") from None
+    finally:
+        os.close(descriptor)
+    if len(data) > MAX_BYTES:  # it grew while being read
+        raise StructuredFileError(f"{path}: over {MAX_BYTES:,} bytes, too large for a {what}")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -46,23 +68,48 @@ def read_utf8(path: Path | str, what: str = "file") -> str:
         ) from None
 
 
+def _kind(mode: int) -> str:
+    """What a file that is not a regular file is, for the message."""
+    kinds = [(stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")]  # fmt: skip
+    return next((name for test, name in kinds if test(mode)), "not a file")
+
+
 def load_json(path: Path | str, what: str = "JSON file") -> Any:
     """Strict JSON: no NaN or infinity, no repeated key."""
     path = Path(path)
-    text = read_utf8(path, what)
+    return parse_json(read_utf8(path, what), path, what)
+
+
+def parse_json(text: str, source: Path | str, what: str = "JSON text") -> Any:
+    """`text` as strict JSON (no NaN or infinity, no repeated key, not nested beyond Python's
+    recursion limit); `source` names where it came from in the one-line error: a file, or an
+    exported model's metadata, which is JSON inside a file."""
 
     def no_constant(name: str) -> Any:
-        raise StructuredFileError(f"{path}: {name} is not a number JSON allows")
+        raise StructuredFileError(f"{source}: {name} is not a number JSON allows")
 
     def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        return _unique(path, pairs)
+        return _unique(source, pairs)
+
+    def finite_float(literal: str) -> float:
+        value = float(literal)
+        if not math.isfinite(value):  # 1e999 is inf to Python, a number too large to any reader
+            raise StructuredFileError(f"{source}: {literal[:20]} is too large a number")
+        return value
+
+    def bounded_int(literal: str) -> int:
+        if len(literal) > MAX_DIGITS:  # Python refuses over 4300 digits with a ValueError
+            raise StructuredFileError(f"{source}: a whole number of {len(literal):,} digits is too large")
+        return int(literal)
 
     try:
-        return json.loads(text, parse_constant=no_constant, object_pairs_hook=unique_keys)
+        return json.loads(text, parse_constant=no_constant, object_pairs_hook=unique_keys,
+                          parse_float=finite_float, parse_int=bounded_int)  # fmt: skip
     except json.JSONDecodeError as error:
-        raise StructuredFileError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+        raise StructuredFileError(f"{source}: not valid JSON ({error.msg} at line {error.lineno})") from None
     except RecursionError:
-        raise StructuredFileError(f"{path}: nested too deeply to be a {what}") from None
+        raise StructuredFileError(f"{source}: nested too deeply to be a {what}") from None
 
 
 def load_yaml(path: Path | str, what: str = "YAML file") -> Any:
@@ -88,12 +135,20 @@ def load_yaml(path: Path | str, what: str = "YAML file") -> Any:
             keys = [self.construct_object(key, deep=True) for key, _ in node.value]
             seen: set[Any] = set()
             for key in keys:
-                if isinstance(key, (list, dict)):
+                if isinstance(key, (list, dict, set)):  # a YAML `? [1, 2]` or `? !!set {a}` key
                     raise StructuredFileError(f"{path}: a key must be a name, not {type(key).__name__}")
                 if key in seen:
                     raise StructuredFileError(f"{path}: key {key!r} is given twice")
                 seen.add(key)
             return super().construct_mapping(node, deep=deep)
+
+        def construct_bounded_int(self, node: Any) -> int:
+            if len(str(node.value)) > MAX_DIGITS:  # Python refuses over 4300 digits with a ValueError
+                raise StructuredFileError(f"{path}: a whole number of {len(str(node.value)):,} digits "
+                                          "is too large")  # fmt: skip
+            return super().construct_yaml_int(node)
+
+    Loader.add_constructor("tag:yaml.org,2002:int", Loader.construct_bounded_int)
 
     try:
         return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
@@ -102,6 +157,9 @@ def load_yaml(path: Path | str, what: str = "YAML file") -> Any:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or type(error).__name__
         raise StructuredFileError(f"{path}: not valid YAML{where} ({problem})") from None
+    except (ValueError, TypeError, OverflowError) as error:  # a tagged value it cannot build: 2001-13-99
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:80]
+        raise StructuredFileError(f"{path}: not valid YAML ({reason})") from None
     except RecursionError:
         raise StructuredFileError(f"{path}: nested too deeply to be a {what}") from None
 
@@ -111,7 +169,7 @@ def load_structured(path: Path | str, what: str = "file") -> Any:
     return load_json(path, what) if Path(path).suffix.lower() == ".json" else load_yaml(path, what)
 
 
-def _unique(path: Path, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _unique(path: Path | str, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, value in pairs:
         if key in values:

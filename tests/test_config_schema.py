@@ -6,6 +6,7 @@ one line naming the file and the field, exit 1, and the run folder is not create
 test generates values for every field and asserts the same of all of them.
 """
 
+import re
 import string
 
 import pytest
@@ -128,3 +129,55 @@ def test_any_config_file_is_a_valid_config_or_one_line(tmp_path, values):
         return
     # accepted: then every field really is of its type and in range
     assert all(field_problem(name, value) is None for name, value in config.items())
+
+
+# --- not a regular file: a FIFO blocked forever (issue #19) ------------------------------------
+
+
+@pytest.fixture
+def alarm():
+    """Fail instead of hanging: reading a FIFO with no writer blocked in open() forever."""
+    import signal
+
+    def hung(signum, frame):
+        raise AssertionError("blocked reading a FIFO")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_fifo_as_config_or_dataset_yaml_is_one_line_not_a_hang(voc_root, tmp_path, alarm):
+    import os
+
+    from fastseg.data.dataset_file import read_dataset_file
+    from fastseg.errors import DatasetError
+
+    fifo = tmp_path / "my.yaml"
+    os.mkfifo(fifo)
+    arguments = ["train", "--config", str(fifo), "--data", str(voc_root), "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(main, [*arguments, "--quiet"])
+    assert_one_line_and_nothing_made(result, tmp_path, f"{fifo}: a named pipe (FIFO), not a regular file")
+    with pytest.raises(DatasetError, match=r"dataset.yaml: a named pipe \(FIFO\), not a regular file"):
+        read_dataset_file(fifo.rename(tmp_path / "dataset.yaml"))
+    with pytest.raises(StructuredFileError, match="/dev/zero: a character device, not a regular file"):
+        load_yaml("/dev/zero")
+    with pytest.raises(StructuredFileError, match="a folder, not a regular file"):
+        load_json(tmp_path)
+
+
+def test_numbers_no_reader_can_hold_are_one_line(tmp_path):
+    """Python reads JSON's 1e999 as infinity (past the NaN check) and refuses whole numbers of
+    over 4300 digits with a ValueError traceback; YAML's tagged values failed the same way."""
+    cases = {"a.json": ('{"lr": 1e999}', "1e999 is too large a number"),
+             "b.json": ('{"seed": ' + "9" * 5000 + "}", "a whole number of 5,000 digits is too large"),
+             "c.yaml": ("seed: " + "9" * 5000, "a whole number of 5,000 digits is too large"),
+             "d.yaml": ("when: !!timestamp 2001-13-99", "not valid YAML (month must be in 1..12)"),
+             "e.yaml": ("? !!set {a}\n: 1", "a key must be a name, not set")}  # fmt: skip
+    for name, (text, expected) in cases.items():
+        (tmp_path / name).write_text(text)
+        loader = load_json if name.endswith(".json") else load_yaml
+        with pytest.raises(StructuredFileError, match=re.escape(expected)):
+            loader(tmp_path / name)

@@ -316,3 +316,127 @@ def test_a_dead_exports_temporary_file_is_removed_by_the_next_export(run, export
     stale.write_bytes(b"half an export")
     assert invoke("export", run, "--out", tmp_path / "model.onnx").exit_code == 0
     assert not stale.exists()
+
+
+# --- the graph against its description (issue #19, item 3): checked when the session is made ----
+
+DESCRIPTION = {"format": "fastseg-export/1", "source_format": "fastseg-model/2", "size": 32,
+               "resize": "squish", "classes": ["background", "thing", "other"],
+               "colors": [[0, 0, 0], [128, 0, 0], [0, 128, 0]], "ignore_index": 255,
+               "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "metadata": {},
+               "model_config": {"num_classes": 3, "decoder_channels": [256, 128, 64, 32, 16],
+                                "encoder": "vgg16_bn"}}  # fmt: skip
+
+
+def onnx_file(path, inputs, outputs, nodes, description=DESCRIPTION):
+    """A hand-made graph carrying fastseg's description: what a tool other than `fastseg export`
+    (or an edit) could leave under a .onnx name. `inputs`/`outputs`: (name, element type, shape)."""
+    from onnx import helper
+
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(*node) for node in inputs],
+                              [helper.make_tensor_value_info(*node) for node in outputs])  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8  # what this onnxruntime reads
+    helper.set_model_props(model, {"fastseg": json.dumps(description)})
+    onnx.save(model, str(path))
+    return path
+
+
+def bad_graphs(folder):
+    from onnx import TensorProto, helper
+
+    FLOAT, UINT8 = TensorProto.FLOAT, TensorProto.UINT8
+    image = ("images", FLOAT, ["n", 3, "h", "w"])
+    identity = [helper.make_node("Identity", ["images"], ["logits"])]
+    return {
+        "uint8 input": (onnx_file(folder / "uint8.onnx", [("images", UINT8, ["n", 3, "h", "w"])],
+                                  [("logits", FLOAT, ["n", 3, "h", "w"])],
+                                  [helper.make_node("Cast", ["images"], ["logits"], to=FLOAT)]),
+                        "input 'images' is tensor(uint8), not float32"),
+        "two inputs": (onnx_file(folder / "two.onnx", [image, ("more", FLOAT, ["n", 3, "h", "w"])],
+                                 [("logits", FLOAT, ["n", 3, "h", "w"])],
+                                 [helper.make_node("Add", ["images", "more"], ["logits"])]),
+                       "the graph takes 2 inputs"),
+        "rank 3 input": (onnx_file(folder / "rank3.onnx", [("images", FLOAT, [3, "h", "w"])],
+                                   [("logits", FLOAT, [3, "h", "w"])], identity),
+                         "input 'images' has shape (3, ?, ?), not (N, 3, H, W)"),
+        "one channel": (onnx_file(folder / "gray.onnx", [("images", FLOAT, ["n", 1, "h", "w"])],
+                                  [("logits", FLOAT, ["n", 1, "h", "w"])], identity),
+                        "input 'images' has shape (?, 1, ?, ?)"),
+        "output of other classes": (onnx_file(folder / "classes.onnx", [image],
+                                              [("logits", FLOAT, ["n", 3, "h", "w"])], identity,
+                                              {**DESCRIPTION, "classes": [f"c{i}" for i in range(21)],
+                                               "colors": [[i, i, i] for i in range(21)],
+                                               "model_config": {"num_classes": 21}}),
+                                    "output 'logits' has shape (?, 3, ?, ?), not (N, 21, H, W)"),
+        "rank 3 output": (onnx_file(folder / "flat.onnx", [image], [("logits", FLOAT, ["n", "c", "hw"])],
+                                    [helper.make_node("Constant", [], ["shape"],
+                                                      value_ints=[0, 3, -1]),
+                                     helper.make_node("Reshape", ["images", "shape"], ["logits"])]),
+                          "output 'logits' has shape (?, 3, ?), not (N, 3, H, W)"),
+        "float16 output": (onnx_file(folder / "half.onnx", [image],
+                                     [("logits", TensorProto.FLOAT16, ["n", 3, "h", "w"])],
+                                     [helper.make_node("Cast", ["images"], ["logits"],
+                                                       to=TensorProto.FLOAT16)]),
+                           "output 'logits' is tensor(float16), not float32"),
+        "size 100000": (onnx_file(folder / "huge.onnx", [image], [("logits", FLOAT, ["n", 3, "h", "w"])],
+                                  identity, {**DESCRIPTION, "size": 100000}),
+                        "field 'size' must be a whole number of pixels from 32 to 8192, got 100000"),
+        "metadata 1e999": (folder / "inf.onnx", "its 'fastseg' metadata: 1e999 is too large a number"),
+    }  # fmt: skip
+
+
+@pytest.fixture
+def bad_onnx_run(run, tmp_path):
+    """A copy of the run folder holding each bad graph beside its split.json (report needs one)."""
+    import shutil
+
+    folder = tmp_path / "run"
+    shutil.copytree(run, folder)
+    cases = bad_graphs(folder)
+    text = json.dumps({**DESCRIPTION, "size": 32}).replace('"size": 32', '"size": 1e999')
+    good = cases["size 100000"][0]
+    proto = onnx.load(str(good))
+    proto.metadata_props[-1].value = text
+    onnx.save(proto, str(folder / "inf.onnx"))
+    return folder, cases
+
+
+@pytest.mark.parametrize("command", ["predict", "report"])
+def test_a_graph_that_does_not_fit_its_description_is_one_line(bad_onnx_run, tmp_path, command):
+    """Issue #19 (3): a uint8 input, a graph whose output does not fit, metadata asking 100,000 px
+    were tracebacks (or failed on every image); each is refused once, naming the file."""
+    folder, cases = bad_onnx_run
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(image)
+    for case, (path, expected) in cases.items():
+        if command == "predict":
+            result = invoke("predict", "--model", path, image, "--out", tmp_path / "out", "--quiet",
+                            "--num-workers", "0")  # fmt: skip
+        else:
+            result = invoke("report", "--model", path, "--out", tmp_path / "report", "--quiet",
+                            "--num-workers", "0")  # fmt: skip
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 1, (case, result.output)
+        assert len(lines) == 1 and "Traceback" not in result.output, (case, result.output)
+        assert lines[0].startswith(f"Error: {path}: ") and expected in lines[0], (case, lines[0])
+    assert not (tmp_path / "out").exists() and not (tmp_path / "report").exists()
+
+
+def test_a_hand_made_graph_that_fits_its_description_runs(tmp_path):
+    """The checks refuse what does not fit, nothing more: an identity graph over 3 channels,
+    described as a 3-class model, predicts (each pixel's class is its strongest channel)."""
+    from onnx import TensorProto, helper
+
+    image = ("images", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    path = onnx_file(tmp_path / "identity.onnx", [image], [("logits", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+                     [helper.make_node("Identity", ["images"], ["logits"])])  # fmt: skip
+    pixels = np.zeros((20, 30, 3), np.uint8)
+    pixels[:, :10, 0] = pixels[:, 10:20, 1] = pixels[:, 20:, 2] = 255  # red, green, blue thirds
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    result = invoke("predict", "--model", path, tmp_path / "a.png", "--out", tmp_path / "out", "--quiet",
+                    "--num-workers", "0")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "out" / "a.png") as mask:
+        labels = np.array(mask)
+    assert (labels[:, 2:8] == 0).all() and (labels[:, 12:18] == 1).all() and (labels[:, 22:28] == 2).all()

@@ -109,17 +109,58 @@ def onnx_session(path: Path, threads: int | None = None) -> Any:
 
 def open_onnx(path: Path, threads: int | None = None) -> tuple[LoadedModel, OnnxRuntime]:
     """An exported file's description (`fastseg.model.exported`) and its onnxruntime runtime;
-    the graph must give one logit map per class the description names."""
+    the graph's inputs and outputs must be what the description promises (`check_graph`)."""
     from fastseg.model.exported import METADATA_KEY, described_model
 
     session = onnx_session(path, threads)
     loaded = described_model(path, session.get_modelmeta().custom_metadata_map.get(METADATA_KEY))
-    outputs = session.get_outputs()[0].shape
-    if len(outputs) != 4 or outputs[1] != len(loaded.classes):
-        count = len(loaded.classes)
-        raise CheckpointError(f"{path}: the graph's output {outputs} is not (N, {count}, H, W), one map "
-                              "per class its metadata names")  # fmt: skip
+    check_graph(path, session.get_inputs(), session.get_outputs(), len(loaded.classes))
     return loaded, OnnxRuntime(session)
+
+
+def check_graph(path: Path, inputs: list[Any], outputs: list[Any], num_classes: int) -> None:
+    """One `CheckpointError` naming the file unless the graph takes one float32 `(N, 3, H, W)`
+    input and gives one float32 `(N, num_classes, H, W)` output (a dimension may be symbolic,
+    except the image's 3 channels; the classes are compared where the graph fixes them).
+
+    Checked when the session is made, so a file whose graph and description disagree is refused
+    once, in one line, instead of failing on every image (a uint8 input) or producing masks of
+    the wrong classes (an output of other channels)."""
+    if len(inputs) != 1:
+        raise CheckpointError(f"{path}: the graph takes {len(inputs)} inputs; a fastseg model takes one, "
+                              "the images (N, 3, H, W)")  # fmt: skip
+    if len(outputs) != 1:
+        raise CheckpointError(f"{path}: the graph gives {len(outputs)} outputs; a fastseg model gives one, "
+                              "the logits (N, classes, H, W)")  # fmt: skip
+    image, logits = inputs[0], outputs[0]
+    for role, node in (("input", image), ("output", logits)):
+        if node.type != ONNX_FLOAT:
+            raise CheckpointError(f"{path}: the graph's {role} {node.name!r} is {node.type}, not float32 "
+                                  "(tensor(float)); export the model with `fastseg export`")  # fmt: skip
+    shape, out_shape = _shape(image), _shape(logits)
+    if shape is None or len(shape) != 4 or shape[1] != 3:
+        raise CheckpointError(f"{path}: the graph's input {image.name!r} has shape {_shown(shape)}, not "
+                              "(N, 3, H, W): one RGB image per batch item")  # fmt: skip
+    fixed_classes = isinstance(out_shape[1], int) if out_shape and len(out_shape) == 4 else False
+    if out_shape is None or len(out_shape) != 4 or (fixed_classes and out_shape[1] != num_classes):
+        shown = _shown(out_shape)
+        raise CheckpointError(f"{path}: the graph's output {logits.name!r} has shape {shown}, not "
+                              f"(N, {num_classes}, H, W): one map per class its metadata names")  # fmt: skip
+
+
+ONNX_FLOAT = "tensor(float)"  # onnxruntime's name for float32
+
+
+def _shape(node: Any) -> list[Any] | None:
+    """The node's dimensions (int, or a name / None where symbolic); None when the rank is unknown."""
+    shape = getattr(node, "shape", None)
+    return list(shape) if isinstance(shape, (list, tuple)) else None
+
+
+def _shown(shape: list[Any] | None) -> str:
+    if shape is None:
+        return "unknown"
+    return "(" + ", ".join(str(dim) if isinstance(dim, int) else "?" for dim in shape) + ")"
 
 
 @dataclass

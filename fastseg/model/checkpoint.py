@@ -180,6 +180,12 @@ def _checked_fields(path: Path, state: dict[str, Any]) -> dict[str, Any]:
     names = isinstance(classes, list) and not wrong_length and all(isinstance(name, str) for name in classes)
     _require(names, path, "classes", f"must be a list of {count} names (one per class)",
              len(classes) if wrong_length else classes)  # fmt: skip
+    # as dataset.yaml's names (fastseg.data.dataset_file): a file fastseg wrote is trusted no more
+    unprintable = [name for name in classes if not name.strip() or not name.isprintable()]
+    _require(not unprintable, path, "classes", "must be names without control characters (newlines, "
+             "tabs), none empty", unprintable[:1])  # fmt: skip
+    repeated = sorted({name for name in classes if classes.count(name) > 1})
+    _require(not repeated, path, "classes", "must name each class once", repeated[:3])
     colors = state.get("colors", default_colors(count))  # files written before own data sets: VOC's
     rgb = isinstance(colors, list) and len(colors) == count and all(
         isinstance(colour, (list, tuple)) and len(colour) == 3

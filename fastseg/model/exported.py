@@ -15,6 +15,7 @@ from typing import Any
 
 from fastseg.errors import CheckpointError
 from fastseg.model.checkpoint import FORMAT, LoadedModel, _checked_fields
+from fastseg.structured_files import StructuredFileError, parse_json
 
 EXPORT_FORMAT = "fastseg-export/1"
 METADATA_KEY = "fastseg"  # the ONNX `metadata_props` entry holding the JSON
@@ -46,10 +47,10 @@ def described_model(path: Path, text: str | None) -> LoadedModel:
     if text is None:
         raise CheckpointError(f"{path}: not a fastseg model (no {METADATA_KEY!r} metadata; make one with "
                               "`fastseg export`)")  # fmt: skip
-    try:
-        values = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{path}: its {METADATA_KEY!r} metadata is not JSON ({error})") from None
+    try:  # the one strict JSON reader of every file a user or tool can edit: no NaN, no 1e999
+        values = parse_json(text, f"{path}: its {METADATA_KEY!r} metadata", "model description")
+    except StructuredFileError as error:
+        raise CheckpointError(str(error)) from None
     if not isinstance(values, dict) or values.get("format") != EXPORT_FORMAT:
         found = values.get("format") if isinstance(values, dict) else type(values).__name__
         raise CheckpointError(f"{path}: not a fastseg export of this version (format {found!r}, "
