@@ -1,0 +1,90 @@
+"""`fastseg serve`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cli.errors import user_errors
+from fastseg.inference.precision import PRECISIONS
+from fastseg.launch.device import DEVICES
+from fastseg.serving.settings import DEFAULT_HOST, DEFAULT_PORT, ServeSettings
+
+DEFAULTS = ServeSettings()
+EXTRA = "pip install -e '.[serve]'"
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def require_serve_extra() -> None:
+    """FastAPI, uvicorn and python-multipart, or one line naming the extra."""
+    import importlib.util
+
+    missing = [
+        name for name in ("fastapi", "uvicorn", "python_multipart") if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        raise click.ClickException(f"fastseg serve needs {', '.join(missing)}: {EXTRA}")
+
+
+@click.command(context_settings={"show_default": True})
+@click.argument(
+    "model_argument", metavar="[MODEL]", required=False, type=click.Path(path_type=Path, exists=True)
+)
+@click.option("--model", "model_option", type=click.Path(path_type=Path, exists=True),
+              help="A run folder, its model.pth, or an .onnx file (fp32 or INT8).")  # fmt: skip
+@click.option(
+    "--host", default=DEFAULT_HOST, help="Address to bind; 0.0.0.0 offers the model to the network."
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT)
+@click.option("--max-batch", type=click.IntRange(1, 256), default=DEFAULTS.max_batch,
+              help="Concurrent images run in one forward pass.")  # fmt: skip
+@click.option("--max-wait-ms", type=click.FloatRange(0, 10_000), default=DEFAULTS.max_wait_ms,
+              help="How long the first image of a batch waits for others.")  # fmt: skip
+@click.option("--max-upload-mb", type=click.FloatRange(0.001, 4096), default=DEFAULTS.max_upload_mb,
+              help="Largest request body; a larger one is refused (413).")  # fmt: skip
+@click.option("--max-queue", type=click.IntRange(1, 100_000), default=DEFAULTS.max_queue,
+              help="Requests in flight at once; one more is told to retry (503, Retry-After).")  # fmt: skip
+@click.option("--threads", type=click.IntRange(1, 256), default=DEFAULTS.threads,
+              help="Threads that decode and encode images, off the event loop.")  # fmt: skip
+@click.option("--token", envvar="FASTSEG_SERVE_TOKEN", default=None, show_envvar=True,
+              help="Require `Authorization: Bearer TOKEN` (the variable keeps it out of ps).")  # fmt: skip
+@click.option("--device", type=click.Choice(DEVICES), default="auto")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto",
+              help="auto: bf16 on GPUs and on CPUs with native bf16, else fp32 (as predict).")  # fmt: skip
+@click.option("--tta", is_flag=True, help="Flip test-time augmentation unless a request says tta=0.")
+@click.option(
+    "--label-studio-url", default=None, help="Label Studio's address: task images are fetched from it only."
+)
+@click.option("--label-studio-token", envvar="LABEL_STUDIO_API_KEY", default=None, show_envvar=True,
+              help="Label Studio's access token, to fetch task images.")  # fmt: skip
+@user_errors
+def command(model_argument: Path | None, model_option: Path | None, host: str, port: int, device: str,
+            precision: str, **options) -> None:  # fmt: skip
+    """Serve MODEL over HTTP: POST /v1/segment (predict's masks), GET /v1/model, /healthz, /readyz,
+    Label Studio's /predict, a page at / and the API docs at /docs."""
+    if model_argument and model_option and model_argument != model_option:
+        raise click.UsageError("give the model once: MODEL or --model")
+    model = model_option or model_argument
+    if model is None:
+        raise click.UsageError("which model? fastseg serve --model RUN (a run folder, model.pth or .onnx)")
+    require_serve_extra()
+    if options["label_studio_url"] and not options["label_studio_url"].startswith(("http://", "https://")):
+        raise click.UsageError(
+            f"--label-studio-url {options['label_studio_url']}: an http:// or https:// address"
+        )
+    import uvicorn
+
+    from fastseg.inference.segmenter import Segmenter
+    from fastseg.launch.device import resolve_device
+    from fastseg.serving.app import create_app
+
+    settings = ServeSettings(**options)
+    segmenter = Segmenter.open(
+        model, resolve_device(device), precision, settings.tta, requested_device=device
+    )
+    if host not in LOCAL_HOSTS and not settings.token:
+        warning = f"warning: serving on {host} without --token: anyone who can reach it can use the model"
+        click.echo(warning, err=True)
+    click.echo(f"fastseg serve: {model} on http://{host}:{port} (page at /, API docs at /docs)", err=True)
+    uvicorn.run(create_app(segmenter, settings), host=host, port=port, log_level="info", access_log=False)

@@ -1,0 +1,167 @@
+"""Requests through the inference code `predict` uses, with dynamic batching.
+
+An upload is decoded and fitted by `ImageFiles` (`load_rgb`, `fit_image`, `normalise`: predict's
+items, with its limits), in a bounded thread pool off the event loop. Decoded images of concurrent
+requests are gathered by `batching.Batcher` and run through `fastseg.inference.loop.segment` (the
+one inference loop: loader, collate, `Segmenter.logits`) in the model's own thread, one forward
+per batch. Each image's labels come from `Segmented.labels` (crop, upsample to its size,
+argmax) and are encoded by predict's PNG writer, back in the pool: the mask served is the mask
+`fastseg predict` writes, byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import io
+import logging
+import time
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+from fastseg.errors import FastsegError
+from fastseg.inference.loop import Segmented, segment
+from fastseg.inference.predict import out_of_memory
+from fastseg.inference.segmenter import Segmenter
+from fastseg.inference.tiling import Tiling
+from fastseg.serving.batching import Batcher, Busy
+from fastseg.serving.errors import ServeError
+from fastseg.serving.settings import ServeSettings
+
+log = logging.getLogger("fastseg.serve")
+T = TypeVar("T")
+TOO_LARGE = "too large to decode safely"  # `load_rgb`'s words for a bomb or an image over the pixel limit
+
+
+class Decoded(Dataset):
+    """Items already decoded by `ImageFiles`, as one batch for `segment`'s loader."""
+
+    def __init__(self, items: Sequence[dict[str, Any]]) -> None:
+        self.items = [{**item, "index": index} for index, item in enumerate(items)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.items[index]
+
+
+@dataclass
+class Result:
+    """One served image: its labels `(H, W)` uint8 and, when asked for, the decoded RGB picture."""
+
+    labels: np.ndarray
+    original: np.ndarray | None
+    seconds: float
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.labels.shape[0], self.labels.shape[1]
+
+
+class Engine:
+    """The served model: one `Segmenter`, a decode/encode pool, the model thread and its batcher."""
+
+    def __init__(self, segmenter: Segmenter, settings: ServeSettings) -> None:
+        self.segmenter, self.settings = segmenter, settings
+        self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="fastseg-serve")
+        self.model_thread = ThreadPoolExecutor(1, thread_name_prefix="fastseg-model")
+        self.batcher = Batcher(self._run_batch, self.model_thread, settings.max_batch,
+                               settings.max_wait_ms / 1000, settings.max_queue)  # fmt: skip
+        self.ready = False
+        self.in_flight = 0
+        self._worker: asyncio.Task | None = None
+
+    @functools.lru_cache(maxsize=16)  # noqa: B019 - one engine per process, a handful of variants
+    def variant(self, tta: bool, tiling: Tiling | None) -> Segmenter:
+        """The served segmenter with a request's `tta` and tiling: the same runtime, no copy of
+        the network (`Segmenter.__post_init__` keeps a given runtime)."""
+        if tta == self.segmenter.tta and tiling == self.segmenter.tiling:
+            return self.segmenter
+        return dataclasses.replace(self.segmenter, tta=tta, tiling=tiling)
+
+    async def start(self, warm_up: bool = True) -> None:
+        """Start the batcher and run one warm-up image through the whole path; then ready."""
+        self._worker = asyncio.create_task(self.batcher.run())
+        if warm_up:
+            side = self.segmenter.size
+            buffer = io.BytesIO()
+            Image.new("RGB", (side, side), (124, 116, 104)).save(buffer, format="PNG")
+            await self.segment(buffer.getvalue())
+        self.ready = True
+        log.info("ready: %s on %s", self.segmenter.runtime.name, self.segmenter.device)
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.model_thread.shutdown(wait=False, cancel_futures=True)
+
+    async def in_pool(self, function: Callable[..., T], *arguments: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, function, *arguments)
+
+    async def segment(
+        self, data: bytes, tta: bool | None = None, tiling: Tiling | None = None, keep_original: bool = False
+    ) -> Result:
+        """Labels of one uploaded image; `ServeError` for an image that cannot be served."""
+        segmenter = self.variant(self.settings.tta if tta is None else tta, tiling)
+        item = await self.in_pool(decode, segmenter, data, keep_original)
+        if item["error"]:
+            status = 413 if item["error"].startswith(TOO_LARGE) else 422
+            raise ServeError(status, f"not a usable image: {item['error']}")
+        try:
+            outcome = await self.batcher.submit(item, (segmenter.tta, tiling))
+        except Busy as error:
+            raise ServeError(503, f"busy: {error}; retry shortly", {"Retry-After": "1"}) from None
+        except (MemoryError, RuntimeError) as error:
+            raise self._failed(error, item) from None
+        try:
+            labels = outcome if isinstance(outcome, np.ndarray) else await self.in_pool(outcome.labels)
+        except (MemoryError, RuntimeError) as error:
+            raise self._failed(error, item) from None
+        seconds = getattr(outcome, "seconds", 0.0)
+        return Result(labels, item.get("original"), seconds)
+
+    def _run_batch(self, key: Hashable, items: Sequence[dict[str, Any]]) -> list[Any]:
+        """In the model thread: one call of the inference loop for the whole batch. Fitted images
+        come back as `Segmented` (labels are made in the pool); tiled ones are segmented here,
+        as their tiles run the model while their labels are read."""
+        tta, tiling = key
+        segmenter = self.variant(tta, tiling)
+        started = time.perf_counter()
+        results: list[Any] = []
+        for result in segment(segmenter, Decoded(items), len(items), 0):
+            if tiling is None:
+                results.append(result)
+                continue
+            try:
+                results.append(result.labels())
+            except (MemoryError, RuntimeError) as error:
+                results.append(error)
+        log.debug("batch of %d in %.3f s", len(items), time.perf_counter() - started)
+        return results
+
+    def _failed(self, error: BaseException, item: dict[str, Any]) -> ServeError:
+        if not out_of_memory(error):
+            raise error  # a bug: the app logs its traceback and answers 500 with one line
+        width, height = item["width"], item["height"]
+        return ServeError(507, f"out of memory at {width}x{height}")
+
+
+def decode(segmenter: Segmenter, data: bytes, keep_original: bool) -> dict[str, Any]:
+    """predict's item for the uploaded bytes (`ImageFiles.__getitem__`, via `Segmenter.dataset`)."""
+    try:
+        return segmenter.dataset([data], keep_original=keep_original)[0]
+    except FastsegError as error:
+        return {"error": str(error)}
+
+
+__all__ = ["Decoded", "Engine", "Result", "Segmented"]

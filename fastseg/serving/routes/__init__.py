@@ -1,0 +1,1 @@
+"""One APIRouter per resource: segment, model, health, Label Studio, the page."""

@@ -1,0 +1,33 @@
+"""What a `fastseg serve` process is told: limits, batching, auth. No FastAPI here (the CLI reads
+the defaults for `--help`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_HOST = "127.0.0.1"  # a laptop's model is not offered to the whole network unless asked
+DEFAULT_PORT = 8000
+MAX_TILE = 2048  # a served `tile` pads a smaller image to tile²: bounded so one request cannot ask for GBs
+MAX_TASKS = 64  # Label Studio tasks in one /predict request
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """`max_batch` requests share one forward pass, gathered for at most `max_wait_ms`;
+    `max_queue` requests may be in flight at once (decoding, waiting, running, encoding): one
+    more is a 503 with Retry-After, so memory is bounded by `max_queue` x (upload + decoded image).
+    `threads`: the pool that decodes and encodes, off the event loop."""
+
+    max_batch: int = 8
+    max_wait_ms: float = 10.0
+    max_upload_mb: float = 32.0
+    max_queue: int = 64
+    threads: int = 4
+    token: str | None = None
+    tta: bool = False
+    label_studio_url: str | None = None
+    label_studio_token: str | None = None
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
