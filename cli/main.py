@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("cli.export", "Export a trained model to ONNX (fp32, or INT8 checked on validation)."),
     "report": ("cli.report", "Evaluate a run on its test split: metrics, confusion matrix, best/worst."),
     "runs": ("cli.runs", "List the run folders: recipe, epochs, best and test mIoU, duration, status."),
+    "serve": ("cli.serve", "Serve a model over HTTP: predict's masks, a web page, Label Studio's /predict."),
     "demo": ("cli.demo", "Offline end-to-end demo on a small generated VOC-format dataset."),
 }
 
