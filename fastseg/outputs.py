@@ -9,7 +9,11 @@ the file (a copied or renamed output is still recognised, a user's file of the s
 - mask: a PNG with the text chunk `fastseg: mask` (`fastseg.imaging.masks.write_mask`);
 - overlay: a JPEG with the comment `fastseg overlay` (`fastseg.inference.predict.save_overlay`);
 - export: an ONNX file whose metadata holds fastseg's description (`fastseg.model.exported`);
-- report: a folder whose `report.html` is titled `fastseg report` (every version wrote that).
+- report: a folder whose `report.html` is titled `fastseg report` (every version wrote that);
+- lr-find plot: a PNG with the text chunk `fastseg: lr-find` (`fastseg.visualization.charts`);
+- lr-find sweep: `lr_find.csv`, which has no place for a mark: recognised by its content, the
+  header `lr,loss` and nothing but pairs of numbers below it (a file of exactly that shape holds
+  nothing a new sweep does not).
 
 A refusal is one line naming the file and the option that allows it (`--force`).
 """
@@ -25,7 +29,10 @@ MASK_TEXT = ("fastseg", "mask")  # PNG tEXt key and value of every mask fastseg 
 OVERLAY_COMMENT = b"fastseg overlay"  # JPEG comment of every overlay
 EXPORT_MARK = b"fastseg-export/"  # the format string inside an exported file's metadata
 REPORT_MARK = "<title>fastseg report"
-ROLES = ("mask", "overlay", "export", "report")
+LR_FIND_TEXT = ("fastseg", "lr-find")  # PNG tEXt key and value of `fastseg lr-find`'s plot
+SWEEP_HEADER = "lr,loss"  # `lr_find.csv`'s first line
+MAX_SWEEP_BYTES = 1 << 20  # fastai's sweep is at most a few thousand rows
+ROLES = ("mask", "overlay", "export", "report", "lr-find plot", "lr-find sweep")
 
 
 class OutputRefused(FastsegError):
@@ -42,6 +49,8 @@ def written_by_fastseg(path: Path, role: str) -> bool:
             return path.is_dir() and page.is_file() and REPORT_MARK in page.read_text(errors="replace")[:4096]
         if not path.is_file():
             return False
+        if role == "lr-find sweep":
+            return _is_sweep(path)
         if role == "export":
             with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
                 return data.find(EXPORT_MARK) >= 0
@@ -50,6 +59,8 @@ def written_by_fastseg(path: Path, role: str) -> bool:
         with Image.open(path) as image:
             if role == "mask":
                 return image.format == "PNG" and image.info.get(MASK_TEXT[0]) == MASK_TEXT[1]
+            if role == "lr-find plot":
+                return image.format == "PNG" and image.info.get(LR_FIND_TEXT[0]) == LR_FIND_TEXT[1]
             return image.format == "JPEG" and image.info.get("comment") == OVERLAY_COMMENT
     except (OSError, ValueError, SyntaxError):  # unreadable, empty, not an image: not ours
         return False
@@ -69,5 +80,21 @@ def guard(path: Path, role: str, force: bool = False, option: str | None = "--fo
     )
 
 
+def _is_sweep(path: Path) -> bool:
+    """`lr,loss` and then only rows of two numbers: what `save_lr_find` writes."""
+    if path.stat().st_size > MAX_SWEEP_BYTES:
+        return False
+    header, *rows = path.read_text(encoding="utf-8").splitlines() or [""]
+    if header != SWEEP_HEADER:
+        return False
+    for row in rows:
+        cells = row.split(",")
+        if len(cells) != 2:
+            return False
+        for cell in cells:
+            float(cell)  # ValueError: not ours
+    return True
+
+
 def _article(role: str) -> str:
-    return "an" if role[0] in "aeiou" else "a"
+    return "an" if role[0] in "aeioul" else "a"  # "an lr-find plot": the letter is read "el"

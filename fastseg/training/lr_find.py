@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 from fastai.callback.schedule import valley
 
-from fastseg.atomic import write_text
+from fastseg.atomic import remove_stale_temporaries, write_text
 from fastseg.errors import FastsegError
 from fastseg.launch.processes import launched
 from fastseg.model.pretrained import load_encoder_weights
+from fastseg.outputs import SWEEP_HEADER, OutputRefused, guard
 from fastseg.runs.folder import RunFolder
 from fastseg.training.config import TrainConfig
 from fastseg.training.learner import uncompiled
@@ -81,14 +82,34 @@ def find_learning_rate(
 
 PLOT_FILENAME = "lr_find.png"
 SWEEP_FILENAME = "lr_find.csv"
+OUTPUTS = {PLOT_FILENAME: "lr-find plot", SWEEP_FILENAME: "lr-find sweep"}  # name -> output role
 
 
-def save_lr_find(found: LrFound, out: Path) -> Path:
+def check_outputs(out: Path, force: bool = False) -> None:
+    """Before the sweep (minutes) and again before writing: `out/lr_find.png` and `lr_find.csv`
+    replace nothing fastseg did not write for that role (`fastseg.outputs`), whatever the flags;
+    an earlier lr-find's own files only with `force` (`--force` means that on every command).
+    A refusal is one line naming the file, which is left as it was."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FastsegError(f"{out}: is a file; --out names the folder for {' and '.join(OUTPUTS)}")
+    for name, role in OUTPUTS.items():
+        path = out / name
+        guard(path, role, option=None)  # a user's file: no flag replaces it
+        if path.exists() and not force:
+            raise OutputRefused(f"{path}: an earlier lr-find's {role.removeprefix('lr-find ')}; use --force "
+                                "to replace it, or choose another --out")  # fmt: skip
+
+
+def save_lr_find(found: LrFound, out: Path, force: bool = False) -> Path:
     """`out/lr_find.png` (the curve) and `out/lr_find.csv` (its points), each written whole;
-    nothing else goes into `out`. Returns the plot's path."""
+    nothing else goes into `out`, and nothing fastseg did not write is replaced (`check_outputs`).
+    Returns the plot's path."""
     from fastseg.visualization.charts import save_lr_find_curve
 
+    check_outputs(out, force)
+    remove_stale_temporaries(out)  # what an lr-find killed while writing left
     plot = save_lr_find_curve(found.lrs, found.losses, found.suggestion, Path(out) / PLOT_FILENAME)
     rows = "".join(f"{lr!r},{loss!r}\n" for lr, loss in zip(found.lrs, found.losses, strict=True))
-    write_text(Path(out) / SWEEP_FILENAME, f"lr,loss\n{rows}")
+    write_text(Path(out) / SWEEP_FILENAME, f"{SWEEP_HEADER}\n{rows}")
     return plot

@@ -114,4 +114,6 @@ def save_lr_find_curve(lrs: list[float], losses: list[float], suggestion: float,
     axis.set_title("learning-rate finder (fastai lr_find, valley suggestion)")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    return save_figure(figure, path)
+    from fastseg.outputs import LR_FIND_TEXT  # the mark by which `lr-find` knows its own plot
+
+    return save_figure(figure, path, text=dict([LR_FIND_TEXT]))

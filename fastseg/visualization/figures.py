@@ -66,12 +66,13 @@ def class_legend(masks: Sequence[np.ndarray], classes: Classes = VOC) -> list[Pa
 
 
 @literal_text
-def save_figure(figure: Figure, path: Path) -> Path:
-    """Render `figure` to the PNG `path`, atomically."""
+def save_figure(figure: Figure, path: Path, text: dict[str, str] | None = None) -> Path:
+    """Render `figure` to the PNG `path`, atomically; `text`: PNG text chunks to carry, such as
+    the role `fastseg.outputs` recognises its own outputs by."""
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(figure)
     with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=100, bbox_inches="tight")
+        figure.savefig(temporary, format="png", dpi=100, bbox_inches="tight", metadata=text)
     return path
 
 
