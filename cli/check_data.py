@@ -8,23 +8,27 @@ from pathlib import Path
 import click
 
 from cli.errors import user_errors
+from cli.options import DATA_HELP, RequiredInHelp, positional_alias, verbose_option
 from cli.progress import counted
+
+DATA_PATH = click.Path(path_type=Path)
 
 
 @click.command(context_settings={"show_default": True})
-@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--data", cls=RequiredInHelp, type=DATA_PATH, help=DATA_HELP)
 @click.option(
     "--threads", type=click.IntRange(min=1), default=None, show_default="one per core",
     help="Pairs opened at once (Pillow decodes outside the GIL).",
 )  # fmt: skip
 @click.option("--quiet", is_flag=True, help="No progress line.")
+@verbose_option
+@positional_alias("data", DATA_PATH, "data set")  # `check-data DATA`, the spelling before --data
 @user_errors
 def command(data: Path, threads: int | None, quiet: bool) -> None:
     """Check a data set without training: per split, the number of images and each class's share of
     the labelled pixels; then every problem, one line each (unreadable files, mask values that are
     neither a class nor the ignore value, size mismatches, images without masks and masks without
-    images, empty splits). Exits 1 when there is a problem. DATA: a dataset.yaml, a folder holding
-    one, or a VOC root."""
+    images, empty splits). Exits 1 when there is a problem."""
     from fastseg.data.dataset import open_dataset
     from fastseg.data.survey import survey_dataset, survey_table
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from cli.errors import user_errors
-from cli.options import recipe_option
+from cli.options import recipe_option, verbose_option
 
 
 @click.command(context_settings={"show_default": True})
@@ -17,6 +17,7 @@ from cli.options import recipe_option
 @recipe_option("The training recipe, shrunk for CPU (see `fastseg train --help`).")
 @click.option("--force", is_flag=True, help="Replace a previous demo run in --out.")
 @click.option("--quiet", is_flag=True, help="Only errors and the summary.")
+@verbose_option  # the same --verbose as every command that prints progress (issue #21)
 @user_errors
 def command(out: Path, epochs: int, recipe_name: str, force: bool, quiet: bool) -> None:
     """Offline, on CPU: generate a small VOC-format dataset, train on it (1½-2 min on 2 cores), segment its

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from cli.errors import user_errors
+from cli.options import verbose_option
 
 # Neither module imports torch at the top (download: the standard library; sbd: numpy), so the
 # defaults are shown in `--help` at once.
@@ -34,6 +35,7 @@ from fastseg.data.sbd import SBD_MD5, SBD_URLS
 @click.option("--sbd-url", "sbd_urls", multiple=True, default=SBD_URLS, show_default="Berkeley's host")
 @click.option("--sbd-md5", default=SBD_MD5, help="Expected MD5 of benchmark.tgz.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@verbose_option
 @user_errors
 def command(
     root: Path,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import click
@@ -69,15 +71,104 @@ def inference_options(command: Callable) -> Callable:
             help="Fraction of a tile its neighbours overlap, at least 0 and below 1.",
         ),
         click.option("--quiet", is_flag=True, help="No progress lines."),
-        click.option(
-            "--verbose",
-            is_flag=True,
-            help="An error's full detail, e.g. every mismatched weight of a model file.",
-        ),
+        verbose_option,
     ]
     for option in reversed(options):
         command = option(command)
     return command
+
+
+# One grammar for every command (issue #21): the data set is `--data`, the model `--model`, with
+# the same help wherever they appear; `--force` only ever replaces fastseg's own earlier output;
+# `--verbose` means the same on every command that prints progress. tests/test_cli_grammar.py
+# checks each registered command's --help against this.
+DATA_HELP = "A dataset.yaml, a folder holding one, or a VOC root (VOCdevkit/VOC2012 or VOC2012 inside)."
+VERBOSE_HELP = "An error's full detail, e.g. every mismatched weight of a model file."
+FORCE_HELP = "Replace fastseg's own earlier {what}; a file fastseg did not write is never replaced."
+REPLACE_FOREIGN_HELP = (
+    "Also replace what fastseg did not write at an output path: {what} (fastseg's own earlier "
+    "output is replaced without it)."
+)
+
+
+def verbose_option(command: Callable) -> Callable:
+    """`--verbose`, consumed by `cli.errors.user_errors`: the same flag on every command."""
+    return click.option("--verbose", is_flag=True, help=VERBOSE_HELP)(command)
+
+
+def force_option(what: str) -> Callable:
+    """`--force`: replace `what` (e.g. "run in --out"), fastseg's own earlier output, and nothing else."""
+    return click.option("--force", is_flag=True, help=FORCE_HELP.format(what=what))
+
+
+class RequiredInHelp(click.Option):
+    """An option `--help` marks required although click does not enforce it: the command accepts
+    its old positional spelling instead (`positional_alias`), and says so itself when both are missing."""
+
+    def get_help_extra(self, ctx: click.Context) -> Any:  # noqa: ANN401 - click's OptionHelpExtra
+        return {**super().get_help_extra(ctx), "required": "required"}
+
+
+class UnlistedArgument(click.Argument):
+    """A positional argument left out of the usage line: an old spelling that keeps scripts working."""
+
+    def get_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return []
+
+
+def positional_alias(parameter: str, path_type: click.Path, what: str) -> Callable:
+    """Accept the option `--PARAMETER` also as a bare positional argument, its spelling before the
+    grammar was unified (`check-data DATA`, `export MODEL`): no script breaks. The positional is
+    left out of `--help`; given with a different `--PARAMETER`, it is a one-line usage error.
+
+    Put it above `user_errors`; the command declares `--PARAMETER` with `cls=RequiredInHelp`."""
+    positional_name = f"{parameter}_positional"
+    flag = f"--{parameter}"
+
+    def decorate(function: Callable) -> Callable:
+        @functools.wraps(function)
+        def merged(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - the command's own result
+            positional, option = kwargs.pop(positional_name), kwargs.get(parameter)
+            if positional is not None and option is not None and not _same_path(positional, option):
+                raise click.UsageError(
+                    f"{positional} and {flag} {option} name two different {what}s: give one, as {flag}"
+                )
+            kwargs[parameter] = option if option is not None else positional
+            if kwargs[parameter] is None:
+                raise click.UsageError(f"Missing option '{flag}' ({what}).")
+            return function(*args, **kwargs)
+
+        return click.argument(
+            positional_name, cls=UnlistedArgument, required=False, type=path_type, metavar=parameter.upper()
+        )(merged)
+
+    return decorate
+
+
+def renamed_flag(old: str, new: str, parameter: str) -> Callable:
+    """Accept `old`, a flag's spelling before it got its own name, as `new` (the command's
+    `parameter`): hidden from `--help`, the same effect, and one note on stderr naming `new`.
+    Put it above `user_errors`."""
+    hidden_name = f"{parameter}_old_spelling"
+
+    def decorate(function: Callable) -> Callable:
+        @functools.wraps(function)
+        def merged(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - the command's own result
+            if kwargs.pop(hidden_name):
+                command_path = click.get_current_context().command_path
+                note = f"note: `{command_path} {old}` is the old spelling of {new} (same effect)"
+                click.echo(note, err=True)
+                kwargs[parameter] = True
+            return function(*args, **kwargs)
+
+        old_option = click.option(old, hidden_name, is_flag=True, hidden=True, help=f"Old spelling of {new}.")
+        return old_option(merged)
+
+    return decorate
+
+
+def _same_path(first: Path, second: Path) -> bool:
+    return Path(first).expanduser().resolve() == Path(second).expanduser().resolve()
 
 
 AUTO_LR = "auto"

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from cli.errors import user_errors
-from cli.options import inference_options
+from cli.options import REPLACE_FOREIGN_HELP, inference_options, renamed_flag
 from cli.progress import counted
 
 
@@ -42,15 +42,19 @@ from cli.progress import counted
     help="Leave images whose PNG (and overlay, with --overlay) exists: resume a run.",
 )
 @click.option(
-    "--force",
-    is_flag=True,
-    help="Replace files at output paths that fastseg did not write (an input never is).",
-)
+    "--replace-foreign", "force", is_flag=True,
+    help=REPLACE_FOREIGN_HELP.format(what="a file where a mask or overlay goes; never an input"),
+)  # fmt: skip
 @inference_options
+@renamed_flag("--force", "--replace-foreign", "force")  # predict's --force before issue #21
 @user_errors
 def command(model: Path, inputs: tuple[Path, ...], out: Path, quiet: bool, **options) -> None:
     """Segment INPUTS (image files and folders, walked recursively) into palette PNGs whose pixel
-    values are the model's class indices, at each image's original size, plus predictions.csv."""
+    values are the model's class indices, at each image's original size, plus predictions.csv.
+    \f
+    `--force` still works as the old spelling of `--replace-foreign` (the same effect, and a note
+    naming the new flag): `--force` now means "replace fastseg's own earlier output" on every
+    command, and predict replaces its own earlier masks without being asked."""
     from fastseg.inference.loop import no_progress
     from fastseg.inference.predict import predict
     from fastseg.launch.processes import rank_and_world

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from cli.errors import user_errors
+from fastseg.number_style import score
 from fastseg.runs.table import COLUMNS
 
 HEADERS = {"data_set": "data set", "valid_miou": "val mIoU", "valid_pixel_accuracy": "val acc",
@@ -23,7 +24,7 @@ def _cell(name: str, row: dict) -> str:
     if name == "duration":
         minutes, seconds = divmod(round(value), 60)
         return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{seconds:02d}s"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    return score(value) if isinstance(value, float) else str(value)
 
 
 def format_table(rows: list[dict]) -> str:

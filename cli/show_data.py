@@ -7,16 +7,11 @@ from pathlib import Path
 import click
 
 from cli.errors import user_errors
-from cli.options import from_recipe, recipe_option, train_default
+from cli.options import DATA_HELP, from_recipe, recipe_option, train_default
 
 
 @click.command(context_settings={"show_default": True})
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="A dataset.yaml, a folder holding one, or a VOC root.",
-)
+@click.option("--data", required=True, type=click.Path(path_type=Path), help=DATA_HELP)
 @click.option(
     "--out", required=True, type=click.Path(path_type=Path, file_okay=False), help="Folder for the PNGs."
 )

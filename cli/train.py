@@ -10,9 +10,19 @@ import click
 from click.core import ParameterSource
 
 from cli.errors import user_errors
-from cli.options import AUTO_LR, LearningRate, from_recipe, recipe_option, train_default
+from cli.options import (
+    AUTO_LR,
+    DATA_HELP,
+    LearningRate,
+    force_option,
+    from_recipe,
+    recipe_option,
+    train_default,
+    verbose_option,
+)
 from fastseg.data.class_weights import METHODS
 from fastseg.launch.device import DEVICES
+from fastseg.number_style import score
 from fastseg.training.config import KEEP_RULES, LOSSES, TRAIN_SETS, TrainConfig
 from fastseg.training.recipes import recipe
 from fastseg.training.trackers import TRACKERS
@@ -29,17 +39,13 @@ def default_run_dir() -> Path:
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="YAML file of options, or a run's config.json to repeat that run; options given here win.",
 )
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    help="A dataset.yaml, a folder holding one, or a VOC root (VOCdevkit/VOC2012 or VOC2012 inside).",
-)
+@click.option("--data", type=click.Path(path_type=Path), help=f"{DATA_HELP}  [required, here or in --config]")
 @click.option(
     "--out", type=click.Path(path_type=Path), help="Run folder  [default: outputs/runs/<timestamp>]"
 )
 @recipe_option(
-    "Preset the options without a value start from: fast (SBD trainaug, random-scale crops, "
-    "AdamW; needs `download --sbd`) or seed (the seed's exact recipe).",
+    "Preset the options without a value start from: fast (random-scale crops, AdamW; on VOC, SBD "
+    "trainaug: `download --sbd`) or seed (the seed's exact recipe).",
 )
 @from_recipe("--epochs", type=click.IntRange(min=1))
 @from_recipe(
@@ -102,7 +108,8 @@ def default_run_dir() -> Path:
 @from_recipe(
     "--train-set",
     type=click.Choice(TRAIN_SETS),
-    help="trainaug: SBD + VOC train (10,582 ids, VOC val excluded); build it with `download --sbd`.",
+    help="VOC only (a dataset.yaml trains on its own train split): train, or trainaug: SBD + VOC "
+    "train (10,582 ids, VOC val excluded), built by `download --sbd`.",
 )
 @from_recipe(
     "--class-weights",
@@ -158,7 +165,7 @@ def default_run_dir() -> Path:
     type=click.Path(path_type=Path, exists=True, file_okay=False),
     help="Continue an interrupted run folder from its last checkpoint.",
 )
-@click.option("--force", is_flag=True, help="Replace an existing run folder's files.")
+@force_option("run in --out (its run files: config, weights, history, logs, exports)")
 @click.option(
     "--log",
     "trackers",
@@ -170,14 +177,15 @@ def default_run_dir() -> Path:
 @click.option(
     "--quiet", is_flag=True, help="Print only errors and the summary (RUN/train.log still gets every epoch)."
 )
+@verbose_option
 @user_errors
 def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, config_file: Path | None,
             **options) -> None:  # fmt: skip
-    """Train an encoder (VGG16-BN, or --encoder NAME from timm) + U-Net decoder on VOC 2012 or a
-    dataset.yaml data set, validating on the seed's validation half; the best model by validation
-    mIoU is saved as RUN/model.pth. Options left out take the --config file's value, else the
-    recipe's (`--recipe`); the run's config.json records every value used. On a terminal,
-    fastai's progress bars; otherwise one plain line per epoch."""
+    """Train an encoder (VGG16-BN, or --encoder NAME from timm) + U-Net decoder on a data set (a
+    dataset.yaml, or VOC 2012), validating on its validation images (VOC: the seed's half of val);
+    RUN/model.pth holds the weights --keep chooses. Options left out take the --config file's
+    value, else the recipe's (`--recipe`); the run's config.json records every value used. On a
+    terminal, fastai's progress bars; otherwise one plain line per epoch."""
     from fastseg.launch.processes import rank_and_world
     from fastseg.runs.folder import RunFolder
     from fastseg.training.trainer import train
@@ -196,7 +204,7 @@ def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, con
                    echo=None if quiet or interactive else click.echo)  # fmt: skip
     if not main_process:
         return
-    kept = "n/a" if result.best_miou is None else f"{result.best_miou:.4f} (epoch {result.best_epoch})"
+    kept = "n/a" if result.best_miou is None else f"{score(result.best_miou)} (epoch {result.best_epoch})"
     click.echo(f"done: {result.epochs_run} epochs, {result.kept} validation mIoU {kept}")
     click.echo(f"model: {result.run_dir / 'model.pth'}")
 

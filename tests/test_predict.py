@@ -479,7 +479,7 @@ def test_resumed_run_keeps_sizes_and_class_fractions_of_skipped_images(model_fil
 def test_predict_never_replaces_a_users_file_at_an_output_path(model_file, tmp_path):
     """Issue #19 (2): `predict DIR --out DIR --overlay` replaced the user's own `a.overlay.jpg`
     beside `a.jpg` (only mask paths were checked against inputs); a user's PNG where a mask goes
-    was replaced too. Now each is a problem for that image only, and --force replaces a file that
+    was replaced too. Now each is a problem for that image only, and --replace-foreign replaces a file that
     is not an input; fastseg's own earlier outputs are replaced as before."""
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -498,9 +498,9 @@ def test_predict_never_replaces_a_users_file_at_an_output_path(model_file, tmp_p
     (out / "b.png").write_bytes(b"my own file")
     result = run(model_file, str(folder / "b.jpg"), "--out", str(out))
     assert result.exit_code == 1
-    assert "did not write as a mask; choose another output or use --force" in result.output
+    assert "did not write as a mask; choose another output or use --replace-foreign" in result.output
     assert (out / "b.png").read_bytes() == b"my own file"
-    assert run(model_file, str(folder / "b.jpg"), "--out", str(out), "--force").exit_code == 0
+    assert run(model_file, str(folder / "b.jpg"), "--out", str(out), "--replace-foreign").exit_code == 0
     assert run(model_file, str(folder / "b.jpg"), "--out", str(out), "--overlay").exit_code == 0  # ours now
 
 

@@ -78,9 +78,9 @@ def test_runs_table_sorts_by_any_column(runs):
     assert re.split(r" {2,}", lines[0]) == header
     assert [line.split()[0] for line in lines[1:]] == ["b-fast", "a-seed", "nested/c"]  # no score: last
     b_fast = lines[1].split()
-    assert b_fast[:8] == ["b-fast", "fast", "voc/trainaug", "2/40", "0.6000", "0.9000", "-", "1h58m"]
+    assert b_fast[:8] == ["b-fast", "fast", "voc/trainaug", "2/40", "0.600", "0.900", "-", "1h58m"]  # issue #21: 3 decimals
     assert b_fast[-1] == "resumable"
-    assert lines[2].split()[3:8] == ["2/300", "0.5000", "0.8500", "0.4500", "2m05s"]
+    assert lines[2].split()[3:8] == ["2/300", "0.500", "0.850", "0.450", "2m05s"]
 
 
 def test_runs_of_a_missing_folder_is_one_line(tmp_path):

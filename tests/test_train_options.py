@@ -11,9 +11,9 @@ from cli.main import main
 from fastseg.training.losses import WeightedCrossEntropy
 
 EPOCH_LINE = re.compile(
-    r"^epoch (\d+) \(2 planned\)  train_loss \d+\.\d{4}  train_pixel_accuracy \d\.\d{4}  "
-    r"train_miou \d\.\d{4}  valid_loss \d+\.\d{4}  valid_pixel_accuracy \d\.\d{4}  "
-    r"valid_miou \d\.\d{4}  lr \d\.\d\de-\d\d  time \d\d:\d\d( {2}best)?$"
+    r"^epoch (\d+) \(2 planned\)  train_loss \d+\.\d{3}  train_pixel_accuracy \d\.\d{3}  "
+    r"train_miou \d\.\d{3}  valid_loss \d+\.\d{3}  valid_pixel_accuracy \d\.\d{3}  "
+    r"valid_miou \d\.\d{3}  lr \d\.\d\de-\d\d  time \d\d:\d\d( {2}best)?$"
 )
 
 
@@ -96,7 +96,8 @@ def test_a_log_file_gets_one_plain_line_per_epoch_and_train_log_too(voc_root, tm
     assert lines[0] == f"run folder: {run_dir}"
     assert [EPOCH_LINE.match(line).group(1) for line in lines[1:3]] == ["0", "1"]
     assert lines[1].endswith("  best")  # the first epoch is always the best so far
-    assert lines[3].startswith("done: 2 epochs, best validation mIoU ") and lines[4].startswith("model: ")
+    assert re.fullmatch(r"done: 2 epochs, best validation mIoU \d\.\d{3} \(epoch [01]\)", lines[3])
+    assert lines[4].startswith("model: ")
     assert len(lines) == 5  # no "Better model found" from fastai
     logged = (run_dir / "train.log").read_text().splitlines()
     assert logged == lines[1:3]  # fastseg's lines only: fastai's "Better model found" was there before

@@ -29,7 +29,7 @@ from fastseg.inference.runtime import ONNX_EXTRA, OnnxRuntime, onnx_session
 from fastseg.inference.segmenter import Segmenter
 from fastseg.model.checkpoint import LoadedModel
 
-MAX_MIOU_DROP = 0.01  # one mIoU point: what `fastseg export --int8` accepts without --force
+MAX_MIOU_DROP = 0.01  # one mIoU point: what `fastseg export --int8` accepts without --accept-int8-loss
 
 
 @dataclass
@@ -148,6 +148,6 @@ def quantize_checked(
             raise FastsegError(
                 f"INT8 loses {100 * check.drop:.2f} mIoU points on the {len(valid_ids)} validation images "
                 f"(fp32 {check.fp32_miou:.4f}, INT8 {check.int8_miou:.4f}), more than {100 * max_drop:g}; "
-                "nothing written (--force writes it anyway)"
+                "nothing written (--accept-int8-loss writes it anyway)"
             )
         return onnx.load(str(int8)), check

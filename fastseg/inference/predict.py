@@ -104,7 +104,7 @@ def collect_jobs(inputs: Sequence[Path], out: Path, overlay: bool = False, force
             skipped = skip_existing and all(path.exists() for path, _ in outputs)  # nothing is written
             try:
                 for path, role in [] if skipped else outputs:
-                    guard(path, role, force)
+                    guard(path, role, force, option="--replace-foreign")
             except OutputRefused as refused:
                 problems.append((source, str(refused)))
                 continue

@@ -48,11 +48,10 @@ def describe(run: RunFolder, root: Path) -> dict[str, Any]:
     """One row: the values of `COLUMNS` (None where the run has no such value yet)."""
     config_path = run.file(CONFIG)
     train = json.loads(config_path.read_text())["train"]
-    data_set = (Path(train.get("data") or "").name, train.get("train_set"))  # e.g. "voc/trainaug"
     row: dict[str, Any] = {
         "name": _name(run, root),
         "recipe": train.get("recipe"),
-        "data_set": "/".join(part for part in data_set if part),
+        "data_set": data_set_label(train),
         "epochs": 0,
         "planned_epochs": train.get("epochs"),
         "valid_miou": None,
@@ -75,6 +74,22 @@ def describe(run: RunFolder, root: Path) -> dict[str, Any]:
     if report and not exported and report.get("subset") == "test" and report.get("mean_iou") is not None:
         row["test_miou"] = report["mean_iou"]  # checked by `checked_row`
     return row
+
+
+def data_set_label(train: dict[str, Any]) -> str:
+    """The data set a run trained on, as a person names it: `voc/trainaug` (VOC's training list
+    matters), `mydata` for a dataset.yaml data set (issue #21: it showed `mydata/train`, though
+    `--train-set` is VOC-only and refused there; config.json's train_set "train" means nothing for
+    such a set). A data folder no longer found is told by its path alone (`.yaml`), else shown as VOC."""
+    from fastseg.data.dataset import is_dataset_file  # torch-free, but not needed for `runs --help`
+
+    given = str(train.get("data") or "")
+    data = Path(given)
+    yaml_file = data.suffix.lower() in (".yaml", ".yml")
+    own = yaml_file or (bool(given) and is_dataset_file(data))
+    folder = data.parent if yaml_file else data
+    name = (folder.name or folder.expanduser().resolve().name) if given else ""  # "." names the cwd
+    return "/".join(part for part in (name, None if own else train.get("train_set")) if part)
 
 
 def runs_table(root: Path, sort: str = "date", reverse: bool = False) -> list[dict[str, Any]]:

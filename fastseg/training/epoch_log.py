@@ -3,18 +3,22 @@
 fastprogress redraws its bars with carriage returns, which a file keeps as fragments; when the
 output is not a terminal, training drops the bars and prints this line instead:
 
-    epoch 3 (40 planned)  train_loss 0.5123  ...  valid_miou 0.4123  lr 1.20e-03  time 00:05  best
+    epoch 3 (40 planned)  train_loss 0.512  ...  valid_miou 0.412  lr 1.20e-03  time 00:05  best
 
-Epochs count from 0, as in history.csv, fastai's table and the final summary.
+Epochs count from 0, as in history.csv, fastai's table and the final summary; losses and scores
+print in fastseg's one number style (`fastseg.number_style`), history.csv keeps every digit.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Callable
 
 from fastai.callback.core import Callback
 from fastai.learner import Recorder
+
+from fastseg.number_style import score
 
 
 def epoch_line(names: list[str], values: list, epoch: int, planned_epochs: int, lr: float, best: bool) -> str:
@@ -23,7 +27,9 @@ def epoch_line(names: list[str], values: list, epoch: int, planned_epochs: int, 
     for name, value in zip(names, values, strict=True):
         if name in ("epoch", "time"):
             continue
-        fields.append(f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}")
+        if isinstance(value, float):  # a diverged loss stays "nan" (score() would say n/a)
+            value = "nan" if math.isnan(value) else score(value)
+        fields.append(f"{name} {value}")
     fields.append(f"lr {lr:.2e}")
     fields.append(f"time {values[names.index('time')]}" if "time" in names else "")
     return "  ".join(field for field in fields if field) + ("  best" if best else "")
