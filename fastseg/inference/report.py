@@ -242,7 +242,7 @@ def report(
     out = Path(out) if out is not None else default_report_folder(model)
     replaced = written_by_fastseg(out, "report")
     if out.is_file() or (out.is_dir() and any(out.iterdir())):
-        guard(out, "report", force)
+        guard(out, "report", force, option="--replace-foreign")  # cli/report.py
     if rank_by not in RANKINGS:
         raise FastsegError(f"--rank-by {rank_by}: choose one of {', '.join(RANKINGS)}")
     run = RunFolder.of_model(model)
