@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from fastseg.errors import FastsegError
+from fastseg.importing.source import ItemProblem
 
 EXTRA = "import"  # setup.cfg's extra that brings pycocotools
 
@@ -113,3 +115,19 @@ def stack(height: int, width: int, layers: Sequence[tuple[int, np.ndarray]]) -> 
         labels[pixels] = label
         painted |= pixels
     return labels, int(contested.sum())
+
+
+def label_values(path: Path, height: int, width: int) -> np.ndarray:
+    """A one-channel label PNG `(H, W)` uint8 (Cityscapes, ADE20K), checked against the image's size."""
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("L", "P", "I", "I;16"):
+                raise ItemProblem(f"mode {image.mode}: expected one channel of label ids")
+            values = np.asarray(image)
+    except (OSError, UnidentifiedImageError) as error:
+        raise ItemProblem(f"cannot read ({error})") from None
+    if values.shape != (height, width):
+        raise ItemProblem(f"mask is {values.shape[1]}x{values.shape[0]}, the image {width}x{height}")
+    if values.max(initial=0) > 255 or values.min(initial=0) < 0:
+        raise ItemProblem(f"values up to {int(values.max())}: not label ids")
+    return values.astype(np.uint8)

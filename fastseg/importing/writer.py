@@ -113,7 +113,9 @@ def write_dataset(
     rank = _ranks(names, options.order, problems)
     _duplicates(source.items, problems)
     splits = _assign_splits(source.items, options, problems, notes)
-    if problems:
+    if problems:  # the images' own problems too, in the same list: open and check, draw nothing
+        for item in source.items:
+            problems += _write_item(item, "", None, index, rank, [], options.copy).problems
         raise _refused(problems, out)
     classes = Classes.create(names, colors)
     temporary = out.parent / f".{out.name}.import.{os.getpid()}.tmp"
@@ -385,7 +387,7 @@ def _write_items(
 def _write_item(
     item: Item,
     split: str,
-    temporary: Path,
+    temporary: Path | None,
     index: dict[str | None, int],
     rank: dict[int, int] | None,
     palette: list[int],
@@ -414,7 +416,7 @@ def _write_item(
             why = outside(layer.points, width, height)
             if why:
                 result.problems.append(f"{layer.where}: {why}")
-    if result.problems:
+    if result.problems or temporary is None:  # no temporary folder: checking only
         return result
     try:
         if item.render is not None:

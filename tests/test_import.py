@@ -1,0 +1,918 @@
+"""`fastseg import`: each format's generated export -> a data set whose masks equal the reference
+rasterisation (pycocotools for COCO and every polygon; labelme's `shape_to_mask` rules for LabelMe),
+whose dataset.yaml holds the declared classes and colours; every bad input named at once with
+nothing created; the data set written whole or not at all."""
+
+import base64
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+from PIL import Image, ImageDraw
+from pycocotools import mask as coco_mask
+from pycocotools.coco import COCO
+
+from cli.main import main
+from fastseg.data.classes import default_colors
+from fastseg.importing.cityscapes import CLASSES as CITYSCAPES
+from fastseg.importing.writer import MARKER
+
+VOID = 255
+
+
+def run_cli(*arguments):
+    return CliRunner().invoke(main, [str(argument) for argument in arguments])
+
+
+def write_image(path, width, height, seed=0, exif_orientation=None):
+    """A small random picture (its content does not matter, its size does)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    if exif_orientation is not None:
+        exif = Image.Exif()
+        exif[0x0112] = exif_orientation
+        image.save(path, exif=exif.tobytes())
+    else:
+        image.save(path)
+    return path
+
+
+def imported(out):
+    """{image stem: (split, mask array)} of an imported data set, and its dataset.yaml."""
+    masks = {}
+    for path in sorted((out / "masks").rglob("*.png")):
+        masks[path.stem] = (path.parent.name, np.asarray(Image.open(path)))
+    return masks, yaml.safe_load((out / "dataset.yaml").read_text())
+
+
+def paint(shape, layers):
+    """Reference stacking: each (class, bool mask) painted in order on background 0."""
+    labels = np.zeros(shape, dtype=np.uint8)
+    for label, pixels in layers:
+        labels[pixels.astype(bool)] = label
+    return labels
+
+
+def assert_imported(result, out):
+    assert result.exit_code == 0, result.output
+    assert (out / "dataset.yaml").is_file() and (out / MARKER).is_file()
+    assert "no problems found" not in result.output  # import prints the table, not check-data's verdict
+
+
+# --- COCO -------------------------------------------------------------------------------------------
+
+CATEGORIES = [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}, {"id": 12, "name": "bird"}]
+
+
+def coco_export(root, with_crowd=True):
+    """4 images 40x30; polygons (one overlapping another), uncompressed and compressed RLE, a crowd."""
+    images = [
+        {"id": 100 + index, "file_name": f"photos/img{index}.png", "width": 40, "height": 30}
+        for index in range(4)
+    ]
+    for index in range(4):
+        write_image(root / "photos" / f"img{index}.png", 40, 30, seed=index)
+    box = np.zeros((30, 40), dtype=np.uint8)
+    box[5:20, 22:35] = 1
+    compressed = coco_mask.encode(np.asfortranarray(box))
+    annotations = [
+        {
+            "id": 1,
+            "image_id": 100,
+            "category_id": 3,
+            "segmentation": [[2, 2, 20, 2, 20, 20, 2, 20]],
+            "iscrowd": 0,
+        },
+        {
+            "id": 2,
+            "image_id": 100,
+            "category_id": 7,
+            "segmentation": [[10.5, 10, 30, 12, 25.5, 28]],
+            "iscrowd": 0,
+        },
+        {
+            "id": 3,
+            "image_id": 101,
+            "category_id": 12,
+            "iscrowd": 0,
+            "segmentation": {"size": [30, 40], "counts": [35, 10, 1155]},
+        },
+        {
+            "id": 4,
+            "image_id": 102,
+            "category_id": 7,
+            "iscrowd": 0,
+            "segmentation": {"size": [30, 40], "counts": compressed["counts"].decode()},
+        },
+        {
+            "id": 5,
+            "image_id": 102,
+            "category_id": 3,
+            "segmentation": [[0, 0, 10, 0, 10, 10], [30, 25, 39, 25, 39, 29]],
+            "iscrowd": 0,
+        },
+    ]
+    if with_crowd:
+        crowd = np.zeros((30, 40), dtype=np.uint8)
+        crowd[22:28, 2:12] = 1
+        encoded = coco_mask.encode(np.asfortranarray(crowd))
+        annotations.append(
+            {
+                "id": 6,
+                "image_id": 103,
+                "category_id": 12,
+                "iscrowd": 1,
+                "segmentation": {"size": [30, 40], "counts": encoded["counts"].decode()},
+            }
+        )
+    path = root / "instances.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": CATEGORIES}))
+    return path
+
+
+def coco_reference(path, crowd_as_class=False, order=None):
+    """The masks pycocotools' own COCO API gives (annToMask), painted in annotation order."""
+    coco = COCO(str(path))
+    index = {category["id"]: position + 1 for position, category in enumerate(CATEGORIES)}
+    expected = {}
+    for image in coco.dataset["images"]:
+        annotations = coco.loadAnns(coco.getAnnIds(imgIds=image["id"], iscrowd=None))
+        layers = [
+            (
+                VOID if ann["iscrowd"] and not crowd_as_class else index[ann["category_id"]],
+                coco.annToMask(ann),
+            )
+            for ann in annotations
+        ]
+        if order:
+            layers.sort(key=lambda pair: -order.index(pair[0]) if pair[0] in order else -len(order) - 1)
+        stem = image["file_name"].split("/")[-1].rsplit(".", 1)[0]
+        expected[stem] = paint((image["height"], image["width"]), layers)
+    return expected
+
+
+def test_coco_polygons_and_rle_equal_pycocotools_masks(tmp_path):
+    export = coco_export(tmp_path / "export")
+    out = tmp_path / "data"
+    result = run_cli("import", "coco", export, "--out", out, "--quiet")
+    assert_imported(result, out)
+    masks, values = imported(out)
+    expected = coco_reference(export)
+    assert set(masks) == set(expected)
+    for stem, (_, mask) in masks.items():
+        np.testing.assert_array_equal(mask, expected[stem], err_msg=stem)
+    assert (masks["img3"][1] == VOID).sum() == 60  # the crowd region is void
+    # sparse ids 3, 7, 12 -> 1, 2, 3 in id order; VOC's colours; void 255
+    assert values["names"] == ["background", "cat", "dog", "bird"]
+    assert values["colors"] == [list(colour) for colour in default_colors(4)]
+    assert values["ignore_index"] == 255
+    cat = coco_mask.decode(coco_mask.frPyObjects([[2, 2, 20, 2, 20, 20, 2, 20]], 30, 40)).squeeze(-1)
+    dog = coco_mask.decode(coco_mask.frPyObjects([[10.5, 10, 30, 12, 25.5, 28]], 30, 40)).squeeze(-1)
+    contested = int((cat & dog).sum())
+    assert contested > 0 and f"{contested} pixel(s) contested" in result.output
+    # the check-data table of the result follows
+    assert "class" in result.output and "pairs" in result.output
+
+
+def test_coco_crowd_as_class_and_order_by_class(tmp_path):
+    export = coco_export(tmp_path / "export")
+    out = tmp_path / "data"
+    result = run_cli(
+        "import", "coco", export, "--out", out, "--quiet", "--crowd-as-class", "--order", "cat,dog"
+    )
+    assert_imported(result, out)
+    masks, _ = imported(out)
+    expected = coco_reference(export, crowd_as_class=True, order=[1, 2])
+    for stem, (_, mask) in masks.items():
+        np.testing.assert_array_equal(mask, expected[stem], err_msg=stem)
+    assert (masks["img3"][1] == 3).sum() == 60  # the crowd keeps its class (bird)
+    first = masks["img0"][1]
+    cat = (
+        coco_mask.decode(coco_mask.frPyObjects([[2, 2, 20, 2, 20, 20, 2, 20]], 30, 40))
+        .squeeze(-1)
+        .astype(bool)
+    )
+    assert (first[cat] == 1).all()  # cat, named first, wins the shared pixels though drawn earlier
+
+
+def test_splits_follow_the_fractions_and_seed(tmp_path):
+    export = coco_export(tmp_path / "export")
+    first = run_cli(
+        "import", "coco", export, "--out", tmp_path / "a", "--quiet", "--val", 0.25, "--test", 0.25
+    )
+    again = run_cli(
+        "import", "coco", export, "--out", tmp_path / "b", "--quiet", "--val", 0.25, "--test", 0.25
+    )
+    assert first.exit_code == 0 and again.exit_code == 0, first.output + again.output
+    splits_a = {stem: split for stem, (split, _) in imported(tmp_path / "a")[0].items()}
+    splits_b = {stem: split for stem, (split, _) in imported(tmp_path / "b")[0].items()}
+    assert splits_a == splits_b  # same seed, same split
+    assert sorted(splits_a.values()) == ["test", "train", "train", "val"]
+
+
+def test_images_are_hard_linked_or_copied_with_copy(tmp_path):
+    export = coco_export(tmp_path / "export")
+    linked = run_cli("import", "coco", export, "--out", tmp_path / "linked", "--quiet")
+    copied = run_cli("import", "coco", export, "--out", tmp_path / "copied", "--quiet", "--copy")
+    assert linked.exit_code == 0 and copied.exit_code == 0
+    source = (export.parent / "photos" / "img0.png").stat().st_ino
+    assert [path.stat().st_ino for path in (tmp_path / "linked" / "images").rglob("img0.png")] == [source]
+    assert [path.stat().st_ino for path in (tmp_path / "copied" / "images").rglob("img0.png")] != [source]
+    assert "linked 4, copied 0" in linked.output and "linked 0, copied 4" in copied.output
+
+
+def test_classes_option_orders_the_classes_and_names_unlisted_labels(tmp_path):
+    export = coco_export(tmp_path / "export")
+    out = tmp_path / "data"
+    result = run_cli("import", "coco", export, "--out", out, "--quiet", "--classes", "dog,cat,bird")
+    assert_imported(result, out)
+    masks, values = imported(out)
+    assert values["names"] == ["background", "dog", "cat", "bird"]
+    assert set(np.unique(masks["img0"][1]).tolist()) == {0, 1, 2}
+    refused = run_cli("import", "coco", export, "--out", tmp_path / "other", "--quiet", "--classes", "cat")
+    assert refused.exit_code == 1
+    assert "label 'dog' is not in --classes (cat)" in refused.output
+    assert "label 'bird' is not in --classes (cat)" in refused.output
+    assert not (tmp_path / "other").exists()
+
+
+# --- LabelMe ----------------------------------------------------------------------------------------
+
+
+def labelme_reference(shape_shape, points, shape_type, line_width=10, point_size=5):
+    """labelme 6.3.1's `labelme.utils.shape_to_mask` (MIT, Kentaro Wada), as published: the
+    reference LabelMe exports are drawn with (labelme itself pulls in Qt, so its rules are here)."""
+    mask = Image.fromarray(np.zeros(shape_shape[:2], dtype=np.uint8))
+    draw = ImageDraw.Draw(mask)
+    xy = [tuple(point) for point in points]
+    if shape_type == "circle":
+        (cx, cy), (px, py) = xy
+        d = math.sqrt((cx - px) ** 2 + (cy - py) ** 2)
+        draw.ellipse([cx - d, cy - d, cx + d, cy + d], outline=1, fill=1)
+    elif shape_type == "rectangle":
+        (x0, y0), (x1, y1) = xy
+        draw.rectangle(((min(x0, x1), min(y0, y1)), (max(x0, x1), max(y0, y1))), outline=1, fill=1)
+    elif shape_type in ("line", "linestrip"):
+        draw.line(xy=xy, fill=1, width=line_width)
+    else:
+        draw.polygon(xy=xy, outline=1, fill=1)
+    return np.array(mask, dtype=bool)
+
+
+LABELME_SHAPES = [
+    ("road", "polygon", [[1, 1], [30, 2], [28, 20], [3, 18]]),
+    ("car", "rectangle", [[20, 10], [10, 25]]),
+    ("tree", "circle", [[35, 8], [35, 14]]),
+    ("car", "line", [[0, 29], [39, 20]]),
+    ("tree", "linestrip", [[5, 5], [15, 8], [25, 3]]),
+    ("car", "point", [[3, 3]]),
+]
+
+
+def labelme_file(folder, stem, shapes, embed=False, size=(40, 30), seed=0):
+    image = write_image(folder / f"{stem}.png", *size, seed=seed)
+    data = {
+        "version": "5.5.0",
+        "flags": {},
+        "imagePath": image.name,
+        "imageHeight": size[1],
+        "imageWidth": size[0],
+        "imageData": None,
+        "shapes": [
+            {
+                "label": label,
+                "points": points,
+                "group_id": None,
+                "description": "",
+                "shape_type": kind,
+                "flags": {},
+                "mask": None,
+            }
+            for label, kind, points in shapes
+        ],
+    }
+    if embed:
+        data["imageData"] = base64.b64encode(image.read_bytes()).decode()
+        image.unlink()
+    (folder / f"{stem}.json").write_text(json.dumps(data))
+
+
+def test_labelme_shapes_equal_labelmes_shape_to_mask(tmp_path):
+    export = tmp_path / "labelme"
+    labelme_file(export, "a", LABELME_SHAPES)
+    labelme_file(export / "more", "b", LABELME_SHAPES[::-1], embed=True, seed=1)
+    labelme_file(
+        export,
+        "c",
+        [
+            ("_background_", "polygon", [[0, 0], [10, 0], [5, 5]]),
+            ("__ignore__", "rectangle", [[30, 20], [39, 29]]),
+            ("road", "polygon", [[2, 2], [12, 2], [7, 9]]),
+        ],
+        seed=2,
+    )
+    out = tmp_path / "data"
+    result = run_cli("import", "labelme", export, "--out", out, "--quiet", "--test", 0)
+    assert_imported(result, out)
+    masks, values = imported(out)
+    assert values["names"] == ["background", "car", "road", "tree"]  # sorted labels after the background
+    index = {name: position for position, name in enumerate(values["names"])}
+    for stem, shapes in (("a", LABELME_SHAPES), ("b", LABELME_SHAPES[::-1])):
+        expected = paint(
+            (30, 40),
+            [
+                (index[label], labelme_reference((30, 40), points, kind))
+                for label, kind, points in shapes
+                if kind != "point"
+            ],
+        )
+        np.testing.assert_array_equal(masks[stem][1], expected, err_msg=stem)
+    expected_c = paint(
+        (30, 40),
+        [
+            (0, labelme_reference((30, 40), [[0, 0], [10, 0], [5, 5]], "polygon")),
+            (VOID, labelme_reference((30, 40), [[30, 20], [39, 29]], "rectangle")),
+            (2, labelme_reference((30, 40), [[2, 2], [12, 2], [7, 9]], "polygon")),
+        ],
+    )
+    np.testing.assert_array_equal(masks["c"][1], expected_c)
+    assert "2 point shape(s) skipped" in result.output
+    assert len(list((out / "images").rglob("b.png"))) == 1  # the embedded image, written out
+
+
+def test_labelme_line_width_option(tmp_path):
+    export = tmp_path / "labelme"
+    labelme_file(export, "a", [("car", "line", [[0, 15], [39, 15]])])
+    labelme_file(export, "b", [("car", "polygon", [[0, 0], [9, 0], [5, 5]])], seed=1)
+    out = tmp_path / "data"
+    result = run_cli("import", "labelme", export, "--out", out, "--quiet", "--line-width", 3, "--test", 0)
+    assert_imported(result, out)
+    expected = labelme_reference((30, 40), [[0, 15], [39, 15]], "line", line_width=3)
+    np.testing.assert_array_equal(imported(out)[0]["a"][1], expected.astype(np.uint8))
+
+
+# --- YOLO -------------------------------------------------------------------------------------------
+
+
+def test_yolo_polygons_keep_the_splits_and_add_the_background(tmp_path):
+    export = tmp_path / "yolo"
+    polygons = {
+        "train": {
+            "t0": [(0, [0.1, 0.1, 0.6, 0.1, 0.6, 0.7, 0.1, 0.7]), (1, [0.4, 0.4, 0.9, 0.5, 0.5, 0.95])],
+            "t1": [(1, [0.0, 0.0, 1.0, 0.0, 1.0, 0.3])],
+            "t2": None,
+        },
+        "val": {"v0": [(0, [0.2, 0.2, 0.8, 0.2, 0.5, 0.9])]},
+    }
+    for split, images in polygons.items():
+        for stem, lines in images.items():
+            write_image(export / "images" / split / f"{stem}.jpg", 50, 40)
+            if lines is not None:
+                label = export / "labels" / split / f"{stem}.txt"
+                label.parent.mkdir(parents=True, exist_ok=True)
+                label.write_text("".join(f"{cls} {' '.join(map(str, coords))}\n" for cls, coords in lines))
+    (export / "data.yaml").write_text(
+        "path: .\ntrain: images/train\nval: images/val\nnames:\n  0: car\n  1: person\n"
+    )
+    out = tmp_path / "data"
+    result = run_cli("import", "yolo", export, "--out", out, "--quiet")
+    assert_imported(result, out)
+    masks, values = imported(out)
+    assert values["names"] == ["background", "car", "person"]
+    assert {stem: split for stem, (split, _) in masks.items()} == {
+        "t0": "train",
+        "t1": "train",
+        "t2": "train",
+        "v0": "val",
+    }
+    for images in polygons.values():
+        for stem, lines in images.items():
+            layers = [
+                (
+                    cls + 1,
+                    coco_mask.decode(
+                        coco_mask.frPyObjects(
+                            [(np.array(coords).reshape(-1, 2) * [50, 40]).ravel().tolist()], 40, 50
+                        )
+                    ).squeeze(-1),
+                )
+                for cls, coords in lines or []
+            ]
+            np.testing.assert_array_equal(masks[stem][1], paint((40, 50), layers), err_msg=stem)
+    assert "1 image(s) have no label file" in result.output
+
+
+# --- CVAT -------------------------------------------------------------------------------------------
+
+
+CVAT_LABELS = [("background", (0, 0, 0)), ("car", (250, 50, 83)), ("road", (51, 221, 255))]
+
+
+def test_cvat_segmentation_mask_export_maps_its_colours(tmp_path):
+    export = tmp_path / "cvat"
+    (export / "SegmentationClass").mkdir(parents=True)
+    (export / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (export / "labelmap.txt").write_text(
+        "# label:color_rgb:parts:actions\n"
+        + "".join(f"{name}:{','.join(map(str, colour))}::\n" for name, colour in CVAT_LABELS)
+    )
+    rng = np.random.default_rng(0)
+    expected = {}
+    for index in range(4):
+        stem = f"frame_{index:06d}"
+        write_image(export / "JPEGImages" / f"{stem}.jpg", 32, 24, seed=index)
+        labels = rng.integers(0, 3, (24, 32)).astype(np.uint8)
+        colours = np.array([colour for _, colour in CVAT_LABELS], dtype=np.uint8)[labels]
+        Image.fromarray(colours).save(export / "SegmentationClass" / f"{stem}.png")
+        expected[stem] = labels
+    (export / "ImageSets" / "Segmentation" / "default.txt").write_text(
+        "".join(f"{stem}\n" for stem in expected)
+    )
+    out = tmp_path / "data"
+    result = run_cli("import", "cvat", export, "--out", out, "--quiet", "--test", 0)
+    assert_imported(result, out)
+    masks, values = imported(out)
+    assert values["names"] == [name for name, _ in CVAT_LABELS]
+    assert values["colors"] == [list(colour) for _, colour in CVAT_LABELS]
+    for stem, labels in expected.items():
+        np.testing.assert_array_equal(masks[stem][1], labels, err_msg=stem)
+
+
+def cvat_rle(mask):
+    """CVAT's mask RLE: run lengths over the box, row by row, starting with a run of 0s."""
+    flat = mask.ravel().tolist()
+    counts, current, run = [], 0, 0
+    for value in flat:
+        if value == current:
+            run += 1
+        else:
+            counts.append(run)
+            current, run = value, 1
+    counts.append(run)
+    return ", ".join(map(str, counts))
+
+
+def test_cvat_xml_polygons_boxes_and_masks_in_z_order(tmp_path):
+    export = tmp_path / "cvat"
+    write_image(export / "images" / "a.png", 40, 30)
+    write_image(export / "images" / "b.png", 40, 30, seed=1)
+    write_image(export / "images" / "c.png", 40, 30, seed=2)
+    blob = np.zeros((6, 8), dtype=np.uint8)
+    blob[1:5, 2:7] = 1
+    blob[0, 0] = 1
+    xml = textwrap.dedent(f"""\
+        <?xml version="1.0" encoding="utf-8"?>
+        <annotations>
+          <version>1.1</version>
+          <meta><task><labels>
+            <label><name>car</name><color>#fa3253</color><type>any</type></label>
+            <label><name>road</name><color>#33ddff</color><type>any</type></label>
+          </labels></task></meta>
+          <image id="0" name="a.png" width="40" height="30">
+            <polygon label="road" occluded="0" points="1.0,1.0;30.0,2.0;25.5,25.0" z_order="1"/>
+            <box label="car" source="manual" occluded="0" xtl="10" ytl="5" xbr="20.5" ybr="15" z_order="0"/>
+          </image>
+          <image id="1" name="b.png" width="40" height="30">
+            <mask label="car" source="manual" occluded="0" rle="{cvat_rle(blob)}" left="30" top="20"
+                  width="8" height="6" z_order="0"/>
+            <polyline label="road" points="0,0;10,10" z_order="0"/>
+          </image>
+          <image id="2" name="c.png" width="40" height="30"></image>
+        </annotations>
+        """)
+    (export / "annotations.xml").write_text(xml)
+    out = tmp_path / "data"
+    result = run_cli("import", "cvat", export / "annotations.xml", "--out", out, "--quiet", "--test", 0)
+    assert_imported(result, out)
+    masks, values = imported(out)
+    assert values["names"] == ["background", "car", "road"]
+    assert values["colors"] == [[0, 0, 0], [250, 50, 83], [51, 221, 255]]
+
+    def polygon(flat):
+        return coco_mask.decode(coco_mask.frPyObjects([flat], 30, 40)).squeeze(-1)
+
+    box = polygon([10, 5, 20.5, 5, 20.5, 15, 10, 15])
+    road = polygon([1, 1, 30, 2, 25.5, 25])
+    np.testing.assert_array_equal(masks["a"][1], paint((30, 40), [(1, box), (2, road)]))  # z_order 1 on top
+    placed = np.zeros((30, 40), dtype=np.uint8)
+    placed[20:26, 30:38] = blob
+    np.testing.assert_array_equal(masks["b"][1], placed)
+    assert "1 shape(s) without area" in result.output
+
+
+def test_malformed_xml_is_one_line_and_nothing_is_created(tmp_path):
+    export = tmp_path / "annotations.xml"
+    export.write_text("<annotations><image name='a.png'></annotations>")
+    result = run_cli("import", "cvat", export, "--out", tmp_path / "data", "--quiet")
+    assert result.exit_code == 1
+    assert "not valid XML (mismatched tag" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "data").exists()
+
+
+# --- Label Studio -----------------------------------------------------------------------------------
+
+
+def encode_brush(values, word_size=8, sizes=(3, 4, 8, 16)):
+    """Label Studio's brush RLE (`@thi.ng/rle-pack`, as label-studio-converter's `encode_rle`
+    writes it): every value a repeat run of at most 2**16."""
+    bits = [f"{len(values):032b}", f"{word_size - 1:05b}", *(f"{size - 1:04b}" for size in sizes)]
+    index = 0
+    while index < len(values):
+        end = index
+        while end + 1 < len(values) and values[end + 1] == values[index] and end + 1 - index < 2**16 - 1:
+            end += 1
+        length = end - index  # run length - 1
+        choice = next(position for position, size in enumerate(sizes) if length < 2**size)
+        bits += ["1", f"{choice:02b}", f"{length:0{sizes[choice]}b}", f"{values[index]:0{word_size}b}"]
+        index = end + 1
+    stream = "".join(bits)
+    stream += "0" * (-len(stream) % 8)
+    return [int(stream[position : position + 8], 2) for position in range(0, len(stream), 8)]
+
+
+def test_labelstudio_brush_and_polygons(tmp_path):
+    export = tmp_path / "ls"
+    media = export / "media" / "upload" / "1"
+    write_image(media / "8f2a91c3-street.png", 40, 30)
+    write_image(media / "07bb1d22-park.png", 40, 30, seed=1)
+    write_image(media / "aa-empty.png", 40, 30, seed=2)
+    brush = np.zeros((30, 40), dtype=bool)
+    brush[3:12, 5:25] = True
+    rgba = np.zeros((30, 40, 4), dtype=np.uint8)
+    rgba[brush] = (255, 0, 0, 255)
+    polygon_percent = [[10, 10], [90, 20], [50, 90]]
+    tasks = [
+        {
+            "id": 1,
+            "data": {"image": "/data/upload/1/8f2a91c3-street.png"},
+            "annotations": [
+                {
+                    "id": 9,
+                    "result": [
+                        {
+                            "id": "r1",
+                            "type": "brushlabels",
+                            "from_name": "tag",
+                            "to_name": "image",
+                            "original_width": 40,
+                            "original_height": 30,
+                            "value": {
+                                "format": "rle",
+                                "rle": encode_brush(rgba.ravel().tolist()),
+                                "brushlabels": ["person"],
+                            },
+                        },
+                        {
+                            "id": "r2",
+                            "type": "polygonlabels",
+                            "from_name": "poly",
+                            "to_name": "image",
+                            "original_width": 40,
+                            "original_height": 30,
+                            "value": {"points": polygon_percent, "polygonlabels": ["car"]},
+                        },
+                    ],
+                }
+            ],
+        },
+        {
+            "id": 2,
+            "data": {"image": "/data/upload/1/07bb1d22-park.png"},
+            "annotations": [
+                {
+                    "id": 10,
+                    "result": [
+                        {
+                            "id": "r3",
+                            "type": "polygonlabels",
+                            "original_width": 40,
+                            "original_height": 30,
+                            "value": {"points": [[0, 0], [50, 0], [0, 50]], "polygonlabels": ["person"]},
+                        },
+                        {"id": "r4", "type": "choices", "value": {"choices": ["sunny"]}},
+                    ],
+                }
+            ],
+        },
+        {"id": 3, "data": {"image": "/data/upload/1/aa-empty.png"}, "annotations": []},
+    ]
+    (export / "export.json").write_text(json.dumps(tasks))
+    out = tmp_path / "data"
+    result = run_cli(
+        "import",
+        "labelstudio",
+        export / "export.json",
+        "--out",
+        out,
+        "--quiet",
+        "--images",
+        export / "media" / "upload" / "1",
+        "--test",
+        0,
+    )
+    assert_imported(result, out)
+    masks, values = imported(out)
+    assert values["names"] == ["background", "car", "person"]
+    pixels = (np.array(polygon_percent) * [0.4, 0.3]).ravel().tolist()
+    car = coco_mask.decode(coco_mask.frPyObjects([pixels], 30, 40)).squeeze(-1)
+    np.testing.assert_array_equal(masks["8f2a91c3-street"][1], paint((30, 40), [(2, brush), (1, car)]))
+    corner = coco_mask.decode(coco_mask.frPyObjects([[0, 0, 20, 0, 0, 15]], 30, 40)).squeeze(-1)
+    np.testing.assert_array_equal(masks["07bb1d22-park"][1], paint((30, 40), [(2, corner)]))
+    assert (masks["aa-empty"][1] == 0).all()
+    assert "1 result(s) without area" in result.output
+
+
+# --- Cityscapes and ADE20K --------------------------------------------------------------------------
+
+
+def test_cityscapes_label_ids_become_the_19_train_ids(tmp_path):
+    root = tmp_path / "cityscapes"
+    ids = np.array([[7, 8, 26, 0], [33, 1, 24, 23], [11, 11, 31, 3]], dtype=np.uint8)
+    expected = np.array([[0, 1, 13, VOID], [18, VOID, 11, 10], [2, 2, 16, VOID]], dtype=np.uint8)
+    for split, city, number in (("train", "aachen", 19), ("train", "bochum", 42), ("val", "frankfurt", 5)):
+        prefix = f"{city}_000000_{number:06d}"
+        write_image(root / "leftImg8bit" / split / city / f"{prefix}_leftImg8bit.png", 4, 3)
+        gt = root / "gtFine" / split / city
+        gt.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(ids, "L").save(gt / f"{prefix}_gtFine_labelIds.png")
+        Image.fromarray(ids, "L").save(gt / f"{prefix}_gtFine_instanceIds.png")  # beside, as shipped
+    write_image(root / "leftImg8bit" / "test" / "berlin" / "berlin_000000_000001_leftImg8bit.png", 4, 3)
+    out = tmp_path / "data"
+    result = run_cli("import", "cityscapes", root, "--out", out, "--quiet")
+    assert_imported(result, out)
+    masks, values = imported(out)
+    assert values["names"] == [name for name, _, _ in CITYSCAPES] and len(values["names"]) == 19
+    assert values["colors"][13] == [0, 0, 142] and values["colors"][0] == [128, 64, 128]
+    assert sorted(split for split, _ in masks.values()) == ["train", "train", "val"]
+    for _, mask in masks.values():
+        np.testing.assert_array_equal(mask, expected)
+    assert "test" not in values
+    refused = run_cli("import", "cityscapes", root, "--out", tmp_path / "other", "--classes", "road")
+    assert refused.exit_code == 2 and "--classes does not apply" in refused.output
+
+
+def test_ade20k_values_shift_down_with_0_void(tmp_path):
+    root = tmp_path / "ADEChallengeData2016"
+    names = ["wall", "building, edifice", "sky", *[f"thing{index}" for index in range(4, 151)]]
+    rows = [
+        "Idx\tRatio\tTrain\tVal\tName",
+        *[f"{index}\t0.01\t10\t1\t{name}" for index, name in enumerate(names, 1)],
+    ]
+    root.mkdir()
+    (root / "objectInfo150.txt").write_text("\n".join(rows) + "\n")
+    values = np.array([[0, 1, 2], [150, 3, 0]], dtype=np.uint8)
+    for folder, stem in (
+        ("training", "ADE_train_00000001"),
+        ("training", "ADE_train_00000002"),
+        ("validation", "ADE_val_00000001"),
+    ):
+        write_image(root / "images" / folder / f"{stem}.jpg", 3, 2)
+        (root / "annotations" / folder).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(values, "L").save(root / "annotations" / folder / f"{stem}.png")
+    out = tmp_path / "data"
+    result = run_cli("import", "ade20k", root, "--out", out, "--quiet")
+    assert_imported(result, out)
+    masks, dataset = imported(out)
+    assert dataset["names"][:3] == ["wall", "building", "sky"] and len(dataset["names"]) == 150
+    for _, mask in masks.values():
+        np.testing.assert_array_equal(mask, [[VOID, 0, 1], [149, 2, VOID]])
+    assert sorted(split for split, _ in masks.values()) == ["train", "train", "val"]
+
+
+# --- bad input: every problem at once, nothing created -------------------------------------------------
+
+
+def test_every_problem_of_an_export_is_named_at_once_and_nothing_is_created(tmp_path):
+    export = tmp_path / "export"
+    for name in ("a/x.png", "b/x.png", "ok.png", "small.png"):
+        write_image(export / name, 40, 30)
+    write_image(export / "small.png", 20, 10)
+    images = [
+        {"id": 1, "file_name": "ok.png", "width": 40, "height": 30},
+        {"id": 2, "file_name": "missing.png", "width": 40, "height": 30},
+        {"id": 3, "file_name": "small.png", "width": 40, "height": 30},
+        {"id": 4, "file_name": "a/x.png", "width": 40, "height": 30},
+        {"id": 5, "file_name": "b/x.png", "width": 40, "height": 30},
+        {"id": 6, "file_name": "../../outside.png", "width": 40, "height": 30},
+    ]
+    annotations = [
+        {"id": 10, "image_id": 1, "category_id": 1, "segmentation": [[1, 1, 5, 5]], "iscrowd": 0},
+        {"id": 11, "image_id": 1, "category_id": 1, "segmentation": [[1, 1, 90, 1, 90, 20]], "iscrowd": 0},
+        {"id": 12, "image_id": 1, "category_id": 99, "segmentation": [[1, 1, 9, 1, 9, 9]], "iscrowd": 0},
+        {"id": 13, "image_id": 1, "category_id": 2, "segmentation": [[1, 1, 9, 1, 9, 9]], "iscrowd": 0},
+        {"id": 14, "image_id": 77, "category_id": 1, "segmentation": [[1, 1, 9, 1, 9, 9]], "iscrowd": 0},
+    ]
+    categories = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
+    path = export / "coco.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    out = tmp_path / "data"
+    result = run_cli("import", "coco", path, "--out", out, "--quiet", "--classes", "cat")
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    expected = [
+        "annotation 10 polygon 0: polygon has 2 point(s); a polygon needs at least 3",
+        "annotation 11: point (90, 1) lies outside the 40x30 image",
+        "annotation 12: category id 99 is not among the categories",
+        "annotation 13: label 'dog' is not in --classes (cat)",
+        "annotation 14: image id 77 is not among the images",
+        "image 2 (missing.png): image",  # ... not found
+        "image 3 (small.png): image is 20x10, the annotation says 40x30",
+        "duplicate file name 'x.png': 2 images",
+        "image 6 (../../outside.png): image path '../../outside.png' leaves",
+    ]
+    for text in expected:
+        assert sum(text in line for line in lines) == 1, (text, result.output)
+    assert any("missing.png not found" in line for line in lines)
+    assert "9 problem(s)" in result.output and "was not created" in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists() and not any(tmp_path.glob(".data.*"))
+
+
+def test_malformed_json_among_good_files_is_listed_with_the_others(tmp_path):
+    export = tmp_path / "labelme"
+    labelme_file(export, "good", [("car", "polygon", [[1, 1], [9, 1], [5, 8]])])
+    (export / "broken.json").write_text('{"shapes": [')
+    (export / "nan.json").write_text('{"shapes": [], "imageWidth": NaN}')
+    labelme_file(export, "gone", [("car", "polygon", [[1, 1], [9, 1], [5, 8]])])
+    (export / "gone.png").unlink()
+    result = run_cli("import", "labelme", export, "--out", tmp_path / "data", "--quiet", "--test", 0)
+    assert result.exit_code == 1
+    assert "broken.json: not valid JSON" in result.output
+    assert "nan.json: NaN is not a number JSON allows" in result.output
+    assert "gone.json: image" in result.output and "gone.png not found" in result.output
+    assert "3 problem(s)" in result.output and not (tmp_path / "data").exists()
+
+
+def test_an_exif_rotated_image_is_drawn_upright_and_said(tmp_path):
+    """LabelMe (as every tool) shows and annotates the upright view: orientation 6 turns the stored
+    40x30 pixels into a 30x40 picture; the annotation's size is the upright one."""
+    export = tmp_path / "labelme"
+    image = write_image(export / "phone.jpg", 40, 30, exif_orientation=6)
+    shapes = [{"label": "car", "points": [[2, 2], [20, 2], [20, 35]], "shape_type": "polygon"}]
+    data = {"shapes": shapes, "imagePath": image.name, "imageData": None, "imageWidth": 30, "imageHeight": 40}
+    (export / "phone.json").write_text(json.dumps(data))
+    labelme_file(export, "plain", [("car", "polygon", [[1, 1], [9, 1], [5, 8]])])
+    out = tmp_path / "data"
+    result = run_cli("import", "labelme", export, "--out", out, "--quiet", "--test", 0)
+    assert_imported(result, out)
+    mask = imported(out)[0]["phone"][1]
+    assert mask.shape == (40, 30)
+    np.testing.assert_array_equal(mask, labelme_reference((40, 30), [[2, 2], [20, 2], [20, 35]], "polygon"))
+    assert "1 image(s) carry an EXIF orientation: their masks are drawn on the upright view" in result.output
+    # drawn on the stored pixels' size instead: named, with the reason
+    data.update(imageWidth=40, imageHeight=30, shapes=[{**shapes[0], "points": [[2, 2], [20, 2], [20, 25]]}])
+    (export / "phone.json").write_text(json.dumps(data))
+    refused = run_cli("import", "labelme", export, "--out", tmp_path / "other", "--quiet")
+    assert refused.exit_code == 1
+    assert "the annotation is 40x30, the image's stored pixels, but the image carries EXIF orientation 6" in (
+        refused.output
+    )
+
+
+def test_without_pycocotools_the_import_is_one_line_naming_the_extra(tmp_path, monkeypatch):
+    export = coco_export(tmp_path / "export")
+    monkeypatch.setitem(sys.modules, "pycocotools", None)
+    monkeypatch.setitem(sys.modules, "pycocotools.mask", None)
+    result = run_cli("import", "coco", export, "--out", tmp_path / "data", "--quiet")
+    assert result.exit_code == 1
+    assert "pip install 'fastseg[import]'" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "data").exists()
+
+
+# --- the destination: never overwritten, replaced only when an import's, whole or absent -------------
+
+
+def test_an_existing_dataset_is_kept_without_force_and_force_replaces_only_an_import(tmp_path):
+    export = coco_export(tmp_path / "export")
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    refused = run_cli("import", "coco", export, "--out", out, "--quiet")
+    assert refused.exit_code == 1 and "already exists" in refused.output
+    forced = run_cli("import", "coco", export, "--out", out, "--quiet", "--force")
+    assert forced.exit_code == 1 and "1 file(s) there are not its (notes.txt)" in forced.output
+    assert (out / "notes.txt").read_text() == "mine" and not (out / "dataset.yaml").exists()
+
+    (out / "notes.txt").unlink()
+    out.rmdir()
+    assert run_cli("import", "coco", export, "--out", out, "--quiet").exit_code == 0
+    again = run_cli("import", "coco", export, "--out", out, "--quiet", "--force", "--test", 0)
+    assert again.exit_code == 0, again.output
+    assert "test" not in imported(out)[1]  # replaced by the second import
+    (out / "images" / "train" / "extra.jpg").write_bytes(b"a user's file")
+    kept = run_cli("import", "coco", export, "--out", out, "--quiet", "--force")
+    assert kept.exit_code == 1 and "images/train/extra.jpg" in kept.output
+    assert (out / "images" / "train" / "extra.jpg").exists()
+
+
+KILLED_IMPORT = """
+import os, signal, sys
+from pathlib import Path
+import fastseg.importing.writer as writer
+from fastseg.importing.importer import import_dataset
+from fastseg.importing.writer import ImportOptions
+
+calls = []
+real = writer.write_mask
+
+def dying(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*args, **kwargs)
+
+writer.write_mask = dying
+import_dataset("coco", Path(sys.argv[1]), Path(sys.argv[2]), ImportOptions(threads=1))
+"""
+
+
+def test_a_killed_import_leaves_nothing_and_the_next_removes_its_temporary(tmp_path):
+    export = coco_export(tmp_path / "export")
+    out = tmp_path / "data"
+    killed = subprocess.run([sys.executable, "-c", KILLED_IMPORT, str(export), str(out)], capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    assert not out.exists()
+    left = list(tmp_path.glob(".data.import.*.tmp"))
+    assert len(left) == 1 and any(left[0].rglob("*.png"))  # a partial build, hidden beside
+    result = run_cli("import", "coco", export, "--out", out, "--quiet")
+    assert_imported(result, out)
+    assert not list(tmp_path.glob(".data.*"))
+    assert len(list((out / "masks").rglob("*.png"))) == 4
+
+
+def test_a_temporary_of_a_live_import_is_left_alone(tmp_path):
+    export = coco_export(tmp_path / "export")
+    busy = tmp_path / f".data.import.{os.getppid()}.tmp"  # a live process's (the test runner's parent)
+    busy.mkdir()
+    result = run_cli("import", "coco", export, "--out", tmp_path / "data", "--quiet")
+    assert result.exit_code == 0 and busy.is_dir()
+
+
+# --- the result trains -----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_an_imported_coco_export_trains(tmp_path):
+    export = tmp_path / "export"
+    images, annotations = [], []
+    rng = np.random.default_rng(0)
+    for index in range(10):
+        write_image(export / f"img{index}.png", 48, 40, seed=index)
+        images.append({"id": index, "file_name": f"img{index}.png", "width": 48, "height": 40})
+        x, y = rng.integers(2, 20, 2).tolist()
+        annotations.append(
+            {
+                "id": index,
+                "image_id": index,
+                "category_id": 1 + index % 2,
+                "iscrowd": 0,
+                "segmentation": [[x, y, x + 20, y, x + 20, y + 15, x, y + 15]],
+            }
+        )
+    path = export / "coco.json"
+    path.write_text(
+        json.dumps(
+            {
+                "images": images,
+                "annotations": annotations,
+                "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+            }
+        )
+    )
+    data = tmp_path / "data"
+    assert run_cli("import", "coco", path, "--out", data, "--quiet").exit_code == 0
+    run = tmp_path / "run"
+    trained = run_cli(
+        "train",
+        "--data",
+        data,
+        "--out",
+        run,
+        "--recipe",
+        "seed",
+        "--size",
+        32,
+        "--no-pretrained",
+        "--num-workers",
+        0,
+        "--quiet",
+        "--batch-size",
+        2,
+        "--epochs",
+        1,
+    )
+    assert trained.exit_code == 0, trained.output
+    from fastseg.model.checkpoint import load_model
+
+    loaded = load_model(run)  # the model carries the imported classes and colours
+    assert loaded.classes == ["background", "cat", "dog"]
+    assert [list(colour) for colour in loaded.colors] == imported(data)[1]["colors"]
