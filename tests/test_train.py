@@ -249,13 +249,33 @@ def test_compiled_model_exports_plain_state_dict_keys(voc_root, tmp_path):
     assert keys == list(SegmentationModel().state_dict())
 
 
-def test_batch_larger_than_training_set_is_one_line(voc_root, tmp_path):
-    arguments = ["train", "--data", str(voc_root), "--out", str(tmp_path / "run"), "--no-pretrained",
-                 "--batch-size", "64", "--train-set", "train"]  # fmt: skip
+def test_batch_larger_than_training_set_shrinks_to_it_with_one_line(voc_root, tmp_path):
+    """fastai drops the last partial batch: 64 on 16 training images would leave no batch. The
+    run trains with batches of 16 instead, says so, and config.json records what it used."""
+    run_dir = tmp_path / "run"
+    arguments = ["train", "--data", str(voc_root), "--out", str(run_dir), "--no-pretrained", "--size", "32",
+                 "--batch-size", "64", "--train-set", "train", "--epochs", "1"]  # fmt: skip
     result = CliRunner().invoke(main, arguments)
-    assert result.exit_code == 1
-    assert "--batch-size 64 x 1 process(es) is more than the 16 training images" in result.output
-    assert not (tmp_path / "run").exists()
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if "--batch-size 64" in line]
+    assert notes == ["--batch-size 64 is more than the 16 training images: training with batches of 16"]
+    assert json.loads((run_dir / "config.json").read_text())["train"]["batch_size"] == 16
+    history = (run_dir / "history.csv").read_text().splitlines()
+    assert len(history) == 2  # the one epoch trained (one batch of 16)
+
+
+def test_more_processes_than_training_images_is_one_line():
+    from fastseg.errors import FastsegError
+    from fastseg.training.trainer import fitted_batch_size
+
+    with pytest.raises(FastsegError, match="3 training image\\(s\\) for 4 processes"):
+        fitted_batch_size(TrainConfig(batch_size=8), 3, 4, None)
+    noted = []
+    fitted = fitted_batch_size(TrainConfig(batch_size=8), 12, 2, noted.append)
+    assert fitted.batch_size == 6 and noted == [
+        "--batch-size 8 is more than the 12 training images per process: training with batches of 6"
+    ]
+    assert fitted_batch_size(TrainConfig(batch_size=8), 16, 2, noted.append).batch_size == 8 and len(noted) == 1
 
 
 class PickledObject:

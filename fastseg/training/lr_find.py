@@ -61,6 +61,7 @@ def find_learning_rate(
                                "without a launcher and pass its suggestion as --lr")  # fmt: skip
         run = RunFolder(scratch)
         prepared = prepare_run(config, run, False, launch, show_progress, echo, write=False)
+        config = prepared.config  # its batch size fitted to the training set
         learn = make_learner(config, run, prepared, launch, show_progress, resume=False, samples=False)
         load_encoder_weights(uncompiled(learn.model), config.pretrained, config.encoder_weights)
         ratio = config.encoder_lr_ratio

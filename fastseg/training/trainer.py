@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +73,10 @@ class TrainResult:
 
 @dataclass
 class Prepared:
-    """What the data checks produce for the rest of training."""
+    """What the data checks produce for the rest of training: `config` is the one to train with
+    (its batch size fitted to the training set)."""
 
+    config: TrainConfig
     folder: SegmentationData
     split: Split
     weights: np.ndarray
@@ -104,11 +106,7 @@ def prepare_run(
     bar = (lambda results, total: progress_bar(results, total=total, leave=False)) if show_progress else None
     share = Share(launch.rank, launch.world, gather_objects)
     counts = check_dataset(folder, split, progress=bar if launch.main else None, share=share)
-    if len(split.train) < config.batch_size * launch.world:  # fastai drops the last partial batch
-        raise FastsegError(
-            f"--batch-size {config.batch_size} x {launch.world} process(es) is more than the "
-            f"{len(split.train)} training images: no training batch would remain"
-        )
+    config = fitted_batch_size(config, len(split.train), launch.world, echo if launch.main else None)
     model_config = ModelConfig(num_classes=len(folder.classes), encoder=config.encoder)
     weights = class_weights(counts, config.class_weights)
     if launch.main and not resume and write:
@@ -116,7 +114,26 @@ def prepare_run(
         run.write_config(config, model_config)
         run.write_split(split)
         run.write_class_weights(weights, counts, config.class_weights, folder.classes.names)
-    return Prepared(folder, split, weights, model_config)
+    return Prepared(config, folder, split, weights, model_config)
+
+
+def fitted_batch_size(
+    config: TrainConfig, train_images: int, world: int, echo: Callable[[str], None] | None
+) -> TrainConfig:
+    """fastai drops the last partial batch, so a batch larger than a process's share of the
+    training set would leave no batch at all: a small set trains in batches of all its images
+    instead, said in one line (the run's config.json records the batch size used)."""
+    share = train_images // world
+    if share >= config.batch_size:
+        return config
+    if share == 0:
+        raise FastsegError(f"{train_images} training image(s) for {world} processes: every process needs "
+                           "at least one (use fewer processes)")  # fmt: skip
+    if echo:
+        per = " per process" if world > 1 else ""
+        echo(f"--batch-size {config.batch_size} is more than the {train_images} training images{per}: "
+             f"training with batches of {share}")  # fmt: skip
+    return replace(config, batch_size=share)
 
 
 def _printed(show_progress: bool) -> Callable[[str], None] | None:
@@ -275,6 +292,7 @@ main schedule's fit (benchmarks use them to watch the weights)."""
         try:
             say = echo or _printed(show_progress)
             prepared = prepare_run(config, run, resume, launch, show_progress, say)
+            config = prepared.config
             learn = make_learner(config, run, prepared, launch, show_progress, resume)
             best_so_far = run.read_resume_state().get("best") if resume else None
             with RunLog(run, config, MONITOR, best_so_far, echo, not show_progress, launch.main) as run_log:
