@@ -307,3 +307,22 @@ def test_own_data_runs_show_their_data_set_without_a_voc_list(own_data, voc_root
     assert data_set_label({"data": str(voc_root), "train_set": "trainaug"}) == f"{voc_root.name}/trainaug"
     assert data_set_label({"data": str(voc_root), "train_set": "train"}) == f"{voc_root.name}/train"
     assert data_set_label({"train_set": "train"}) == "train"  # no data recorded: what there is
+
+
+@pytest.mark.slow
+def test_export_model_positional_writes_the_same_file_as_model_option(tmp_path):
+    """The real export, both spellings: byte-identical ONNX files (measured: 8-25 s each here)."""
+    pytest.importorskip("onnx")
+    import torch
+
+    from fastseg.model.checkpoint import save_model
+    from fastseg.model.config import ModelConfig
+    from fastseg.model.network import SegmentationModel
+
+    torch.manual_seed(0)
+    save_model(tmp_path / "model.pth", SegmentationModel().eval(), ModelConfig(), size=32)
+    old = invoke("export", tmp_path / "model.pth", "--out", tmp_path / "old.onnx", "--quiet")
+    new = invoke("export", "--model", tmp_path / "model.pth", "--out", tmp_path / "new.onnx", "--quiet")
+    assert old.exit_code == new.exit_code == 0, (old.output, new.output)
+    assert old.output.replace("old.onnx", "new.onnx") == new.output
+    assert (tmp_path / "old.onnx").read_bytes() == (tmp_path / "new.onnx").read_bytes()
