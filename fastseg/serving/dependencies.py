@@ -42,7 +42,10 @@ def ready_engine(served: Served) -> Engine:
 def presented_token(request: Request) -> str | None:
     """`Authorization: Bearer TOKEN`, or HTTP Basic whose password is the token (Label Studio's
     ML backend connection offers basic auth)."""
-    header = request.headers.get("authorization", "")
+    try:  # HTTP headers arrive as latin-1 text; a token is any UTF-8
+        header = request.headers.get("authorization", "").encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return None
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer":
         return value.strip()

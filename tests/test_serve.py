@@ -1,0 +1,917 @@
+"""`fastseg serve`: the masks `predict` writes, byte for byte (torch, ONNX, INT8), one JSON line for
+every bad request and the next request served, dynamic batching with a bounded queue, health and
+model description, COCO RLE read back by pycocotools, Label Studio's /predict in its own format.
+
+The model is a seeded, untrained 32² network whose BatchNorm statistics are randomised, so its
+masks hold several classes; servers run on 127.0.0.1 only (uvicorn in a thread, or `fastseg
+serve` as a subprocess), on a free port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from cli.main import main
+from fastseg.data.voc import VOC_CLASSES
+from fastseg.inference.segmenter import Segmenter
+from fastseg.model.checkpoint import save_model
+from fastseg.model.config import ModelConfig
+from fastseg.model.network import SegmentationModel
+from fastseg.serving.app import create_app
+from fastseg.serving.batching import Batcher, Busy
+from fastseg.serving.encoding import brush_rle, coco_rle
+from fastseg.serving.settings import ServeSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+CPU = torch.device("cpu")
+
+
+def seeded_model() -> SegmentationModel:
+    torch.manual_seed(0)
+    model = SegmentationModel().eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    return save_model(tmp_path_factory.mktemp("model") / "model.pth", seeded_model(), ModelConfig(), size=32)
+
+
+def noise(width: int, height: int, mode: str = "RGB", seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed + width * 1000 + height)
+    return Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).convert(mode)
+
+
+def encoded(image: Image.Image, format: str = "PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=format, **options)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    """Files of several sizes, modes and formats, one EXIF-rotated."""
+    folder = tmp_path_factory.mktemp("images")
+    noise(131, 97).save(folder / "odd.jpg")
+    noise(40, 33, "L").save(folder / "grey.png")
+    noise(50, 60, "RGBA").save(folder / "alpha.png")
+    noise(45, 35, "P").save(folder / "palette.gif")
+    noise(300, 200, seed=3).save(folder / "large.png")
+    rotated = noise(40, 20, seed=5)
+    exif = rotated.getexif()
+    exif[0x0112] = 6
+    rotated.save(folder / "rotated.jpg", exif=exif)
+    return folder
+
+
+def predicted(model: Path, images: Path, out: Path, *options: str) -> Path:
+    result = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            "--model",
+            str(model),
+            str(images),
+            "--out",
+            str(out),
+            "--quiet",
+            "--num-workers",
+            "0",
+            *options,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def wait_ready(client, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "the server never became ready"
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def served_client(model: Path, **settings):
+    app = create_app(Segmenter.open(model, CPU), ServeSettings(**settings))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        wait_ready(client)
+        yield client
+
+
+@pytest.fixture(scope="module")
+def client(model_file):
+    with served_client(model_file, max_upload_mb=1) as client:
+        yield client
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def live_server(app):
+    """uvicorn serving `app` on 127.0.0.1 in a thread of this process (so a test can look inside
+    the engine); stopped on exit."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+            time.sleep(0.05)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def masks_of(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.glob("*.png"))}
+
+
+def check_error(response, status: int, words: str) -> None:
+    """A refused request: the status, `{"error": one line}` naming the problem, no traceback."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert list(body) == ["error"]
+    assert words in body["error"]
+    assert "\n" not in body["error"] and "Traceback" not in response.text
+
+
+# ---- the same masks as predict ----
+
+
+@pytest.mark.slow
+def test_served_masks_are_predicts_files_byte_for_byte_over_http(model_file, images, tmp_path):
+    """`fastseg serve` as a user starts it; each image sent as `curl -F file=@...` would, one at a
+    time and then all at once (so several share forward passes), comes back as the bytes predict
+    wrote."""
+    expected = masks_of(predicted(model_file, images, tmp_path / "out"))
+    assert len(expected) == 6
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from cli.main import main; main()",
+            "serve",
+            str(model_file),
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            assert server.poll() is None and time.monotonic() < deadline, server.stdout.read()
+            time.sleep(0.2)
+        files = sorted(path for path in images.iterdir())
+        for path in files:
+            response = httpx.post(f"{url}/v1/segment", files={"file": (path.name, path.read_bytes())})
+            assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+            assert response.content == expected[Path(path.name).with_suffix(".png").name], path.name
+
+        async def all_at_once() -> list[bytes]:
+            async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+                sent = [
+                    http.post(
+                        "/v1/segment",
+                        content=path.read_bytes(),
+                        headers={"content-type": "application/octet-stream"},
+                    )
+                    for path in files
+                ]
+                return [response.content for response in await asyncio.gather(*sent)]
+
+        assert asyncio.run(all_at_once()) == [expected[path.with_suffix(".png").name] for path in files]
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert "Traceback" not in output
+
+
+@pytest.fixture(scope="module")
+def onnx_run(tmp_path_factory, voc_root, model_file):
+    """A run folder (model.pth, split.json, config.json naming the tiny data set) and its exports."""
+    pytest.importorskip("onnxruntime")
+    from fastseg.data.voc import find_voc
+
+    folder = tmp_path_factory.mktemp("run")
+    (folder / "model.pth").write_bytes(model_file.read_bytes())
+    lists = find_voc(voc_root).root / "ImageSets" / "Segmentation"
+    val = (lists / "val.txt").read_text().split()
+    split = {"train": (lists / "train.txt").read_text().split(), "valid": val[:6], "test": val[6:]}
+    (folder / "split.json").write_text(json.dumps(split))
+    (folder / "config.json").write_text(json.dumps({"train": {"data": str(voc_root)}}))
+    result = CliRunner().invoke(main, ["export", str(folder)])
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def test_served_onnx_masks_are_predicts_files(onnx_run, images, tmp_path):
+    model = onnx_run / "model.onnx"
+    expected = masks_of(predicted(model, images, tmp_path / "out"))
+    with served_client(model) as client:
+        description = client.get("/v1/model").json()
+        assert (description["runtime"], description["precision"]) == ("onnxruntime", "fp32")
+        for path in sorted(images.iterdir()):
+            response = client.post("/v1/segment", files={"file": (path.name, path.read_bytes())})
+            assert response.content == expected[path.with_suffix(".png").name], path.name
+
+
+@pytest.mark.slow
+def test_served_int8_masks_are_predicts_files(onnx_run, images, tmp_path):
+    model = tmp_path / "model.int8.onnx"
+    result = CliRunner().invoke(
+        main,
+        [
+            "export",
+            str(onnx_run),
+            "--int8",
+            "--out",
+            str(model),
+            "--force",
+            "--calibration-images",
+            "4",
+            "--num-workers",
+            "0",
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    expected = masks_of(predicted(model, images, tmp_path / "out"))
+    with served_client(model) as client:
+        assert client.get("/v1/model").json()["precision"] == "int8"
+        for path in sorted(images.iterdir()):
+            response = client.post("/v1/segment", files={"file": (path.name, path.read_bytes())})
+            assert response.content == expected[path.with_suffix(".png").name], path.name
+
+
+def test_tta_tiles_and_overlay_are_predicts_too(client, model_file, images, tmp_path):
+    for options, query in (
+        (["--tta"], "tta=1"),
+        (["--tile", "32", "--overlap", "0.5"], "tile=32&overlap=0.5"),
+    ):
+        expected = masks_of(predicted(model_file, images, tmp_path / query.replace("&", "_"), *options))
+        for path in sorted(images.iterdir()):
+            response = client.post(f"/v1/segment?{query}", files={"file": (path.name, path.read_bytes())})
+            assert response.content == expected[path.with_suffix(".png").name], (query, path.name)
+    out = predicted(model_file, images / "odd.jpg", tmp_path / "overlay", "--overlay")
+    response = client.post(
+        "/v1/segment?overlay=1", files={"file": ("odd.jpg", (images / "odd.jpg").read_bytes())}
+    )
+    assert response.headers["content-type"] == "image/jpeg"
+    assert response.content == (out / "odd.overlay.jpg").read_bytes()
+
+
+def test_json_gives_sizes_classes_shares_and_the_png(client, model_file, images):
+    data = (images / "odd.jpg").read_bytes()
+    png = client.post("/v1/segment", content=data, headers={"content-type": "image/jpeg"}).content
+    body = client.post("/v1/segment?format=json", content=data, headers={"content-type": "image/jpeg"}).json()
+    assert (body["width"], body["height"]) == (131, 97)
+    assert base64.b64decode(body["mask_png_base64"]) == png
+    labels = np.array(Image.open(io.BytesIO(png)))
+    loaded = Segmenter.open(model_file, CPU).loaded
+    assert [entry["name"] for entry in body["classes"]] == loaded.classes
+    assert [tuple(entry["color"]) for entry in body["classes"]] == [tuple(c) for c in loaded.class_set.colors]
+    counts = np.bincount(labels.ravel(), minlength=21)
+    assert [entry["fraction"] for entry in body["classes"]] == pytest.approx(counts / labels.size, abs=1e-6)
+    assert sum(1 for entry in body["classes"] if entry["fraction"] > 0) >= 2  # a mask worth checking
+
+
+def test_coco_rle_decodes_with_pycocotools_to_each_class(client, images):
+    pycocotools = pytest.importorskip("pycocotools.mask")
+    data = (images / "large.png").read_bytes()
+    labels = np.array(
+        Image.open(
+            io.BytesIO(
+                client.post("/v1/segment", content=data, headers={"content-type": "image/png"}).content
+            )
+        )
+    )
+    body = client.post("/v1/segment?format=rle", content=data, headers={"content-type": "image/png"}).json()
+    assert sorted(entry["index"] for entry in body["classes"]) == sorted(np.unique(labels).tolist())
+    for entry in body["classes"]:
+        rle = {"size": entry["rle"]["size"], "counts": entry["rle"]["counts"].encode()}
+        decoded = pycocotools.decode(rle)
+        assert decoded.shape == labels.shape
+        assert np.array_equal(decoded, labels == entry["index"]), entry["name"]
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (64, 48)])
+@pytest.mark.parametrize("share", [0.0, 0.03, 0.5, 1.0])
+def test_coco_rle_equals_pycocotools_encoding(shape, share):
+    pycocotools = pytest.importorskip("pycocotools.mask")
+    labels = (np.random.default_rng(7).random(shape) < share).astype(np.uint8)
+    counts = pycocotools.encode(np.asfortranarray(labels))["counts"].decode()
+    assert coco_rle(labels, 1) == {"size": list(shape), "counts": counts}
+
+
+# ---- bad input: a 4xx with one line, and the server goes on ----
+
+
+def test_every_bad_request_is_one_json_line_and_the_next_is_served(client, images, monkeypatch, caplog):
+    good = (images / "odd.jpg").read_bytes()
+    truncated = encoded(noise(64, 64), "JPEG")[:300]
+    multipart = {"content-type": "multipart/form-data; boundary=xyz"}
+    cases = [
+        (
+            dict(content=b"I am not an image", headers={"content-type": "image/png"}),
+            422,
+            "not an image Pillow",
+        ),
+        (dict(content=truncated, headers={"content-type": "image/jpeg"}), 422, "truncated"),
+        (dict(content=b"", headers={"content-type": "image/png"}), 422, "empty file"),
+        (
+            dict(content=b"x" * (1024 * 1024 + 1), headers={"content-type": "image/png"}),
+            413,
+            "--max-upload-mb",
+        ),
+        (dict(content=good, headers={"content-type": "text/plain"}), 415, "multipart/form-data"),
+        (dict(content=good), 415, "content type none"),
+        (dict(files={"photo": ("a.jpg", good)}), 422, "no 'file' field"),
+        (dict(content=b"--xyz\r\nbroken", headers=multipart), 422, "no 'file' field"),
+        (dict(content=good, headers={"content-type": "multipart/form-data"}), 400, "without a boundary"),
+        (dict(content=good, headers={"content-type": "image/jpeg"}, params={"format": "xml"}), 422, "format"),
+        (
+            dict(
+                content=good, headers={"content-type": "image/jpeg"}, params={"format": "json", "overlay": 1}
+            ),
+            422,
+            "overlay=1 answers a JPEG",
+        ),
+        (dict(content=good, headers={"content-type": "image/jpeg"}, params={"tile": 8}), 422, "at least 32"),
+        (dict(content=good, headers={"content-type": "image/jpeg"}, params={"tile": 10**9}), 422, "tile"),
+        (
+            dict(content=good, headers={"content-type": "image/jpeg"}, params={"tile": 64, "overlap": "nan"}),
+            422,
+            "overlap nan",
+        ),
+        (
+            dict(content=good, headers={"content-type": "image/jpeg"}, params={"overlap": 0.5}),
+            422,
+            "needs tile",
+        ),
+        (dict(content=good, headers={"content-type": "image/jpeg"}, params={"tta": "maybe"}), 422, "tta"),
+    ]
+    for request, status, words in cases:
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="fastseg.serve"):
+            check_error(client.post("/v1/segment", **request), status, words)
+        lines = [record.getMessage() for record in caplog.records if record.name == "fastseg.serve"]
+        assert len(lines) == 1 and f"-> {status}" in lines[0] and "\n" not in lines[0], (words, lines)
+        assert (
+            client.post("/v1/segment", content=good, headers={"content-type": "image/jpeg"}).status_code
+            == 200
+        )
+    check_error(client.get("/v1/nothing"), 404, "Not Found")
+    check_error(client.get("/v1/segment"), 405, "Method Not Allowed")
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_read(client):
+    def endless():
+        yield b"\x89PNG" + b"\0" * 1000
+        raise AssertionError("the body was read past the declared length check")
+
+    headers = {"content-type": "image/png", "content-length": str(5 * 1024 * 1024)}
+    check_error(client.post("/v1/segment", content=endless(), headers=headers), 413, "over the limit")
+
+
+def test_a_chunked_body_is_cut_at_the_limit(client):
+    sent = []
+
+    def chunks():
+        for _ in range(64):  # 4 MiB in 64 KiB chunks, no Content-Length
+            sent.append(1)
+            yield b"\0" * 65536
+
+    check_error(
+        client.post("/v1/segment", content=chunks(), headers={"content-type": "image/png"}),
+        413,
+        "over the limit",
+    )
+
+
+def test_decompression_bombs_and_images_over_the_pixel_limit_are_413(client, images, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    bomb = encoded(Image.new("RGB", (60, 60)))  # 3600 pixels > 2 x 1000: Pillow's error
+    over = encoded(Image.new("RGB", (40, 40)))  # 1600 > 1000: Pillow's warning, an error here as in predict
+    for data in (bomb, over):
+        check_error(
+            client.post("/v1/segment", content=data, headers={"content-type": "image/png"}),
+            413,
+            "too large to decode safely",
+        )
+    small = encoded(noise(30, 30))
+    assert client.post("/v1/segment", content=small, headers={"content-type": "image/png"}).status_code == 200
+
+
+def test_out_of_memory_is_that_requests_507_and_a_bug_a_500_line(client, images, monkeypatch):
+    good = (images / "odd.jpg").read_bytes()
+    original = Segmenter.labels
+
+    def out_of_memory(self, logits, height, width):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:116] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(Segmenter, "labels", out_of_memory)
+    check_error(
+        client.post("/v1/segment", content=good, headers={"content-type": "image/jpeg"}),
+        507,
+        "out of memory at 131x97",
+    )
+
+    def bug(self, logits, height, width):
+        raise RuntimeError("shape mismatch deep inside\nTraceback (most recent call last): ...")
+
+    monkeypatch.setattr(Segmenter, "labels", bug)
+    check_error(
+        client.post("/v1/segment", content=good, headers={"content-type": "image/jpeg"}),
+        500,
+        "internal error (RuntimeError)",
+    )
+    monkeypatch.setattr(Segmenter, "labels", original)
+    assert client.post("/v1/segment", content=good, headers={"content-type": "image/jpeg"}).status_code == 200
+
+
+def test_no_file_is_written_for_a_large_upload(client, tmp_path, monkeypatch):
+    """Starlette's form parser spools parts over 1 MB to temporary files; uploads here are parsed
+    in memory. A 0.9 MB multipart upload with a path for a name leaves the temporary folder empty
+    and opens no path."""
+    import tempfile
+
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    image = encoded(Image.fromarray(np.random.default_rng(1).integers(0, 255, (540, 540, 3), np.uint8)))
+    assert 0.7e6 < len(image) < 1024 * 1024 - 1000
+    response = client.post("/v1/segment", files={"file": ("../../../etc/passwd", image)})
+    assert response.status_code == 200
+    assert list(spool.iterdir()) == []
+
+
+# ---- auth, limits, batching ----
+
+
+def test_a_token_is_required_and_compared_whole(model_file, images):
+    good = (images / "odd.jpg").read_bytes()
+    with served_client(model_file, token="s3cret-é") as client:
+        for headers in (
+            {},
+            {"authorization": "Bearer s3cret"},
+            {"authorization": "Bearer s3cret-éx".encode()},
+            {"authorization": "Basic !!!"},
+            {"authorization": "Token s3cret-é".encode()},
+        ):
+            check_error(
+                client.post("/v1/segment", content=good, headers={**headers, "content-type": "image/jpeg"}),
+                401,
+                "token",
+            )
+            check_error(client.get("/v1/model", headers=headers), 401, "token")
+        bearer = {"authorization": "Bearer s3cret-é".encode()}
+        ok = client.post("/v1/segment", content=good, headers={**bearer, "content-type": "image/jpeg"})
+        assert ok.status_code == 200
+        basic = {"authorization": "Basic " + base64.b64encode("label-studio:s3cret-é".encode()).decode()}
+        assert client.get("/v1/model", headers=basic).status_code == 200
+        assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
+        assert client.get("/").status_code == 200  # the page asks for the token itself
+
+
+def test_concurrent_requests_share_forward_passes(model_file, images):
+    """16 requests at once with --max-batch 8: far fewer forward passes than requests, none over 8,
+    and every answer the same bytes as that image alone."""
+    app = create_app(Segmenter.open(model_file, CPU), ServeSettings(max_batch=8, max_wait_ms=200))
+    files = sorted(images.iterdir())
+    with live_server(app) as url:
+        alone = {
+            path.name: httpx.post(
+                f"{url}/v1/segment", content=path.read_bytes(), headers={"content-type": "image/png"}
+            ).content
+            for path in files
+        }
+        batcher = app.state.engine.batcher
+        before = sum(batcher.batch_sizes.values())
+
+        async def burst() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+                sent = [
+                    http.post(
+                        "/v1/segment",
+                        content=files[number % len(files)].read_bytes(),
+                        headers={"content-type": "image/png"},
+                    )
+                    for number in range(16)
+                ]
+                return await asyncio.gather(*sent)
+
+        responses = asyncio.run(burst())
+        assert [response.content for response in responses] == [
+            alone[files[n % len(files)].name] for n in range(16)
+        ]
+        forwards = sum(batcher.batch_sizes.values()) - before
+        assert forwards <= 6, batcher.batch_sizes
+        assert max(batcher.batch_sizes) <= 8
+
+
+def test_a_full_queue_is_503_with_retry_after_and_then_served(model_file, images):
+    segmenter = Segmenter.open(model_file, CPU)
+    app = create_app(segmenter, ServeSettings(max_queue=2, max_batch=1, max_wait_ms=0))
+    runtime_logits = segmenter.runtime.logits
+
+    def slow(batch):
+        time.sleep(0.4)
+        return runtime_logits(batch)
+
+    good = (images / "odd.jpg").read_bytes()
+    with live_server(app) as url:
+        segmenter.runtime.logits = slow
+
+        async def crowd() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+                return await asyncio.gather(
+                    *[
+                        http.post("/v1/segment", content=good, headers={"content-type": "image/jpeg"})
+                        for _ in range(6)
+                    ]
+                )
+
+        responses = asyncio.run(crowd())
+        statuses = sorted(response.status_code for response in responses)
+        assert statuses.count(200) >= 2 and statuses.count(503) >= 1 and set(statuses) <= {200, 503}
+        busy = next(response for response in responses if response.status_code == 503)
+        assert busy.headers["retry-after"] == "1" and "busy" in busy.json()["error"]
+        segmenter.runtime.logits = runtime_logits
+        assert (
+            httpx.post(f"{url}/v1/segment", content=good, headers={"content-type": "image/jpeg"}).status_code
+            == 200
+        )
+        assert app.state.engine.in_flight == 0
+
+
+def test_the_batcher_gathers_bounds_and_separates_keys():
+    from concurrent.futures import ThreadPoolExecutor
+
+    seen = []
+
+    def run_batch(key, items):
+        seen.append((key, list(items)))
+        return [item * 10 for item in items]
+
+    async def scenario():
+        batcher = Batcher(run_batch, ThreadPoolExecutor(1), max_batch=3, max_wait=0.05, max_queue=7)
+        worker = asyncio.create_task(batcher.run())
+        jobs = [batcher.submit(number, "a" if number % 2 else "b") for number in range(7)]
+        results = await asyncio.gather(*jobs)
+        with pytest.raises(Busy):
+            await asyncio.gather(*[batcher.submit(number) for number in range(9)])
+        worker.cancel()
+        return results
+
+    assert asyncio.run(scenario()) == [number * 10 for number in range(7)]
+    first = seen[:3]
+    assert all(len(items) <= 3 and {key} == {("a" if n % 2 else "b") for n in items} for key, items in first)
+    assert sorted(n for _, items in first for n in items) == list(range(7))
+
+
+def test_ready_only_after_the_warm_up_and_health_meanwhile(model_file, images):
+    segmenter = Segmenter.open(model_file, CPU)
+    release = threading.Event()
+    runtime_logits = segmenter.runtime.logits
+
+    def held(batch):
+        release.wait(30)
+        return runtime_logits(batch)
+
+    segmenter.runtime.logits = held
+    app = create_app(segmenter, ServeSettings())
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz")
+        assert (
+            ready.status_code == 503
+            and ready.json()["ready"] is False
+            and ready.headers["retry-after"] == "1"
+        )
+        check_error(
+            client.post(
+                "/v1/segment",
+                content=(images / "odd.jpg").read_bytes(),
+                headers={"content-type": "image/jpeg"},
+            ),
+            503,
+            "still loading",
+        )
+        release.set()
+        wait_ready(client)
+        assert client.get("/readyz").json() == {"ready": True, "status": "ready"}
+
+
+def test_the_model_description(client, model_file):
+    from fastseg import __version__
+
+    body = client.get("/v1/model").json()
+    loaded = Segmenter.open(model_file, CPU).loaded
+    assert [entry["name"] for entry in body["classes"]] == loaded.classes
+    assert [entry["index"] for entry in body["classes"]] == list(range(21))
+    assert (body["void"], body["input_size"], body["resize"], body["runtime"]) == (255, 32, "squish", "torch")
+    assert body["precision"] in ("bf16", "fp32") and body["fastseg_version"] == __version__
+    assert client.get("/openapi.json").json()["paths"]["/v1/segment"]["post"]["requestBody"]["content"]
+    assert client.get("/docs").status_code == 200
+
+
+# ---- Label Studio ----
+
+
+def label_config(names: list[str]) -> str:
+    """A Label Studio labeling config for brush segmentation (as its docs' BrushLabels example)."""
+    labels = "".join(f'<Label value="{name}" background="#ff0000"/>' for name in names)
+    brush = f'<BrushLabels name="brush" toName="photo">{labels}</BrushLabels>'
+    return f'<View><Image name="photo" value="$img" zoom="true"/>{brush}</View>'
+
+
+def rle_pack_decode(rle: list[int]) -> np.ndarray:
+    """Label Studio's brush RLE (thi-ng/rle-pack `decode`, as label-studio-converter reads it),
+    written from the format, independently of the server's encoder."""
+    bits = "".join(f"{byte:08b}" for byte in rle)
+    position = 0
+
+    def read(count: int) -> int:
+        nonlocal position
+        value = int(bits[position : position + count], 2)
+        position += count
+        return value
+
+    total, word = read(32), read(5) + 1
+    widths = [read(4) + 1 for _ in range(4)]
+    out = np.zeros(total, dtype=np.uint8)
+    index = 0
+    while index < total:
+        repeat = read(1)
+        stop = index + 1 + read(widths[read(2)])
+        if repeat:
+            out[index:stop] = read(word)
+            index = stop
+        else:
+            while index < stop:
+                out[index] = read(word)
+                index += 1
+    return out
+
+
+def test_label_studio_predict_answers_brushlabels_rle_in_its_format(client, images):
+    data = (images / "large.png").read_bytes()
+    labels = np.array(
+        Image.open(
+            io.BytesIO(
+                client.post("/v1/segment", content=data, headers={"content-type": "image/png"}).content
+            )
+        )
+    )
+    present = sorted(np.unique(labels).tolist())
+    assert len(present) >= 2
+    names = list(VOC_CLASSES)
+    left_out = VOC_CLASSES[present[-1]]
+    names.remove(left_out)  # a class the project does not label: not pre-annotated
+    request = {  # what Label Studio sends an ML backend (label_studio_ml/api.py `_predict`)
+        "tasks": [
+            {
+                "id": 17,
+                "data": {"img": "data:image/png;base64," + base64.b64encode(data).decode()},
+                "annotations": [],
+                "predictions": [],
+            }
+        ],
+        "label_config": label_config(names),
+        "project": "3.1700000000",
+        "params": {"login": None, "password": None, "context": None},
+    }
+    response = client.post("/predict", json=request)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"].startswith("fastseg-") and len(body["results"]) == 1
+    regions = body["results"][0]["result"]
+    assert [region["value"]["brushlabels"] for region in regions] == [[VOC_CLASSES[i]] for i in present[:-1]]
+    for region in regions:
+        assert (region["from_name"], region["to_name"], region["type"]) == ("brush", "photo", "brushlabels")
+        assert (region["original_width"], region["original_height"], region["image_rotation"]) == (
+            300,
+            200,
+            0,
+        )
+        assert region["value"]["format"] == "rle"
+        decoded = rle_pack_decode(region["value"]["rle"]).reshape(200, 300, 4)[:, :, 3]
+        expected = labels == VOC_CLASSES.index(region["value"]["brushlabels"][0])
+        assert np.array_equal(decoded > 0, expected)
+        assert set(np.unique(decoded).tolist()) <= {0, 255}
+    assert client.post("/setup", json={"project": "3", "schema": label_config(["cat"])}).json()[
+        "model_version"
+    ]
+    assert client.get("/health").json()["status"] == "UP"
+
+
+def test_brush_rle_long_runs_and_edges():
+    for mask in (
+        np.zeros((300, 300), bool),
+        np.ones((300, 300), bool),
+        np.eye(5, dtype=bool),
+        np.zeros((0, 4), bool),
+    ):
+        decoded = rle_pack_decode(brush_rle(mask))
+        assert np.array_equal(decoded.reshape(*mask.shape, 4)[..., 3] > 0, mask)
+
+
+class LabelStudioFiles(BaseHTTPRequestHandler):
+    """A stand-in for Label Studio's file endpoint: serves one image to the right token."""
+
+    image = b""
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        if self.headers.get("authorization") != "Token ls-key":
+            self.send_response(401)
+            self.end_headers()
+        elif self.path == "/data/upload/1/photo.png":
+            self.send_response(200)
+            self.send_header("content-type", "image/png")
+            self.end_headers()
+            self.wfile.write(self.image)
+        elif self.path == "/away":
+            self.send_response(302)
+            self.send_header("location", "http://example.invalid/secret")
+            self.end_headers()
+        else:
+            self.send_response(404)
+            self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_label_studio_images_are_fetched_from_label_studio_only(model_file, images):
+    LabelStudioFiles.image = (images / "odd.jpg").read_bytes()
+    files = HTTPServer(("127.0.0.1", 0), LabelStudioFiles)
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    studio = f"http://127.0.0.1:{files.server_address[1]}"
+
+    def ask(client, image):
+        return client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": image}}]})
+
+    try:
+        with served_client(model_file) as client:
+            check_error(ask(client, "/data/upload/1/photo.png"), 422, "--label-studio-url")
+            check_error(ask(client, "/etc/passwd"), 422, "--label-studio-url")
+        with served_client(model_file, label_studio_url=studio, label_studio_token="ls-key") as client:
+            body = ask(client, "/data/upload/1/photo.png").json()
+            assert body["results"][0]["result"][0]["original_width"] == 131
+            assert ask(client, f"{studio}/data/upload/1/photo.png").status_code == 200
+            check_error(
+                ask(client, "http://169.254.169.254/latest/meta-data"), 422, "not on --label-studio-url"
+            )
+            check_error(ask(client, "file:///etc/passwd"), 422, "not on --label-studio-url")
+            check_error(ask(client, "/away"), 422, "answered 302")
+            check_error(ask(client, "/data/upload/1/missing.png"), 422, "answered 404")
+            check_error(ask(client, 12), 422, "no image URL")
+        with served_client(model_file, label_studio_url=studio, label_studio_token="wrong") as client:
+            check_error(ask(client, "/data/upload/1/photo.png"), 422, "answered 401")
+    finally:
+        files.shutdown()
+
+
+def test_label_studio_bad_requests_are_one_line(client, images):
+    image = "data:image/png;base64," + base64.b64encode((images / "grey.png").read_bytes()).decode()
+    bomb = '<!DOCTYPE v [<!ENTITY a "aaaa">]><View><BrushLabels name="t" toName="i"/></View>'
+    cases = [
+        (dict(content=b"{not json", headers={"content-type": "application/json"}), 400, "not JSON"),
+        (dict(json={"tasks": "all"}), 422, "tasks"),
+        (dict(json={"tasks": [{"data": {"image": image}}] * 65}), 413, "at most 64"),
+        (dict(json={"tasks": [{"data": {"image": image}}], "label_config": "<View"}), 422, "not XML"),
+        (dict(json={"tasks": [{"data": {"image": image}}], "label_config": bomb}), 422, "DOCTYPE"),
+        (
+            dict(
+                json={"tasks": [{"data": {"image": image}}], "label_config": "<View><Image name='i'/></View>"}
+            ),
+            422,
+            "no <BrushLabels",
+        ),
+        (
+            dict(
+                json={
+                    "tasks": [{"data": {"image": image}}],
+                    "label_config": '<View><BrushLabels name="t" toName="i"><Label value="Car"/>'
+                    "</BrushLabels></View>",
+                }
+            ),
+            422,
+            "none of the model's classes",
+        ),
+        (dict(json={"tasks": [{"id": 9, "data": {"image": "data:image/png;base64,@@"}}]}), 422, "task 9: "),
+        (
+            dict(json={"tasks": [{"id": 9, "data": {"image": "data:image/png;base64,aGVsbG8="}}]}),
+            422,
+            "task 9: not a usable image",
+        ),
+    ]
+    for request, status, words in cases:
+        check_error(client.post("/predict", **request), status, words)
+    assert client.post("/predict", json={"tasks": [{"data": {"image": image}}]}).status_code == 200
+
+
+# ---- the command ----
+
+
+def test_the_command_warns_on_an_open_host_without_a_token(model_file, monkeypatch):
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
+    result = CliRunner().invoke(
+        main, ["serve", "--model", str(model_file), "--host", "0.0.0.0", "--port", "0"]
+    )
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "without --token" in warnings[0]
+    assert calls == [{"host": "0.0.0.0", "port": 0, "log_level": "info", "access_log": False}]
+    result = CliRunner().invoke(main, ["serve", str(model_file), "--token", "t"])
+    assert result.exit_code == 0 and "warning" not in result.output
+    assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 8000
+
+
+def test_the_command_says_in_one_line_what_is_wrong(model_file, tmp_path, monkeypatch):
+    import importlib.util
+
+    (tmp_path / "junk.pth").write_bytes(b"not a model")
+    result = CliRunner().invoke(main, ["serve", str(tmp_path / "junk.pth")])
+    assert result.exit_code == 1 and "not a readable fastseg model" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    result = CliRunner().invoke(main, ["serve"])
+    assert result.exit_code == 2 and "which model?" in result.output
+    result = CliRunner().invoke(main, ["serve", str(model_file), "--label-studio-url", "ftp://x"])
+    assert result.exit_code == 2 and "http:// or https://" in result.output
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "fastapi" else real(name, *a)
+    )
+    result = CliRunner().invoke(main, ["serve", str(model_file)])
+    assert (
+        result.exit_code == 1
+        and result.output.strip() == "Error: fastseg serve needs fastapi: pip install -e '.[serve]'"
+    )
+
+
+def test_serve_help_imports_no_torch():
+    code = (
+        "import sys; from cli.main import main; sys.argv = ['fastseg', 'serve', '--help']\n"
+        "try: main()\nexcept SystemExit: pass\nprint('torch' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        check=True,
+    )
+    assert "--max-batch" in result.stdout and result.stdout.strip().endswith("False")
