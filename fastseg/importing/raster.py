@@ -40,7 +40,7 @@ def polygons(flat_polygons: Sequence[Sequence[float]], height: int, width: int) 
     """Bool `(H, W)`: the union of polygons given as flat [x1, y1, x2, y2, ...] pixel lists."""
     mask = coco_mask_module()
     rles = mask.frPyObjects([[float(value) for value in polygon] for polygon in flat_polygons], height, width)
-    return mask.decode(mask.merge(rles)).astype(bool)
+    return mask.decode(mask.merge(rles)).view(bool)  # (H, W) column-major, as COCO stores masks
 
 
 def coco_rle(rle: dict, height: int, width: int) -> np.ndarray:
@@ -53,7 +53,7 @@ def coco_rle(rle: dict, height: int, width: int) -> np.ndarray:
             "size": list(rle["size"]),
             "counts": rle["counts"].encode("ascii") if isinstance(rle["counts"], str) else rle["counts"],
         }
-    return mask.decode(rle).astype(bool)
+    return mask.decode(rle).view(bool)
 
 
 def runs(counts: Sequence[int], height: int, width: int, order: str = "C") -> np.ndarray:
@@ -102,19 +102,27 @@ def labelme_shape(
 
 def stack(height: int, width: int, layers: Sequence[tuple[int, np.ndarray]]) -> tuple[np.ndarray, int]:
     """Paint `(class index, bool mask)` layers in order on background 0, later on top; returns the
-    class-index mask `(H, W)` uint8 and the number of pixels where a layer covered another class's."""
-    labels = np.zeros((height, width), dtype=np.uint8)
+    class-index mask `(H, W)` uint8 and the number of pixels where a layer covered another class's.
+
+    Each layer's pixels are found once (`flatnonzero`) and only they are touched: whole-image
+    boolean arithmetic per layer took half of a 640x480 COCO import's time."""
+    labels = np.zeros(height * width, dtype=np.uint8)
     if not layers:
-        return labels, 0
-    painted = np.zeros((height, width), dtype=bool)
-    contested = np.zeros((height, width), dtype=bool)
+        return labels.reshape(height, width), 0
+    painted = np.zeros(height * width, dtype=bool)
+    contested = np.zeros(height * width, dtype=bool)
     for label, pixels in layers:
         if pixels.shape != (height, width):
             raise ValueError(f"a layer of {pixels.shape} on a {height}x{width} mask")
-        contested |= pixels & painted & (labels != label)
-        labels[pixels] = label
-        painted |= pixels
-    return labels, int(contested.sum())
+        if pixels.flags.f_contiguous and not pixels.flags.c_contiguous:  # pycocotools' column order
+            columns = np.flatnonzero(pixels.T)  # no copy: the transpose is row-major
+            where = (columns % height) * width + columns // height
+        else:
+            where = np.flatnonzero(pixels)
+        contested[where[painted[where] & (labels[where] != label)]] = True
+        labels[where] = label
+        painted[where] = True
+    return labels.reshape(height, width), int(np.count_nonzero(contested))
 
 
 def label_values(path: Path, height: int, width: int) -> np.ndarray:
