@@ -28,6 +28,7 @@ from fastseg.inference.report import evaluate
 from fastseg.inference.runtime import ONNX_EXTRA, OnnxRuntime, onnx_session
 from fastseg.inference.segmenter import Segmenter
 from fastseg.model.checkpoint import LoadedModel
+from fastseg.number_style import score
 
 MAX_MIOU_DROP = 0.01  # one mIoU point: what `fastseg export --int8` accepts without --accept-int8-loss
 
@@ -146,8 +147,8 @@ def quantize_checked(
             )
         if check.drop > max_drop and not force:
             raise FastsegError(
-                f"INT8 loses {100 * check.drop:.2f} mIoU points on the {len(valid_ids)} validation images "
-                f"(fp32 {check.fp32_miou:.4f}, INT8 {check.int8_miou:.4f}), more than {100 * max_drop:g}; "
-                "nothing written (--accept-int8-loss writes it anyway)"
+                f"INT8 loses {score(check.drop)} mIoU on the {len(valid_ids)} validation images "
+                f"(fp32 {score(check.fp32_miou)}, INT8 {score(check.int8_miou)}), more than "
+                f"{score(max_drop)}; nothing written (--accept-int8-loss writes it anyway)"
             )
         return onnx.load(str(int8)), check
