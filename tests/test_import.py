@@ -916,3 +916,135 @@ def test_an_imported_coco_export_trains(tmp_path):
     loaded = load_model(run)  # the model carries the imported classes and colours
     assert loaded.classes == ["background", "cat", "dog"]
     assert [list(colour) for colour in loaded.colors] == imported(data)[1]["colors"]
+
+
+# --- each format's own bad inputs ------------------------------------------------------------------
+
+
+def test_yolo_bad_lines_are_named_by_file_and_line(tmp_path):
+    export = tmp_path / "yolo"
+    for split in ("train", "val"):
+        write_image(export / "images" / split / f"{split}.jpg", 50, 40)
+        (export / "labels" / split).mkdir(parents=True)
+    (export / "labels" / "train" / "train.txt").write_text(
+        "0 0.5 0.5 0.2 0.2\n"  # a detection box
+        "1 0.1 0.1 1.5 0.1 0.5 0.9\n"  # outside 0-1
+        "7 0.1 0.1 0.9 0.1 0.5 0.9\n"  # no class 7
+        "0 a b c d e f\n"  # not numbers
+        "0 0.1 0.1 0.9 0.1 0.5\n"  # an odd count
+    )
+    (export / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [car, person]\n")
+    result = run_cli("import", "yolo", export, "--out", tmp_path / "data", "--quiet")
+    assert result.exit_code == 1
+    for number, text in ((1, "a box (class cx cy w h) is detection"), (2, "coordinates outside 0-1"),
+                         (3, "class id 7 is not among the 2 names"), (4, "not numbers"),
+                         (5, "polygon has 5 coordinates")):  # fmt: skip
+        assert f"train.txt:{number}: {text}" in result.output, result.output
+    assert "5 problem(s)" in result.output and not (tmp_path / "data").exists()
+
+
+def test_cvat_mask_colours_and_sizes_that_are_not_the_labelmaps_are_named(tmp_path):
+    export = tmp_path / "cvat"
+    (export / "SegmentationClass").mkdir(parents=True)
+    (export / "labelmap.txt").write_text("background:0,0,0::\ncar:250,50,83::\n")
+    for stem, size, colour in (
+        ("a", (8, 6), (1, 2, 3)),
+        ("b", (9, 9), (250, 50, 83)),
+        ("c", (8, 6), (0, 0, 0)),
+    ):
+        write_image(export / "JPEGImages" / f"{stem}.jpg", 8, 6)
+        Image.new("RGB", size, colour).save(export / "SegmentationClass" / f"{stem}.png")
+    result = run_cli("import", "cvat", export, "--out", tmp_path / "data", "--quiet", "--test", 0)
+    assert result.exit_code == 1
+    assert "a.png: colours (1, 2, 3) are no label's in labelmap.txt" in result.output
+    assert "b.png: mask is 9x9, the image 8x6" in result.output
+    assert "2 problem(s)" in result.output and not (tmp_path / "data").exists()
+
+
+def test_labelstudio_bad_regions_are_named(tmp_path):
+    export = tmp_path / "ls"
+    write_image(export / "a.png", 40, 30)
+    size = {"original_width": 40, "original_height": 30}
+    brush = {"format": "rle", "rle": [0, 0, 1], "brushlabels": ["x"]}
+    results = [
+        {**size, "type": "brushlabels", "value": brush},
+        {**size, "type": "polygonlabels", "value": {"points": [[1, 1], [5, 5]], "polygonlabels": ["x"]}},
+        {
+            **size,
+            "type": "polygonlabels",
+            "value": {"points": [[1, 1], [5, 5], [9, 1]], "polygonlabels": ["x", "y"]},
+        },
+    ]
+    tasks = [
+        {"id": 1, "data": {"image": "/data/upload/1/a.png"}, "annotations": [{"result": results}]},
+        {"id": 2, "data": {"image": "/data/upload/1/gone.png"}, "annotations": []},
+    ]
+    (export / "export.json").write_text(json.dumps(tasks))
+    result = run_cli("import", "labelstudio", export / "export.json", "--out", tmp_path / "data", "--quiet")
+    assert result.exit_code == 1
+    assert "task 1 result 0 (x, brush): its rle cannot be decoded (it ends early)" in result.output
+    assert "task 1 result 1 (x, polygon): polygon has 2 point(s)" in result.output
+    assert "task 1 result 2: a region needs exactly one label" in result.output
+    assert "task 2: image gone.png not found" in result.output
+    assert "4 problem(s)" in result.output and not (tmp_path / "data").exists()
+
+
+def test_benchmark_trees_with_values_outside_their_classes_are_named(tmp_path):
+    root = tmp_path / "cityscapes"
+    prefix = "aachen_000000_000019"
+    for split in ("train", "val"):
+        write_image(root / "leftImg8bit" / split / "aachen" / f"{prefix}_leftImg8bit.png", 4, 3)
+        (root / "gtFine" / split / "aachen").mkdir(parents=True)
+        Image.fromarray(np.full((3, 4), 40, np.uint8), "L").save(
+            root / "gtFine" / split / "aachen" / f"{prefix}_gtFine_labelIds.png"
+        )
+    result = run_cli("import", "cityscapes", root, "--out", tmp_path / "data", "--quiet")
+    assert result.exit_code == 1 and "values [40] are not Cityscapes label ids (0-33)" in result.output
+    ade = tmp_path / "ade"
+    (ade / "annotations" / "training").mkdir(parents=True)
+    write_image(ade / "images" / "training" / "ADE_train_00000001.jpg", 3, 2)
+    Image.fromarray(np.full((2, 3), 200, np.uint8), "L").save(
+        ade / "annotations" / "training" / "ADE_train_00000001.png"
+    )
+    result = run_cli("import", "ade20k", ade, "--out", tmp_path / "data", "--quiet")
+    assert result.exit_code == 1
+    assert "objectInfo150.txt (ADEChallengeData2016's class list) not found" in result.output
+    assert "annotations/validation: not found" in result.output
+    assert "values [200] are not ADE20K classes (0-150)" in result.output
+
+
+def test_a_label_with_a_newline_is_named_not_written(tmp_path):
+    export = tmp_path / "labelme"
+    labelme_file(export, "a", [("car\nbus", "polygon", [[1, 1], [9, 1], [5, 8]])])
+    labelme_file(export, "b", [("car", "polygon", [[1, 1], [9, 1], [5, 8]])], seed=1)
+    result = run_cli("import", "labelme", export, "--out", tmp_path / "data", "--quiet", "--test", 0)
+    assert result.exit_code == 1
+    assert "class name(s) 'car\\nbus' hold control characters" in result.output
+    assert not (tmp_path / "data").exists()
+
+
+def test_many_missing_images_suggest_the_images_option(tmp_path):
+    export = coco_export(tmp_path / "export")
+    result = run_cli("import", "coco", export, "--out", tmp_path / "data", "--quiet", "--images", tmp_path)
+    assert result.exit_code == 1
+    assert "4 of 4 images not found: is --images the folder holding the export's images?" in result.output
+
+
+def test_a_dataset_appearing_during_the_import_is_not_replaced(tmp_path, monkeypatch):
+    """Two imports to one --out at once: the later rename finds the folder there and stops."""
+    import fastseg.importing.writer as writer
+
+    export = coco_export(tmp_path / "export")
+    out = tmp_path / "data"
+    real = writer._write_dataset_file
+
+    def meanwhile(folder, *args):
+        real(folder, *args)
+        out.mkdir()
+        (out / "other.txt").write_text("the other import's")
+
+    monkeypatch.setattr(writer, "_write_dataset_file", meanwhile)
+    result = run_cli("import", "coco", export, "--out", out, "--quiet")
+    assert result.exit_code == 1 and "appeared while importing" in result.output
+    assert [path.name for path in out.iterdir()] == ["other.txt"]
+    assert not list(tmp_path.glob(".data.*"))

@@ -91,6 +91,7 @@ class _Written:
     linked: int = 0
     copied: int = 0
     rotated: int = 0
+    missing: int = 0
 
 
 def write_dataset(
@@ -114,8 +115,9 @@ def write_dataset(
     _duplicates(source.items, problems)
     splits = _assign_splits(source.items, options, problems, notes)
     if problems:  # the images' own problems too, in the same list: open and check, draw nothing
-        for item in source.items:
-            problems += _write_item(item, "", None, index, rank, [], options.copy).problems
+        checked = [_write_item(item, "", None, index, rank, [], options.copy) for item in source.items]
+        problems += [problem for result in checked for problem in result.problems]
+        _missing_hint(sum(result.missing for result in checked), len(source.items), problems)
         raise _refused(problems, out)
     classes = Classes.create(names, colors)
     temporary = out.parent / f".{out.name}.import.{os.getpid()}.tmp"
@@ -123,6 +125,7 @@ def write_dataset(
     try:
         written = _write_items(source.items, splits, temporary, index, rank, classes, options, progress)
         if written.problems:
+            _missing_hint(written.missing, len(source.items), written.problems)
             raise _refused(written.problems, out)
         counts = {split: splits.count(split) for split in ("train", "val", "test") if split in splits}
         _write_dataset_file(temporary, classes, counts, format_name, origin)
@@ -141,6 +144,13 @@ def write_dataset(
             "upright view, as the labelling tools show it and as fastseg reads the image"
         )
     return ImportResult(out, counts, names, written.contested, written.linked, written.copied, notes)
+
+
+def _missing_hint(missing: int, total: int, problems: list[str]) -> None:
+    """Most images missing is one mistake (the wrong --images), not many: say so after the list."""
+    if missing >= 3 and missing * 2 >= total:
+        problems.append(f"{missing} of {total} images not found: is --images the folder holding the "
+                        "export's images?")  # fmt: skip
 
 
 def _refused(problems: list[str], out: Path) -> ImportProblems:
@@ -268,7 +278,7 @@ def _classes(
             spare = iter(colour for colour in default_colors(256) if colour not in taken)
             colors = [colour if colour is not None else next(spare) for colour in colors]
         names = wanted
-    if not 2 <= len(names) <= MAX_CLASSES:
+    if not 2 <= len(names) <= MAX_CLASSES and not problems:  # else labels may have been dropped
         problems.append(
             f"the export has {len(names)} class(es) with the background; fastseg takes 2 to {MAX_CLASSES}"
         )
@@ -327,11 +337,14 @@ def _assign_splits(
         return [str(split) for split in own]
     total = len(items)
     if not total:
-        problems.append("the export lists no images")
+        if not problems:  # else the export's own problem (unreadable, not this format) says why
+            problems.append("the export lists no images")
         return []
     val = max(1, round(options.val * total))
     test = max(1, round(options.test * total)) if options.test > 0 else 0
     if total - val - test < 1:
+        if problems:  # images left out for their problems may be what is missing here
+            return ["train"] * total
         problems.append(
             f"{total} image(s) cannot make train, val{' and test' if test else ''} splits; "
             "import more images (or --test 0)"
@@ -381,6 +394,7 @@ def _write_items(
             written.linked += result.linked
             written.copied += result.copied
             written.rotated += result.rotated
+            written.missing += result.missing
     return written
 
 
@@ -396,6 +410,7 @@ def _write_item(
     result = _Written()
     opened = _open_image(item, result.problems)
     if opened is None:
+        result.missing = int(item.image_bytes is None and (item.image is None or not item.image.is_file()))
         return result
     width, height, suffix, orientation = opened
     if orientation in ROTATING:
@@ -416,20 +431,28 @@ def _write_item(
             why = outside(layer.points, width, height)
             if why:
                 result.problems.append(f"{layer.where}: {why}")
-    if result.problems or temporary is None:  # no temporary folder: checking only
+    if result.problems:
         return result
-    try:
-        if item.render is not None:
+    if item.render is not None:
+        try:
             mask = item.render(height, width)
-        else:
-            layers = [(index[layer.label], layer) for layer in item.layers]
-            if rank is not None:
-                layers.sort(key=lambda pair: rank.get(pair[0], 0))
-            mask, result.contested = raster.stack(
-                height, width, [(label, layer.draw(height, width)) for label, layer in layers]
-            )
-    except ItemProblem as problem:
-        result.problems.append(f"{item.where}: {problem}")
+        except ItemProblem as problem:
+            result.problems.append(f"{item.where}: {problem}")
+            return result
+    else:
+        layers = [(index.get(layer.label, 0), layer) for layer in item.layers]  # unknown: named already
+        if rank is not None:
+            layers.sort(key=lambda pair: rank.get(pair[0], 0))
+        drawn = []
+        for label, layer in layers:
+            try:
+                drawn.append((label, layer.draw(height, width)))
+            except ItemProblem as problem:
+                result.problems.append(f"{layer.where}: {problem}")
+        if result.problems:
+            return result
+        mask, result.contested = raster.stack(height, width, drawn)
+    if temporary is None:  # checking only: every problem found, nothing written
         return result
     stem = Path(item.name).stem
     image_name = f"{stem}{suffix}"
