@@ -1,0 +1,181 @@
+"""The page at `/` of `fastseg serve`, used in headless Chromium driven by Selenium, as a person
+would: choose a generated image, wait for the mask over it, and read the legend. Its classes
+and shares must be those of `POST /v1/segment?format=json` for the same file; the page must not
+overflow a 1280 px window nor a 390 px phone screen. Skipped only where Chromium, its driver or
+Selenium is missing (Debian: `apt-get install chromium chromium-driver`, `pip install selenium`).
+
+Screenshots are written to the test's folder, and copied to `$FASTSEG_SCREENSHOTS` when set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_serve import live_server, seeded_model
+
+from fastseg.inference.segmenter import Segmenter
+from fastseg.model.checkpoint import save_model
+from fastseg.model.config import ModelConfig
+from fastseg.serving.app import create_app
+from fastseg.serving.settings import ServeSettings
+
+BROWSER = next((path for name in ("chromium", "chromium-browser") if (path := shutil.which(name))), None)
+DRIVER = shutil.which("chromedriver")
+webdriver = pytest.importorskip(
+    "selenium.webdriver", reason="Selenium is not installed (pip install selenium)"
+)
+pytestmark = pytest.mark.skipif(
+    BROWSER is None or DRIVER is None,
+    reason="no Chromium and chromedriver found (Debian: apt-get install chromium chromium-driver)",
+)
+FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+)
+
+
+def photo(path: Path) -> Path:
+    """A 320x240 picture: a gradient, a square and a disc, a little noise (several classes from the
+    test model)."""
+    rows, columns = np.mgrid[0:240, 0:320]
+    pixels = np.stack([columns * 0.7, rows * 0.9 + 20, 255 - columns * 0.5], axis=-1)
+    pixels[40:150, 30:140] = (220, 60, 40)
+    pixels[((rows - 170) ** 2 + (columns - 240) ** 2) < 50**2] = (30, 160, 60)
+    pixels = (pixels + np.random.default_rng(4).normal(0, 6, pixels.shape)).clip(0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = BROWSER
+    for flag in (*FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def viewport(driver, width: int, height: int, mobile: bool) -> None:
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile},
+    )
+
+
+def screenshot(driver, path: Path) -> None:
+    """The whole page at the current width."""
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    width = driver.execute_script("return window.innerWidth")
+    viewport(driver, width, height, width < 500)
+    path.write_bytes(driver.get_screenshot_as_png())
+    if os.environ.get("FASTSEG_SCREENSHOTS"):
+        target = Path(os.environ["FASTSEG_SCREENSHOTS"])
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target / path.name)
+
+
+OVERFLOW = """
+const width = document.documentElement.clientWidth;
+return [document.documentElement.scrollWidth - width,
+        [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > width + 1)
+          .map(e => e.tagName + '#' + e.id)];
+"""
+
+
+@pytest.mark.slow
+def test_the_page_shows_the_mask_and_the_legend_of_the_api(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    torch.manual_seed(0)
+    model = save_model(tmp_path / "model.pth", seeded_model(), ModelConfig(), size=32)
+    image = photo(tmp_path / "shapes.png")
+    app = create_app(Segmenter.open(model, torch.device("cpu")), ServeSettings())
+    with live_server(app) as url:
+        expected = httpx.post(
+            f"{url}/v1/segment?format=json", files={"file": (image.name, image.read_bytes())}
+        )
+        expected = expected.json()
+        present = sorted(
+            (entry for entry in expected["classes"] if entry["fraction"] > 0),
+            key=lambda entry: -entry["fraction"],
+        )
+        assert len(present) >= 2
+
+        for width, height, mobile in ((1280, 900, False), (390, 844, True)):
+            viewport(browser, width, height, mobile)
+            browser.get(f"{url}/")
+            WebDriverWait(browser, 30).until(
+                lambda driver: "classes" in driver.find_element(By.ID, "model").text
+            )
+            assert "21 classes · 32px squish · torch" in browser.find_element(By.ID, "model").text
+            browser.find_element(By.ID, "file").send_keys(str(image))
+            WebDriverWait(browser, 60).until(
+                lambda driver: driver.execute_script(
+                    "return document.getElementById('stage').dataset.ready === '1'"
+                )
+            )
+            rows = browser.find_elements(By.CSS_SELECTOR, "#legend tbody tr")
+            shown = [
+                (
+                    int(row.get_attribute("data-index")),
+                    float(row.get_attribute("data-fraction")),
+                    row.find_element(By.CSS_SELECTOR, "td.name").text,
+                    row.find_element(By.CSS_SELECTOR, "td.share").text,
+                )
+                for row in rows
+            ]
+            assert shown == [
+                (entry["index"], entry["fraction"], entry["name"], f"{100 * entry['fraction']:.1f} %")
+                for entry in present
+            ]
+            mask = browser.find_element(By.ID, "mask")
+            assert browser.execute_script("return arguments[0].naturalWidth", mask) == 320
+            assert browser.execute_script("return arguments[0].complete", mask)
+            link = browser.find_element(By.ID, "download")
+            assert link.get_attribute("href") == "data:image/png;base64," + expected["mask_png_base64"]
+            assert link.get_attribute("download") == "shapes.png"
+            screenshot(browser, tmp_path / f"serve-{width}.png")
+            with Image.open(tmp_path / f"serve-{width}.png") as shot:
+                assert shot.width == width
+            browser.execute_script(
+                "const s = document.getElementById('opacity'); s.value = 20;"
+                "s.dispatchEvent(new Event('input'));"
+            )
+            assert mask.value_of_css_property("opacity") == "0.2"
+            overflow, wide = browser.execute_script(OVERFLOW)
+            assert (overflow, wide) == (0, []), width
+            status = browser.find_element(By.ID, "status").text
+            assert status == "shapes.png: 320×240"
+
+        browser.get(f"{url}/")  # an error is shown as the server's line, not a blank page
+        broken = tmp_path / "broken.png"
+        broken.write_bytes(b"not a picture")
+        browser.find_element(By.ID, "file").send_keys(str(broken))
+        WebDriverWait(browser, 30).until(
+            lambda driver: driver.find_element(By.ID, "status").text.startswith("not")
+        )
+        assert (
+            browser.find_element(By.ID, "status").text == "not a usable image: not an image Pillow can read"
+        )
