@@ -163,6 +163,16 @@ def test_no_help_says_the_data_is_voc_only_where_it_is_not(name):
         assert ".onnx" in text and "model.pth" in text
 
 
+@pytest.mark.parametrize("name", ["check-data", "export"])
+def test_verbose_is_taken_by_the_error_handler_on_the_new_commands(name, tmp_path):
+    """--verbose is consumed before the command body (cli.errors.user_errors): a user's mistake
+    with it is still one line and exit 1, not a TypeError about an unexpected keyword."""
+    argument = "--data" if name == "check-data" else "--model"
+    result = invoke(name, argument, tmp_path, "--verbose", "--quiet")
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: ") and len(result.output.splitlines()) == 1, result.output
+
+
 # --- the old spellings still work, and give what the new ones give ----------------------------
 
 
