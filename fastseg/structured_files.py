@@ -31,9 +31,9 @@ class StructuredFileError(FastsegError):
     """A YAML or JSON file that cannot be read as one: the message names the file and the problem."""
 
 
-def read_utf8(path: Path | str, what: str = "file") -> str:
-    """The whole text of `path`, or one line: missing, not a regular file, unreadable, too large,
-    or not UTF-8.
+def read_utf8(path: Path | str, what: str = "file", max_bytes: int = MAX_BYTES) -> str:
+    """The whole text of `path`, or one line: missing, not a regular file, unreadable, larger than
+    `max_bytes` (a labelling tool's export, which `fastseg import` reads, may pass 16 MB), or not UTF-8.
 
     A FIFO (or `/dev/stdin`, a terminal) named as `--config` or `dataset.yaml` blocked forever in
     `open()` waiting for a writer; a device such as `/dev/zero` never ends. The file is opened
@@ -49,16 +49,16 @@ def read_utf8(path: Path | str, what: str = "file") -> str:
         if not stat.S_ISREG(status.st_mode):
             kind = _kind(status.st_mode)
             raise StructuredFileError(f"{path}: {kind}, not a regular file; a {what} must be a file on disk")
-        if status.st_size > MAX_BYTES:
+        if status.st_size > max_bytes:
             raise StructuredFileError(f"{path}: {status.st_size:,} bytes, too large for a {what}")
         with os.fdopen(descriptor, "rb", closefd=False) as file:
-            data = file.read(MAX_BYTES + 1)
+            data = file.read(max_bytes + 1)
     except OSError as error:
         raise StructuredFileError(f"{path}: cannot read the {what} ({error.strerror or error})") from None
     finally:
         os.close(descriptor)
-    if len(data) > MAX_BYTES:  # it grew while being read
-        raise StructuredFileError(f"{path}: over {MAX_BYTES:,} bytes, too large for a {what}")
+    if len(data) > max_bytes:  # it grew while being read
+        raise StructuredFileError(f"{path}: over {max_bytes:,} bytes, too large for a {what}")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -75,10 +75,10 @@ def _kind(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), "not a file")
 
 
-def load_json(path: Path | str, what: str = "JSON file") -> Any:
+def load_json(path: Path | str, what: str = "JSON file", max_bytes: int = MAX_BYTES) -> Any:
     """Strict JSON: no NaN or infinity, no repeated key."""
     path = Path(path)
-    return parse_json(read_utf8(path, what), path, what)
+    return parse_json(read_utf8(path, what, max_bytes), path, what)
 
 
 def parse_json(text: str, source: Path | str, what: str = "JSON text") -> Any:

@@ -1048,3 +1048,45 @@ def test_a_dataset_appearing_during_the_import_is_not_replaced(tmp_path, monkeyp
     assert result.exit_code == 1 and "appeared while importing" in result.output
     assert [path.name for path in out.iterdir()] == ["other.txt"]
     assert not list(tmp_path.glob(".data.*"))
+
+
+def test_a_dataset_inside_the_labelme_folder_is_not_read_as_labels_next_time(tmp_path):
+    export = tmp_path / "labelme"
+    for index in range(3):
+        labelme_file(export, f"a{index}", [("car", "polygon", [[1, 1], [9, 1], [5, 8]])], seed=index)
+    first = run_cli("import", "labelme", export, "--out", export / "data", "--quiet", "--test", 0)
+    again = run_cli("import", "labelme", export, "--out", export / "data", "--quiet", "--test", 0, "--force")
+    assert first.exit_code == 0 and again.exit_code == 0, first.output + again.output
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--val", "1.5"], "--val 1.5: a fraction from 0 to below 1"),
+        (["--val", "nan"], "--val nan"),
+        (["--val", "0.6", "--test", "0.5"], "leave no training images"),
+        (["--val", "0"], "--val must be above 0"),
+        (["--classes", "cat,,dog"], "--classes: a comma-separated list"),
+        (["--classes", "cat,cat"], "cat named more"),
+    ],
+)
+def test_option_mistakes_are_usage_errors(tmp_path, options, expected):
+    export = coco_export(tmp_path / "export")
+    result = run_cli("import", "coco", export, "--out", tmp_path / "data", "--quiet", *options)
+    assert result.exit_code == 2 and expected in result.output, result.output
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_large_export_is_read_past_the_config_size_limit(tmp_path, monkeypatch):
+    """Exports are not configs: a COCO JSON past structured_files' 16 MB cap for configs is read."""
+    import fastseg.structured_files as structured_files
+
+    export = coco_export(tmp_path / "export")
+    # the configs' cap, shrunk below this file's size
+    assert export.stat().st_size > 1000
+    monkeypatch.setattr(structured_files.read_utf8, "__defaults__", ("file", 1000))
+    monkeypatch.setattr(structured_files.load_json, "__defaults__", ("JSON file", 1000))
+    with pytest.raises(structured_files.StructuredFileError, match="too large"):
+        structured_files.load_json(export)
+    result = run_cli("import", "coco", export, "--out", tmp_path / "data", "--quiet")
+    assert result.exit_code == 0, result.output

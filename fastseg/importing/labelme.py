@@ -46,7 +46,8 @@ def read(path: Path, options: ReadOptions) -> Source:
     if path.is_file():
         files, root = [path], path.parent
     else:
-        files, root = sorted(path.rglob("*.json")), path
+        # hidden files and folders are no labeller's: an import's own marker and temporary folder
+        files, root = [file for file in sorted(path.rglob("*.json")) if not _hidden(file, path)], path
     if not files:
         problems.append(f"{shown(path)}: no LabelMe .json files here")
     items, labels, points = [], set(), 0
@@ -72,6 +73,10 @@ def read(path: Path, options: ReadOptions) -> Source:
         items.append(item)
     notes = [f"{points} point shape(s) skipped: a point has no area to label"] if points else []
     return Source(declared_names(labels), items, problems=problems, notes=notes)
+
+
+def _hidden(file: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in file.relative_to(root).parts)
 
 
 def _item(file: Path, data: dict[str, Any], where: str, problems: list[str]) -> Item | None:

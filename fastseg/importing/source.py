@@ -152,13 +152,16 @@ class ReadOptions:
     line_width: int = 10  # LabelMe lines and linestrips: labelme's own default width
 
 
+MAX_EXPORT_BYTES = 2 * 1024**3  # an export, not a config: COCO's own train2017 JSON is 448 MB
+
+
 def read_json(path: Path, what: str, problems: list[str]) -> object | None:
     """An export's JSON through the one strict loader (`fastseg.structured_files`); a file that is
     not JSON is a problem (listed with the others), not an exception."""
     from fastseg.structured_files import StructuredFileError, load_json
 
     try:
-        return load_json(path, what)
+        return load_json(path, what, max_bytes=MAX_EXPORT_BYTES)
     except StructuredFileError as error:
         problems.append(str(error))
         return None
