@@ -915,3 +915,52 @@ def test_serve_help_imports_no_torch():
         check=True,
     )
     assert "--max-batch" in result.stdout and result.stdout.strip().endswith("False")
+
+
+def test_a_warm_up_that_fails_is_one_log_line_and_never_ready(model_file, caplog):
+    segmenter = Segmenter.open(model_file, CPU)
+
+    def broken(batch):
+        raise ValueError("the graph wants 4 channels\nmore detail")
+
+    segmenter.runtime.logits = broken
+    app = create_app(segmenter, ServeSettings())
+    with (
+        caplog.at_level("ERROR", logger="fastseg.serve"),
+        TestClient(app, raise_server_exceptions=False) as client,
+    ):
+        deadline = time.monotonic() + 30
+        while not any("warm-up failed" in record.getMessage() for record in caplog.records):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert client.get("/readyz").status_code == 503 and client.get("/healthz").status_code == 200
+    lines = [record.getMessage() for record in caplog.records if "warm-up failed" in record.getMessage()]
+    assert lines == ["the model's warm-up failed, the server will not become ready: ValueError: "
+                     "the graph wants 4 channels"]  # fmt: skip
+
+
+def test_deeply_nested_json_is_a_400_line(client):
+    check_error(client.post("/predict", content=b"[" * 100_000, headers={"content-type": "application/json"}),
+                400, "not JSON")  # fmt: skip
+
+
+def test_serving_imports_no_training_and_no_fastai():
+    """The serving package sits with inference: no fastai, no training, no export (ARCHITECTURE.md)."""
+    import ast
+
+    package = ROOT / "fastseg" / "serving"
+    imported = []
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.append(node.module)
+    assert "fastseg.inference.loop" in imported  # the walk sees the imports
+    forbidden = ("fastai", "fastcore", "fasttransform", "fastprogress", "fastseg.training", "fastseg.export")
+    assert [name for name in imported if name.startswith(forbidden)] == []
+    code = "import sys, fastseg.serving.app; print(sorted(m for m in sys.modules if m.startswith('fastai')))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert result.stdout.strip() == "[]"

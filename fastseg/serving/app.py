@@ -37,6 +37,7 @@ def create_app(segmenter: Segmenter, settings: ServeSettings | None = None, warm
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         starting = asyncio.create_task(engine.start(warm_up))  # /healthz answers while it warms up
+        starting.add_done_callback(report_failed_start)
         try:
             yield
         finally:
@@ -72,6 +73,14 @@ def create_app(segmenter: Segmenter, settings: ServeSettings | None = None, warm
                             status_code=500)  # fmt: skip
 
     return app
+
+
+def report_failed_start(task: asyncio.Task) -> None:
+    """A warm-up that fails leaves /readyz at 503; the log says why, in one line."""
+    if not task.cancelled() and task.exception() is not None:
+        error = task.exception()
+        log.error("the model's warm-up failed, the server will not become ready: %s: %s",
+                  type(error).__name__, one_line(str(error)))  # fmt: skip
 
 
 def answer(

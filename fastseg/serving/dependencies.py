@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.requests import ClientDisconnect
 
 from fastseg.serving.engine import Engine
 from fastseg.serving.errors import ServeError
@@ -94,11 +95,14 @@ async def body(request: Request, config: Settings) -> bytes:
                 413, f"body of {int(declared)} bytes is over the limit of {limit} (--max-upload-mb)"
             )
     chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise ServeError(413, f"body over the limit of {limit} bytes (--max-upload-mb)")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise ServeError(413, f"body over the limit of {limit} bytes (--max-upload-mb)")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ServeError(400, "the client went away before the body was sent") from None
     return b"".join(chunks)
 
 

@@ -147,8 +147,8 @@ async def predict(raw: Body, served: Ready) -> LabelStudioResponse:
     """Pre-annotations for Label Studio tasks, in its ML backend's response shape."""
     try:
         request = LabelStudioRequest.model_validate(json.loads(raw))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ServeError(400, "the body is not JSON") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise ServeError(400, "the body is not JSON (or nests too deeply)") from None
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
