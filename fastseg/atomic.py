@@ -8,10 +8,12 @@ Windows within a file system). A reader therefore sees the old file or the new o
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,8 +38,29 @@ def atomic_path(path: Path | str, durable: bool = False) -> Iterator[Path]:
         os.replace(temporary, path)
         if durable:
             _fsync_folder(path.parent)
+    except OSError as error:
+        if error.errno in DISK_FULL and not error.filename:  # write() names no file: name the target
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
+    except RuntimeError as error:
+        # torch.save's zip writer reports a full disk as "unexpected pos N vs M", no errno
+        if disk_full(path.parent):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from error
+        raise
     finally:
         temporary.unlink(missing_ok=True)  # still there only if writing failed
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # the machine, not the program: a full disk or quota
+FULL_BELOW = 1 << 20  # bytes free on the file system below which a failed write is the disk's fault
+
+
+def disk_full(folder: Path) -> bool:
+    """Whether the file system of `folder` has (next to) no space left for this user."""
+    try:
+        return shutil.disk_usage(folder).free < FULL_BELOW
+    except OSError:
+        return False
 
 
 def write_text(path: Path | str, text: str, durable: bool = False) -> Path:

@@ -9,7 +9,9 @@ the file (a copied or renamed output is still recognised, a user's file of the s
 - mask: a PNG with the text chunk `fastseg: mask` (`fastseg.imaging.masks.write_mask`);
 - overlay: a JPEG with the comment `fastseg overlay` (`fastseg.inference.predict.save_overlay`);
 - export: an ONNX file whose metadata holds fastseg's description (`fastseg.model.exported`);
-- report: a folder whose `report.html` is titled `fastseg report` (every version wrote that);
+- report: a folder whose `report.html` is titled `fastseg report` (every version wrote that), or,
+  without a `report.html` (a report stopped before its page, by a full disk say), whose
+  `metrics.json` is a report's (`model`, `subset`, `class_iou`), written first;
 - lr-find plot: a PNG with the text chunk `fastseg: lr-find` (`fastseg.visualization.charts`);
 - lr-find sweep: `lr_find.csv`, which has no place for a mark: recognised by its content, the
   header `lr,loss` and nothing but pairs of numbers below it (a file of exactly that shape holds
@@ -46,6 +48,8 @@ def written_by_fastseg(path: Path, role: str) -> bool:
     try:
         if role == "report":
             page = path / "report.html"
+            if path.is_dir() and not page.exists():  # a report stopped before its page (a full disk)
+                return _is_report_metrics(path / "metrics.json")
             return path.is_dir() and page.is_file() and REPORT_MARK in page.read_text(errors="replace")[:4096]
         if not path.is_file():
             return False
@@ -78,6 +82,16 @@ def guard(path: Path, role: str, force: bool = False, option: str | None = "--fo
         + (f"choose another output or use {option} to replace it" if option else
            "choose another output or remove it first")
     )
+
+
+def _is_report_metrics(path: Path) -> bool:
+    from fastseg.structured_files import load_json
+
+    try:
+        values = load_json(path, "report metrics")
+    except FastsegError:
+        return False
+    return isinstance(values, dict) and {"model", "subset", "class_iou"} <= set(values)
 
 
 def _is_sweep(path: Path) -> bool:

@@ -295,3 +295,91 @@ def test_force_never_replaces_a_users_file_that_shares_a_run_files_name(voc_root
     assert "not a file fastseg wrote, and --force replaces only fastseg's own run files" in result.output
     assert (out / name).read_text() == "the user's own notes\n"
     assert sorted(path.name for path in out.iterdir()) == [name]
+
+
+# --- a full disk (issue #19, item 5): one line, what was kept, nothing half-written ------------
+
+
+def fill_disk_at(monkeypatch, name, when=1, errno_value=None):
+    """From the `when`-th atomic write of a file called `name` on, the disk is full: the write
+    fails with ENOSPC as write(2) reports it (no file name; `fastseg.atomic` names the file).
+    Returns a function that frees the disk again."""
+    import errno
+
+    import fastseg.atomic
+
+    real_replace, calls = fastseg.atomic.os.replace, []
+
+    def replace(source, target):
+        if Path(target).name == name:
+            calls.append(target)
+            if len(calls) >= when:
+                raise OSError(errno_value or errno.ENOSPC, os.strerror(errno_value or errno.ENOSPC))
+        return real_replace(source, target)
+
+    monkeypatch.setattr(fastseg.atomic.os, "replace", replace)
+    return lambda: monkeypatch.setattr(fastseg.atomic.os, "replace", real_replace)
+
+
+def assert_full_disk_line(result, path):
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert lines == [f"Error: {path}: No space left on device; every file written before is whole "
+                     "(written atomically) and a partial one was discarded: free some space and run the "
+                     "command again"], lines  # fmt: skip
+
+
+def test_a_full_disk_during_training_keeps_the_last_checkpoint_and_resumes(voc_root, tmp_path, monkeypatch):
+    """Before: torch.save's and the JSON writer's ENOSPC were tracebacks. Epoch 1's checkpoint
+    meets the full disk: epoch 0's stays whole, and once there is space, --resume finishes."""
+    run = tmp_path / "run"
+    free = fill_disk_at(monkeypatch, "last.pth", when=2)
+    result = CliRunner().invoke(main, train_arguments(voc_root, run, 3))
+    assert_full_disk_line(result, run / "last.pth")
+    assert [path.name for path in run.iterdir() if path.name.endswith(".tmp")] == []
+    assert json.loads((run / "last.json").read_text())["completed_epochs"] == 1
+    from fastseg.training.checkpointing import read_checkpoint
+
+    assert "model" in read_checkpoint(run / "last.pth")  # epoch 0's, whole
+    free()
+    resumed = CliRunner().invoke(main, ["train", "--resume", str(run), "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    assert_finished_and_whole(run, 3)
+
+
+def test_a_full_disk_before_the_first_epoch_leaves_nothing_blocking(voc_root, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    free = fill_disk_at(monkeypatch, "config.json")
+    assert_full_disk_line(CliRunner().invoke(main, train_arguments(voc_root, run, 1)), run / "config.json")
+    assert not run.exists()
+    free()
+    retried = CliRunner().invoke(main, train_arguments(voc_root, run, 1))  # the same command, no --force
+    assert retried.exit_code == 0, retried.output
+    assert_finished_and_whole(run, 1)
+
+
+def test_torch_saves_full_disk_error_is_named_as_one(tmp_path, monkeypatch):
+    """torch.save's zip writer says "unexpected pos 704 vs 598" on a full disk (seen writing to
+    /dev/full), a RuntimeError without an errno: on a file system with no space left it is
+    reported as the full disk it is; elsewhere it stays the error it was."""
+    import errno
+
+    import torch
+
+    import fastseg.atomic
+    from fastseg.atomic import atomic_path
+
+    def cut_save(obj, target):
+        Path(target).write_bytes(b"PK\x03\x04 half")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    (tmp_path / "last.pth").write_bytes(b"epoch 0")
+    monkeypatch.setattr(fastseg.atomic, "disk_full", lambda folder: True)
+    with pytest.raises(OSError) as raised, atomic_path(tmp_path / "last.pth", durable=True) as temporary:
+        cut_save({"w": torch.zeros(3)}, temporary)
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(tmp_path / "last.pth")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["last.pth"]
+    assert (tmp_path / "last.pth").read_bytes() == b"epoch 0"
+    monkeypatch.setattr(fastseg.atomic, "disk_full", lambda folder: False)
+    with pytest.raises(RuntimeError, match="unexpected pos"), atomic_path(tmp_path / "last.pth") as temporary:
+        cut_save({}, temporary)
