@@ -26,7 +26,8 @@ def command(out: Path, epochs: int, recipe_name: str, force: bool, quiet: bool) 
 
     interactive = sys.stdout.isatty() and not quiet  # else no bars: a log file keeps their fragments
     result = run_demo(out, epochs=epochs, force=force, show_progress=interactive, recipe_name=recipe_name,
-                      echo=None if quiet or interactive else click.echo)  # fmt: skip
+                      echo=None if quiet or interactive else click.echo,
+                      stage=None if quiet else click.echo)  # fmt: skip
     training = result.training
     click.echo(f"data: {result.data}")
     click.echo(f"run: {training.run_dir} ({training.epochs_run} epochs)")

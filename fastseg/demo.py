@@ -47,14 +47,24 @@ def run_demo(
     show_progress: bool = True,
     recipe_name: str = DEFAULT_RECIPE,
     echo: Callable[[str], None] | None = None,
+    stage: Callable[[str], None] | None = None,
 ) -> DemoResult:
-    """Train on generated data, segment its images, and report on its test half. `show_progress`
-    and `echo` as for `fastseg.training.trainer.train`."""
+    """Train on generated data, segment its images, and report on its test half into the run
+    folder's own `report/` (where `fastseg runs` reads a run's test mIoU). `show_progress` and
+    `echo` as for `fastseg.training.trainer.train`; `stage` (if given) gets one line as each stage
+    starts, so a log file shows what the quiet minutes are spent on."""
+    say = stage or (lambda line: None)
     out = Path(out)
+    say(f"generating the demo data set in {out / 'data'}")
     data = make_demo_voc(out / "data")
     run = out / "run"
     config = demo_config(data, run, epochs, recipe_name)
+    say(f"training into {run}: every image and mask checked, then {epochs} epochs of "
+        f"{config.size} px, batch {config.batch_size}, one line each")  # fmt: skip
     training = train(config, run, force=force, show_progress=show_progress, echo=echo)
-    predictions = predict(run, [data / "JPEGImages"], out / "predictions", overlay=True, num_workers=0)
-    evaluation = report(run, out / "report", num_workers=0)
+    images = data / "JPEGImages"
+    say(f"segmenting every image of {images} into {out / 'predictions'}")
+    predictions = predict(run, [images], out / "predictions", overlay=True, num_workers=0)
+    say(f"reporting on the test half into {run / 'report'}")
+    evaluation = report(run, run / "report", num_workers=0)
     return DemoResult(data=data, training=training, predictions=predictions, report=evaluation)

@@ -1,6 +1,7 @@
 """The command line: instant help, version, `python -m fastseg`, one-line errors."""
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -75,12 +76,19 @@ def test_train_without_data_is_a_usage_error():
 # What `make demo` gives on every CPU it was run on (README, quick start): the figures move in
 # the third decimal between CPUs (AVX2 / AVX512-BF16: different float kernels, and bf16 at
 # inference where the CPU has it), never below these.
+MAKEFILE = Path(__file__).resolve().parents[1] / "Makefile"
 DEMO_FLOOR = {"validation mIoU": 0.90, "pixel accuracy": 0.97, "mIoU": 0.92}
 
 
 @pytest.mark.slow
-def test_demo_runs_end_to_end_offline_and_reaches_its_stated_band(tmp_path):
-    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--quiet"])
+def test_demo_runs_end_to_end_offline_and_reaches_its_stated_band(tmp_path, monkeypatch):
+    """`make demo`'s own command line, as written, in a fresh folder."""
+    recipe = re.search(r"^demo: .*\n\t\$\(BIN\)/fastseg (.*)$", MAKEFILE.read_text(), flags=re.M)
+    arguments = shlex.split(recipe.group(1))
+    assert arguments[:3] == ["demo", "--out", "outputs/demo"], arguments
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, arguments)
+    demo = tmp_path / "outputs" / "demo"
     assert result.exit_code == 0, result.output
     validation = re.search(r"final validation mIoU ([0-9.]+)", result.output)
     test = re.search(r"pixel accuracy ([0-9.]+), mIoU ([0-9.]+) ->", result.output)
@@ -88,8 +96,29 @@ def test_demo_runs_end_to_end_offline_and_reaches_its_stated_band(tmp_path):
     assert float(validation.group(1)) >= DEMO_FLOOR["validation mIoU"], result.output
     assert float(test.group(1)) >= DEMO_FLOOR["pixel accuracy"], result.output
     assert float(test.group(2)) >= DEMO_FLOOR["mIoU"], result.output
-    assert (tmp_path / "data" / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / "val.txt").is_file()
-    assert (tmp_path / "run" / "model.pth").is_file()
+    assert (demo / "data" / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / "val.txt").is_file()
+    assert (demo / "run" / "model.pth").is_file()
     assert "final validation mIoU" in result.output  # the fast recipe keeps the final epoch
-    again = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--epochs", "1", "--quiet"])
+    again = CliRunner().invoke(main, ["demo", "--out", str(demo), "--epochs", "1", "--quiet"])
     assert again.exit_code == 1 and "--force" in again.output
+    runs = CliRunner().invoke(main, ["runs", str(demo)])  # the report is the run's own
+    assert runs.exit_code == 0 and f"{float(test.group(2)):.3f}" in runs.output, runs.output
+
+
+def test_demo_says_what_each_stage_does_when_its_output_is_a_file(tmp_path):
+    """Out of a terminal: a line as each stage starts, so the quiet minute before the first epoch
+    and the prediction and report at the end are named in a log file."""
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    stages = (
+        "generating the demo data set",
+        "training into",
+        "segmenting every image",
+        "reporting on the test",
+    )
+    starts = [next(i for i, line in enumerate(lines) if line.startswith(stage)) for stage in stages]
+    assert starts == sorted(starts)
+    epoch = next(i for i, line in enumerate(lines) if line.startswith("epoch "))
+    assert starts[1] < epoch < starts[2], result.output
+    assert (tmp_path / "run" / "report" / "report.html").is_file()

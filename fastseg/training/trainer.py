@@ -280,7 +280,7 @@ def train(
     Under torchrun / accelerate launch every process trains its shard and rank 0 writes the run.
     Without `show_progress`, fastai's bars and prints are off and `echo` (if given) gets one plain
     line per epoch; `RUN/train.log` always does (`fastseg.training.run_log`). `callbacks` join the
-main schedule's fit (benchmarks use them to watch the weights)."""
+    main schedule's fit (benchmarks use them to watch the weights)."""
     run = RunFolder(run_dir)
     config.check()
     with launched(config.device) as launch, run.locked() if launch.main else nullcontext():
