@@ -336,3 +336,17 @@ def test_export_model_positional_writes_the_same_file_as_model_option(tmp_path):
     assert old.exit_code == new.exit_code == 0, (old.output, new.output)
     assert old.output.replace("old.onnx", "new.onnx") == new.output
     assert (tmp_path / "old.onnx").read_bytes() == (tmp_path / "new.onnx").read_bytes()
+
+
+def test_runs_shows_an_own_data_run_by_its_data_set_alone(own_data, tmp_path):
+    import json
+
+    run = tmp_path / "runs" / "mine"
+    run.mkdir(parents=True)
+    train = {"data": str(own_data), "train_set": "train", "recipe": "fast", "epochs": 2}
+    (run / "config.json").write_text(json.dumps({"train": train}))
+    result = invoke("runs", tmp_path / "runs", "--json")
+    assert result.exit_code == 0, result.output
+    assert [row["data_set"] for row in json.loads(result.output)] == ["data"]
+    table = invoke("runs", tmp_path / "runs").output.splitlines()
+    assert table[1].split()[:3] == ["mine", "fast", "data"], table
