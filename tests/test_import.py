@@ -1090,3 +1090,36 @@ def test_a_large_export_is_read_past_the_config_size_limit(tmp_path, monkeypatch
         structured_files.load_json(export)
     result = run_cli("import", "coco", export, "--out", tmp_path / "data", "--quiet")
     assert result.exit_code == 0, result.output
+
+
+KILLED_REPLACE = """
+import os, signal, sys
+from pathlib import Path
+import fastseg.importing.writer as writer
+from fastseg.importing.importer import import_dataset
+from fastseg.importing.writer import ImportOptions
+
+real = os.rename
+
+def dying(source, target):
+    real(source, target)
+    if ".replaced." in str(target):  # the earlier import moved aside, the new one not yet in place
+        os.kill(os.getpid(), signal.SIGKILL)
+
+writer.os.rename = dying
+import_dataset("coco", Path(sys.argv[1]), Path(sys.argv[2]), ImportOptions(force=True, test=0))
+"""
+
+
+def test_a_kill_during_force_leaves_the_earlier_import_which_the_next_run_puts_back(tmp_path):
+    export = coco_export(tmp_path / "export")
+    out = tmp_path / "data"
+    assert run_cli("import", "coco", export, "--out", out, "--quiet").exit_code == 0
+    before = imported(out)[1]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_REPLACE, str(export), str(out)], capture_output=True
+    )
+    assert killed.returncode == -signal.SIGKILL and not out.exists()
+    refused = run_cli("import", "coco", export, "--out", out, "--quiet")  # puts it back, then refuses
+    assert refused.exit_code == 1 and "already exists" in refused.output
+    assert imported(out)[1] == before and not list(tmp_path.glob(".data.*"))

@@ -121,6 +121,8 @@ def write_dataset(
         raise _refused(problems, out)
     classes = Classes.create(names, colors)
     temporary = out.parent / f".{out.name}.import.{os.getpid()}.tmp"
+    if temporary.exists():  # a dead process's that had this process id: partial, and named as ours
+        shutil.rmtree(temporary)
     temporary.mkdir(parents=True)
     try:
         written = _write_items(source.items, splits, temporary, index, rank, classes, options, progress)
@@ -161,7 +163,8 @@ def _refused(problems: list[str], out: Path) -> ImportProblems:
 # --- the destination ----------------------------------------------------------------------------
 
 
-def _temporaries(out: Path) -> list[tuple[Path, int]]:
+def _temporaries(out: Path) -> list[tuple[Path, str, int]]:
+    """`.OUT.import.PID.tmp` (a build) and `.OUT.replaced.PID.tmp` (an import being replaced)."""
     prefix = f".{out.name}."
     found = []
     if not out.parent.is_dir():
@@ -172,14 +175,19 @@ def _temporaries(out: Path) -> list[tuple[Path, int]]:
             continue
         middle = name[len(prefix) : -len(".tmp")].split(".")
         if len(middle) == 2 and middle[0] in ("import", "replaced") and middle[1].isdigit():
-            found.append((entry, int(middle[1])))
+            found.append((entry, middle[0], int(middle[1])))
     return found
 
 
 def _remove_stale(out: Path) -> None:
-    """A killed import's temporary folders (its process is gone): never a data set, always partial."""
-    for folder, pid in _temporaries(out):
-        if not process_alive(pid):
+    """A killed import's temporary folders (its process is gone). A build is partial: removed. An
+    earlier import moved aside by `--force` is whole: put back if the kill came before the new one
+    took its place (else it was replaced and is removed)."""
+    stale = [(folder, kind) for folder, kind, pid in _temporaries(out) if not process_alive(pid)]
+    for folder, kind in sorted(stale, key=lambda pair: pair[1] != "replaced"):
+        if kind == "replaced" and not (out.exists() or out.is_symlink()):
+            os.rename(folder, out)
+        else:
             shutil.rmtree(folder, ignore_errors=True)
 
 
