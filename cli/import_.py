@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from cli.errors import user_errors
+from cli.options import force_option, verbose_option
 from cli.progress import counted
 from fastseg.importing import FORMATS
 
@@ -60,7 +61,7 @@ from fastseg.importing import FORMATS
     default=10,
     help="LabelMe: width of lines and linestrips in pixels (labelme's own default).",
 )
-@click.option("--force", is_flag=True, help="Replace DATASET if an earlier import wrote it (nothing else).")
+@force_option("import in --out (the files its .fastseg-import.json lists)")
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
@@ -69,6 +70,7 @@ from fastseg.importing import FORMATS
     help="Images drawn and written at once.",
 )
 @click.option("--quiet", is_flag=True, help="No progress line.")
+@verbose_option
 @user_errors
 def command(
     format_name: str,
