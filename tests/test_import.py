@@ -408,7 +408,7 @@ def test_yolo_polygons_keep_the_splits_and_add_the_background(tmp_path):
                 for cls, coords in lines or []
             ]
             np.testing.assert_array_equal(masks[stem][1], paint((40, 50), layers), err_msg=stem)
-    assert "1 image(s) have no label file" in result.output
+    assert "1 image(s) have no annotation: all background" in result.output
 
 
 # --- CVAT -------------------------------------------------------------------------------------------
@@ -1123,3 +1123,24 @@ def test_a_kill_during_force_leaves_the_earlier_import_which_the_next_run_puts_b
     refused = run_cli("import", "coco", export, "--out", out, "--quiet")  # puts it back, then refuses
     assert refused.exit_code == 1 and "already exists" in refused.output
     assert imported(out)[1] == before and not list(tmp_path.glob(".data.*"))
+
+
+def test_coco_without_image_sizes_uses_the_images_own(tmp_path):
+    """Some exporters leave width and height out: the image's size decides, and an RLE must fit it."""
+    export = coco_export(tmp_path / "export", with_crowd=False)
+    data = json.loads(export.read_text())
+    for image in data["images"]:
+        del image["width"], image["height"]
+    export.write_text(json.dumps(data))
+    out = tmp_path / "data"
+    first = run_cli("import", "coco", export, "--out", out, "--quiet")
+    assert_imported(first, out)
+    assert "note: 1 image(s) have no annotation: all background" in first.output  # img3, without its crowd
+    masks = imported(out)[0]
+    data["annotations"][2]["segmentation"]["size"] = [20, 60]
+    data["annotations"][2]["segmentation"]["counts"] = [35, 10, 1155]
+    export.write_text(json.dumps(data))
+    refused = run_cli("import", "coco", export, "--out", tmp_path / "other", "--quiet")
+    assert refused.exit_code == 1
+    assert "annotation 3: RLE size [20, 60] is not the image's [height, width] [30, 40]" in refused.output
+    assert len(masks) == 4 and (masks["img3"][1] == 0).all()

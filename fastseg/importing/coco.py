@@ -132,15 +132,17 @@ def _item(image: Any, number: int, name: str, images_dir: Path, problems: list[s
         return None
     where = f"{name}: image {shown(image['id'])} ({shown(image['file_name'])})"
     width, height = image.get("width"), image.get("height")
-    if not (type(width) is int and type(height) is int and width > 0 and height > 0):
+    if width is None and height is None:  # some exporters leave them out: the image's own size decides
+        size = None
+    elif type(width) is int and type(height) is int and width > 0 and height > 0:
+        size = (width, height)
+    else:
         problems.append(f"{where}: 'width' and 'height' must be positive whole numbers")
         return None
     path = image_under(images_dir, image["file_name"], where, problems)
     if path is None:
         return None
-    return Item(
-        name=Path(image["file_name"].replace("\\", "/")).name, where=where, image=path, size=(width, height)
-    )
+    return Item(name=Path(image["file_name"].replace("\\", "/")).name, where=where, image=path, size=size)
 
 
 def _annotation(
@@ -165,7 +167,6 @@ def _annotation(
         problems.append(f"{where}: category id {shown(category)} is not among the categories")
         return
     label = categories[category] if crowd_as_class or not annotation.get("iscrowd") else None
-    width, height = item.size
     segmentation = annotation.get("segmentation")
     if isinstance(segmentation, list) and segmentation:
         found = [
@@ -178,18 +179,21 @@ def _annotation(
         item.layers.append(Layer(label, partial(_polygons, flat), where, np.concatenate(found)))
     elif isinstance(segmentation, dict):
         size, counts = segmentation.get("size"), segmentation.get("counts")
-        if size != [height, width]:
-            problems.append(
-                f"{where}: RLE size {shown(size)} is not the image's [height, width] [{height}, {width}]"
-            )
+        if not (
+            isinstance(size, list) and len(size) == 2 and all(type(side) is int and side > 0 for side in size)
+        ):
+            problems.append(f"{where}: RLE size {shown(size)} is not [height, width]")
+            return
+        if item.size is not None and size != [item.size[1], item.size[0]]:
+            problems.append(f"{where}: RLE size {size} is not the image's [height, width] "
+                            f"[{item.size[1]}, {item.size[0]}]")  # fmt: skip
             return
         if isinstance(counts, list) and all(
             finite_number(count) and count >= 0 and int(count) == count for count in counts
         ):
-            if sum(counts) != height * width:
-                problems.append(
-                    f"{where}: RLE counts cover {sum(counts)} pixels, the image has {height * width}"
-                )
+            if sum(counts) != size[0] * size[1]:
+                problems.append(f"{where}: RLE counts cover {sum(counts)} pixels, its size {size} has "
+                                f"{size[0] * size[1]}")  # fmt: skip
                 return
         elif not isinstance(counts, str):
             problems.append(f"{where}: RLE counts must be a list of run lengths or a compressed string")
@@ -204,6 +208,10 @@ def _polygons(flat: list[list[float]], height: int, width: int) -> np.ndarray:
 
 
 def _rle(segmentation: dict, height: int, width: int) -> np.ndarray:
+    if segmentation["size"] != [height, width]:
+        raise ItemProblem(
+            f"RLE size {segmentation['size']} is not the image's [height, width] [{height}, {width}]"
+        )
     try:
         return raster.coco_rle(segmentation, height, width)
     except (ValueError, TypeError, UnicodeError) as error:

@@ -140,6 +140,9 @@ def write_dataset(
     finally:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)
+    empty = sum(1 for item in source.items if not item.layers and item.render is None)
+    if empty:
+        notes.append(f"{empty} image(s) have no annotation: all background")
     if written.rotated:
         notes.append(
             f"{written.rotated} image(s) carry an EXIF orientation: their masks are drawn on the "

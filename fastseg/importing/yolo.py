@@ -44,23 +44,16 @@ def read(path: Path, options: ReadOptions) -> Source:
     if options.images is not None:
         root = options.images
     items: list[Item] = []
-    unlabelled = 0
     for split in ("train", "val", "test"):
         for image in _split_images(root, data.get(split), split, yaml_file, problems):
             label_file = _label_path(image)
             item = Item(name=image.name, where=shown(image), image=image, split=split)
-            if label_file is None or not label_file.is_file():
-                unlabelled += 1
-            else:
+            if (
+                label_file is not None and label_file.is_file()
+            ):  # none: all background, as ultralytics reads it
                 _read_labels(label_file, names, item, problems)
             items.append(item)
-    notes = [f"{unlabelled} image(s) have no label file: all background, as ultralytics reads them"]
-    return Source(
-        [BACKGROUND, *[name for name in names if name != BACKGROUND]],
-        items,
-        problems=problems,
-        notes=notes if unlabelled else [],
-    )
+    return Source([BACKGROUND, *[name for name in names if name != BACKGROUND]], items, problems=problems)
 
 
 def _yaml_file(path: Path, problems: list[str]) -> Path | None:
