@@ -117,7 +117,11 @@ def test_data_and_model_are_options_with_one_help(name):
         assert MODEL_HELP.search(visible["--model"].help), f"{name}: --model's help names no run folder"
     listed = [param.human_readable_name for param in cmd.params
               if isinstance(param, click.Argument) and not isinstance(param, UnlistedArgument)]  # fmt: skip
-    assert tuple(listed) == expected.positional, f"{name}: bare arguments {listed}"
+    assert tuple(listed) == expected.positional, (
+        f"{name}: --help lists the bare arguments {listed}, GRAMMAR expects {list(expected.positional)}; "
+        "a data set or model is --data / --model (an old positional spelling stays working, unlisted, "
+        "with cli.options.positional_alias)"
+    )
     usage = help_text(name).splitlines()[0]
     assert " DATA" not in usage and " MODEL" not in usage, usage
 
