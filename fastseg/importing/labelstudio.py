@@ -155,7 +155,7 @@ def _layer(result: Any, where: str, item: Item, problems: list[str]) -> Layer | 
             problems.append(f"{where}: x, y, width and height must be finite numbers")
             return None
         return Layer(label, partial(_polygon, pixels.ravel().tolist()), where, pixels)
-    rle = value.get("rle")
+    rle = value.get("rle", result.get("rle"))  # the converter's flattened results carry it beside
     if value.get("format", "rle") != "rle" or not isinstance(rle, list):
         problems.append(f"{where}: a brush needs format 'rle' and an rle list")
         return None
