@@ -172,7 +172,8 @@ def default_run_dir() -> Path:
     type=click.Choice(list(TRACKERS)),
     multiple=True,
     show_default="none",
-    help="Also log to this experiment tracker (repeatable); each needs `pip install 'fastseg[NAME]'`.",
+    help="Also log to this experiment tracker (repeatable); needs its extra: "
+    "`pip install -e '.[NAME]'` in the checkout.",
 )
 @click.option(
     "--quiet", is_flag=True, help="Print only errors and the summary (RUN/train.log still gets every epoch)."

@@ -4,6 +4,7 @@ records of W&B's offline run file)."""
 
 import json
 import struct
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -182,8 +183,9 @@ def test_a_tracker_that_is_not_installed_is_one_line_before_any_work(
     )
     module = {"tensorboard": "tensorboard", "mlflow": "mlflow, sqlalchemy", "wandb": "wandb"}[tracker]
     assert result.exit_code == 1
+    checkout = Path(__file__).resolve().parents[1]  # this checkout's pip, never PyPI's unrelated "fastseg"
     assert result.output.splitlines() == [
-        f"Error: --log {tracker} needs {module}: pip install 'fastseg[{tracker}]'"
+        f"Error: --log {tracker} needs {module}: {sys.executable} -m pip install -e '{checkout}[{tracker}]'"
     ]
     assert not run_dir.exists()
 

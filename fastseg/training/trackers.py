@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib.util import find_spec
 
 from fastseg.errors import FastsegError
+from fastseg.extras import install_hint
 
 # tracker -> the modules it needs (the pip extra of the same name installs them)
 TRACKERS: dict[str, tuple[str, ...]] = {
@@ -25,4 +26,4 @@ def require_trackers(names: tuple[str, ...] | list[str]) -> None:
             raise FastsegError(f"--log {name}: choose one of {', '.join(TRACKERS)}")
         missing = [module for module in TRACKERS[name] if find_spec(module) is None]
         if missing:
-            raise FastsegError(f"--log {name} needs {', '.join(missing)}: pip install 'fastseg[{name}]'")
+            raise FastsegError(f"--log {name} needs {', '.join(missing)}: {install_hint(name)}")

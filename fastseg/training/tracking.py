@@ -12,7 +12,7 @@ Where each writes: TensorBoard to `RUN/tensorboard/`; MLflow to
 `MLFLOW_TRACKING_URI` (MLflow's default: `sqlite:///mlflow.db` in the working folder), experiment
 `MLFLOW_EXPERIMENT_NAME` or "fastseg"; W&B to project `WANDB_PROJECT` or "fastseg" (files under
 `RUN/wandb/`; `WANDB_MODE=offline` keeps everything on disk). Each tracker is imported only when
-asked for (`pip install 'fastseg[NAME]'`). A resumed training run continues the MLflow and W&B
+asked for (`pip install -e '.[NAME]'` in the checkout). A resumed training run continues the MLflow and W&B
 runs it logged to (ids in `RUN/trackers.json`), so one training run is one tracker run.
 """
 
