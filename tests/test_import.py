@@ -954,11 +954,14 @@ def test_cvat_mask_colours_and_sizes_that_are_not_the_labelmaps_are_named(tmp_pa
     ):
         write_image(export / "JPEGImages" / f"{stem}.jpg", 8, 6)
         Image.new("RGB", size, colour).save(export / "SegmentationClass" / f"{stem}.png")
+    (export / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (export / "ImageSets" / "Segmentation" / "default.txt").write_text("a\nb\nc\n../../secret\n")
     result = run_cli("import", "cvat", export, "--out", tmp_path / "data", "--quiet", "--test", 0)
     assert result.exit_code == 1
+    assert "../../secret: the name leaves SegmentationClass/" in result.output
     assert "a.png: colours (1, 2, 3) are no label's in labelmap.txt" in result.output
     assert "b.png: mask is 9x9, the image 8x6" in result.output
-    assert "2 problem(s)" in result.output and not (tmp_path / "data").exists()
+    assert "3 problem(s)" in result.output and not (tmp_path / "data").exists()
 
 
 def test_labelstudio_bad_regions_are_named(tmp_path):
@@ -1144,3 +1147,20 @@ def test_coco_without_image_sizes_uses_the_images_own(tmp_path):
     assert refused.exit_code == 1
     assert "annotation 3: RLE size [20, 60] is not the image's [height, width] [30, 40]" in refused.output
     assert len(masks) == 4 and (masks["img3"][1] == 0).all()
+
+
+def test_labelme_images_may_sit_in_a_sibling_folder_but_not_outside_source(tmp_path):
+    export = tmp_path / "project"
+    for index in range(3):
+        write_image(export / "images" / f"p{index}.png", 40, 30, seed=index)
+        labelme_file(export / "annotations", f"p{index}", [("car", "polygon", [[1, 1], [9, 1], [5, 8]])])
+        data = json.loads((export / "annotations" / f"p{index}.json").read_text())
+        (export / "annotations" / f"p{index}.png").unlink()
+        data["imagePath"] = f"..\\images\\p{index}.png"  # as labelme writes it on Windows
+        (export / "annotations" / f"p{index}.json").write_text(json.dumps(data))
+    out = tmp_path / "data"
+    assert_imported(run_cli("import", "labelme", export, "--out", out, "--quiet", "--test", 0), out)
+    data["imagePath"] = "../../elsewhere.png"
+    (export / "annotations" / "p2.json").write_text(json.dumps(data))
+    refused = run_cli("import", "labelme", export, "--out", tmp_path / "other", "--quiet", "--test", 0)
+    assert refused.exit_code == 1 and "image path 'annotations/../../elsewhere.png' leaves" in refused.output

@@ -127,6 +127,9 @@ def _read_masks(root: Path, options: ReadOptions) -> Source:
     for stem, split in subsets.items():
         where = f"{shown(stem)}"
         mask = masks / f"{stem}.png"
+        if not mask.resolve().is_relative_to(masks.resolve()):
+            problems.append(f"{where}: the name leaves SegmentationClass/; list names of files in it")
+            continue
         image = _find_image(images_dir, stem)
         if not mask.is_file():
             problems.append(f"{where}: no mask {shown(mask)}")

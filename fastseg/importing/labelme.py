@@ -14,7 +14,7 @@ import base64
 import binascii
 import io
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -59,7 +59,7 @@ def read(path: Path, options: ReadOptions) -> Source:
         if not isinstance(data, dict) or not isinstance(data.get("shapes"), list):
             problems.append(f"{where}: not a LabelMe file (no 'shapes' list)")
             continue
-        item = _item(file, data, where, problems)
+        item = _item(file, root, data, where, problems)
         if item is None:
             continue
         for number, shape in enumerate(data["shapes"]):
@@ -79,7 +79,7 @@ def _hidden(file: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in file.relative_to(root).parts)
 
 
-def _item(file: Path, data: dict[str, Any], where: str, problems: list[str]) -> Item | None:
+def _item(file: Path, root: Path, data: dict[str, Any], where: str, problems: list[str]) -> Item | None:
     width, height = data.get("imageWidth"), data.get("imageHeight")
     size = (
         (width, height) if type(width) is int and type(height) is int and width > 0 and height > 0 else None
@@ -100,7 +100,9 @@ def _item(file: Path, data: dict[str, Any], where: str, problems: list[str]) -> 
     if not isinstance(image_path, str) or not image_path:
         problems.append(f"{where}: neither imageData nor imagePath names the image")
         return None
-    located = image_under(file.parent, image_path, where, problems)
+    # beside the JSON, or anywhere under SOURCE (`../images/a.jpg` from an annotations folder), never outside
+    beside = PurePosixPath(file.parent.relative_to(root).as_posix()) / image_path.replace("\\", "/")
+    located = image_under(root, str(beside), where, problems)
     if located is None:
         return None
     return Item(name=located.name, where=where, image=located, size=size)
