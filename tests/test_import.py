@@ -445,6 +445,19 @@ def test_cvat_segmentation_mask_export_maps_its_colours(tmp_path):
     assert values["colors"] == [list(colour) for _, colour in CVAT_LABELS]
     for stem, labels in expected.items():
         np.testing.assert_array_equal(masks[stem][1], labels, err_msg=stem)
+    # --classes reorders a drawn mask's classes too, and names a class it leaves out
+    reordered = run_cli("import", "cvat", export, "--out", tmp_path / "reordered", "--quiet", "--test", 0,
+                        "--classes", "road,car")  # fmt: skip
+    assert_imported(reordered, tmp_path / "reordered")
+    masks, values = imported(tmp_path / "reordered")
+    assert values["names"] == ["background", "road", "car"]
+    assert values["colors"] == [[0, 0, 0], [51, 221, 255], [250, 50, 83]]  # the colours follow their classes
+    for stem, labels in expected.items():
+        np.testing.assert_array_equal(masks[stem][1], np.array([0, 2, 1], np.uint8)[labels], err_msg=stem)
+    refused = run_cli(
+        "import", "cvat", export, "--out", tmp_path / "car", "--quiet", "--test", 0, "--classes", "car"
+    )
+    assert refused.exit_code == 1 and "frame_000000.png: pixels of 'road', not in --classes" in refused.output
 
 
 def cvat_rle(mask):

@@ -26,6 +26,7 @@ import shutil
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -282,6 +283,13 @@ def _classes(
                 f"{places[0]}: label {shown(label)!r} is not in --classes ({', '.join(wanted[1:])})"
                 + (f"; {len(places) - 1} more shape(s) of it" if len(places) > 1 else "")
             )
+        table = np.full(256, _NOT_LISTED, dtype=np.uint16)  # drawn masks: the export's index -> ours
+        table[VOID_LABEL] = VOID_LABEL
+        for position, name in enumerate(names):
+            table[position] = wanted.index(name) if name in wanted else _NOT_LISTED
+        for item in source.items:
+            if item.render is not None:
+                item.render = partial(_remapped, item.render, table, tuple(names))
         if colors:
             by_name = dict(zip(names, colors, strict=False))
             colors = [by_name.get(name) for name in wanted]
@@ -305,6 +313,20 @@ def _classes(
     index: dict[str | None, int] = {name: position for position, name in enumerate(names)}
     index[None] = VOID_LABEL
     return names, colors, index
+
+
+_NOT_LISTED = 256
+
+
+def _remapped(render: Callable[[int, int], np.ndarray], table: np.ndarray, names: tuple[str, ...],
+              height: int, width: int) -> np.ndarray:  # fmt: skip
+    """A drawn mask's classes in `--classes`' order; a class left out is a problem where it has pixels."""
+    drawn = render(height, width)
+    mapped = table[drawn]
+    if (mapped == _NOT_LISTED).any():
+        left_out = sorted({names[value] for value in np.unique(drawn[mapped == _NOT_LISTED]).tolist()})
+        raise ItemProblem(f"pixels of {', '.join(map(repr, left_out))}, not in --classes")
+    return mapped.astype(np.uint8)
 
 
 def _ranks(names: list[str], order: tuple[str, ...] | None, problems: list[str]) -> dict[int, int] | None:
