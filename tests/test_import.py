@@ -4,6 +4,7 @@ whose dataset.yaml holds the declared classes and colours; every bad input named
 nothing created; the data set written whole or not at all."""
 
 import base64
+import io
 import json
 import math
 import os
@@ -1177,3 +1178,25 @@ def test_labelme_images_may_sit_in_a_sibling_folder_but_not_outside_source(tmp_p
     (export / "annotations" / "p2.json").write_text(json.dumps(data))
     refused = run_cli("import", "labelme", export, "--out", tmp_path / "other", "--quiet", "--test", 0)
     assert refused.exit_code == 1 and "image path 'annotations/../../elsewhere.png' leaves" in refused.output
+
+
+def test_labelme_mask_shapes_are_placed_in_their_box(tmp_path):
+    """labelme 5's `mask` shape: a PNG of the box from its first point to its second, inclusive
+    (labelme's shapes_to_label: mask[y1 : y2 + 1, x1 : x2 + 1] = shape['mask'])."""
+    export = tmp_path / "labelme"
+    blob = np.zeros((5, 7), dtype=bool)
+    blob[1:4, 2:6] = True
+    buffer = io.BytesIO()
+    Image.fromarray(blob).save(buffer, format="PNG")
+    shape = {"label": "car", "points": [[10, 20], [16, 24]], "shape_type": "mask",
+             "mask": base64.b64encode(buffer.getvalue()).decode()}  # fmt: skip
+    labelme_file(export, "a", [])
+    data = json.loads((export / "a.json").read_text())
+    data["shapes"] = [shape]
+    (export / "a.json").write_text(json.dumps(data))
+    labelme_file(export, "b", [("car", "polygon", [[1, 1], [9, 1], [5, 8]])], seed=1)
+    out = tmp_path / "data"
+    assert_imported(run_cli("import", "labelme", export, "--out", out, "--quiet", "--test", 0), out)
+    expected = np.zeros((30, 40), dtype=np.uint8)
+    expected[20:25, 10:17] = blob
+    np.testing.assert_array_equal(imported(out)[0]["a"][1], expected)
