@@ -10,7 +10,7 @@ from cli.errors import user_errors
 from cli.options import REPLACE_FOREIGN_HELP, inference_options, renamed_flag
 from cli.progress import counted
 from fastseg.data.split import SUBSETS
-from fastseg.inference.ranking import RANKINGS
+from fastseg.inference.ranking import DEFAULT_RANKING, RANKINGS
 from fastseg.number_style import score
 
 
@@ -37,8 +37,8 @@ from fastseg.number_style import score
 @click.option(
     "--rank-by",
     type=click.Choice(list(RANKINGS)),
-    default="loss",
-    help="Per-image score for best/worst (the seed ranked by weighted loss).",
+    default=DEFAULT_RANKING,
+    help="Per-image score that picks the best and worst images shown (the seed ranked by weighted loss).",
 )
 @click.option(
     "--replace-foreign", "force", is_flag=True,

@@ -19,10 +19,16 @@ from fastseg.model.network import SegmentationModel
 from fastseg.runs.folder import RunFolder
 
 REPORT_FILES = (
-    "metrics.json", "class_iou.png", "per_class.csv", "per_image.csv",
-    "confusion_matrix.csv", "confusion_matrix.png",
-    "predictions_random.png", "predictions_best.png", "predictions_worst.png", "report.html",
-)  # fmt: skip
+    "metrics.json",
+    "class_iou.png",
+    "per_class.csv",
+    "per_image.csv",
+    "confusion_matrix.csv",
+    "confusion_matrix.png",
+    "predictions_best.png",
+    "predictions_worst.png",
+    "report.html",
+)  # fmt: skip (predictions_random.png only where images are left over: none of 6)
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +57,38 @@ def report_dir(run_dir, tmp_path_factory):
 def test_every_report_file_is_written(report_dir):
     for name in REPORT_FILES:
         assert (report_dir / name).stat().st_size > 0, name
-    html = (report_dir / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5  # self-contained: no external files
-    assert 'src="predictions' not in html
+    assert not (report_dir / "predictions_random.png").exists()  # 4 best + 2 worst show all 6
+
+
+def test_the_page_is_self_contained(report_dir):
+    """Every picture is inside the page: 6 images x (photo, truth, prediction); the run of this
+    fixture has no history.csv, so no training curve (the page says so)."""
+    import re
+
+    page = (report_dir / "report.html").read_text()
+    sources = re.findall(r'<img [^>]*src="([^"]*)"', page)
+    assert len(sources) == 18 and all(source.startswith("data:image/") for source in sources)
+    assert "No training curve: history.csv not found in the run folder." in page
+    assert "<title>fastseg report" in page  # what marks the folder as fastseg's (fastseg.outputs)
+
+
+def test_the_page_shows_present_classes_and_collapses_the_absent_ones(report_dir):
+    """Before: 15 of 21 rows read `absent absent 0 0 False`."""
+    import re
+
+    page = (report_dir / "report.html").read_text()
+    per_class = pd.read_csv(report_dir / "per_class.csv")
+    present = per_class[(per_class["truth_pixels"] + per_class["predicted_pixels"]) > 0]
+    table = page[
+        page.index('<table class="classes">') : page.index("</table>", page.index('<table class="classes">'))
+    ]
+    assert re.findall(r'<th scope="row"><span class="swatch"[^>]*></span>([^<]*)</th>', table) == list(
+        present["class"]
+    )
+    absent = len(per_class) - len(present)
+    assert absent and f"{absent} of 21 classes are absent" in page
+    matrix = page[page.index('<table class="confusion">') :]
+    assert matrix.count('<tr><th scope="row">') == len(present)  # one row per present class
 
 
 def test_metrics_agree_with_the_confusion_matrix_csv(report_dir, run_dir):
@@ -80,10 +115,78 @@ def test_confusion_matrix_counts_every_labelled_test_pixel_once(report_dir, run_
     assert int(matrix.to_numpy().sum()) == labelled
 
 
-def test_per_image_rows_are_ranked_by_loss(report_dir, run_dir):
+def test_per_image_rows_are_ranked_by_miou_by_default(report_dir, run_dir):
     per_image = pd.read_csv(report_dir / "per_image.csv")
     assert len(per_image) == 6 and list(per_image) == ["id", "pixel_accuracy", "miou", "loss"]
-    assert per_image["loss"].is_monotonic_increasing
+    assert per_image["miou"].is_monotonic_decreasing
+
+
+def _shown(page, anchor):
+    """The (id, first score) of each example under the page's `<h3 id=anchor>`."""
+    import re
+
+    start = page.index(f'<h3 id="{anchor}">')
+    end = page.find("<h3 ", start + 1)
+    section = page[start : end if end > 0 else page.index("</section>", start)]
+    return [(image_id, float(value)) for image_id, value in
+            re.findall(r'<span class="id">([^<]*)</span> <b>[^<]* ([0-9.]+)</b>', section)]  # fmt: skip
+
+
+@pytest.mark.parametrize("rank_by", ["miou", "loss"])
+def test_best_and_worst_do_not_overlap_and_best_never_scores_below_worst(run_dir, tmp_path, rank_by):
+    """Before: with 16 images the 10 best and 5 worst covered 15 and repeated the random ones, and
+    a "best" image scored mIoU 0.669 where a "worst" one scored 0.937 (ranked by loss, not said)."""
+    out = tmp_path / "report"
+    arguments = ["report", "--model", str(run_dir), "--out", str(out), "--quiet", "--num-workers", "0",
+                 "--precision", "fp32", "--rank-by", rank_by]  # fmt: skip
+    assert CliRunner().invoke(main, arguments).exit_code == 0
+    page = (out / "report.html").read_text()
+    best, worst = _shown(page, "best"), _shown(page, "worst")
+    assert (len(best), len(worst)) == (4, 2)
+    assert not {image_id for image_id, _ in best} & {image_id for image_id, _ in worst}
+    scores = pd.read_csv(out / "per_image.csv").set_index("id")
+    column = {"miou": "miou", "loss": "loss"}[rank_by]
+    for image_id, value in best + worst:  # the bold score is the ranking's, as per_image.csv has it
+        assert value == pytest.approx(scores.loc[image_id, column], abs=5e-4)
+    if rank_by == "miou":
+        assert min(value for _, value in best) >= max(value for _, value in worst)
+        assert "Best 4 by mIoU" in page and "Ranked by per-image mIoU" in page
+    else:
+        assert max(value for _, value in best) <= min(value for _, value in worst)
+        assert "Best 4 by loss" in page and "lower is better" in page
+
+
+@pytest.mark.parametrize(
+    ("scored", "total", "best", "worst", "random"),
+    [
+        (16, 16, list(range(10)), [15, 14, 13, 12, 11], [10]),
+        (6, 6, [0, 1, 2, 3], [5, 4], []),
+        (2, 2, [0], [1], []),
+        (1, 1, [0], [], []),
+        (0, 3, [], [], [0, 1, 2]),
+        (14, 16, list(range(10)), [13, 12, 11, 10], [14, 15]),  # 2 images without a score
+    ],
+)
+def test_examples_never_repeat_an_image(scored, total, best, worst, random):
+    from fastseg.inference.ranking import choose_examples
+
+    chosen = choose_examples(scored, total, seed=0)
+    assert (chosen["best"], chosen["worst"], chosen["random"]) == (best, worst, random)
+
+
+def test_examples_of_a_large_set_are_the_seeds_counts_and_disjoint():
+    from fastseg.inference.ranking import choose_examples
+
+    for total in (15, 20, 37, 1449):
+        chosen = choose_examples(total, total, seed=3)
+        assert [len(chosen[name]) for name in ("best", "worst", "random")] == [10, 5, min(5, total - 15)]
+        assert len(set().union(*chosen.values())) == 15 + min(5, total - 15)
+        assert max(chosen["best"]) < min(chosen["worst"])  # a best image ranks above every worst one
+        assert chosen["random"] == sorted(chosen["random"]) and all(
+            10 <= p < total - 5 for p in chosen["random"]
+        )
+    with pytest.raises(ValueError, match="3 scored images of 2"):
+        choose_examples(3, 2, seed=0)
 
 
 def test_rank_orders_best_first_and_nan_last():

@@ -9,7 +9,6 @@ write the HTML page. All numbers come from :class:`~fastseg.metrics.ConfusionMat
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -27,19 +26,32 @@ from fastseg.data.dataset import SegmentationData, open_dataset
 from fastseg.errors import DatasetError, FastsegError
 from fastseg.imaging.masks import VOID_LABEL
 from fastseg.inference.loop import Progress, Segmented, no_progress, segment
-from fastseg.inference.ranking import RANKINGS, rank
+from fastseg.inference.ranking import DEFAULT_RANKING, RANKING_WORDS, RANKINGS, choose_examples, rank
+from fastseg.inference.report_page import (
+    config_note,
+    config_rows,
+    curve_page,
+    read_config,
+    read_history,
+    summary_facts,
+)
 from fastseg.inference.segmenter import Segmenter
 from fastseg.inference.tiling import make_tiling
 from fastseg.launch.device import loader_workers, resolve_device
 from fastseg.metrics import ConfusionMatrix, Scores, scores_from_matrix
+from fastseg.number_style import score
 from fastseg.outputs import guard, written_by_fastseg
 from fastseg.runs.folder import REPORT, SPLIT, RunFolder
 from fastseg.visualization.charts import class_iou_chart, confusion_figure
 from fastseg.visualization.figures import image_grid, save_figure
-from fastseg.visualization.html import write_html
+from fastseg.visualization.html import Example, ExampleSet, ReportPage, write_html
 
-# figure file -> how many images it shows
-FIGURES = {"predictions_random.png": 5, "predictions_best.png": 10, "predictions_worst.png": 5}
+# figure file -> the example set it shows (`fastseg.inference.ranking.EXAMPLES`: at most 5, 10, 5)
+FIGURES = {
+    "predictions_best.png": "best",
+    "predictions_worst.png": "worst",
+    "predictions_random.png": "random",
+}
 
 
 @dataclass
@@ -159,8 +171,42 @@ def prediction_rows(segmenter: Segmenter, folder: SegmentationData, ids: list[st
             for result in segment(segmenter, dataset, batch_size=1, num_workers=0)]  # fmt: skip
 
 
-def _caption(row: pd.Series) -> str:
-    return f"{row['id']}\nacc {row['pixel_accuracy']:.3f} · mIoU {row['miou']:.3f} · loss {row['loss']:.3f}"
+SCORE_NAMES = {"miou": "mIoU", "accuracy": "pixel accuracy", "loss": "loss"}
+
+
+def _scores(row: pd.Series, rank_by: str) -> list[tuple[str, str]]:
+    """An image's scores as (name, text), the ranking's first."""
+    names = [rank_by, *(name for name in RANKINGS if name != rank_by)]
+    return [(SCORE_NAMES[name], score(row[RANKINGS[name][0]])) for name in names]
+
+
+def _caption(row: pd.Series, rank_by: str) -> str:
+    return f"{row['id']}\n" + " · ".join(f"{name} {value}" for name, value in _scores(row, rank_by))
+
+
+def example_sets(ranked: pd.DataFrame, rank_by: str, seed: int) -> dict[str, tuple[str, str, pd.DataFrame]]:
+    """The images the report shows, no image twice: best and worst by `rank_by`, and a random draw
+    from the others (`fastseg.inference.ranking.choose_examples`), each with its title and note."""
+    scored = int(ranked[RANKINGS[rank_by][0]].notna().sum())  # NaN (no labelled pixel) ranks last
+    chosen = choose_examples(scored, len(ranked), seed)
+    words = RANKING_WORDS[rank_by]
+    unscored = (
+        f"; {len(ranked) - scored} image(s) without a labelled pixel have no score"
+        if scored < len(ranked)
+        else ""
+    )
+    others = len(chosen["random"])
+    notes = {
+        "best": f"Ranked by {words}{unscored}. Best first.",
+        "worst": f"Ranked by {words}. Worst first; no image is both best and worst.",
+        "random": f"Drawn at random (seed {seed}) from the images not shown as best or worst, in ranked "
+        "order." if others else "Every image is already shown as best or worst.",
+    }  # fmt: skip
+    short = SCORE_NAMES[rank_by]
+    titles = {"best": f"Best {len(chosen['best'])} by {short}",
+              "worst": f"Worst {len(chosen['worst'])} by {short}",
+              "random": f"{others} other image{'s' * (others != 1)} at random"}  # fmt: skip
+    return {name: (titles[name], notes[name], ranked.iloc[positions]) for name, positions in chosen.items()}
 
 
 def draw_figures(
@@ -168,34 +214,38 @@ def draw_figures(
     segmenter: Segmenter,
     folder: SegmentationData,
     total: ConfusionMatrix,
-    per_image: pd.DataFrame,
     ranked: pd.DataFrame,
     rank_by: str,
     seed: int,
-) -> list[Path]:
-    """Class IoU bars, the confusion matrix, and random / best / worst prediction grids."""
+) -> list[ExampleSet]:
+    """Class IoU bars, the confusion matrix, and random / best / worst prediction grids as PNG files;
+    returns the example sets for the page (each image predicted once more, for both)."""
     classes = segmenter.loaded.class_set
     names = list(classes.names)
-    figures = [
-        save_figure(class_iou_chart(names, total.scores().class_iou), out / "class_iou.png"),
-        save_figure(confusion_figure(total.matrix, names), out / "confusion_matrix.png"),
-    ]
-    picks = sorted(random.Random(seed).sample(range(len(per_image)), min(FIGURES["predictions_random.png"],
-                                                                          len(per_image))))  # fmt: skip
-    chosen = {
-        "predictions_random.png": per_image.iloc[picks],
-        "predictions_best.png": ranked.head(FIGURES["predictions_best.png"]),
-        "predictions_worst.png": ranked.tail(FIGURES["predictions_worst.png"]).iloc[::-1],
-    }
-    for name, rows in chosen.items():
-        pictures = prediction_rows(segmenter, folder, list(rows["id"]))
-        captions = [_caption(row) for _, row in rows.iterrows()]
-        title = f"{name.removesuffix('.png').replace('_', ' ')} (ranked by {rank_by})"
-        grid = image_grid(
-            pictures, ["image", "ground truth", "prediction"], captions, title=title, classes=classes
-        )
-        figures.append(save_figure(grid, out / name))
-    return figures
+    present = [index for index in range(len(names))
+               if total.matrix[index].sum() + total.matrix[:, index].sum() > 0]  # fmt: skip
+    save_figure(class_iou_chart(names, total.scores().class_iou, list(classes.colors)), out / "class_iou.png")
+    save_figure(confusion_figure(total.matrix, names, present or None), out / "confusion_matrix.png")
+    chosen = example_sets(ranked, rank_by, seed)
+    shown = [image_id for _, _, rows in chosen.values() for image_id in rows["id"]]
+    pictures = dict(zip(shown, prediction_rows(segmenter, folder, shown), strict=True))
+    sets = []
+    for figure_name, name in FIGURES.items():
+        title, note, rows = chosen[name]
+        grid = [pictures[image_id] for image_id in rows["id"]]
+        captions = [_caption(row, rank_by) for _, row in rows.iterrows()]
+        if grid:
+            figure = image_grid(
+                grid, ["image", "ground truth", "prediction"], captions, title=title, classes=classes
+            )
+            save_figure(figure, out / figure_name)
+        else:  # an earlier report's grid would show images this one does not
+            (out / figure_name).unlink(missing_ok=True)
+        examples = [
+            Example(str(row["id"]), _scores(row, rank_by), *pictures[row["id"]]) for _, row in rows.iterrows()
+        ]
+        sets.append(ExampleSet(name, title, note, examples))
+    return sets
 
 
 def require_same_classes(model_classes: Classes, folder: SegmentationData) -> None:
@@ -221,7 +271,7 @@ def report(
     out: Path | None,
     data: Path | None = None,
     subset: str = "test",
-    rank_by: str = "loss",
+    rank_by: str = DEFAULT_RANKING,
     batch_size: int = 8,
     num_workers: int | None = None,
     device: str = "auto",
@@ -264,6 +314,16 @@ def report(
     names = segmenter.loaded.classes
     evaluated = run.model if given.is_dir() else given  # the INT8 file's score is not model.pth's
     metrics = write_tables(out, evaluated, subset, total, ranked, names)
-    figures = draw_figures(out, segmenter, folder, total, per_image, ranked, rank_by, seed)
-    write_html(out, metrics, per_class_table(total.scores(), total.matrix, names), figures, run)
+    examples = draw_figures(out, segmenter, folder, total, ranked, rank_by, seed)
+    config, config_reason = read_config(run)
+    history, history_reason = read_history(run)
+    curve, curve_note = curve_page(history, history_reason, config)
+    facts = summary_facts(run, evaluated, Path(folder.root), subset, len(ids), segmenter, config, history)
+    page = ReportPage(
+        title=f"fastseg report: {run.path.name}, {subset} split", facts=facts, metrics=metrics,
+        per_class=per_class_table(total.scores(), total.matrix, names), matrix=total.matrix.cpu().numpy(),
+        classes=segmenter.loaded.class_set, example_sets=examples, curve=curve, curve_note=curve_note,
+        config=config_rows(config), config_note=config_note(config, config_reason),
+    )  # fmt: skip
+    write_html(out, page)
     return ReportResult(out=out, subset=subset, images=len(ids), scores=total.scores(), replaced=replaced)

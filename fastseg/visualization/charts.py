@@ -15,6 +15,37 @@ from fastseg.visualization.figures import literal_text, save_figure
 if TYPE_CHECKING:
     import pandas as pd
     import torch
+    from matplotlib.axes import Axes
+
+
+CURVE_PANELS = (("loss", "loss"), ("pixel_accuracy", "pixel accuracy"), ("miou", "mIoU"))
+
+
+def best_epoch(history: pd.DataFrame) -> int | None:
+    """The epoch of the highest validation mIoU (the one `--keep best` keeps); None before any."""
+    if "valid_miou" in history and history["valid_miou"].notna().any():
+        return int(history.loc[history["valid_miou"].idxmax(), "epoch"])
+    return None
+
+
+def _curve_panel(axis: Axes, history: pd.DataFrame, column: str, label: str,
+                 planned_epochs: int | None, legend_size: float) -> None:  # fmt: skip
+    """One metric's training and validation curves by epoch, with the best epoch and an early
+    stop marked."""
+    best = best_epoch(history)
+    for prefix, legend in (("train", "training"), ("valid", "validation")):
+        if f"{prefix}_{column}" in history:
+            axis.plot(history["epoch"], history[f"{prefix}_{column}"], label=legend)
+    if best is not None:
+        axis.axvline(best, color="grey", linestyle="--", linewidth=1, label=f"best epoch ({best})")
+    last_epoch = int(history["epoch"].max()) if len(history) else None
+    if planned_epochs is not None and last_epoch is not None and last_epoch + 1 < planned_epochs:
+        axis.axvline(last_epoch, color="red", linestyle=":", linewidth=1,
+                     label=f"early stop ({last_epoch + 1} of {planned_epochs} epochs)")  # fmt: skip
+    axis.set_xlabel("epoch")
+    axis.set_title(label)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=legend_size)
 
 
 @literal_text
@@ -22,39 +53,37 @@ def save_training_curve(history: pd.DataFrame, path: Path, planned_epochs: int |
     """Loss, pixel accuracy and mIoU by epoch, training and validation; the best epoch is marked,
     and so is early stopping when the run ended before `planned_epochs`."""
     figure = Figure(figsize=(15, 4.2))
-    axes = figure.subplots(1, 3)
-    panels = (("loss", "loss"), ("pixel_accuracy", "pixel accuracy"), ("miou", "mIoU"))
-    best_epoch = None
-    if "valid_miou" in history and history["valid_miou"].notna().any():
-        best_epoch = int(history.loc[history["valid_miou"].idxmax(), "epoch"])
-    for axis, (column, label) in zip(axes, panels, strict=True):
-        for prefix, legend in (("train", "training"), ("valid", "validation")):
-            if f"{prefix}_{column}" in history:
-                axis.plot(history["epoch"], history[f"{prefix}_{column}"], label=legend)
-        if best_epoch is not None:
-            axis.axvline(
-                best_epoch, color="grey", linestyle="--", linewidth=1, label=f"best epoch ({best_epoch})"
-            )
-        last_epoch = int(history["epoch"].max()) if len(history) else None
-        if planned_epochs is not None and last_epoch is not None and last_epoch + 1 < planned_epochs:
-            axis.axvline(last_epoch, color="red", linestyle=":", linewidth=1,
-                         label=f"early stop ({last_epoch + 1} of {planned_epochs} epochs)")  # fmt: skip
-        axis.set_xlabel("epoch")
-        axis.set_title(label)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
+    for axis, (column, label) in zip(figure.subplots(1, 3), CURVE_PANELS, strict=True):
+        _curve_panel(axis, history, column, label, planned_epochs, legend_size=8)
     return save_figure(figure, path)
 
 
 @literal_text
-def class_iou_chart(class_names: list[str], class_iou: list[float]) -> Figure:
-    """Horizontal bars of per-class IoU, worst at the bottom; absent classes are labelled so."""
+def training_curve_panels(history: pd.DataFrame, planned_epochs: int | None = None) -> list[Figure]:
+    """The training curve as three small figures (loss, pixel accuracy, mIoU), for the report page:
+    side by side on a wide screen, one under another on a phone, and no text below 10 points, so
+    at the width the page shows them (about 350 px of their 420) none reads smaller than 10 px."""
+    figures = []
+    for column, label in CURVE_PANELS:
+        figure = Figure(figsize=(4.2, 3.2), layout="constrained")
+        _curve_panel(figure.subplots(), history, column, label, planned_epochs, legend_size=10)
+        figures.append(figure)
+    return figures
+
+
+@literal_text
+def class_iou_chart(
+    class_names: list[str], class_iou: list[float], colours: list[tuple[int, int, int]] | None = None
+) -> Figure:
+    """Horizontal bars of per-class IoU, worst at the bottom, in the classes' own colours (VOC's
+    when `colours` is None); absent classes are labelled so."""
+    colours = colours or voc_colormap(len(class_names))
     order = sorted(range(len(class_names)), key=lambda i: -1 if math.isnan(class_iou[i]) else class_iou[i])
     figure = Figure(figsize=(8, 0.32 * len(class_names) + 1.2))
     axis = figure.subplots()
     values = [0.0 if math.isnan(class_iou[i]) else class_iou[i] for i in order]
-    colours = [np.array(voc_colormap()[i]) / 255 for i in order]
-    axis.barh(range(len(order)), values, color=colours, edgecolor="black", linewidth=0.5)
+    axis.barh(range(len(order)), values, color=[np.array(colours[i]) / 255 for i in order], edgecolor="black",
+              linewidth=0.5)  # fmt: skip
     axis.set_yticks(range(len(order)), [class_names[i] for i in order])
     for position, index in enumerate(order):
         text = "absent" if math.isnan(class_iou[index]) else f"{class_iou[index]:.3f}"
@@ -69,28 +98,45 @@ def class_iou_chart(class_names: list[str], class_iou: list[float]) -> Figure:
     return figure
 
 
-@literal_text
-def confusion_figure(matrix: torch.Tensor, class_names: list[str]) -> Figure:
-    """Row-normalised confusion matrix (each true class sums to 1), class names on both axes."""
-    counts = matrix.double().cpu().numpy()
+MAX_WRITTEN_CELLS = 30  # classes beyond which a cell is too small for its share to be written in it
+
+
+def row_shares(matrix: np.ndarray) -> np.ndarray:
+    """Each true class's row as shares of its pixels (rows sum to 1; a row without pixels is 0)."""
+    counts = np.asarray(matrix, dtype=np.float64)
     rows = counts.sum(1, keepdims=True)
-    normalised = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
-    figure = Figure(figsize=(11, 10))
+    return np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
+
+
+@literal_text
+def confusion_figure(matrix: torch.Tensor, class_names: list[str], shown: list[int] | None = None) -> Figure:
+    """Row-normalised confusion matrix (each true class sums to 1), class names on both axes.
+
+    `shown`: the class indices drawn (the report passes the classes present in the truth or the
+    prediction: an absent class's row and column are all zero, so leaving it out loses nothing).
+    The figure grows with the classes so that its text stays 8 points or more at 100 dpi; past
+    `MAX_WRITTEN_CELLS` classes the shares are colour only (their numbers are in the CSV)."""
+    shown = list(range(len(class_names))) if shown is None else list(shown)
+    normalised = row_shares(matrix.cpu().numpy())[np.ix_(shown, shown)]
+    names = [class_names[index] for index in shown]
+    side = max(5.0, 0.42 * len(shown) + 2.5)
+    figure = Figure(figsize=(side + 1.2, side), layout="constrained")
     axis = figure.subplots()
-    shown = axis.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
-    ticks = range(len(class_names))
-    axis.set_xticks(ticks, class_names, rotation=90)
-    axis.set_yticks(ticks, class_names)
-    axis.set_xlabel("predicted")
-    axis.set_ylabel("true")
-    for true in ticks:
-        for guess in ticks:
-            if normalised[true, guess] >= 0.01:
-                colour = "white" if normalised[true, guess] > 0.5 else "black"
-                axis.text(guess, true, f"{normalised[true, guess]:.2f}", ha="center", va="center",
-                          fontsize=6, color=colour)  # fmt: skip
-    figure.colorbar(shown, fraction=0.046, pad=0.04)
-    figure.suptitle("confusion matrix (rows: true class, normalised; void excluded)")
+    image = axis.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    ticks = range(len(shown))
+    axis.set_xticks(ticks, names, rotation=90)
+    axis.set_yticks(ticks, names)
+    axis.set_xlabel("predicted class")
+    axis.set_ylabel("true class")
+    if len(shown) <= MAX_WRITTEN_CELLS:
+        for true in ticks:
+            for guess in ticks:
+                if normalised[true, guess] >= 0.005:
+                    colour = "white" if normalised[true, guess] > 0.5 else "black"
+                    axis.text(guess, true, f"{normalised[true, guess]:.2f}", ha="center", va="center",
+                              fontsize=8, color=colour)  # fmt: skip
+    figure.colorbar(image, fraction=0.046, pad=0.04, label="share of the true class's pixels")
+    axis.set_title("confusion matrix (rows: true class, normalised; void excluded)")
     return figure
 
 

@@ -7,6 +7,8 @@ and nothing leaks between calls.
 from __future__ import annotations
 
 import functools
+import io
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -16,6 +18,7 @@ from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.text import Text
 
 from fastseg.atomic import atomic_path
 from fastseg.data.classes import Classes
@@ -74,6 +77,25 @@ def save_figure(figure: Figure, path: Path, text: dict[str, str] | None = None) 
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=100, bbox_inches="tight", metadata=text)
     return path
+
+
+@literal_text
+def figure_png(figure: Figure, dpi: int = 100) -> bytes:
+    """`figure` as PNG bytes (tight bounding box), for a page that embeds it without a file."""
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+@literal_text
+def smallest_font_px(figure: Figure, dpi: int = 100) -> float:
+    """The smallest text `figure` draws, in pixels of its PNG at `dpi` (points * dpi / 72): how
+    large it reads on a page follows from the width the page shows the PNG at. Only visible,
+    non-empty texts count (tick labels exist only once the figure is drawn); inf without text."""
+    FigureCanvasAgg(figure).draw()
+    sizes = [text.get_fontsize() for text in figure.findobj(Text) if text.get_visible() and text.get_text()]
+    return min(sizes, default=math.inf) * dpi / 72
 
 
 @literal_text
