@@ -54,13 +54,20 @@ def local_rank() -> int:
 
 @contextmanager
 def process_group(device: torch.device) -> Iterator[None]:
-    """Join the launcher's process group for the block (gloo on CPU, nccl on CUDA); no-op alone."""
+    """Join the launcher's process group for the block (gloo on CPU, nccl on CUDA); no-op alone.
+
+    After a block that ended well, every process meets at a barrier before the group is torn
+    down: without it the first process out closes its gloo connections while another may still
+    be finishing its last collective, which aborts that one at exit (seen, rarely, as
+    "terminate called without an active exception" from 2-process CPU runs)."""
     _, world = rank_and_world()
     started = world > 1 and not dist.is_initialized()
     if started:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     try:
         yield
+        if started:
+            dist.barrier()
     finally:
         if started:
             dist.destroy_process_group()
