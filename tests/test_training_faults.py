@@ -6,6 +6,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -383,3 +384,74 @@ def test_torch_saves_full_disk_error_is_named_as_one(tmp_path, monkeypatch):
     monkeypatch.setattr(fastseg.atomic, "disk_full", lambda folder: False)
     with pytest.raises(RuntimeError, match="unexpected pos"), atomic_path(tmp_path / "last.pth") as temporary:
         cut_save({}, temporary)
+
+
+# --- kill -9 compares the training itself, not only the files (issue #19, item 1) -------------
+
+SEEDED = ["--recipe", "fast", "--train-set", "train", "--size", "32", "--crop-size", "32",
+          "--batch-size", "4", "--no-pretrained", "--num-workers", "0", "--seed", "3", "--keep", "final",
+          "--encoder-lr-ratio", "0.1", "--quiet"]  # fmt: skip
+
+
+def fastseg_process(*arguments):
+    """`python -m fastseg ...` with one thread: the same float summation order in every process,
+    so two processes training the same seeded run give the same bits."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "fastseg", *map(str, arguments)], env=environment,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def completed_epochs(run: Path) -> int:
+    try:
+        return int(json.loads((run / "last.json").read_text()).get("completed_epochs", 0))
+    except (OSError, ValueError, AttributeError):  # not there yet, or being replaced
+        return 0
+
+
+def epoch_lines(run: Path) -> dict[int, str]:
+    """train.log's line per epoch (validation loss, scores and the learning rate it ended at, 3
+    significant digits), without the time it took and without `train_loss`: fastai's smoothed
+    loss, a moving average over every batch since the fit began, which a resumed fit starts
+    afresh (so it differs after a resume although every weight is the same: see the report)."""
+    lines = {}
+    for line in (run / "train.log").read_text().splitlines():
+        if line.startswith("epoch "):
+            fields = line.split("  time ")[0].split("  ")
+            lines[int(line.split()[1])] = "  ".join(
+                field for field in fields if not field.startswith("train_loss")
+            )
+    return lines
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_then_resume_trains_what_the_uninterrupted_run_trains(voc_root, tmp_path):
+    """A real process is killed with SIGKILL early in epoch 1 of 4 (as soon as epoch 0's checkpoint
+    is on disk), then `train --resume` finishes it in another process. The resumed run's final
+    weights equal the uninterrupted run's bit for bit, and so does every epoch's logged line
+    (train and validation loss, scores, and the learning rate each epoch ended at). Before the
+    schedule fix, the resumed epochs 1-3 ended at 5.56e-4, 7.66e-5, 7.66e-5 instead of 9.72e-4,
+    5.56e-4, 7.66e-5; test_resume_schedule.py compares every batch's rates in one process."""
+    import signal
+
+    import torch
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    uninterrupted = fastseg_process("train", "--data", voc_root, "--out", whole, "--epochs", 4, *SEEDED)
+    assert uninterrupted.wait(timeout=600) == 0, uninterrupted.stderr.read()[-2000:]
+    victim = fastseg_process("train", "--data", voc_root, "--out", killed, "--epochs", 4, *SEEDED)
+    while completed_epochs(killed) < 1 and victim.poll() is None:
+        time.sleep(0.01)
+    os.kill(victim.pid, signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert completed_epochs(killed) == 1 and not (killed / "model.pth").exists()
+    resumed = fastseg_process("train", "--resume", killed, "--quiet")
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-2000:]
+    assert_finished_and_whole(killed, 4)
+    expected = torch.load(whole / "model.pth", weights_only=True)["state_dict"]
+    found = torch.load(killed / "model.pth", weights_only=True)["state_dict"]
+    assert found.keys() == expected.keys()
+    assert [name for name in expected if not torch.equal(found[name], expected[name])] == []
+    lines = epoch_lines(whole)
+    assert sorted(lines) == [0, 1, 2, 3] and epoch_lines(killed) == lines
+    rates = [float(line.split("  lr ")[1].split()[0]) for line in lines.values()]
+    assert rates[1] > rates[0] > rates[2] > rates[3]  # one cycle over all 4 epochs: up, then down
