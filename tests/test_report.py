@@ -306,3 +306,85 @@ def test_a_launcher_variable_that_is_not_a_number_is_one_line(run_dir, tmp_path,
         result.output.strip().splitlines()[-1]
         == f"Error: {variable}='abc': not a whole number (the launcher sets it)"
     )
+
+
+def test_a_damaged_history_or_config_is_a_sentence_on_the_page_not_a_failed_report(
+    run_dir, voc_root, tmp_path
+):
+    """The scores are computed by then: a hand-edited history.csv or config.json costs the page its
+    curve or config, said in words, and the report is still written."""
+    import shutil
+
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    (run / "history.csv").write_bytes(b"epoch,valid_miou,time\nabc,\xff\xfe,00:01\n")
+    (run / "config.json").write_text('{"train": [1, 2]}')
+    result = CliRunner().invoke(main, report_arguments(run, voc_root, tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "No training curve: " in page and "history.csv could not be read" in page
+    assert f"No training configuration: {run / 'config.json'}: not a fastseg run config" in page
+    assert "<dt>Training</dt><dd>unknown: config.json is missing or unreadable</dd>" in page
+
+
+def test_a_page_of_150_classes_shows_the_present_ones_and_stays_small(tmp_path):
+    """ADE20K has 150 classes: the matrix keeps the present ones, and an empty cell is bare."""
+    import re
+
+    from fastseg.data.classes import Classes
+    from fastseg.visualization.html import ReportPage, write_html
+
+    names = [f"class {index}" for index in range(150)]
+    matrix = np.zeros((150, 150), dtype=np.int64)
+    present = list(range(0, 150, 3))  # 50 classes
+    for index in present:
+        matrix[index, index] = 1000
+        matrix[index, (index + 3) % 150] = 7
+    matrix[0, 6] = 1  # 1 of 1008 pixels: under half a percent, written "<1"
+    truth, predicted = matrix.sum(1), matrix.sum(0)
+    per_class = pd.DataFrame({"class": names, "iou": [0.9 if t else np.nan for t in truth],
+                              "accuracy": [0.99 if t else np.nan for t in truth], "truth_pixels": truth,
+                              "predicted_pixels": predicted})  # fmt: skip
+    page = ReportPage(title="fastseg report: big", facts=[], metrics={"mean_iou": 0.9}, per_class=per_class,
+                      matrix=matrix, classes=Classes.create(names))  # fmt: skip
+    text = write_html(tmp_path, page).read_text()
+    start = text.index('<table class="confusion">')
+    confusion = text[start : text.index("</table>", start)]
+    assert confusion.count('<tr><th scope="row">') == 50 and confusion.count("<td") == 50 * 51
+    assert confusion.count("title=") == 101  # the diagonal, one confusion per row, and the one pixel
+    assert re.search(
+        r'title="true class 0, predicted class 6: 1 pixel \(0\.1 % of the true class 0\)">&lt;1<', text
+    )
+    assert re.search(
+        r'title="true class 0, predicted class 3: 7 pixels \(0\.7 % of the true class 0\)">1<', text
+    )
+    assert "100 of 150 classes are absent" in text and len(text) < 200_000
+
+
+def test_runtime_words_name_the_runtime_and_its_precision():
+    import types
+
+    import torch
+
+    from fastseg.inference.report_page import duration, runtime_words
+
+    def segmenter(name, dtype=None, export=None, tiling=None):
+        runtime = types.SimpleNamespace(name=name, dtype=dtype)
+        return types.SimpleNamespace(device=torch.device("cpu"), runtime=runtime, tiling=tiling,
+                                     loaded=types.SimpleNamespace(export=export))  # fmt: skip
+
+    from fastseg.inference.tiling import Tiling
+
+    assert runtime_words(segmenter("torch")) == "torch, fp32 on cpu"
+    assert runtime_words(segmenter("torch", torch.bfloat16)) == "torch, bf16 autocast on cpu"
+    assert runtime_words(segmenter("torch", torch.float16)) == "torch, fp16 autocast on cpu"
+    assert (
+        runtime_words(segmenter("onnxruntime", export={"precision": "int8"}))
+        == "onnxruntime, INT8 graph on cpu"
+    )
+    assert (
+        runtime_words(segmenter("onnxruntime", export={"precision": "fp32"}))
+        == "onnxruntime, fp32 graph on cpu"
+    )
+    tiled = segmenter("torch", tiling=Tiling(512, 0.25))
+    assert runtime_words(tiled) == "torch, fp32 on cpu; sliding 512 px windows, overlap 0.25"
+    assert [duration(s) for s in (0.4, 57, 725, 11220)] == ["0 s", "57 s", "12 min 05 s", "3 h 07 min"]

@@ -171,3 +171,42 @@ def test_report_screenshot_and_runs_table(trained_report, tmp_path):
     runs = json.loads(CliRunner().invoke(main, ["runs", str(run_dir.parent), "--json"]).output)
     metrics = json.loads((trained_report.parent / "metrics.json").read_text())
     assert [(row["name"], row["test_miou"]) for row in runs] == [("tiny", pytest.approx(metrics["mean_iou"]))]
+
+
+BROKEN = """<!doctype html><html><head><meta charset="utf-8"></head><body>
+<nav class="toc"><a href="#here">here</a> <a href="#nowhere">nowhere</a></nav>
+<h2 id="here">here</h2>
+<img alt="broken" src="data:image/png;base64,AAAA">
+<img alt="chart" data-smallest-font-px="6" style="width:100px" src="data:image/png;base64,{png}">
+<div id="wide" style="width:2000px">wide</div>
+<div id="narrow" style="width:40px;white-space:nowrap">a line that runs out of its box</div>
+<p id="tiny" style="font-size:7px">tiny</p>
+<div class="scroll" style="overflow-x:auto"><div style="width:3000px">scrolls, and may</div></div>
+<table class="classes"><tbody><tr><td>a</td></tr></tbody></table>
+<table class="confusion"><tbody><tr><td>a</td></tr></tbody></table>
+<dl class="config"><div><dt>a</dt><dd>1</dd></div></dl>
+</body></html>"""
+
+
+@pytest.mark.skipif(BROWSER is None, reason="no Chromium found (Debian: apt-get install chromium)")
+def test_the_browser_checks_find_what_they_look_for(tmp_path):
+    """The checks above can fail: a broken image, a link to no section, an element wider than the
+    window, text running out of its box, 7 px text and a chart whose text shows at 3 px are each
+    found; a wide table inside a scrolling box is not an overflow."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (200, 20), "white").save(buffer, format="PNG")
+    page = tmp_path / "broken.html"
+    page.write_text(BROKEN.replace("{png}", base64.b64encode(buffer.getvalue()).decode("ascii")))
+    found = checked(page, tmp_path, 390)
+    assert found["images"] == [["broken", False], ["chart", True]]
+    assert found["contents"] == [["#here", True], ["#nowhere", False]]
+    assert found["page_overflow"] > 0 and "DIV#wide" in found["outside"]
+    assert not [name for name in found["outside"] if "scrolls" in name or name == "DIV.scroll"]
+    assert "DIV#narrow" in found["spilling"]
+    assert found["smallest_text_px"] == 7
+    assert found["chart_text_px"] == [pytest.approx(3)]  # 6 px in a 200 px PNG shown 100 px wide

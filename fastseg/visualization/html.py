@@ -220,11 +220,15 @@ def confusion_section(matrix: np.ndarray, classes: Classes) -> str:
         cells = []
         for guess in shown:
             share, pixels = shares[true, guess], matrix[true, guess]
-            written = "" if pixels == 0 else ("&lt;1" if share < 0.005 else f"{100 * share:.0f}")
-            ink = "#fff" if share > 0.5 else "#1f2328"
-            hover = (f"true {classes.names[true]}, predicted {classes.names[guess]}: {count(pixels)} pixels"
-                     f" ({100 * share:.1f} % of the true {classes.names[true]})")  # fmt: skip
             diagonal = ' class="diagonal"' if true == guess else ""
+            if pixels == 0:  # most cells of a large matrix: no colour, number or hover to carry
+                cells.append(f"<td{diagonal}></td>")
+                continue
+            written = "&lt;1" if share < 0.005 else f"{100 * share:.0f}"
+            ink = "#fff" if share > 0.5 else "#1f2328"
+            unit = "pixel" if pixels == 1 else "pixels"
+            hover = (f"true {classes.names[true]}, predicted {classes.names[guess]}: {count(pixels)} {unit}"
+                     f" ({100 * share:.1f} % of the true {classes.names[true]})")  # fmt: skip
             cells.append(f'<td{diagonal} style="background:{_cell_colour(share)};color:{ink}" '
                          f'title="{text(hover)}">{written}</td>')  # fmt: skip
         rows.append(f'<tr><th scope="row">{text(classes.names[true])}</th>{"".join(cells)}'
@@ -388,7 +392,7 @@ td.iou{white-space:nowrap}
 details.absent{margin:.6em 0;color:var(--muted)}
 details.absent p{margin:.3em 0 0 1.2em;overflow-wrap:anywhere}
 table.confusion th,table.confusion td{border:1px solid #fff;padding:0;font-size:.8em}
-table.confusion td{width:2.6em;min-width:2.6em;height:2.2em;text-align:center}
+table.confusion td{width:2.6em;min-width:2.6em;height:2.2em;text-align:center;background:#f7fbff}
 table.confusion td.total{width:auto;padding:0 8px;text-align:right;color:var(--muted)}
 table.confusion th[scope=row]{padding:0 8px}
 table.confusion td.diagonal{outline:1px solid #0003;outline-offset:-1px}
