@@ -70,6 +70,14 @@ def generate(root: Path, images: int, annotations: int) -> Path:
     return path
 
 
+def cpu_name() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000)
@@ -118,9 +126,9 @@ def main() -> None:
         "generation_s": round(generated, 1),
         "fastseg_import_process_s": round(whole, 1),
         "import_without_survey_s": round(import_only, 1),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
-        "machine_shared": "timings on a shared machine are noisy; rerun on an idle one for a figure to quote",
+        "load_average_after": [round(load, 1) for load in os.getloadavg()],  # above the cores: shared, noisy
     }
     print(json.dumps(result, indent=1))
 
