@@ -1037,6 +1037,9 @@ def test_a_label_with_a_newline_is_named_not_written(tmp_path):
     result = run_cli("import", "labelme", export, "--out", tmp_path / "data", "--quiet", "--test", 0)
     assert result.exit_code == 1
     assert "class name(s) 'car\\nbus' hold control characters" in result.output
+    labelme_file(export, "a", [("  ", "polygon", [[1, 1], [9, 1], [5, 8]])])
+    result = run_cli("import", "labelme", export, "--out", tmp_path / "data", "--quiet", "--test", 0)
+    assert result.exit_code == 1 and "a label is empty or blank" in result.output
     assert not (tmp_path / "data").exists()
 
 

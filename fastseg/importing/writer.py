@@ -302,6 +302,10 @@ def _classes(
             f"the export has {len(names)} class(es) with the background; fastseg takes 2 to {MAX_CLASSES}"
         )
         names = names[:MAX_CLASSES] if len(names) > MAX_CLASSES else [*names, "(none)"][:2]
+    if any(not name.strip() for name in names):
+        problems.append(
+            "a label is empty or blank; name it in the export (dataset.yaml needs a name per class)"
+        )
     unprintable = [name for name in names if not name.isprintable()]
     if unprintable:
         problems.append(
