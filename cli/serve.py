@@ -9,11 +9,10 @@ import click
 from cli.errors import user_errors
 from fastseg.inference.precision import PRECISIONS
 from fastseg.launch.device import DEVICES
-from fastseg.serving.settings import DEFAULT_HOST, DEFAULT_PORT, ServeSettings
+from fastseg.serving.settings import DEFAULT_HOST, DEFAULT_PORT, LOCAL_NAMES, ServeSettings
 
 DEFAULTS = ServeSettings()
 EXTRA = "pip install -e '.[serve]'"
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def require_serve_extra() -> None:
@@ -79,11 +78,12 @@ def command(model_argument: Path | None, model_option: Path | None, host: str, p
     from fastseg.launch.device import resolve_device
     from fastseg.serving.app import create_app
 
-    settings = ServeSettings(**options)
+    local = host in LOCAL_NAMES
+    settings = ServeSettings(**options, allowed_hosts=LOCAL_NAMES if local else None)
     segmenter = Segmenter.open(
         model, resolve_device(device), precision, settings.tta, requested_device=device
     )
-    if host not in LOCAL_HOSTS and not settings.token:
+    if not local and not settings.token:
         warning = f"warning: serving on {host} without --token: anyone who can reach it can use the model"
         click.echo(warning, err=True)
     click.echo(f"fastseg serve: {model} on http://{host}:{port} (page at /, API docs at /docs)", err=True)

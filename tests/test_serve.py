@@ -119,7 +119,7 @@ def wait_ready(client, timeout: float = 60) -> None:
 @contextlib.contextmanager
 def served_client(model: Path, **settings):
     app = create_app(Segmenter.open(model, CPU), ServeSettings(**settings))
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, base_url="http://localhost", raise_server_exceptions=False) as client:
         wait_ready(client)
         yield client
 
@@ -964,3 +964,40 @@ def test_serving_imports_no_training_and_no_fastai():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_a_local_server_answers_local_host_names_only(model_file, images):
+    """Against DNS rebinding: a page on evil.example resolving to 127.0.0.1 is refused."""
+    good = (images / "odd.jpg").read_bytes()
+    with served_client(model_file, allowed_hosts=("127.0.0.1", "localhost", "::1", "[::1]")) as client:
+        for host in ("127.0.0.1:8000", "localhost", "[::1]:8000", "LOCALHOST:1"):
+            assert client.get("/healthz", headers={"host": host}).status_code == 200, host
+        for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", ""):
+            check_error(client.get("/", headers={"host": host}), 421, "is not served here")
+            headers = {"host": host, "content-type": "image/jpeg"}
+            check_error(client.post("/v1/segment", content=good, headers=headers), 421, "is not served here")
+        ok = client.post(
+            "/v1/segment", content=good, headers={"host": "localhost", "content-type": "image/jpeg"}
+        )
+        assert ok.status_code == 200
+
+
+def test_a_trickled_body_is_408_and_frees_its_slot(model_file, images):
+    """A client that sends its body slower than `body_seconds` is cut off and holds no slot."""
+    good = (images / "odd.jpg").read_bytes()
+    app = create_app(Segmenter.open(model_file, CPU), ServeSettings(body_seconds=0.5, max_queue=1))
+    with live_server(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+            head = (f"POST /v1/segment HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                    f"Content-Length: {len(good)}\r\n\r\n")  # fmt: skip
+            connection.sendall(head.encode() + good[:100])
+            time.sleep(1.5)
+            with contextlib.suppress(OSError):
+                connection.sendall(good[100:])
+            answer = connection.recv(65536).decode("latin-1")
+        assert answer.startswith("HTTP/1.1 408"), answer[:200]
+        assert json.loads(answer.split("\r\n\r\n", 1)[1]) == {"error": "the body took over 0.5 s to arrive"}
+        assert app.state.engine.in_flight == 0
+        ok = httpx.post(f"{url}/v1/segment", content=good, headers={"content-type": "image/jpeg"})
+        assert ok.status_code == 200

@@ -14,13 +14,14 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from fastseg import __version__
 from fastseg.inference.segmenter import Segmenter
+from fastseg.serving.dependencies import trusted_host
 from fastseg.serving.engine import Engine
 from fastseg.serving.errors import ServeError, one_line
 from fastseg.serving.routes import health, label_studio, model, page, segment
@@ -46,7 +47,8 @@ def create_app(segmenter: Segmenter, settings: ServeSettings | None = None, warm
             await engine.stop()
 
     description = "Semantic segmentation with a fastseg model: the masks `fastseg predict` writes."
-    app = FastAPI(title="fastseg", version=__version__, lifespan=lifespan, description=description)
+    app = FastAPI(title="fastseg", version=__version__, lifespan=lifespan, description=description,
+                  dependencies=[Depends(trusted_host)])  # fmt: skip
     app.state.settings, app.state.engine = settings, engine
     for router in (segment.router, model.router, health.router, label_studio.router, page.router):
         app.include_router(router)

@@ -3,6 +3,7 @@ flight) and the request body read under `--max-upload-mb`, all in memory."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -38,6 +39,18 @@ def ready_engine(served: Served) -> Engine:
     if not served.ready:
         raise ServeError(503, "the model is still loading; retry shortly", {"Retry-After": "1"})
     return served
+
+
+def trusted_host(request: Request, config: Settings) -> None:
+    """With `allowed_hosts`, a request naming another host is refused (421)."""
+    if config.allowed_hosts is None:
+        return
+    host = request.headers.get("host", "")
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if name.lower() not in config.allowed_hosts:
+        raise ServeError(
+            421, f"host {host[:80]!r} is not served here (fastseg serve --host names the address)"
+        )
 
 
 def presented_token(request: Request) -> str | None:
@@ -96,13 +109,16 @@ async def body(request: Request, config: Settings) -> bytes:
             )
     chunks, total = [], 0
     try:
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > limit:
-                raise ServeError(413, f"body over the limit of {limit} bytes (--max-upload-mb)")
-            chunks.append(chunk)
+        async with asyncio.timeout(config.body_seconds):
+            async for chunk in request.stream():
+                total += len(chunk)
+                if total > limit:
+                    raise ServeError(413, f"body over the limit of {limit} bytes (--max-upload-mb)")
+                chunks.append(chunk)
     except ClientDisconnect:
         raise ServeError(400, "the client went away before the body was sent") from None
+    except TimeoutError:
+        raise ServeError(408, f"the body took over {config.body_seconds:g} s to arrive") from None
     return b"".join(chunks)
 
 

@@ -9,6 +9,7 @@ DEFAULT_HOST = "127.0.0.1"  # a laptop's model is not offered to the whole netwo
 DEFAULT_PORT = 8000
 MAX_TILE = 2048  # a served `tile` pads a smaller image to tile²: bounded so one request cannot ask for GBs
 MAX_TASKS = 64  # Label Studio tasks in one /predict request
+LOCAL_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,10 @@ class ServeSettings:
     tta: bool = False
     label_studio_url: str | None = None
     label_studio_token: str | None = None
+    # Host headers answered; None: any. Bound to 127.0.0.1, only local names: a web page cannot
+    # reach the model through DNS rebinding (a name of its own that resolves to 127.0.0.1).
+    allowed_hosts: tuple[str, ...] | None = None
+    body_seconds: float = 60.0  # a body still arriving after this is 408: a trickle holds no slot
 
     @property
     def max_upload_bytes(self) -> int:
