@@ -98,6 +98,12 @@ DAMAGES = {  # issue #19 (3): each of these made the whole table die with a trac
     "config-not-utf8": lambda run: (run / "config.json").write_bytes(b'{"train": {"x": "\xff"}}'),
     "history-no-time": lambda run: (run / "history.csv").write_text("epoch,valid_miou\n0,0.5\n"),
     "planned-many": lambda run: (run / "config.json").write_text('{"train": {"epochs": "many"}}'),
+    # found by tests/test_file_properties.py: each was a traceback or hid the run
+    "config-train-null": lambda run: (run / "config.json").write_text('{"train": null}'),
+    "config-nested": lambda run: (run / "config.json").write_text("[" * 5000),
+    "last-nan": lambda run: (run / "last.json").write_text('{"finished": true, "best": NaN}'),
+    "metrics-above-one": lambda run: (run / "report" / "metrics.json").write_text(
+        '{"subset": "test", "mean_iou": 5}'),
 }  # fmt: skip
 
 
@@ -116,10 +122,11 @@ def test_one_damaged_run_is_a_row_saying_so_and_hides_no_other(tmp_path, sort):
     rows = {row["name"]: row for row in json.loads(result.output)}
     assert set(rows) == {"good", *DAMAGES}
     assert rows["good"]["test_miou"] == 0.5 and rows["good"]["status"] == "finished"
-    for name in ("last-list", "history-binary", "metrics-list", "config-not-utf8"):
+    for name in ("last-list", "history-binary", "metrics-list", "config-not-utf8", "config-train-null",
+                 "config-nested", "last-nan"):  # fmt: skip
         assert rows[name]["status"].startswith("damaged"), (name, rows[name])
-    high = rows["metrics-high"]
-    assert high["test_miou"] is None and "unreadable test_miou" in high["status"]
+    for name in ("metrics-high", "metrics-above-one"):  # not a score from 0 to 1: blank, and said
+        assert rows[name]["test_miou"] is None and "unreadable test_miou" in rows[name]["status"], rows[name]
     assert rows["planned-many"]["planned_epochs"] is None
     table = CliRunner().invoke(main, ["runs", str(tmp_path), "--sort", sort])
     assert table.exit_code == 0 and len(table.output.strip().splitlines()) == 1 + len(rows)

@@ -78,7 +78,7 @@ def read_dataset_file(path: Path) -> DatasetFile:
         _distinct_colours(colors, ignore_color, problems)
     splits = _splits(path.parent, values, problems)
     masks = values.get("masks", "masks")
-    if not isinstance(masks, str) or not masks or Path(masks).is_absolute():
+    if not _relative_name(masks) or ".." in Path(masks).parts:  # it replaces `images` in a path
         problems.append(f"masks {masks!r}: expected a folder name relative to {path.name}, e.g. masks")
     mask_values = _mask_values(values.get("mask_values"), len(names), mask_format, problems)
     if problems:
@@ -180,6 +180,14 @@ def _ignore_index(value: Any, names: list[str], problems: list[str]) -> int:
     return value
 
 
+def _relative_name(value: Any, absolute: bool = False) -> bool:
+    """Text that can name a path: not empty, no NUL (which no file system allows and `Path`
+    refuses with a ValueError), no other control character; absolute only if `absolute` (then
+    `_inside` decides)."""
+    return (isinstance(value, str) and bool(value.strip()) and value.isprintable()
+            and (absolute or not Path(value).is_absolute()))  # fmt: skip
+
+
 def _inside(path: Path, folder: Path) -> bool:
     """Whether `path` is `folder` or lies under it once `..` and links are resolved."""
     return path.resolve().is_relative_to(folder.resolve())
@@ -191,7 +199,7 @@ def _splits(root: Path, values: dict[str, Any], problems: list[str]) -> dict[str
         given = values.get(split)
         if given is None:
             continue
-        if not isinstance(given, str) or not given:
+        if not _relative_name(given, absolute=True):
             problems.append(f"{split}: expected a folder or a .txt list, relative to the YAML file")
             continue
         location = root / given  # an absolute `given` stays itself

@@ -20,7 +20,6 @@ RUN/report/             `fastseg report`'s default output: `fastseg runs` reads 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -215,8 +214,8 @@ class RunFolder:
         """`trackers.json`: {tracker name: its run id}; none yet (or unreadable: the ids only
         spare a second tracker run, so losing them costs nothing else) is {}."""
         try:
-            runs = json.loads(self.file(TRACKER_RUNS).read_text())
-        except (OSError, json.JSONDecodeError):
+            runs = load_json(self.file(TRACKER_RUNS), "tracker runs")
+        except FastsegError:
             return {}
         return {str(name): str(run_id) for name, run_id in runs.items()} if isinstance(runs, dict) else {}
 
@@ -338,19 +337,22 @@ class RunFolder:
     def read_report_metrics(self) -> dict[str, Any] | None:
         """`RUN/report/metrics.json`, where `fastseg report` writes by default; None without one."""
         path = self.path / REPORT / "metrics.json"
-        try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+        if not path.exists():
             return None
+        values = load_json(path, "report metrics")  # damaged: the caller shows the run as damaged
+        if not isinstance(values, dict):
+            kind = type(values).__name__
+            raise FastsegError(f"{path}: not a report's metrics (expected a mapping, got {kind})")
+        return values
 
     def status(self) -> str:
         """finished (model exported), resumable (a checkpoint to `--resume`), or interrupted
         (stopped before its first checkpoint)."""
-        try:
-            state = json.loads(self.file(LAST_STATE).read_text())
-        except (OSError, json.JSONDecodeError):
-            state = {}
-        if state.get("finished"):
+        path = self.file(LAST_STATE)
+        state = load_json(path, "resume state") if path.exists() else {}  # damaged: raised, a table says so
+        if not isinstance(state, dict):
+            raise FastsegError(f"{path}: not a resume state (expected a mapping, got {type(state).__name__})")
+        if state.get("finished") is True:
             return "finished"
         resumable = self.file(f"{LAST}.pth").is_file() and "completed_epochs" in state
         return "resumable" if resumable else "interrupted"

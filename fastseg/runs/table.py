@@ -7,7 +7,6 @@ date), history.csv (epochs run, best validation scores, time spent), last.json (
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import datetime
 from pathlib import Path
@@ -15,9 +14,11 @@ from typing import Any
 
 from fastseg.errors import FastsegError
 from fastseg.runs.folder import CONFIG, HISTORY, LAST_STATE, MODEL_FILENAME, RunFolder
+from fastseg.structured_files import load_json
 
 RUN_FILES = (HISTORY, LAST_STATE, MODEL_FILENAME)  # beside a config.json, they make a run folder
 NUMBERS = ("epochs", "planned_epochs", "valid_miou", "valid_pixel_accuracy", "test_miou", "duration")
+SCORES = ("valid_miou", "valid_pixel_accuracy", "test_miou")  # shares: a value outside 0-1 is no score
 # What describing one run may raise when one of its files is damaged or edited by hand.
 DAMAGE = (OSError, ValueError, TypeError, KeyError, AttributeError, IndexError, FastsegError)
 
@@ -35,19 +36,19 @@ def find_runs(root: Path) -> list[RunFolder]:
     runs = []
     for config in sorted(root.rglob(CONFIG)):
         try:
-            if isinstance(json.loads(config.read_text()).get("train"), dict):
-                runs.append(RunFolder(config.parent))
-        except (OSError, ValueError, AttributeError):  # unreadable, or not a mapping
-            # another tool's config.json, unless the folder holds run files: then a damaged run
-            if any((config.parent / name).is_file() for name in RUN_FILES):
-                runs.append(RunFolder(config.parent))
+            ours = isinstance(load_json(config, "run config").get("train"), dict)
+        except (FastsegError, AttributeError):  # unreadable (not UTF-8, not JSON, a FIFO), or not a mapping
+            ours = False
+        # another tool's config.json, unless the folder holds run files: then a damaged run
+        if ours or any((config.parent / name).is_file() for name in RUN_FILES):
+            runs.append(RunFolder(config.parent))
     return runs
 
 
 def describe(run: RunFolder, root: Path) -> dict[str, Any]:
     """One row: the values of `COLUMNS` (None where the run has no such value yet)."""
     config_path = run.file(CONFIG)
-    train = json.loads(config_path.read_text())["train"]
+    train = load_json(config_path, "run config")["train"]  # the strict reader: no NaN, no 1e999
     row: dict[str, Any] = {
         "name": _name(run, root),
         "recipe": train.get("recipe"),
@@ -69,7 +70,7 @@ def describe(run: RunFolder, root: Path) -> dict[str, Any]:
             row["valid_miou"] = float(best["valid_miou"])
             row["valid_pixel_accuracy"] = float(best["valid_pixel_accuracy"])
         row["duration"] = sum(run.read_epoch_seconds())
-    report = run.read_report_metrics()
+    report = run.read_report_metrics()  # damaged: the row says so (`checked_row`)
     exported = report and Path(str(report.get("model", ""))).suffix == ".onnx"  # not model.pth's score
     if report and not exported and report.get("subset") == "test" and report.get("mean_iou") is not None:
         row["test_miou"] = report["mean_iou"]  # checked by `checked_row`
@@ -113,6 +114,8 @@ def checked_row(run: RunFolder, root: Path) -> dict[str, Any]:
         row.update(name=_name(run, root), epochs=0, status=f"damaged ({type(error).__name__}: {reason[:80]})")
         return row
     unreadable = [name for name in NUMBERS if row[name] is not None and not _number(row[name])]
+    unreadable += [name for name in SCORES if name not in unreadable and row[name] is not None
+                   and not 0 <= row[name] <= 1]  # fmt: skip
     for name in unreadable:
         row[name] = None
     for name in set(COLUMNS) - set(NUMBERS):
