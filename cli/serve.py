@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
@@ -24,6 +25,20 @@ def require_serve_extra() -> None:
     ]
     if missing:
         raise click.ClickException(f"fastseg serve needs {', '.join(missing)}: {EXTRA}")
+
+
+def check_address(host: str, port: int) -> None:
+    """Bind and release `host:port` before the model is loaded: a port in use is one line now,
+    not uvicorn's error after a model load and a warm-up."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as error:
+        raise click.ClickException(f"cannot listen on {host}:{port} ({error.strerror or error})") from None
 
 
 @click.command(context_settings={"show_default": True})
@@ -51,6 +66,7 @@ def require_serve_extra() -> None:
 @click.option("--device", type=click.Choice(DEVICES), default="auto")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto",
               help="auto: bf16 on GPUs and on CPUs with native bf16, else fp32 (as predict).")  # fmt: skip
+@click.option("--access-log", is_flag=True, help="Log every request (refused ones are always logged).")
 @click.option("--tta", is_flag=True, help="Flip test-time augmentation unless a request says tta=0.")
 @click.option(
     "--label-studio-url", default=None, help="Label Studio's address: task images are fetched from it only."
@@ -59,7 +75,7 @@ def require_serve_extra() -> None:
               help="Label Studio's access token, to fetch task images.")  # fmt: skip
 @user_errors
 def command(model_argument: Path | None, model_option: Path | None, host: str, port: int, device: str,
-            precision: str, **options) -> None:  # fmt: skip
+            precision: str, access_log: bool, **options) -> None:  # fmt: skip
     """Serve MODEL over HTTP: POST /v1/segment (predict's masks), GET /v1/model, /healthz, /readyz,
     Label Studio's /predict, a page at / and the API docs at /docs."""
     if model_argument and model_option and model_argument != model_option:
@@ -78,6 +94,7 @@ def command(model_argument: Path | None, model_option: Path | None, host: str, p
     from fastseg.launch.device import resolve_device
     from fastseg.serving.app import create_app
 
+    check_address(host, port)
     local = host in LOCAL_NAMES
     settings = ServeSettings(**options, allowed_hosts=LOCAL_NAMES if local else None)
     segmenter = Segmenter.open(
@@ -87,4 +104,12 @@ def command(model_argument: Path | None, model_option: Path | None, host: str, p
         warning = f"warning: serving on {host} without --token: anyone who can reach it can use the model"
         click.echo(warning, err=True)
     click.echo(f"fastseg serve: {model} on http://{host}:{port} (page at /, API docs at /docs)", err=True)
-    uvicorn.run(create_app(segmenter, settings), host=host, port=port, log_level="info", access_log=False)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)-9s %(message)s"))  # uvicorn's own line shape
+    log = logging.getLogger("fastseg.serve")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    uvicorn.run(
+        create_app(segmenter, settings), host=host, port=port, log_level="info", access_log=access_log
+    )

@@ -874,9 +874,9 @@ def test_the_command_warns_on_an_open_host_without_a_token(model_file, monkeypat
     warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "without --token" in warnings[0]
     assert calls == [{"host": "0.0.0.0", "port": 0, "log_level": "info", "access_log": False}]
-    result = CliRunner().invoke(main, ["serve", str(model_file), "--token", "t"])
+    result = CliRunner().invoke(main, ["serve", str(model_file), "--token", "t", "--port", "0"])
     assert result.exit_code == 0 and "warning" not in result.output
-    assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 8000
+    assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 0  # the default host: local only
 
 
 def test_the_command_says_in_one_line_what_is_wrong(model_file, tmp_path, monkeypatch):
@@ -1001,3 +1001,21 @@ def test_a_trickled_body_is_408_and_frees_its_slot(model_file, images):
         assert app.state.engine.in_flight == 0
         ok = httpx.post(f"{url}/v1/segment", content=good, headers={"content-type": "image/jpeg"})
         assert ok.status_code == 200
+
+
+def test_a_port_in_use_is_one_line_before_the_model_loads(model_file, monkeypatch):
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("uvicorn started"))
+    monkeypatch.setattr(Segmenter, "open", lambda *a, **k: pytest.fail("the model was loaded"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["serve", str(model_file), "--port", str(port)])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: cannot listen on 127.0.0.1:{port} (Address already in use)"
+    result = CliRunner().invoke(main, ["serve", str(model_file), "--host", "no.such.host.invalid"])
+    assert result.exit_code == 1 and result.output.startswith(
+        "Error: cannot listen on no.such.host.invalid:8000"
+    )
