@@ -104,12 +104,12 @@ def command(model_argument: Path | None, model_option: Path | None, host: str, p
         warning = f"warning: serving on {host} without --token: anyone who can reach it can use the model"
         click.echo(warning, err=True)
     click.echo(f"fastseg serve: {model} on http://{host}:{port} (page at /, API docs at /docs)", err=True)
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)-9s %(message)s"))  # uvicorn's own line shape
     log = logging.getLogger("fastseg.serve")
-    log.addHandler(handler)
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)-9s %(message)s"))  # uvicorn's line shape
+        log.addHandler(handler)
     log.setLevel(logging.INFO)
-    log.propagate = False
     uvicorn.run(
         create_app(segmenter, settings), host=host, port=port, log_level="info", access_log=access_log
     )
