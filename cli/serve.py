@@ -89,6 +89,7 @@ def command(model_argument: Path | None, model_option: Path | None, host: str, p
             f"--label-studio-url {options['label_studio_url']}: an http:// or https:// address"
         )
     import uvicorn
+    from uvicorn.logging import DefaultFormatter
 
     from fastseg.inference.segmenter import Segmenter
     from fastseg.launch.device import resolve_device
@@ -107,7 +108,7 @@ def command(model_argument: Path | None, model_option: Path | None, host: str, p
     log = logging.getLogger("fastseg.serve")
     if not log.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)-9s %(message)s"))  # uvicorn's line shape
+        handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s", use_colors=False))  # uvicorn's
         log.addHandler(handler)
     log.setLevel(logging.INFO)
     uvicorn.run(
