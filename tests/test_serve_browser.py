@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from test_serve import live_server, seeded_model
 
+from fastseg.data.classes import Classes
 from fastseg.inference.segmenter import Segmenter
 from fastseg.model.checkpoint import save_model
 from fastseg.model.config import ModelConfig
@@ -109,7 +110,10 @@ def test_the_page_shows_the_mask_and_the_legend_of_the_api(browser, tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
 
     torch.manual_seed(0)
-    model = save_model(tmp_path / "model.pth", seeded_model(), ModelConfig(), size=32)
+    names = [f'<b class="x">c{index}</b> & "q"' for index in range(21)]  # markup is shown as text
+    model = save_model(
+        tmp_path / "model.pth", seeded_model(), ModelConfig(), size=32, classes=Classes.create(names)
+    )
     image = photo(tmp_path / "shapes.png")
     app = create_app(Segmenter.open(model, torch.device("cpu")), ServeSettings())
     with live_server(app) as url:
@@ -150,6 +154,7 @@ def test_the_page_shows_the_mask_and_the_legend_of_the_api(browser, tmp_path):
                 (entry["index"], entry["fraction"], entry["name"], f"{100 * entry['fraction']:.1f} %")
                 for entry in present
             ]
+            assert browser.find_elements(By.CSS_SELECTOR, "#legend b, b.x") == []
             mask = browser.find_element(By.ID, "mask")
             assert browser.execute_script("return arguments[0].naturalWidth", mask) == 320
             assert browser.execute_script("return arguments[0].complete", mask)
