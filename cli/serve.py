@@ -83,6 +83,9 @@ def command(model_argument: Path | None, model_option: Path | None, host: str, p
     model = model_option or model_argument
     if model is None:
         raise click.UsageError("which model? fastseg serve --model RUN (a run folder, model.pth or .onnx)")
+    token = options["token"]
+    if token is not None and (not token or token != token.strip() or not token.isprintable()):
+        raise click.UsageError("--token: a non-empty printable value without surrounding spaces")
     require_serve_extra()
     if options["label_studio_url"] and not options["label_studio_url"].startswith(("http://", "https://")):
         raise click.UsageError(

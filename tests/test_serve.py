@@ -888,6 +888,9 @@ def test_the_command_says_in_one_line_what_is_wrong(model_file, tmp_path, monkey
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     result = CliRunner().invoke(main, ["serve"])
     assert result.exit_code == 2 and "which model?" in result.output
+    for token in ("", " padded ", "tab\there"):
+        result = CliRunner().invoke(main, ["serve", str(model_file), "--token", token])
+        assert result.exit_code == 2 and "--token: a non-empty printable value" in result.output, repr(token)
     result = CliRunner().invoke(main, ["serve", str(model_file), "--label-studio-url", "ftp://x"])
     assert result.exit_code == 2 and "http:// or https://" in result.output
     real = importlib.util.find_spec
