@@ -1203,3 +1203,28 @@ def test_labelme_mask_shapes_are_placed_in_their_box(tmp_path):
     expected = np.zeros((30, 40), dtype=np.uint8)
     expected[20:25, 10:17] = blob
     np.testing.assert_array_equal(imported(out)[0]["a"][1], expected)
+
+
+def test_stacking_equals_painting_in_order_for_row_and_column_major_layers():
+    """raster.stack reads only each layer's pixels (pycocotools' column-major masks without a
+    copy): the same labels and contested count as painting whole arrays in order."""
+    from fastseg.importing.raster import stack
+
+    rng = np.random.default_rng(0)
+    for trial in range(50):
+        height, width = (int(side) for side in rng.integers(1, 40, 2))
+        layers = []
+        for _ in range(int(rng.integers(0, 6))):
+            pixels = rng.random((height, width)) < rng.random()
+            layers.append(
+                (int(rng.choice([1, 2, 3, VOID])), np.asfortranarray(pixels) if trial % 2 else pixels)
+            )
+        labels, contested = stack(height, width, layers)
+        expected = paint((height, width), layers)
+        current = np.full((height, width), -1)
+        taken = np.zeros((height, width), dtype=bool)
+        for label, pixels in layers:
+            taken |= pixels & (current >= 0) & (current != label)
+            current = np.where(pixels, label, current)
+        np.testing.assert_array_equal(labels, expected)
+        assert contested == int(taken.sum()), trial
