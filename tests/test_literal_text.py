@@ -111,7 +111,7 @@ def test_the_training_curve_panels_keep_their_text_at_10_points_or_more():
     """The page shows each panel at about 350 px of its 420: text of 10 points at 100 dpi is
     13.9 px in the PNG, 11.6 px on the page (the browser test measures it)."""
     from fastseg.visualization.charts import training_curve_panels
-    from fastseg.visualization.figures import smallest_font_px
+    from fastseg.visualization.figures import figure_png, smallest_font_px
 
     panels = training_curve_panels(_history(), planned_epochs=5)  # with the early-stop mark
     assert len(panels) == 3
@@ -119,3 +119,8 @@ def test_the_training_curve_panels_keep_their_text_at_10_points_or_more():
         assert smallest_font_px(figure, dpi=72) >= 10  # at 72 dpi a point is a pixel
         assert smallest_font_px(figure, dpi=144) == pytest.approx(2 * smallest_font_px(figure, dpi=72))
     assert "early stop (2 of 5 epochs)" in texts(panels[0])
+    fresh = training_curve_panels(_history())[1]  # the page saves, then measures without drawing again
+    assert figure_png(fresh, dpi=150).startswith(b"\x89PNG")
+    assert (
+        smallest_font_px(fresh, dpi=150, draw=False) == smallest_font_px(panels[1], dpi=150) >= 10 * 150 / 72
+    )

@@ -89,11 +89,13 @@ def figure_png(figure: Figure, dpi: int = 100) -> bytes:
 
 
 @literal_text
-def smallest_font_px(figure: Figure, dpi: int = 100) -> float:
+def smallest_font_px(figure: Figure, dpi: int = 100, draw: bool = True) -> float:
     """The smallest text `figure` draws, in pixels of its PNG at `dpi` (points * dpi / 72): how
     large it reads on a page follows from the width the page shows the PNG at. Only visible,
-    non-empty texts count (tick labels exist only once the figure is drawn); inf without text."""
-    FigureCanvasAgg(figure).draw()
+    non-empty texts count (tick labels exist only once the figure is drawn: `draw=False` where
+    it was just saved); inf without text."""
+    if draw:
+        FigureCanvasAgg(figure).draw()
     sizes = [text.get_fontsize() for text in figure.findobj(Text) if text.get_visible() and text.get_text()]
     return min(sizes, default=math.inf) * dpi / 72
 

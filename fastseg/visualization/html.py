@@ -321,7 +321,7 @@ def training_section(curve: list[Figure], note: str) -> str:
     for figure in curve:
         title = figure.axes[0].get_title() if figure.axes else "training curve"
         source = _data_uri(figure_png(figure, CHART_DPI), "image/png")
-        smallest = smallest_font_px(figure, CHART_DPI)
+        smallest = smallest_font_px(figure, CHART_DPI, draw=False)  # figure_png drew it
         images.append(f'<img class="chart" alt="training curve: {text(title)}" '
                       f'data-smallest-font-px="{smallest:.2f}" src="{source}">')  # fmt: skip
     charts = f'<div class="charts">{"".join(images)}</div>' if images else ""
@@ -359,12 +359,12 @@ STYLE = """
 :root{--ink:#1f2328;--muted:#59636e;--line:#d1d9e0;--card:#f6f8fa;--link:#0969da}
 *{box-sizing:border-box}
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
- color:var(--ink);max-width:1120px;margin:0 auto;padding:16px}
+ color:var(--ink);max-width:1120px;margin:0 auto;padding:16px;overflow-wrap:break-word}
 h1{font-size:1.55em;line-height:1.25;margin:0 0 .6em;overflow-wrap:anywhere}
 h2{font-size:1.3em;margin:1.8em 0 .5em;padding-bottom:.25em;border-bottom:1px solid var(--line)}
 h3{font-size:1.08em;margin:1.4em 0 .2em}
 a{color:var(--link)}
-.note{color:var(--muted);margin:.3em 0 .8em;max-width:75ch}
+.note{color:var(--muted);margin:.3em 0 .8em;max-width:75ch;overflow-wrap:anywhere}
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:16px 20px}
 .facts{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:3px 16px;margin:0}
 .facts dt{color:var(--muted)}
