@@ -1022,3 +1022,16 @@ def test_a_port_in_use_is_one_line_before_the_model_loads(model_file, monkeypatc
     assert result.exit_code == 1 and result.output.startswith(
         "Error: cannot listen on no.such.host.invalid:8000"
     )
+
+
+def test_a_lone_request_does_not_wait_for_a_batch(model_file, images):
+    """The batcher waits up to --max-wait-ms only while other requests are being decoded."""
+    good = (images / "odd.jpg").read_bytes()
+    with served_client(model_file, max_wait_ms=3000) as client:
+        started = time.perf_counter()
+        for _ in range(3):
+            assert (
+                client.post("/v1/segment", content=good, headers={"content-type": "image/jpeg"}).status_code
+                == 200
+            )
+        assert time.perf_counter() - started < 3.0  # three waits would take 9 s

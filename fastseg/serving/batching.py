@@ -2,8 +2,9 @@
 
 A request's decoded image joins a bounded queue. One worker takes the first waiting job, then
 gathers others that can share its forward pass (the same `key`: test-time flips, tiling) until
-it holds `max_batch` or `max_wait` seconds have passed, and runs them together in the model's own
-thread (`run_batch`): one forward per batch, not per request. Jobs of another key wait for the
+it holds `max_batch`, or `max_wait` seconds have passed, or no other request is on its way
+(`arriving()`: being decoded; a lone request does not wait), and runs them together in the model's
+own thread (`run_batch`): one forward per batch, not per request. Jobs of another key wait for the
 next batch in arrival order. A full queue refuses at once (`Busy`): memory never grows unbounded.
 This is Triton's dynamic batcher (max batch size, max queue delay) in forty lines of asyncio.
 """
@@ -40,8 +41,9 @@ class Batcher:
         max_batch: int = 8,
         max_wait: float = 0.01,
         max_queue: int = 64,
+        arriving: Callable[[], int] = lambda: 0,
     ) -> None:
-        self.run_batch, self.executor = run_batch, executor
+        self.run_batch, self.executor, self.arriving = run_batch, executor, arriving
         self.max_batch, self.max_wait = max(1, max_batch), max(0.0, max_wait)
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=max(1, max_queue))
         self.waiting: collections.deque[Job] = collections.deque()  # taken from the queue, other key
@@ -89,7 +91,7 @@ class Batcher:
                 job = self.queue.get_nowait()
             except asyncio.QueueEmpty:
                 remaining = deadline - loop.time()
-                if remaining <= 0:
+                if remaining <= 0 or not self.arriving():  # nobody else on the way: run now
                     break
                 try:
                     job = await asyncio.wait_for(self.queue.get(), remaining)

@@ -73,8 +73,10 @@ class Engine:
         self.segmenter, self.settings = segmenter, settings
         self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="fastseg-serve")
         self.model_thread = ThreadPoolExecutor(1, thread_name_prefix="fastseg-model")
+        self.arriving = 0  # requests being decoded: the batcher waits for them, not for nobody
         self.batcher = Batcher(self._run_batch, self.model_thread, settings.max_batch,
-                               settings.max_wait_ms / 1000, settings.max_queue)  # fmt: skip
+                               max_wait=settings.max_wait_ms / 1000, max_queue=settings.max_queue,
+                               arriving=lambda: self.arriving)  # fmt: skip
         self.ready = False
         self.in_flight = 0
         self._worker: asyncio.Task | None = None
@@ -113,7 +115,11 @@ class Engine:
     ) -> Result:
         """Labels of one uploaded image; `ServeError` for an image that cannot be served."""
         segmenter = self.variant(self.settings.tta if tta is None else tta, tiling)
-        item = await self.in_pool(decode, segmenter, data, keep_original)
+        self.arriving += 1
+        try:
+            item = await self.in_pool(decode, segmenter, data, keep_original)
+        finally:
+            self.arriving -= 1  # and, with no await between, the item joins the queue
         if item["error"]:
             status = 413 if item["error"].startswith(TOO_LARGE) else 422
             raise ServeError(status, f"not a usable image: {item['error']}")
