@@ -388,3 +388,19 @@ def test_runtime_words_name_the_runtime_and_its_precision():
     tiled = segmenter("torch", tiling=Tiling(512, 0.25))
     assert runtime_words(tiled) == "torch, fp32 on cpu; sliding 512 px windows, overlap 0.25"
     assert [duration(s) for s in (0.4, 57, 725, 11220)] == ["0 s", "57 s", "12 min 05 s", "3 h 07 min"]
+
+
+def test_an_image_without_a_labelled_pixel_is_never_best_or_worst():
+    """Its scores are NaN (nothing to score), ranked last: it may be drawn at random, said so."""
+    from fastseg.inference.report import example_sets
+
+    per_image = pd.DataFrame({"id": list("abcdef"), "pixel_accuracy": [0.9, 0.8, np.nan, 0.7, 0.95, 0.6],
+                              "miou": [0.5, 0.9, np.nan, 0.4, 0.7, 0.8],
+                              "loss": [1, 2, np.nan, 3, 0.5, 1.5]})  # fmt: skip
+    chosen = example_sets(rank(per_image, "miou"), "miou", seed=0)
+    (best_title, best_note, best), (worst_title, _, worst) = chosen["best"], chosen["worst"]
+    shown = (list(best["id"]), list(worst["id"]), list(chosen["random"][2]["id"]))
+    assert shown == (["b", "f", "e", "a"], ["d"], ["c"])
+    assert (best_title, worst_title) == ("Best 4 by mIoU", "Worst 1 by mIoU")
+    assert "1 image(s) without a labelled pixel have no score" in best_note
+    assert chosen["random"][0] == "1 other image at random"
