@@ -252,6 +252,7 @@ def onnx_run(tmp_path_factory, voc_root, model_file):
     return folder
 
 
+@pytest.mark.slow
 def test_served_onnx_masks_are_predicts_files(onnx_run, images, tmp_path):
     model = onnx_run / "model.onnx"
     expected = masks_of(predicted(model, images, tmp_path / "out"))
@@ -291,6 +292,7 @@ def test_served_int8_masks_are_predicts_files(onnx_run, images, tmp_path):
             assert response.content == expected[path.with_suffix(".png").name], path.name
 
 
+@pytest.mark.slow
 def test_tta_tiles_and_overlay_are_predicts_too(client, model_file, images, tmp_path):
     for options, query in (
         (["--tta"], "tta=1"),
