@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from fastseg.errors import FastsegError
+from fastseg.extras import install_hint
 from fastseg.importing.source import ItemProblem
 
 EXTRA = "import"  # setup.cfg's extra that brings pycocotools
@@ -31,7 +32,7 @@ def coco_mask_module():  # noqa: ANN201 - pycocotools.mask, typed by pycocotools
         from pycocotools import mask
     except ImportError:
         raise FastsegError(
-            f"this format's polygons and RLE are drawn by pycocotools: pip install 'fastseg[{EXTRA}]'"
+            f"this format's polygons and RLE are drawn by pycocotools: {install_hint(EXTRA)}"
         ) from None
     return mask
 
