@@ -8,12 +8,13 @@ from pathlib import Path
 import click
 
 from cli.errors import user_errors
+from cli.options import RequiredInHelp, positional_alias
 from fastseg.inference.precision import PRECISIONS
 from fastseg.launch.device import DEVICES
 from fastseg.serving.settings import DEFAULT_HOST, DEFAULT_PORT, LOCAL_NAMES, ServeSettings
 
 DEFAULTS = ServeSettings()
-EXTRA = "pip install -e '.[serve]'"
+MODEL_PATH = click.Path(path_type=Path, exists=True)
 
 
 def require_serve_extra() -> None:
@@ -24,7 +25,9 @@ def require_serve_extra() -> None:
         name for name in ("fastapi", "uvicorn", "python_multipart") if importlib.util.find_spec(name) is None
     ]
     if missing:
-        raise click.ClickException(f"fastseg serve needs {', '.join(missing)}: {EXTRA}")
+        from fastseg.extras import install_hint
+
+        raise click.ClickException(f"fastseg serve needs {', '.join(missing)}: {install_hint('serve')}")
 
 
 def check_address(host: str, port: int) -> None:
@@ -42,10 +45,7 @@ def check_address(host: str, port: int) -> None:
 
 
 @click.command(context_settings={"show_default": True})
-@click.argument(
-    "model_argument", metavar="[MODEL]", required=False, type=click.Path(path_type=Path, exists=True)
-)
-@click.option("--model", "model_option", type=click.Path(path_type=Path, exists=True),
+@click.option("--model", cls=RequiredInHelp, type=MODEL_PATH,
               help="A run folder, its model.pth, or an .onnx file (fp32 or INT8).")  # fmt: skip
 @click.option(
     "--host", default=DEFAULT_HOST, help="Address to bind; 0.0.0.0 offers the model to the network."
@@ -73,16 +73,12 @@ def check_address(host: str, port: int) -> None:
 )
 @click.option("--label-studio-token", envvar="LABEL_STUDIO_API_KEY", default=None, show_envvar=True,
               help="Label Studio's access token, to fetch task images.")  # fmt: skip
+@positional_alias("model", MODEL_PATH, "model")  # `fastseg serve MODEL` works too (unlisted)
 @user_errors
-def command(model_argument: Path | None, model_option: Path | None, host: str, port: int, device: str,
-            precision: str, access_log: bool, **options) -> None:  # fmt: skip
-    """Serve MODEL over HTTP: POST /v1/segment (predict's masks), GET /v1/model, /healthz, /readyz,
-    Label Studio's /predict, a page at / and the API docs at /docs."""
-    if model_argument and model_option and model_argument != model_option:
-        raise click.UsageError("give the model once: MODEL or --model")
-    model = model_option or model_argument
-    if model is None:
-        raise click.UsageError("which model? fastseg serve --model RUN (a run folder, model.pth or .onnx)")
+def command(model: Path, host: str, port: int, device: str, precision: str, access_log: bool,
+            **options) -> None:  # fmt: skip
+    """Serve the model over HTTP: POST /v1/segment (predict's masks), GET /v1/model, /healthz,
+    /readyz, Label Studio's /predict, a page at / and the API docs at /docs."""
     token = options["token"]
     if token is not None and (not token or token != token.strip() or not token.isprintable()):
         raise click.UsageError("--token: a non-empty printable value without surrounding spaces")
