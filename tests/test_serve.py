@@ -1038,3 +1038,14 @@ def test_a_lone_request_does_not_wait_for_a_batch(model_file, images):
                 == 200
             )
         assert time.perf_counter() - started < 3.0  # three waits would take 9 s
+
+
+def test_a_letterbox_models_masks_are_predicts_files(images, tmp_path):
+    """Letterboxed inputs (aspect kept, padding cropped off the logits) take the same path."""
+    model = save_model(tmp_path / "model.pth", seeded_model(), ModelConfig(), size=48, resize="letterbox")
+    expected = masks_of(predicted(model, images, tmp_path / "out"))
+    with served_client(model) as client:
+        assert client.get("/v1/model").json()["resize"] == "letterbox"
+        for path in sorted(images.iterdir()):
+            response = client.post("/v1/segment", files={"file": (path.name, path.read_bytes())})
+            assert response.content == expected[path.with_suffix(".png").name], path.name
