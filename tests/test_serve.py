@@ -478,6 +478,15 @@ def test_out_of_memory_is_that_requests_507_and_a_bug_a_500_line(client, images,
     monkeypatch.setattr(Segmenter, "labels", original)
     assert client.post("/v1/segment", content=good, headers={"content-type": "image/jpeg"}).status_code == 200
 
+    def no_memory_to_decode(path):
+        raise MemoryError
+
+    monkeypatch.setattr("fastseg.inference.files.load_rgb", no_memory_to_decode)
+    check_error(client.post("/v1/segment", content=good, headers={"content-type": "image/jpeg"}), 507,
+                "out of memory while decoding")  # fmt: skip
+    monkeypatch.undo()
+    assert client.post("/v1/segment", content=good, headers={"content-type": "image/jpeg"}).status_code == 200
+
 
 def test_no_file_is_written_for_a_large_upload(client, tmp_path, monkeypatch):
     """Starlette's form parser spools parts over 1 MB to temporary files; uploads here are parsed

@@ -121,7 +121,13 @@ class Engine:
         finally:
             self.arriving -= 1  # and, with no await between, the item joins the queue
         if item["error"]:
-            status = 413 if item["error"].startswith(TOO_LARGE) else 422
+            status = (
+                413
+                if item["error"].startswith(TOO_LARGE)
+                else 507
+                if "out of memory" in item["error"]
+                else 422
+            )
             raise ServeError(status, f"not a usable image: {item['error']}")
         try:
             outcome = await self.batcher.submit(item, (segmenter.tta, tiling))
