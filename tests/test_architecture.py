@@ -28,6 +28,8 @@ FORBIDDEN = {
     "runs": ("inference",),
     "visualization": ("training", "inference"),
     "metrics.py": ("training", "inference"),
+    "serving": ("training", "export"),
+    "importing": ("training", "inference", "model", "export", "serving"),
 }
 
 
