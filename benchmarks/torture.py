@@ -1,11 +1,15 @@
 """kill -9 `fastseg train` and `fastseg predict` at random moments, again and again, and check
-that nothing is ever lost or left half-written (issue #10).
+that nothing is ever lost or left half-written (issue #10), and that a run killed and resumed
+trains what an uninterrupted run trains (issue #19).
 
 After every kill: every file under the run folder / output folder (hidden temporaries aside: they
 are never read, and the next start removes them) must be whole (JSON parses strictly, `.pth`
 loads weights-only, PNGs decode, CSVs have every column on every row), and the next start must
 succeed (`train --resume`, or `predict --skip-existing`). At the end the run must be finished with
-every epoch in its history once, and every image segmented exactly once.
+every epoch in its history once, and every image segmented exactly once. The training itself is
+compared with the uninterrupted calibration run of the same seed: `model.pth`'s weights bit for
+bit (`--keep final`, one thread per process so every process sums in the same order) and every
+epoch's line of train.log (training and validation loss, scores, the learning rate it ended at).
 
     python benchmarks/torture.py --kills 25 --seed 0
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 import subprocess
 import sys
@@ -28,7 +33,7 @@ from PIL import Image
 from fastseg.data.demo_voc import make_demo_voc
 
 TRAIN = ["--recipe", "seed", "--train-set", "train", "--size", "32", "--batch-size", "4", "--no-pretrained",
-         "--num-workers", "0", "--quiet"]  # fmt: skip
+         "--num-workers", "0", "--seed", "3", "--keep", "final", "--quiet"]  # fmt: skip
 
 
 def problems_in(folder: Path) -> list[str]:
@@ -80,6 +85,24 @@ def check(folder: Path) -> None:
         raise SystemExit("half-written after a kill:\n" + "\n".join(problems))
 
 
+def epoch_lines(run: Path) -> dict[int, str]:
+    """train.log's last line per epoch, without the time it took."""
+    lines = (run / "train.log").read_text().splitlines()
+    return {int(line.split()[1]): line.split("  time ")[0] for line in lines if line.startswith("epoch ")}
+
+
+def training_differences(run: Path, reference: Path) -> list[str]:
+    """How `run`'s training differs from the uninterrupted `reference`'s: weights, then epochs."""
+    found = torch.load(run / "model.pth", weights_only=True)["state_dict"]
+    expected = torch.load(reference / "model.pth", weights_only=True)["state_dict"]
+    differences = [f"weights {name} differ" for name in expected
+                   if name not in found or not torch.equal(found[name], expected[name])]  # fmt: skip
+    lines, reference_lines = epoch_lines(run), epoch_lines(reference)
+    differences += [f"epoch {epoch}: {lines.get(epoch)!r} != {line!r}"
+                    for epoch, line in reference_lines.items() if lines.get(epoch) != line]  # fmt: skip
+    return differences
+
+
 def train_until_finished(fresh: list[str], run: Path, span: float, rng: random.Random) -> tuple[int, int]:
     """One run from scratch to `finished`, killed at random moments of `span` on the way;
     returns (kills, resumes)."""
@@ -115,6 +138,10 @@ def torture_training(data: Path, root: Path, epochs: int, kills: int, rng: rando
         assert json.loads((run / "last.json").read_text())["finished"] is True
         torch.load(run / "model.pth", weights_only=True)
         check(run)
+        if differences := training_differences(run, root / "calibration"):
+            listed = "\n".join(differences[:10])
+            raise SystemExit(f"{run.name} trained otherwise than the uninterrupted run:\n{listed}")
+        print(f"train: {run.name} trained as the uninterrupted run did (weights bit for bit)", flush=True)
         totals = {**totals, "runs": totals["runs"] + 1, "kills": totals["kills"] + killed,
                   "resumes": totals["resumes"] + resumed}  # fmt: skip
         print(f"train: {run.name} finished whole after {killed} kills", flush=True)
@@ -154,6 +181,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = random.Random(args.seed)
+    os.environ["OMP_NUM_THREADS"] = "1"  # every training process sums in the same order: same bits
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)

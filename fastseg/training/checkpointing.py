@@ -146,9 +146,22 @@ def save_resumable(
 ) -> None:
     """`last.pth` then `last.json`. The trackers are passed in rather than looked up: after
     Ctrl-C, fastai has already removed the callbacks given to `fit` from the Learner."""
-    progress = {"completed_epochs": completed_epochs, **tracker_state(early, saver)}
+    progress = {"completed_epochs": completed_epochs, **tracker_state(early, saver), **smoothing_state(learn)}
     save_checkpoint(learn, run.checkpoint("last"), with_opt=True, progress=progress)
     run.write_resume_state(progress)
+
+
+SMOOTH_LOSS = "smooth_loss"  # a progress key: fastai's smoothed training loss, [value, batches]
+
+
+def smoothing_state(learn: Learner) -> dict[str, Any]:
+    """The Recorder's smoothed loss (the `train_loss` column): a moving average over every batch
+    since the fit began, which a resumed fit would start afresh, logging other train_loss values
+    than the uninterrupted run although every weight is the same (found by the kill -9 test)."""
+    smooth = getattr(getattr(learn, "recorder", None), "smooth_loss", None)
+    if smooth is None or not isinstance(getattr(smooth, "val", None), torch.Tensor):
+        return {}
+    return {SMOOTH_LOSS: [float(smooth.val), int(smooth.count)]}
 
 
 WARMUP_EPOCHS = "warmup_epochs"  # a progress key only while the `--freeze-epochs` warm-up runs
@@ -233,8 +246,8 @@ class RestoreTrackers(Callback):
 
     order = 66  # after TrackerCallback (60), SaveModel (61), EarlyStopping (63) `before_fit`
 
-    def __init__(self, best: float | None, wait: int):
-        self.best, self.wait = best, wait
+    def __init__(self, best: float | None, wait: int, smooth_loss: Any = None):
+        self.best, self.wait, self.smooth_loss = best, wait, smooth_loss
 
     def before_fit(self) -> None:
         early, saver = trackers(self.learn)
@@ -244,3 +257,9 @@ class RestoreTrackers(Callback):
                     tracker.best = self.best
         if early is not None:
             early.wait = self.wait
+        smooth = self.smooth_loss  # [value, batches] as `smoothing_state` saved it; else it restarts
+        valid = isinstance(smooth, (list, tuple)) and len(smooth) == 2 and type(smooth[1]) is int \
+            and smooth[1] >= 0 and isinstance(smooth[0], float)  # fmt: skip
+        if valid and hasattr(self.learn, "recorder"):  # after the Recorder's own before_fit reset
+            self.learn.recorder.smooth_loss.val = torch.tensor(smooth[0], dtype=torch.float32)
+            self.learn.recorder.smooth_loss.count = smooth[1]

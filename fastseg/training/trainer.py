@@ -33,6 +33,7 @@ from fastseg.model.config import ModelConfig
 from fastseg.model.pretrained import load_encoder_weights
 from fastseg.runs.folder import TRAINING_CURVE, RunFolder
 from fastseg.training.checkpointing import (
+    SMOOTH_LOSS,
     WARMUP_EPOCHS,
     AtomicSaveModel,
     ContinueIterationCount,
@@ -217,7 +218,7 @@ def fit(learn: Learner, config: TrainConfig, run: RunFolder, progress: dict[str,
     saver = AtomicSaveModel(run, MONITOR) if keeps_best else None
     trackers = [tracker for tracker in (saver, early_stopping) if tracker is not None]
     start_epoch = int(progress.get("completed_epochs", 0))
-    restore = [RestoreTrackers(progress.get("best"), int(progress.get("wait", 0))),
+    restore = [RestoreTrackers(progress.get("best"), int(progress.get("wait", 0)), progress.get(SMOOTH_LOSS)),
                ContinueIterationCount(start_epoch)] if progress else []  # fmt: skip
     logging = [HistoryLogger(run, start_epoch), checkpoint, *loggers] if launch.main else []
     try:
