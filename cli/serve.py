@@ -18,11 +18,14 @@ MODEL_PATH = click.Path(path_type=Path, exists=True)
 
 
 def require_serve_extra() -> None:
-    """FastAPI, uvicorn and python-multipart, or one line naming the extra."""
+    """FastAPI, uvicorn, python-multipart and fastapi-offline (the docs' files), or one line naming
+    the extra."""
     import importlib.util
 
     missing = [
-        name for name in ("fastapi", "uvicorn", "python_multipart") if importlib.util.find_spec(name) is None
+        name
+        for name in ("fastapi", "uvicorn", "python_multipart", "fastapi_offline")
+        if importlib.util.find_spec(name) is None
     ]
     if missing:
         from fastseg.extras import install_hint

@@ -24,7 +24,7 @@ from fastseg.inference.segmenter import Segmenter
 from fastseg.serving.dependencies import trusted_host
 from fastseg.serving.engine import Engine
 from fastseg.serving.errors import ServeError, one_line
-from fastseg.serving.routes import health, label_studio, model, page, segment
+from fastseg.serving.routes import docs, health, label_studio, model, page, segment
 from fastseg.serving.settings import ServeSettings
 
 log = logging.getLogger("fastseg.serve")
@@ -47,10 +47,14 @@ def create_app(segmenter: Segmenter, settings: ServeSettings | None = None, warm
             await engine.stop()
 
     description = "Semantic segmentation with a fastseg model: the masks `fastseg predict` writes."
+    # FastAPI's own /docs, /redoc and /openapi.json are off: they load from a CDN and skip the
+    # app's dependencies; routes/docs.py serves them offline, behind the Host check
     app = FastAPI(title="fastseg", version=__version__, lifespan=lifespan, description=description,
-                  dependencies=[Depends(trusted_host)])  # fmt: skip
+                  dependencies=[Depends(trusted_host)], docs_url=None, redoc_url=None,
+                  openapi_url=None)  # fmt: skip
     app.state.settings, app.state.engine = settings, engine
-    for router in (segment.router, model.router, health.router, label_studio.router, page.router):
+    for router in (segment.router, model.router, health.router, label_studio.router, page.router,
+                   docs.router):  # fmt: skip
         app.include_router(router)
 
     @app.exception_handler(ServeError)
