@@ -2,9 +2,12 @@
 
 Every such file (`--config`, `dataset.yaml`, a run's JSON files) is read here, so each refusal
 holds for all of them, whoever wrote the file, fastseg included:
+- only a regular file is read: a FIFO blocked forever waiting for a writer, /dev/zero never ends;
 - text that is not UTF-8 is one line naming the file and the byte, not a UnicodeDecodeError;
 - a key given twice is refused (YAML and JSON both silently kept the last value);
-- NaN and infinities are refused in JSON (Python's parser accepts them, strict JSON does not);
+- NaN and infinities are refused in JSON (Python's parser accepts them, strict JSON does not),
+  and so is 1e999, which Python reads as infinity; a number of over `MAX_DIGITS` digits is one
+  line (Python's own refusal, past 4300, was a ValueError traceback);
 - YAML aliases are limited to `MAX_ALIASES`: a "billion laughs" file of nested aliases costs
   nothing to parse, but expanded by whatever reads it (a JSON dump, a tuple conversion) it ran to
   2.9 GB and a MemoryError.
