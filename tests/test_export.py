@@ -379,6 +379,12 @@ def bad_graphs(folder):
                                      [helper.make_node("Cast", ["images"], ["logits"],
                                                        to=TensorProto.FLOAT16)]),
                            "output 'logits' is tensor(float16), not float32"),
+        "fixed batch": (onnx_file(folder / "batch1.onnx", [("images", FLOAT, [1, 3, "h", "w"])],
+                                  [("logits", FLOAT, [1, 3, "h", "w"])], identity),
+                        "input 'images' has fixed dimensions (1, 3, H, W); fastseg feeds any batch of 32x32"),
+        "fixed side": (onnx_file(folder / "side64.onnx", [("images", FLOAT, ["n", 3, 64, 64])],
+                                 [("logits", FLOAT, ["n", 3, 64, 64])], identity),
+                       "input 'images' has fixed dimensions (N, 3, 64, 64)"),
         "size 100000": (onnx_file(folder / "huge.onnx", [image], [("logits", FLOAT, ["n", 3, "h", "w"])],
                                   identity, {**DESCRIPTION, "size": 100000}),
                         "field 'size' must be a whole number of pixels from 32 to 8192, got 100000"),
@@ -465,3 +471,24 @@ def test_a_full_disk_during_export_is_one_line_and_the_earlier_export_stays(run,
                                                    "written before is whole")  # fmt: skip
     assert earlier.read_bytes() == exported.read_bytes()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model.onnx"]
+
+
+def test_a_graph_that_fails_at_run_time_is_one_line(tmp_path):
+    """Found by trying a graph of fixed shape: onnxruntime's InvalidArgument on the first batch
+    was a traceback from predict. A graph can pass every check and still fail on a batch (here
+    a Reshape to one image's shape, fed three): one line naming the file and the batch."""
+    from onnx import TensorProto, helper
+
+    image = ("images", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    nodes = [helper.make_node("Constant", [], ["shape"], value_ints=[1, 3, 32, 32]),
+             helper.make_node("Reshape", ["images", "shape"], ["logits"])]  # fmt: skip
+    path = onnx_file(tmp_path / "reshape.onnx", [image], [("logits", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+                     nodes)  # fmt: skip
+    for index in range(3):
+        Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / f"{index}.png")
+    result = invoke("predict", "--model", path, *(tmp_path / f"{index}.png" for index in range(3)), "--out",
+                    tmp_path / "out", "--quiet", "--num-workers", "0")  # fmt: skip
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {path}: the graph failed on a batch of shape "
+                                                   "(3, 3, 32, 32)"), lines  # fmt: skip

@@ -74,18 +74,27 @@ class OnnxRuntime:
 
     name = "onnxruntime"
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Any, path: Path | str = "the ONNX model") -> None:
         import torch
 
         self.session = session
+        self.path = path
         self.device = torch.device("cpu")
         self.input_name = session.get_inputs()[0].name
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """A graph that `check_graph` let through can still refuse a batch at run time (a node
+        of its own that fails on this size): one line naming the file, not onnxruntime's trace."""
         import torch
 
         array = images.detach().to("cpu", torch.float32).contiguous().numpy()
-        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+        try:
+            return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+        except Exception as error:  # noqa: BLE001 - onnxruntime's own types (InvalidArgument, Fail, ...)
+            lines = str(error).strip().splitlines()
+            reason = lines[0] if lines else type(error).__name__
+            raise CheckpointError(f"{self.path}: the graph failed on a batch of shape {tuple(array.shape)} "
+                                  f"({reason[:200]})") from None  # fmt: skip
 
 
 def onnx_session(path: Path, threads: int | None = None) -> Any:
@@ -114,14 +123,14 @@ def open_onnx(path: Path, threads: int | None = None) -> tuple[LoadedModel, Onnx
 
     session = onnx_session(path, threads)
     loaded = described_model(path, session.get_modelmeta().custom_metadata_map.get(METADATA_KEY))
-    check_graph(path, session.get_inputs(), session.get_outputs(), len(loaded.classes))
-    return loaded, OnnxRuntime(session)
+    check_graph(path, session.get_inputs(), session.get_outputs(), len(loaded.classes), loaded.size)
+    return loaded, OnnxRuntime(session, path)
 
 
-def check_graph(path: Path, inputs: list[Any], outputs: list[Any], num_classes: int) -> None:
+def check_graph(path: Path, inputs: list[Any], outputs: list[Any], num_classes: int, size: int) -> None:
     """One `CheckpointError` naming the file unless the graph takes one float32 `(N, 3, H, W)`
-    input and gives one float32 `(N, num_classes, H, W)` output (a dimension may be symbolic,
-    except the image's 3 channels; the classes are compared where the graph fixes them).
+    input and gives one float32 `(N, num_classes, H, W)` output: N free, H and W free or the
+    model's input `size`, the image's 3 channels fixed; the classes compared where fixed.
 
     Checked when the session is made, so a file whose graph and description disagree is refused
     once, in one line, instead of failing on every image (a uint8 input) or producing masks of
@@ -141,6 +150,12 @@ def check_graph(path: Path, inputs: list[Any], outputs: list[Any], num_classes: 
     if shape is None or len(shape) != 4 or shape[1] != 3:
         raise CheckpointError(f"{path}: the graph's input {image.name!r} has shape {_shown(shape)}, not "
                               "(N, 3, H, W): one RGB image per batch item")  # fmt: skip
+    if isinstance(shape[0], int) or any(isinstance(side, int) and side != size for side in shape[2:]):
+        # a fixed batch failed on every batch but the size it names; a fixed side other than the
+        # model's input size on every image (fastseg export leaves N, H and W free)
+        raise CheckpointError(f"{path}: the graph's input {image.name!r} has fixed dimensions "
+                              f"{_shown(shape, fixed=True)}; fastseg feeds any batch of {size}x{size} images "
+                              "(N, H and W free, as `fastseg export` writes them)")  # fmt: skip
     fixed_classes = isinstance(out_shape[1], int) if out_shape and len(out_shape) == 4 else False
     if out_shape is None or len(out_shape) != 4 or (fixed_classes and out_shape[1] != num_classes):
         shown = _shown(out_shape)
@@ -157,10 +172,13 @@ def _shape(node: Any) -> list[Any] | None:
     return list(shape) if isinstance(shape, (list, tuple)) else None
 
 
-def _shown(shape: list[Any] | None) -> str:
+def _shown(shape: list[Any] | None, fixed: bool = False) -> str:
+    """`(?, 3, ?, ?)`; with `fixed`, symbolic dimensions by their letter: `(1, 3, H, W)`."""
     if shape is None:
         return "unknown"
-    return "(" + ", ".join(str(dim) if isinstance(dim, int) else "?" for dim in shape) + ")"
+    free = "NCHW" if fixed and len(shape) == 4 else "?" * len(shape)
+    dims = [str(dim) if isinstance(dim, int) else free[index] for index, dim in enumerate(shape)]
+    return f"({', '.join(dims)})"
 
 
 @dataclass
