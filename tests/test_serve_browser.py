@@ -184,3 +184,38 @@ def test_the_page_shows_the_mask_and_the_legend_of_the_api(browser, tmp_path):
         assert (
             browser.find_element(By.ID, "status").text == "not a usable image: not an image Pillow can read"
         )
+
+
+SWAGGER_OPERATIONS = """
+return [...document.querySelectorAll('.opblock')].map(block => [
+  block.querySelector('.opblock-summary-method').textContent,
+  block.querySelector('.opblock-summary-path').textContent.replace(/\\u200b/g, '')]);
+"""
+
+
+@pytest.mark.slow
+def test_the_api_docs_render_offline_from_this_server_alone(browser, tmp_path):
+    """/docs draws every operation, with each file it loads from this server (the machine is
+    offline; the page's CSP would block any other origin). With --token, the browser is given the
+    token by the page's Basic challenge (credentials in the URL stand for the person typing them),
+    and Swagger UI's request for the spec carries it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    model = save_model(tmp_path / "model.pth", seeded_model(), ModelConfig(), size=32)
+    for token in (None, "s3cret"):
+        app = create_app(Segmenter.open(model, torch.device("cpu")), ServeSettings(token=token))
+        with live_server(app) as url:
+            if token is not None:  # answers the challenge; the browser keeps it for this origin
+                browser.get(f"{url.replace('//', '//me:s3cret@')}/docs")
+            browser.get(f"{url}/docs")  # a fetch from a page whose URL holds credentials is refused
+            WebDriverWait(browser, 60).until(lambda driver: driver.find_elements(By.CSS_SELECTOR, ".opblock"))
+            operations = browser.execute_script(SWAGGER_OPERATIONS)
+            assert ["POST", "/v1/segment"] in operations and ["GET", "/v1/model"] in operations
+            assert browser.find_element(By.CSS_SELECTOR, ".info .title").text.startswith("fastseg")
+            loaded = browser.execute_script(
+                "return performance.getEntriesByType('resource').map(entry => entry.name)"
+            )
+            assert f"{url}/openapi.json" in loaded and f"{url}/docs/assets/swagger-ui-bundle.js" in loaded
+            assert [name for name in loaded if not name.startswith(url + "/")] == []
+            screenshot(browser, tmp_path / f"docs-{'token' if token else 'open'}.png")

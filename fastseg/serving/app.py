@@ -48,7 +48,8 @@ def create_app(segmenter: Segmenter, settings: ServeSettings | None = None, warm
 
     description = "Semantic segmentation with a fastseg model: the masks `fastseg predict` writes."
     # FastAPI's own /docs, /redoc and /openapi.json are off: they load from a CDN and skip the
-    # app's dependencies; routes/docs.py serves them offline, behind the Host check
+    # app's dependencies; routes/docs.py serves /docs and /openapi.json offline, behind the Host
+    # check (ReDoc stays off: it draws a logo from a CDN)
     app = FastAPI(title="fastseg", version=__version__, lifespan=lifespan, description=description,
                   dependencies=[Depends(trusted_host)], docs_url=None, redoc_url=None,
                   openapi_url=None)  # fmt: skip

@@ -1,15 +1,16 @@
-"""`GET /docs` (Swagger UI), `/redoc` and `/openapi.json`, with no CDN: the machine may be offline.
+"""`GET /docs` (Swagger UI) and `/openapi.json`, with no CDN: the machine may be offline.
 
-FastAPI's own docs pages load Swagger UI and ReDoc from a CDN, so offline they are blank. Their
-files come here from the `fastapi-offline` package (the same files FastAPI's CDN URLs name, kept
+FastAPI's own docs pages load Swagger UI and ReDoc from a CDN, so offline they are blank. Swagger
+UI's files come here from the `fastapi-offline` package (the same files FastAPI's CDN URLs name, kept
 current by its maintainer), served under /docs/assets/ as FastAPI's guide "Self-hosting
 JavaScript and CSS for docs" does with `get_swagger_ui_html`. They are routes of this app, not a
 StaticFiles mount (fastapi-offline's `FastAPIOffline` mounts one), because a mount skips the app's
-dependencies: here every docs URL passes the Host check (DNS rebinding), and only the four names
-below are ever opened, never a path from a request.
+dependencies: here every docs URL passes the Host check (DNS rebinding), and only the names
+below are ever opened, never a path from a request. ReDoc (/redoc) is off: its bundle draws a
+"by Redocly" logo from Redocly's CDN, which no option removes, and Swagger UI says the same.
 
 The token: /openapi.json asks for it as /v1/model does (it describes this server: its version and
-every endpoint), and so do the two pages that load it, with an HTTP Basic challenge: the browser
+every endpoint), and so does the page that loads it, with an HTTP Basic challenge: the browser
 asks once (any user name, the token as password) and sends it with the spec's request and with
 "Try it out", which `authorised` accepts. The assets need no token: they are the same public
 files in every install, as the page at / is.
@@ -21,7 +22,7 @@ from functools import cache
 from importlib import resources
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from fastseg.serving.dependencies import Settings, authorised
@@ -33,15 +34,14 @@ ASSET_URL = "/docs/assets"
 ASSETS = {  # name in fastapi-offline's package data -> content type
     "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
     "swagger-ui.css": "text/css; charset=utf-8",
-    "redoc.standalone.js": "text/javascript; charset=utf-8",
     "favicon.png": "image/png",
 }
 SECURITY_HEADERS = {
-    # same-origin files only (the pages' one inline script and the styles Swagger UI and ReDoc set
-    # inline); images from data:/blob: (Swagger UI shows a returned PNG), ReDoc's search worker
+    # same-origin files only (the page's one inline script and the styles Swagger UI sets inline);
+    # images from data:/blob: URLs (Swagger UI shows a returned PNG from one)
     "Content-Security-Policy": "default-src 'none'; script-src 'self' 'unsafe-inline'; "
     "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; "
-    "connect-src 'self'; worker-src blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
 }
 
@@ -61,7 +61,7 @@ def docs_authorised(request: Request, config: Settings) -> None:
 
 @cache
 def asset(name: str) -> bytes:
-    """One of fastapi-offline's files, read once (about 2.8 MB for the four)."""
+    """One of fastapi-offline's files, read once (about 1.7 MB for the three)."""
     return resources.files("fastapi_offline").joinpath("static", name).read_bytes()
 
 
@@ -79,18 +79,6 @@ def swagger_ui(request: Request) -> HTMLResponse:
         swagger_css_url=f"{ASSET_URL}/swagger-ui.css",
         swagger_favicon_url=f"{ASSET_URL}/favicon.png",
         swagger_ui_parameters={"validatorUrl": None},  # else a badge image from swagger.io
-    )
-    return HTMLResponse(page.body, headers=SECURITY_HEADERS)
-
-
-@router.get("/redoc", dependencies=[Depends(docs_authorised)])
-def redoc(request: Request) -> HTMLResponse:
-    page = get_redoc_html(
-        openapi_url=OPENAPI_URL,
-        title=f"{request.app.title} - API docs",
-        redoc_js_url=f"{ASSET_URL}/redoc.standalone.js",
-        redoc_favicon_url=f"{ASSET_URL}/favicon.png",
-        with_google_fonts=False,
     )
     return HTMLResponse(page.body, headers=SECURITY_HEADERS)
 
