@@ -53,7 +53,9 @@ REPORT_CASES = {
     "split not utf8": ("split.json", None, "not UTF-8"),
     "weights wrong length": ("class_weights.json", '{"weights": [1, 1]}', "2 class weights for a model"),
     "weights NaN": ("class_weights.json", '{"weights": [NaN]}', "NaN is not a number JSON allows"),
-    "weights negative": ("class_weights.json", json.dumps({"weights": [-1.0] * 21}), "non-negative"),
+    "weights negative": ("class_weights.json", json.dumps({"weights": [-1.0] * 21}), "from 0 to 1e+12"),
+    "weights float32 inf": ("class_weights.json", json.dumps({"weights": [1e300] * 21}), "from 0 to 1e+12"),
+    "weights all zero": ("class_weights.json", json.dumps({"weights": [0] * 21}), "not all 0"),
     "config data 5": ("config.json", '{"train": {"data": 5}}', "does not name the run's dataset"),
 }  # fmt: skip
 

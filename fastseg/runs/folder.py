@@ -49,6 +49,9 @@ TRAINING_CURVE, TRAIN_SAMPLE, VAL_SAMPLE = "training_curve.png", "train_ds_sampl
 BEST, LAST, LAST_STATE = "best", "last", "last.json"  # checkpoints are BEST.pth and LAST.pth
 TRAIN_LOG, TENSORBOARD, REPORT = "train.log", "tensorboard", "report"
 TRACKER_RUNS = "trackers.json"  # each `--log` tracker's run id, so `--resume` continues that run
+# the largest loss weight a run file may hold: "balanced" gives pixels / (classes * count), about
+# 4e7 for one pixel of a class among 1e10; 1e12 keeps the weighted loss finite in float32
+MAX_CLASS_WEIGHT = 1e12
 LOCK = ".fastseg.lock"  # held by the one process training into the folder
 # fastseg's own files, which `train --force` removes (exports too: they would not match a new model.pth)
 ARTEFACTS = (
@@ -314,9 +317,13 @@ class RunFolder:
             reason = _reason(error, path)
             raise CheckpointError(f"{path}: not a fastseg class-weights file ({reason})") from None
         weights = values.get("weights") if isinstance(values, dict) else None
-        if not isinstance(weights, list) or not all(finite_number(w) and w >= 0 for w in weights):
+        # 1e300 is finite to Python and infinite in the float32 loss; all zeros divide 0 by 0
+        usable = isinstance(weights, list) and all(
+            finite_number(weight) and 0 <= weight <= MAX_CLASS_WEIGHT for weight in weights
+        )
+        if not usable or not any(w > 0 for w in weights):
             raise CheckpointError(f"{path}: not a fastseg class-weights file ('weights' must be a list of "
-                                  "finite, non-negative numbers)")  # fmt: skip
+                                  f"numbers from 0 to {MAX_CLASS_WEIGHT:g}, not all 0)")  # fmt: skip
         if num_classes is not None and len(weights) != num_classes:
             count = len(weights)
             raise CheckpointError(f"{path}: {count} class weights for a model of {num_classes} classes")
