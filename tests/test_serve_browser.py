@@ -198,7 +198,7 @@ def test_the_api_docs_render_offline_from_this_server_alone(browser, tmp_path):
     """/docs draws every operation, with each file it loads from this server (the machine is
     offline; the page's CSP would block any other origin). With --token, the browser is given the
     token by the page's Basic challenge (credentials in the URL stand for the person typing them),
-    and Swagger UI's request for the spec carries it."""
+    and Swagger UI's requests carry it: the spec's, and "Try it out" on GET /v1/model."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -219,3 +219,16 @@ def test_the_api_docs_render_offline_from_this_server_alone(browser, tmp_path):
             assert f"{url}/openapi.json" in loaded and f"{url}/docs/assets/swagger-ui-bundle.js" in loaded
             assert [name for name in loaded if not name.startswith(url + "/")] == []
             screenshot(browser, tmp_path / f"docs-{'token' if token else 'open'}.png")
+
+            block = browser.find_element(By.ID, "operations-model-model_v1_model_get")  # Try it out
+            block.find_element(By.CSS_SELECTOR, ".opblock-summary").click()
+            WebDriverWait(block, 10).until(lambda b: b.find_elements(By.CSS_SELECTOR, ".try-out__btn"))
+            block.find_element(By.CSS_SELECTOR, ".try-out__btn").click()
+            WebDriverWait(block, 10).until(lambda b: b.find_elements(By.CSS_SELECTOR, ".execute"))
+            block.find_element(By.CSS_SELECTOR, ".execute").click()
+            WebDriverWait(block, 30).until(
+                lambda b: b.find_elements(By.CSS_SELECTOR, ".live-responses-table tbody .response-col_status")
+            )
+            status = block.find_element(By.CSS_SELECTOR, ".live-responses-table tbody .response-col_status")
+            assert status.text.strip() == "200"
+            assert '"fastseg_version"' in block.find_element(By.CSS_SELECTOR, ".live-responses-table").text
