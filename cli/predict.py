@@ -10,6 +10,7 @@ import click
 from cli.errors import user_errors
 from cli.options import REPLACE_FOREIGN_HELP, inference_options, renamed_flag
 from cli.progress import counted
+from fastseg.inference.runtime_choice import RUNTIME_HELP, RUNTIMES
 
 
 @click.command(context_settings={"show_default": True})
@@ -20,6 +21,7 @@ from cli.progress import counted
     type=click.Path(path_type=Path, exists=True),
     help="A run folder, its model.pth, or an .onnx file from `fastseg export` (runs on onnxruntime).",
 )
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="auto", help=RUNTIME_HELP)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
 @click.option(
     "--out",
@@ -61,7 +63,8 @@ def command(model: Path, inputs: tuple[Path, ...], out: Path, quiet: bool, **opt
 
     rank, _ = rank_and_world()
     progress = no_progress if quiet or rank else counted("predict batches")
-    summary = predict(model, list(inputs), out, progress=progress, **options)
+    announce = None if quiet or rank else click.echo  # the runtime chosen, and why: one line
+    summary = predict(model, list(inputs), out, progress=progress, announce=announce, **options)
     for path, reason in summary.failures:
         click.echo(f"{path}: {reason}", err=True)
     if rank:

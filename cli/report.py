@@ -11,6 +11,7 @@ from cli.options import REPLACE_FOREIGN_HELP, inference_options, renamed_flag
 from cli.progress import counted
 from fastseg.data.split import SUBSETS
 from fastseg.inference.ranking import DEFAULT_RANKING, RANKINGS
+from fastseg.inference.runtime_choice import RUNTIME_HELP, RUNTIMES
 from fastseg.number_style import score
 
 
@@ -44,6 +45,14 @@ from fastseg.number_style import score
     "--replace-foreign", "force", is_flag=True,
     help=REPLACE_FOREIGN_HELP.format(what="a non-empty --out folder that is not a fastseg report"),
 )  # fmt: skip
+@click.option(
+    "--runtime",
+    type=click.Choice(RUNTIMES),
+    default=None,
+    show_default="torch for a run folder, a model file as it is",
+    help=RUNTIME_HELP + " RUN/report holds model.pth's scores, which `fastseg runs` shows; another "
+    "file's report goes to RUN/report-STEM.",
+)
 @inference_options
 @renamed_flag("--force", "--replace-foreign", "force")  # report's --force before issue #21
 @user_errors
@@ -56,6 +65,8 @@ def command(quiet: bool, **options) -> None:
     from fastseg.inference.loop import no_progress
     from fastseg.inference.report import report
 
+    options["model"] = chosen_model(options["model"], options.pop("runtime"), options["device"],
+                                    options["precision"], quiet)  # fmt: skip
     result = report(progress=no_progress if quiet else counted("report batches"), **options)
     scores = result.scores
     click.echo(f"{result.subset} split, {result.images} images, original resolution, void excluded")
@@ -68,3 +79,23 @@ def command(quiet: bool, **options) -> None:
         click.echo(f"  {name:<24}{score(value)}")
     replaced = " (replaced the earlier report there)" if result.replaced else ""
     click.echo(f"report: {result.out / 'report.html'}{replaced}")
+
+
+def chosen_model(model: Path, runtime: str | None, device: str, precision: str, quiet: bool) -> Path:
+    """The model file `--runtime` means for `--model` (`fastseg.inference.runtime_choice`, as
+    predict), said in one line unless `quiet`; a run folder run on torch stays the folder. Left
+    out, a run folder is its model.pth (report unchanged) and a file is run as it is."""
+    from fastseg.inference.runtime import open_onnx
+    from fastseg.inference.runtime_choice import check_opened, choose_runtime, planned_label
+    from fastseg.launch.device import resolve_device
+
+    if runtime is None and Path(model).is_dir():
+        return model  # as before --runtime: the run's model.pth, RUN/report
+    runtime = runtime or "auto"
+    target = resolve_device(device)
+    choice = choose_runtime(model, runtime, target, precision, device)
+    if runtime in ("onnx", "int8"):  # the file must hold the precision asked for
+        check_opened(choice, open_onnx(choice.path)[0], runtime)
+    if not quiet:
+        click.echo(choice.line(planned_label(choice, target, precision)))
+    return model if Path(model).is_dir() and choice.kind == "torch" else choice.path

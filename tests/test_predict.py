@@ -10,6 +10,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import main
+from fastseg.inference.precision import cpu_supports_bf16
+from fastseg.inference.predict import FIXED_FIELDS
 from fastseg.inference.segmenter import Segmenter
 from fastseg.model.checkpoint import load_model, save_model
 from fastseg.model.config import ModelConfig
@@ -60,7 +62,8 @@ def test_outputs_have_each_inputs_size_and_mirror_the_tree(model_file, tmp_path)
     rows = read_csv(tmp_path / "out" / "predictions.csv")
     odd = rows[str(source / "odd.jpg")]
     assert (odd["width"], odd["height"], odd["status"]) == ("131", "97", "ok")
-    fractions = [float(odd[name]) for name in list(odd)[6:]]
+    assert odd["runtime"] == ("torch bf16" if cpu_supports_bf16() else "torch fp32")
+    fractions = [float(odd[name]) for name in list(odd)[len(FIXED_FIELDS) :]]
     assert sum(fractions) == pytest.approx(1.0, abs=1e-4)
 
 
@@ -467,7 +470,8 @@ def test_resumed_run_keeps_sizes_and_class_fractions_of_skipped_images(model_fil
     third = read_csv(out / "predictions.csv")
     for index in range(3):
         path = str(source / f"{index}.jpg")
-        assert third[path] == {**second[path], "status": "skipped", "seconds": ""}, index
+        # read back from the mask: no time, no runtime
+        assert third[path] == {**second[path], "status": "skipped", "seconds": "", "runtime": ""}, index
     (out / "1.png").write_bytes(b"not a PNG: a mask that cannot be read back is done again")
     (out / "predictions.csv").unlink()
     result = run(model_file, source, "--out", out, "--skip-existing")

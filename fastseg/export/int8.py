@@ -28,9 +28,8 @@ from fastseg.inference.report import evaluate
 from fastseg.inference.runtime import ONNX_EXTRA, OnnxRuntime, onnx_session
 from fastseg.inference.segmenter import Segmenter
 from fastseg.model.checkpoint import LoadedModel
+from fastseg.model.exported import MAX_MIOU_DROP
 from fastseg.number_style import score
-
-MAX_MIOU_DROP = 0.01  # one mIoU point: what `fastseg export --int8` accepts without --accept-int8-loss
 
 
 @dataclass

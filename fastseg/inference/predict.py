@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 import numpy as np
 from PIL import Image
@@ -27,18 +29,29 @@ from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.imaging.masks import read_mask, write_mask
 from fastseg.imaging.palette import colorize
 from fastseg.inference.loop import Progress, Segmented, no_progress, segment
+from fastseg.inference.runtime_choice import RuntimeChoice, check_opened, choose_runtime, runtime_label
 from fastseg.inference.segmenter import Segmenter
 from fastseg.inference.tiling import make_tiling
 from fastseg.launch.device import loader_workers
 from fastseg.launch.processes import Launch, barrier, launched, sum_across_processes
 from fastseg.outputs import OVERLAY_COMMENT, OutputRefused, guard, written_by_fastseg
 
-FIXED_FIELDS = ["path", "width", "height", "status", "error", "seconds"]  # then one column per class
+if TYPE_CHECKING:
+    import torch
+
+    from fastseg.inference.tiling import Tiling
+
+# then one column per class
+FIXED_FIELDS = ["path", "width", "height", "status", "error", "seconds", "runtime"]
+# predictions.csv before the runtime column (issue #24): still read back by `--skip-existing`
+OLD_FIXED_FIELDS = ["path", "width", "height", "status", "error", "seconds"]
 
 
-def csv_fields(class_names: Sequence[str]) -> list[str]:
-    """`predictions.csv`'s header: the fixed columns, then each class's share of the image."""
-    return [*FIXED_FIELDS, *class_names]
+def csv_fields(class_names: Sequence[str], fixed: Sequence[str] = FIXED_FIELDS) -> list[str]:
+    """`predictions.csv`'s header: the fixed columns, then each class's share of the image. The
+    `runtime` column says what ran the model for that row (`torch bf16`, `onnxruntime int8`, ...:
+    `fastseg.inference.runtime_choice.runtime_label`), blank for a failed image."""
+    return [*fixed, *class_names]
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,7 @@ class PredictSummary:
     skipped: int
     csv_path: Path
     failures: list[tuple[Path, str]]
+    runtime: str = ""  # what ran the model: `torch bf16`, `onnxruntime int8`, ...
 
 
 def collect_jobs(inputs: Sequence[Path], out: Path, overlay: bool = False, force: bool = False,
@@ -187,24 +201,28 @@ def encode_overlay(
 
 
 def csv_row(source: Path, status: str, error: str = "", size: tuple[int, int] | None = None,
-            seconds: float | None = None, fractions: list[float] | None = None) -> list:  # fmt: skip
+            seconds: float | None = None, fractions: list[float] | None = None,
+            runtime: str = "") -> list:  # fmt: skip
     """One `predictions.csv` row (without fractions the class columns are left to `PredictionLog`,
     which fills them blank); `size` is `(height, width)`."""
     height, width = size or ("", "")
     timing = "" if seconds is None else f"{seconds:.4f}"
-    return [source, width, height, status, error, timing, *(fractions or [])]
+    return [source, width, height, status, error, timing, runtime, *(fractions or [])]
 
 
 class PredictionLog:
     """`predictions.csv`: one row per input image (ok, failed or skipped), written to a temporary
-    file as the run goes and renamed into place when it ends."""
+    file as the run goes and renamed into place when it ends; `runtime` goes in every "ok" row."""
 
-    def __init__(self, file: TextIO, fields: list[str]):
+    def __init__(self, file: TextIO, fields: list[str], runtime: str = ""):
         self.writer = csv.writer(file, lineterminator="\n")  # csv's default is CRLF
         self.width = len(fields)
+        self.runtime = runtime
         self.writer.writerow(fields)
 
     def row(self, source: Path, status: str, error: str = "", **values: Any) -> None:
+        if status == "ok":
+            values.setdefault("runtime", self.runtime)
         self.write(csv_row(source, status, error, **values))
 
     def write(self, row: list) -> None:
@@ -220,7 +238,13 @@ def previous_rows(path: Path, fields: list[str]) -> dict[str, list[str]]:
             rows = list(csv.reader(file))
     except (OSError, UnicodeDecodeError, csv.Error):
         return {}
-    if not rows or rows[0] != fields:
+    if not rows:
+        return {}
+    classes = fields[len(FIXED_FIELDS) :]
+    if rows[0] == csv_fields(classes, OLD_FIXED_FIELDS):  # before the runtime column: left blank
+        old = len(OLD_FIXED_FIELDS)
+        rows = [rows[0], *([*row[:old], "", *row[old:]] for row in rows[1:] if len(row) == len(rows[0]))]
+    elif rows[0] != fields:
         return {}
     return {row[0]: row for row in rows[1:] if len(row) == len(fields) and row[1]}
 
@@ -235,7 +259,7 @@ def skipped_rows(
     for job in (job for job in jobs if is_done(job, overlay)):
         earlier = previous.get(str(job.source))
         if earlier is not None:
-            rows[job] = [job.source, *earlier[1:3], "skipped", "", *earlier[5:]]
+            rows[job] = [job.source, *earlier[1:3], "skipped", "", *earlier[5:]]  # its time, runtime, shares
             continue
         try:
             labels = read_mask(job.mask)
@@ -290,8 +314,14 @@ def predict(
     tile: int = 0,
     overlap: float | None = None,
     force: bool = False,
+    runtime: str = "auto",
+    announce: Callable[[str], None] | None = None,
 ) -> PredictSummary:
     """Segment every image of `inputs` into `out`; returns counts and the failures (path, reason).
+
+    `runtime` (`--runtime`, `fastseg.inference.runtime_choice`): for a run folder, `auto` runs its
+    `model.int8.onnx` when that file's accuracy check passed, else `model.pth`; `announce` is
+    given the one line saying what was chosen and why before the first image.
 
     Under `torchrun` / `accelerate launch` each process takes every `world`-th image from its
     rank, so each image is done exactly once; the summary's counts are totals over all
@@ -303,8 +333,11 @@ def predict(
     out = Path(out)
     with launched(device) as launch:
         jobs, failures = collect_jobs(inputs, out, overlay, force, skip_existing)
-        segmenter = Segmenter.open(model, launch.device, precision, tta, size, requested_device=device,
-                                   tiling=tiling)  # fmt: skip
+        choice = choose_runtime(model, runtime, launch.device, precision, device)
+        segmenter = open_chosen(choice, runtime, launch.device, precision, tta, size, device, tiling)
+        label = runtime_label(segmenter.runtime, segmenter.loaded)
+        if announce is not None:
+            announce(choice.line(label))
         prepare_out(out)
         jobs, failures = jobs[launch.rank :: launch.world], failures[launch.rank :: launch.world]
         fields = csv_fields(segmenter.loaded.classes)
@@ -317,40 +350,89 @@ def predict(
                           batch_size, loader_workers(num_workers), progress)  # fmt: skip
         csv_name = "predictions.csv" if launch.world == 1 else f"predictions.rank{launch.rank}.csv"
         with atomic_path(out / csv_name) as temporary, temporary.open("w", newline="") as file:
-            log = PredictionLog(file, fields)
+            log = PredictionLog(file, fields, label)
             for source, reason in failures:
                 log.row(source, "failed", reason)
             for row in skipped.values():
                 log.write(row)
-            segmented = write_outputs(results, todo, overlay, log, failures)
+            threads = 0 if tiling is not None else OUTPUT_THREADS
+            segmented = write_outputs(results, todo, overlay, log, failures, threads, max(batch_size, 2))
         csv_path = merge_rank_csvs(out, launch, fields)
         segmented, failed, skipped_count = sum_across_processes([segmented, len(failures), len(skipped)])
-    return PredictSummary(segmented, failed, skipped_count, csv_path, failures)
+    return PredictSummary(segmented, failed, skipped_count, csv_path, failures, label)
+
+
+def open_chosen(choice: RuntimeChoice, runtime: str, device: torch.device, precision: str, tta: bool,
+                size: int | None, requested_device: str, tiling: Tiling | None) -> Segmenter:  # fmt: skip
+    """The `Segmenter` of `choice` (reusing the file `choose_runtime` opened, if it did); an .onnx
+    file asked for as `--runtime onnx` or `int8` must hold that precision (`check_opened`)."""
+    if choice.opened is not None:
+        loaded, chosen = choice.opened.loaded, choice.opened.runtime
+        return Segmenter(loaded, device, precision, tta, size, chosen, tiling)
+    segmenter = Segmenter.open(choice.path, device, precision, tta, size, requested_device, tiling)
+    check_opened(choice, segmenter.loaded, runtime)
+    return segmenter
+
+
+# Threads writing outputs while the model runs the next batch: upsampling, the argmax, zlib and
+# JPEG encoding release the GIL, so on CPU they overlap the forward pass instead of following it.
+OUTPUT_THREADS = 2
+PENDING_PIXELS = 1 << 25  # 32 Mpx of images waiting to be written: bounded memory (labels, originals)
 
 
 def write_outputs(
-    results: Iterable[Segmented], jobs: list[Job], overlay: bool, log: PredictionLog, failures: list
+    results: Iterable[Segmented],
+    jobs: list[Job],
+    overlay: bool,
+    log: PredictionLog,
+    failures: list,
+    threads: int = OUTPUT_THREADS,
+    max_pending: int = 8,
 ) -> int:
-    """Each image's mask (and overlay) and its log row as it comes; returns how many were written.
-    An image that cannot be read, or whose outputs cannot be written, is added to `failures` and
-    logged, and the rest go on."""
-    segmented = 0
-    for result in results:
-        job = jobs[result.index]
-        problem = result.error or save_and_log(result, job, overlay, log)
-        if problem:
-            failures.append((job.source, problem))
-            log.row(job.source, "failed", problem)
-        else:
-            segmented += 1
+    """Each image's mask (and overlay) and its log row; returns how many were written. An image
+    that cannot be read, or whose outputs cannot be written, is added to `failures` and logged,
+    and the rest go on.
+
+    With `threads`, the outputs are made on that many threads while the next images are decoded
+    and run through the model; rows and failures are still logged in the input order, and at most
+    `max_pending` images (and `PENDING_PIXELS` of them, one at least) wait at a time, so memory
+    does not grow with the number of images. `threads=0`: one image after the other (the sliding
+    window, which runs the model itself while its labels are made)."""
+    if threads <= 0:
+        made = ((result, jobs[result.index]) for result in results)
+        return sum(_logged(result, job, log, failures, _made(result, job, overlay)) for result, job in made)
+    pending: deque[tuple[Segmented, Future]] = deque()
+    segmented, pixels = 0, 0
+
+    def settle() -> None:
+        nonlocal segmented, pixels
+        result, future = pending.popleft()
+        pixels -= result.size[0] * result.size[1]
+        segmented += _logged(result, jobs[result.index], log, failures, future.result())
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fastseg-outputs") as pool:
+        try:
+            for result in results:
+                pending.append((result, pool.submit(_made, result, jobs[result.index], overlay)))
+                pixels += result.size[0] * result.size[1]
+                while len(pending) > max_pending or (len(pending) > 1 and pixels > PENDING_PIXELS):
+                    settle()
+            while pending:
+                settle()
+        except BaseException:  # Ctrl-C or a bug: what was not started is not started
+            for _, future in pending:
+                future.cancel()
+            raise
     return segmented
 
 
-def save_and_log(result: Segmented, job: Job, overlay: bool, log: PredictionLog) -> str:
-    """One read image's outputs and its "ok" row; returns why they could not be made, or ""."""
+def _made(result: Segmented, job: Job, overlay: bool) -> list[float] | str:
+    """One image's outputs: its class fractions, or why it failed (unreadable, not writable)."""
+    if result.error:
+        return result.error
     try:
         labels = save_outputs(result, job, overlay)
-        fractions = class_fractions(labels, len(result.segmenter.loaded.classes))
+        return class_fractions(labels, len(result.segmenter.loaded.classes))
     except FastsegError as error:
         return str(error)
     except (MemoryError, RuntimeError) as error:
@@ -359,8 +441,16 @@ def save_and_log(result: Segmented, job: Job, overlay: bool, log: PredictionLog)
         height, width = result.size
         lines = str(error).strip().splitlines()
         return f"out of memory at {width}x{height} ({lines[0] if lines else type(error).__name__})"
-    log.row(job.source, "ok", size=result.size, seconds=result.seconds, fractions=fractions)
-    return ""
+
+
+def _logged(result: Segmented, job: Job, log: PredictionLog, failures: list, made: list[float] | str) -> int:
+    """The log row of one image (`_made`'s outcome); 1 when its outputs were written, else 0."""
+    if isinstance(made, str):
+        failures.append((job.source, made))
+        log.row(job.source, "failed", made)
+        return 0
+    log.row(job.source, "ok", size=result.size, seconds=result.seconds, fractions=made)
+    return 1
 
 
 def out_of_memory(error: BaseException) -> bool:

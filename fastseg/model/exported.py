@@ -19,6 +19,9 @@ from fastseg.structured_files import StructuredFileError, parse_json
 
 EXPORT_FORMAT = "fastseg-export/1"
 METADATA_KEY = "fastseg"  # the ONNX `metadata_props` entry holding the JSON
+# One mIoU point: the most an INT8 export may lose on validation, both for `fastseg export --int8`
+# (refused past it without --accept-int8-loss) and for `predict --runtime auto` reading the check
+MAX_MIOU_DROP = 0.01
 
 
 def describe(loaded: LoadedModel, **extra: Any) -> str:

@@ -1,0 +1,192 @@
+"""`--runtime auto|torch|onnx|int8`: which of a run's model files predict (and report) run, and why.
+
+A run folder may hold `model.pth` (torch), `model.onnx` (onnxruntime fp32) and `model.int8.onnx`
+(onnxruntime INT8, `fastseg export --int8`). INT8 is the fastest on a CPU (about twice torch's
+forward pass, benchmarks/README.md) but its masks can differ from fp32's, so `auto` takes it only
+when its file records an accuracy check that passed: the export scored the fp32 and the INT8 graph
+on the run's validation images and INT8 lost at most `MAX_MIOU_DROP` mIoU. Without such a file,
+without onnxruntime, or on a GPU, `auto` is `model.pth` on torch. A model *file* given to
+`--model` is always that file; a `--runtime` that names another kind is a usage error.
+
+torch is not imported at module level: the CLI reads `RUNTIMES` for `--help`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastseg.errors import CheckpointError, FastsegError, OptionError
+from fastseg.model.exported import MAX_MIOU_DROP
+from fastseg.number_style import score
+from fastseg.runs.folder import INT8_FILENAME, MODEL_FILENAME, ONNX_FILENAME
+
+if TYPE_CHECKING:
+    import torch
+
+    from fastseg.inference.runtime import Opened
+
+RUNTIMES = ("auto", "torch", "onnx", "int8")  # `--runtime` of predict and report
+RUNTIME_HELP = (
+    "auto: a run folder's model.int8.onnx on onnxruntime when its accuracy check passed at export "
+    "(masks may then differ from model.pth's by that check's figure), else model.pth on torch; "
+    "torch: model.pth; onnx: model.onnx; int8: model.int8.onnx. A model file is run as it is."
+)
+FILES = {"torch": MODEL_FILENAME, "onnx": ONNX_FILENAME, "int8": INT8_FILENAME}
+
+
+@dataclass
+class RuntimeChoice:
+    """The model file to run, its kind (`torch`, `onnx` for onnxruntime fp32, `int8`), why it was
+    chosen (one clause for the printed line), and the file already opened when choosing needed it."""
+
+    path: Path
+    kind: str
+    reason: str
+    opened: Opened | None = None
+    alternative: str = ""  # e.g. "--runtime torch for model.pth"
+
+    def line(self, label: str) -> str:
+        """`runtime: LABEL (REASON) — ALTERNATIVE`, what predict prints; `label` is the runtime and
+        precision actually run (`runtime_label`)."""
+        tail = f" — {self.alternative}" if self.alternative else ""
+        return f"runtime: {label} ({self.reason}){tail}"
+
+
+def runtime_label(runtime: Any, loaded: Any) -> str:  # noqa: ANN401 - a Runtime and a LoadedModel
+    """What ran the network, as predictions.csv records it: `torch bf16`, `torch fp32`,
+    `torch fp16`, `onnxruntime fp32` or `onnxruntime int8`."""
+    if runtime.name == "torch":
+        dtype = getattr(runtime, "dtype", None)
+        return "torch " + {"torch.bfloat16": "bf16", "torch.float16": "fp16"}.get(str(dtype), "fp32")
+    precision = (loaded.export or {}).get("precision", "fp32") if loaded is not None else "fp32"
+    return f"{runtime.name} {precision if precision in ('fp32', 'int8') else 'fp32'}"
+
+
+def planned_label(choice: RuntimeChoice, device: torch.device, precision: str) -> str:
+    """`runtime_label` before the file is opened (report opens it itself): torch's autocast type
+    for `device` and `precision`, or the onnxruntime precision the choice names."""
+    if choice.kind == "torch":
+        from fastseg.inference.precision import autocast_dtype
+
+        dtype = autocast_dtype(device, precision)
+        return "torch " + {"torch.bfloat16": "bf16", "torch.float16": "fp16"}.get(str(dtype), "fp32")
+    if choice.reason.endswith("as given"):  # an .onnx file: its precision is in its metadata
+        return "onnxruntime"
+    return "onnxruntime " + ("int8" if choice.kind == "int8" else "fp32")
+
+
+def int8_check(export: dict[str, Any]) -> tuple[bool, str]:
+    """Whether an INT8 file's metadata records a passed accuracy check, and the clause saying so.
+    Passed: both validation mIoUs are finite numbers and INT8 lost at most `MAX_MIOU_DROP`
+    (a file written with `--accept-int8-loss` past that limit has failed)."""
+    check = export.get("int8")
+    if export.get("precision") != "int8":
+        return False, f"{INT8_FILENAME} is not an INT8 export"
+    if not isinstance(check, dict):
+        return False, f"{INT8_FILENAME} records no accuracy check"
+    fp32, int8 = check.get("validation_miou_fp32"), check.get("validation_miou_int8")
+    images = check.get("validation_images")
+    if not all(_number(value) and math.isfinite(value) for value in (fp32, int8)):
+        return False, f"{INT8_FILENAME} records no usable accuracy check"
+    drop = fp32 - int8
+    on = f" on {images} validation images" if isinstance(images, int) and not isinstance(images, bool) else ""
+    if drop > MAX_MIOU_DROP:
+        return False, (f"{INT8_FILENAME}'s check lost {score(drop)} mIoU{on}, more than "
+                       f"{score(MAX_MIOU_DROP)}")  # fmt: skip
+    change = f"lost {score(drop)}" if drop > 0 else f"gained {score(-drop)}"
+    return True, f"{INT8_FILENAME}: its check {change} mIoU{on}"
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def onnxruntime_importable() -> bool:
+    try:
+        import onnxruntime  # noqa: F401 - only whether it imports
+    except ImportError:
+        return False
+    return True
+
+
+def choose_runtime(model: Path | str, runtime: str = "auto", device: torch.device | None = None,
+                   precision: str = "auto", requested_device: str = "auto") -> RuntimeChoice:  # fmt: skip
+    """The model file `--runtime` means for `--model` (a run folder or a model file) on `device`
+    (the resolved one; `requested_device` is what the user asked for).
+
+    `auto` on a run folder: `model.int8.onnx` when it exists, records a passed accuracy check
+    (`int8_check`), onnxruntime imports, the device is the CPU and `--precision` is left at auto;
+    else `model.pth`. Raises `OptionError` for a `--runtime` that contradicts the model file given
+    or a run folder without the file it names."""
+    if runtime not in RUNTIMES:
+        raise OptionError(f"--runtime {runtime}: choose one of {', '.join(RUNTIMES)}")
+    path = Path(model)
+    if not path.is_dir():
+        return _given_file(path, runtime)
+    if runtime != "auto":
+        file = path / FILES[runtime]
+        if not file.is_file():
+            make = {"torch": "`fastseg train` writes it", "onnx": "`fastseg export` makes it",
+                    "int8": "`fastseg export --int8` makes it"}[runtime]  # fmt: skip
+            raise OptionError(f"--runtime {runtime}: {path} holds no {FILES[runtime]} ({make})")
+        return RuntimeChoice(file, runtime, f"--runtime {runtime}: {FILES[runtime]}")
+    torch_file = path / MODEL_FILENAME
+    int8_file = path / INT8_FILENAME
+    if not int8_file.is_file():
+        return RuntimeChoice(torch_file, "torch", f"{MODEL_FILENAME}; no {INT8_FILENAME} in the run folder")
+    reason = _int8_unusable(device, precision, requested_device)
+    if reason:
+        return RuntimeChoice(torch_file, "torch", f"{MODEL_FILENAME}; {reason}")
+    from fastseg.inference.runtime import Opened, open_onnx
+
+    try:
+        loaded, onnx_runtime = open_onnx(int8_file)
+    except (CheckpointError, FastsegError) as error:
+        return RuntimeChoice(torch_file, "torch", f"{MODEL_FILENAME}; {INT8_FILENAME} unusable: {error}")
+    passed, clause = int8_check(loaded.export or {})
+    if not passed:
+        return RuntimeChoice(torch_file, "torch", f"{MODEL_FILENAME}; {clause}")
+    return RuntimeChoice(int8_file, "int8", clause, Opened(loaded, onnx_runtime),
+                         alternative=f"--runtime torch for {MODEL_FILENAME}")  # fmt: skip
+
+
+def _int8_unusable(device: torch.device | None, precision: str, requested_device: str) -> str:
+    """Why `auto` leaves a run's INT8 file aside before opening it, or ""."""
+    if requested_device not in ("auto", "cpu") or (device is not None and device.type != "cpu"):
+        here = device.type if device is not None else requested_device
+        return f"INT8 runs on the CPU, the device here is {here}"
+    if precision != "auto":
+        return f"--precision {precision} is torch's"
+    if not onnxruntime_importable():
+        return "onnxruntime is not installed (pip install 'fastseg[onnx]' for model.int8.onnx)"
+    return ""
+
+
+def _given_file(path: Path, runtime: str) -> RuntimeChoice:
+    """A model file runs as it is; `--runtime` may only confirm its kind (an .onnx file's fp32 or
+    INT8 is read from its metadata once opened: `check_opened`)."""
+    onnx = path.suffix.lower() == ".onnx"
+    if runtime == "torch" and onnx:
+        raise OptionError(f"--runtime torch: {path} is an ONNX export; pass its run folder or "
+                          f"{MODEL_FILENAME}")  # fmt: skip
+    if runtime in ("onnx", "int8") and not onnx:
+        raise OptionError(f"--runtime {runtime}: {path} is a torch model; pass its run folder (with "
+                          f"{FILES[runtime]}) or the .onnx file itself")  # fmt: skip
+    kind = runtime if runtime != "auto" else ("onnx" if onnx else "torch")
+    return RuntimeChoice(path, kind, f"{path.name}, as given")
+
+
+def check_opened(choice: RuntimeChoice, loaded: Any, runtime: str) -> None:  # noqa: ANN401 - LoadedModel
+    """After an .onnx file given with `--runtime onnx|int8` is opened: its recorded precision must
+    be the one asked for (an INT8 file is not `--runtime onnx`, the fp32 graph)."""
+    if runtime not in ("onnx", "int8") or loaded is None or loaded.export is None:
+        return
+    precision = loaded.export.get("precision", "fp32")
+    found = "int8" if precision == "int8" else "onnx"
+    if found != runtime:
+        described = "an INT8" if found == "int8" else "an fp32"
+        raise OptionError(f"--runtime {runtime}: {choice.path} is {described} ONNX export; leave "
+                          "--runtime out to run it as it is")  # fmt: skip
