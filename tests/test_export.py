@@ -492,3 +492,27 @@ def test_a_graph_that_fails_at_run_time_is_one_line(tmp_path):
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert len(lines) == 1 and lines[0].startswith(f"Error: {path}: the graph failed on a batch of shape "
                                                    "(3, 3, 32, 32)"), lines  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [({"mean": [1e300, 0.4, 0.4]}, "field 'mean' must lie from -10 to 10"),
+     ({"std": [1e-300, 0.2, 0.2]}, "field 'std' must lie from 0.0001 to 100"),
+     ({"classes": ["a\nb", "c", "d"]}, "field 'classes' must be names without control characters"),
+     ({"classes": ["a", "a", "d"]}, "field 'classes' must name each class once"),
+     ({"classes": ["", "c", "d"]}, "field 'classes' must be names without control characters")],
+)  # fmt: skip
+def test_a_description_finite_to_python_but_not_to_float32_is_one_line(tmp_path, change, expected):
+    """1e300 passed the finite check and became inf in the float32 input (1e-300: a division by
+    0): every mask background. Class names are held to dataset.yaml's rules."""
+    from onnx import TensorProto, helper
+
+    image = ("images", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    logits = ("logits", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    identity = [helper.make_node("Identity", ["images"], ["logits"])]
+    path = onnx_file(tmp_path / "m.onnx", [image], [logits], identity, {**DESCRIPTION, **change})
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "a.png")
+    result = invoke("predict", "--model", path, tmp_path / "a.png", "--out", tmp_path / "out", "--quiet")
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert lines[0].startswith(f"Error: {path}: {expected}"), lines[0]

@@ -150,6 +150,7 @@ def load_model(model: Path | str, device: torch.device | str = "cpu") -> LoadedM
     return LoadedModel.from_fields(network, fields)
 
 
+MAX_MEAN, MIN_STD, MAX_STD = 10.0, 1e-4, 100.0  # normalisation of 0-1 images: ImageNet's is 0.4, 0.2
 REQUIRED_FIELDS = ("state_dict", "model_config", "size", "classes", "mean", "std")
 
 
@@ -200,6 +201,11 @@ def _checked_fields(path: Path, state: dict[str, Any]) -> dict[str, Any]:
     mean, std = state["mean"], state["std"]
     _require(_three_finite(mean), path, "mean", "must be 3 finite numbers", mean)
     _require(_three_finite(std) and min(std) > 0, path, "std", "must be 3 positive finite numbers", std)
+    # finite to Python is not enough: 1e300 is inf in the float32 input, 1e-300 divides by 0
+    _require(all(-MAX_MEAN <= value <= MAX_MEAN for value in mean), path, "mean",
+             f"must lie from {-MAX_MEAN:g} to {MAX_MEAN:g} (images are 0-1)", mean)  # fmt: skip
+    _require(all(MIN_STD <= value <= MAX_STD for value in std), path, "std",
+             f"must lie from {MIN_STD:g} to {MAX_STD:g}", std)  # fmt: skip
     return {"config": config, "size": size, "resize": resize, "classes": list(classes),
             "mean": tuple(map(float, mean)), "std": tuple(map(float, std)),
             "metadata": dict(metadata), "colors": [tuple(colour) for colour in colors],
