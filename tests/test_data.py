@@ -3,6 +3,8 @@ import torch
 
 from fastseg.data.split import seed_split
 from fastseg.data.voc import find_voc
+from fastseg.imaging.geometry import fit_image
+from fastseg.imaging.images import load_rgb
 from fastseg.imaging.masks import VOID_LABEL, read_mask
 from fastseg.imaging.normalise import IMAGENET_MEAN, IMAGENET_STD
 from fastseg.training.config import AugmentConfig
@@ -65,11 +67,16 @@ def test_palette_classes_reach_the_batch(voc_root):
 
 
 def test_normalisation_uses_imagenet_statistics(voc_root):
+    """The first validation image equals its picture, squished to 48² as predict fits it, scaled
+    to 0..1 and normalised with ImageNet's mean and std, computed here by hand: a pipeline without
+    normalisation (or with other statistics) fails, which a range check alone would not see."""
     folder, split, dls = loaders(voc_root, augment=NO_AUGMENT)
     images, _ = dls.valid.one_batch()
+    picture = fit_image(load_rgb(folder.image_path(split.valid[0])), 48, "squish")
+    pixels = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255).permute(2, 0, 1)
     mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    restored = images[0] * std + mean
-    assert restored.min() >= 0 and restored.max() <= 1.0 + 1e-5
+    torch.testing.assert_close(images[0], (pixels - mean) / std, atol=1e-5, rtol=0)
+    assert not torch.allclose(images[0], pixels, atol=0.1)  # the check above can tell them apart
 
 
 def test_sample_figures_are_written(voc_root, tmp_path):
