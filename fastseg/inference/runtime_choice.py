@@ -91,7 +91,7 @@ def int8_check(export: dict[str, Any]) -> tuple[bool, str]:
     images = check.get("validation_images")
     if not all(_number(value) and math.isfinite(value) for value in (fp32, int8)):
         return False, f"{INT8_FILENAME} records no usable accuracy check"
-    drop = fp32 - int8
+    drop = round(fp32 - int8, 6)  # the figures are recorded to 6 places: 0.8 - 0.79 is 0.01, not 0.0100...09
     on = f" on {images} validation images" if isinstance(images, int) and not isinstance(images, bool) else ""
     if drop > MAX_MIOU_DROP:
         return False, (f"{INT8_FILENAME}'s check lost {score(drop)} mIoU{on}, more than "

@@ -1,0 +1,337 @@
+"""`--runtime auto|torch|onnx|int8` (issue #24): `auto` runs a run folder's model.int8.onnx only
+when its recorded accuracy check passed and onnxruntime imports, says what it chose in one line,
+and predictions.csv records it; a model file is run as it is; predict's torch masks are unchanged
+by the threads that write them.
+
+The INT8 "model" is a hand-made identity graph carrying an INT8 export's description (as
+tests/test_export.py builds graphs): it runs in milliseconds, and its masks (each pixel's strongest
+colour channel) tell it apart from the torch model's.
+"""
+
+import csv
+import json
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from cli.main import main
+from fastseg.errors import OptionError
+from fastseg.inference import predict as predict_module
+from fastseg.inference.loop import prefetched
+from fastseg.inference.precision import cpu_supports_bf16
+from fastseg.inference.predict import FIXED_FIELDS, OLD_FIXED_FIELDS, PredictionLog, write_outputs
+from fastseg.inference.runtime_choice import choose_runtime, int8_check
+from fastseg.model.checkpoint import save_model
+from fastseg.model.config import ModelConfig
+from fastseg.model.network import SegmentationModel
+
+CPU = torch.device("cpu")
+NO_USABLE_CHECK = "model.int8.onnx records no usable accuracy check"
+TORCH = "torch bf16" if cpu_supports_bf16() else "torch fp32"
+PASSED = {"validation_miou_fp32": 0.8, "validation_miou_int8": 0.796, "validation_images": 8,
+          "calibration_images": 4, "forced": False}  # fmt: skip
+DESCRIPTION = {"format": "fastseg-export/1", "source_format": "fastseg-model/2", "size": 32,
+               "resize": "squish", "classes": ["background", "thing", "other"],
+               "colors": [[0, 0, 0], [128, 0, 0], [0, 128, 0]], "ignore_index": 255,
+               "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "metadata": {},
+               "model_config": {"num_classes": 3, "decoder_channels": [256, 128, 64, 32, 16],
+                                "encoder": "vgg16_bn"}}  # fmt: skip
+
+
+def identity_onnx(path, **description):
+    """A graph whose logits are its input, described as an export of a 3-class model."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    shape = ["n", 3, "h", "w"]
+    node = helper.make_node("Identity", ["images"], ["logits"])
+    images = helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)
+    graph = helper.make_graph([node], "g", [images], [helper.make_tensor_value_info("logits", 1, shape)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    helper.set_model_props(model, {"fastseg": json.dumps({**DESCRIPTION, **description})})
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_pth(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "model.pth"
+    return save_model(path, SegmentationModel().eval(), ModelConfig(), size=32)
+
+
+def run_folder(tmp_path, model_pth, int8=None):
+    """A run folder with model.pth and, unless `int8` is None, a model.int8.onnx whose metadata
+    holds `int8` as its check (`...`: no check at all)."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "model.pth").write_bytes(model_pth.read_bytes())
+    if int8 is ...:
+        identity_onnx(folder / "model.int8.onnx", precision="int8")
+    elif int8 is not None:
+        identity_onnx(folder / "model.int8.onnx", precision="int8", int8=int8)
+    return folder
+
+
+def thirds(folder):
+    """A 30x20 picture of red, green and blue thirds: the identity graph labels them 0, 1, 2."""
+    folder.mkdir(exist_ok=True)
+    pixels = np.zeros((20, 30, 3), np.uint8)
+    pixels[:, :10, 0] = pixels[:, 10:20, 1] = pixels[:, 20:, 2] = 255
+    Image.fromarray(pixels).save(folder / "a.png")
+    return folder
+
+
+def predict(model, source, out, *options):
+    return CliRunner().invoke(main, ["predict", "--model", str(model), str(source), "--out", str(out),
+                                     "--num-workers", "0", *options])  # fmt: skip
+
+
+def rows(out):
+    with (out / "predictions.csv").open() as file:
+        return list(csv.DictReader(file))
+
+
+def identity_labels(out):
+    with Image.open(out / "a.png") as mask:
+        labels = np.array(mask)
+    return (labels[:, 2:8] == 0).all() and (labels[:, 12:18] == 1).all() and (labels[:, 22:28] == 2).all()
+
+
+def test_auto_runs_int8_when_its_check_passed_and_says_so(tmp_path, model_pth):
+    pytest.importorskip("onnxruntime")
+    folder = run_folder(tmp_path, model_pth, PASSED)
+    result = predict(folder, thirds(tmp_path / "in"), tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    line = ("runtime: onnxruntime int8 (model.int8.onnx: its check lost 0.004 mIoU on 8 validation images)"
+            " — --runtime torch for model.pth")  # fmt: skip
+    assert line in result.output.splitlines()
+    assert [row["runtime"] for row in rows(tmp_path / "out")] == ["onnxruntime int8"]
+    assert identity_labels(tmp_path / "out")  # the INT8 file ran, not model.pth
+
+
+@pytest.mark.parametrize(
+    ("check", "reason"),
+    [
+        (None, "model.pth; no model.int8.onnx in the run folder"),
+        (..., "model.pth; model.int8.onnx records no accuracy check"),
+        ({**PASSED, "validation_miou_int8": 0.78}, "model.pth; model.int8.onnx's check lost 0.020 mIoU on 8 "
+                                                   "validation images, more than 0.010"),
+        ({**PASSED, "validation_miou_int8": 0.7, "forced": True}, "model.pth; model.int8.onnx's check lost "
+                                                                   "0.100 mIoU"),
+        ({**PASSED, "validation_miou_int8": "0.8"}, f"model.pth; {NO_USABLE_CHECK}"),
+        ({**PASSED, "validation_miou_fp32": None}, f"model.pth; {NO_USABLE_CHECK}"),
+    ],
+    ids=["no INT8 file", "no check", "failed check", "forced past the limit", "a string", "null"],
+)  # fmt: skip
+def test_auto_never_runs_int8_without_a_passed_check(tmp_path, model_pth, check, reason):
+    folder = run_folder(tmp_path, model_pth, check)
+    result = predict(folder, thirds(tmp_path / "in"), tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("runtime:"))
+    assert line.startswith(f"runtime: {TORCH} ({reason}")
+    assert [row["runtime"] for row in rows(tmp_path / "out")] == [TORCH]
+
+
+def test_auto_without_onnxruntime_runs_torch(tmp_path, model_pth, monkeypatch):
+    """A machine without the onnx extra: `import onnxruntime` fails, the passed check is not used."""
+    folder = run_folder(tmp_path, model_pth, PASSED)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` raise ImportError
+    choice = choose_runtime(folder, "auto", CPU)
+    assert (choice.kind, choice.path) == ("torch", folder / "model.pth")
+    assert "onnxruntime is not installed" in choice.reason
+    result = predict(folder, thirds(tmp_path / "in"), tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert [row["runtime"] for row in rows(tmp_path / "out")] == [TORCH]
+
+
+def test_auto_leaves_int8_to_a_gpu_and_to_an_explicit_precision(tmp_path, model_pth):
+    folder = run_folder(tmp_path, model_pth, PASSED)
+    assert choose_runtime(folder, "auto", torch.device("cuda"), requested_device="cuda").kind == "torch"
+    choice = choose_runtime(folder, "auto", CPU, precision="fp32")
+    assert choice.kind == "torch" and "--precision fp32 is torch's" in choice.reason
+
+
+def test_runtime_names_a_file_of_the_run_folder(tmp_path, model_pth):
+    pytest.importorskip("onnxruntime")
+    folder = run_folder(tmp_path, model_pth, PASSED)
+    source = thirds(tmp_path / "in")
+    result = predict(folder, source, tmp_path / "torch", "--runtime", "torch", "--quiet")
+    assert result.exit_code == 0 and [row["runtime"] for row in rows(tmp_path / "torch")] == [TORCH]
+    result = predict(folder, source, tmp_path / "onnx", "--runtime", "onnx")
+    assert result.exit_code == 2
+    assert "Error: --runtime onnx: " in result.output
+    assert "holds no model.onnx (`fastseg export` makes it)" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("file", "runtime", "message"),
+    [
+        ("model.pth", "int8", "is a torch model; pass its run folder (with model.int8.onnx)"),
+        ("model.pth", "onnx", "is a torch model; pass its run folder (with model.onnx)"),
+        ("model.int8.onnx", "torch", "is an ONNX export; pass its run folder or model.pth"),
+        ("model.int8.onnx", "onnx", "is an INT8 ONNX export; leave --runtime out"),
+        ("fp32.onnx", "int8", "is an fp32 ONNX export; leave --runtime out"),
+    ],
+)
+def test_a_runtime_against_the_kind_of_the_file_given_is_a_usage_error(tmp_path, model_pth, file, runtime,
+                                                                       message):  # fmt: skip
+    pytest.importorskip("onnxruntime")
+    folder = run_folder(tmp_path, model_pth, PASSED)
+    identity_onnx(folder / "fp32.onnx", precision="fp32")
+    result = predict(folder / file, thirds(tmp_path / "in"), tmp_path / "out", "--runtime", runtime)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out" / "a.png").exists()
+
+
+def test_a_file_given_runs_as_it_is_whatever_its_check(tmp_path, model_pth):
+    """`--model RUN/model.int8.onnx` keeps meaning that file, even with a failed check."""
+    pytest.importorskip("onnxruntime")
+    folder = run_folder(tmp_path, model_pth, {**PASSED, "validation_miou_int8": 0.1})
+    result = predict(folder / "model.int8.onnx", thirds(tmp_path / "in"), tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "runtime: onnxruntime int8 (model.int8.onnx, as given)" in result.output
+    assert identity_labels(tmp_path / "out")
+
+
+def test_int8_check_figures():
+    assert int8_check({"precision": "int8", "int8": PASSED}) == (
+        True, "model.int8.onnx: its check lost 0.004 mIoU on 8 validation images")  # fmt: skip
+    assert int8_check({"precision": "int8", "int8": {**PASSED, "validation_miou_int8": 0.81}})[1].endswith(
+        "gained 0.010 mIoU on 8 validation images")  # fmt: skip
+    assert int8_check({"precision": "int8", "int8": {**PASSED, "validation_miou_int8": 0.79}})[0]  # 0.010
+    assert not int8_check({"precision": "int8", "int8": {**PASSED, "validation_miou_int8": True}})[0]
+    assert not int8_check({"precision": "fp32", "int8": PASSED})[0]
+    with pytest.raises(OptionError, match="--runtime fast: choose one of auto, torch, onnx, int8"):
+        choose_runtime("x", "fast")
+
+
+def test_report_runtime_picks_the_file_and_leaves_a_run_folder_alone_by_default(tmp_path, model_pth,
+                                                                               monkeypatch):  # fmt: skip
+    pytest.importorskip("onnxruntime")
+    import fastseg.inference.report as report_module
+
+    folder = run_folder(tmp_path, model_pth, PASSED)
+    seen = {}
+
+    def stop(**options):
+        seen.update(options)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(report_module, "report", stop)
+    result = CliRunner().invoke(main, ["report", "--model", str(folder)])
+    assert result.exit_code == 0 and seen["model"] == folder and "runtime:" not in result.output
+    result = CliRunner().invoke(main, ["report", "--model", str(folder), "--runtime", "auto"])
+    assert result.exit_code == 0 and seen["model"] == folder / "model.int8.onnx"
+    assert "runtime: onnxruntime int8 (model.int8.onnx: its check lost 0.004 mIoU" in result.output
+    result = CliRunner().invoke(main, ["report", "--model", str(folder / "model.pth"), "--runtime", "int8"])
+    assert result.exit_code == 2 and "is a torch model" in result.output
+
+
+# --- the torch path: the threads that write outputs change nothing ----------------------------------
+
+
+def test_torch_masks_and_rows_are_the_same_written_on_threads_or_serially(tmp_path, model_pth, monkeypatch):
+    source = tmp_path / "in"
+    source.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(11):  # two batches of 8 and a bad file among them
+        Image.fromarray(rng.integers(0, 255, (20 + index, 37, 3), np.uint8)).save(source / f"{index:02}.png")
+    (source / "05.png").write_bytes(b"broken")
+    threaded = predict(model_pth, source, tmp_path / "threaded", "--precision", "fp32", "--overlay")
+    monkeypatch.setattr(predict_module, "OUTPUT_THREADS", 0)
+    serial = predict(model_pth, source, tmp_path / "serial", "--precision", "fp32", "--overlay")
+    assert threaded.exit_code == serial.exit_code == 1  # the broken file
+    names = sorted(path.name for path in (tmp_path / "serial").iterdir())
+    assert names == sorted(path.name for path in (tmp_path / "threaded").iterdir())
+    assert len(names) == 1 + 2 * 10
+    for name in names:
+        if name != "predictions.csv":
+            threaded_bytes = (tmp_path / "threaded" / name).read_bytes()
+            assert threaded_bytes == (tmp_path / "serial" / name).read_bytes(), name
+    untimed = [[{**row, "seconds": ""} for row in rows(tmp_path / run)] for run in ("threaded", "serial")]
+    assert untimed[0] == untimed[1]
+    assert [row["path"] for row in untimed[0]] == [str(source / f"{index:02}.png") for index in range(11)]
+
+
+def test_pending_outputs_are_bounded_and_logged_in_order(tmp_path, monkeypatch):
+    """At most `max_pending` images wait for their outputs however many come: memory does not
+    grow with the number of images, and the rows keep the input order."""
+    produced, logged = [], []
+
+    class Result:
+        def __init__(self, index):
+            self.index, self.error, self.size, self.seconds = index, "", (10, 10), 0.0
+
+    def results():
+        for index in range(40):
+            produced.append(index)
+            yield Result(index)
+
+    def made(result, job, overlay):
+        time.sleep(0.002 * (result.index % 3))  # finished out of order
+        return [1.0] if result.index != 7 else "cannot write"
+
+    monkeypatch.setattr(predict_module, "_made", made)
+    jobs = [predict_module.Job(tmp_path / f"{index}.png", tmp_path / f"o{index}.png") for index in range(40)]
+
+    class Log(PredictionLog):
+        def write(self, row):
+            logged.append(row[0])
+            assert len(produced) - len(logged) <= 4 + 1  # max_pending, and the one just made
+
+    with (tmp_path / "log.csv").open("w") as file:
+        failures = []
+        count = write_outputs(results(), jobs, False, Log(file, ["path"]), failures, threads=2, max_pending=4)
+    assert count == 39 and failures == [(jobs[7].source, "cannot write")]
+    assert logged == [job.source for job in jobs]
+
+
+def test_an_old_predictions_csv_is_still_read_back(tmp_path, model_pth):
+    """A predictions.csv from before the runtime column: `--skip-existing` keeps its figures."""
+    source = thirds(tmp_path / "in")
+    out = tmp_path / "out"
+    assert predict(model_pth, source, out, "--quiet").exit_code == 0
+    new = rows(out)[0]
+    old_header = [*OLD_FIXED_FIELDS, *list(new)[len(FIXED_FIELDS) :]]
+    with (out / "predictions.csv").open("w", newline="") as file:
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(old_header)
+        writer.writerow([new[name] if name != "seconds" else "9.5" for name in old_header])
+    assert predict(model_pth, source, out, "--quiet", "--skip-existing").exit_code == 0
+    assert rows(out) == [{**new, "status": "skipped", "seconds": "9.5", "runtime": ""}]
+
+
+# --- decoding one batch ahead -------------------------------------------------------------------------
+
+
+def test_prefetched_keeps_the_order_raises_the_producers_error_and_stops_when_closed():
+    assert list(prefetched(iter(range(20)))) == list(range(20))
+
+    def failing():
+        yield 1
+        raise ValueError("decoder bug")
+
+    with pytest.raises(ValueError, match="decoder bug"):
+        list(prefetched(failing()))
+    made = []
+
+    def endless():
+        while True:
+            made.append(len(made))
+            yield made[-1]
+
+    before = threading.active_count()
+    batches = prefetched(endless())
+    assert [next(batches) for _ in range(3)] == [0, 1, 2]
+    batches.close()  # the consumer stops: the producer thread ends, having made a batch or two more
+    assert threading.active_count() == before and len(made) <= 3 + 2
