@@ -84,14 +84,13 @@ def command(quiet: bool, **options) -> None:
 def chosen_model(model: Path, runtime: str | None, device: str, precision: str, quiet: bool) -> Path:
     """The model file `--runtime` means for `--model` (`fastseg.inference.runtime_choice`, as
     predict), said in one line unless `quiet`; a run folder run on torch stays the folder. Left
-    out, a run folder is its model.pth (report unchanged) and a file is run as it is."""
+    out, nothing is chosen: a run folder is its model.pth and a file is run as it is."""
     from fastseg.inference.runtime import open_onnx
     from fastseg.inference.runtime_choice import check_opened, choose_runtime, planned_label
     from fastseg.launch.device import resolve_device
 
-    if runtime is None and Path(model).is_dir():
-        return model  # as before --runtime: the run's model.pth, RUN/report
-    runtime = runtime or "auto"
+    if runtime is None:  # as before --runtime: a run folder's model.pth (RUN/report), or the file given
+        return model
     target = resolve_device(device)
     choice = choose_runtime(model, runtime, target, precision, device)
     if runtime in ("onnx", "int8"):  # the file must hold the precision asked for
