@@ -8,11 +8,16 @@
    INT8 (`fastseg export [--int8]`), and OpenVINO reading the same two ONNX files (if installed).
    Each is measured in alternating rounds; the best round counts (the machine is shared).
 2. `fastseg predict` as a whole process (start-up, decoding 500x375 JPEGs, the model at 224²,
-   upsampling, argmax, palette PNGs, CSV) on 50 images with model.pth, model.onnx and
-   model.int8.onnx, against the best smp setting at 224²; one image alone gives the start-up.
+   upsampling, argmax, palette PNGs, CSV) on 50 images: model.pth with the default precision
+   (`auto`: bf16 on a CPU with native bf16) and with `--precision fp32`, model.onnx,
+   model.int8.onnx, and the run folder with the default `--runtime auto` (what a user gets), against
+   the best smp setting at 224²; one image alone gives the start-up; each row records the runtime
+   its predictions.csv names (what `auto` chose).
 3. Peak RSS of predict on 500 images against 50 (torch and INT8).
 
-Untrained weights (speed does not depend on them; INT8 is calibrated on the generated JPEGs).
+Untrained weights (speed does not depend on them; INT8 is calibrated on the generated JPEGs). With
+no trained run, the INT8 file's accuracy check is stamped by this script (validation_images 0:
+there are no labels here) so that `auto` may take it: the auto row measures speed, not accuracy.
 
     python benchmarks/peer_ratios.py [--sizes 224 320 512] [--images 50] [--large 500]
 """
@@ -125,7 +130,7 @@ def best_rates(forwards: dict[str, Forward], size: int, batch: int, rounds: int,
     return {name: round(rate, 3) for name, rate in rates.items()}  # 3: a loaded machine gives 0.05 img/s
 
 
-def predict_process(model: Path, images: Path, out: Path, size: int) -> tuple[float, float]:
+def predict_process(model: Path, images: Path, out: Path, size: int, *options: str) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one whole `fastseg predict` process."""
     code = (
         "import resource, subprocess, sys, time; t = time.perf_counter(); "
@@ -147,6 +152,7 @@ def predict_process(model: Path, images: Path, out: Path, size: int) -> tuple[fl
         "8",
         "--size",
         str(size),
+        *options,
     ]
     result = subprocess.run(
         [sys.executable, "-c", code, *command], check=True, capture_output=True, text=True
@@ -172,11 +178,23 @@ def exported_models(scratch: Path, calibration: Path, size: int) -> tuple[Path, 
     quantize(onnx, quantized, images)
     import onnx as onnx_package
 
+    stamped = {"validation_miou_fp32": 1.0, "validation_miou_int8": 1.0, "validation_images": 0,
+               "calibration_images": 16, "forced": False,
+               "stamped_by": "peer_ratios.py (speed only)"}  # fmt: skip
     int8 = save_onnx(
-        with_description(onnx_package.load(str(quantized)), loaded, precision="int8"),
+        with_description(onnx_package.load(str(quantized)), loaded, precision="int8", int8=stamped),
         scratch / "model.int8.onnx",
     )
     return model, onnx, int8
+
+
+def recorded_runtime(out: Path) -> str:
+    """The runtime column of a predictions.csv (what ran the model; `auto`'s choice)."""
+    import csv
+
+    with (out / "predictions.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    return ", ".join(sorted({row.get("runtime") or "?" for row in rows}))
 
 
 def main() -> None:
@@ -241,21 +259,27 @@ def main() -> None:
         smp_best_rate = max(rate for name, rate in forward[size].items() if name.startswith("smp"))
         whole = {}
         one = make_jpegs(scratch / "one", 1)
-        for name, file in (("torch", model), ("onnxruntime fp32", onnx), ("onnxruntime int8", int8)):
-            start_up, _ = predict_process(file, one, scratch / f"out-one-{name}", size)
-            seconds, rss = predict_process(file, small, scratch / f"out-small-{name}", size)
+        run_folder = model.parent  # model.pth and model.int8.onnx side by side: `--runtime auto`'s choice
+        rows = (("torch", model, ()), ("torch fp32", model, ("--precision", "fp32")),
+                ("onnxruntime fp32", onnx, ()), ("onnxruntime int8", int8, ()),
+                ("auto (run folder)", run_folder, ()))  # fmt: skip
+        for name, file, options in rows:
+            start_up, _ = predict_process(file, one, scratch / f"out-one-{name}", size, *options)
+            seconds, rss = predict_process(file, small, scratch / f"out-small-{name}", size, *options)
             rate = args.images / seconds
             marginal = (args.images - 1) / max(seconds - start_up, 1e-9)
             whole[name] = {
                 "seconds": round(seconds, 1),
                 "images_per_s": round(rate, 2),
                 "ratio_vs_best_smp": round(rate / smp_best_rate, 2),
+                "runtime": recorded_runtime(scratch / f"out-small-{name}"),
                 "start_up_s": round(start_up, 1),
                 "images_per_s_after_start_up": round(marginal, 2),
                 f"peak_rss_mib_{args.images}": round(rss),
             }
             if name in args.large_runtimes:
-                large_seconds, large_rss = predict_process(file, large, scratch / f"out-large-{name}", size)
+                large_seconds, large_rss = predict_process(file, large, scratch / f"out-large-{name}", size,
+                                                           *options)  # fmt: skip
                 whole[name].update(
                     {
                         f"images_per_s_{args.large}": round(args.large / large_seconds, 2),
