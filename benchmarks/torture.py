@@ -69,7 +69,7 @@ def run_and_kill(command: list[str], delay: float) -> bool:
         process.wait()
         return True
     if process.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{process.stderr[-3000:]}")
+        raise SystemExit(f"{' '.join(command)} failed:\n{process.stderr.read()[-3000:]}")
     return False
 
 
@@ -114,6 +114,8 @@ def train_until_finished(fresh: list[str], run: Path, span: float, rng: random.R
         kills += 1
         check(run)
         print(f"train: killed ({kills} in {run.name}), every file whole", flush=True)
+        if (run / "last.json").is_file() and json.loads((run / "last.json").read_text()).get("finished"):
+            return kills, resumes  # killed after model.pth and the finished mark: nothing left to resume
         if (run / "last.json").is_file():
             command, resumes = (
                 [sys.executable, "-m", "fastseg", "train", "--resume", str(run), "--quiet"],

@@ -86,8 +86,9 @@ def replaced(path: Path, data: bytes) -> None:
 
 def edited(values: dict, changes: dict) -> dict:
     """`values` with `changes` (dotted names reach into nested mappings, made where missing)."""
-    values, changes = copy.deepcopy(values), copy.deepcopy(changes)  # PLAUSIBLE's lists are shared
+    values = copy.deepcopy(values)
     for name, value in changes.items():
+        value = copy.deepcopy(value)  # PLAUSIBLE's lists and dicts are shared, even between two keys
         *parents, last = name.split(".")
         target = values
         for parent in parents:
@@ -136,8 +137,10 @@ def assert_success_or_one_line(result, accepted=(), many_lines_naming=None) -> N
         lines = result.output.strip().splitlines()
         assert lines and lines[-1], result.output
         if many_lines_naming is not None and len(lines) > 1:
+            if lines[-1].endswith("problem(s)"):  # check-data's survey: the data's problems, listed
+                return
             errors = [line for line in lines if line.startswith("Error: ")] or lines
-            assert all(str(many_lines_naming) in line or "problem" in line for line in errors), lines
+            assert all(str(many_lines_naming) in line for line in errors), lines
         else:
             assert len(lines) == 1 and lines[0].startswith("Error: "), lines
 
