@@ -335,3 +335,12 @@ def test_prefetched_keeps_the_order_raises_the_producers_error_and_stops_when_cl
     assert [next(batches) for _ in range(3)] == [0, 1, 2]
     batches.close()  # the consumer stops: the producer thread ends, having made a batch or two more
     assert threading.active_count() == before and len(made) <= 3 + 2
+
+
+def test_predict_and_report_help_still_import_no_torch():
+    """`--runtime`'s choices come from a torch-free module: `predict --help` stays instant (a first
+    version imported torch through the INT8 threshold's module: 1.9 s)."""
+    import subprocess
+
+    code = "import sys, cli.predict, cli.report; print(any(m.startswith('torch') for m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

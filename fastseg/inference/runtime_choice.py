@@ -8,7 +8,8 @@ on the run's validation images and INT8 lost at most `MAX_MIOU_DROP` mIoU. Witho
 without onnxruntime, or on a GPU, `auto` is `model.pth` on torch. A model *file* given to
 `--model` is always that file; a `--runtime` that names another kind is a usage error.
 
-torch is not imported at module level: the CLI reads `RUNTIMES` for `--help`.
+torch is not imported at module level (nor `fastseg.model`, which imports it): the CLI reads
+`RUNTIMES` for `--help`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastseg.errors import CheckpointError, FastsegError, OptionError
-from fastseg.model.exported import MAX_MIOU_DROP
 from fastseg.number_style import score
 from fastseg.runs.folder import INT8_FILENAME, MODEL_FILENAME, ONNX_FILENAME
 
@@ -82,6 +82,8 @@ def int8_check(export: dict[str, Any]) -> tuple[bool, str]:
     """Whether an INT8 file's metadata records a passed accuracy check, and the clause saying so.
     Passed: both validation mIoUs are finite numbers and INT8 lost at most `MAX_MIOU_DROP`
     (a file written with `--accept-int8-loss` past that limit has failed)."""
+    from fastseg.model.exported import MAX_MIOU_DROP  # imports torch: not at --help
+
     check = export.get("int8")
     if export.get("precision") != "int8":
         return False, f"{INT8_FILENAME} is not an INT8 export"
