@@ -343,4 +343,5 @@ def test_predict_and_report_help_still_import_no_torch():
     import subprocess
 
     code = "import sys, cli.predict, cli.report; print(any(m.startswith('torch') for m in sys.modules))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
