@@ -78,7 +78,8 @@ def test_runs_table_sorts_by_any_column(runs):
     assert re.split(r" {2,}", lines[0]) == header
     assert [line.split()[0] for line in lines[1:]] == ["b-fast", "a-seed", "nested/c"]  # no score: last
     b_fast = lines[1].split()
-    assert b_fast[:8] == ["b-fast", "fast", "voc/trainaug", "2/40", "0.600", "0.900", "-", "1h58m"]  # issue #21: 3 decimals
+    # issue #21: scores with 3 decimals
+    assert b_fast[:8] == ["b-fast", "fast", "voc/trainaug", "2/40", "0.600", "0.900", "-", "1h58m"]
     assert b_fast[-1] == "resumable"
     assert lines[2].split()[3:8] == ["2/300", "0.500", "0.850", "0.450", "2m05s"]
 
@@ -130,3 +131,27 @@ def test_one_damaged_run_is_a_row_saying_so_and_hides_no_other(tmp_path, sort):
     assert rows["planned-many"]["planned_epochs"] is None
     table = CliRunner().invoke(main, ["runs", str(tmp_path), "--sort", sort])
     assert table.exit_code == 0 and len(table.output.strip().splitlines()) == 1 + len(rows)
+
+
+def test_a_fifo_named_config_json_neither_hangs_nor_hides_the_other_runs(tmp_path):
+    """`fastseg runs` read every config.json under the root with read_text(): a named pipe
+    there (another tool's, or a trap) blocked it forever. It goes through the one reader now,
+    which refuses anything but a regular file."""
+    import os
+    import signal
+
+    def hung(signum, frame):
+        raise AssertionError("fastseg runs blocked on a FIFO")
+
+    make_run(tmp_path / "good", "fast", "train", 40, [(0.6, 0.9, "1:00")], state={"finished": True})
+    (tmp_path / "pipe").mkdir()
+    os.mkfifo(tmp_path / "pipe" / "config.json")
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        result = CliRunner().invoke(main, ["runs", str(tmp_path), "--json"])
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert result.exit_code == 0, result.output
+    assert [row["name"] for row in json.loads(result.output)] == ["good"]
