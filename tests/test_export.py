@@ -19,6 +19,7 @@ from PIL import Image
 from cli.main import main
 from fastseg.data.voc import find_voc
 from fastseg.errors import CheckpointError, FastsegError
+from fastseg.extras import install_hint
 from fastseg.model.checkpoint import load_model, save_model
 from fastseg.model.config import ModelConfig
 from fastseg.model.network import SegmentationModel
@@ -255,11 +256,11 @@ def test_without_the_onnx_extra_one_line_names_it(run, exported, tmp_path, monke
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(image)
     monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)  # as if not installed
     result = invoke("predict", "--model", exported, image, "--out", tmp_path / "out", "--quiet")
-    assert result.exit_code == 1 and "pip install 'fastseg[onnx]'" in result.output
+    assert result.exit_code == 1 and install_hint("onnx") in result.output and "fastseg[" not in result.output
     assert len(result.output.strip().splitlines()) == 1
     monkeypatch.setitem(__import__("sys").modules, "onnxscript", None)
     result = invoke("export", run, "--out", tmp_path / "m.onnx")
-    assert result.exit_code == 1 and "needs onnxscript: pip install 'fastseg[onnx]'" in result.output
+    assert result.exit_code == 1 and f"needs onnxscript: {install_hint('onnx')}" in result.output
     assert not (tmp_path / "m.onnx").exists()
 
 

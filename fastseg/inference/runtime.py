@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fastseg.errors import CheckpointError, FastsegError, OptionError
+from fastseg.extras import install_hint
 
 if TYPE_CHECKING:
     import torch
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from fastseg.model.network import SegmentationModel
 
 ONNX_SUFFIX = ".onnx"
-ONNX_EXTRA = "pip install 'fastseg[onnx]'"
+ONNX_EXTRA = install_hint("onnx")
 
 
 class Runtime(Protocol):
