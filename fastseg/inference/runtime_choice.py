@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastseg.errors import CheckpointError, FastsegError, OptionError
+from fastseg.extras import install_hint
 from fastseg.number_style import score
 from fastseg.runs.folder import INT8_FILENAME, MODEL_FILENAME, ONNX_FILENAME
 
@@ -163,7 +164,7 @@ def _int8_unusable(device: torch.device | None, precision: str, requested_device
     if precision != "auto":
         return f"--precision {precision} is torch's"
     if not onnxruntime_importable():
-        return "onnxruntime is not installed (pip install 'fastseg[onnx]' for model.int8.onnx)"
+        return f"onnxruntime is not installed ({install_hint('onnx')} for model.int8.onnx)"
     return ""
 
 
