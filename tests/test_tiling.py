@@ -218,6 +218,7 @@ def test_report_and_predict_refuse_bad_tiles_alike(model_file, tmp_path, command
     ("options", "message"),
     [
         (["--tile", "16"], "--tile 16: at least 32"),
+        (["--tile", "100000"], "--tile 100000: at most 8192 pixels"),
         (["--tile", "64", "--overlap", "1"], "--overlap 1.0: a fraction"),
         (["--tile", "64", "--overlap", "-0.1"], "--overlap -0.1: a fraction"),
         (["--overlap", "0.5"], "--overlap needs --tile"),

@@ -28,6 +28,9 @@ import numpy as np
 from fastseg.errors import OptionError
 
 MIN_TILE = 32  # the encoder halves the input five times: a smaller tile has no 1x1 bottleneck left
+# The largest input side a model is run at (model.config.MAX_SIZE, not imported: no torch here). An
+# image smaller than a tile is padded to a whole tile, so `--tile 100000` asked for tens of GB.
+MAX_TILE = 8192
 DEFAULT_OVERLAP = 0.25
 
 
@@ -76,6 +79,8 @@ def make_tiling(tile: int | None, overlap: float | None, size: int | None = None
         return None
     if tile < MIN_TILE:
         raise OptionError(f"--tile {tile}: at least {MIN_TILE} pixels (or 0: the whole image, fitted)")
+    if tile > MAX_TILE:
+        raise OptionError(f"--tile {tile}: at most {MAX_TILE} pixels (the largest side a model runs at)")
     overlap = DEFAULT_OVERLAP if overlap is None else overlap
     if not 0 <= overlap < 1:
         raise OptionError(f"--overlap {overlap}: a fraction of the tile, at least 0 and below 1")
