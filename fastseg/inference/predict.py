@@ -377,7 +377,8 @@ def open_chosen(choice: RuntimeChoice, runtime: str, device: torch.device, preci
 # Threads writing outputs while the model runs the next batch: upsampling, the argmax, zlib and
 # JPEG encoding release the GIL, so on CPU they overlap the forward pass instead of following it.
 # One: on the idle 2-core AMD EPYC (bf16), 50 images at 224² took 7.70-7.77 s with one thread,
-# 7.81-7.84 s with two, 8.05-8.13 s with none; each thread's malloc arena adds ~80 MiB of peak RSS.
+# 7.81-7.84 s with two, 8.05-8.13 s with none, peaking at 1.1, 1.2 and 0.95 GB (mostly each
+# thread's malloc arena; benchmarks/README.md, #24).
 OUTPUT_THREADS = 1
 PENDING_PIXELS = 1 << 25  # 32 Mpx of images waiting to be written: bounded memory (labels, originals)
 
