@@ -345,3 +345,17 @@ def test_predict_and_report_help_still_import_no_torch():
     code = "import sys, cli.predict, cli.report; print(any(m.startswith('torch') for m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_an_unreadable_int8_file_is_left_for_model_pth_with_the_reason(tmp_path, model_pth):
+    pytest.importorskip("onnxruntime")
+    folder = run_folder(tmp_path, model_pth)
+    (folder / "model.int8.onnx").write_bytes(b"\x00not a graph\xff")
+    result = predict(folder, thirds(tmp_path / "in"), tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("runtime:"))
+    assert line.startswith(f"runtime: {TORCH} (model.pth; model.int8.onnx unusable: ")
+    assert "not a readable ONNX model" in line
+    quiet = predict(folder, thirds(tmp_path / "in"), tmp_path / "quiet", "--quiet")
+    assert quiet.exit_code == 0 and "runtime:" not in quiet.output  # --quiet: the CSV still says it
+    assert [row["runtime"] for row in rows(tmp_path / "quiet")] == [TORCH]
