@@ -131,7 +131,7 @@ def load_model(model: Path | str, device: torch.device | str = "cpu") -> LoadedM
     fields = _checked_fields(path, state)
     config = fields["config"]
     try:
-        if config.encoder != DEFAULT_ENCODER:  # timm imported (only then) outside the meta context
+        if config.encoder != DEFAULT_ENCODER:  # timm imported only for such a model
             from fastseg.model.timm_encoder import require_timm_model
 
             require_timm_model(config.encoder)
@@ -144,9 +144,6 @@ def load_model(model: Path | str, device: torch.device | str = "cpu") -> LoadedM
     weights = {name: tensor.float() if tensor.is_floating_point() else tensor  # as copying into fp32 did
                for name, tensor in state["state_dict"].items()}  # fmt: skip
     network.load_state_dict(weights, assign=True)
-    if any(tensor.is_meta for tensor in (*network.parameters(), *network.buffers())):
-        network = SegmentationModel(config)  # a buffer the state dict does not hold: build it for real
-        network.load_state_dict(weights)
     network.to(device).eval()
     return LoadedModel.from_fields(network, fields)
 
