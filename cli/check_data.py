@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from cli.errors import user_errors
 from cli.options import DATA_HELP, RequiredInHelp, positional_alias, verbose_option
 from cli.progress import counted
+
+if TYPE_CHECKING:
+    from fastseg.data.survey import DataSurvey
 
 DATA_PATH = click.Path(path_type=Path)
 
@@ -30,11 +34,20 @@ def command(data: Path, threads: int | None, quiet: bool) -> None:
     neither a class nor the ignore value, size mismatches, images without masks and masks without
     images, empty splits). Exits 1 when there is a problem."""
     from fastseg.data.dataset import open_dataset
-    from fastseg.data.survey import survey_dataset, survey_table
+    from fastseg.data.survey import survey_dataset
 
     folder = open_dataset(data)
     progress = None if quiet else (lambda results, total: counted("pairs checked")(_sized(results, total)))
     survey = survey_dataset(folder, threads, progress)
+    show_survey(survey, "problem(s)")
+    click.echo("no problems found")
+
+
+def show_survey(survey: DataSurvey, problems_are: str) -> None:
+    """check-data's table, notes and problems (one line each); exit 1 after the count when there
+    is a problem. `fastseg import` shows the data set it wrote the same way."""
+    from fastseg.data.survey import survey_table
+
     click.echo(survey.description)
     for line in survey_table(survey):
         click.echo(line)
@@ -43,9 +56,8 @@ def command(data: Path, threads: int | None, quiet: bool) -> None:
     for problem in survey.problems:
         click.echo(problem)
     if survey.problems:
-        click.echo(f"{len(survey.problems)} problem(s)", err=True)
+        click.echo(f"{len(survey.problems)} {problems_are}", err=True)
         sys.exit(1)
-    click.echo("no problems found")
 
 
 class _sized:  # noqa: N801 - a tiny adapter: an iterable that knows its length, for the progress line

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
+from cli.check_data import show_survey
 from cli.errors import user_errors
 from cli.options import force_option, verbose_option
 from cli.progress import counted
@@ -97,7 +97,7 @@ def command(
     leftImg8bit/), ade20k (ADEChallengeData2016). Every problem of the export is listed at once
     and nothing is created; otherwise DATASET is written whole and check-data's table printed."""
     from fastseg.data.dataset import open_dataset
-    from fastseg.data.survey import survey_dataset, survey_table
+    from fastseg.data.survey import survey_dataset
     from fastseg.importing.importer import import_dataset
     from fastseg.importing.source import ReadOptions
     from fastseg.importing.writer import DATASET_FILE, ImportOptions
@@ -123,17 +123,8 @@ def command(
         f"images linked {result.linked}, copied {result.copied}; "
         f"{result.contested} pixel(s) contested between classes"
     )
-    survey = survey_dataset(open_dataset(result.out / DATASET_FILE), threads)
-    click.echo(survey.description)
-    for line in survey_table(survey):
-        click.echo(line)
-    for note in survey.notes:
-        click.echo(f"note: {note}")
-    for problem in survey.problems:
-        click.echo(problem)
-    if survey.problems:
-        click.echo(f"{len(survey.problems)} problem(s) in the imported data set", err=True)
-        sys.exit(1)
+    show_survey(survey_dataset(open_dataset(result.out / DATASET_FILE), threads),
+                "problem(s) in the imported data set")  # fmt: skip
 
 
 def _names(text: str | None) -> tuple[str, ...] | None:
