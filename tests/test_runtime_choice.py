@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import main
+from fastseg.data.classes import Classes
 from fastseg.errors import OptionError
 from fastseg.inference import predict as predict_module
 from fastseg.inference.loop import prefetched
@@ -62,9 +63,12 @@ def identity_onnx(path, **description):
 
 @pytest.fixture(scope="module")
 def model_pth(tmp_path_factory):
+    """The model the INT8 graph's description says it was exported from (3 classes, 32 px)."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("model") / "model.pth"
-    return save_model(path, SegmentationModel().eval(), ModelConfig(), size=32)
+    config = ModelConfig(num_classes=3)
+    classes = Classes.create(DESCRIPTION["classes"], [tuple(c) for c in DESCRIPTION["colors"]], 255)
+    return save_model(path, SegmentationModel(config).eval(), config, size=32, classes=classes)
 
 
 def run_folder(tmp_path, model_pth, int8=None):
@@ -201,6 +205,51 @@ def test_a_file_given_runs_as_it_is_whatever_its_check(tmp_path, model_pth):
     assert result.exit_code == 0, result.output
     assert "runtime: onnxruntime int8 (model.int8.onnx, as given)" in result.output
     assert identity_labels(tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("description", "differs"),
+    [({"classes": ["background", "thing", "another"]}, "classes"), ({"size": 64}, "size"),
+     ({"metadata": {"run": "another training"}}, "metadata"), ({"resize": "letterbox"}, "resize"),
+     ({"model_config": {**DESCRIPTION["model_config"], "decoder_channels": [64, 32, 16, 8, 4]}},
+      "model_config")],
+    ids=["other classes", "other size", "other training", "other resize", "other decoder"],
+)  # fmt: skip
+def test_auto_never_swaps_model_pth_for_an_int8_file_of_another_model(tmp_path, model_pth, description,
+                                                                       differs):  # fmt: skip
+    pytest.importorskip("onnxruntime")
+    folder = run_folder(tmp_path, model_pth)
+    identity_onnx(folder / "model.int8.onnx", precision="int8", int8=PASSED, **description)
+    choice = choose_runtime(folder, "auto", CPU)
+    assert (choice.kind, choice.path.name) == ("torch", "model.pth")
+    assert choice.reason == f"model.pth; model.int8.onnx is not its export (different {differs})"
+
+
+def test_an_export_of_model_pth_is_its_export(tmp_path, model_pth):
+    """What `fastseg export` writes (`describe`) read back (`described_model`) matches model.pth."""
+    from fastseg.inference.runtime_choice import _other_model
+    from fastseg.model.checkpoint import load_model
+    from fastseg.model.exported import describe, described_model
+
+    loaded = load_model(model_pth)
+    for metadata in ({}, {"epochs": 3, "history": [[1, 0.5]], "data": "D"}):
+        loaded.metadata = metadata
+        torch_file = save_model(tmp_path / "model.pth", loaded.model, loaded.model.config, 32, metadata,
+                                classes=loaded.class_set)  # fmt: skip
+        text = describe(loaded, precision="int8", int8=PASSED)
+        exported = described_model(tmp_path / "model.int8.onnx", text)
+        assert _other_model(torch_file, exported) == ""
+        exported.classes = ["background", "thing", "another"]
+        assert _other_model(torch_file, exported) == "different classes"
+
+
+def test_int8_check_figures_outside_an_miou_are_no_check():
+    for figure in (-1, -1.0, 1e308, 1.5, float("nan"), float("inf"), "0.8", None, [0.8]):
+        for field in ("validation_miou_fp32", "validation_miou_int8"):
+            check = {**PASSED, "validation_miou_fp32": 0.8, "validation_miou_int8": 0.8, field: figure}
+            assert int8_check({"precision": "int8", "int8": check}) == (False, NO_USABLE_CHECK), figure
+        both = {**PASSED, "validation_miou_fp32": figure, "validation_miou_int8": figure}
+        assert not int8_check({"precision": "int8", "int8": both})[0], figure
 
 
 def test_int8_check_figures():

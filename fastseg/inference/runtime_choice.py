@@ -4,7 +4,9 @@ A run folder may hold `model.pth` (torch), `model.onnx` (onnxruntime fp32) and `
 (onnxruntime INT8, `fastseg export --int8`). INT8 is the fastest on a CPU (about twice torch's
 forward pass, benchmarks/README.md) but its masks can differ from fp32's, so `auto` takes it only
 when its file records an accuracy check that passed: the export scored the fp32 and the INT8 graph
-on the run's validation images and INT8 lost at most `MAX_MIOU_DROP` mIoU. Without such a file,
+on the run's validation images and INT8 lost at most `MAX_MIOU_DROP` mIoU, and when its description
+is the run's model.pth's (classes, size, config, training metadata: a passed check of another
+model copied into the folder is no reason to run it). Without such a file,
 without onnxruntime, or on a GPU, `auto` is `model.pth` on torch. A model *file* given to
 `--model` is always that file; a `--runtime` that names another kind is a usage error.
 
@@ -81,8 +83,9 @@ def planned_label(choice: RuntimeChoice, device: torch.device, precision: str) -
 
 def int8_check(export: dict[str, Any]) -> tuple[bool, str]:
     """Whether an INT8 file's metadata records a passed accuracy check, and the clause saying so.
-    Passed: both validation mIoUs are finite numbers and INT8 lost at most `MAX_MIOU_DROP`
-    (a file written with `--accept-int8-loss` past that limit has failed)."""
+    Passed: both validation mIoUs are numbers from 0 to 1 (-1 or 1e308 is no mIoU, so no check) and
+    INT8 lost at most `MAX_MIOU_DROP` (a file written with
+    `--accept-int8-loss` past that limit has failed)."""
     from fastseg.model.exported import MAX_MIOU_DROP  # imports torch: not at --help
 
     check = export.get("int8")
@@ -92,7 +95,7 @@ def int8_check(export: dict[str, Any]) -> tuple[bool, str]:
         return False, f"{INT8_FILENAME} records no accuracy check"
     fp32, int8 = check.get("validation_miou_fp32"), check.get("validation_miou_int8")
     images = check.get("validation_images")
-    if not all(_number(value) and math.isfinite(value) for value in (fp32, int8)):
+    if not all(_number(value) and math.isfinite(value) and 0 <= value <= 1 for value in (fp32, int8)):
         return False, f"{INT8_FILENAME} records no usable accuracy check"
     drop = round(fp32 - int8, 6)  # the figures are recorded to 6 places: 0.8 - 0.79 is 0.01, not 0.0100...09
     on = f" on {images} validation images" if isinstance(images, int) and not isinstance(images, bool) else ""
@@ -152,8 +155,45 @@ def choose_runtime(model: Path | str, runtime: str = "auto", device: torch.devic
     passed, clause = int8_check(loaded.export or {})
     if not passed:
         return RuntimeChoice(torch_file, "torch", f"{MODEL_FILENAME}; {clause}")
+    differs = _other_model(torch_file, loaded)
+    if differs:
+        return RuntimeChoice(torch_file, "torch", f"{MODEL_FILENAME}; {INT8_FILENAME} is not its export "
+                                                  f"({differs})")  # fmt: skip
     return RuntimeChoice(int8_file, "int8", clause, Opened(loaded, onnx_runtime),
                          alternative=f"--runtime torch for {MODEL_FILENAME}")  # fmt: skip
+
+
+COMPARED = ("classes", "size", "resize", "colors", "ignore_index", "mean", "std", "metadata")
+
+
+def _other_model(torch_file: Path, loaded: Any) -> str:  # noqa: ANN401 - the INT8 file's LoadedModel
+    """Which field of the run's `model.pth` (its model config or one of `COMPARED`) the INT8 file's
+    description contradicts, or "": a passed check is about the file's own graph, and `auto` must
+    never swap the run's model for another one (other classes, size or training) copied into the
+    folder. Both sides go through the same field checks (defaults of older files applied); the
+    weights are memory-mapped, not read (a few ms). A `model.pth` that is absent or unreadable
+    contradicts nothing: `--runtime torch` reports its own problem."""
+    import torch
+
+    from fastseg.model.checkpoint import FORMAT, _checked_fields
+    from fastseg.model.config import ModelConfig
+
+    if not torch_file.is_file():
+        return ""
+    try:
+        state = torch.load(torch_file, map_location="cpu", weights_only=True, mmap=True)
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            return ""
+        ours = _checked_fields(torch_file, state)
+    except Exception:  # noqa: BLE001 - any unreadable model.pth: see the docstring
+        return ""
+    try:
+        config = ModelConfig.from_dict((loaded.export or {}).get("model_config") or {})
+    except FastsegError:
+        return "different model_config"
+    if config != ours["config"]:
+        return "different model_config"
+    return next((f"different {name}" for name in COMPARED if ours[name] != getattr(loaded, name)), "")
 
 
 def _int8_unusable(device: torch.device | None, precision: str, requested_device: str) -> str:
