@@ -77,6 +77,8 @@ def guard(path: Path, role: str, force: bool = False, option: str | None = "--fo
     if force or not (path.exists() or path.is_symlink()) or written_by_fastseg(path, role):
         return
     kind = "folder" if path.is_dir() else "file"
+    if kind == "folder" and role != "report":  # a file never replaces a folder: no option allows it
+        option = None
     raise OutputRefused(
         f"{path}: an existing {kind} that fastseg did not write as {_article(role)} {role}; "
         + (f"choose another output or use {option} to replace it" if option else

@@ -508,6 +508,25 @@ def test_predict_never_replaces_a_users_file_at_an_output_path(model_file, tmp_p
     assert run(model_file, str(folder / "b.jpg"), "--out", str(out), "--overlay").exit_code == 0  # ours now
 
 
+def test_a_folder_where_a_mask_goes_is_never_offered_to_replace_foreign(model_file, tmp_path):
+    """A folder named like a mask: --replace-foreign cannot replace it (nor should it delete a
+    user's folder), so the line asks to remove it or choose another output; the image fails alone,
+    the folder and what it holds are kept, with or without --replace-foreign."""
+    noise(40, 30).save(tmp_path / "b.jpg")
+    out = tmp_path / "out"
+    (out / "b.png").mkdir(parents=True)
+    (out / "b.png" / "kept.txt").write_text("mine")
+    for options in ((), ("--replace-foreign",)):
+        result = run(model_file, str(tmp_path / "b.jpg"), "--out", str(out), *options)
+        assert result.exit_code == 1
+        failure = [line for line in result.output.splitlines() if "b.png" in line and "b.jpg:" in line]
+        assert len(failure) == 1 and "--replace-foreign" not in failure[0], result.output
+        assert "Traceback" not in result.output
+        assert (out / "b.png" / "kept.txt").read_text() == "mine"
+    line = "an existing folder that fastseg did not write as a mask; choose another output or remove it first"
+    assert line in run(model_file, str(tmp_path / "b.jpg"), "--out", str(out)).output
+
+
 def test_predictions_csv_has_plain_newlines(model_file, tmp_path):
     """Issue #19 (7): the CSV had CRLF line endings (the csv module's default)."""
     noise(20, 20).save(tmp_path / "a.png")
