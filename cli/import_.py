@@ -33,7 +33,7 @@ from fastseg.importing import FORMATS
     "--val", type=float, default=0.2, help="Share of the images for validation (exports without splits)."
 )
 @click.option("--test", type=float, default=0.1, help="Share of the images for testing; 0: none.")
-@click.option("--seed", type=int, default=42, help="Seed of the random split.")
+@click.option("--seed", type=click.IntRange(min=0), default=42, help="Seed of the random split.")
 @click.option(
     "--classes",
     default=None,

@@ -1231,3 +1231,74 @@ def test_stacking_equals_painting_in_order_for_row_and_column_major_layers():
             current = np.where(pixels, label, current)
         np.testing.assert_array_equal(labels, expected)
         assert contested == int(taken.sum()), trial
+
+
+# --- a stranger's second hostile pass -----------------------------------------------------------------
+
+
+def _one_line_refusal(result, words):
+    """Exit 1 or 2 with one `Error:` line naming the problem, never a traceback."""
+    assert result.exit_code in (1, 2), result.output
+    assert not isinstance(result.exception, (ValueError, OSError)) or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert words in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    "file_name, words",
+    [("photos/img\u00000.png", "cannot be used"), ("a" * 5000 + ".png", "cannot be used")],
+)
+def test_coco_file_names_no_file_system_takes_are_problems_not_tracebacks(tmp_path, file_name, words):
+    path = coco_export(tmp_path / "export")
+    data = json.loads(path.read_text())
+    data["images"][0]["file_name"] = file_name
+    path.write_text(json.dumps(data))
+    result = run_cli("import", "coco", path, "--out", tmp_path / "ds", "--quiet")
+    _one_line_refusal(result, words)
+    assert result.exit_code == 1 and not (tmp_path / "ds").exists()
+
+
+def test_an_out_under_a_file_or_an_unwritable_folder_is_one_line(tmp_path):
+    path = coco_export(tmp_path / "export")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for out in (blocker / "ds", blocker / "deeper" / "ds"):
+        result = run_cli("import", "coco", path, "--out", out, "--quiet")
+        _one_line_refusal(result, "is not a folder")
+        assert blocker.read_text() == "not a folder"
+    result = run_cli("import", "coco", path, "--out", tmp_path / ("d" * 300), "--quiet")
+    _one_line_refusal(result, "File name too long")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file", "export"]
+    if os.geteuid() != 0:  # root may write anywhere: the check cannot fail for it
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        try:
+            result = run_cli("import", "coco", path, "--out", locked / "ds", "--quiet")
+            _one_line_refusal(result, "is not writable")
+            assert list(locked.iterdir()) == []
+        finally:
+            locked.chmod(0o700)
+
+
+def test_a_negative_seed_is_a_usage_error(tmp_path):
+    from fastseg.errors import OptionError
+    from fastseg.importing.writer import ImportOptions
+
+    path = coco_export(tmp_path / "export")
+    result = run_cli("import", "coco", path, "--out", tmp_path / "ds", "--seed", "-1", "--quiet")
+    _one_line_refusal(result, "--seed")
+    assert result.exit_code == 2 and not (tmp_path / "ds").exists()
+    with pytest.raises(OptionError, match="--seed -1"):
+        ImportOptions(seed=-1).check()
+
+
+@pytest.mark.parametrize("crowd", ["no", 2, [1]])
+def test_an_iscrowd_other_than_0_or_1_is_a_problem_not_a_void_region(tmp_path, crowd):
+    path = coco_export(tmp_path / "export")
+    data = json.loads(path.read_text())
+    data["annotations"][0]["iscrowd"] = crowd
+    path.write_text(json.dumps(data))
+    result = run_cli("import", "coco", path, "--out", tmp_path / "ds", "--quiet")
+    _one_line_refusal(result, "annotation 1: iscrowd")
+    assert result.exit_code == 1 and not (tmp_path / "ds").exists()

@@ -166,7 +166,11 @@ def _annotation(
     if category not in categories:
         problems.append(f"{where}: category id {shown(category)} is not among the categories")
         return
-    label = categories[category] if crowd_as_class or not annotation.get("iscrowd") else None
+    crowd = annotation.get("iscrowd") or 0
+    if crowd not in (0, 1):  # "no" or 2 would silently make the region void
+        problems.append(f"{where}: iscrowd {shown(crowd)!r} is neither 0 nor 1")
+        return
+    label = categories[category] if crowd_as_class or not crowd else None
     segmentation = annotation.get("segmentation")
     if isinstance(segmentation, list) and segmentation:
         found = [

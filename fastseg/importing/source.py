@@ -135,7 +135,14 @@ def image_under(base: Path, relative: str, where: str, problems: list[str]) -> P
     leaves `base` (`../`, absolute) is a problem, never followed."""
     parts = PureWindowsPath(relative).as_posix() if "\\" in relative else relative
     candidate = base / PurePosixPath(parts)
-    if PurePosixPath(parts).is_absolute() or not candidate.resolve().is_relative_to(base.resolve()):
+    try:  # a NUL byte, a name longer than the file system takes: a problem here, not an OSError later
+        leaves = PurePosixPath(parts).is_absolute() or not candidate.resolve().is_relative_to(base.resolve())
+        candidate.exists()  # raises for what pathlib does not read as "no such file"
+    except (OSError, ValueError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        problems.append(f"{where}: image path {shown(relative[:200])!r} cannot be used ({reason})")
+        return None
+    if leaves:
         problems.append(
             f"{where}: image path {shown(relative)!r} leaves {shown(base)}; images must lie under it"
         )

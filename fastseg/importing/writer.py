@@ -71,6 +71,8 @@ class ImportOptions:
             raise OptionError(f"--val {self.val} + --test {self.test} leave no training images")
         if self.val <= 0:
             raise OptionError("--val must be above 0: training needs validation images")
+        if type(self.seed) is not int or self.seed < 0:  # numpy's generator takes no negative seed
+            raise OptionError(f"--seed {self.seed}: a whole number, 0 or more")
 
 
 @dataclass
@@ -107,6 +109,7 @@ def write_dataset(
     and nothing created when anything is wrong."""
     options.check()
     out = Path(out)
+    _check_parent(out)
     _remove_stale(out)
     replacing = _check_destination(out, options.force)
     problems = list(source.problems)
@@ -193,6 +196,24 @@ def _remove_stale(out: Path) -> None:
             os.rename(folder, out)
         else:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _check_parent(out: Path) -> None:
+    """`out`'s folder can hold it: the nearest existing ancestor is a folder this process may
+    write in (else one line before anything is drawn, not an OSError halfway)."""
+    ancestor = out.absolute().parent
+    try:
+        (out.parent / f".{out.name}.import.0.tmp").exists()  # raises for a name over the limit
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            if ancestor.is_symlink():  # a dangling link: nothing can be created through it
+                break
+            ancestor = ancestor.parent
+    except OSError as error:
+        raise FastsegError(f"--out {shown(str(out)[:200])}: {error.strerror}") from None
+    if not ancestor.is_dir():
+        raise FastsegError(f"--out {shown(out)}: {shown(ancestor)} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise FastsegError(f"--out {shown(out)}: {shown(ancestor)} is not writable by this user")
 
 
 def _check_destination(out: Path, force: bool) -> bool:
