@@ -243,6 +243,26 @@ def test_an_export_of_model_pth_is_its_export(tmp_path, model_pth):
         assert _other_model(torch_file, exported) == "different classes"
 
 
+@pytest.mark.parametrize("kind", ["folder", "FIFO", "device", "broken link"])
+def test_a_model_int8_onnx_that_is_not_a_file_is_named_so_and_never_opened(tmp_path, model_pth, kind):
+    """A folder, a FIFO, a link to /dev/zero or to nothing named model.int8.onnx: auto runs
+    model.pth saying what stands there (not "no model.int8.onnx"), --runtime int8 is a usage error
+    saying the same; neither blocks on the FIFO nor reads the device."""
+    import os
+
+    folder = run_folder(tmp_path, model_pth)
+    int8 = folder / "model.int8.onnx"
+    {"folder": int8.mkdir, "FIFO": lambda: os.mkfifo(int8), "device": lambda: int8.symlink_to("/dev/zero"),
+     "broken link": lambda: int8.symlink_to(tmp_path / "gone")}[kind]()  # fmt: skip
+    choice = choose_runtime(folder, "auto", CPU)
+    assert (choice.kind, choice.reason) == (
+        "torch",
+        f"model.pth; model.int8.onnx is a {kind}, not a model file",
+    )
+    with pytest.raises(OptionError, match=f"--runtime int8: .*model.int8.onnx is a {kind}, not a model file"):
+        choose_runtime(folder, "int8", CPU)
+
+
 def test_int8_check_figures_outside_an_miou_are_no_check():
     for figure in (-1, -1.0, 1e308, 1.5, float("nan"), float("inf"), "0.8", None, [0.8]):
         for field in ("validation_miou_fp32", "validation_miou_int8"):

@@ -137,12 +137,19 @@ def choose_runtime(model: Path | str, runtime: str = "auto", device: torch.devic
         if not file.is_file():
             make = {"torch": "`fastseg train` writes it", "onnx": "`fastseg export` makes it",
                     "int8": "`fastseg export --int8` makes it"}[runtime]  # fmt: skip
+            odd = _not_a_file(file)
+            if odd:
+                raise OptionError(f"--runtime {runtime}: {file} is {odd}, not a model file ({make})")
             raise OptionError(f"--runtime {runtime}: {path} holds no {FILES[runtime]} ({make})")
         return RuntimeChoice(file, runtime, f"--runtime {runtime}: {FILES[runtime]}")
     torch_file = path / MODEL_FILENAME
     int8_file = path / INT8_FILENAME
     if not int8_file.is_file():
-        return RuntimeChoice(torch_file, "torch", f"{MODEL_FILENAME}; no {INT8_FILENAME} in the run folder")
+        odd = _not_a_file(int8_file)
+        found = (
+            f"{INT8_FILENAME} is {odd}, not a model file" if odd else f"no {INT8_FILENAME} in the run folder"
+        )
+        return RuntimeChoice(torch_file, "torch", f"{MODEL_FILENAME}; {found}")
     reason = _int8_unusable(device, precision, requested_device)
     if reason:
         return RuntimeChoice(torch_file, "torch", f"{MODEL_FILENAME}; {reason}")
@@ -194,6 +201,25 @@ def _other_model(torch_file: Path, loaded: Any) -> str:  # noqa: ANN401 - the IN
     if config != ours["config"]:
         return "different model_config"
     return next((f"different {name}" for name in COMPARED if ours[name] != getattr(loaded, name)), "")
+
+
+def _not_a_file(path: Path) -> str:
+    """What stands at `path` when it is not a regular file ("a folder", "a FIFO", "a device", "a
+    broken link"), or "" when nothing does: "no model.int8.onnx" would be untrue, and opening a
+    FIFO or /dev/zero would block or read forever."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "a broken link" if path.is_symlink() else ""
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
 
 
 def _int8_unusable(device: torch.device | None, precision: str, requested_device: str) -> str:
