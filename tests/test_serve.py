@@ -376,7 +376,7 @@ def test_every_bad_request_is_one_json_line_and_the_next_is_served(client, image
         (dict(content=good, headers={"content-type": "text/plain"}), 415, "multipart/form-data"),
         (dict(content=good), 415, "content type none"),
         (dict(files={"photo": ("a.jpg", good)}), 422, "no 'file' field"),
-        (dict(content=b"--xyz\r\nbroken", headers=multipart), 422, "no 'file' field"),
+        (dict(content=b"--xyz\r\nbroken", headers=multipart), 400, "closing boundary"),  # cut short
         (dict(content=good, headers={"content-type": "multipart/form-data"}), 400, "without a boundary"),
         (dict(content=good, headers={"content-type": "image/jpeg"}, params={"format": "xml"}), 422, "format"),
         (
@@ -1140,3 +1140,36 @@ def test_serve_without_the_docs_files_is_one_line_naming_the_extra(model_file, m
     result = CliRunner().invoke(main, ["serve", str(model_file)])
     assert result.exit_code == 1 and result.output.startswith("Error: fastseg serve needs fastapi_offline: ")
     assert "[serve]" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+# ---- a stranger's second hostile pass ----
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"tasks": [{"id": ' + b"1" * 5000 + b', "data": {}}]}',
+        b'{"tasks": [], "project": ' + b"9" * 5000 + b"}",
+        b'{"tasks": [], "tasks": []}',
+        b'{"tasks": [], "project": \xff}',
+    ],
+)
+def test_a_predict_body_no_strict_json_reader_takes_is_a_400_line(client, images, body):
+    """A 5,000-digit number was a ValueError json.loads raises outside JSONDecodeError: a 500."""
+    check_error(client.post("/predict", content=body, headers={"content-type": "application/json"}),
+                400, "not JSON")  # fmt: skip
+    assert client.post("/v1/segment", files={"file": (images / "odd.jpg").read_bytes()}).status_code == 200
+
+
+def test_a_multipart_body_with_two_files_or_cut_short_is_refused(client, images):
+    """Two `file` fields: the first was answered and the second dropped silently; a body without its
+    closing boundary (a client that stopped early) was answered as if whole."""
+    photo = (images / "odd.jpg").read_bytes()
+    two = client.post("/v1/segment", files=[("file", ("a.jpg", photo)), ("file", ("b.jpg", photo))])
+    check_error(two, 422, "2 'file' fields")
+    cut = b'--XX\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n' + photo
+    multipart = {"content-type": "multipart/form-data; boundary=XX"}
+    check_error(client.post("/v1/segment", content=cut, headers=multipart), 400, "closing boundary")
+    whole = cut + b"\r\n--XX--\r\n"
+    answer = client.post("/v1/segment", content=whole, headers=multipart)
+    assert answer.status_code == 200 and answer.content[:8] == b"\x89PNG\r\n\x1a\n"

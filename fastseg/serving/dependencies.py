@@ -175,18 +175,32 @@ def multipart_file(raw: bytes, content_type: str) -> Upload:
     def on_part_data(data: bytes, start: int, end: int) -> None:
         parts[-1]["data"].append(data[start:end])
 
+    ended: list[bool] = []
+
+    def on_end() -> None:
+        ended.append(True)
+
     callbacks = {"on_part_begin": on_part_begin, "on_header_field": on_header_field,
                  "on_header_value": on_header_value, "on_header_end": on_header_end,
-                 "on_part_data": on_part_data}  # fmt: skip
+                 "on_part_data": on_part_data, "on_end": on_end}  # fmt: skip
     try:
         parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
         parser.write(raw)
         parser.finalize()
     except (MultipartParseError, ValueError) as error:
         raise ServeError(400, f"malformed multipart body ({error})") from None
+    if not ended:  # the parser takes a body cut short without complaint: its last part may be too
+        raise ServeError(400, "malformed multipart body (it ends before its closing boundary)")
+    files = []
     for part in parts:
         _, disposition = parse_options_header(part["headers"].get(b"content-disposition", b""))
         if disposition.get(b"name") == FILE_FIELD.encode():
             filename = disposition.get(b"filename", b"").decode("utf-8", "replace")
-            return Upload(b"".join(part["data"]), filename)
-    raise ServeError(422, f"no '{FILE_FIELD}' field in the multipart body (curl -F {FILE_FIELD}=@photo.jpg)")
+            files.append(Upload(b"".join(part["data"]), filename))
+    if len(files) > 1:  # which one was meant? answering for either could mislabel the other
+        raise ServeError(422, f"{len(files)} '{FILE_FIELD}' fields in the multipart body: send one image "
+                              "per request")  # fmt: skip
+    if not files:
+        raise ServeError(422, f"no '{FILE_FIELD}' field in the multipart body "
+                              f"(curl -F {FILE_FIELD}=@photo.jpg)")  # fmt: skip
+    return files[0]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import re
 import urllib.error
 import urllib.parse
@@ -31,6 +30,7 @@ from fastseg.serving.engine import Engine, Result
 from fastseg.serving.errors import ServeError, one_line
 from fastseg.serving.schemas import LabelStudioRequest, LabelStudioResponse
 from fastseg.serving.settings import MAX_TASKS, ServeSettings
+from fastseg.structured_files import StructuredFileError, parse_json
 
 router = APIRouter(tags=["label studio"])
 FETCH_TIMEOUT = 20.0
@@ -145,10 +145,13 @@ def model_version(served: Engine) -> str:
              dependencies=[Depends(authorised), Depends(admitted)])  # fmt: skip
 async def predict(raw: Body, served: Ready) -> LabelStudioResponse:
     """Pre-annotations for Label Studio tasks, in its ML backend's response shape."""
-    try:
-        request = LabelStudioRequest.model_validate(json.loads(raw))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        raise ServeError(400, "the body is not JSON (or nests too deeply)") from None
+    try:  # the one strict loader: no NaN, no repeated key, no 5,000-digit number (a ValueError)
+        request = LabelStudioRequest.model_validate(parse_json(raw.decode("utf-8"), "body", "request"))
+    except UnicodeDecodeError:
+        raise ServeError(400, "the body is not JSON: not UTF-8") from None
+    except StructuredFileError as error:
+        reason = str(error).removeprefix("body: ")
+        raise ServeError(400, f"the body is not JSON /predict takes ({reason})") from None
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
