@@ -26,7 +26,14 @@ from fastseg.errors import OptionError
 from fastseg.inference import predict as predict_module
 from fastseg.inference.loop import prefetched
 from fastseg.inference.precision import cpu_supports_bf16
-from fastseg.inference.predict import FIXED_FIELDS, OLD_FIXED_FIELDS, PredictionLog, write_outputs
+from fastseg.inference.predict import (
+    FIXED_FIELDS,
+    OLD_FIXED_FIELDS,
+    PredictionLog,
+    csv_fields,
+    previous_rows,
+    write_outputs,
+)
 from fastseg.inference.runtime_choice import choose_runtime, int8_check
 from fastseg.model.checkpoint import save_model
 from fastseg.model.config import ModelConfig
@@ -378,6 +385,55 @@ def test_an_old_predictions_csv_is_still_read_back(tmp_path, model_pth):
         writer.writerow([new[name] if name != "seconds" else "9.5" for name in old_header])
     assert predict(model_pth, source, out, "--quiet", "--skip-existing").exit_code == 0
     assert rows(out) == [{**new, "status": "skipped", "seconds": "9.5", "runtime": ""}]
+
+
+def test_an_earlier_predictions_csv_in_any_shape_is_read_back_or_left(tmp_path):
+    """`--skip-existing` reads the earlier log: CRLF lines are rows as any others; extra columns,
+    non-UTF-8 bytes, a folder, a FIFO (which blocked `open()` forever) or a link to /dev/zero are
+    no rows (the masks are read back), returned at once."""
+    import os
+
+    fields = csv_fields(["a", "b"])
+    row = ["in/x.png", "30", "20", "ok", "", "0.1", "torch fp32", "0.5", "0.5"]
+    log = tmp_path / "predictions.csv"
+    log.write_bytes(("\r\n".join([",".join(fields), ",".join(row)]) + "\r\n").encode())
+    assert previous_rows(log, fields) == {"in/x.png": row}
+    log.write_text("\n".join([",".join([*fields, "extra"]), ",".join([*row, "x"])]) + "\n")
+    assert previous_rows(log, fields) == {}
+    log.write_bytes(",".join(fields).encode() + b"\n" + ",".join(row).encode() + b"\xff\n")
+    assert previous_rows(log, fields) == {}
+    log.unlink()
+    for make in (log.mkdir, lambda: os.mkfifo(log), lambda: log.symlink_to("/dev/zero")):
+        make()
+        found = []
+        reader = threading.Thread(
+            target=lambda found=found: found.append(previous_rows(log, fields)), daemon=True
+        )
+        reader.start()
+        reader.join(10)
+        assert found == [{}]
+        log.rmdir() if log.is_dir() else log.unlink()
+
+
+@pytest.mark.parametrize("kind", ["folder", "FIFO"])
+def test_predictions_csv_that_is_not_a_file_stops_predict_before_any_image(tmp_path, kind):
+    """A folder named predictions.csv was found only after every image was segmented: os.replace
+    failed with a traceback. Now one line, exit 1, before any mask is written; a FIFO is refused
+    the same (never opened by --skip-existing)."""
+    import os
+
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "predictions.csv").mkdir() if kind == "folder" else os.mkfifo(out / "predictions.csv")
+    model = identity_onnx(tmp_path / "model.onnx")
+    result = predict(model, thirds(tmp_path / "in"), out, "--quiet", "--skip-existing")
+    assert result.exit_code == 1
+    what = "a folder" if kind == "folder" else "not a regular file"
+    assert f"predictions.csv: {what}, where predict writes its log; remove it or choose another --out" in (
+        result.output
+    )
+    assert "Traceback" not in result.output and not (out / "a.png").exists()
 
 
 # --- decoding one batch ahead -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ without stopping the run.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -35,6 +36,7 @@ from fastseg.inference.tiling import make_tiling
 from fastseg.launch.device import loader_workers
 from fastseg.launch.processes import Launch, barrier, launched, sum_across_processes
 from fastseg.outputs import OVERLAY_COMMENT, OutputRefused, guard, written_by_fastseg
+from fastseg.structured_files import StructuredFileError, read_utf8
 
 if TYPE_CHECKING:
     import torch
@@ -157,6 +159,10 @@ def prepare_out(out: Path) -> None:
         raise FastsegError(f"{out}: cannot create the output folder ({error.strerror})") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise FastsegError(f"{out}: cannot write into the output folder (permission denied)")
+    log = out / "predictions.csv"
+    if log.exists() and not log.is_file():  # found after every image was segmented, when renamed into place
+        kind = "a folder" if log.is_dir() else "not a regular file"
+        raise FastsegError(f"{log}: {kind}, where predict writes its log; remove it or choose another --out")
     remove_stale_temporaries(out)  # e.g. the .predictions.csv.PID.tmp of a predict killed with -9
 
 
@@ -229,14 +235,17 @@ class PredictionLog:
         self.writer.writerow(row + [""] * (self.width - len(row)))
 
 
+MAX_LOG_BYTES = 1 << 30  # an earlier predictions.csv read back whole: millions of rows, not a device
+
+
 def previous_rows(path: Path, fields: list[str]) -> dict[str, list[str]]:
     """The rows of an earlier `predictions.csv` that hold an image's figures, by path; read before
     this run replaces the file. An unreadable or foreign file (another model's classes included) is
-    no loss: masks are read back."""
+    no loss: masks are read back. Read through `read_utf8`, which refuses a FIFO or a device
+    (opening a FIFO named predictions.csv blocked forever)."""
     try:
-        with path.open(newline="") as file:
-            rows = list(csv.reader(file))
-    except (OSError, UnicodeDecodeError, csv.Error):
+        rows = list(csv.reader(io.StringIO(read_utf8(path, "predictions.csv", MAX_LOG_BYTES), newline="")))
+    except (StructuredFileError, csv.Error):
         return {}
     if not rows:
         return {}
