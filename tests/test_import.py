@@ -1302,3 +1302,29 @@ def test_an_iscrowd_other_than_0_or_1_is_a_problem_not_a_void_region(tmp_path, c
     result = run_cli("import", "coco", path, "--out", tmp_path / "ds", "--quiet")
     _one_line_refusal(result, "annotation 1: iscrowd")
     assert result.exit_code == 1 and not (tmp_path / "ds").exists()
+
+
+def test_labelme_embedded_images_are_not_held_in_memory_between_read_and_write(tmp_path):
+    """Every imageData was decoded at the read and held until written: memory in proportion to the
+    whole export (2 MiB a file measured: 86 MiB for 40 files). Now checked at the read, decoded
+    again per image when written; a file changed meanwhile is a problem line, nothing created."""
+    from fastseg.importing import labelme
+    from fastseg.importing.source import ReadOptions
+
+    folder = tmp_path / "export"
+    for index in range(3):
+        labelme_file(folder, f"img{index}", LABELME_SHAPES, embed=True, seed=index)
+    source = labelme.read(folder, ReadOptions())
+    assert len(source.items) == 3 and all(item.image_bytes is None for item in source.items)
+    for item in source.items:
+        with Image.open(io.BytesIO(item.embedded())) as picture:
+            assert picture.size == (40, 30)
+    data = json.loads((folder / "img1.json").read_text())
+    data["imageData"] = None
+    (folder / "img1.json").write_text(json.dumps(data))
+    from fastseg.importing.source import ImportProblems
+    from fastseg.importing.writer import ImportOptions, write_dataset
+
+    with pytest.raises(ImportProblems, match="imageData cannot be read again"):
+        write_dataset(source, tmp_path / "ds", ImportOptions(val=0.34, test=0), "labelme", folder)
+    assert not (tmp_path / "ds").exists()

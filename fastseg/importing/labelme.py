@@ -23,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from fastseg.importing import raster
 from fastseg.importing.source import (
     BACKGROUND,
+    MAX_EXPORT_BYTES,
     Item,
     ItemProblem,
     Layer,
@@ -34,6 +35,7 @@ from fastseg.importing.source import (
     read_json,
     shown,
 )
+from fastseg.structured_files import StructuredFileError, load_json
 
 TWO_POINTS = ("rectangle", "circle", "line")
 POLYGONS = ("polygon", "oriented_rectangle", None)
@@ -75,6 +77,15 @@ def read(path: Path, options: ReadOptions) -> Source:
     return Source(declared_names(labels), items, problems=problems, notes=notes)
 
 
+def _embedded(file: Path) -> bytes:
+    """`file`'s imageData, read again when its image is written (not held from the read on)."""
+    try:
+        data = load_json(file, "LabelMe JSON", max_bytes=MAX_EXPORT_BYTES)
+        return base64.b64decode(data["imageData"], validate=True)
+    except (StructuredFileError, binascii.Error, ValueError, TypeError, KeyError):
+        raise ItemProblem("its imageData cannot be read again (did the file change meanwhile?)") from None
+
+
 def _hidden(file: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in file.relative_to(root).parts)
 
@@ -91,12 +102,12 @@ def _item(file: Path, root: Path, data: dict[str, Any], where: str, problems: li
     embedded = data.get("imageData")
     if embedded:
         try:
-            image_bytes = base64.b64decode(embedded, validate=True)
+            base64.b64decode(embedded, validate=True)  # checked now, decoded again when written
         except (binascii.Error, ValueError, TypeError):
             problems.append(f"{where}: imageData is not base64")
             return None
         stem = Path(str(image_path or file.name).replace("\\", "/")).stem or file.stem
-        return Item(name=f"{stem}.img", where=where, image_bytes=image_bytes, size=size)
+        return Item(name=f"{stem}.img", where=where, embedded=partial(_embedded, file), size=size)
     if not isinstance(image_path, str) or not image_path:
         problems.append(f"{where}: neither imageData nor imagePath names the image")
         return None

@@ -53,6 +53,9 @@ class Item:
     where: str
     image: Path | None = None
     image_bytes: bytes | None = None
+    # the embedded picture read again when the image is written (`image_bytes` is then filled
+    # for that call only): bytes held from the read on would take memory in proportion to the export
+    embedded: Callable[[], bytes] | None = None
     size: tuple[int, int] | None = None
     split: str | None = None
     layers: list[Layer] = field(default_factory=list)

@@ -25,7 +25,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -466,6 +466,12 @@ def _write_item(
     copy: bool,
 ) -> _Written:
     result = _Written()
+    if item.image_bytes is None and item.embedded is not None:
+        try:  # this image's bytes for this call only (see `Item.embedded`)
+            item = replace(item, image_bytes=item.embedded())
+        except ItemProblem as problem:
+            result.problems.append(f"{item.where}: {problem}")
+            return result
     opened = _open_image(item, result.problems)
     if opened is None:
         result.missing = int(item.image_bytes is None and (item.image is None or not item.image.is_file()))
