@@ -273,7 +273,8 @@ def test_more_processes_than_training_images_is_one_line():
     noted = []
     fitted = fitted_batch_size(TrainConfig(batch_size=8), 12, 2, noted.append)
     assert fitted.batch_size == 6 and noted == [
-        "--batch-size 8 is more than the 12 training images per process: training with batches of 6"
+        "--batch-size 8 is more than the 6 training images per process (12 over 2): "
+        "training with batches of 6"
     ]
     assert fitted_batch_size(TrainConfig(batch_size=8), 16, 2, noted.append).batch_size == 8
     assert len(noted) == 1  # a batch that fits says nothing

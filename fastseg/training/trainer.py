@@ -131,8 +131,8 @@ def fitted_batch_size(
         raise FastsegError(f"{train_images} training image(s) for {world} processes: every process needs "
                            "at least one (use fewer processes)")  # fmt: skip
     if echo:
-        per = " per process" if world > 1 else ""
-        echo(f"--batch-size {config.batch_size} is more than the {train_images} training images{per}: "
+        per = f" per process ({train_images} over {world})" if world > 1 else ""  # the share, not the total
+        echo(f"--batch-size {config.batch_size} is more than the {share} training images{per}: "
              f"training with batches of {share}")  # fmt: skip
     return replace(config, batch_size=share)
 
