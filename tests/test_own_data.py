@@ -18,6 +18,7 @@ from fastseg.data.demo_folder import make_demo_folder
 from fastseg.data.folder_dataset import FolderDataset
 from fastseg.data.voc import VOCFolder
 from fastseg.errors import DatasetError
+from fastseg.inference.predict import FIXED_FIELDS
 from fastseg.model.checkpoint import load_model
 
 THIRTY = [f"class{index:02d}" for index in range(30)]
@@ -82,7 +83,7 @@ def test_an_own_data_set_runs_train_predict_report_in_its_own_classes(name, tmp_
 
     with (predicted / "predictions.csv").open() as file:
         rows = list(csv.reader(file))
-    assert rows[0][6:] == names and all(row[3] == "ok" for row in rows[1:])
+    assert rows[0] == [*FIXED_FIELDS, *names] and all(row[3] == "ok" for row in rows[1:])
     mask = Image.open(next(predicted.glob("*.png")))
     assert mask.mode == "P" and np.asarray(mask).max() < len(names)
     assert [tuple(mask.getpalette()[3 * i : 3 * i + 3]) for i in range(len(names))] == colours
@@ -351,7 +352,7 @@ def test_an_onnx_export_predicts_in_the_data_sets_classes_and_colours(tmp_path):
         predicted = run_cli("predict", "--model", tmp_path / name, *options, images / "train")
         assert predicted.exit_code == 0, predicted.output
         with (out / "predictions.csv").open() as file:
-            assert next(csv.reader(file))[6:] == ["sky", "leaf", "bark", "fruit"]
+            assert next(csv.reader(file))[len(FIXED_FIELDS) :] == ["sky", "leaf", "bark", "fruit"]
         mask = Image.open(out / "train_0000.png")
         assert [tuple(mask.getpalette()[3 * i : 3 * i + 3]) for i in range(4)] == OWN_COLOURS
     assert load_model(tmp_path / "model.pth").ignore_index == 9
