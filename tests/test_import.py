@@ -1328,3 +1328,201 @@ def test_labelme_embedded_images_are_not_held_in_memory_between_read_and_write(t
     with pytest.raises(ImportProblems, match="imageData cannot be read again"):
         write_dataset(source, tmp_path / "ds", ImportOptions(val=0.34, test=0), "labelme", folder)
     assert not (tmp_path / "ds").exists()
+
+
+# --- every format's import trains (#22) -------------------------------------------------------------
+
+W, H = 48, 40  # each generated image; 10 of them, 7 in train and 3 in val where the format has splits
+TRAINING_SPLITS = ["train"] * 7 + ["val"] * 3
+
+
+def two_boxes(index):
+    """Image INDEX's two shapes as (class 0 or 1, [x0, y0, x1, y1]) in pixels, varying per image."""
+    x, y = 2 + 3 * index % 20, 2 + 2 * index % 15
+    return [(0, [x, y, x + 20, y + 14]), (1, [W - 18 - index, H - 16, W - 2 - index, H - 2])]
+
+
+def box_polygon(box):
+    x0, y0, x1, y1 = box
+    return [x0, y0, x1, y0, x1, y1, x0, y1]
+
+
+def box_labels(index, values):
+    """Image INDEX's two boxes painted with VALUES[class] on VALUES[2] (a raster export's mask)."""
+    labels = np.full((H, W), values[2], dtype=np.uint8)
+    for cls, (x0, y0, x1, y1) in two_boxes(index):
+        labels[y0:y1, x0:x1] = values[cls]
+    return labels
+
+
+def coco_training_export(root):
+    images = [{"id": index, "file_name": f"img{index}.png", "width": W, "height": H} for index in range(10)]
+    annotations = [
+        {"id": 2 * index + cls, "image_id": index, "category_id": 1 + cls, "iscrowd": 0,
+         "segmentation": [box_polygon(box)]}
+        for index in range(10)
+        for cls, box in two_boxes(index)
+    ]  # fmt: skip
+    for index in range(10):
+        write_image(root / f"img{index}.png", W, H, seed=index)
+    categories = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
+    (root / "coco.json").write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
+    return [root / "coco.json"], ["background", "cat", "dog"]
+
+
+def labelme_training_export(root):
+    for index in range(10):
+        (x0, y0, x1, y1), box = (box for _, box in two_boxes(index))
+        shapes = [
+            ("road", "polygon", [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]),
+            ("car", "rectangle", [box[:2], box[2:]]),
+        ]
+        labelme_file(root, f"img{index}", shapes, size=(W, H), seed=index)
+    return [root], ["background", "car", "road"]
+
+
+def yolo_training_export(root):
+    for index, split in enumerate(TRAINING_SPLITS):
+        write_image(root / "images" / split / f"img{index}.jpg", W, H, seed=index)
+        lines = "".join(
+            f"{cls} {' '.join(str(value / (W, H)[position % 2]) for position, value in enumerate(polygon))}\n"
+            for cls, box in two_boxes(index)
+            for polygon in [box_polygon(box)]
+        )
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split / f"img{index}.txt").write_text(lines)
+    (root / "data.yaml").write_text(
+        "path: .\ntrain: images/train\nval: images/val\nnames:\n  0: car\n  1: person\n"
+    )
+    return [root], ["background", "car", "person"]
+
+
+def cvat_mask_training_export(root):
+    (root / "SegmentationClass").mkdir(parents=True)
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (root / "labelmap.txt").write_text(
+        "# label:color_rgb:parts:actions\n"
+        + "".join(f"{name}:{','.join(map(str, colour))}::\n" for name, colour in CVAT_LABELS)
+    )
+    palette = np.array([colour for _, colour in CVAT_LABELS], dtype=np.uint8)
+    for index, split in enumerate(TRAINING_SPLITS):
+        write_image(root / "JPEGImages" / f"frame_{index:06d}.jpg", W, H, seed=index)
+        Image.fromarray(palette[box_labels(index, [1, 2, 0])]).save(
+            root / "SegmentationClass" / f"frame_{index:06d}.png"
+        )
+        with (root / "ImageSets" / "Segmentation" / f"{split}.txt").open("a") as listing:
+            listing.write(f"frame_{index:06d}\n")
+    return [root], [name for name, _ in CVAT_LABELS]
+
+
+def cvat_xml_training_export(root):
+    images = []
+    for index, split in enumerate(TRAINING_SPLITS):
+        write_image(root / "images" / f"img{index}.png", W, H, seed=index)
+        (cx0, cy0, cx1, cy1), (rx0, ry0, rx1, ry1) = (box for _, box in two_boxes(index))
+        images.append(
+            f'<image id="{index}" name="img{index}.png" width="{W}" height="{H}" subset="{split}">'
+            f'<box label="car" occluded="0" xtl="{cx0}" ytl="{cy0}" xbr="{cx1}" ybr="{cy1}" z_order="0"/>'
+            f'<polygon label="road" occluded="0" z_order="1"'
+            f' points="{rx0},{ry0};{rx1},{ry0};{rx1},{ry1};{rx0},{ry1}"/>'
+            "</image>"
+        )
+    (root / "annotations.xml").write_text(
+        '<?xml version="1.0" encoding="utf-8"?><annotations><version>1.1</version><meta><task><labels>'
+        "<label><name>car</name><color>#fa3253</color><type>any</type></label>"
+        "<label><name>road</name><color>#33ddff</color><type>any</type></label>"
+        f"</labels></task></meta>{''.join(images)}</annotations>"
+    )
+    return [root / "annotations.xml"], ["background", "car", "road"]
+
+
+def labelstudio_training_export(root):
+    media = root / "media" / "upload" / "1"
+    tasks = []
+    for index in range(10):
+        write_image(media / f"{index:02d}ab-img{index}.png", W, H, seed=index)
+        results = [
+            {"id": f"r{index}-{cls}", "type": "polygonlabels", "original_width": W, "original_height": H,
+             "value": {"points": [[x * 100 / W, y * 100 / H] for x, y in pairs],
+                       "polygonlabels": [["car", "person"][cls]]}}
+            for cls, box in two_boxes(index)
+            for polygon in [box_polygon(box)]
+            for pairs in [zip(polygon[::2], polygon[1::2], strict=True)]
+        ]  # fmt: skip
+        tasks.append({"id": index, "data": {"image": f"/data/upload/1/{index:02d}ab-img{index}.png"},
+                      "annotations": [{"id": 100 + index, "result": results}]})  # fmt: skip
+    (root / "export.json").write_text(json.dumps(tasks))
+    return [root / "export.json", "--images", media], ["background", "car", "person"]
+
+
+def cityscapes_training_export(root):
+    for index, split in enumerate(TRAINING_SPLITS):
+        prefix = f"city{index}_000000_{index:06d}"
+        write_image(
+            root / "leftImg8bit" / split / f"city{index}" / f"{prefix}_leftImg8bit.png", W, H, seed=index
+        )
+        gt = root / "gtFine" / split / f"city{index}"
+        gt.mkdir(parents=True)
+        Image.fromarray(box_labels(index, [26, 7, 8]), "L").save(
+            gt / f"{prefix}_gtFine_labelIds.png"
+        )  # car, road, sidewalk
+    return [root], [name for name, _, _ in CITYSCAPES]
+
+
+def ade20k_training_export(root):
+    names = ["wall", "building", "sky", *[f"thing{index}" for index in range(4, 151)]]
+    root.mkdir()
+    (root / "objectInfo150.txt").write_text(
+        "Idx\tRatio\tTrain\tVal\tName\n"
+        + "".join(f"{index}\t0.01\t10\t1\t{name}\n" for index, name in enumerate(names, 1))
+    )
+    for index, split in enumerate(TRAINING_SPLITS):
+        folder, stem = {
+            "train": ("training", f"ADE_train_{index:08d}"),
+            "val": ("validation", f"ADE_val_{index:08d}"),
+        }[split]
+        write_image(root / "images" / folder / f"{stem}.jpg", W, H, seed=index)
+        (root / "annotations" / folder).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(box_labels(index, [1, 3, 0]), "L").save(root / "annotations" / folder / f"{stem}.png")
+    return [root], names
+
+
+TRAINING_EXPORTS = {
+    "coco": ("coco", coco_training_export),
+    "labelme": ("labelme", labelme_training_export),
+    "yolo": ("yolo", yolo_training_export),
+    "cvat-mask": ("cvat", cvat_mask_training_export),
+    "cvat-xml": ("cvat", cvat_xml_training_export),
+    "labelstudio": ("labelstudio", labelstudio_training_export),
+    "cityscapes": ("cityscapes", cityscapes_training_export),
+    "ade20k": ("ade20k", ade20k_training_export),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("export_kind", list(TRAINING_EXPORTS))
+def test_every_imported_format_trains(tmp_path, export_kind):
+    """#22: each import format's data set trains an epoch, and the model carries its classes and colours."""
+    from fastseg.model.checkpoint import load_model
+
+    command, build = TRAINING_EXPORTS[export_kind]
+    source, names = build(tmp_path / "export")
+    data, run = tmp_path / "data", tmp_path / "run"
+    assert_imported(run_cli("import", command, *source, "--out", data, "--quiet"), data)
+    masks, dataset = imported(data)
+    assert dataset["names"] == names
+    assert len(masks) == 10 and {split for split, _ in masks.values()} >= {"train", "val"}
+    if export_kind not in ("coco", "labelme", "labelstudio"):  # the export's own splits are kept
+        assert sorted(split for split, _ in masks.values()) == sorted(TRAINING_SPLITS)
+    for stem, (_, mask) in masks.items():  # both shapes drawn, so the epoch learns real classes
+        assert len(set(np.unique(mask).tolist()) - {VOID}) >= 2, stem
+    trained = run_cli(
+        "train", "--data", data, "--out", run, "--epochs", 1, "--size", 32,  # the default (fast) recipe
+        "--batch-size", 2, "--no-pretrained", "--num-workers", 0, "--quiet",
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    loaded = load_model(run)
+    assert loaded.classes == names
+    assert [list(colour) for colour in loaded.colors] == dataset["colors"]
