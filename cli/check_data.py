@@ -10,7 +10,7 @@ import click
 
 from cli.errors import user_errors
 from cli.options import DATA_HELP, RequiredInHelp, positional_alias, verbose_option
-from cli.progress import counted
+from cli.progress import counted_with_total
 
 if TYPE_CHECKING:
     from fastseg.data.survey import DataSurvey
@@ -37,7 +37,7 @@ def command(data: Path, threads: int | None, quiet: bool) -> None:
     from fastseg.data.survey import survey_dataset
 
     folder = open_dataset(data)
-    progress = None if quiet else (lambda results, total: counted("pairs checked")(_sized(results, total)))
+    progress = None if quiet else counted_with_total("pairs checked")
     survey = survey_dataset(folder, threads, progress)
     show_survey(survey, "problem(s)")
     click.echo("no problems found")
@@ -58,14 +58,3 @@ def show_survey(survey: DataSurvey, problems_are: str) -> None:
     if survey.problems:
         click.echo(f"{len(survey.problems)} {problems_are}", err=True)
         sys.exit(1)
-
-
-class _sized:  # noqa: N801 - a tiny adapter: an iterable that knows its length, for the progress line
-    def __init__(self, items, total: int):  # noqa: ANN001
-        self.items, self.total = items, total
-
-    def __iter__(self):  # noqa: ANN204
-        return iter(self.items)
-
-    def __len__(self) -> int:
-        return self.total

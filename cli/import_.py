@@ -9,7 +9,7 @@ import click
 from cli.check_data import show_survey
 from cli.errors import user_errors
 from cli.options import force_option, verbose_option
-from cli.progress import counted
+from cli.progress import counted_with_total
 from fastseg.importing import FORMATS
 
 
@@ -113,7 +113,7 @@ def command(
         threads=threads,
     )
     read_options = ReadOptions(images=images, crowd_as_class=crowd_as_class, line_width=line_width)
-    progress = None if quiet else (lambda results, total: counted("images imported")(_sized(results, total)))
+    progress = None if quiet else counted_with_total("images imported")
     result = import_dataset(format_name, source, out, options, read_options, progress)
     for note in result.notes:
         click.echo(f"note: {note}")
@@ -129,14 +129,3 @@ def command(
 
 def _names(text: str | None) -> tuple[str, ...] | None:
     return None if text is None else tuple(name.strip() for name in text.split(","))
-
-
-class _sized:  # noqa: N801 - an iterable that knows its length, for the progress line
-    def __init__(self, items, total: int):  # noqa: ANN001
-        self.items, self.total = items, total
-
-    def __iter__(self):  # noqa: ANN204
-        return iter(self.items)
-
-    def __len__(self) -> int:
-        return self.total

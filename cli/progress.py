@@ -33,3 +33,22 @@ def counted(label: str, stream: TextIO | None = None) -> Callable[[Iterable], It
             output.flush()
 
     return wrap
+
+
+def counted_with_total(label: str) -> Callable[[Iterable, int], Iterator]:
+    """`counted` for a library that hands over its results and their count apart (check-data's
+    survey, `fastseg import`): the line says `done/total`."""
+    return lambda results, total: counted(label)(_Sized(results, total))
+
+
+class _Sized:
+    """An iterable that knows its length, for the progress line."""
+
+    def __init__(self, items: Iterable, total: int):
+        self.items, self.total = items, total
+
+    def __iter__(self) -> Iterator:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return self.total
