@@ -52,7 +52,7 @@ print(time.perf_counter() - start, counts.shape[0])
 
 def make_pairs(root: Path, pairs: int, distinct: int) -> tuple[Path, Path, Path]:
     """The same pairs as a VOC tree, a dataset.yaml tree with index masks, and one with colour masks."""
-    from fastseg.data.classes import default_colors
+    from fastseg.classes import default_colors
     from fastseg.data.demo_voc import DEMO_CLASSES, make_sample
     from fastseg.imaging.masks import write_mask
 

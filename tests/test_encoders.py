@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import main
-from fastseg.data.classes import Classes
+from fastseg.classes import Classes
 from fastseg.errors import CheckpointError, FastsegError
 from fastseg.model.checkpoint import load_model, save_model
 from fastseg.model.config import ModelConfig

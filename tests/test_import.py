@@ -22,7 +22,7 @@ from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
 
 from cli.main import main
-from fastseg.data.classes import default_colors
+from fastseg.classes import default_colors
 from fastseg.importing.cityscapes import CLASSES as CITYSCAPES
 from fastseg.importing.writer import MARKER
 

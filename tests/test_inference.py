@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import fastseg.inference.segmenter as segmenter_module
-from fastseg.data.classes import Classes
+from fastseg.classes import Classes
 from fastseg.imaging.geometry import SQUISH
 from fastseg.inference.segmenter import Segmenter
 from fastseg.model.checkpoint import load_model, save_model

@@ -6,7 +6,7 @@ import pytest
 import torch
 from matplotlib.text import Text
 
-from fastseg.data.classes import Classes
+from fastseg.classes import Classes
 from fastseg.visualization.charts import class_iou_chart, confusion_figure, save_training_curve
 from fastseg.visualization.figures import image_grid, save_figure
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import main
-from fastseg.data.classes import default_colors
+from fastseg.classes import default_colors
 from fastseg.data.dataset import open_dataset
 from fastseg.data.demo_folder import make_demo_folder
 from fastseg.data.folder_dataset import FolderDataset
@@ -335,7 +335,7 @@ def test_show_data_draws_an_own_data_set_in_its_colours(tmp_path):
 @pytest.mark.slow
 def test_an_onnx_export_predicts_in_the_data_sets_classes_and_colours(tmp_path):
     """The exported file carries names, colours and the void value as model.pth does."""
-    from fastseg.data.classes import Classes
+    from fastseg.classes import Classes
     from fastseg.model.checkpoint import save_model
     from fastseg.model.config import ModelConfig
     from fastseg.model.network import SegmentationModel

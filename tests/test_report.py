@@ -330,7 +330,7 @@ def test_a_page_of_150_classes_shows_the_present_ones_and_stays_small(tmp_path):
     """ADE20K has 150 classes: the matrix keeps the present ones, and an empty cell is bare."""
     import re
 
-    from fastseg.data.classes import Classes
+    from fastseg.classes import Classes
     from fastseg.visualization.html import ReportPage, write_html
 
     names = [f"class {index}" for index in range(150)]

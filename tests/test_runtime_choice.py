@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import main
-from fastseg.data.classes import Classes
+from fastseg.classes import Classes
 from fastseg.errors import OptionError
 from fastseg.inference import predict as predict_module
 from fastseg.inference.loop import prefetched

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from test_serve import live_server, seeded_model
 
-from fastseg.data.classes import Classes
+from fastseg.classes import Classes
 from fastseg.inference.segmenter import Segmenter
 from fastseg.model.checkpoint import save_model
 from fastseg.model.config import ModelConfig

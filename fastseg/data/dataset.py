@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastseg.data.classes import Classes
+from fastseg.classes import Classes
 from fastseg.data.split import Split
 from fastseg.errors import DatasetError
 from fastseg.imaging.images import UnreadableImage, load_rgb

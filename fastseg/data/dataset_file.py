@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastseg.data.classes import MAX_CLASSES, Classes, Colour, default_colors
+from fastseg.classes import MAX_CLASSES, Classes, Colour, default_colors
 from fastseg.errors import DatasetError
 from fastseg.imaging.masks import VOID_LABEL
 from fastseg.structured_files import StructuredFileError, load_yaml

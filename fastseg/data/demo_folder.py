@@ -14,7 +14,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from fastseg.data.classes import Colour, default_colors
+from fastseg.classes import Colour, default_colors
 from fastseg.data.demo_voc import make_sample
 from fastseg.imaging.masks import VOID_LABEL
 

@@ -3,7 +3,7 @@
 Each image's mask has the same stem, in the same place under the masks folder (`images` swapped
 for `masks` in the path). Ids are the images' paths relative to the YAML file's folder, so
 `split.json` and `report`'s per-image table name files a user can open. Masks are decoded to class
-indices with void as 255 (`fastseg.data.classes`), from index masks (any single-channel format
+indices with void as 255 (`fastseg.classes`), from index masks (any single-channel format
 Pillow reads) or colour masks (`mask_format: rgb`); a value or colour that is neither a class nor
 void is a data error, never silently made void.
 """
@@ -16,7 +16,7 @@ from pathlib import Path, PurePath
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from fastseg.data.classes import Colour
+from fastseg.classes import Colour
 from fastseg.data.dataset import SegmentationData
 from fastseg.data.dataset_file import DatasetFile, read_dataset_file
 from fastseg.data.split import Split, halve

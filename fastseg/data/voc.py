@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastseg.data.classes import Classes
+from fastseg.classes import Classes
 from fastseg.data.dataset import SegmentationData
 from fastseg.data.split import Split, seed_split
 from fastseg.errors import DatasetError

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from fastseg.data.classes import Colour
+from fastseg.classes import Colour
 from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.importing import raster
 from fastseg.importing.source import (

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
-from fastseg.data.classes import Colour
+from fastseg.classes import Colour
 from fastseg.errors import DatasetError
 
 BACKGROUND = "background"

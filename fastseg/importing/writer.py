@@ -34,7 +34,7 @@ import yaml
 from PIL import Image, UnidentifiedImageError
 
 from fastseg.atomic import atomic_path, process_alive, write_json, write_text
-from fastseg.data.classes import MAX_CLASSES, Classes, default_colors
+from fastseg.classes import MAX_CLASSES, Classes, default_colors
 from fastseg.errors import FastsegError, OptionError
 from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.imaging.masks import VOID_LABEL, write_mask

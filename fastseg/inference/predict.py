@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from fastseg.atomic import atomic_path, remove_stale_temporaries
-from fastseg.data.classes import Classes
+from fastseg.classes import Classes
 from fastseg.errors import DatasetError, FastsegError
 from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.imaging.masks import read_mask, write_mask

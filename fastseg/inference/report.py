@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from fastseg.atomic import atomic_path, write_json
+from fastseg.classes import Classes
 from fastseg.data.check import check_ids
-from fastseg.data.classes import Classes
 from fastseg.data.dataset import SegmentationData, open_dataset
 from fastseg.errors import DatasetError, FastsegError
 from fastseg.imaging.masks import VOID_LABEL

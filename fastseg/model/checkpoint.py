@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from fastseg.atomic import atomic_path
-from fastseg.data.classes import Classes, default_colors
+from fastseg.classes import Classes, default_colors
 from fastseg.data.voc import VOC
 from fastseg.errors import CheckpointError, FastsegError
 from fastseg.imaging.geometry import RESIZE_MODES, SQUISH
@@ -52,7 +52,7 @@ class LoadedModel:
 
     @property
     def class_set(self) -> Classes:
-        """Names, colours and void value together (`fastseg.data.classes`)."""
+        """Names, colours and void value together (`fastseg.classes`)."""
         return Classes.create(self.classes, self.colors, self.ignore_index)
 
 

@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 
-from fastseg.data.classes import Classes
+from fastseg.classes import Classes
 from fastseg.imaging.masks import encode_mask
 from fastseg.inference.predict import encode_overlay
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fastai.data.core import DataLoaders
 
-from fastseg.data.classes import Classes
+from fastseg.classes import Classes
 from fastseg.data.voc import VOC
 from fastseg.runs.folder import TRAIN_SAMPLE, VAL_SAMPLE
 from fastseg.visualization.figures import save_batch_sample

@@ -21,7 +21,7 @@ from matplotlib.patches import Patch
 from matplotlib.text import Text
 
 from fastseg.atomic import atomic_path
-from fastseg.data.classes import Classes
+from fastseg.classes import Classes
 from fastseg.data.voc import VOC
 from fastseg.imaging.masks import VOID_LABEL
 from fastseg.imaging.normalise import IMAGENET_MEAN, IMAGENET_STD

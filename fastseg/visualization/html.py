@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from fastseg.atomic import write_text
-from fastseg.data.classes import Classes
+from fastseg.classes import Classes
 from fastseg.imaging.masks import VOID_LABEL
 from fastseg.number_style import score
 from fastseg.visualization.charts import row_shares

@@ -5,6 +5,10 @@ and charts) takes them from one `Classes`, so a data set of its own is not squee
 Inside fastseg the ignore value is always `VOID_LABEL` (255): a data set whose masks use another
 value has it mapped to 255 as they are read (`fastseg.data.dataset`), so padding, the loss and
 every metric need no second convention. `ignore_index` records the data set's own value.
+
+A core module, beside the packages rather than in one: the data sets (`fastseg.data`) make a
+`Classes`, the model file (`fastseg.model.checkpoint`) stores one, and neither imports the other.
+It imports no torch and no data set.
 """
 
 from __future__ import annotations
