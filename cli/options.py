@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
@@ -39,6 +39,36 @@ def from_recipe(*declarations: str, **attributes) -> Callable:
     field = declarations[0].split("/")[0].lstrip("-").replace("-", "_")
     attributes.setdefault("show_default", recipe_default(field))
     return click.option(*declarations, default=None, **attributes)
+
+
+class RecipeOption(NamedTuple):
+    """A row of a command's table of options that the recipe fills when left out (`from_recipe`):
+    a table, not a decorator each, because all they differ in is these four values."""
+
+    flag: str  # "--epochs", or a pair "--pretrained/--no-pretrained"; its config field's name
+    type: click.ParamType | None = None  # None: click's own (a string, or a flag pair's bool)
+    help: str | None = None
+    show_default: str | None = None  # None: each recipe's value (`recipe_default`)
+    name: str | None = None  # the command's parameter, where the field's name would shadow a builtin
+
+
+def options_table(rows: Sequence[RecipeOption | Callable]) -> Callable:
+    """A decorator adding `rows` in `--help`'s order: a `RecipeOption` through `from_recipe`, a
+    click decorator (an option no recipe sets, kept in its place in the list) as it is."""
+    decorators = [
+        from_recipe(row.flag, *filter(None, [row.name]), type=row.type, help=row.help,
+                    **({} if row.show_default is None else {"show_default": row.show_default}))
+        if isinstance(row, RecipeOption)
+        else row
+        for row in rows
+    ]  # fmt: skip
+    return functools.partial(_with_options, decorators)
+
+
+def _with_options(decorators: Sequence[Callable], command: Callable) -> Callable:
+    for decorator in reversed(decorators):  # click lists the outermost (the first written) first
+        command = decorator(command)
+    return command
 
 
 def inference_options(command: Callable) -> Callable:
@@ -73,9 +103,7 @@ def inference_options(command: Callable) -> Callable:
         click.option("--quiet", is_flag=True, help="No progress lines."),
         verbose_option,
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return _with_options(options, command)
 
 
 # One grammar for every command (issue #21): the data set is `--data`, the model `--model`, with

@@ -14,8 +14,9 @@ from cli.options import (
     AUTO_LR,
     DATA_HELP,
     LearningRate,
+    RecipeOption,
     force_option,
-    from_recipe,
+    options_table,
     recipe_option,
     train_default,
     verbose_option,
@@ -26,6 +27,102 @@ from fastseg.number_style import score
 from fastseg.training.config import KEEP_RULES, LOSSES, TRAIN_SETS, TrainConfig
 from fastseg.training.recipes import recipe
 from fastseg.training.trackers import TRACKERS
+
+# In --help's order: what the run trains and how, each left out to the recipe (`from_recipe`),
+# and --encoder-weights, which no recipe sets, where it reads best (after --pretrained).
+TRAINING_OPTIONS = (
+    RecipeOption("--epochs", click.IntRange(min=1)),
+    RecipeOption(
+        "--patience", click.IntRange(min=1), "Early stopping: epochs without a better validation mIoU."
+    ),
+    RecipeOption(
+        "--keep",
+        click.Choice(KEEP_RULES),
+        "Which weights model.pth holds: the best validation epoch (with early stopping) or the final one.",
+    ),
+    RecipeOption(
+        "--lr",
+        LearningRate(),
+        "Peak learning rate of the one-cycle schedule (decoder and head); auto: run the "
+        "learning-rate finder first (`fastseg lr-find`) and train at its suggestion.",
+    ),
+    RecipeOption(
+        "--encoder-lr-ratio",
+        click.FloatRange(min=0, min_open=True),
+        "The pretrained encoder's learning rate = LR x this.",
+    ),
+    RecipeOption("--batch-size", click.IntRange(min=1), "Per process."),
+    RecipeOption(
+        "--size",
+        click.IntRange(min=32),
+        "Model input side: squished to SIZE² (seed) or letterboxed into it (random-scale crops).",
+    ),
+    RecipeOption(
+        "--crop-size",
+        click.IntRange(min=32),
+        "Training crop side with random-scale crops.",
+        show_default=f"fast: {recipe('fast').crop_size}, seed: squishes, no crop",
+    ),
+    RecipeOption("--l1", click.FloatRange(min=0), "L1 regularisation coefficient (0 disables)."),
+    RecipeOption(
+        "--weight-decay",
+        click.FloatRange(min=0),
+        "Weight decay: L2 as torch Adam (seed) or decoupled as AdamW (fast).",
+    ),
+    RecipeOption(
+        "--eps", click.FloatRange(min=0, min_open=True), "Adam epsilon (torch's default; fastai's is 1e-5)."
+    ),
+    RecipeOption("--beta2", click.FloatRange(0, 1), "Adam beta2 (torch's default; fastai's is 0.99)."),
+    RecipeOption(
+        "--train-set",
+        click.Choice(TRAIN_SETS),
+        "VOC only (a dataset.yaml trains on its own train split): train, or trainaug: SBD + VOC "
+        "train (10,582 ids, VOC val excluded), built by `download --sbd`.",
+    ),
+    RecipeOption(
+        "--class-weights", click.Choice(METHODS), "Loss weighting from the training masks' pixel counts."
+    ),
+    RecipeOption(
+        "--encoder",
+        None,
+        "vgg16_bn (fastseg's own), or any timm model name (resnet34, convnext_tiny, efficientnet_b0, ...) "
+        "behind the same U-Net decoder.",
+    ),
+    RecipeOption(
+        "--loss",
+        click.Choice(LOSSES),
+        "ce: weighted cross-entropy; dice, focal, lovasz: smp's; ce+dice: the sum. All but lovasz "
+        "weight classes (lovasz needs --class-weights none).",
+    ),
+    RecipeOption(
+        "--pretrained/--no-pretrained",
+        None,
+        "Start the encoder from ImageNet weights: torchvision's vgg16_bn, or timm's (downloaded).",
+    ),
+    click.option(
+        "--encoder-weights",
+        type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        help="Local state dict for the encoder (works offline): vgg16_bn's, or the timm model's "
+        "(.pth or .safetensors).",
+    ),
+    RecipeOption(
+        "--freeze-epochs",
+        click.IntRange(min=0),
+        "Epochs training the decoder only before the main schedule (checkpointed and resumable like it).",
+    ),
+    RecipeOption(
+        "--random-scale-crop/--squish",
+        None,
+        "Train on random-scale crops (longer side SIZE x 0.5-2, CROP_SIZE² crop) and letterbox at "
+        "evaluation, or squish every image to SIZE².",
+    ),
+    RecipeOption(
+        "--compile/--no-compile",
+        None,
+        "torch.compile the model (CUDA; epoch 1 compiles it).",
+        name="compile_model",
+    ),
+)
 
 
 def default_run_dir() -> Path:
@@ -47,111 +144,7 @@ def default_run_dir() -> Path:
     "Preset the options without a value start from: fast (random-scale crops, AdamW; on VOC, SBD "
     "trainaug: `download --sbd`) or seed (the seed's exact recipe).",
 )
-@from_recipe("--epochs", type=click.IntRange(min=1))
-@from_recipe(
-    "--patience",
-    type=click.IntRange(min=1),
-    help="Early stopping: epochs without a better validation mIoU.",
-)
-@from_recipe(
-    "--keep",
-    type=click.Choice(KEEP_RULES),
-    help="Which weights model.pth holds: the best validation epoch (with early stopping) or the final one.",
-)
-@from_recipe(
-    "--lr",
-    type=LearningRate(),
-    help="Peak learning rate of the one-cycle schedule (decoder and head); auto: run the "
-    "learning-rate finder first (`fastseg lr-find`) and train at its suggestion.",
-)
-@from_recipe(
-    "--encoder-lr-ratio",
-    type=click.FloatRange(min=0, min_open=True),
-    help="The pretrained encoder's learning rate = LR x this.",
-)
-@from_recipe(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    help="Per process.",
-)
-@from_recipe(
-    "--size",
-    type=click.IntRange(min=32),
-    help="Model input side: squished to SIZE² (seed) or letterboxed into it (random-scale crops).",
-)
-@from_recipe(
-    "--crop-size",
-    type=click.IntRange(min=32),
-    show_default=f"fast: {recipe('fast').crop_size}, seed: squishes, no crop",
-    help="Training crop side with random-scale crops.",
-)
-@from_recipe(
-    "--l1",
-    type=click.FloatRange(min=0),
-    help="L1 regularisation coefficient (0 disables).",
-)
-@from_recipe(
-    "--weight-decay",
-    type=click.FloatRange(min=0),
-    help="Weight decay: L2 as torch Adam (seed) or decoupled as AdamW (fast).",
-)
-@from_recipe(
-    "--eps",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Adam epsilon (torch's default; fastai's is 1e-5).",
-)
-@from_recipe(
-    "--beta2",
-    type=click.FloatRange(0, 1),
-    help="Adam beta2 (torch's default; fastai's is 0.99).",
-)
-@from_recipe(
-    "--train-set",
-    type=click.Choice(TRAIN_SETS),
-    help="VOC only (a dataset.yaml trains on its own train split): train, or trainaug: SBD + VOC "
-    "train (10,582 ids, VOC val excluded), built by `download --sbd`.",
-)
-@from_recipe(
-    "--class-weights",
-    type=click.Choice(METHODS),
-    help="Loss weighting from the training masks' pixel counts.",
-)
-@from_recipe(
-    "--encoder",
-    help="vgg16_bn (fastseg's own), or any timm model name (resnet34, convnext_tiny, efficientnet_b0, ...) "
-    "behind the same U-Net decoder.",
-)
-@from_recipe(
-    "--loss",
-    type=click.Choice(LOSSES),
-    help="ce: weighted cross-entropy; dice, focal, lovasz: smp's; ce+dice: the sum. All but lovasz "
-    "weight classes (lovasz needs --class-weights none).",
-)
-@from_recipe(
-    "--pretrained/--no-pretrained",
-    help="Start the encoder from ImageNet weights: torchvision's vgg16_bn, or timm's (downloaded).",
-)
-@click.option(
-    "--encoder-weights",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="Local state dict for the encoder (works offline): vgg16_bn's, or the timm model's "
-    "(.pth or .safetensors).",
-)
-@from_recipe(
-    "--freeze-epochs",
-    type=click.IntRange(min=0),
-    help="Epochs training the decoder only before the main schedule (checkpointed and resumable like it).",
-)
-@from_recipe(
-    "--random-scale-crop/--squish",
-    help="Train on random-scale crops (longer side SIZE x 0.5-2, CROP_SIZE² crop) and letterbox at "
-    "evaluation, or squish every image to SIZE².",
-)
-@from_recipe(
-    "--compile/--no-compile",
-    "compile_model",
-    help="torch.compile the model (CUDA; epoch 1 compiles it).",
-)
+@options_table(TRAINING_OPTIONS)
 @click.option("--device", type=click.Choice(DEVICES), default=train_default("device"))
 @click.option("--seed", type=int, default=train_default("seed"))
 @click.option(
