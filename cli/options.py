@@ -129,6 +129,17 @@ def force_option(what: str) -> Callable:
     return click.option("--force", is_flag=True, help=FORCE_HELP.format(what=what))
 
 
+def replace_foreign_option(what: str) -> Callable:
+    """`--replace-foreign` (the parameter `force`): also replace `what`, which fastseg did not
+    write; `--force`, its spelling before issue #21 (predict's and report's), still works with a
+    note (`renamed_flag`). Put it above `user_errors`."""
+    option = click.option(
+        "--replace-foreign", "force", is_flag=True, help=REPLACE_FOREIGN_HELP.format(what=what)
+    )
+    old_spelling = renamed_flag("--force", "--replace-foreign", "force")
+    return lambda command: option(old_spelling(command))
+
+
 class RequiredInHelp(click.Option):
     """An option `--help` marks required although click does not enforce it: the command accepts
     its old positional spelling instead (`positional_alias`), and says so itself when both are missing."""

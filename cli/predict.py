@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from cli.errors import user_errors
-from cli.options import REPLACE_FOREIGN_HELP, inference_options, renamed_flag
+from cli.options import inference_options, replace_foreign_option
 from cli.progress import counted
 from fastseg.inference.runtime_choice import RUNTIME_HELP, RUNTIMES
 
@@ -43,12 +43,8 @@ from fastseg.inference.runtime_choice import RUNTIME_HELP, RUNTIMES
     is_flag=True,
     help="Leave images whose PNG (and overlay, with --overlay) exists: resume a run.",
 )
-@click.option(
-    "--replace-foreign", "force", is_flag=True,
-    help=REPLACE_FOREIGN_HELP.format(what="a file where a mask or overlay goes; never an input"),
-)  # fmt: skip
+@replace_foreign_option("a file where a mask or overlay goes; never an input")
 @inference_options
-@renamed_flag("--force", "--replace-foreign", "force")  # predict's --force before issue #21
 @user_errors
 def command(model: Path, inputs: tuple[Path, ...], out: Path, quiet: bool, **options) -> None:
     """Segment INPUTS (image files and folders, walked recursively) into palette PNGs whose pixel

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from cli.errors import user_errors
-from cli.options import REPLACE_FOREIGN_HELP, inference_options, renamed_flag
+from cli.options import inference_options, replace_foreign_option
 from cli.progress import counted
 from fastseg.data.split import SUBSETS
 from fastseg.inference.ranking import DEFAULT_RANKING, RANKINGS
@@ -41,10 +41,7 @@ from fastseg.number_style import score
     default=DEFAULT_RANKING,
     help="Per-image score that picks the best and worst images shown (the seed ranked by weighted loss).",
 )
-@click.option(
-    "--replace-foreign", "force", is_flag=True,
-    help=REPLACE_FOREIGN_HELP.format(what="a non-empty --out folder that is not a fastseg report"),
-)  # fmt: skip
+@replace_foreign_option("a non-empty --out folder that is not a fastseg report")
 @click.option(
     "--runtime",
     type=click.Choice(RUNTIMES),
@@ -54,7 +51,6 @@ from fastseg.number_style import score
     "file's report goes to RUN/report-STEM.",
 )
 @inference_options
-@renamed_flag("--force", "--replace-foreign", "force")  # report's --force before issue #21
 @user_errors
 def command(quiet: bool, **options) -> None:
     """Evaluate a run on its test (or val/train) split at each image's original resolution:
