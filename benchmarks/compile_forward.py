@@ -29,13 +29,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
+    from fastseg.data.voc import VOC
     from fastseg.inference.runtime import TorchRuntime
+    from fastseg.model.config import ModelConfig
     from fastseg.model.network import SegmentationModel
 
     torch.manual_seed(0)
     cpu = torch.device("cpu")
-    eager = TorchRuntime(SegmentationModel().eval(), cpu)
-    compiled = TorchRuntime(SegmentationModel().eval(), cpu)
+    eager = TorchRuntime(SegmentationModel(ModelConfig(num_classes=len(VOC))).eval(), cpu)
+    compiled = TorchRuntime(SegmentationModel(ModelConfig(num_classes=len(VOC))).eval(), cpu)
     compiled.model.load_state_dict(eager.model.state_dict())
     compiled.model = torch.compile(compiled.model)
     images = torch.randn(args.batch, 3, args.size, args.size)

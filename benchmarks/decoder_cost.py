@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastseg.data.voc import VOC
+from fastseg.model.config import ModelConfig
 from fastseg.model.network import SegmentationModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -114,7 +116,8 @@ def block_table(size: int, batch: int) -> dict[str, dict[str, float]]:
     torch.manual_seed(0)
     images = torch.randn(batch, 3, size, size)
     table = {}
-    for name, model, blocks in (("fastseg", SegmentationModel().train(), fastseg_blocks),
+    fastseg = SegmentationModel(ModelConfig(num_classes=len(VOC))).train()
+    for name, model, blocks in (("fastseg", fastseg, fastseg_blocks),
                                 ("smp", smp_unet().train(), smp_blocks)):  # fmt: skip
         with torch.no_grad():
             listed = blocks(model, images)
@@ -131,7 +134,10 @@ def op_table(size: int, batch: int, top: int = 12) -> dict[str, list[dict]]:
     images = torch.randn(batch, 3, size, size)
     target = torch.randint(0, 21, (batch, size, size))
     tables = {}
-    for name, model in (("fastseg", SegmentationModel().train()), ("smp", smp_unet().train())):
+    for name, model in (
+        ("fastseg", SegmentationModel(ModelConfig(num_classes=len(VOC))).train()),
+        ("smp", smp_unet().train()),
+    ):
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
         def step() -> None:
@@ -232,12 +238,13 @@ def boundary_band(mask: np.ndarray, width: int) -> np.ndarray:
 def ablation(seeds: list[int], band: int, epochs: int) -> dict:
     """Demo-recipe training (`fastseg.demo.demo_config`) with and without the full-resolution skip,
     each scored on the test half: whole-image and boundary-band mIoU, pixel accuracy."""
+    from fastseg.inference.loop import segment
+
     import fastseg.training.learner as learner_module
     from fastseg.data.demo_voc import make_demo_voc
     from fastseg.data.voc import find_voc
     from fastseg.demo import demo_config
     from fastseg.imaging.masks import read_mask
-    from fastseg.inference.loop import segment
     from fastseg.inference.segmenter import Segmenter
     from fastseg.metrics import ConfusionMatrix
     from fastseg.model.checkpoint import LoadedModel

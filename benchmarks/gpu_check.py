@@ -44,6 +44,7 @@ def predict_figures(device: str, images: int, size: int, batch_size: int) -> dic
     import torch
     from PIL import Image
 
+    from fastseg.data.voc import VOC
     from fastseg.imaging.geometry import LETTERBOX
     from fastseg.inference.segmenter import Segmenter
     from fastseg.model.checkpoint import load_model, save_model
@@ -53,7 +54,12 @@ def predict_figures(device: str, images: int, size: int, batch_size: int) -> dic
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
         model = save_model(
-            folder / "model.pth", SegmentationModel().eval(), ModelConfig(), size, resize=LETTERBOX
+            folder / "model.pth",
+            SegmentationModel(ModelConfig(num_classes=len(VOC))).eval(),
+            ModelConfig(num_classes=len(VOC)),
+            size,
+            resize=LETTERBOX,
+            classes=VOC,
         )
         rng = np.random.default_rng(0)
         (folder / "in").mkdir()

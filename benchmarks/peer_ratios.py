@@ -162,6 +162,7 @@ def predict_process(model: Path, images: Path, out: Path, size: int, *options: s
 
 
 def exported_models(scratch: Path, calibration: Path, size: int) -> tuple[Path, Path, Path]:
+    from fastseg.data.voc import VOC
     from fastseg.export.int8 import quantize
     from fastseg.export.onnx_file import export_graph, save_onnx, with_description
     from fastseg.inference.files import ImageFiles
@@ -170,7 +171,13 @@ def exported_models(scratch: Path, calibration: Path, size: int) -> tuple[Path, 
     from fastseg.model.network import SegmentationModel
 
     torch.manual_seed(0)
-    model = save_model(scratch / "model.pth", SegmentationModel().eval(), ModelConfig(), size=size)
+    model = save_model(
+        scratch / "model.pth",
+        SegmentationModel(ModelConfig(num_classes=len(VOC))).eval(),
+        ModelConfig(num_classes=len(VOC)),
+        size=size,
+        classes=VOC,
+    )
     loaded = load_model(model)
     onnx = save_onnx(with_description(export_graph(loaded), loaded, precision="fp32"), scratch / "model.onnx")
     quantized = scratch / "quantized.onnx"

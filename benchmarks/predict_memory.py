@@ -57,12 +57,20 @@ def make_image(kind: str, folder: Path) -> Path:
 
 def make_model(folder: Path, size: int) -> Path:
     """An untrained model of the default (fast) recipe's shape: `size`² letterboxed input."""
+    from fastseg.data.voc import VOC
     from fastseg.imaging.geometry import LETTERBOX
     from fastseg.model.checkpoint import save_model
     from fastseg.model.config import ModelConfig
     from fastseg.model.network import SegmentationModel
 
-    return save_model(folder / "model.pth", SegmentationModel().eval(), ModelConfig(), size, resize=LETTERBOX)
+    return save_model(
+        folder / "model.pth",
+        SegmentationModel(ModelConfig(num_classes=len(VOC))).eval(),
+        ModelConfig(num_classes=len(VOC)),
+        size,
+        resize=LETTERBOX,
+        classes=VOC,
+    )
 
 
 def peak_rss(

@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--precision", default="auto")
     args = parser.parse_args()
+    from fastseg.data.voc import VOC
     from fastseg.imaging.masks import encode_mask
     from fastseg.inference.predict import class_fractions
     from fastseg.inference.segmenter import Segmenter
@@ -44,7 +45,13 @@ def main() -> None:
         scratch = Path(scratch)
         images = sorted(make_jpegs(scratch / "images", args.images).glob("*.jpg"))
         torch.manual_seed(0)
-        model = save_model(scratch / "model.pth", SegmentationModel().eval(), ModelConfig(), size=args.size)
+        model = save_model(
+            scratch / "model.pth",
+            SegmentationModel(ModelConfig(num_classes=len(VOC))).eval(),
+            ModelConfig(num_classes=len(VOC)),
+            size=args.size,
+            classes=VOC,
+        )
         segmenter = Segmenter.open(model, torch.device("cpu"), args.precision)
         dataset = segmenter.dataset(images)
         seconds: dict[str, float] = dict.fromkeys(

@@ -102,10 +102,12 @@ def bf16_matmul_peak(sizes: tuple[int, ...] = (2048, 4096), trials: int = 3, rep
 
 def model_flops_rate(batch: int = 8, repeats: int = 4) -> tuple[float, float]:
     """fastseg model-only images/s in bf16 autocast at 224², and its FLOP/s (2 x MACs)."""
+    from fastseg.data.voc import VOC
+    from fastseg.model.config import ModelConfig
     from fastseg.model.macs import count_macs
     from fastseg.model.network import SegmentationModel
 
-    model = SegmentationModel().eval()
+    model = SegmentationModel(ModelConfig(num_classes=len(VOC))).eval()
     macs = sum(count_macs(model, torch.zeros(1, 3, 224, 224)).values())
     model = model.to(memory_format=torch.channels_last)
     images = torch.randn(batch, 3, 224, 224).contiguous(memory_format=torch.channels_last)
@@ -128,11 +130,18 @@ def main() -> None:
         scratch = Path(scratch)
         model = args.model
         if model is None:
+            from fastseg.data.voc import VOC
             from fastseg.model.checkpoint import save_model
             from fastseg.model.config import ModelConfig
             from fastseg.model.network import SegmentationModel
 
-            model = save_model(scratch / "model.pth", SegmentationModel().eval(), ModelConfig(), size=224)
+            model = save_model(
+                scratch / "model.pth",
+                SegmentationModel(ModelConfig(num_classes=len(VOC))).eval(),
+                ModelConfig(num_classes=len(VOC)),
+                size=224,
+                classes=VOC,
+            )
         small = make_jpegs(scratch / "small", args.images)
         make_jpegs(scratch / "large", args.large)
         seconds, rss_small = fastseg_process(model, scratch / "small", scratch / "out_small")

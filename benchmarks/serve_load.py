@@ -68,12 +68,19 @@ def make_model(folder: Path, size: int) -> Path:
     """An untrained VGG16-BN U-Net of 21 classes at `size`² (the same cost as a trained one)."""
     import torch
 
+    from fastseg.data.voc import VOC
     from fastseg.model.checkpoint import save_model
     from fastseg.model.config import ModelConfig
     from fastseg.model.network import SegmentationModel
 
     torch.manual_seed(0)
-    return save_model(folder / "model.pth", SegmentationModel().eval(), ModelConfig(), size=size)
+    return save_model(
+        folder / "model.pth",
+        SegmentationModel(ModelConfig(num_classes=len(VOC))).eval(),
+        ModelConfig(num_classes=len(VOC)),
+        size=size,
+        classes=VOC,
+    )
 
 
 def fastseg_command() -> list[str]:

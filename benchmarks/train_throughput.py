@@ -37,8 +37,9 @@ from fastseg.atomic import write_json
 from fastseg.data.check import check_dataset
 from fastseg.data.demo_voc import make_demo_voc
 from fastseg.data.split import Split
-from fastseg.data.voc import find_voc
+from fastseg.data.voc import VOC, find_voc
 from fastseg.launch.device import default_num_workers
+from fastseg.model.config import ModelConfig
 from fastseg.model.macs import count_macs
 from fastseg.model.network import SegmentationModel
 from fastseg.training.recipes import recipe
@@ -169,7 +170,7 @@ def main() -> None:
         for name in args.recipes:
             config = recipe(name)
             size = args.size or config.train_size
-            model = SegmentationModel()
+            model = SegmentationModel(ModelConfig(num_classes=len(VOC)))
             macs = sum(count_macs(model, torch.zeros(1, 3, size, size)).values())
             if args.compile:
                 model = torch.compile(model)
@@ -186,7 +187,14 @@ def main() -> None:
                 "ratio_fastseg_over_smp": round(fastseg / smp, 2),
             }
             if args.channels_last and device.type == "cpu":
-                fastseg_last = step_rate(SegmentationModel(), size, args.batch_size, args.steps, device, True)
+                fastseg_last = step_rate(
+                    SegmentationModel(ModelConfig(num_classes=len(VOC))),
+                    size,
+                    args.batch_size,
+                    args.steps,
+                    device,
+                    True,
+                )
                 smp_last = step_rate(smp_unet(), size, args.batch_size, args.steps, device, True)
                 figures.update(
                     model_channels_last_images_per_s=round(fastseg_last, 2),

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fastseg.data.voc import VOC
 from fastseg.model.checkpoint import save_model
 from fastseg.model.config import ModelConfig
 from fastseg.model.network import SegmentationModel
@@ -104,8 +105,8 @@ def test_inference_imports_no_torchvision():
 def test_predict_runs_with_fastai_uninstalled(tmp_path, encoder):
     """`fastseg predict` end to end in a process where importing fastai fails."""
     torch.manual_seed(0)
-    config = ModelConfig(encoder=encoder)
-    model = save_model(tmp_path / "model.pth", SegmentationModel(config).eval(), config, size=32)
+    config = ModelConfig(num_classes=len(VOC), encoder=encoder)
+    model = save_model(tmp_path / "model.pth", SegmentationModel(config).eval(), config, size=32, classes=VOC)
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 30, 3), np.uint8)).save(tmp_path / "a.png")
     blocked = ", ".join(f"{name!r}: None" for name in FASTAI)
     code = (

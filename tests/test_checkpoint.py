@@ -6,6 +6,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import main
+from fastseg.data.voc import VOC
 from fastseg.errors import CheckpointError
 from fastseg.model.checkpoint import load_model, save_model
 from fastseg.model.config import ModelConfig
@@ -16,7 +17,11 @@ from fastseg.model.network import SegmentationModel
 def state(tmp_path_factory):
     """The dict inside a good model.pth."""
     path = save_model(
-        tmp_path_factory.mktemp("model") / "model.pth", SegmentationModel().eval(), ModelConfig(), 32
+        tmp_path_factory.mktemp("model") / "model.pth",
+        SegmentationModel(ModelConfig(num_classes=len(VOC))).eval(),
+        ModelConfig(num_classes=len(VOC)),
+        32,
+        classes=VOC,
     )
     return torch.load(path, weights_only=True)
 

@@ -329,12 +329,14 @@ def test_export_model_positional_writes_the_same_file_as_model_option(tmp_path):
     pytest.importorskip("onnx")
     import torch
 
+    from fastseg.data.voc import VOC
     from fastseg.model.checkpoint import save_model
     from fastseg.model.config import ModelConfig
     from fastseg.model.network import SegmentationModel
 
     torch.manual_seed(0)
-    save_model(tmp_path / "model.pth", SegmentationModel().eval(), ModelConfig(), size=32)
+    config = ModelConfig(num_classes=len(VOC))
+    save_model(tmp_path / "model.pth", SegmentationModel(config).eval(), config, size=32, classes=VOC)
     old = invoke("export", tmp_path / "model.pth", "--out", tmp_path / "old.onnx", "--quiet")
     new = invoke("export", "--model", tmp_path / "model.pth", "--out", tmp_path / "new.onnx", "--quiet")
     assert old.exit_code == new.exit_code == 0, (old.output, new.output)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (gpu_check.sh)")
 
+from fastseg.data.voc import VOC  # noqa: E402
 from fastseg.model.config import ModelConfig  # noqa: E402
 from fastseg.model.network import SegmentationModel  # noqa: E402
 
@@ -160,8 +161,10 @@ def test_predict_on_the_gpu_agrees_with_the_cpu(tmp_path):
     from fastseg.model.checkpoint import save_model
 
     torch.manual_seed(0)
-    network = SegmentationModel().eval()
-    model = save_model(tmp_path / "model.pth", network, ModelConfig(), 64, resize=LETTERBOX)
+    network = SegmentationModel(ModelConfig(num_classes=len(VOC))).eval()
+    model = save_model(
+        tmp_path / "model.pth", network, ModelConfig(num_classes=len(VOC)), 64, resize=LETTERBOX, classes=VOC
+    )
     picture = np.random.default_rng(0).integers(0, 255, (150, 200, 3), dtype=np.uint8)
     Image.fromarray(picture).save(tmp_path / "a.png")
 

@@ -18,12 +18,15 @@ from PIL import Image
 
 from cli.main import main
 from fastseg.classes import Classes
+from fastseg.data.voc import VOC
 from fastseg.errors import CheckpointError, FastsegError
 from fastseg.model.checkpoint import load_model, save_model
 from fastseg.model.config import ModelConfig
 from fastseg.model.decoder import UnetDecoder
 from fastseg.model.network import SegmentationModel
 from fastseg.model.pretrained import load_encoder_weights
+
+VOC_CONFIG = ModelConfig(num_classes=len(VOC))  # the seed's 21 classes
 
 timm = pytest.importorskip("timm")
 
@@ -79,7 +82,8 @@ def test_decoder_places_skips_by_stride():
     assert resnet.decoder.skip_index == (3, 2, 1, 0, None)
     widths = [block.fuse[0].in_channels for block in convnext.decoder.blocks]
     assert widths == [256 + 384, 256 + 192, 128 + 96, 64, 32]  # decoder + skip channels, then decoder alone
-    assert SegmentationModel().decoder.skip_index == (4, 3, 2, 1, 0)  # VGG16-BN: a map at every scale
+    vgg = SegmentationModel(VOC_CONFIG)
+    assert vgg.decoder.skip_index == (4, 3, 2, 1, 0)  # VGG16-BN: a map at every scale
 
 
 def test_encoders_whose_strides_do_not_reach_32_are_refused():
@@ -90,7 +94,7 @@ def test_encoders_whose_strides_do_not_reach_32_are_refused():
 def test_vgg_stays_the_default_and_old_files_mean_vgg():
     config = ModelConfig.from_dict({"num_classes": 21, "decoder_channels": [256, 128, 64, 32, 16]})
     assert config.encoder == "vgg16_bn" and config.to_dict()["encoder"] == "vgg16_bn"
-    assert next(iter(SegmentationModel().state_dict())) == "encoder.stages.0.0.weight"
+    assert next(iter(SegmentationModel(VOC_CONFIG).state_dict())) == "encoder.stages.0.0.weight"
 
 
 def test_a_model_file_naming_an_unknown_encoder_is_one_line(tmp_path):
@@ -140,7 +144,7 @@ def test_offline_pretrained_gives_one_line_naming_both_options(monkeypatch, tmp_
 
 def test_vgg_models_never_import_timm(tmp_path):
     """A VGG model's `fastseg predict` start-up does not pay for timm (3.7 s with torchvision)."""
-    path = save_model(tmp_path / "model.pth", SegmentationModel(), ModelConfig(), size=32)
+    path = save_model(tmp_path / "model.pth", SegmentationModel(VOC_CONFIG), VOC_CONFIG, size=32, classes=VOC)
     code = (f"import sys; from fastseg.model.checkpoint import load_model; load_model({str(path)!r}); "
             "import fastseg.inference.predict; print('timm' in sys.modules)")  # fmt: skip
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

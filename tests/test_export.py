@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import main
-from fastseg.data.voc import find_voc
+from fastseg.data.voc import VOC, find_voc
 from fastseg.errors import CheckpointError, FastsegError
 from fastseg.extras import install_hint
 from fastseg.model.checkpoint import load_model, save_model
@@ -41,13 +41,13 @@ def run(tmp_path_factory, voc_root):
     statistics randomised), split.json over the tiny generated set, config.json naming it."""
     folder = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)
-    model = SegmentationModel().eval()
+    model = SegmentationModel(ModelConfig(num_classes=len(VOC))).eval()
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 2.0)
-    save_model(folder / "model.pth", model, ModelConfig(), size=32)
+    save_model(folder / "model.pth", model, ModelConfig(num_classes=len(VOC)), size=32, classes=VOC)
     lists = find_voc(voc_root).root / "ImageSets" / "Segmentation"
     val = (lists / "val.txt").read_text().split()
     split = {"train": (lists / "train.txt").read_text().split(), "valid": val[:6], "test": val[6:]}

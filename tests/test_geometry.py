@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from fastseg.data.split import seed_split
-from fastseg.data.voc import find_voc
+from fastseg.data.voc import VOC, find_voc
 from fastseg.errors import CheckpointError
 from fastseg.imaging.geometry import IMAGE_FILL, LETTERBOX, SQUISH, content_size, fit_image, fit_mask
 from fastseg.imaging.images import load_rgb
@@ -62,13 +62,14 @@ def test_masks_are_fitted_by_nearest_and_padded_with_void():
 def model_files(tmp_path_factory):
     """Untrained model files, one per resize mode, input 32²."""
     torch.manual_seed(0)
-    model, folder = SegmentationModel().eval(), tmp_path_factory.mktemp("models")
-    return {mode: save_model(folder / f"{mode}.pth", model, ModelConfig(), size=32, resize=mode)
+    config = ModelConfig(num_classes=len(VOC))
+    model, folder = SegmentationModel(config).eval(), tmp_path_factory.mktemp("models")
+    return {mode: save_model(folder / f"{mode}.pth", model, config, size=32, resize=mode, classes=VOC)
             for mode in (SQUISH, LETTERBOX)}  # fmt: skip
 
 
 def segmenter(path) -> Segmenter:
-    return Segmenter(load_model(path), torch.device("cpu"), precision="fp32")
+    return Segmenter.with_torch(load_model(path), torch.device("cpu"), precision="fp32")
 
 
 @pytest.mark.parametrize("side", [32, 64])  # the model's own input side, and `predict --size 64`

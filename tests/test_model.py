@@ -9,11 +9,14 @@ import torch
 import torchvision
 from torch import nn
 
+from fastseg.data.voc import VOC
 from fastseg.errors import CheckpointError, FastsegError
 from fastseg.model.config import ModelConfig
 from fastseg.model.macs import count_macs
 from fastseg.model.network import SegmentationModel, param_groups
 from fastseg.model.pretrained import cached_weights_path, load_encoder_weights
+
+VOC_CONFIG = ModelConfig(num_classes=len(VOC))  # the seed's 21 classes
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +33,7 @@ def no_network(monkeypatch):
 @pytest.fixture(scope="module")
 def model() -> SegmentationModel:
     torch.manual_seed(0)
-    return SegmentationModel(ModelConfig()).eval()
+    return SegmentationModel(VOC_CONFIG).eval()
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +87,7 @@ def test_encoder_maps_are_read_before_each_pool(model):
 
 
 def test_backward_reaches_every_parameter():
-    model = SegmentationModel().train()
+    model = SegmentationModel(VOC_CONFIG).train()
     logits = model(torch.randn(2, 3, 40, 48))
     nn.functional.cross_entropy(logits, torch.randint(0, 21, (2, 40, 48))).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
@@ -165,7 +168,7 @@ def test_imagenet_weights_come_from_the_torch_home_cache(tmp_path, monkeypatch, 
         raise AssertionError("a download was attempted although the weights are cached")
 
     monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", no_download)
-    model = SegmentationModel()
+    model = SegmentationModel(VOC_CONFIG)
     assert "IMAGENET1K_V1" in load_encoder_weights(model, pretrained=True)
     assert_encoder_equals(model, {k: v for k, v in torchvision_state.items() if "num_batches" not in k})
 
@@ -181,7 +184,7 @@ def test_offline_without_cache_gives_one_line_advice(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
     with pytest.raises(FastsegError, match="--no-pretrained.*--encoder-weights FILE") as error:
-        load_encoder_weights(SegmentationModel(), pretrained=True)
+        load_encoder_weights(SegmentationModel(VOC_CONFIG), pretrained=True)
     message = str(error.value)
     assert "\n" not in message
     assert str(tmp_path / "hub" / "checkpoints" / "vgg16_bn-6c64b313.pth") in message
@@ -197,14 +200,14 @@ def test_no_pretrained_leaves_the_random_encoder(model):
 def test_local_weights_files_in_every_accepted_layout(tmp_path, torchvision_state):
     full = tmp_path / "vgg16_bn.pth"
     torch.save(torchvision_state, full)
-    model = SegmentationModel()
+    model = SegmentationModel(VOC_CONFIG)
     assert load_encoder_weights(model, pretrained=True, weights_file=full) == str(full)
     assert_encoder_equals(model, torchvision_state)
 
     # A fastseg model.pth (a dict around `state_dict`) gives its encoder to a new model.
     checkpoint = tmp_path / "model.pth"
     torch.save({"format": "fastseg-model/1", "state_dict": model.state_dict(), "size": 64}, checkpoint)
-    other = SegmentationModel()
+    other = SegmentationModel(VOC_CONFIG)
     load_encoder_weights(other, pretrained=False, weights_file=checkpoint)
     assert_encoder_equals(other, torchvision_state)
 
@@ -213,7 +216,7 @@ def test_local_weights_files_in_every_accepted_layout(tmp_path, torchvision_stat
     torch.save(
         {k.removeprefix("features."): v for k, v in torchvision_state.items() if "features" in k}, bare
     )
-    third = SegmentationModel()
+    third = SegmentationModel(VOC_CONFIG)
     load_encoder_weights(third, pretrained=False, weights_file=bare)
     assert_encoder_equals(third, torchvision_state)
 
@@ -240,7 +243,7 @@ def test_bad_weights_file_gives_one_line_naming_it(tmp_path, content, match):
     else:
         torch.save(content, bad)
     with pytest.raises(FastsegError, match=match) as error:
-        load_encoder_weights(SegmentationModel(), pretrained=False, weights_file=bad)
+        load_encoder_weights(SegmentationModel(VOC_CONFIG), pretrained=False, weights_file=bad)
     assert "\n" not in str(error.value)
 
 

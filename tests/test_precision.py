@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import main
+from fastseg.data.voc import VOC
 from fastseg.inference import precision
 from fastseg.inference.precision import autocast_dtype, cpu_supports_bf16
 from fastseg.model.checkpoint import save_model
@@ -48,7 +49,7 @@ def model_and_image(tmp_path_factory):
     torch.manual_seed(0)
     config = ModelConfig(num_classes=21)
     network = SegmentationModel(config).eval()
-    path = save_model(folder / "model.pth", network, config, 64)
+    path = save_model(folder / "model.pth", network, config, 64, classes=VOC)
     image = folder / "a.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (75, 100, 3), np.uint8)).save(image)
     return path, image

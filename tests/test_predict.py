@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import main
+from fastseg.data.voc import VOC
 from fastseg.inference.precision import cpu_supports_bf16
 from fastseg.inference.predict import FIXED_FIELDS
 from fastseg.inference.segmenter import Segmenter
@@ -22,7 +23,13 @@ from fastseg.model.network import SegmentationModel
 def model_file(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("model") / "model.pth"
-    return save_model(path, SegmentationModel().eval(), ModelConfig(), size=32)
+    return save_model(
+        path,
+        SegmentationModel(ModelConfig(num_classes=len(VOC))).eval(),
+        ModelConfig(num_classes=len(VOC)),
+        size=32,
+        classes=VOC,
+    )
 
 
 def noise(width, height, mode="RGB"):

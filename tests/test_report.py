@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from cli.main import main
 from fastseg.data.split import seed_split
-from fastseg.data.voc import find_voc
+from fastseg.data.voc import VOC, find_voc
 from fastseg.inference.ranking import rank
 from fastseg.metrics import scores_from_matrix
 from fastseg.model.checkpoint import save_model
@@ -36,7 +36,13 @@ def run_dir(voc_root, tmp_path_factory):
     """A run folder as `fastseg train` leaves it, with an untrained model (metrics need not be good)."""
     run = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)
-    save_model(run / "model.pth", SegmentationModel().eval(), ModelConfig(), size=32)
+    save_model(
+        run / "model.pth",
+        SegmentationModel(ModelConfig(num_classes=len(VOC))).eval(),
+        ModelConfig(num_classes=len(VOC)),
+        size=32,
+        classes=VOC,
+    )
     folder = find_voc(voc_root)
     RunFolder(run).write_split(seed_split(folder.ids("train"), folder.ids("val")))
     (run / "config.json").write_text(json.dumps({"train": {"data": str(voc_root)}}))
@@ -198,7 +204,13 @@ def test_rank_orders_best_first_and_nan_last():
 
 
 def test_a_file_that_is_not_a_run_is_refused(tmp_path):
-    save_model(tmp_path / "model.pth", SegmentationModel(), ModelConfig(), size=32)
+    save_model(
+        tmp_path / "model.pth",
+        SegmentationModel(ModelConfig(num_classes=len(VOC))),
+        ModelConfig(num_classes=len(VOC)),
+        size=32,
+        classes=VOC,
+    )
     result = CliRunner().invoke(
         main, ["report", "--model", str(tmp_path / "model.pth"), "--out", str(tmp_path / "r")]
     )

@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from cli.main import main
-from fastseg.data.voc import find_voc
+from fastseg.data.voc import VOC, find_voc
 from fastseg.model.checkpoint import save_model
 from fastseg.model.config import ModelConfig
 from fastseg.model.network import SegmentationModel
@@ -23,7 +23,8 @@ def made_run(tmp_path_factory, voc_root):
     folder = tmp_path_factory.mktemp("made") / "run"
     folder.mkdir()
     torch.manual_seed(0)
-    save_model(folder / "model.pth", SegmentationModel().eval(), ModelConfig(), size=32)
+    config = ModelConfig(num_classes=len(VOC))
+    save_model(folder / "model.pth", SegmentationModel(config).eval(), config, size=32, classes=VOC)
     lists = find_voc(voc_root).root / "ImageSets" / "Segmentation"
     val = (lists / "val.txt").read_text().split()
     split = {"train": (lists / "train.txt").read_text().split(), "valid": val[:6], "test": val[6:]}

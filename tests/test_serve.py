@@ -32,7 +32,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from cli.main import main
-from fastseg.data.voc import VOC_CLASSES
+from fastseg.data.voc import VOC, VOC_CLASSES
 from fastseg.inference.segmenter import Segmenter
 from fastseg.model.checkpoint import save_model
 from fastseg.model.config import ModelConfig
@@ -48,7 +48,7 @@ CPU = torch.device("cpu")
 
 def seeded_model() -> SegmentationModel:
     torch.manual_seed(0)
-    model = SegmentationModel().eval()
+    model = SegmentationModel(ModelConfig(num_classes=len(VOC))).eval()
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -59,7 +59,13 @@ def seeded_model() -> SegmentationModel:
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
-    return save_model(tmp_path_factory.mktemp("model") / "model.pth", seeded_model(), ModelConfig(), size=32)
+    return save_model(
+        tmp_path_factory.mktemp("model") / "model.pth",
+        seeded_model(),
+        ModelConfig(num_classes=len(VOC)),
+        size=32,
+        classes=VOC,
+    )
 
 
 def noise(width: int, height: int, mode: str = "RGB", seed: int = 0) -> Image.Image:
@@ -1051,7 +1057,14 @@ def test_a_lone_request_does_not_wait_for_a_batch(model_file, images):
 
 def test_a_letterbox_models_masks_are_predicts_files(images, tmp_path):
     """Letterboxed inputs (aspect kept, padding cropped off the logits) take the same path."""
-    model = save_model(tmp_path / "model.pth", seeded_model(), ModelConfig(), size=48, resize="letterbox")
+    model = save_model(
+        tmp_path / "model.pth",
+        seeded_model(),
+        ModelConfig(num_classes=len(VOC)),
+        size=48,
+        resize="letterbox",
+        classes=VOC,
+    )
     expected = masks_of(predicted(model, images, tmp_path / "out"))
     with served_client(model) as client:
         assert client.get("/v1/model").json()["resize"] == "letterbox"

@@ -21,6 +21,7 @@ from PIL import Image
 from test_serve import live_server, seeded_model
 
 from fastseg.classes import Classes
+from fastseg.data.voc import VOC
 from fastseg.inference.segmenter import Segmenter
 from fastseg.model.checkpoint import save_model
 from fastseg.model.config import ModelConfig
@@ -112,7 +113,11 @@ def test_the_page_shows_the_mask_and_the_legend_of_the_api(browser, tmp_path):
     torch.manual_seed(0)
     names = [f'<b class="x">c{index}</b> & "q"' for index in range(21)]  # markup is shown as text
     model = save_model(
-        tmp_path / "model.pth", seeded_model(), ModelConfig(), size=32, classes=Classes.create(names)
+        tmp_path / "model.pth",
+        seeded_model(),
+        ModelConfig(num_classes=len(names)),
+        size=32,
+        classes=Classes.create(names),
     )
     image = photo(tmp_path / "shapes.png")
     app = create_app(Segmenter.open(model, torch.device("cpu")), ServeSettings())
@@ -202,7 +207,9 @@ def test_the_api_docs_render_offline_from_this_server_alone(browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    model = save_model(tmp_path / "model.pth", seeded_model(), ModelConfig(), size=32)
+    model = save_model(
+        tmp_path / "model.pth", seeded_model(), ModelConfig(num_classes=len(VOC)), size=32, classes=VOC
+    )
     for token in (None, "s3cret"):
         app = create_app(Segmenter.open(model, torch.device("cpu")), ServeSettings(token=token))
         with live_server(app) as url:

@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from fastseg.inference.loop import segment
 from PIL import Image
 from torch import nn
 
 import fastseg.inference.segmenter as segmenter_module
 from cli.main import main
+from fastseg.data.voc import VOC
 from fastseg.imaging.geometry import IMAGE_FILL, LETTERBOX
 from fastseg.imaging.normalise import IMAGENET_MEAN, IMAGENET_STD, normalise
-from fastseg.inference.loop import segment
 from fastseg.inference.segmenter import Segmenter
 from fastseg.inference.sliding import blended_bands
 from fastseg.inference.tiling import Tiling, make_tiling
@@ -118,7 +119,14 @@ def test_rows_are_handed_out_before_later_rows_of_tiles_run():
 def model_file(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("model") / "model.pth"
-    return save_model(path, SegmentationModel().eval(), ModelConfig(), size=64, resize=LETTERBOX)
+    return save_model(
+        path,
+        SegmentationModel(ModelConfig(num_classes=len(VOC))).eval(),
+        ModelConfig(num_classes=len(VOC)),
+        size=64,
+        resize=LETTERBOX,
+        classes=VOC,
+    )
 
 
 def predict(model_file, image, out, *options):

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from cli.main import main
 from fastseg.data.split import Split
-from fastseg.data.voc import NUM_CLASSES, find_voc
+from fastseg.data.voc import NUM_CLASSES, VOC, find_voc
 from fastseg.imaging.masks import read_mask
 from fastseg.metrics import ConfusionMatrix
 from fastseg.model.checkpoint import load_model, save_model
@@ -60,7 +60,7 @@ def test_training_beats_the_untrained_model_clearly(trained_run, voc_root):
     run_dir, result = trained_run
     split = RunFolder(run_dir).read_split()
     torch.manual_seed(0)
-    untrained = validation_miou(SegmentationModel(), voc_root, split)
+    untrained = validation_miou(SegmentationModel(ModelConfig(num_classes=NUM_CLASSES)), voc_root, split)
     trained = validation_miou(load_model(run_dir).model, voc_root, split)
     assert trained > untrained + 0.25, (untrained, trained)
     assert trained == pytest.approx(result.best_miou, abs=1e-6)  # model.pth is the best epoch's
@@ -89,12 +89,14 @@ def test_run_folder_describes_itself(trained_run):
 
 def test_checkpoint_round_trip_gives_identical_logits(tmp_path):
     torch.manual_seed(0)
-    model = SegmentationModel().eval()
+    model = SegmentationModel(ModelConfig(num_classes=NUM_CLASSES)).eval()
     with torch.no_grad():  # make BN statistics non-trivial
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.5, 0.5)
-    path = save_model(tmp_path / "model.pth", model, ModelConfig(), size=64)
+    path = save_model(
+        tmp_path / "model.pth", model, ModelConfig(num_classes=NUM_CLASSES), size=64, classes=VOC
+    )
     loaded = load_model(path).model
     images = torch.randn(2, 3, 40, 56)
     with torch.no_grad():
@@ -211,7 +213,9 @@ def test_freeze_trains_only_the_decoder_and_batchnorm(voc_root, tmp_path):
         folder, folder.ids("train"), folder.ids("val"), size=32, batch_size=4, num_workers=0
     )
     config = tiny_config(voc_root, tmp_path)
-    learn = build_learner(config, dls, np.ones(21), tmp_path, torch.device("cpu"))
+    learn = build_learner(
+        config, dls, np.ones(21), tmp_path, torch.device("cpu"), ModelConfig(num_classes=NUM_CLASSES)
+    )
     learn.freeze()
     model = learn.model
     encoder_convs = [m.weight for m in model.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
@@ -242,11 +246,13 @@ def test_compiled_model_exports_plain_state_dict_keys(voc_root, tmp_path):
     )
     config = tiny_config(voc_root, tmp_path)
     config.compile = True
-    learn = build_learner(config, dls, np.ones(21), tmp_path, torch.device("cpu"))
+    learn = build_learner(
+        config, dls, np.ones(21), tmp_path, torch.device("cpu"), ModelConfig(num_classes=NUM_CLASSES)
+    )
     assert type(learn.model).__name__ == "OptimizedModule"
     keys = list(uncompiled(learn.model).state_dict())
     assert keys and not any(key.startswith("_orig_mod.") for key in keys)
-    assert keys == list(SegmentationModel().state_dict())
+    assert keys == list(SegmentationModel(ModelConfig(num_classes=NUM_CLASSES)).state_dict())
 
 
 def test_batch_larger_than_training_set_shrinks_to_it_with_one_line(voc_root, tmp_path):
@@ -326,7 +332,9 @@ def test_fast_recipe_optimiser_is_adamw_with_a_smaller_encoder_rate(voc_root, tm
     cases = (("fast", weight_decay, l2_reg, 0.1), ("seed", l2_reg, weight_decay, 1.0))
     for name, decay, other_decay, ratio in cases:
         config = recipe(name, pretrained=False)
-        learn = build_learner(config, dls, np.ones(21), tmp_path, torch.device("cpu"))
+        learn = build_learner(
+            config, dls, np.ones(21), tmp_path, torch.device("cpu"), ModelConfig(num_classes=NUM_CLASSES)
+        )
         recorder = RecordRates()
         recorder.rates = []
         fit_one_cycle(learn, 1, learning_rates(config), wd=config.weight_decay, cbs=[recorder])
@@ -349,7 +357,9 @@ def test_fast_recipe_learns_and_exports_a_letterbox_model(voc_root, tmp_path):
     config = json.loads((run_dir / "config.json").read_text())["train"]
     assert config["recipe"] == "fast" and config["decouple_weight_decay"] is True
     assert json.loads((run_dir / "class_weights.json").read_text())["method"] == "none"
-    untrained = validation_miou(SegmentationModel(), voc_root, split, letterbox=True)
+    untrained = validation_miou(
+        SegmentationModel(ModelConfig(num_classes=NUM_CLASSES)), voc_root, split, letterbox=True
+    )
     trained = validation_miou(loaded.model, voc_root, split, letterbox=True)
     # 8 epochs on 16 images: seeds 0-5 reach 0.18, 0.38, 0.48, 0.21, 0.30, 0.22 (untrained 0.0,
     # one epoch ~0.06); the margin is for the worst of them, seed 0, used here.

@@ -18,13 +18,11 @@ import torch
 
 from fastseg.atomic import atomic_path
 from fastseg.classes import Classes, default_colors
-from fastseg.data.voc import VOC
 from fastseg.errors import CheckpointError, FastsegError
 from fastseg.imaging.geometry import RESIZE_MODES, SQUISH
 from fastseg.imaging.normalise import IMAGENET_MEAN, IMAGENET_STD
-from fastseg.model.config import DEFAULT_ENCODER, MAX_SIZE, MIN_SIZE, ModelConfig
+from fastseg.model.config import DEFAULT_ENCODER, MAX_SIZE, MIN_SIZE, MODEL_FILENAME, ModelConfig
 from fastseg.model.network import SegmentationModel
-from fastseg.runs.folder import MODEL_FILENAME
 
 FORMAT = "fastseg-model/2"  # /2: encoder read before each pool, full-resolution skip
 
@@ -63,9 +61,13 @@ def save_model(
     size: int,
     metadata: dict[str, Any] | None = None,
     resize: str = SQUISH,
-    classes: Classes = VOC,
+    *,
+    classes: Classes,
 ) -> Path:
-    """Write the state dict and what rebuilds it; atomic, so a crash never leaves half a file."""
+    """Write the state dict and what rebuilds it; atomic, so a crash never leaves half a file.
+
+    `classes` are the training data's (names, colours, void value): the file carries them so
+    predict and report need no data set."""
     if len(classes) != model_config.num_classes:
         raise ValueError(f"{len(classes)} class names for a model of {model_config.num_classes} classes")
     state = {

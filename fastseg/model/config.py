@@ -1,14 +1,23 @@
-"""`ModelConfig`: what rebuilds the network, saved inside every `model.pth` and run `config.json`."""
+"""`ModelConfig`: what rebuilds the network, saved inside every `model.pth` and run `config.json`;
+and the model file's name, which the run folder (`fastseg.runs.folder`) borrows from here.
+
+The class count has no default: a model serves the caller's data set (as smp's `classes=`), and
+knows none itself. Reading a stored config keeps what older files meant (`from_dict`), and
+`fastseg.model.checkpoint` reads a file without colours in VOC's.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from typing import Any
 
-from fastseg.data.voc import NUM_CLASSES
+from fastseg.classes import MAX_CLASSES
 from fastseg.errors import CheckpointError, FastsegError
 
-MAX_CLASSES = 255  # as fastseg.data.classes: indices 0-254 fit a uint8 mask beside void 255
+MODEL_FILENAME = "model.pth"  # a run folder's model (fastseg.model.checkpoint's format)
+# File-format compatibility, not a default: a stored model_config without "num_classes" (fastseg
+# never wrote one, but such a file was read as VOC's 21 classes before #25, and still is)
+UNCOUNTED_FILE_CLASSES = 21
 # An input side the model can be run at: 32 (five 2x poolings leave 1 px) to 8192 (a 21-class
 # float32 logit map of 8192² is 5.6 GB; a file asking 200,000 px asked for 480 GB).
 MIN_SIZE, MAX_SIZE = 32, 8192
@@ -26,7 +35,7 @@ class ModelConfig:
     timm model name (`timm.create_model(encoder, features_only=True)`, `fastseg.model.timm_encoder`).
     """
 
-    num_classes: int = NUM_CLASSES
+    num_classes: int  # the caller's data set's: `len(classes)`
     decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
     encoder: str = DEFAULT_ENCODER  # absent from files made before --encoder existed: they are VGG
 
@@ -61,7 +70,7 @@ class ModelConfig:
                 f"model config has unknown keys {unknown} (written by a different fastseg version?)"
             )
         try:
-            kept = dict(values)
+            kept = {"num_classes": UNCOUNTED_FILE_CLASSES, **values}
             if "decoder_channels" in kept:
                 kept["decoder_channels"] = tuple(kept["decoder_channels"])
             return cls(**kept)

@@ -32,9 +32,9 @@ class SegmentationModel(nn.Module):
     Python branches, every size is read from a tensor.
     """
 
-    def __init__(self, config: ModelConfig | None = None) -> None:
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.config = config or ModelConfig()
+        self.config = config
         self.encoder = build_encoder(self.config.encoder)
         self.decoder = UnetDecoder(
             self.encoder.out_channels, self.config.decoder_channels, self.encoder.reductions

@@ -32,6 +32,7 @@ import numpy as np
 from fastseg.atomic import TEMPORARY, remove_stale_temporaries, write_json, write_text
 from fastseg.data.split import Split
 from fastseg.errors import CheckpointError, DatasetError, FastsegError
+from fastseg.model.config import MODEL_FILENAME  # the model package names its file
 from fastseg.runs.environment import git_commit, package_versions
 from fastseg.structured_files import StructuredFileError, finite_number, load_json
 
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     from fastseg.model.config import ModelConfig
     from fastseg.training.config import TrainConfig
 
-MODEL_FILENAME = "model.pth"
 ONNX_FILENAME, INT8_FILENAME = "model.onnx", "model.int8.onnx"  # `fastseg export` (fastseg.export)
 CONFIG, SPLIT, CLASS_WEIGHTS, HISTORY = "config.json", "split.json", "class_weights.json", "history.csv"
 TRAINING_CURVE, TRAIN_SAMPLE, VAL_SAMPLE = "training_curve.png", "train_ds_sample.png", "val_ds_sample.png"

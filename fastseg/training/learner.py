@@ -10,7 +10,6 @@ from fastai.data.core import DataLoaders
 from fastai.learner import Learner
 from fastai.optimizer import Adam
 
-from fastseg.data.voc import NUM_CLASSES
 from fastseg.launch.device import cuda_amp_dtype
 from fastseg.model.config import ModelConfig
 from fastseg.model.network import SegmentationModel, param_groups
@@ -26,7 +25,7 @@ def build_learner(
     weights: np.ndarray,
     run_dir: str,
     device: torch.device,
-    model_config: ModelConfig | None = None,
+    model_config: ModelConfig,
 ) -> Learner:
     """The Learner: Adam hyper-parameters spelled out, encoder/decoder groups, our metrics.
 
@@ -34,7 +33,7 @@ def build_learner(
     seed used torch's, so they are given. Non-decoupled wd is torch Adam's L2, decoupled wd is
     AdamW's (the fast recipe). beta1 is not: the one-cycle schedule sets it every batch.
     """
-    model = SegmentationModel(model_config or ModelConfig(num_classes=NUM_CLASSES))
+    model = SegmentationModel(model_config)
     optimizer = partial(Adam, sqr_mom=config.beta2, eps=config.eps, wd=config.weight_decay,
                         decouple_wd=config.decouple_weight_decay)  # fmt: skip
     learn = Learner(

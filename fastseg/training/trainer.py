@@ -254,7 +254,7 @@ def export(learn: Learner, config: TrainConfig, run: RunFolder, prepared: Prepar
         "train_config": config.to_dict(),
     }
     model, classes = uncompiled(learn.model), prepared.folder.classes
-    save_model(run.model, model, prepared.model_config, config.size, metadata, config.resize, classes)
+    save_model(run.model, model, prepared.model_config, config.size, metadata, config.resize, classes=classes)
     save_training_curve(history, run.file(TRAINING_CURVE), planned_epochs=config.epochs)
     run.mark_finished(epochs_run)
     return TrainResult(
