@@ -238,13 +238,12 @@ def boundary_band(mask: np.ndarray, width: int) -> np.ndarray:
 def ablation(seeds: list[int], band: int, epochs: int) -> dict:
     """Demo-recipe training (`fastseg.demo.demo_config`) with and without the full-resolution skip,
     each scored on the test half: whole-image and boundary-band mIoU, pixel accuracy."""
-    from fastseg.inference.loop import segment
-
     import fastseg.training.learner as learner_module
     from fastseg.data.demo_voc import make_demo_voc
     from fastseg.data.voc import find_voc
     from fastseg.demo import demo_config
     from fastseg.imaging.masks import read_mask
+    from fastseg.inference.loop import segment
     from fastseg.inference.segmenter import Segmenter
     from fastseg.metrics import ConfusionMatrix
     from fastseg.model.checkpoint import LoadedModel

@@ -21,7 +21,7 @@ def fastseg_imports(source: str) -> list[str]:
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            base = "fastseg.model".split(".")[: max(0, 3 - node.level)] if node.level else []
+            base = ["fastseg", "model"][: max(0, 3 - node.level)] if node.level else []
             module = ".".join([*base, *([node.module] if node.module else [])])
             names += [module] if node.module else [f"{module}.{alias.name}" for alias in node.names]
     return names

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from fastseg.inference.loop import segment
 from PIL import Image
 from torch import nn
 
@@ -15,6 +14,7 @@ from cli.main import main
 from fastseg.data.voc import VOC
 from fastseg.imaging.geometry import IMAGE_FILL, LETTERBOX
 from fastseg.imaging.normalise import IMAGENET_MEAN, IMAGENET_STD, normalise
+from fastseg.inference.loop import segment
 from fastseg.inference.segmenter import Segmenter
 from fastseg.inference.sliding import blended_bands
 from fastseg.inference.tiling import Tiling, make_tiling
