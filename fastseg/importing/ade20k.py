@@ -9,7 +9,6 @@ building). The official training / validation splits are kept (as train / val).
 from __future__ import annotations
 
 import csv
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import numpy as np
 from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.imaging.masks import VOID_LABEL
 from fastseg.importing import raster
-from fastseg.importing.source import Item, ItemProblem, ReadOptions, Source, shown
+from fastseg.importing.source import ReadOptions, Source, shown
 
 CLASS_COUNT = 150
 SPLITS = {"training": "train", "validation": "val"}
@@ -27,9 +26,10 @@ def read(path: Path, options: ReadOptions) -> Source:
     problems: list[str] = []
     names = _names(path, problems)
     items = []
-    table = np.full(256, 256, dtype=np.uint16)  # 256: not an ADE20K value
+    table = np.full(256, raster.NOT_A_LABEL, dtype=np.uint16)
     table[0] = VOID_LABEL
     table[1 : CLASS_COUNT + 1] = np.arange(CLASS_COUNT)
+    defined = f"ADE20K classes (0-{CLASS_COUNT})"
     for folder, split in SPLITS.items():
         masks = path / "annotations" / folder
         if not masks.is_dir():
@@ -41,15 +41,7 @@ def read(path: Path, options: ReadOptions) -> Source:
                 for suffix in (".jpg", *sorted(IMAGE_SUFFIXES))
             ]
             image = next((candidate for candidate in found if candidate.is_file()), found[0])
-            items.append(
-                Item(
-                    name=image.name,
-                    where=shown(mask.relative_to(path)),
-                    image=image,
-                    split=split,
-                    render=partial(_class_mask, mask, table),
-                )
-            )
+            items.append(raster.label_item(path, image, mask, split, table, defined))
     notes = ["ADE20K: value 0 (other) is void, values 1-150 are classes 0-149"]
     return Source(names, items, problems=problems, notes=notes, fixed_classes=True)
 
@@ -84,12 +76,3 @@ def _names(path: Path, problems: list[str]) -> list[str]:
     if repeated:  # a first synonym shared by two classes: keep them apart by their index
         ordered = [f"{name} {index + 1}" if name in repeated else name for index, name in enumerate(ordered)]
     return ordered
-
-
-def _class_mask(path: Path, table: np.ndarray, height: int, width: int) -> np.ndarray:
-    values = raster.label_values(path, height, width)
-    mapped = table[values]
-    if (mapped == 256).any():
-        bad = sorted(np.unique(values[mapped == 256]).tolist())[:5]
-        raise ItemProblem(f"values {bad} are not ADE20K classes (0-{CLASS_COUNT})")
-    return mapped.astype(np.uint8)

@@ -7,14 +7,13 @@ public gtFine files are placeholders without labels).
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from fastseg.imaging.masks import VOID_LABEL
 from fastseg.importing import raster
-from fastseg.importing.source import Item, ItemProblem, ReadOptions, Source, shown
+from fastseg.importing.source import ReadOptions, Source, shown
 
 # trainId order: (name, label id, colour)
 CLASSES = (
@@ -44,9 +43,9 @@ MASK_SUFFIX = "_gtFine_labelIds.png"
 
 
 def train_ids() -> np.ndarray:
-    """Lookup (256,) uint8: label id -> train id; unused ids void, values past 33 flagged 254+1."""
+    """Lookup (256,) uint16: label id -> train id; unused ids void, values past 33 `NOT_A_LABEL`."""
     table = np.full(256, VOID_LABEL, dtype=np.uint16)
-    table[LABEL_IDS:] = 256  # not a Cityscapes label id
+    table[LABEL_IDS:] = raster.NOT_A_LABEL
     for train_id, (_, label_id, _) in enumerate(CLASSES):
         table[label_id] = train_id
     return table
@@ -60,32 +59,16 @@ def read(path: Path, options: ReadOptions) -> Source:
         problems.append(f"{shown(path)}: not a Cityscapes root (expected gtFine/ and leftImg8bit/ in it)")
         return Source(names, [], colors=colors, problems=problems, fixed_classes=True)
     table = train_ids()
+    defined = f"Cityscapes label ids (0-{LABEL_IDS - 1})"
     items = []
     for split in ("train", "val"):
         for mask in sorted((path / "gtFine" / split).glob(f"*/*{MASK_SUFFIX}")):
             prefix = mask.name[: -len(MASK_SUFFIX)]
             image = path / "leftImg8bit" / split / mask.parent.name / f"{prefix}{IMAGE_SUFFIX}"
-            items.append(
-                Item(
-                    name=image.name,
-                    where=shown(mask.relative_to(path)),
-                    image=image,
-                    split=split,
-                    render=partial(_train_mask, mask, table),
-                )
-            )
+            items.append(raster.label_item(path, image, mask, split, table, defined))
         if not any(item.split == split for item in items):
             problems.append(f"{shown(path / 'gtFine' / split)}: no *{MASK_SUFFIX} files")
     notes = [
         "Cityscapes: label ids mapped to the 19 train ids (others void); test left out (no public labels)"
     ]
     return Source(names, items, colors=colors, problems=problems, notes=notes, fixed_classes=True)
-
-
-def _train_mask(path: Path, table: np.ndarray, height: int, width: int) -> np.ndarray:
-    values = raster.label_values(path, height, width)
-    mapped = table[values]
-    if (mapped == 256).any():
-        bad = sorted(np.unique(values[mapped == 256]).tolist())[:5]
-        raise ItemProblem(f"values {bad} are not Cityscapes label ids (0-{LABEL_IDS - 1})")
-    return mapped.astype(np.uint8)

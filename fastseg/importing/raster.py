@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,10 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from fastseg.errors import FastsegError
 from fastseg.extras import install_hint
-from fastseg.importing.source import ItemProblem
+from fastseg.importing.source import Item, ItemProblem, shown
 
 EXTRA = "import"  # setup.cfg's extra that brings pycocotools
+NOT_A_LABEL = 256  # in a label PNG's lookup table: a value the data set does not define
 
 
 def coco_mask_module():  # noqa: ANN201 - pycocotools.mask, typed by pycocotools
@@ -124,6 +126,32 @@ def stack(height: int, width: int, layers: Sequence[tuple[int, np.ndarray]]) -> 
         labels[where] = label
         painted[where] = True
     return labels.reshape(height, width), int(np.count_nonzero(contested))
+
+
+# --- label PNGs (Cityscapes, ADE20K) ---------------------------------------------------------------
+
+
+def label_item(root: Path, image: Path, mask: Path, split: str, table: np.ndarray, defined: str) -> Item:
+    """`image` and its one-channel label PNG `mask` (both under `root`), whose values the (256,)
+    lookup `table` maps to classes; a value it maps to `NOT_A_LABEL` is a problem naming what the
+    values should be (`defined`, e.g. "ADE20K classes (0-150)")."""
+    return Item(
+        name=image.name,
+        where=shown(mask.relative_to(root)),
+        image=image,
+        split=split,
+        render=partial(mapped_labels, mask, table, defined),
+    )
+
+
+def mapped_labels(path: Path, table: np.ndarray, defined: str, height: int, width: int) -> np.ndarray:
+    """The label PNG at `path` through `table`: `(H, W)` uint8 class indices."""
+    values = label_values(path, height, width)
+    mapped = table[values]
+    if (mapped == NOT_A_LABEL).any():
+        bad = sorted(np.unique(values[mapped == NOT_A_LABEL]).tolist())[:5]
+        raise ItemProblem(f"values {bad} are not {defined}")
+    return mapped.astype(np.uint8)
 
 
 def label_values(path: Path, height: int, width: int) -> np.ndarray:
