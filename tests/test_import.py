@@ -69,6 +69,16 @@ def assert_imported(result, out):
     assert "no problems found" not in result.output  # import prints the table, not check-data's verdict
 
 
+def assert_refused(result, out, *problems):
+    """The import stopped (exit 1) on exactly these problems, each a text in the output (or several
+    texts of one problem), and created nothing."""
+    assert result.exit_code == 1, result.output
+    for problem in problems:
+        for text in (problem,) if isinstance(problem, str) else problem:
+            assert text in result.output, (text, result.output)
+    assert f"{len(problems)} problem(s)" in result.output and not out.exists()
+
+
 # --- COCO -------------------------------------------------------------------------------------------
 
 CATEGORIES = [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}, {"id": 12, "name": "bird"}]
@@ -523,6 +533,53 @@ def test_cvat_xml_polygons_boxes_and_masks_in_z_order(tmp_path):
     assert "1 shape(s) without area" in result.output
 
 
+def test_cvat_xml_ellipses_are_turned_72_gons_and_a_bad_rotation_is_named(tmp_path):
+    """An ellipse is drawn as the 72-gon of its outline turned by `rotation` degrees (0 when left
+    out); a rotation that is no finite number is a problem line (was a ValueError traceback)."""
+    export = tmp_path / "cvat"
+    for stem, seed in (("a", 0), ("b", 1)):
+        write_image(export / "images" / f"{stem}.png", 40, 30, seed=seed)
+
+    def export_with(rotations):
+        images = []
+        for number, (stem, rotation) in enumerate(zip("ab", rotations, strict=True)):
+            turned = "" if rotation is None else f' rotation="{rotation}"'
+            images.append(
+                f'<image id="{number}" name="{stem}.png" width="40" height="30">'
+                f'<ellipse label="car" cx="20" cy="15" rx="12" ry="4"{turned}/></image>'
+            )
+        labels = "<label><name>car</name><color>#fa3253</color></label>"
+        (export / "annotations.xml").write_text(
+            f"<annotations><meta><task><labels>{labels}</labels></task></meta>{''.join(images)}</annotations>"
+        )
+        return export / "annotations.xml"
+
+    def reference(rotation):
+        turn = math.radians(rotation)
+        steps = np.linspace(0, 2 * math.pi, 72, endpoint=False)
+        x, y = 12 * np.cos(steps), 4 * np.sin(steps)
+        outline = np.stack(
+            [20 + x * math.cos(turn) - y * math.sin(turn), 15 + x * math.sin(turn) + y * math.cos(turn)], 1
+        )
+        return coco_mask.decode(coco_mask.frPyObjects([outline.ravel().tolist()], 30, 40)).squeeze(-1)
+
+    out = tmp_path / "data"
+    result = run_cli("import", "cvat", export_with([None, "90"]), "--out", out, "--quiet", "--test", 0)
+    assert_imported(result, out)
+    masks, _ = imported(out)
+    np.testing.assert_array_equal(masks["a"][1], reference(0))
+    np.testing.assert_array_equal(masks["b"][1], reference(90))
+    assert masks["a"][1][15, 30] == 1 and masks["b"][1][15, 30] == 0  # wide, then tall
+    assert masks["b"][1][24, 20] == 1 and masks["a"][1][24, 20] == 0
+    result = run_cli("import", "cvat", export_with(["ten", "nan"]), "--out", tmp_path / "bad", "--quiet")
+    assert_refused(
+        result,
+        tmp_path / "bad",
+        "image a.png ellipse 0 (car): cx, cy, rx, ry, rotation must be numbers",
+        "image b.png ellipse 0 (car): cx, cy, rx, ry, rotation must be finite numbers",
+    )
+
+
 def test_malformed_xml_is_one_line_and_nothing_is_created(tmp_path):
     export = tmp_path / "annotations.xml"
     export.write_text("<annotations><image name='a.png'></annotations>")
@@ -759,11 +816,13 @@ def test_malformed_json_among_good_files_is_listed_with_the_others(tmp_path):
     labelme_file(export, "gone", [("car", "polygon", [[1, 1], [9, 1], [5, 8]])])
     (export / "gone.png").unlink()
     result = run_cli("import", "labelme", export, "--out", tmp_path / "data", "--quiet", "--test", 0)
-    assert result.exit_code == 1
-    assert "broken.json: not valid JSON" in result.output
-    assert "nan.json: NaN is not a number JSON allows" in result.output
-    assert "gone.json: image" in result.output and "gone.png not found" in result.output
-    assert "3 problem(s)" in result.output and not (tmp_path / "data").exists()
+    assert_refused(
+        result,
+        tmp_path / "data",
+        "broken.json: not valid JSON",
+        "nan.json: NaN is not a number JSON allows",
+        ("gone.json: image", "gone.png not found"),
+    )
 
 
 def test_an_exif_rotated_image_is_drawn_upright_and_said(tmp_path):
@@ -952,12 +1011,11 @@ def test_yolo_bad_lines_are_named_by_file_and_line(tmp_path):
     )
     (export / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [car, person]\n")
     result = run_cli("import", "yolo", export, "--out", tmp_path / "data", "--quiet")
-    assert result.exit_code == 1
-    for number, text in ((1, "a box (class cx cy w h) is detection"), (2, "coordinates outside 0-1"),
-                         (3, "class id 7 is not among the 2 names"), (4, "not numbers"),
-                         (5, "polygon has 5 coordinates")):  # fmt: skip
-        assert f"train.txt:{number}: {text}" in result.output, result.output
-    assert "5 problem(s)" in result.output and not (tmp_path / "data").exists()
+    lines = ["a box (class cx cy w h) is detection", "coordinates outside 0-1",
+             "class id 7 is not among the 2 names", "not numbers", "polygon has 5 coordinates"]  # fmt: skip
+    assert_refused(
+        result, tmp_path / "data", *(f"train.txt:{line}: {text}" for line, text in enumerate(lines, 1))
+    )
 
 
 def test_cvat_mask_colours_and_sizes_that_are_not_the_labelmaps_are_named(tmp_path):
@@ -974,11 +1032,13 @@ def test_cvat_mask_colours_and_sizes_that_are_not_the_labelmaps_are_named(tmp_pa
     (export / "ImageSets" / "Segmentation").mkdir(parents=True)
     (export / "ImageSets" / "Segmentation" / "default.txt").write_text("a\nb\nc\n../../secret\n")
     result = run_cli("import", "cvat", export, "--out", tmp_path / "data", "--quiet", "--test", 0)
-    assert result.exit_code == 1
-    assert "../../secret: the name leaves SegmentationClass/" in result.output
-    assert "a.png: colours (1, 2, 3) are no label's in labelmap.txt" in result.output
-    assert "b.png: mask is 9x9, the image 8x6" in result.output
-    assert "3 problem(s)" in result.output and not (tmp_path / "data").exists()
+    assert_refused(
+        result,
+        tmp_path / "data",
+        "../../secret: the name leaves SegmentationClass/",
+        "a.png: colours (1, 2, 3) are no label's in labelmap.txt",
+        "b.png: mask is 9x9, the image 8x6",
+    )
 
 
 def test_labelstudio_bad_regions_are_named(tmp_path):
@@ -1001,12 +1061,14 @@ def test_labelstudio_bad_regions_are_named(tmp_path):
     ]
     (export / "export.json").write_text(json.dumps(tasks))
     result = run_cli("import", "labelstudio", export / "export.json", "--out", tmp_path / "data", "--quiet")
-    assert result.exit_code == 1
-    assert "task 1 result 0 (x, brush): its rle cannot be decoded (it ends early)" in result.output
-    assert "task 1 result 1 (x, polygon): polygon has 2 point(s)" in result.output
-    assert "task 1 result 2: a region needs exactly one label" in result.output
-    assert "task 2: image gone.png not found" in result.output
-    assert "4 problem(s)" in result.output and not (tmp_path / "data").exists()
+    assert_refused(
+        result,
+        tmp_path / "data",
+        "task 1 result 0 (x, brush): its rle cannot be decoded (it ends early)",
+        "task 1 result 1 (x, polygon): polygon has 2 point(s)",
+        "task 1 result 2: a region needs exactly one label",
+        "task 2: image gone.png not found",
+    )
 
 
 def test_benchmark_trees_with_values_outside_their_classes_are_named(tmp_path):
@@ -1044,6 +1106,27 @@ def test_a_label_with_a_newline_is_named_not_written(tmp_path):
     result = run_cli("import", "labelme", export, "--out", tmp_path / "data", "--quiet", "--test", 0)
     assert result.exit_code == 1 and "a label is empty or blank" in result.output
     assert not (tmp_path / "data").exists()
+
+
+def test_a_newline_inside_a_classes_name_is_one_usage_line(tmp_path):
+    """`--classes` holding a newline (or a tab) inside a name: a usage error (exit 2) whose message
+    is one line naming the option and the name, escaped; it was every shape's problem line with
+    the raw newline in it, and advice to rename labels in the export."""
+    export, out = tmp_path / "labelme", tmp_path / "data"
+    labelme_file(export, "a", [("car", "polygon", [[1, 1], [9, 1], [5, 8]])])
+    labelme_file(export, "b", [("bus", "polygon", [[1, 1], [9, 1], [5, 8]])], seed=1)
+    for classes, shown in (("car\nbus", "'car\\nbus'"), ("car,bus\tcar", "'bus\\tcar'")):
+        result = run_cli("import", "labelme", export, "--out", out, "--quiet", "--classes", classes)
+        assert result.exit_code == 2, result.output
+        error = [line for line in result.output.splitlines() if line.startswith("Error")]
+        assert error == [f"Error: --classes: {shown}: a class name is one line of text, without control "
+                         "characters (a newline, a tab)"], result.output  # fmt: skip
+        assert result.output.endswith(error[0] + "\n")
+    assert not out.exists()
+    result = run_cli(
+        "import", "labelme", export, "--out", out, "--quiet", "--test", 0, "--classes", "car,bus\n"
+    )
+    assert_imported(result, out)  # a newline at the end is white space, stripped
 
 
 def test_many_missing_images_suggest_the_images_option(tmp_path):

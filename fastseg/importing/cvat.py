@@ -261,7 +261,7 @@ def _floats(
     shape: ElementTree.Element, keys: tuple[str, ...], where: str, problems: list[str]
 ) -> list[float] | None:
     try:
-        values = [float(shape.get(key, "")) for key in keys]
+        values = [float(shape.get(key) or _OPTIONAL.get(key, "")) for key in keys]
     except ValueError:
         problems.append(f"{where}: {', '.join(keys)} must be numbers")
         return None
@@ -291,30 +291,45 @@ def _layer(shape: ElementTree.Element, where: str, names: list[str], problems: l
             problems.append(f"{where}: polygon has {len(points)} point(s); a polygon needs at least 3")
             return None
         return Layer(label, partial(_polygon, points.ravel().tolist()), where, points)
-    if shape.tag == "box":
-        box = _floats(shape, ("xtl", "ytl", "xbr", "ybr"), where, problems)
-        if box is None:
-            return None
-        x0, y0, x1, y1 = box
-        corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
-        return Layer(label, partial(_polygon, corners.ravel().tolist()), where, corners)
-    if shape.tag == "ellipse":
-        values = _floats(shape, ("cx", "cy", "rx", "ry"), where, problems)
+    if shape.tag in _OUTLINED:
+        attributes, outline_of = _OUTLINED[shape.tag]
+        values = _floats(shape, attributes, where, problems)
         if values is None:
             return None
-        cx, cy, rx, ry = values
-        angle = math.radians(float(shape.get("rotation", "0") or 0))
-        steps = np.linspace(0, 2 * math.pi, 72, endpoint=False)
-        x, y = rx * np.cos(steps), ry * np.sin(steps)
-        outline = np.stack(
-            [cx + x * math.cos(angle) - y * math.sin(angle), cy + x * math.sin(angle) + y * math.cos(angle)],
-            axis=1,
-        )
-        return Layer(label, partial(_polygon, outline.ravel().tolist()), where, np.array([[cx, cy]]))
+        outline, points = outline_of(*values)
+        return Layer(label, partial(_polygon, outline.ravel().tolist()), where, points)
     if shape.tag == "mask":
         return _mask(shape, label, where, problems)
     problems.append(f"{where}: <{shape.tag}> is not a CVAT shape")
     return None
+
+
+def _box(x0: float, y0: float, x1: float, y1: float) -> tuple[np.ndarray, np.ndarray]:
+    """A box's outline `(4, 2)`, which is also the points checked against the image."""
+    corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+    return corners, corners
+
+
+def _ellipse(cx: float, cy: float, rx: float, ry: float, rotation: float) -> tuple[np.ndarray, np.ndarray]:
+    """An ellipse's outline, turned by `rotation` degrees, as a 72-gon `(72, 2)`; the point
+    checked is its centre."""
+    angle = math.radians(rotation)
+    steps = np.linspace(0, 2 * math.pi, 72, endpoint=False)
+    x, y = rx * np.cos(steps), ry * np.sin(steps)
+    outline = np.stack(
+        [cx + x * math.cos(angle) - y * math.sin(angle), cy + x * math.sin(angle) + y * math.cos(angle)],
+        axis=1,
+    )
+    return outline, np.array([[cx, cy]])
+
+
+# The shapes drawn as a polygon from numeric attributes: tag -> (attributes, the function giving
+# the outline and the points `Layer` checks from their values).
+_OUTLINED = {
+    "box": (("xtl", "ytl", "xbr", "ybr"), _box),
+    "ellipse": (("cx", "cy", "rx", "ry", "rotation"), _ellipse),
+}
+_OPTIONAL = {"rotation": "0"}  # an attribute CVAT leaves out (or empty) for its default
 
 
 def _mask(shape: ElementTree.Element, label: str, where: str, problems: list[str]) -> Layer | None:

@@ -289,6 +289,12 @@ def _classes(
         wanted = [name.strip() for name in options.classes]
         if not wanted or any(not name for name in wanted):
             raise OptionError("--classes: a comma-separated list of class names, e.g. --classes cat,dog")
+        unprintable = [name for name in wanted if not name.isprintable()]
+        if unprintable:  # repr: a newline shown as \n, so the message stays one line
+            raise OptionError(
+                f"--classes: {', '.join(map(repr, unprintable))}: a class name is one line of text, "
+                "without control characters (a newline, a tab)"
+            )
         if wanted[0] != BACKGROUND:
             wanted = [BACKGROUND, *wanted]
         repeated = sorted({name for name in wanted if wanted.count(name) > 1})
