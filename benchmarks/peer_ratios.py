@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from predict_process import FASTSEG, predict_arguments, seconds_and_peak_rss  # beside this script
 
 from fastseg.inference.precision import cpu_supports_bf16
 
@@ -132,33 +131,8 @@ def best_rates(forwards: dict[str, Forward], size: int, batch: int, rounds: int,
 
 def predict_process(model: Path, images: Path, out: Path, size: int, *options: str) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one whole `fastseg predict` process."""
-    code = (
-        "import resource, subprocess, sys, time; t = time.perf_counter(); "
-        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
-        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-    )
-    command = [
-        sys.executable,
-        "-m",
-        "fastseg",
-        "predict",
-        "--model",
-        str(model),
-        str(images),
-        "--out",
-        str(out),
-        "--quiet",
-        "--batch-size",
-        "8",
-        "--size",
-        str(size),
-        *options,
-    ]
-    result = subprocess.run(
-        [sys.executable, "-c", code, *command], check=True, capture_output=True, text=True
-    )
-    seconds, rss_kib = result.stdout.split()
-    return float(seconds), int(rss_kib) / 1024
+    arguments = predict_arguments(model, images, out, "--batch-size", "8", "--size", str(size), *options)
+    return seconds_and_peak_rss([*FASTSEG, *arguments])
 
 
 def exported_models(scratch: Path, calibration: Path, size: int) -> tuple[Path, Path, Path]:

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from predict_process import FASTSEG, predict_arguments, seconds_and_peak_rss  # beside this script
 
 
 def make_jpegs(folder: Path, count: int) -> list[Path]:
@@ -42,18 +41,7 @@ def make_jpegs(folder: Path, count: int) -> list[Path]:
 
 def fastseg_process(model: Path, images: Path, out: Path) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one whole `fastseg predict` process."""
-    code = (
-        "import resource, subprocess, sys, time; t = time.perf_counter(); "
-        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
-        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-    )
-    command = [sys.executable, "-m", "fastseg", "predict", "--model", str(model), str(images),
-               "--out", str(out), "--quiet", "--batch-size", "8"]  # fmt: skip
-    result = subprocess.run(
-        [sys.executable, "-c", code, *command], check=True, capture_output=True, text=True
-    )
-    seconds, rss_kib = result.stdout.split()
-    return float(seconds), int(rss_kib) / 1024
+    return seconds_and_peak_rss([*FASTSEG, *predict_arguments(model, images, out, "--batch-size", "8")])
 
 
 def smp_forward(count: int, batch: int = 8) -> float:

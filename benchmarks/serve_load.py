@@ -39,6 +39,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from PIL import Image
+from predict_process import predict_arguments, seconds_and_peak_rss  # beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -216,31 +217,15 @@ def soak(model: Path, payloads: list[bytes], seconds: float, clients: int = 16) 
 
 def predict_process(model: Path, images: Path, out: Path) -> dict:
     """One whole `fastseg predict` process: wall seconds, images/s, peak RSS."""
-    code = (
-        "import resource, subprocess, sys, time; t = time.perf_counter(); "
-        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
-        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    seconds, rss_mib = seconds_and_peak_rss(
+        [*fastseg_command(), *predict_arguments(model, images, out)], cwd=ROOT
     )
-    command = [
-        *fastseg_command(),
-        "predict",
-        "--model",
-        str(model),
-        str(images),
-        "--out",
-        str(out),
-        "--quiet",
-    ]
-    result = subprocess.run(
-        [sys.executable, "-c", code, *command], check=True, capture_output=True, text=True, cwd=ROOT
-    )
-    seconds, rss_kib = result.stdout.split()
     count = len(list(images.glob("*.jpg")))
     return {
         "images": count,
-        "seconds": round(float(seconds), 2),
-        "images_per_s": round(count / float(seconds), 2),
-        "peak_rss_mib": round(int(rss_kib) / 1024, 1),
+        "seconds": round(seconds, 2),
+        "images_per_s": round(count / seconds, 2),
+        "peak_rss_mib": round(rss_mib, 1),
     }
 
 
