@@ -243,8 +243,7 @@ def ablation(seeds: list[int], band: int, epochs: int) -> dict:
     from fastseg.data.voc import find_voc
     from fastseg.demo import demo_config
     from fastseg.imaging.masks import read_mask
-    from fastseg.inference.loop import segment
-    from fastseg.inference.segmenter import Segmenter
+    from fastseg.inference.segmenter import Segmenter, segment
     from fastseg.metrics import ConfusionMatrix
     from fastseg.model.checkpoint import LoadedModel
     from fastseg.runs.folder import RunFolder
@@ -273,7 +272,7 @@ def ablation(seeds: list[int], band: int, epochs: int) -> dict:
                 model.load_state_dict(state["state_dict"])
                 loaded = LoadedModel(model.eval(), state["size"], state["resize"], state["classes"],
                                      tuple(state["mean"]), tuple(state["std"]), {})  # fmt: skip
-                segmenter = Segmenter(loaded, torch.device("cpu"), precision="fp32")
+                segmenter = Segmenter.with_torch(loaded, torch.device("cpu"), precision="fp32")
                 ids = RunFolder(run).read_split().ids("test")
                 whole, edges = ConfusionMatrix(len(loaded.classes)), ConfusionMatrix(len(loaded.classes))
                 dataset = segmenter.dataset([folder.image_path(image_id) for image_id in ids])

@@ -76,7 +76,7 @@ def predict_figures(device: str, images: int, size: int, batch_size: int) -> dic
             raise SystemExit(
                 f"gpu_check: fastseg predict failed: {(done.stdout + done.stderr).strip()[-500:]}"
             )
-        segmenter = Segmenter(load_model(model, torch.device(device)), torch.device(device))
+        segmenter = Segmenter.with_torch(load_model(model, torch.device(device)), torch.device(device))
         batch = torch.randn(batch_size, 3, size, size)
         segmenter.logits(batch)  # warm-up: cuDNN autotuning, allocator
         synchronise = torch.cuda.synchronize if device == "cuda" else (lambda: None)

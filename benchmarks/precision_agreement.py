@@ -40,8 +40,8 @@ def compare(model_path: Path, data_path: Path, split: str) -> dict:
     ids = sorted(data.listed_splits()[split])
     loaded = load_model(model_path)
     cpu = torch.device("cpu")
-    fp32 = Segmenter(loaded, cpu, precision="fp32")
-    bf16 = Segmenter(load_model(model_path), cpu, precision="bf16")
+    fp32 = Segmenter.with_torch(loaded, cpu, precision="fp32")
+    bf16 = Segmenter.with_torch(load_model(model_path), cpu, precision="bf16")
     matrices = {name: ConfusionMatrix(len(loaded.classes)) for name in ("fp32", "bf16")}
     differing, total, worst = 0, 0, 0.0
     for image_id in ids:

@@ -53,8 +53,8 @@ def command(model: Path, inputs: tuple[Path, ...], out: Path, quiet: bool, **opt
     `--force` still works as the old spelling of `--replace-foreign` (the same effect, and a note
     naming the new flag): `--force` now means "replace fastseg's own earlier output" on every
     command, and predict replaces its own earlier masks without being asked."""
-    from fastseg.inference.loop import no_progress
     from fastseg.inference.predict import predict
+    from fastseg.inference.segmented import no_progress
     from fastseg.launch.processes import rank_and_world
 
     rank, _ = rank_and_world()

@@ -58,8 +58,8 @@ def command(quiet: bool, **options) -> None:
     An earlier report in --out is replaced (and the summary says so).
     \f
     `--force` still works as the old spelling of `--replace-foreign` (see cli/predict.py)."""
-    from fastseg.inference.loop import no_progress
     from fastseg.inference.report import report
+    from fastseg.inference.segmented import no_progress
 
     options["model"] = chosen_model(options["model"], options.pop("runtime"), options["device"],
                                     options["precision"], quiet)  # fmt: skip

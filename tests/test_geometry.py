@@ -69,7 +69,7 @@ def model_files(tmp_path_factory):
 
 
 def segmenter(path) -> Segmenter:
-    return Segmenter(load_model(path), torch.device("cpu"), precision="fp32")
+    return Segmenter.with_torch(load_model(path), torch.device("cpu"), precision="fp32")
 
 
 @pytest.mark.parametrize("side", [32, 64])  # the model's own input side, and `predict --size 64`

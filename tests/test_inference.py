@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import fastseg.inference.segmenter as segmenter_module
+import fastseg.inference.segmented as segmented_module
 from fastseg.classes import Classes
 from fastseg.imaging.geometry import SQUISH
 from fastseg.inference.segmenter import Segmenter
@@ -18,13 +18,13 @@ def squish_segmenter(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "model.pth"
     save_model(path, SegmentationModel(ModelConfig(num_classes=5)).eval(), ModelConfig(num_classes=5), 32,
                resize=SQUISH, classes=Classes.create("abcde"))  # fmt: skip
-    return Segmenter(load_model(path), torch.device("cpu"), precision="fp32")
+    return Segmenter.with_torch(load_model(path), torch.device("cpu"), precision="fp32")
 
 
 @pytest.mark.parametrize(("height", "width"), [(375, 500), (20, 33), (1000, 17), (3, 4)])
 @pytest.mark.parametrize("band_values", [1, 5 * 33 * 7, 1 << 24])  # one row, 7 rows, the whole image
 def test_banded_upsampling_equals_the_whole_map(squish_segmenter, monkeypatch, height, width, band_values):
-    monkeypatch.setattr(segmenter_module, "BAND_VALUES", band_values)
+    monkeypatch.setattr(segmented_module, "BAND_VALUES", band_values)
     torch.manual_seed(0)
     logits = torch.randn(5, 32, 32)
     whole = F.interpolate(logits[None], size=(height, width), mode="bilinear", align_corners=False)[0]
@@ -38,6 +38,6 @@ def test_banded_upsampling_equals_the_whole_map(squish_segmenter, monkeypatch, h
 
 
 def test_bands_stay_within_their_budget(squish_segmenter, monkeypatch):
-    monkeypatch.setattr(segmenter_module, "BAND_VALUES", 5 * 500 * 10)  # 10 rows of 5 classes x 500
+    monkeypatch.setattr(segmented_module, "BAND_VALUES", 5 * 500 * 10)  # 10 rows of 5 classes x 500
     sizes = [band.shape for _, band in squish_segmenter.bands(torch.randn(5, 32, 32), 375, 500)]
     assert len(sizes) == 38 and max(shape[1] for shape in sizes) == 10

@@ -18,7 +18,7 @@ from fastseg.data.demo_folder import make_demo_folder
 from fastseg.data.folder_dataset import FolderDataset
 from fastseg.data.voc import VOCFolder
 from fastseg.errors import DatasetError
-from fastseg.inference.predict import FIXED_FIELDS
+from fastseg.inference.prediction_log import FIXED_FIELDS
 from fastseg.model.checkpoint import load_model
 
 THIRTY = [f"class{index:02d}" for index in range(30)]

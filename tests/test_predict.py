@@ -12,7 +12,7 @@ from PIL import Image
 from cli.main import main
 from fastseg.data.voc import VOC
 from fastseg.inference.precision import cpu_supports_bf16
-from fastseg.inference.predict import FIXED_FIELDS
+from fastseg.inference.prediction_log import FIXED_FIELDS
 from fastseg.inference.segmenter import Segmenter
 from fastseg.model.checkpoint import load_model, save_model
 from fastseg.model.config import ModelConfig
@@ -152,7 +152,7 @@ def test_interrupted_write_leaves_no_partial_file(model_file, tmp_path, monkeypa
 
 
 def test_tta_is_flip_equivariant(model_file):
-    segmenter = Segmenter(load_model(model_file), torch.device("cpu"), precision="fp32", tta=True)
+    segmenter = Segmenter.with_torch(load_model(model_file), torch.device("cpu"), precision="fp32", tta=True)
     images = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(segmenter.logits(images.flip(-1)), segmenter.logits(images).flip(-1))
 
@@ -202,7 +202,7 @@ def test_batchnorm_folding_keeps_the_logits(model_file):
         expected = reference(images)
     loaded = load_model(model_file)
     loaded.model.load_state_dict(reference.state_dict())
-    segmenter = Segmenter(loaded, torch.device("cpu"), precision="fp32")
+    segmenter = Segmenter.with_torch(loaded, torch.device("cpu"), precision="fp32")
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in segmenter.model.modules())
     torch.testing.assert_close(segmenter.logits(images), expected, rtol=1e-4, atol=1e-4)
 
@@ -378,10 +378,10 @@ def test_labels_come_from_bounded_bands_equal_to_the_whole_map(model_file, monke
     budget, and give the values (and so the labels) of one `F.interpolate` over the whole map."""
     import torch.nn.functional as F
 
-    import fastseg.inference.segmenter as segmenter_module
+    import fastseg.inference.segmented as segmented_module
 
-    monkeypatch.setattr(segmenter_module, "BAND_VALUES", band_values)
-    segmenter = Segmenter(load_model(model_file), torch.device("cpu"), precision="fp32")
+    monkeypatch.setattr(segmented_module, "BAND_VALUES", band_values)
+    segmenter = Segmenter.with_torch(load_model(model_file), torch.device("cpu"), precision="fp32")
     logits = torch.randn(21, 32, 32, generator=torch.Generator().manual_seed(0))
     whole = F.interpolate(logits[None], size=(90, 57), mode="bilinear", align_corners=False)[0]
     bands = list(segmenter.bands(logits, 90, 57))

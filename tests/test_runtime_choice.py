@@ -23,18 +23,20 @@ from PIL import Image
 from cli.main import main
 from fastseg.classes import Classes
 from fastseg.errors import OptionError
+from fastseg.inference import output_writer
 from fastseg.inference import predict as predict_module
-from fastseg.inference.loop import prefetched
+from fastseg.inference.jobs import Job
+from fastseg.inference.output_writer import write_outputs
 from fastseg.inference.precision import cpu_supports_bf16
-from fastseg.inference.predict import (
+from fastseg.inference.prediction_log import (
     FIXED_FIELDS,
     OLD_FIXED_FIELDS,
     PredictionLog,
     csv_fields,
     previous_rows,
-    write_outputs,
 )
 from fastseg.inference.runtime_choice import choose_runtime, int8_check
+from fastseg.inference.whole_image import prefetched
 from fastseg.model.checkpoint import save_model
 from fastseg.model.config import ModelConfig
 from fastseg.model.network import SegmentationModel
@@ -357,8 +359,8 @@ def test_pending_outputs_are_bounded_and_logged_in_order(tmp_path, monkeypatch):
         time.sleep(0.002 * (result.index % 3))  # finished out of order
         return [1.0] if result.index != 7 else "cannot write"
 
-    monkeypatch.setattr(predict_module, "_made", made)
-    jobs = [predict_module.Job(tmp_path / f"{index}.png", tmp_path / f"o{index}.png") for index in range(40)]
+    monkeypatch.setattr(output_writer, "_made", made)
+    jobs = [Job(tmp_path / f"{index}.png", tmp_path / f"o{index}.png") for index in range(40)]
 
     class Log(PredictionLog):
         def write(self, row):

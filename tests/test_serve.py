@@ -977,7 +977,7 @@ def test_serving_imports_no_training_and_no_fastai():
                 imported += [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module:
                 imported.append(node.module)
-    assert "fastseg.inference.loop" in imported  # the walk sees the imports
+    assert "fastseg.inference.segmenter" in imported  # the walk sees the imports
     forbidden = ("fastai", "fastcore", "fasttransform", "fastprogress", "fastseg.training", "fastseg.export")
     assert [name for name in imported if name.startswith(forbidden)] == []
     code = "import sys, fastseg.serving.app; print(sorted(m for m in sys.modules if m.startswith('fastai')))"

@@ -9,13 +9,12 @@ from click.testing import CliRunner
 from PIL import Image
 from torch import nn
 
-import fastseg.inference.segmenter as segmenter_module
+import fastseg.inference.segmented as segmented_module
 from cli.main import main
 from fastseg.data.voc import VOC
 from fastseg.imaging.geometry import IMAGE_FILL, LETTERBOX
 from fastseg.imaging.normalise import IMAGENET_MEAN, IMAGENET_STD, normalise
-from fastseg.inference.loop import segment
-from fastseg.inference.segmenter import Segmenter
+from fastseg.inference.segmenter import Segmenter, segment
 from fastseg.inference.sliding import blended_bands
 from fastseg.inference.tiling import Tiling, make_tiling
 from fastseg.model.checkpoint import LoadedModel, save_model
@@ -26,7 +25,7 @@ from fastseg.model.network import SegmentationModel
 def segmenter_of(network: nn.Module, classes: int, size: int = 64, tiling: Tiling | None = None) -> Segmenter:
     loaded = LoadedModel(network.eval(), size, LETTERBOX, [str(c) for c in range(classes)],
                          IMAGENET_MEAN, IMAGENET_STD, {})  # fmt: skip
-    return Segmenter(loaded, torch.device("cpu"), precision="fp32", tiling=tiling)
+    return Segmenter.with_torch(loaded, torch.device("cpu"), precision="fp32", tiling=tiling)
 
 
 class Identity(nn.Module):
@@ -85,7 +84,7 @@ def test_blended_tiles_give_back_what_each_tile_saw(height, width, tile, overlap
     """With logits equal to the input, the blend at full size is the normalised picture itself,
     for every tile size, overlap and image smaller or larger than a tile; bands come in order,
     each row once, within the band budget."""
-    monkeypatch.setattr(segmenter_module, "BAND_VALUES", 3 * width * 5)  # 5 rows a band
+    monkeypatch.setattr(segmented_module, "BAND_VALUES", 3 * width * 5)  # 5 rows a band
     picture = np.random.default_rng(height * width).integers(0, 255, (height, width, 3), dtype=np.uint8)
     segmenter = segmenter_of(Identity(), 3)
     bands = list(blended_bands(segmenter, picture, Tiling(tile, overlap), batch_size=3))
@@ -155,7 +154,7 @@ def test_an_image_smaller_than_a_tile_is_the_model_on_its_padded_picture(model_f
     from fastseg.model.checkpoint import load_model
 
     picture = np.random.default_rng(2).integers(0, 255, (20, 30, 3), dtype=np.uint8)
-    segmenter = Segmenter(load_model(model_file), torch.device("cpu"), precision="fp32")
+    segmenter = Segmenter.with_torch(load_model(model_file), torch.device("cpu"), precision="fp32")
     padded = np.empty((64, 64, 3), dtype=np.uint8)
     padded[:] = IMAGE_FILL
     padded[:20, :30] = picture

@@ -18,8 +18,8 @@ from fastseg.errors import FastsegError, OptionError
 from fastseg.export import CALIBRATION_IMAGES, FORMATS
 from fastseg.export.int8 import MAX_MIOU_DROP, Int8Check, quantize_checked
 from fastseg.export.onnx_file import export_graph, require_onnx, save_onnx, with_description
-from fastseg.inference.loop import Progress, no_progress
 from fastseg.inference.runtime import ONNX_SUFFIX
+from fastseg.inference.segmented import Progress, no_progress
 from fastseg.launch.device import loader_workers
 from fastseg.model.checkpoint import load_model, resolve_model_path
 from fastseg.outputs import guard
@@ -66,7 +66,7 @@ def export(
     if int8:  # the run's files first: a wrong folder is told before minutes of work
         run = RunFolder.of_model(path)  # a folder with split.json, or one line saying it is not a run
         split = run.read_split()
-        folder = open_dataset(data or run.data_folder())
+        dataset = open_dataset(data or run.data_folder())
     loaded = load_model(path)
     if not int8:
         save_onnx(with_description(export_graph(loaded), loaded, precision="fp32"), out)
@@ -74,7 +74,7 @@ def export(
     with tempfile.TemporaryDirectory(prefix="fastseg-export-") as scratch:
         fp32 = save_onnx(with_description(export_graph(loaded), loaded, precision="fp32"),
                          Path(scratch) / ONNX_FILENAME)  # fmt: skip
-        proto, check = quantize_checked(fp32, loaded, folder, split.train, split.valid, calibration_images,
+        proto, check = quantize_checked(fp32, loaded, dataset, split.train, split.valid, calibration_images,
                                         batch_size, loader_workers(num_workers), max_drop, force,
                                         progress)  # fmt: skip
     save_onnx(

@@ -23,9 +23,9 @@ from fastseg.data.dataset import SegmentationData
 from fastseg.errors import FastsegError
 from fastseg.export import CALIBRATION_IMAGES
 from fastseg.inference.files import ImageFiles, loader
-from fastseg.inference.loop import Progress, no_progress
 from fastseg.inference.report import evaluate
 from fastseg.inference.runtime import ONNX_EXTRA, OnnxRuntime, onnx_session
+from fastseg.inference.segmented import Progress, no_progress
 from fastseg.inference.segmenter import Segmenter
 from fastseg.model.checkpoint import LoadedModel
 from fastseg.model.exported import MAX_MIOU_DROP
@@ -97,20 +97,20 @@ def quantize(fp32: Path, int8: Path, calibration: ImageFiles, batch_size: int = 
 
 
 def validation_miou(
-    loaded: LoadedModel, graph: Path, folder: SegmentationData, ids: list[str], batch_size: int,
+    loaded: LoadedModel, graph: Path, dataset: SegmentationData, ids: list[str], batch_size: int,
     num_workers: int, progress: Progress = no_progress,
 ) -> float:  # fmt: skip
     """mIoU of the ONNX graph `graph` on `ids` at full resolution, as `fastseg report` scores."""
     runtime = OnnxRuntime(onnx_session(graph))
-    segmenter = Segmenter(loaded, runtime.device, runtime=runtime)
-    total, _ = evaluate(segmenter, folder, ids, None, batch_size, num_workers, progress)
+    segmenter = Segmenter(loaded, runtime)
+    total, _ = evaluate(segmenter, dataset, ids, None, batch_size, num_workers, progress)
     return total.scores().mean_iou
 
 
 def quantize_checked(
     fp32: Path,
     loaded: LoadedModel,
-    folder: SegmentationData,
+    dataset: SegmentationData,
     train_ids: list[str],
     valid_ids: list[str],
     calibration_images: int = CALIBRATION_IMAGES,
@@ -130,14 +130,14 @@ def quantize_checked(
     if not train_ids:
         raise FastsegError("--int8: the run's training split lists no images to calibrate on")
     chosen = spread(train_ids, calibration_images)
-    check_ids(folder, sorted(set(chosen) | set(valid_ids)), action="export --int8")
-    calibration = ImageFiles([folder.image_path(image_id) for image_id in chosen], loaded.size,
+    check_ids(dataset, sorted(set(chosen) | set(valid_ids)), action="export --int8")
+    calibration = ImageFiles([dataset.image_path(image_id) for image_id in chosen], loaded.size,
                              loaded.resize, loaded.mean, loaded.std)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="fastseg-int8-") as scratch:
         int8 = Path(scratch) / "model.int8.onnx"
         with torch.inference_mode():
             quantize(fp32, int8, calibration, batch_size)
-        scores = [validation_miou(loaded, graph, folder, valid_ids, batch_size, num_workers, progress)
+        scores = [validation_miou(loaded, graph, dataset, valid_ids, batch_size, num_workers, progress)
                   for graph in (fp32, int8)]  # fmt: skip
         check = Int8Check(*scores, validation_images=len(valid_ids), calibration_images=len(chosen))
         if math.isnan(check.drop):

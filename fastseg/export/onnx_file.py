@@ -17,7 +17,7 @@ import torch
 from fastseg.atomic import atomic_path
 from fastseg.errors import FastsegError
 from fastseg.inference.runtime import ONNX_EXTRA
-from fastseg.inference.segmenter import fold_batchnorm
+from fastseg.model.batchnorm_folding import fold_batchnorm
 from fastseg.model.checkpoint import LoadedModel
 from fastseg.model.exported import METADATA_KEY, describe
 

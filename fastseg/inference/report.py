@@ -1,9 +1,10 @@
 """`fastseg report`: a run's split evaluated at each image's original resolution.
 
-Steps: find the run's data and split, stream the images through the one inference loop into a
-confusion matrix (the split's total, and one per image for the best/worst ranking), write the
-tables, draw the figures (the few images shown are predicted again, by the same loop), and
-write the HTML page. All numbers come from :class:`~fastseg.metrics.ConfusionMatrix`.
+Steps: find the run's data and split, stream the images through the segmenter's strategy
+(`fastseg.inference.segmenter.segment`) into a confusion matrix (the split's total, and one per
+image for the best/worst ranking), write the tables, draw the figures (the few images shown are
+predicted again, the same way), and write the HTML page. All numbers come from
+:class:`~fastseg.metrics.ConfusionMatrix`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from fastseg.data.check import check_ids
 from fastseg.data.dataset import SegmentationData, open_dataset
 from fastseg.errors import DatasetError, FastsegError
 from fastseg.imaging.masks import VOID_LABEL
-from fastseg.inference.loop import Progress, Segmented, no_progress, segment
 from fastseg.inference.ranking import DEFAULT_RANKING, RANKING_WORDS, RANKINGS, choose_examples, rank
 from fastseg.inference.report_page import (
     config_note,
@@ -35,7 +35,8 @@ from fastseg.inference.report_page import (
     read_history,
     summary_facts,
 )
-from fastseg.inference.segmenter import Segmenter
+from fastseg.inference.segmented import Progress, Segmented, no_progress
+from fastseg.inference.segmenter import Segmenter, segment
 from fastseg.inference.tiling import make_tiling
 from fastseg.launch.device import loader_workers, resolve_device
 from fastseg.metrics import ConfusionMatrix, Scores, scores_from_matrix
@@ -63,21 +64,21 @@ class ReportResult:
     replaced: bool = False  # an earlier fastseg report was in `out` and is replaced
 
 
-def _mask_item(folder: SegmentationData, ids: list[str], index: int) -> dict[str, Any]:
+def _mask_item(dataset: SegmentationData, ids: list[str], index: int) -> dict[str, Any]:
     """The ground truth riding with image `index` through the loader (a picklable function): class
     indices, void 255, whatever the data set's own void value."""
-    return {"mask": folder.read_mask(ids[index])}
+    return {"mask": dataset.read_mask(ids[index])}
 
 
-def _checked_mask(result: Segmented, folder: SegmentationData, image_id: str) -> torch.Tensor:
+def _checked_mask(result: Segmented, dataset: SegmentationData, image_id: str) -> torch.Tensor:
     """The item's mask on the model's device; a file error or a size mismatch is a `DatasetError`."""
     if result.error:
-        raise FastsegError(f"{folder.image_path(image_id)}: {result.error}")
+        raise FastsegError(f"{dataset.image_path(image_id)}: {result.error}")
     mask = result.item["mask"]
     height, width = result.size
     if mask.shape != (height, width):  # the letterbox crop comes from the image's size
         raise DatasetError(
-            f"{folder.mask_path(image_id)}: mask is {mask.shape[1]}x{mask.shape[0]}, "
+            f"{dataset.mask_path(image_id)}: mask is {mask.shape[1]}x{mask.shape[0]}, "
             f"image is {width}x{height}"
         )
     return torch.from_numpy(mask).to(result.segmenter.device)
@@ -103,7 +104,7 @@ def score_image(
 
 def evaluate(
     segmenter: Segmenter,
-    folder: SegmentationData,
+    dataset: SegmentationData,
     ids: list[str],
     weights: torch.Tensor | None,
     batch_size: int,
@@ -112,13 +113,13 @@ def evaluate(
 ) -> tuple[ConfusionMatrix, pd.DataFrame]:
     """Total confusion matrix and a per-image table (id, pixel_accuracy, miou, loss)."""
     total = ConfusionMatrix(len(segmenter.loaded.classes))
-    dataset = segmenter.dataset([folder.image_path(image_id) for image_id in ids],
-                                extra=partial(_mask_item, folder, ids))  # fmt: skip
+    images = segmenter.dataset([dataset.image_path(image_id) for image_id in ids],
+                               extra=partial(_mask_item, dataset, ids))  # fmt: skip
     weights = None if weights is None else weights.to(segmenter.device)
     rows = []
-    for result in segment(segmenter, dataset, batch_size, num_workers, progress):
+    for result in segment(segmenter, images, batch_size, num_workers, progress):
         image_id = ids[result.index]
-        counts, loss = score_image(result, _checked_mask(result, folder, image_id), weights)
+        counts, loss = score_image(result, _checked_mask(result, dataset, image_id), weights)
         total.add(counts)
         scores = scores_from_matrix(counts)
         rows.append({"id": image_id, "pixel_accuracy": scores.pixel_accuracy, "miou": scores.mean_iou,
@@ -163,12 +164,14 @@ def write_tables(
     return metrics
 
 
-def prediction_rows(segmenter: Segmenter, folder: SegmentationData, ids: list[str]) -> list[list[np.ndarray]]:
+def prediction_rows(
+    segmenter: Segmenter, dataset: SegmentationData, ids: list[str]
+) -> list[list[np.ndarray]]:
     """image | truth | prediction for a handful of ids, at original size."""
-    dataset = segmenter.dataset([folder.image_path(image_id) for image_id in ids], keep_original=True,
-                                extra=partial(_mask_item, folder, ids))  # fmt: skip
+    images = segmenter.dataset([dataset.image_path(image_id) for image_id in ids], keep_original=True,
+                               extra=partial(_mask_item, dataset, ids))  # fmt: skip
     return [[result.item["original"], result.item["mask"], result.labels()]
-            for result in segment(segmenter, dataset, batch_size=1, num_workers=0)]  # fmt: skip
+            for result in segment(segmenter, images, batch_size=1, num_workers=0)]  # fmt: skip
 
 
 SCORE_NAMES = {"miou": "mIoU", "accuracy": "pixel accuracy", "loss": "loss"}
@@ -212,7 +215,7 @@ def example_sets(ranked: pd.DataFrame, rank_by: str, seed: int) -> dict[str, tup
 def draw_figures(
     out: Path,
     segmenter: Segmenter,
-    folder: SegmentationData,
+    dataset: SegmentationData,
     total: ConfusionMatrix,
     ranked: pd.DataFrame,
     rank_by: str,
@@ -228,7 +231,7 @@ def draw_figures(
     save_figure(confusion_figure(total.matrix, names, present or None), out / "confusion_matrix.png")
     chosen = example_sets(ranked, rank_by, seed)
     shown = [image_id for _, _, rows in chosen.values() for image_id in rows["id"]]
-    pictures = dict(zip(shown, prediction_rows(segmenter, folder, shown), strict=True))
+    pictures = dict(zip(shown, prediction_rows(segmenter, dataset, shown), strict=True))
     sets = []
     for figure_name, name in FIGURES.items():
         title, note, rows = chosen[name]
@@ -248,11 +251,11 @@ def draw_figures(
     return sets
 
 
-def require_same_classes(model_classes: Classes, folder: SegmentationData) -> None:
+def require_same_classes(model_classes: Classes, dataset: SegmentationData) -> None:
     """A model scored on a data set of other classes would give numbers that mean nothing."""
-    if list(model_classes.names) != list(folder.classes.names):
+    if list(model_classes.names) != list(dataset.classes.names):
         raise DatasetError(
-            f"{folder.root}: its {len(folder.classes)} classes are not the model's {len(model_classes)} "
+            f"{dataset.root}: its {len(dataset.classes)} classes are not the model's {len(model_classes)} "
             f"({', '.join(model_classes.names[:4])}...): pass the --data the model was trained on"
         )
 
@@ -296,7 +299,7 @@ def report(
     if rank_by not in RANKINGS:
         raise FastsegError(f"--rank-by {rank_by}: choose one of {', '.join(RANKINGS)}")
     run = RunFolder.of_model(model)
-    folder = open_dataset(data or run.data_folder())
+    dataset = open_dataset(data or run.data_folder())
     ids = run.read_split().ids(subset)
     if not ids:
         raise DatasetError(f"{run.file(SPLIT)}: the {subset} split lists no images; nothing to report")
@@ -304,21 +307,21 @@ def report(
     given = Path(model).expanduser()  # a run folder's model.pth, or the file named (an ONNX export)
     segmenter = Segmenter.open(run.model if given.is_dir() else given, target, precision,
                                requested_device=device, tiling=tiling)  # fmt: skip
-    require_same_classes(segmenter.loaded.class_set, folder)
-    check_ids(folder, ids, action="report")  # mask values outside the classes would stop the loss midway
+    require_same_classes(segmenter.loaded.class_set, dataset)
+    check_ids(dataset, ids, action="report")  # mask values outside the classes would stop the loss midway
     weights = run.read_class_weights(len(segmenter.loaded.classes))
-    total, per_image = evaluate(segmenter, folder, ids, weights, batch_size,
+    total, per_image = evaluate(segmenter, dataset, ids, weights, batch_size,
                                 loader_workers(num_workers), progress)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     ranked = rank(per_image, rank_by)
     names = segmenter.loaded.classes
     evaluated = run.model if given.is_dir() else given  # the INT8 file's score is not model.pth's
     metrics = write_tables(out, evaluated, subset, total, ranked, names)
-    examples = draw_figures(out, segmenter, folder, total, ranked, rank_by, seed)
+    examples = draw_figures(out, segmenter, dataset, total, ranked, rank_by, seed)
     config, config_reason = read_config(run)
     history, history_reason = read_history(run)
     curve, curve_note = curve_page(history, history_reason, config)
-    facts = summary_facts(run, evaluated, Path(folder.root), subset, len(ids), segmenter, config, history)
+    facts = summary_facts(run, evaluated, Path(dataset.root), subset, len(ids), segmenter, config, history)
     page = ReportPage(
         title=f"fastseg report: {run.path.name}, {subset} split", facts=facts, metrics=metrics,
         per_class=per_class_table(total.scores(), total.matrix, names), matrix=total.matrix.cpu().numpy(),

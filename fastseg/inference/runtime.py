@@ -3,8 +3,9 @@
 `Segmenter.logits` calls a runtime's `logits`; everything around it (decoding, fitting, the
 upsampling to full size, the argmax, writing) is the same code whatever runs the graph, so a
 mask made with ONNX differs from torch's only where the logits do. The runtime is chosen by the
-model file's suffix. torch is imported inside the functions: the CLI reads `RUNTIMES` for
-`--help`, which must not wait for torch.
+model file's suffix (`open_model`; which of a run folder's files runs: `runtime_choice`). torch
+is imported inside the functions, so `runtime_choice`, which the CLI imports for `--help`, may
+import this module without waiting for torch.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class TorchRuntime:
         import torch
 
         from fastseg.inference.precision import autocast_dtype
-        from fastseg.inference.segmenter import fold_batchnorm
+        from fastseg.model.batchnorm_folding import fold_batchnorm
 
         self.device = device
         self.model = fold_batchnorm(model.to(device).eval())

@@ -1,38 +1,37 @@
-"""The sliding window run: an image at its own resolution, tile by tile, into blended full-size
-logits handed out a band of rows at a time (`fastseg.inference.tiling` says where tiles fall).
+"""The sliding-window strategy (`--tile`): an image at its own resolution, tile by tile, into
+blended full-size logits handed out a band of rows at a time (`fastseg.inference.tiling` says
+where tiles fall).
 
 Memory stays bounded however large the image: one row of tiles is blended into a buffer of
 `tile` rows `(C, tile, W)` float32 (the whole image's `(C, H, W)` never exists); when a row of
 tiles is done, the rows no later tile reaches are finished, handed out in bands of at most
-`segmenter.BAND_VALUES` values, and the rows the next row of tiles overlaps move to the top of
+`segmented.BAND_VALUES` values, and the rows the next row of tiles overlaps move to the top of
 the buffer. For a 6000-pixel-wide photo, 21 classes and 512² tiles that buffer is 258 MiB
 (measured whole-process figures: benchmarks/README.md).
 
-A `TiledSegmented` stands where `loop.Segmented` does for predict and report: `bands()` and
-`labels()` run the model as they are read, so the loop hands out an image before its tiles are
-computed, and its `seconds` are counted as they are.
+A `TiledImage` is a `Segmented` as a fitted image is: its `bands()` and `labels()` run the model
+as they are read, so the strategy hands out an image before its tiles are computed, and its
+`seconds` are counted as they are.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from fastseg.imaging.geometry import IMAGE_FILL
 from fastseg.imaging.normalise import normalise
-from fastseg.inference import segmenter as segmenter_module
-from fastseg.inference.files import ImageFiles
-from fastseg.inference.loop import Progress, Segmented, no_progress
-from fastseg.inference.segmenter import Segmenter
+from fastseg.inference.segmented import Progress, Segmented, SegmenterLike, no_progress, rows_per_band
 from fastseg.inference.tiling import Tiling
 
 
-def tile_input(picture: np.ndarray, top: int, left: int, tile: int, segmenter: Segmenter) -> torch.Tensor:
+def tile_input(picture: np.ndarray, top: int, left: int, tile: int, segmenter: SegmenterLike) -> torch.Tensor:
     """The normalised `(3, tile, tile)` input of the window at `(top, left)` of `picture`
     `(H, W, 3)` uint8, padded at the bottom and right as a letterbox is (only an image smaller
     than a tile needs it), normalised by the same arithmetic as whole-image inputs."""
@@ -46,7 +45,7 @@ def tile_input(picture: np.ndarray, top: int, left: int, tile: int, segmenter: S
 
 
 def blended_bands(
-    segmenter: Segmenter,
+    segmenter: SegmenterLike,
     picture: np.ndarray,
     tiling: Tiling,
     batch_size: int,
@@ -55,8 +54,6 @@ def blended_bands(
     """Blended logits of `picture` `(H, W, 3)` uint8 at full size, a band of rows at a time:
     `(rows, (C, b, W))`, each the window-weighted mean of the tiles covering those pixels.
     `clock[0]` accumulates the model's seconds."""
-    import time
-
     height, width = picture.shape[:2]
     tile, device = tiling.tile, segmenter.device
     tops, lefts = tiling.starts(height), tiling.starts(width)
@@ -95,20 +92,24 @@ def _divided(
     scores: torch.Tensor, weights: torch.Tensor, top: int, finished: int
 ) -> Iterator[tuple[slice, torch.Tensor]]:
     """The first `finished` rows of the buffer divided by their weights, in bands within the
-    budget of `segmenter.BAND_VALUES` (read at call time, as `Segmenter.bands` does)."""
+    budget of `segmented.BAND_VALUES` (`rows_per_band`, as the whole-image strategy's bands)."""
     classes, _, width = scores.shape
-    rows_per_band = max(1, segmenter_module.BAND_VALUES // (classes * width))
-    for start in range(0, finished, rows_per_band):
-        stop = min(finished, start + rows_per_band)
+    rows = rows_per_band(classes, width)
+    for start in range(0, finished, rows):
+        stop = min(finished, start + rows)
         yield slice(top + start, top + stop), scores[:, start:stop] / weights[start:stop]
 
 
 @dataclass
-class TiledSegmented(Segmented):
-    """One image for the sliding window: its decoded `picture` rides along in place of logits,
-    and the model runs tile by tile as `bands()` or `labels()` are read (once each, in practice:
-    reading again runs the tiles again)."""
+class TiledImage(Segmented):
+    """One image for the sliding window: its decoded `picture` `(H, W, 3)` uint8 rides along in
+    place of logits, and the model runs tile by tile as `bands()` or `labels()` are read (once
+    each, in practice: reading again runs the tiles again)."""
 
+    item: dict[str, Any]
+    seconds: float
+    segmenter: SegmenterLike
+    tiling: Tiling
     picture: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 3), np.uint8))
     batch_size: int = 8
 
@@ -117,17 +118,11 @@ class TiledSegmented(Segmented):
         return len(self.segmenter.loaded.classes)
 
     def bands(self) -> Iterator[tuple[slice, torch.Tensor]]:
-        clock, segmenter = [0.0], self.segmenter
+        clock = [0.0]
         try:
-            yield from blended_bands(segmenter, self.picture, segmenter.tiling, self.batch_size, clock)
+            yield from blended_bands(self.segmenter, self.picture, self.tiling, self.batch_size, clock)
         finally:
             self.seconds += clock[0]
-
-    def labels(self) -> np.ndarray:
-        labels = np.empty(self.size, dtype=np.uint8)
-        for rows, band in self.bands():
-            labels[rows] = band.max(0).indices.to(torch.uint8).cpu().numpy()
-        return labels
 
 
 def _one(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -135,18 +130,21 @@ def _one(items: list[dict[str, Any]]) -> dict[str, Any]:
     return items[0]
 
 
-def segment_tiles(
-    segmenter: Segmenter,
-    dataset: ImageFiles,
-    batch_size: int,
-    num_workers: int,
-    progress: Progress = no_progress,
-) -> Iterator[TiledSegmented]:
-    """Every item of `dataset` (decoded, not fitted: `ImageFiles(fit=False)`), in order, ready to
-    be segmented tile by tile, `batch_size` tiles per forward pass."""
-    images = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers, collate_fn=_one)
-    for item in progress(images):
-        picture = item.pop("image")
-        if item["error"]:
-            picture = np.zeros((0, 0, 3), np.uint8)
-        yield TiledSegmented(item, None, 0.0, segmenter, picture=picture, batch_size=batch_size)
+@dataclass(frozen=True)
+class SlidingWindow:
+    """The strategy with `--tile`: `Segmented` images whose tiles run as their labels are read."""
+
+    tiling: Tiling
+    fit: bool = False  # the picture as decoded: tiles are cut from it
+    runs_model_when_read: bool = True
+
+    def segment(self, segmenter: SegmenterLike, dataset: Dataset, batch_size: int, num_workers: int,
+                progress: Progress = no_progress) -> Iterator[TiledImage]:  # fmt: skip
+        """Every item of `dataset` (decoded, not fitted: `ImageFiles(fit=False)`), in order, ready
+        to be segmented tile by tile, `batch_size` tiles per forward pass."""
+        images = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers, collate_fn=_one)
+        for item in progress(images):
+            picture = item.pop("image")
+            if item["error"]:
+                picture = np.zeros((0, 0, 3), np.uint8)
+            yield TiledImage(item, 0.0, segmenter, self.tiling, picture=picture, batch_size=batch_size)

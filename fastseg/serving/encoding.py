@@ -9,7 +9,7 @@ import numpy as np
 
 from fastseg.classes import Classes
 from fastseg.imaging.masks import encode_mask
-from fastseg.inference.predict import encode_overlay
+from fastseg.inference.image_outputs import encode_overlay
 
 
 def mask_png(labels: np.ndarray, classes: Classes) -> bytes:

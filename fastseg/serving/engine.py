@@ -2,9 +2,9 @@
 
 An upload is decoded and fitted by `ImageFiles` (`load_rgb`, `fit_image`, `normalise`: predict's
 items, with its limits), in a bounded thread pool off the event loop. Decoded images of concurrent
-requests are gathered by `batching.Batcher` and run through `fastseg.inference.loop.segment` (the
-one inference loop: loader, collate, `Segmenter.logits`) in the model's own thread, one forward
-per batch. Each image's labels come from `Segmented.labels` (crop, upsample to its size,
+requests are gathered by `batching.Batcher` and run through `fastseg.inference.segmenter.segment`
+(the segmenter's strategy, as predict runs it) in the model's own thread, one forward per batch.
+Each image's labels come from `Segmented.labels` (a fitted image's: crop, upsample to its size,
 argmax) and are encoded by predict's PNG writer, back in the pool: the mask served is the mask
 `fastseg predict` writes, byte for byte.
 """
@@ -27,9 +27,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from fastseg.errors import FastsegError
-from fastseg.inference.loop import Segmented, segment
-from fastseg.inference.predict import out_of_memory
-from fastseg.inference.segmenter import Segmenter
+from fastseg.inference.memory import out_of_memory
+from fastseg.inference.segmenter import Segmenter, segment
 from fastseg.inference.tiling import Tiling
 from fastseg.serving.batching import Batcher, Busy
 from fastseg.serving.errors import ServeError
@@ -84,7 +83,7 @@ class Engine:
     @functools.lru_cache(maxsize=16)  # noqa: B019 - one engine per process, a handful of variants
     def variant(self, tta: bool, tiling: Tiling | None) -> Segmenter:
         """The served segmenter with a request's `tta` and tiling: the same runtime, no copy of
-        the network (`Segmenter.__post_init__` keeps a given runtime)."""
+        the network; its strategy is chosen for the tiling as the copy is made."""
         if tta == self.segmenter.tta and tiling == self.segmenter.tiling:
             return self.segmenter
         return dataclasses.replace(self.segmenter, tta=tta, tiling=tiling)
@@ -145,13 +144,13 @@ class Engine:
     def _run_batch(self, key: Hashable, items: Sequence[dict[str, Any]]) -> list[Any]:
         """In the model thread: one call of the inference loop for the whole batch. Fitted images
         come back as `Segmented` (labels are made in the pool); tiled ones are segmented here,
-        as their tiles run the model while their labels are read."""
+        as their tiles run the model while their labels are read (`runs_model_when_read`)."""
         tta, tiling = key
         segmenter = self.variant(tta, tiling)
         started = time.perf_counter()
         results: list[Any] = []
         for result in segment(segmenter, Decoded(items), len(items), 0):
-            if tiling is None:
+            if not segmenter.strategy.runs_model_when_read:
                 results.append(result)
                 continue
             try:
@@ -176,4 +175,4 @@ def decode(segmenter: Segmenter, data: bytes, keep_original: bool) -> dict[str, 
         return {"error": str(error)}
 
 
-__all__ = ["Decoded", "Engine", "Result", "Segmented"]
+__all__ = ["Decoded", "Engine", "Result"]

@@ -22,7 +22,8 @@ def precision_of(served: Engine) -> str:
     return {"torch.bfloat16": "bf16", "torch.float16": "fp16"}.get(str(dtype), "fp32")
 
 
-def describe(served: Engine) -> ModelInfo:
+def model_info(served: Engine) -> ModelInfo:
+    """The served model's classes, input, runtime and limits, as `GET /v1/model` answers."""
     loaded = served.segmenter.loaded
     classes = loaded.class_set
     return ModelInfo(
@@ -43,4 +44,4 @@ def describe(served: Engine) -> ModelInfo:
 
 @router.get("/model", response_model=ModelInfo)
 def model(served: Served) -> ModelInfo:
-    return describe(served)
+    return model_info(served)

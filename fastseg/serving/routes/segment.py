@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
 
 from fastseg.errors import OptionError
-from fastseg.inference.predict import class_fractions
+from fastseg.inference.image_outputs import class_fractions
 from fastseg.inference.tiling import make_tiling
 from fastseg.serving import encoding
 from fastseg.serving.dependencies import Ready, Upload, admitted, authorised, upload

@@ -1,0 +1,94 @@
+"""predict's jobs: the image files among its inputs, where each one's outputs go, and which
+inputs cannot be done (an output that would overwrite an input, or another fastseg output, or a
+file fastseg did not write)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastseg.errors import FastsegError
+from fastseg.imaging.images import IMAGE_SUFFIXES
+from fastseg.outputs import OutputRefused, guard, written_by_fastseg
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input image and where its outputs go."""
+
+    source: Path
+    mask: Path
+
+    @property
+    def overlay(self) -> Path:
+        return self.mask.with_suffix(".overlay.jpg")
+
+
+def collect_jobs(inputs: Sequence[Path], out: Path, overlay: bool = False, force: bool = False,
+                 skip_existing: bool = False) -> tuple[list[Job], list[tuple[Path, str]]]:  # fmt: skip
+    """Image files among `inputs` (folders walked recursively) and their mirrored output paths.
+
+    A file input lands in `out/<name>.png`; a folder's images keep their path inside the folder.
+    A file given more than once (twice, via `dir/../dir`, a link, or inside a folder also given) is
+    done once, under its first name. Returns (jobs, problems): an output that would overwrite an
+    input, or that two different inputs would share, or that would replace a file fastseg did not
+    write as that output (`fastseg.outputs`; `force` allows it, but never for an input), is a
+    problem for that file only.
+    """
+    pairs: list[tuple[Path, Path]] = []
+    for given in inputs:
+        given = Path(given)
+        if given.is_dir():
+            pairs += [(file, file.relative_to(given)) for file in image_files(given, out)]
+        elif given.is_file():
+            if given.suffix.lower() in IMAGE_SUFFIXES:
+                pairs.append((given, Path(given.name)))
+        else:
+            raise FastsegError(f"{given}: no such file or folder")
+    firsts = {}  # resolved source -> its first (source, relative) pair
+    for source, relative in pairs:
+        firsts.setdefault(source.resolve(), (source, relative))
+    sources = set(firsts)
+    jobs, problems, claimed = [], [], {}
+    for source, relative in firsts.values():
+        mask = out / relative.with_suffix(".png")
+        key = mask.resolve()
+        job = Job(source, mask)
+        outputs = [(mask, "mask"), *([(job.overlay, "overlay")] if overlay else [])]
+        inputs_hit = [path for path, role in outputs
+                      if path.resolve() in sources and not written_by_fastseg(path, role)]  # fmt: skip
+        if inputs_hit:
+            problems.append((source, f"output {inputs_hit[0]} would overwrite an input; "
+                                     "choose another --out"))  # fmt: skip
+        elif key in claimed:
+            problems.append((source, f"output {mask} is already taken by {claimed[key]}"))
+        else:
+            skipped = skip_existing and all(path.exists() for path, _ in outputs)  # nothing is written
+            try:
+                for path, role in [] if skipped else outputs:
+                    guard(path, role, force, option="--replace-foreign")
+            except OutputRefused as refused:
+                problems.append((source, str(refused)))
+                continue
+            claimed[key] = source
+            jobs.append(job)
+    return jobs, problems
+
+
+def image_files(folder: Path, out: Path) -> list[Path]:
+    """Image files under `folder`, walked recursively and sorted. An `out` inside `folder` is left
+    out: a rerun would take its own masks for inputs (out/out/...). An `out` that *is* `folder` is
+    walked: its images are refused one by one, as their outputs would overwrite them."""
+    out, root = out.resolve(), folder.resolve()
+    skipped = out.relative_to(root).parts if out.is_relative_to(root) else ()
+    files = [path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()]
+    if skipped:
+        files = [path for path in files if path.relative_to(folder).parts[: len(skipped)] != skipped]
+    return sorted(files)
+
+
+def is_done(job: Job, overlay: bool) -> bool:
+    """What `--skip-existing` leaves: an image whose mask exists, and its overlay when one is asked
+    for (an image without it is done again, mask included: the same labels)."""
+    return job.mask.is_file() and (not overlay or job.overlay.is_file())

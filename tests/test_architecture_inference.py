@@ -1,0 +1,113 @@
+"""No import circles through inference or serving (#25): every import a module makes (at the top,
+inside a function, or under `if TYPE_CHECKING:`) is an edge, and no fastseg module under
+`fastseg/inference` or `fastseg/serving` may reach itself along them."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "fastseg"
+WATCHED = ("fastseg.inference", "fastseg.serving")
+
+
+def module_name(path: Path, root: Path) -> str:
+    """`fastseg/inference/loop.py` -> `fastseg.inference.loop`; a package's `__init__.py` is the package."""
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
+    """fastseg module -> the fastseg modules it imports. `from a.b import c` is `a.b.c` when `c` is
+    a module of its own, else `a.b`; importing `a.b.c` also runs the packages `a` and `a.b`, which
+    are edges too (a package whose `__init__` imports back would close a circle)."""
+    modules = {module_name(path, root): path for path in root.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from its own package, `level - 1` packages up
+                    anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    base = ".".join([*anchor, *([base] if base else [])])
+                for alias in node.names:
+                    targets.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
+        edges = set()
+        for target in targets:
+            parts = target.split(".")
+            edges |= {".".join(parts[:end]) for end in range(1, len(parts) + 1)} & modules.keys()
+        graph[name] = edges - {name}
+    return graph
+
+
+def circles(graph: dict[str, set[str]], watched: tuple[str, ...] = WATCHED) -> list[list[str]]:
+    """Each strongly connected group of more than one module (Tarjan's algorithm) that holds a
+    module under `watched`, sorted: every module in it imports, step by step, every other."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for target in sorted(graph.get(module, ())):
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in on_stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == module:
+                    break
+            if len(group) > 1 and any(m == w or m.startswith(f"{w}.") for m in group for w in watched):
+                found.append(sorted(group))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return sorted(found)
+
+
+def test_inference_and_serving_take_part_in_no_import_circle():
+    assert circles(import_graph()) == []
+
+
+def test_the_circle_check_finds_a_circle(tmp_path):
+    """The check is not vacuous: in a package laid out like fastseg's, a circle closed by an import
+    inside a function, one closed under TYPE_CHECKING, and one through a package's `__init__` are
+    each found; imports that only go one way are not."""
+    root = tmp_path / "fastseg"
+    for folder in ("inference", "serving", "model"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "__init__.py").write_text("")
+    (root / "__init__.py").write_text("")
+    files = {
+        "inference/loop.py": "from fastseg.inference.files import loader\n",
+        "inference/files.py": "def f():\n    from fastseg.inference import loop\n",
+        "inference/segmenter.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+        "    from fastseg.inference.runtime import Runtime\n",
+        "inference/runtime.py": "import fastseg.inference.segmenter\nimport fastseg.model.network\n",
+        "model/network.py": "import torch\n",
+        "serving/engine.py": "from fastseg.model.network import x\n",
+        "serving/__init__.py": "from . import app\n",
+        "serving/app.py": "from fastseg.serving.engine import Engine\n",
+    }
+    for name, text in files.items():
+        (root / name).write_text(text)
+    graph = import_graph(root)
+    assert graph["fastseg.inference.files"] == {"fastseg", "fastseg.inference", "fastseg.inference.loop"}
+    assert circles(graph) == [
+        ["fastseg.inference.files", "fastseg.inference.loop"],
+        ["fastseg.inference.runtime", "fastseg.inference.segmenter"],
+        ["fastseg.serving", "fastseg.serving.app"],  # app imports the package, which imports app
+    ]
