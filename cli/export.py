@@ -68,7 +68,7 @@ def command(model: Path, quiet: bool, accept_int8_loss: bool, **options) -> None
     anyway, and such a script would suddenly fail on a lossy INT8 file. `export MODEL` (positional)
     is the old spelling of `--model MODEL`."""
     from fastseg.export.exporter import export
-    from fastseg.inference.loop import no_progress
+    from fastseg.inference.segmented import no_progress
 
     progress = no_progress if quiet else counted("validation batches")
     result = export(model, progress=progress, force=accept_int8_loss, **options)
