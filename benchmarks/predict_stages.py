@@ -12,6 +12,7 @@ the stages after the forward pass (2 output threads) and decoding (a prefetch th
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import sys
@@ -22,11 +23,16 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from peer_ratios import cpu_description, default_typed_options, make_jpegs  # noqa: E402 - a script beside this one
+from peer_ratios import cpu_description, make_jpegs  # noqa: E402 - a script beside this one
 
 
 def main() -> None:
-    args = default_typed_options(__doc__, images=24, size=224, batch=8, precision="auto")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=24)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--precision", default="auto")
+    args = parser.parse_args()
     from fastseg.data.voc import VOC
     from fastseg.imaging.masks import encode_mask
     from fastseg.inference.image_outputs import class_fractions
