@@ -1,18 +1,21 @@
-"""`fastseg download`."""
+"""`fastseg download`, and the bar that shows its bytes (the library only reports them)."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from cli.errors import user_errors
 from cli.options import verbose_option
 
-# Neither module imports torch at the top (download: the standard library; sbd: numpy), so the
+# Neither module imports torch at the top (voc, sbd: numpy and the standard library), so the
 # defaults are shown in `--help` at once.
-from fastseg.data.download import VOC_MD5, VOC_URLS
 from fastseg.data.sbd import SBD_MD5, SBD_URLS
+from fastseg.data.voc import VOC_MD5, VOC_URLS
 
 
 @click.command(context_settings={"show_default": True})
@@ -50,15 +53,57 @@ def command(
 
     Offline? Put the tar in ROOT yourself and run this again: it is verified and extracted, and
     no network is used. Data already extracted in ROOT is left alone."""
-    from fastseg.data.download import download_voc
+    from fastseg.data.voc import download_voc
 
-    folder = download_voc(root, urls=urls, md5=md5, progress=not quiet, log=click.echo)
+    bars = None if quiet else ByteBar
+    folder = download_voc(root, urls=urls, md5=md5, progress=bars, log=click.echo)
     click.echo(f"VOC 2012 ready in {folder}: fastseg train --data {root}")
     if sbd:
         from fastseg.data.sbd import download_sbd
         from fastseg.data.voc import VOCFolder
 
-        ids = download_sbd(
-            root, VOCFolder(folder), urls=sbd_urls, md5=sbd_md5, progress=not quiet, log=click.echo
-        )
+        ids = download_sbd(root, VOCFolder(folder), urls=sbd_urls, md5=sbd_md5, progress=bars, log=click.echo)
         click.echo(f"trainaug ready ({len(ids)} ids): fastseg train --data {root} --train-set trainaug")
+
+
+class ByteBar:
+    """Download progress in MB for one request, opened at the first report, when the size is known:
+    a click bar on a terminal; in a log file, where a bar's redraws pile up as fragments, a plain
+    `NAME: 512 / 1999 MB` line now and then (`fastseg.progress_lines`) and one at the end."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+        self.total: int | None = None
+        self.shown = 0
+        self.throttle: Any = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not sys.stdout.isatty():
+            self._line(done, total, click.echo)
+            return
+        if self.bar is None or total != self.total or done < self.shown:
+            self.close()
+            self.total = total
+            length = None if total is None else max(1, total >> 20)
+            self.bar = click.progressbar(length=length, label=f"{self.label} (MB)", width=40, show_pos=True)
+            self.bar.__enter__()
+            self.shown = 0
+        step = (done >> 20) - (self.shown >> 20)
+        if step:
+            self.bar.update(step)
+        self.shown = done
+
+    def _line(self, done: int, total: int | None, echo: Callable[[str], None]) -> None:
+        from fastseg.progress_lines import LineThrottle
+
+        if self.throttle is None or total != self.total:
+            self.throttle, self.total = LineThrottle(), total
+        if self.throttle.due(done, total):
+            of = "" if total is None else f" / {total >> 20}"
+            echo(f"{self.label}: {done >> 20}{of} MB")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None

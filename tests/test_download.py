@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from cli.download import ByteBar
 from cli.main import main
-from fastseg.data.download import VOC2012, VOC_FILENAME, download_voc, fetch, safe_extract
+from fastseg.data.archive import safe_extract
+from fastseg.data.fetch import fetch, fetch_any
+from fastseg.data.voc import VOC2012, VOC_FILENAME, download_voc
 from fastseg.errors import DownloadError
 
 MARKER = "VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt"
@@ -110,7 +113,7 @@ def closed_url() -> str:
 
 
 def get(root: Path, urls: list[str], md5: str = VOC_MD5) -> Path:
-    return download_voc(root, urls=urls, md5=md5, progress=False, timeout=5)
+    return download_voc(root, urls=urls, md5=md5, progress=None, timeout=5)
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -169,11 +172,54 @@ def test_fetch_reports_progress_up_to_the_total(server, tmp_path):
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
 
 
+def test_each_mirror_tried_gets_its_own_progress_closed_after_it(server, tmp_path, closed_url):
+    """The library draws nothing: a caller's factory is asked for one display per request (the file
+    name as its label), each closed when its mirror is done, failed or not."""
+    made: list[list] = []
+
+    class Recorder:
+        def __init__(self, label: str) -> None:
+            self.label, self.reports, self.closed = label, [], False
+            made.append(self)
+
+        def __call__(self, done: int, total: int | None) -> None:
+            assert not self.closed
+            self.reports.append((done, total))
+
+        def close(self) -> None:
+            self.closed = True
+
+    partial = tmp_path / f"{VOC_FILENAME}.part"
+    fetch_any([closed_url, server.url], partial, tmp_path, progress=Recorder, timeout=5)
+    assert [(bar.label, bar.closed) for bar in made] == [(VOC_FILENAME, True), (VOC_FILENAME, True)]
+    assert made[0].reports == [] and made[1].reports[-1] == (len(VOC_TAR), len(VOC_TAR))
+
+
+def test_the_download_library_imports_no_click():
+    """The bar is the CLI's (`cli.download.ByteBar`): the data package only reports bytes."""
+    import ast
+
+    data = Path(__file__).resolve().parents[1] / "fastseg" / "data"
+    imported = {
+        name: [
+            node.module if isinstance(node, ast.ImportFrom) else alias.name
+            for node in ast.walk(ast.parse((data / name).read_text()))
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for alias in node.names
+        ]
+        for name in ("fetch.py", "archive.py", "download.py", "voc.py", "sbd.py")
+    }
+    assert "urllib.request" in imported["fetch.py"]  # the walk sees the imports
+    assert {
+        name: [m for m in modules if m and m.split(".")[0] == "click"] for name, modules in imported.items()
+    } == {name: [] for name in imported}
+
+
 def test_present_data_makes_no_request(server, tmp_path, closed_url):
     get(tmp_path, [server.url])
     (tmp_path / VOC_FILENAME).unlink()  # even without the tar: the extracted marker is enough
     messages: list[str] = []
-    folder = download_voc(tmp_path, urls=[server.url], md5=VOC_MD5, progress=False, log=messages.append)
+    folder = download_voc(tmp_path, urls=[server.url], md5=VOC_MD5, progress=None, log=messages.append)
     assert folder == tmp_path / "VOCdevkit" / "VOC2012"
     assert len(server.requests) == 1
     assert messages == [f"already present: {folder} (nothing to do)"]
@@ -221,7 +267,7 @@ def test_unreachable_or_missing_mirrors_fall_back_to_the_next(server, tmp_path, 
         tmp_path,
         urls=[closed_url, server.url.rsplit("/", 1)[0] + "/gone.tar", server.url],
         md5=VOC_MD5,
-        progress=False,
+        progress=None,
         log=messages.append,
     )
     assert "failed: HTTP 404 Not Found" in messages
@@ -339,7 +385,6 @@ def test_cli_failure_is_one_error_line_and_exit_1(server, tmp_path, closed_url, 
 def test_byte_bar_in_a_log_file_is_a_plain_line_every_tenth(monkeypatch, capsys):
     """Outside a terminal: no bar fragments, a line per tenth (when 30 s have passed) and at the end."""
     import fastseg.progress_lines
-    from fastseg.data.download import ByteBar
 
     clock = iter(range(0, 10_000, 31))  # 31 s between reports
     monkeypatch.setattr(fastseg.progress_lines.time, "monotonic", lambda: next(clock))
@@ -355,7 +400,6 @@ def test_byte_bar_in_a_log_file_is_a_plain_line_every_tenth(monkeypatch, capsys)
 
 def test_byte_bar_without_a_size_logs_every_30_seconds(monkeypatch, capsys):
     import fastseg.progress_lines
-    from fastseg.data.download import ByteBar
 
     clock = iter([0, 10, 20, 35, 50, 70])  # the throttle's start, then one reading per report
     monkeypatch.setattr(fastseg.progress_lines.time, "monotonic", lambda: next(clock))

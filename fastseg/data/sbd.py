@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fastseg.data.download import TIMEOUT, Resource, download
+from fastseg.data.download import Resource, download
+from fastseg.data.fetch import TIMEOUT, ProgressFactory
 from fastseg.data.voc import AUGMENTED_MASKS, VOCFolder
 from fastseg.errors import DatasetError
 from fastseg.imaging.masks import write_mask
@@ -87,7 +88,7 @@ def download_sbd(
     voc: VOCFolder,
     urls: Sequence[str] = SBD_URLS,
     md5: str = SBD_MD5,
-    progress: bool = True,
+    progress: ProgressFactory | None = None,
     log: Callable[[str], None] | None = None,
     timeout: float = TIMEOUT,
 ) -> list[str]:

