@@ -37,7 +37,7 @@ sys.path.insert(0, {source!r})
 from fastseg.data.check import check_dataset
 start = time.perf_counter()
 if {own}:
-    from fastseg.data.dataset import open_dataset
+    from fastseg.data.factory import open_dataset
     folder = open_dataset({data!r})
     split = folder.split(None, 42)
 else:

@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from fastai.callback.core import Callback
 from peer_ratios import cpu_description  # beside this script
 
-from fastseg.data.dataset import SegmentationData, open_dataset
+from fastseg.data.dataset import SegmentationData
+from fastseg.data.factory import open_dataset
 from fastseg.imaging.geometry import LETTERBOX, content_size, fit_image
 from fastseg.imaging.images import load_rgb
 from fastseg.imaging.masks import VOID_LABEL

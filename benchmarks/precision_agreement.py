@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from peer_ratios import cpu_description  # beside this script
 
-from fastseg.data.dataset import open_dataset
+from fastseg.data.factory import open_dataset
 from fastseg.inference.segmenter import Segmenter
 from fastseg.metrics import ConfusionMatrix
 from fastseg.model.checkpoint import load_model

@@ -33,7 +33,7 @@ def command(data: Path, threads: int | None, quiet: bool) -> None:
     the labelled pixels; then every problem, one line each (unreadable files, mask values that are
     neither a class nor the ignore value, size mismatches, images without masks and masks without
     images, empty splits). Exits 1 when there is a problem."""
-    from fastseg.data.dataset import open_dataset
+    from fastseg.data.factory import open_dataset
     from fastseg.data.survey import survey_dataset
 
     folder = open_dataset(data)

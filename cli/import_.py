@@ -96,7 +96,7 @@ def command(
     labelstudio (a Label Studio JSON export), cityscapes (the folder holding gtFine/ and
     leftImg8bit/), ade20k (ADEChallengeData2016). Every problem of the export is listed at once
     and nothing is created; otherwise DATASET is written whole and check-data's table printed."""
-    from fastseg.data.dataset import open_dataset
+    from fastseg.data.factory import open_dataset
     from fastseg.data.survey import survey_dataset
     from fastseg.importing.importer import import_dataset
     from fastseg.importing.source import ReadOptions

@@ -25,7 +25,7 @@ def command(data: Path, out: Path, recipe_name: str, size: int | None, rows: int
     mask in the data set's colours, as the recipe's training would see them."""
     from fastai.torch_core import set_seed
 
-    from fastseg.data.dataset import open_dataset
+    from fastseg.data.factory import open_dataset
     from fastseg.training.data import build_dataloaders
     from fastseg.training.recipes import recipe
     from fastseg.training.samples import save_dataset_samples

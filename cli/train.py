@@ -209,7 +209,7 @@ def _own_data_trains_on_its_train_split(values: dict) -> None:
     Such a run still records `train_set: train` (the fast recipe's `trainaug` would be refused, and
     config.json keeps one schema, so old runs resume); `fastseg runs` shows the data set alone
     (`fastseg.runs.table.data_set_label`), never `mydata/train` (issue #21)."""
-    from fastseg.data.dataset import is_dataset_file
+    from fastseg.data.factory import is_dataset_file
 
     if not is_dataset_file(values["data"]):
         return

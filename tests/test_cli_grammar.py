@@ -182,7 +182,7 @@ def test_verbose_is_taken_by_the_error_handler_on_the_new_commands(name, tmp_pat
 
 @pytest.fixture(scope="module")
 def own_data(tmp_path_factory):
-    from fastseg.data.demo_folder import make_demo_folder
+    from demo_folder import make_demo_folder
 
     folder = tmp_path_factory.mktemp("own") / "data"
     make_demo_folder(folder, ["background", "road"], counts={"train": 3, "val": 2})

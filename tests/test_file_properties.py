@@ -249,7 +249,7 @@ def fresh_report_is_blocked(run: Path) -> bool:
 
 @pytest.fixture(scope="module")
 def own_data(tmp_path_factory):
-    from fastseg.data.demo_folder import make_demo_folder
+    from demo_folder import make_demo_folder
 
     made = make_demo_folder(tmp_path_factory.mktemp("own") / "data", ["background", "road", "car"],
                             counts={"train": 2, "val": 2})  # fmt: skip

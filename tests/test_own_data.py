@@ -9,12 +9,12 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
+from demo_folder import make_demo_folder
 from PIL import Image
 
 from cli.main import main
 from fastseg.classes import default_colors
-from fastseg.data.dataset import open_dataset
-from fastseg.data.demo_folder import make_demo_folder
+from fastseg.data.factory import open_dataset
 from fastseg.data.folder_dataset import FolderDataset
 from fastseg.data.voc import VOCFolder
 from fastseg.errors import DatasetError
@@ -461,8 +461,11 @@ def test_mask_values_map_stored_values_to_classes(tmp_path):
     assert np.array_equal(folder.read_mask(image_id), (stored == 255).astype(np.uint8))
     checked = run_cli("check-data", data, "--quiet")
     assert checked.exit_code == 0, checked.output
-    cases = [({0: 0, 255: 2}, "255 -> 2: expected a class index 0-1"), ([1], "expected a mapping"),
-             ({300: 1}, "300 is not a mask value")]
+    cases = [
+        ({0: 0, 255: 2}, "255 -> 2: expected a class index 0-1"),
+        ([1], "expected a mapping"),
+        ({300: 1}, "300 is not a mask value"),
+    ]
     for bad, expected in cases:
         write_yaml(data, mask_values=bad)
         assert_refused(data, tmp_path, expected)

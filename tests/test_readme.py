@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from demo_folder import make_demo_folder
 from PIL import Image
 
 from cli.main import main
-from fastseg.data.demo_folder import make_demo_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAM = ".venv/bin/fastseg"

@@ -76,7 +76,8 @@ def test_report_reads_a_damaged_run_file_as_one_line(run, case):
 
 
 def test_a_split_naming_an_image_the_data_set_lost_is_one_line(run, voc_root, tmp_path):
-    from fastseg.data.demo_folder import make_demo_folder
+    from demo_folder import make_demo_folder
+
     from fastseg.data.voc import VOC
 
     own = make_demo_folder(tmp_path / "own", list(VOC.names), colors=list(VOC.colors),

@@ -235,17 +235,17 @@ def test_auto_never_swaps_model_pth_for_an_int8_file_of_another_model(tmp_path, 
 
 
 def test_an_export_of_model_pth_is_its_export(tmp_path, model_pth):
-    """What `fastseg export` writes (`describe`) read back (`described_model`) matches model.pth."""
+    """What `fastseg export` writes (`description_json`) read back (`described_model`) matches model.pth."""
     from fastseg.inference.runtime_choice import _other_model
     from fastseg.model.checkpoint import load_model
-    from fastseg.model.exported import describe, described_model
+    from fastseg.model.exported import described_model, description_json
 
     loaded = load_model(model_pth)
     for metadata in ({}, {"epochs": 3, "history": [[1, 0.5]], "data": "D"}):
         loaded.metadata = metadata
         torch_file = save_model(tmp_path / "model.pth", loaded.model, loaded.model.config, 32, metadata,
                                 classes=loaded.class_set)  # fmt: skip
-        text = describe(loaded, precision="int8", int8=PASSED)
+        text = description_json(loaded, precision="int8", int8=PASSED)
         exported = described_model(tmp_path / "model.int8.onnx", text)
         assert _other_model(torch_file, exported) == ""
         exported.classes = ["background", "thing", "another"]

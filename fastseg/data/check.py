@@ -29,7 +29,7 @@ ALONE = Share(0, 1, lambda results: [results])
 
 
 def check_dataset(
-    folder: SegmentationData,
+    dataset: SegmentationData,
     split: Split,
     threads: int | None = None,
     progress: Callable[[Iterable, int], Iterable] | None = None,
@@ -46,48 +46,50 @@ def check_dataset(
     the same problems and compute the same class weights.
     """
     ids = [*split.train, *split.valid, *split.test]
-    folder.require_files(ids)
+    dataset.require_files(ids)
     rank, world = share.rank, share.world
     mine = ids[rank::world]
     counted = len(range(rank, len(split.train), world))  # the training pairs lead `ids`, so lead `mine`
-    gathered = share.gather(inspect_pairs(folder, mine, counted, threads, progress))
+    gathered = share.gather(inspect_pairs(dataset, mine, counted, threads, progress))
     results = [gathered[row % world][row // world] for row in range(len(ids))]
-    _raise_problems(folder, [*folder.problems, *(problem for problem, _ in results if problem)], action)
+    _raise_problems(dataset, [*dataset.problems, *(problem for problem, _ in results if problem)], action)
     counts = np.stack([counts for _, counts in results[: len(split.train)]])
-    hint = binary_void_hint(folder, counts.sum(0))
+    hint = binary_void_hint(dataset, counts.sum(0))
     if hint:
-        raise DatasetError(f"{folder.root}: {hint}")
+        raise DatasetError(f"{dataset.root}: {hint}")
     return counts
 
 
-def binary_void_hint(folder: SegmentationData, class_pixels: np.ndarray) -> str | None:
+def binary_void_hint(dataset: SegmentationData, class_pixels: np.ndarray) -> str | None:
     """The one-line fix for binary masks stored as 0 / 255 (what most tools export): with void =
     255 they read as background and void, and the object class never appears (issue #19)."""
-    classes = folder.classes
+    classes = dataset.classes
     if len(classes) != 2 or class_pixels[1] > 0 or classes.ignore_index != 255:
         return None
-    return (f"class {classes.names[1]!r} has no pixels in the training masks: masks holding 0 and 255, as "
-            f"most tools export binary masks, read 255 as void here; add `mask_values: {{0: 0, 255: 1}}` "
-            "to dataset.yaml (255 = the object), or set ignore_index to a value the masks do not use")
+    return (
+        f"class {classes.names[1]!r} has no pixels in the training masks: masks holding 0 and 255, as "
+        f"most tools export binary masks, read 255 as void here; add `mask_values: {{0: 0, 255: 1}}` "
+        "to dataset.yaml (255 = the object), or set ignore_index to a value the masks do not use"
+    )
 
 
-def check_ids(folder: SegmentationData, ids: list[str], action: str, threads: int | None = None) -> None:
+def check_ids(dataset: SegmentationData, ids: list[str], action: str, threads: int | None = None) -> None:
     """The same check on `ids` only (`fastseg report`'s evaluated images): every problem in one
     `DatasetError`, one line each, before any work starts."""
-    folder.require_files(ids)
-    results = inspect_pairs(folder, ids, 0, threads, None)
-    _raise_problems(folder, [problem for problem, _ in results if problem], action)
+    dataset.require_files(ids)
+    results = inspect_pairs(dataset, ids, 0, threads, None)
+    _raise_problems(dataset, [problem for problem, _ in results if problem], action)
 
 
-def _raise_problems(folder: SegmentationData, problems: list[str], action: str) -> None:
+def _raise_problems(dataset: SegmentationData, problems: list[str], action: str) -> None:
     if problems:
         raise DatasetError(
-            f"{len(problems)} problem(s) in {folder.root}, {action} not started:\n" + "\n".join(problems)
+            f"{len(problems)} problem(s) in {dataset.root}, {action} not started:\n" + "\n".join(problems)
         )
 
 
 def inspect_pairs(
-    folder: SegmentationData,
+    dataset: SegmentationData,
     ids: list[str],
     counted: int,
     threads: int | None = None,
@@ -98,10 +100,10 @@ def inspect_pairs(
     a thread pool; with `void`, the counts have a last entry: the mask's void pixels."""
 
     def inspect(row: int) -> tuple[str | None, np.ndarray | None]:
-        problem, mask = folder.inspect_pair(ids[row])
+        problem, mask = dataset.inspect_pair(ids[row])
         if mask is None or row >= counted:
             return problem, None
-        counts = mask_pixel_counts(mask, len(folder.classes))
+        counts = mask_pixel_counts(mask, len(dataset.classes))
         return problem, np.append(counts, mask.size - counts.sum()) if void else counts
 
     with ThreadPoolExecutor(max_workers=threads or cores_per_process()) as pool:

@@ -1,4 +1,4 @@
-"""The one small interface every data set on disk offers, and `open_dataset`, which picks one.
+"""The one small interface every data set on disk offers (`fastseg.data.factory.open_dataset` picks one).
 
 Training, `report`, `show-data` and `check-data` see a data set only through
 :class:`SegmentationData`: ids, the image and mask file of an id, its mask decoded to class indices
@@ -18,8 +18,6 @@ from fastseg.classes import Classes
 from fastseg.data.split import Split
 from fastseg.errors import DatasetError
 from fastseg.imaging.images import UnreadableImage, load_rgb
-
-DATASET_FILE = "dataset.yaml"
 
 
 class SegmentationData(ABC):
@@ -47,7 +45,7 @@ class SegmentationData(ABC):
         """The ids of each split as the data set lists them (before any halving), for `check-data`."""
 
     @abstractmethod
-    def describe(self) -> str:
+    def summary_line(self) -> str:
         """One line: what this data set is, for `check-data`."""
 
     problems: list[str] = []  # found while listing the files (none for VOC, whose lists are given)
@@ -86,32 +84,3 @@ class SegmentationData(ABC):
             mask_size = f"{mask.shape[1]}x{mask.shape[0]}"
             return f"{mask_path}: mask is {mask_size}, image is {image_size[0]}x{image_size[1]}", None
         return None, mask
-
-
-def is_dataset_file(path: Path | str) -> bool:
-    """Whether `--data` names a `dataset.yaml` data set (cheap: no file is read)."""
-    path = Path(path).expanduser()
-    return (path.is_file() and path.suffix.lower() in (".yaml", ".yml")) or (path / DATASET_FILE).is_file()
-
-
-def open_dataset(path: Path | str) -> SegmentationData:
-    """`--data`: a `dataset.yaml`, a folder holding one, or a VOC root (`VOCdevkit/VOC2012` inside)."""
-    from fastseg.data.folder_dataset import FolderDataset
-    from fastseg.data.voc import find_voc
-
-    path = Path(path).expanduser()
-    if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
-        return FolderDataset.from_file(path)
-    if path.is_file():
-        raise DatasetError(
-            f"{path}: not a data set (pass a {DATASET_FILE}, a folder holding one, or a VOC root)"
-        )
-    if (path / DATASET_FILE).is_file():
-        return FolderDataset.from_file(path / DATASET_FILE)
-    try:
-        return find_voc(path)
-    except DatasetError:
-        if not path.is_dir():
-            raise
-        raise DatasetError(f"{path}: no {DATASET_FILE} and no VOC2012 data set here "
-                           "(see README, \"Your own data\")") from None  # fmt: skip

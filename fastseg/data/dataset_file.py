@@ -27,8 +27,18 @@ from fastseg.errors import DatasetError
 from fastseg.imaging.masks import VOID_LABEL
 from fastseg.structured_files import StructuredFileError, load_yaml
 
-KEYS = ("names", "colors", "ignore_index", "train", "val", "test", "masks", "mask_format", "ignore_color",
-        "mask_values")
+KEYS = (
+    "names",
+    "colors",
+    "ignore_index",
+    "train",
+    "val",
+    "test",
+    "masks",
+    "mask_format",
+    "ignore_color",
+    "mask_values",
+)
 SPLITS = ("train", "val", "test")
 MASK_FORMATS = ("index", "rgb")
 
@@ -97,8 +107,9 @@ def _mask_values(given: Any, num_classes: int, mask_format: str,
         problems.append("mask_values: only for index masks (mask_format: index)")
         return None
     if not isinstance(given, dict) or not given:
-        problems.append('mask_values: expected a mapping of mask value -> class index or "void", '
-                        "e.g. {0: 0, 255: 1}")
+        problems.append(
+            'mask_values: expected a mapping of mask value -> class index or "void", e.g. {0: 0, 255: 1}'
+        )
         return None
     mapped = {}
     for value, label in given.items():
@@ -107,8 +118,9 @@ def _mask_values(given: Any, num_classes: int, mask_format: str,
         elif label == "void":
             mapped[value] = VOID_LABEL
         elif type(label) is not int or not 0 <= label < num_classes:
-            problems.append(f"mask_values: {value} -> {label!r}: expected a class index "
-                            f'0-{num_classes - 1} or "void"')
+            problems.append(
+                f'mask_values: {value} -> {label!r}: expected a class index 0-{num_classes - 1} or "void"'
+            )
         else:
             mapped[value] = label
     return mapped

@@ -96,7 +96,7 @@ class FolderDataset(SegmentationData):
     def listed_splits(self) -> dict[str, list[str]]:
         return dict(self.ids)
 
-    def describe(self) -> str:
+    def summary_line(self) -> str:
         masks = "colour masks" if self.spec.mask_format == "rgb" else "index masks"
         return (f"{self.spec.path}: {len(self.classes)} classes, ignore_index {self.classes.ignore_index}, "
                 f"{masks}")  # fmt: skip

@@ -63,8 +63,13 @@ class Split:
 def _plain_id(image_id: str) -> bool:
     """An id names a file under the data folder: not empty, not absolute, no `..`, no NUL."""
     parts = image_id.replace("\\", "/").split("/")
-    return bool(image_id) and "\0" not in image_id and not image_id.startswith("/") and ".." not in parts \
+    return (
+        bool(image_id)
+        and "\0" not in image_id
+        and not image_id.startswith("/")
+        and ".." not in parts
         and ":" not in parts[0]
+    )
 
 
 def halve(ids: list[str], seed: int = 42) -> tuple[list[str], list[str]]:

@@ -34,23 +34,23 @@ class DataSurvey:
 
 
 def survey_dataset(
-    folder: SegmentationData,
+    dataset: SegmentationData,
     threads: int | None = None,
     progress: Callable[[Iterable, int], Iterable] | None = None,
 ) -> DataSurvey:
     """Images and class pixels per split, and every problem, a line each (none raised)."""
-    survey = DataSurvey(folder.describe(), list(folder.classes.names), problems=list(folder.problems))
+    survey = DataSurvey(dataset.summary_line(), list(dataset.classes.names), problems=list(dataset.problems))
     listed = {}
     try:
-        listed = folder.listed_splits()
+        listed = dataset.listed_splits()
     except DatasetError as error:
         survey.problems.append(str(error))
     if "test" not in listed and "val" in listed:
         survey.notes.append("no test split: training halves val into validation and test (seed 42)")
     ids = [image_id for members in listed.values() for image_id in members]
-    results = iter(inspect_pairs(folder, ids, len(ids), threads, progress, void=True))
+    results = iter(inspect_pairs(dataset, ids, len(ids), threads, progress, void=True))
     for name, members in listed.items():
-        pixels = np.zeros(len(folder.classes) + 1, dtype=np.int64)
+        pixels = np.zeros(len(dataset.classes) + 1, dtype=np.int64)
         for _ in members:
             problem, counts = next(results)
             if problem:
@@ -59,9 +59,9 @@ def survey_dataset(
                 pixels += counts
         survey.splits.append(SplitSurvey(name, len(members), pixels))
     train = next((split for split in survey.splits if split.name == "train"), None)
-    hint = binary_void_hint(folder, train.pixels[:-1]) if train is not None and train.pixels.sum() else None
+    hint = binary_void_hint(dataset, train.pixels[:-1]) if train is not None and train.pixels.sum() else None
     if hint:
-        survey.problems.append(f"{folder.root}: {hint}")
+        survey.problems.append(f"{dataset.root}: {hint}")
     survey.problems = list(dict.fromkeys(survey.problems))  # a pair in two VOC lists is one problem
     return survey
 

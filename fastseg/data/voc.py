@@ -58,7 +58,7 @@ class VOCFolder(SegmentationData):
         names = ["train", "val"] + (["trainaug"] if self.list_path("trainaug").is_file() else [])
         return {name: self.ids(name) for name in names}
 
-    def describe(self) -> str:
+    def summary_line(self) -> str:
         return f"{self.root}: PASCAL VOC 2012, {len(self.classes)} classes, void 255, palette masks"
 
     def split(self, train_set: str | None, seed: int) -> Split:

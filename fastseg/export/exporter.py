@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastseg.atomic import remove_stale_temporaries
-from fastseg.data.dataset import open_dataset
+from fastseg.data.factory import open_dataset
 from fastseg.errors import FastsegError, OptionError
 from fastseg.export import CALIBRATION_IMAGES, FORMATS
 from fastseg.export.int8 import MAX_MIOU_DROP, Int8Check, quantize_checked

@@ -19,7 +19,7 @@ from fastseg.errors import FastsegError
 from fastseg.inference.runtime import ONNX_EXTRA
 from fastseg.model.batchnorm_folding import fold_batchnorm
 from fastseg.model.checkpoint import LoadedModel
-from fastseg.model.exported import METADATA_KEY, describe
+from fastseg.model.exported import METADATA_KEY, description_json
 
 OPSET = 18  # onnxruntime >= 1.14 and OpenVINO >= 2023.0 run it
 MIN_SIDE = 32  # five 2x2 poolings: a smaller input has no 1/32 feature map
@@ -62,7 +62,7 @@ def with_description(proto: Any, loaded: LoadedModel, **extra: Any) -> Any:
     del proto.metadata_props[:]
     proto.metadata_props.extend(kept)
     proto.metadata_props.append(
-        onnx.StringStringEntryProto(key=METADATA_KEY, value=describe(loaded, **extra))
+        onnx.StringStringEntryProto(key=METADATA_KEY, value=description_json(loaded, **extra))
     )
     proto.producer_name = "fastseg"
     return proto

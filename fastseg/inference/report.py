@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from fastseg.atomic import atomic_path, write_json
 from fastseg.classes import Classes
 from fastseg.data.check import check_ids
-from fastseg.data.dataset import SegmentationData, open_dataset
+from fastseg.data.dataset import SegmentationData
+from fastseg.data.factory import open_dataset
 from fastseg.errors import DatasetError, FastsegError
 from fastseg.imaging.masks import VOID_LABEL
 from fastseg.inference.ranking import DEFAULT_RANKING, RANKING_WORDS, RANKINGS, choose_examples, rank

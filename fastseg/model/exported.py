@@ -24,7 +24,7 @@ METADATA_KEY = "fastseg"  # the ONNX `metadata_props` entry holding the JSON
 MAX_MIOU_DROP = 0.01
 
 
-def describe(loaded: LoadedModel, **extra: Any) -> str:
+def description_json(loaded: LoadedModel, **extra: Any) -> str:
     """The JSON text stored in an exported file: `model.pth`'s fields without the weights, plus
     `extra` (the graph's precision, INT8's calibration and validation figures)."""
     values = {

@@ -82,7 +82,7 @@ def data_set_label(train: dict[str, Any]) -> str:
     matters), `mydata` for a dataset.yaml data set (issue #21: it showed `mydata/train`, though
     `--train-set` is VOC-only and refused there; config.json's train_set "train" means nothing for
     such a set). A data folder no longer found is told by its path alone (`.yaml`), else shown as VOC."""
-    from fastseg.data.dataset import is_dataset_file  # torch-free, but not needed for `runs --help`
+    from fastseg.data.factory import is_dataset_file  # torch-free, but not needed for `runs --help`
 
     given = str(train.get("data") or "")
     data = Path(given)

@@ -23,7 +23,8 @@ from fastprogress.fastprogress import progress_bar
 
 from fastseg.data.check import Share, check_dataset
 from fastseg.data.class_weights import class_weights
-from fastseg.data.dataset import SegmentationData, open_dataset
+from fastseg.data.dataset import SegmentationData
+from fastseg.data.factory import open_dataset
 from fastseg.data.split import Split
 from fastseg.data.voc import VOCFolder
 from fastseg.errors import FastsegError

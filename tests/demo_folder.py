@@ -1,4 +1,5 @@
-"""A generated data set in the `dataset.yaml` layout, for the tests and benchmarks of own data.
+"""A generated data set in the `dataset.yaml` layout, for the tests of own data (only tests use
+it, so it lives with them: `from demo_folder import make_demo_folder`).
 
 The same pictures as the VOC demo set (`fastseg.data.demo_voc.make_sample`: textured objects on
 a grey background, void outlines), with any number of classes, any void value and index or
