@@ -10,7 +10,6 @@ repeated run would reuse inductor's cache on disk).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -19,16 +18,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from peer_ratios import best_rates, cpu_description  # noqa: E402 - a script beside this one
+from peer_ratios import best_rates, cpu_description, default_typed_options  # noqa: E402 - a script beside this one
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    args = parser.parse_args()
+    args = default_typed_options(__doc__, size=224, batch=4, rounds=3, seconds=3.0)
     from fastseg.data.voc import VOC
     from fastseg.inference.runtime import TorchRuntime
     from fastseg.model.config import ModelConfig

@@ -35,11 +35,21 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from predict_process import FASTSEG, predict_arguments, seconds_and_peak_rss  # beside this script
+from shared import FASTSEG, predict_arguments, seconds_and_peak_rss, untrained_model  # beside this script
 
 from fastseg.inference.precision import cpu_supports_bf16
 
 FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16")
+
+
+def default_typed_options(doc: str, **defaults: object) -> argparse.Namespace:
+    """The command line of a script whose options are all `--name VALUE` with a default, each of
+    its default's type (`batch=4`: `--batch`, an int; `batch_size`: `--batch-size`), described by
+    its docstring's first line (compile_forward, predict_stages)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for name, default in defaults.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+    return parser.parse_args()
 
 
 def cpu_description() -> dict[str, object]:
@@ -136,22 +146,13 @@ def predict_process(model: Path, images: Path, out: Path, size: int, *options: s
 
 
 def exported_models(scratch: Path, calibration: Path, size: int) -> tuple[Path, Path, Path]:
-    from fastseg.data.voc import VOC
     from fastseg.export.int8 import quantize
     from fastseg.export.onnx_file import export_graph, save_onnx, with_description
     from fastseg.inference.files import ImageFiles
-    from fastseg.model.checkpoint import load_model, save_model
-    from fastseg.model.config import ModelConfig
-    from fastseg.model.network import SegmentationModel
+    from fastseg.model.checkpoint import load_model
 
     torch.manual_seed(0)
-    model = save_model(
-        scratch / "model.pth",
-        SegmentationModel(ModelConfig(num_classes=len(VOC))).eval(),
-        ModelConfig(num_classes=len(VOC)),
-        size=size,
-        classes=VOC,
-    )
+    model = untrained_model(scratch / "model.pth", size)
     loaded = load_model(model)
     onnx = save_onnx(with_description(export_graph(loaded), loaded, precision="fp32"), scratch / "model.onnx")
     quantized = scratch / "quantized.onnx"

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from shared import untrained_model  # beside this script
 
 IMAGES = {"small": (500, 375), "photo": (6000, 4000), "grey": (9400, 9400)}
 
@@ -57,20 +58,9 @@ def make_image(kind: str, folder: Path) -> Path:
 
 def make_model(folder: Path, size: int) -> Path:
     """An untrained model of the default (fast) recipe's shape: `size`² letterboxed input."""
-    from fastseg.data.voc import VOC
     from fastseg.imaging.geometry import LETTERBOX
-    from fastseg.model.checkpoint import save_model
-    from fastseg.model.config import ModelConfig
-    from fastseg.model.network import SegmentationModel
 
-    return save_model(
-        folder / "model.pth",
-        SegmentationModel(ModelConfig(num_classes=len(VOC))).eval(),
-        ModelConfig(num_classes=len(VOC)),
-        size,
-        resize=LETTERBOX,
-        classes=VOC,
-    )
+    return untrained_model(folder / "model.pth", size, resize=LETTERBOX)
 
 
 def peak_rss(

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from predict_process import FASTSEG, predict_arguments, seconds_and_peak_rss  # beside this script
+from shared import FASTSEG, predict_arguments, seconds_and_peak_rss, untrained_model  # beside this script
 
 
 def make_jpegs(folder: Path, count: int) -> list[Path]:
@@ -118,18 +118,7 @@ def main() -> None:
         scratch = Path(scratch)
         model = args.model
         if model is None:
-            from fastseg.data.voc import VOC
-            from fastseg.model.checkpoint import save_model
-            from fastseg.model.config import ModelConfig
-            from fastseg.model.network import SegmentationModel
-
-            model = save_model(
-                scratch / "model.pth",
-                SegmentationModel(ModelConfig(num_classes=len(VOC))).eval(),
-                ModelConfig(num_classes=len(VOC)),
-                size=224,
-                classes=VOC,
-            )
+            model = untrained_model(scratch / "model.pth", 224)
         small = make_jpegs(scratch / "small", args.images)
         make_jpegs(scratch / "large", args.large)
         seconds, rss_small = fastseg_process(model, scratch / "small", scratch / "out_small")

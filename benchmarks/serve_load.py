@@ -39,7 +39,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from PIL import Image
-from predict_process import predict_arguments, seconds_and_peak_rss  # beside this script
+from shared import predict_arguments, seconds_and_peak_rss, untrained_model  # beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,19 +69,8 @@ def make_model(folder: Path, size: int) -> Path:
     """An untrained VGG16-BN U-Net of 21 classes at `size`² (the same cost as a trained one)."""
     import torch
 
-    from fastseg.data.voc import VOC
-    from fastseg.model.checkpoint import save_model
-    from fastseg.model.config import ModelConfig
-    from fastseg.model.network import SegmentationModel
-
     torch.manual_seed(0)
-    return save_model(
-        folder / "model.pth",
-        SegmentationModel(ModelConfig(num_classes=len(VOC))).eval(),
-        ModelConfig(num_classes=len(VOC)),
-        size=size,
-        classes=VOC,
-    )
+    return untrained_model(folder / "model.pth", size)
 
 
 def fastseg_command() -> list[str]:

@@ -1,7 +1,10 @@
-"""One whole `fastseg predict` process as the benchmarks time it (peer_ratios, predict_throughput,
-serve_load): wall seconds and peak RSS, taken by a wrapper process whose only child it is
-(`getrusage(RUSAGE_CHILDREN)`), so the measuring script's own memory stays out of the figure.
-Not a script: the others import it from beside them.
+"""What several benchmark scripts set up the same way, imported from beside them (not a script):
+
+- an untrained model file of the default shape with VOC's 21 classes: speed and memory figures
+  do not depend on the weights;
+- one whole `fastseg predict` process timed: wall seconds and peak RSS, taken by a wrapper process
+  whose only child it is (`getrusage(RUSAGE_CHILDREN)`), so the measuring script's own memory
+  stays out of the figure.
 """
 
 from __future__ import annotations
@@ -16,6 +19,19 @@ _WRAPPER = (
     "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
     "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
 )
+
+
+def untrained_model(path: Path, size: int, **options: object) -> Path:
+    """Write `path` (model.pth): an untrained network of the default shape and VOC's 21 classes at
+    `size`² input; `options` are `save_model`'s (`resize=LETTERBOX`). Seed torch first for the
+    same weights each run."""
+    from fastseg.data.voc import VOC
+    from fastseg.model.checkpoint import save_model
+    from fastseg.model.config import ModelConfig
+    from fastseg.model.network import SegmentationModel
+
+    config = ModelConfig(num_classes=len(VOC))
+    return save_model(path, SegmentationModel(config).eval(), config, size, classes=VOC, **options)
 
 
 def predict_arguments(model: Path, images: Path, out: Path, *options: str) -> list[str]:
