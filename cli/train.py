@@ -24,9 +24,8 @@ from cli.options import (
 from fastseg.data.class_weights import METHODS
 from fastseg.launch.device import DEVICES
 from fastseg.number_style import score
-from fastseg.training.config import KEEP_RULES, LOSSES, TRAIN_SETS, TrainConfig
+from fastseg.training.config import KEEP_RULES, LOSSES, TRACKERS, TRAIN_SETS, TrainConfig
 from fastseg.training.recipes import recipe
-from fastseg.training.trackers import TRACKERS
 
 # In --help's order: what the run trains and how, each left out to the recipe (`from_recipe`),
 # and --encoder-weights, which no recipe sets, where it reads best (after --pretrained).

@@ -159,7 +159,7 @@ def nothing_blocks(run: Path, before: set[str]) -> None:
 def runs(voc_root, tmp_path_factory):
     """`unfinished`: stopped after epoch 0 of 2 (resumable); `finished`: the same run resumed to
     its end, with `fastseg report`'s RUN/report/metrics.json."""
-    from fastseg.training.checkpointing import ResumableCheckpoint
+    from fastseg.training.resume import ResumableCheckpoint
 
     root = tmp_path_factory.mktemp("property-runs")
     unfinished = root / "unfinished"

@@ -174,9 +174,9 @@ def test_wandb_offline_run_holds_epochs_config_figures_and_the_model(tracked_run
 def test_a_tracker_that_is_not_installed_is_one_line_before_any_work(
     tracker, voc_root, tmp_path, monkeypatch
 ):
-    import fastseg.training.trackers
+    import fastseg.training.config
 
-    monkeypatch.setattr(fastseg.training.trackers, "find_spec", lambda module: None)
+    monkeypatch.setattr(fastseg.training.config, "find_spec", lambda module: None)
     run_dir = tmp_path / "run"
     result = CliRunner().invoke(
         main, ["train", "--data", str(voc_root), "--out", str(run_dir), "--log", tracker]
@@ -197,7 +197,7 @@ def test_a_resumed_run_continues_its_mlflow_and_wandb_runs(voc_root, tmp_path, m
     steps going on from where they stopped instead of starting again at 0."""
     import mlflow
 
-    from fastseg.training.checkpointing import ResumableCheckpoint
+    from fastseg.training.resume import ResumableCheckpoint
 
     for name, value in offline(tmp_path).items():
         monkeypatch.setenv(name, value)
@@ -262,7 +262,7 @@ def test_a_tracker_run_missing_from_the_store_is_said_and_a_new_one_started(tmp_
 
     from fastseg.runs.folder import RunFolder
     from fastseg.training.config import TrainConfig
-    from fastseg.training.run_log import RunLog
+    from fastseg.training.reporting import RunReporter
 
     for name, value in offline(tmp_path).items():
         monkeypatch.setenv(name, value)
@@ -271,7 +271,7 @@ def test_a_tracker_run_missing_from_the_store_is_said_and_a_new_one_started(tmp_
     run.create()
     run.write_tracker_runs({"mlflow": "0123456789abcdef0123456789abcdef"})
     config = TrainConfig(data="unused", trackers=("mlflow",))
-    with RunLog(run, config, "valid_miou", None, echo=None, capture_prints=False, main=True):
+    with RunReporter(run, config, "valid_miou", None, echo=None, capture_prints=False, main=True):
         pass
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     (started,) = mlflow.MlflowClient(store).search_runs(

@@ -18,11 +18,11 @@ from fastseg.model.checkpoint import load_model, save_model
 from fastseg.model.config import ModelConfig
 from fastseg.model.network import SegmentationModel
 from fastseg.runs.folder import RunFolder
-from fastseg.training.checkpointing import ResumableCheckpoint
 from fastseg.training.config import AugmentConfig, TrainConfig
 from fastseg.training.data import build_dataloaders
 from fastseg.training.recipes import recipe
-from fastseg.training.trainer import TrainingInterrupted, train
+from fastseg.training.resume import ResumableCheckpoint, TrainingInterrupted
+from fastseg.training.trainer import train
 
 
 def tiny_config(voc_root, run_dir, epochs=10) -> TrainConfig:
@@ -117,8 +117,6 @@ def test_garbage_model_file_is_refused_by_name(tmp_path):
 def test_interrupted_run_resumes_from_the_saved_epoch(voc_root, tmp_path, monkeypatch):
     from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 
-    from fastseg.training.checkpointing import RestoreTrackers
-
     run_dir = tmp_path / "run"
     original = ResumableCheckpoint.after_epoch
     written_after_epoch = []
@@ -141,14 +139,14 @@ def test_interrupted_run_resumes_from_the_saved_epoch(voc_root, tmp_path, monkey
     monkeypatch.setattr(ResumableCheckpoint, "after_epoch", original)
 
     restored = []
-    original_restore = RestoreTrackers.before_fit
+    original_restore = ResumableCheckpoint.before_fit  # puts the saved progress back
 
     def record_restored(self):
         original_restore(self)
         for kind in (SaveModelCallback, EarlyStoppingCallback):
             restored.extend(cb.best for cb in self.learn.cbs if isinstance(cb, kind))
 
-    monkeypatch.setattr(RestoreTrackers, "before_fit", record_restored)
+    monkeypatch.setattr(ResumableCheckpoint, "before_fit", record_restored)
 
     started = []
     import fastseg.training.trainer as train_module

@@ -86,7 +86,7 @@ def test_kill_during_a_checkpoint_write_then_resume_finishes(voc_root, tmp_path,
 @pytest.fixture(scope="module")
 def interrupted_run(voc_root, tmp_path_factory):
     """A run stopped after 2 of 3 epochs, as Ctrl-C leaves it (made once, copied per test)."""
-    from fastseg.training.checkpointing import ResumableCheckpoint
+    from fastseg.training.resume import ResumableCheckpoint
 
     run = tmp_path_factory.mktemp("interrupted") / "run"
     original = ResumableCheckpoint.after_epoch
@@ -211,7 +211,7 @@ def test_resume_state_is_strict_json_before_any_epoch_scored(tmp_path):
     from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 
     from fastseg.runs.folder import RunFolder
-    from fastseg.training.checkpointing import tracker_state
+    from fastseg.training.resume import tracker_state
 
     saver, early = SaveModelCallback(monitor="valid_miou", comp=np.greater), EarlyStoppingCallback()
     saver.best, early.wait = -np.inf, 3

@@ -1,11 +1,14 @@
-"""The run folder `fastseg train` writes: the one module that knows its files, reads them back and
-writes them (always atomically, through `fastseg.atomic`).
+"""The run folder `fastseg train` writes: the one module that knows its files' names, reads them
+back and writes its JSON files, `train.log` and the checkpoints (always atomically, through
+`fastseg.atomic`). `history.csv`'s format is `runs.history`'s, the lock `runs.lock`'s; the
+figures (`fastseg.visualization`), `model.pth` (`fastseg.model.checkpoint`), the exports and the
+trackers' folders are written by their own modules at the paths named here.
 
 ```
 RUN/config.json         the TrainConfig used, the ModelConfig, package versions, git commit
 RUN/split.json          train / valid / test ids
 RUN/class_weights.json  the loss weights and the training masks' pixel counts
-RUN/history.csv         one row per epoch (training/history.py), rewritten whole each epoch
+RUN/history.csv         one row per epoch (runs/history.py), rewritten whole each epoch
 RUN/last.pth, last.json resumable checkpoint (model + optimizer) and its epoch / tracker state
 RUN/best.pth            the best epoch's weights while training
 RUN/model.pth           the exported model (fastseg.model.checkpoint), once training ends
@@ -20,7 +23,6 @@ RUN/report/             `fastseg report`'s default output: `fastseg runs` reads 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,11 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fastseg.atomic import TEMPORARY, remove_stale_temporaries, write_json, write_text
+from fastseg.atomic import TEMPORARY, atomic_path, remove_stale_temporaries, write_json, write_text
 from fastseg.data.split import Split
 from fastseg.errors import CheckpointError, DatasetError, FastsegError
 from fastseg.model.config import MODEL_FILENAME  # the model package names its file
+from fastseg.runs import history
 from fastseg.runs.environment import git_commit, package_versions
+from fastseg.runs.lock import LOCK, hold_lock
 from fastseg.structured_files import StructuredFileError, finite_number, load_json
 
 if TYPE_CHECKING:
@@ -52,7 +56,6 @@ TRACKER_RUNS = "trackers.json"  # each `--log` tracker's run id, so `--resume` c
 # the largest loss weight a run file may hold: "balanced" gives pixels / (classes * count), about
 # 4e7 for one pixel of a class among 1e10; 1e12 keeps the weighted loss finite in float32
 MAX_CLASS_WEIGHT = 1e12
-LOCK = ".fastseg.lock"  # held by the one process training into the folder
 # fastseg's own files, which `train --force` removes (exports too: they would not match a new model.pth)
 ARTEFACTS = (
     CONFIG, SPLIT, CLASS_WEIGHTS, HISTORY, TRAINING_CURVE, TRAIN_SAMPLE, VAL_SAMPLE, MODEL_FILENAME,
@@ -101,35 +104,11 @@ class RunFolder:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the folder's lock for the block: a second `fastseg train` into the same folder is
-        refused in one line instead of both writing the same files.
-
-        The lock is the kernel's (`flock`), released when the process ends however it ends, so
-        a killed run never leaves a stale lock. A folder made only to hold the lock is removed
-        again if the block fails before anything else was written into it.
-        """
-        if self.path.exists() and not self.path.is_dir():
-            raise FastsegError(f"{self.path}: is a file, not a run folder; choose another --out")
-        created = not self.path.exists()
-        before = set() if created else {entry.name for entry in self.path.iterdir()}
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(self.file(LOCK), os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as error:
-            raise FastsegError(f"{self.path}: cannot create the run folder ({error.strerror})") from None
-        try:
-            _lock_exclusively(descriptor, self.file(LOCK))
-            os.ftruncate(descriptor, 0)
-            os.write(descriptor, f"{os.getpid()}\n".encode())
+        """Hold the folder's lock for the block (`fastseg.runs.lock`), then clear what a killed
+        process left half-written."""
+        with hold_lock(self.path):
             self.remove_stale_temporaries()
             yield
-        finally:
-            os.close(descriptor)  # releases the lock
-            after = {entry.name for entry in self.path.iterdir()}
-            if LOCK not in before and after == before | {LOCK}:  # nothing else written: leave no trace
-                self.file(LOCK).unlink()
-                if created:
-                    self.path.rmdir()
 
     def remove_stale_temporaries(self) -> list[Path]:
         """Incomplete files a killed process left in the run folder (`fastseg.atomic`)."""
@@ -227,6 +206,14 @@ class RunFolder:
 
     def write_resume_state(self, state: dict[str, Any]) -> None:
         write_json(self.file(LAST_STATE), state, durable=True)
+
+    def write_checkpoint(self, name: str, state: dict[str, Any]) -> None:
+        """`best.pth` or `last.pth` (`training.checkpointing` says what they hold), durably: a
+        power cut leaves the old file or the new one, never an empty one."""
+        import torch
+
+        with atomic_path(self.checkpoint(name), durable=True) as temporary:
+            torch.save(state, temporary)
 
     def mark_finished(self, completed_epochs: int) -> None:
         """The run is over (`model.pth` is written): `last.json` says so, then the checkpoints go.
@@ -330,16 +317,8 @@ class RunFolder:
         return torch.tensor([float(weight) for weight in weights])
 
     def read_epoch_seconds(self) -> list[float]:
-        """Each epoch's duration from `history.csv`'s `time` column (fastai writes `mm:ss` or `h:mm:ss`)."""
-        import pandas as pd
-
-        times = pd.read_csv(self.file(HISTORY), usecols=["time"])["time"].astype(str)
-        seconds = []
-        for text in times[times != "time"]:  # a resumed run's repeated header
-            parts = text.split(":")
-            if all(part.isdigit() for part in parts):
-                seconds.append(float(sum(int(part) * 60**power for power, part in enumerate(parts[::-1]))))
-        return seconds
+        """Each epoch's duration in seconds, from `history.csv`."""
+        return history.read_epoch_seconds(self.file(HISTORY))
 
     def read_report_metrics(self) -> dict[str, Any] | None:
         """`RUN/report/metrics.json`, where `fastseg report` writes by default; None without one."""
@@ -365,29 +344,15 @@ class RunFolder:
         return "resumable" if resumable else "interrupted"
 
     def read_history(self) -> pd.DataFrame:
-        """`history.csv` as numbers; a resumed run's repeated header rows are dropped."""
-        import pandas as pd
+        """`history.csv` as numbers, one row per epoch (`fastseg.runs.history`)."""
+        return history.read_history(self.file(HISTORY))
 
-        history = pd.read_csv(self.file(HISTORY))
-        history = history[history["epoch"].astype(str) != "epoch"]
-        numeric = history.drop(columns=["time"], errors="ignore").apply(pd.to_numeric, errors="coerce")
-        return numeric.drop_duplicates("epoch", keep="last").reset_index(drop=True)
+    def history_rows_before(self, epoch: int) -> list[str]:
+        """`history.csv`'s rows of the epochs before `epoch`, as written: what a resumed run keeps."""
+        return history.rows_before(self.file(HISTORY), epoch)
 
-
-def _lock_exclusively(descriptor: int, path: Path) -> None:
-    """`flock` without waiting. Where it is missing (Windows) no lock is taken."""
-    try:
-        import fcntl
-    except ImportError:
-        return
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = path.read_text().strip() or "unknown"
-        raise FastsegError(
-            f"{path.parent}: another fastseg train (process {holder}) is using this run folder; "
-            "wait for it to end or choose another --out"
-        ) from None
+    def write_history(self, header: str, rows: list[str]) -> None:
+        history.write_history(self.file(HISTORY), header, rows)
 
 
 def _resume_state_problem(state: Any) -> str | None:
@@ -428,7 +393,7 @@ def _ours(path: Path) -> bool:
             with Image.open(path) as image:  # figures are drawn by matplotlib, which signs them
                 return str(image.info.get("Software", "")).startswith("Matplotlib")
         if name == HISTORY:
-            return path.read_text(encoding="utf-8", errors="replace").startswith("epoch,")
+            return history.looks_like_history(path)
         if name == TRAIN_LOG:
             first = path.read_text(encoding="utf-8", errors="replace").split("\n", 1)[0]
             return first == "" or first.startswith(("epoch ", "Better model found"))

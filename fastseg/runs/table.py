@@ -45,7 +45,7 @@ def find_runs(root: Path) -> list[RunFolder]:
     return runs
 
 
-def describe(run: RunFolder, root: Path) -> dict[str, Any]:
+def run_row(run: RunFolder, root: Path) -> dict[str, Any]:
     """One row: the values of `COLUMNS` (None where the run has no such value yet)."""
     config_path = run.file(CONFIG)
     train = load_json(config_path, "run config")["train"]  # the strict reader: no NaN, no 1e999
@@ -104,10 +104,10 @@ def runs_table(root: Path, sort: str = "date", reverse: bool = False) -> list[di
 
 
 def checked_row(run: RunFolder, root: Path) -> dict[str, Any]:
-    """`describe(run)`, with every value of the type its column holds: one damaged or hand-edited
+    """`run_row(run)`, with every value of the type its column holds: one damaged or hand-edited
     run is a row saying what is wrong with it, and never hides the other rows (issue #19)."""
     try:
-        row = describe(run, root)
+        row = run_row(run, root)
     except DAMAGE as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         row = {name: None for name in COLUMNS}

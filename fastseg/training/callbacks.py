@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastai.callback.core import Callback
+from fastai.callback.fp16 import MixedPrecision
 
 
 class L1Regularization(Callback):
@@ -11,7 +12,10 @@ class L1Regularization(Callback):
     It changes `loss_grad` (what `backward` sees) and `loss` (what is logged), training only.
     """
 
-    order = 0
+    # No `order` of its own: fastai's default (0) runs it before MixedPrecision (GPU runs), whose
+    # after_loss closes the autocast block the loss was computed in and whose before_backward
+    # scales `loss_grad`, so the penalty joins the loss first.
+    run_before = MixedPrecision
 
     def __init__(self, coef: float):
         self.coef = coef
@@ -22,19 +26,3 @@ class L1Regularization(Callback):
         penalty = self.coef * sum(p.abs().sum() for p in self.learn.model.parameters() if p.requires_grad)
         self.learn.loss_grad = self.learn.loss_grad + penalty
         self.learn.loss = self.learn.loss + penalty.detach()
-
-
-class EpochOffset(Callback):
-    """Numbers the epochs of a resumed fit from where the interrupted one stopped.
-
-    fastai's own `start_epoch` replays skipped epochs through `after_epoch`, which breaks the
-    trackers; a resumed run instead fits the remaining epochs and shifts their numbers.
-    """
-
-    order = -5  # before the Recorder (50), the trackers (60+) and the progress bar
-
-    def __init__(self, offset: int):
-        self.offset = offset
-
-    def before_epoch(self) -> None:
-        self.learn.epoch = self.learn.epoch + self.offset

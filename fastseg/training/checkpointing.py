@@ -1,31 +1,26 @@
-"""Training checkpoints that survive any crash, and resuming from them exactly where a run stopped.
+"""Training checkpoints that survive any crash: what `best.pth` and `last.pth` hold, and the best
+epoch's tracker. Resuming from `last.pth` is `fastseg.training.resume`'s.
 
 fastai's `learn.save` and `SaveModelCallback` write straight onto `last.pth` / `best.pth`, so a
 kill at the wrong moment destroyed the only resumable checkpoint, and `SaveModelCallback` reloads
-the best epoch with `weights_only=False` (unpickling). Here every checkpoint goes through
-`fastseg.atomic` (temporary file, fsync, rename: the old file or the new one, never half of
-either), holds only tensors, lists and numbers, and is read back by the weights-only loader.
-
-`last.pth` is the one commit point of a resumable run: it holds the model, the optimizer and the
-progress (epochs done, the trackers' best score and patience counter) together, so they cannot
-disagree; `last.json` mirrors the progress for people and tools, written after it.
+the best epoch with `weights_only=False` (unpickling). Here every checkpoint is written by the run
+folder (`RunFolder.write_checkpoint`: temporary file, fsync, rename, the old file or the new one,
+never half of either), holds only tensors, lists and numbers, and is read back by the
+weights-only loader.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from fastai.callback.core import Callback
-from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
+from fastai.callback.tracker import SaveModelCallback
 from fastai.learner import Learner
 from fastai.torch_core import get_model, rank_distrib
 from fastcore.foundation import L
 
-from fastseg.atomic import atomic_path
 from fastseg.errors import CheckpointError
 from fastseg.model.checkpoint import load_weights_only
 from fastseg.runs.folder import RunFolder
@@ -48,9 +43,9 @@ def plain(value: Any) -> Any:
 
 
 def save_checkpoint(
-    learn: Learner, path: Path, with_opt: bool, progress: dict[str, Any] | None = None
+    learn: Learner, run: RunFolder, name: str, with_opt: bool, progress: dict[str, Any] | None = None
 ) -> None:
-    """`{"model", ["opt"], ["progress"]}` to `path`, atomically and durably; rank 0 only."""
+    """`{"model", ["opt"], ["progress"]}` to the run's `name`.pth, atomically and durably; rank 0 only."""
     if rank_distrib():
         return
     state: dict[str, Any] = {"model": get_model(learn.model).state_dict()}
@@ -58,8 +53,7 @@ def save_checkpoint(
         state["opt"] = plain(learn.opt.state_dict())
     if progress is not None:
         state["progress"] = plain(progress)
-    with atomic_path(path, durable=True) as temporary:
-        torch.save(state, temporary)
+    run.write_checkpoint(name, state)
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
@@ -95,7 +89,7 @@ def load_checkpoint(learn: Learner, path: Path, with_opt: bool) -> dict[str, Any
 class AtomicSaveModel(SaveModelCallback):
     """fastai's `SaveModelCallback` (best epoch by `monitor`, reloaded at the end of fit), writing
     `best.pth` atomically and reading it back weights-only. Its "Better model found" line is
-    fastai's; `fastseg.training.run_log` decides where prints go."""
+    fastai's; `fastseg.training.reporting` decides where prints go."""
 
     def __init__(self, run: RunFolder, monitor: str):
         super().__init__(monitor=monitor, comp=np.greater, fname="best")
@@ -106,7 +100,7 @@ class AtomicSaveModel(SaveModelCallback):
         return self.folder.checkpoint(self.fname)
 
     def _save(self, name: str) -> None:
-        save_checkpoint(self.learn, self.folder.checkpoint(name), with_opt=False)
+        save_checkpoint(self.learn, self.folder, name, with_opt=False)
         self.last_saved_path = self.folder.checkpoint(name)
 
     def after_fit(self, **kwargs: Any) -> None:
@@ -117,149 +111,3 @@ class AtomicSaveModel(SaveModelCallback):
             return
         if self.path.is_file():
             load_checkpoint(self.learn, self.path, with_opt=False)
-
-
-class ResumableCheckpoint(Callback):
-    """After every epoch: model + optimizer + progress to `last.pth`, mirrored in `last.json`.
-
-    Runs after the trackers have updated their bests, so a resumed run continues with the same
-    best score and patience counter.
-    """
-
-    order = 64
-
-    def __init__(self, run: RunFolder):
-        self.folder = run  # not `run`: fastai's Callback.run says whether the callback runs
-        self.completed_epochs = 0
-
-    def after_epoch(self) -> None:
-        self.completed_epochs = self.learn.epoch + 1
-        save_resumable(self.learn, self.folder, self.completed_epochs, *trackers(self.learn))
-
-
-def save_resumable(
-    learn: Learner,
-    run: RunFolder,
-    completed_epochs: int,
-    early: EarlyStoppingCallback | None,
-    saver: SaveModelCallback | None,
-) -> None:
-    """`last.pth` then `last.json`. The trackers are passed in rather than looked up: after
-    Ctrl-C, fastai has already removed the callbacks given to `fit` from the Learner."""
-    progress = {"completed_epochs": completed_epochs, **tracker_state(early, saver), **smoothing_state(learn)}
-    save_checkpoint(learn, run.checkpoint("last"), with_opt=True, progress=progress)
-    run.write_resume_state(progress)
-
-
-SMOOTH_LOSS = "smooth_loss"  # a progress key: fastai's smoothed training loss, [value, batches]
-
-
-def smoothing_state(learn: Learner) -> dict[str, Any]:
-    """The Recorder's smoothed loss (the `train_loss` column): a moving average over every batch
-    since the fit began, which a resumed fit would start afresh, logging other train_loss values
-    than the uninterrupted run although every weight is the same (found by the kill -9 test)."""
-    smooth = getattr(getattr(learn, "recorder", None), "smooth_loss", None)
-    if smooth is None or not isinstance(getattr(smooth, "val", None), torch.Tensor):
-        return {}
-    return {SMOOTH_LOSS: [float(smooth.val), int(smooth.count)]}
-
-
-WARMUP_EPOCHS = "warmup_epochs"  # a progress key only while the `--freeze-epochs` warm-up runs
-
-
-class WarmUpCheckpoint(ResumableCheckpoint):
-    """After every epoch of the decoder-only warm-up: `last.pth` and `last.json`, as
-    `ResumableCheckpoint` writes them, with no main-schedule epoch done yet."""
-
-    def __init__(self, run: RunFolder, completed_epochs: int = 0):
-        super().__init__(run)
-        self.completed_epochs = completed_epochs
-
-    def after_epoch(self) -> None:
-        self.completed_epochs = self.learn.epoch + 1
-        save_warm_up(self.learn, self.folder, self.completed_epochs)
-
-
-def save_warm_up(learn: Learner, run: RunFolder, warmup_epochs: int) -> None:
-    """`last.pth` then `last.json` for a run still in its warm-up: no best score, no patience used."""
-    progress = {"completed_epochs": 0, WARMUP_EPOCHS: warmup_epochs, "best": None, "wait": 0}
-    save_checkpoint(learn, run.checkpoint("last"), with_opt=True, progress=progress)
-    run.write_resume_state(progress)
-
-
-def trackers(learn: Learner) -> tuple[EarlyStoppingCallback | None, SaveModelCallback | None]:
-    """The Learner's early-stopping and model-saving trackers, found by type: fastai names them
-    `learn.early_stopping` and `learn.save_model`, and a lookup by another name finds nothing."""
-    early = next((cb for cb in learn.cbs if isinstance(cb, EarlyStoppingCallback)), None)
-    saver = next((cb for cb in learn.cbs if isinstance(cb, SaveModelCallback)), None)
-    return early, saver
-
-
-def tracker_state(early: EarlyStoppingCallback | None, saver: SaveModelCallback | None) -> dict[str, Any]:
-    """The best score so far (None before any epoch scored: not -inf, which JSON cannot hold)
-    and the patience counter."""
-    best = float(saver.best) if saver is not None and saver.best is not None else None
-    return {
-        "best": best if best is not None and math.isfinite(best) else None,
-        "wait": int(getattr(early, "wait", 0)) if early is not None else 0,
-    }
-
-
-def resume_from_checkpoint(learn: Learner, run: RunFolder) -> dict[str, Any]:
-    """Load `last.pth` into `learn` and check `best.pth` before any epoch is spent: a best model
-    that cannot be read back would only fail at the very end. Returns the saved progress."""
-    last = run.checkpoint("last")
-    progress = load_checkpoint(learn, last, with_opt=True)
-    if "completed_epochs" not in progress:
-        raise CheckpointError(
-            f"{last}: written by an earlier fastseg, without its progress; start again with --force"
-        )
-    best = run.checkpoint("best")
-    if progress.get("best") is not None:
-        if not best.is_file():
-            raise CheckpointError(
-                f"{best}: missing, but the run recorded a best epoch; start again with --force"
-            )
-        read_checkpoint(best)
-    return progress
-
-
-class ContinueIterationCount(Callback):
-    """A resumed fit counts training iterations on from the epochs already done, not from 0.
-
-    fastai resets `train_iter` in `before_fit` and skips the done epochs without counting them;
-    the schedule does not use it (`schedule.RunScheduler` places batches by epoch), but the
-    trackers' steps do:
-    TensorBoard's curves of a resumed run went back to step 0 and overlapped the first part."""
-
-    order = 0  # after TrainEvalCallback's reset (-10), before any batch is logged
-
-    def __init__(self, start_epoch: int):
-        self.start_epoch = start_epoch
-
-    def before_fit(self) -> None:
-        self.learn.train_iter = self.start_epoch * len(self.learn.dls.train)
-
-
-class RestoreTrackers(Callback):
-    """Puts a resumed run's best score and patience counter back after the trackers reset them."""
-
-    order = 66  # after TrackerCallback (60), SaveModel (61), EarlyStopping (63) `before_fit`
-
-    def __init__(self, best: float | None, wait: int, smooth_loss: Any = None):
-        self.best, self.wait, self.smooth_loss = best, wait, smooth_loss
-
-    def before_fit(self) -> None:
-        early, saver = trackers(self.learn)
-        if self.best is not None:
-            for tracker in (early, saver):
-                if tracker is not None:
-                    tracker.best = self.best
-        if early is not None:
-            early.wait = self.wait
-        smooth = self.smooth_loss  # [value, batches] as `smoothing_state` saved it; else it restarts
-        valid = isinstance(smooth, (list, tuple)) and len(smooth) == 2 and type(smooth[1]) is int \
-            and smooth[1] >= 0 and isinstance(smooth[0], float)  # fmt: skip
-        if valid and hasattr(self.learn, "recorder"):  # after the Recorder's own before_fit reset
-            self.learn.recorder.smooth_loss.val = torch.tensor(smooth[0], dtype=torch.float32)
-            self.learn.recorder.smooth_loss.count = smooth[1]

@@ -4,9 +4,11 @@ the values it actually used, so a run folder describes itself."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from importlib.util import find_spec
 from typing import Any
 
 from fastseg.errors import FastsegError
+from fastseg.extras import install_hint
 from fastseg.imaging.geometry import LETTERBOX, SQUISH
 from fastseg.model.config import DEFAULT_ENCODER
 
@@ -17,6 +19,24 @@ KEEP_RULES = ("best", "final")
 # `--loss` (fastseg.training.losses): cross-entropy (the seed's), smp's Dice, focal and Lovasz-softmax
 LOSSES = ("ce", "dice", "focal", "lovasz", "ce+dice")
 UNWEIGHTED_LOSSES = ("lovasz",)  # smp's Lovasz loss has no per-class weights (see losses.py)
+# `--log`: experiment tracker -> the modules it needs (the pip extra of the same name installs
+# them); the trackers themselves are in fastseg.training.experiment_trackers
+TRACKERS: dict[str, tuple[str, ...]] = {
+    "tensorboard": ("tensorboard",),
+    "mlflow": ("mlflow", "sqlalchemy"),  # sqlalchemy: MLflow's default local store is sqlite:///mlflow.db
+    "wandb": ("wandb",),
+}
+
+
+def require_trackers(names: tuple[str, ...] | list[str]) -> None:
+    """Raise, in one line naming the extra to install, for an unknown or uninstalled tracker:
+    before any work starts, not when the first epoch ends."""
+    for name in names:
+        if name not in TRACKERS:
+            raise FastsegError(f"--log {name}: choose one of {', '.join(TRACKERS)}")
+        missing = [module for module in TRACKERS[name] if find_spec(module) is None]
+        if missing:
+            raise FastsegError(f"--log {name} needs {', '.join(missing)}: {install_hint(name)}")
 
 
 @dataclass
@@ -77,7 +97,7 @@ class TrainConfig:
     split_seed: int = 42
     num_workers: int = -1
     compile: bool = False  # torch.compile the model (CUDA; first epoch pays the compilation)
-    trackers: tuple[str, ...] = ()  # experiment trackers to log to (`--log`, fastseg.training.trackers)
+    trackers: tuple[str, ...] = ()  # experiment trackers to log to (`--log`, TRACKERS)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def check(self) -> None:
@@ -85,7 +105,6 @@ class TrainConfig:
         or a run's config.json can hold anything), then values that would train but waste the
         run, in one line."""
         from fastseg.data.class_weights import METHODS
-        from fastseg.training.trackers import require_trackers
 
         self.check_fields()
         require_trackers(self.trackers)

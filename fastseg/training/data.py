@@ -34,15 +34,15 @@ from fastseg.training.augment import augment_pair, build_augment
 from fastseg.training.config import AugmentConfig
 
 
-def _image(folder: SegmentationData, image_id: str) -> Image.Image:
+def _image(dataset: SegmentationData, image_id: str) -> Image.Image:
     """The image as check-data, predict and report decode it (`fastseg.imaging.images.load_rgb`):
     EXIF orientation applied, any mode to RGB. fastai's `PILImage.create` on the path ignored the
     orientation, so a phone photo trained on its side against a mask drawn upright (issue #19)."""
-    return load_rgb(folder.image_path(image_id))
+    return load_rgb(dataset.image_path(image_id))
 
 
-def _mask(folder: SegmentationData, image_id: str) -> np.ndarray:
-    return folder.read_mask(image_id)
+def _mask(dataset: SegmentationData, image_id: str) -> np.ndarray:
+    return dataset.read_mask(image_id)
 
 
 def IndexMaskBlock() -> TransformBlock:  # noqa: N802 - named like fastai's blocks
@@ -106,7 +106,7 @@ def item_transforms(size: int, augment: AugmentConfig, crop_size: int | None = N
 
 
 def build_dataloaders(
-    folder: SegmentationData,
+    dataset: SegmentationData,
     train_ids: Sequence[str],
     valid_ids: Sequence[str],
     size: int = 224,
@@ -128,8 +128,8 @@ def build_dataloaders(
         blocks=(ImageBlock, IndexMaskBlock()),
         # partials, not bound methods: fasttransform mistakes a bound method for a Transform's own
         # `encodes`, and loader workers need picklable getters.
-        get_x=partial(_image, folder),
-        get_y=partial(_mask, folder),
+        get_x=partial(_image, dataset),
+        get_y=partial(_mask, dataset),
         splitter=IndexSplitter(range(len(train_ids), len(items))),
         item_tfms=item_transforms(size, augment or AugmentConfig(), crop_size),
         batch_tfms=[Normalize.from_stats(IMAGENET_MEAN, IMAGENET_STD)],
@@ -144,5 +144,5 @@ def build_dataloaders(
         pin_memory=device is not None and device.type == "cuda",
         device=device,
         seed=seed,
-        codes=list(folder.classes.names),
+        codes=list(dataset.classes.names),
     )

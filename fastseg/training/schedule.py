@@ -4,7 +4,7 @@ The defaults match the seed's `torch.optim.lr_scheduler.OneCycleLR` (pct_start 0
 max/25, final lr initial/1e4, momentum cycled 0.95 -> 0.85 -> 0.95) rather than fastai's own.
 
 A resumed run fits only the epochs left, numbered on from where the interrupted run stopped
-(`EpochOffset`). fastai's `ParamScheduler` reads `pct_train`, which `TrainEvalCallback` sets to
+(`resume.EpochOffset`). fastai's `ParamScheduler` reads `pct_train`, which `TrainEvalCallback` sets to
 `epoch / n_epoch` of the current fit: with a shifted epoch and a shorter fit that is neither the
 resumed fit's position nor the run's, and a run resumed after epoch 0 of 4 trained epoch 1 at
 the lr of epoch 2 (issue #19). `RunScheduler` places every batch by its position in the whole
@@ -24,7 +24,7 @@ from fastai.callback.core import Callback
 from fastai.callback.schedule import ParamScheduler, combined_cos
 from fastai.torch_core import set_seed
 
-from fastseg.training.callbacks import EpochOffset
+from fastseg.training.resume import EpochOffset
 
 
 class RunScheduler(ParamScheduler):
@@ -42,7 +42,8 @@ class SeededEpochs(Callback):
     """Seeds Python, NumPy, torch and the training loader's shuffle from (seed, phase, epoch)
     before every epoch: loader workers take their seeds from torch's, so they follow too."""
 
-    order = EpochOffset.order + 1  # the epoch number is the run's, not the fit's
+    run_after = EpochOffset  # seeds from the run's epoch number, not the fit's
+    order = EpochOffset.order + 1  # still before any callback of the default order (0)
 
     def __init__(self, seed: int, phase: str = "main"):
         self.seed, self.phase = seed, phase

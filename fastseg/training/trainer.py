@@ -2,7 +2,8 @@
 
 Steps, top to bottom: check the data and start (or reopen) the run folder, build the
 DataLoaders and the Learner, load the checkpoint or the encoder weights, fit one cycle with early
-stopping on validation mIoU, export the best model as a plain state dict, draw the curves.
+stopping on validation mIoU, save the kept epoch's model as a plain state dict, draw the curves.
+Resuming (what is saved, put back and shifted) is `fastseg.training.resume`'s.
 """
 
 from __future__ import annotations
@@ -33,44 +34,20 @@ from fastseg.model.checkpoint import save_model
 from fastseg.model.config import ModelConfig
 from fastseg.model.pretrained import load_encoder_weights
 from fastseg.runs.folder import TRAINING_CURVE, RunFolder
-from fastseg.training.checkpointing import (
-    SMOOTH_LOSS,
-    WARMUP_EPOCHS,
-    AtomicSaveModel,
-    ContinueIterationCount,
-    RestoreTrackers,
-    ResumableCheckpoint,
-    WarmUpCheckpoint,
-    resume_from_checkpoint,
-    save_resumable,
-    save_warm_up,
-)
+from fastseg.training.checkpointing import AtomicSaveModel
 from fastseg.training.config import TrainConfig
 from fastseg.training.data import build_dataloaders
 from fastseg.training.ddp import attach_ddp
-from fastseg.training.history import HistoryLogger
+from fastseg.training.epoch_records import HistoryLogger
 from fastseg.training.learner import build_learner, learning_rates, uncompiled
-from fastseg.training.run_log import RunLog
+from fastseg.training.reporting import RunReporter
+from fastseg.training.result import TrainResult
+from fastseg.training.resume import ResumableCheckpoint, resume_from_checkpoint, saved_on_interrupt
 from fastseg.training.samples import save_dataset_samples
 from fastseg.training.schedule import fit_one_cycle
 from fastseg.visualization.charts import save_training_curve
 
 MONITOR = "valid_miou"  # validation loss rises while accuracy still improves: loss is the wrong monitor
-
-
-class TrainingInterrupted(FastsegError):
-    """Ctrl-C during training; a resumable checkpoint was saved."""
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    epochs_run: int
-    best_epoch: int | None
-    best_miou: float | None
-    best_pixel_accuracy: float | None
-    stopped_early: bool
-    kept: str = "best"  # which epoch best_epoch and the scores name: the best one, or the final one
 
 
 @dataclass
@@ -79,7 +56,7 @@ class Prepared:
     (its batch size fitted to the training set)."""
 
     config: TrainConfig
-    folder: SegmentationData
+    data: SegmentationData
     split: Split
     weights: np.ndarray
     model_config: ModelConfig
@@ -97,26 +74,26 @@ def prepare_run(
     """Check every image and mask, then (new runs, rank 0) create the folder and write the config,
     split and class weights. Nothing is created when the data has a problem, nor ever without
     `write` (`fastseg lr-find`: the same checks and split, no run folder)."""
-    folder = open_dataset(config.data)
-    if not isinstance(folder, VOCFolder) and config.train_set != "train":
+    data = open_dataset(config.data)
+    if not isinstance(data, VOCFolder) and config.train_set != "train":
         raise FastsegError(f"train_set {config.train_set!r} names a VOC list; {config.data} trains on "
                            "its dataset.yaml's train split (leave --train-set out)")  # fmt: skip
-    split = run.read_split() if resume else folder.split(config.train_set, config.split_seed)
+    split = run.read_split() if resume else data.split(config.train_set, config.split_seed)
     if launch.main and not resume and split.test_from and echo:
         echo(f"{config.data}: no test split, so val is halved (seed {split.seed}): {len(split.valid)} "
              f"validation and {len(split.test)} test images, recorded in split.json")  # fmt: skip
     bar = (lambda results, total: progress_bar(results, total=total, leave=False)) if show_progress else None
     share = Share(launch.rank, launch.world, gather_objects)
-    counts = check_dataset(folder, split, progress=bar if launch.main else None, share=share)
+    counts = check_dataset(data, split, progress=bar if launch.main else None, share=share)
     config = fitted_batch_size(config, len(split.train), launch.world, echo if launch.main else None)
-    model_config = ModelConfig(num_classes=len(folder.classes), encoder=config.encoder)
+    model_config = ModelConfig(num_classes=len(data.classes), encoder=config.encoder)
     weights = class_weights(counts, config.class_weights)
     if launch.main and not resume and write:
         run.create()
         run.write_config(config, model_config)
         run.write_split(split)
-        run.write_class_weights(weights, counts, config.class_weights, folder.classes.names)
-    return Prepared(config, folder, split, weights, model_config)
+        run.write_class_weights(weights, counts, config.class_weights, data.classes.names)
+    return Prepared(config, data, split, weights, model_config)
 
 
 def fitted_batch_size(
@@ -153,12 +130,12 @@ def make_learner(config: TrainConfig, run: RunFolder, prepared: Prepared, launch
     around them, whose files go under `run.path`."""
     set_seed(config.seed)
     dls = build_dataloaders(
-        prepared.folder, prepared.split.train, prepared.split.valid, size=config.size,
+        prepared.data, prepared.split.train, prepared.split.valid, size=config.size,
         batch_size=config.batch_size, augment=config.augment, num_workers=config.num_workers,
         device=launch.device, seed=config.seed, crop_size=config.train_size,
     )  # fmt: skip
     if launch.main and not resume and samples:
-        save_dataset_samples(dls, run.path, classes=prepared.folder.classes)
+        save_dataset_samples(dls, run.path, classes=prepared.data.classes)
     barrier()
     learn = build_learner(config, dls, prepared.weights, str(run.path), launch.device, prepared.model_config)
     if not show_progress:
@@ -175,8 +152,7 @@ def start_weights(learn: Learner, config: TrainConfig, run: RunFolder, resuming:
     of the optional decoder-only warm-up. Returns the progress the main schedule starts from
     (empty when it starts from its first epoch)."""
     if resuming:
-        progress = resume_from_checkpoint(learn, run)
-        warmed_up = int(progress.pop(WARMUP_EPOCHS, config.freeze_epochs))  # absent: it was over
+        progress, warmed_up = resume_from_checkpoint(learn, run, config.freeze_epochs)
     else:
         load_encoder_weights(uncompiled(learn.model), config.pretrained, config.encoder_weights)
         progress, warmed_up = {}, 0
@@ -191,18 +167,11 @@ def warm_up(learn: Learner, config: TrainConfig, run: RunFolder, start_epoch: in
     its own, checkpointed after every epoch and on Ctrl-C as the main schedule is, so an
     interrupted warm-up resumes where it stopped."""
     learn.freeze()
-    checkpoint = WarmUpCheckpoint(run, start_epoch)
-    try:
+    checkpoint = ResumableCheckpoint(run, start_epoch, warm_up=True, save=launch.main)
+    with saved_on_interrupt(learn, checkpoint, "in the decoder-only warm-up (epoch {epoch})"):
         fit_one_cycle(learn, config.freeze_epochs, learning_rates(config), start_epoch,
                       wd=config.weight_decay, cbs=[checkpoint] if launch.main else [],
                       seed=config.seed, phase="warm-up")  # fmt: skip
-    except KeyboardInterrupt:
-        if launch.main:  # mid-epoch, `learn.epoch` is the unfinished one: resuming redoes it
-            save_warm_up(learn, run, max(learn.epoch, checkpoint.completed_epochs))
-        raise TrainingInterrupted(
-            f"interrupted in the decoder-only warm-up (epoch {learn.epoch}); checkpoint saved, "
-            f"continue with: fastseg train --resume {run.path}"
-        ) from None
     learn.unfreeze()
 
 
@@ -210,7 +179,6 @@ def fit(learn: Learner, config: TrainConfig, run: RunFolder, progress: dict[str,
         loggers: Sequence[Callback] = ()) -> None:  # fmt: skip
     """The one-cycle schedule from the epoch `progress` reached, keeping the best epoch by
     validation mIoU and stopping early; Ctrl-C saves a resumable checkpoint first."""
-    checkpoint = ResumableCheckpoint(run)
     # keep "best": the best validation epoch is saved, stopping early once it stops improving;
     # keep "final": the schedule runs to its annealed end, whose weights model.pth takes.
     keeps_best = config.keep == "best"
@@ -219,24 +187,16 @@ def fit(learn: Learner, config: TrainConfig, run: RunFolder, progress: dict[str,
     saver = AtomicSaveModel(run, MONITOR) if keeps_best else None
     trackers = [tracker for tracker in (saver, early_stopping) if tracker is not None]
     start_epoch = int(progress.get("completed_epochs", 0))
-    restore = [RestoreTrackers(progress.get("best"), int(progress.get("wait", 0)), progress.get(SMOOTH_LOSS)),
-               ContinueIterationCount(start_epoch)] if progress else []  # fmt: skip
-    logging = [HistoryLogger(run, start_epoch), checkpoint, *loggers] if launch.main else []
-    try:
+    # every process puts the saved progress back; only the main one writes checkpoints and logs
+    checkpoint = ResumableCheckpoint(run, start_epoch, early_stopping, saver, resumed=progress or None,
+                                     save=launch.main)  # fmt: skip
+    logging = [HistoryLogger(run, start_epoch), *loggers] if launch.main else []
+    with saved_on_interrupt(learn, checkpoint, "in epoch {epoch}"):
         fit_one_cycle(learn, config.epochs, learning_rates(config), start_epoch, wd=config.weight_decay,
-                      cbs=[*trackers, *logging, *restore], seed=config.seed)  # fmt: skip
-    except KeyboardInterrupt:
-        # Mid-epoch, `learn.epoch` is the unfinished epoch: resuming redoes it.
-        if launch.main:
-            completed = max(learn.epoch, checkpoint.completed_epochs)
-            save_resumable(learn, run, completed, early_stopping, saver)
-        raise TrainingInterrupted(
-            f"interrupted in epoch {learn.epoch}; checkpoint saved, "
-            f"continue with: fastseg train --resume {run.path}"
-        ) from None
+                      cbs=[*trackers, *logging, checkpoint], seed=config.seed)  # fmt: skip
 
 
-def export(learn: Learner, config: TrainConfig, run: RunFolder, prepared: Prepared) -> TrainResult:
+def finish_run(learn: Learner, config: TrainConfig, run: RunFolder, prepared: Prepared) -> TrainResult:
     """`model.pth` from the kept epoch's weights (keep "best": SaveModelCallback loaded them at
     the end of fit; keep "final": the last epoch's are in the model), the training curve, and the
     run marked finished. `best_epoch` and the scores in the metadata are the kept epoch's."""
@@ -254,7 +214,7 @@ def export(learn: Learner, config: TrainConfig, run: RunFolder, prepared: Prepar
         "keep": config.keep,
         "train_config": config.to_dict(),
     }
-    model, classes = uncompiled(learn.model), prepared.folder.classes
+    model, classes = uncompiled(learn.model), prepared.data.classes
     save_model(run.model, model, prepared.model_config, config.size, metadata, config.resize, classes=classes)
     save_training_curve(history, run.file(TRAINING_CURVE), planned_epochs=config.epochs)
     run.mark_finished(epochs_run)
@@ -281,7 +241,7 @@ def train(
     """Train and export `run_dir/model.pth`; raises `FastsegError` for anything the user can fix.
     Under torchrun / accelerate launch every process trains its shard and rank 0 writes the run.
     Without `show_progress`, fastai's bars and prints are off and `echo` (if given) gets one plain
-    line per epoch; `RUN/train.log` always does (`fastseg.training.run_log`). `callbacks` join the
+    line per epoch; `RUN/train.log` always does (`fastseg.training.reporting`). `callbacks` join the
     main schedule's fit (benchmarks use them to watch the weights)."""
     run = RunFolder(run_dir)
     config.check()
@@ -297,11 +257,12 @@ def train(
             config = prepared.config
             learn = make_learner(config, run, prepared, launch, show_progress, resume)
             best_so_far = run.read_resume_state().get("best") if resume else None
-            with RunLog(run, config, MONITOR, best_so_far, echo, not show_progress, launch.main) as run_log:
+            with RunReporter(run, config, MONITOR, best_so_far, echo, not show_progress,
+                             launch.main) as reporter:  # fmt: skip
                 progress = start_weights(learn, config, run, resume, launch)
-                fit(learn, config, run, progress, launch, [*run_log.callbacks, *callbacks])
-                result = export(learn, config, run, prepared) if launch.main else None
-                run_log.finish(result)
+                fit(learn, config, run, progress, launch, [*reporter.callbacks, *callbacks])
+                result = finish_run(learn, config, run, prepared) if launch.main else None
+                reporter.finish(result)
         except BaseException:
             if launch.main and not resume:  # failed before its first checkpoint: leave nothing
                 run.discard_unstarted(before)

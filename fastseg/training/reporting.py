@@ -4,29 +4,48 @@ when output is not a terminal), fastai's own prints kept out of stdout, and the 
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack, redirect_stdout
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from fastai.callback.core import Callback
 
 from fastseg.runs.folder import RunFolder
 from fastseg.training.config import TrainConfig
-from fastseg.training.epoch_log import EpochLog, LineSink
-from fastseg.training.tracking import TRACKER_CLASSES, Tracker, TrackerRunMissing
-
-if TYPE_CHECKING:
-    from fastseg.training.trainer import TrainResult
+from fastseg.training.epoch_records import EpochLog
+from fastseg.training.experiment_trackers import TRACKER_CLASSES, Tracker, TrackerRunMissing
+from fastseg.training.result import TrainResult
 
 
 def _dropped(line: str) -> None:
     """Where fastai's prints go while fastseg logs the epochs itself."""
 
 
-class RunLog:
-    """Used as `with RunLog(...) as log:` around fitting and export.
+class LineSink(io.TextIOBase):
+    """A text stream that hands every complete line written to it to `write_line`: put in place
+    of stdout, it catches fastai's `print`s ("Better model found at epoch 3 ...")."""
+
+    def __init__(self, write_line: Callable[[str], None]):
+        self.write_line, self.pending = write_line, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        *lines, self.pending = (self.pending + text).split("\n")
+        for line in lines:
+            if line.strip():
+                self.write_line(line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+class RunReporter:
+    """Used as `with RunReporter(...) as reporter:` around fitting and export.
 
     - `echo`: where each epoch's line is shown (None: only `train.log`, as with `--quiet`, or on
       a terminal, where fastai's progress table shows the epochs).
@@ -59,7 +78,7 @@ class RunLog:
             with redirect_stdout(self.stdout):
                 self.echo(line)
 
-    def __enter__(self) -> RunLog:
+    def __enter__(self) -> RunReporter:
         self.stdout = sys.stdout
         self._open_trackers()
         if self.capture_prints and self.main:

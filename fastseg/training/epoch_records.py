@@ -1,7 +1,9 @@
-"""One plain line per epoch, for log files and `RUN/train.log`.
+"""What every epoch leaves behind: its row in `RUN/history.csv` and its line in `RUN/train.log`.
 
-fastprogress redraws its bars with carriage returns, which a file keeps as fragments; when the
-output is not a terminal, training drops the bars and prints this line instead:
+Both are written after fastai's Recorder has the epoch's values. The row goes through the run
+folder (`fastseg.runs.history` owns the format). The line is plain: fastprogress redraws its bars
+with carriage returns, which a file keeps as fragments, so when the output is not a terminal,
+training drops the bars and prints this line instead:
 
     epoch 3 (40 planned)  train_loss 0.512  ...  valid_miou 0.412  lr 1.20e-03  time 00:05  best
 
@@ -11,14 +13,15 @@ print in fastseg's one number style (`fastseg.number_style`), history.csv keeps 
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable
 
 from fastai.callback.core import Callback
+from fastai.callback.progress import ProgressCallback
 from fastai.learner import Recorder
 
 from fastseg.number_style import score
+from fastseg.runs.folder import RunFolder
 
 
 def epoch_line(names: list[str], values: list, epoch: int, planned_epochs: int, lr: float, best: bool) -> str:
@@ -41,7 +44,8 @@ class EpochLog(Callback):
     The best is tracked here rather than read from `SaveModelCallback`, so the line does not
     depend on which tracker saves the model; a resumed run passes its saved best in."""
 
-    order = Recorder.order + 2  # after the Recorder has this epoch's values
+    run_after = Recorder
+    order = Recorder.order + 2  # after the Recorder has this epoch's values (in its after_epoch)
 
     def __init__(self, say: Callable[[str], None], planned_epochs: int, monitor: str,
                  best: float | None = None):  # fmt: skip
@@ -58,22 +62,31 @@ class EpochLog(Callback):
         self.say(epoch_line(names, values, self.learn.epoch, self.planned_epochs, lr, better))
 
 
-class LineSink(io.TextIOBase):
-    """A text stream that hands every complete line written to it to `write_line`: put in place
-    of stdout, it catches fastai's `print`s ("Better model found at epoch 3 ...")."""
+class HistoryLogger(Callback):
+    """`history.csv` rewritten whole after every epoch (`fastseg.runs.history`), chained into
+    fastai's `learn.logger` as fastai's `CSVLogger` is (same columns): the Recorder hands each
+    epoch's values to the logger in its after_epoch. A resumed fit (`start_epoch`) keeps the rows
+    of the epochs its checkpoint holds."""
 
-    def __init__(self, write_line: Callable[[str], None]):
-        self.write_line, self.pending = write_line, ""
+    run_after = ProgressCallback
+    # ProgressCallback's order, as fastai's CSVLogger has: both take over `learn.logger` in
+    # before_fit, and ProgressCallback, one of the Learner's default callbacks, is always added
+    # first, so fastai's stable sort runs it first and its table stays in the chain behind this.
+    order = ProgressCallback.order
 
-    def writable(self) -> bool:
-        return True
+    def __init__(self, run: RunFolder, start_epoch: int = 0):
+        self.folder = run  # not `run`: fastai's Callback.run says whether the callback runs
+        self.start_epoch = start_epoch
 
-    def write(self, text: str) -> int:
-        *lines, self.pending = (self.pending + text).split("\n")
-        for line in lines:
-            if line.strip():
-                self.write_line(line)
-        return len(text)
+    def before_fit(self) -> None:
+        self.header = ",".join(self.recorder.metric_names)
+        self.rows = self.folder.history_rows_before(self.start_epoch) if self.start_epoch else []
+        self.old_logger, self.learn.logger = self.learn.logger, self._write_row
 
-    def flush(self) -> None:
-        pass
+    def _write_row(self, log: list) -> None:
+        self.rows.append(",".join(str(value) for value in log))
+        self.folder.write_history(self.header, self.rows)
+        self.old_logger(log)
+
+    def after_fit(self) -> None:
+        self.learn.logger = self.old_logger

@@ -6,7 +6,8 @@ callback, and for W&B, whose fastai `WandbCallback` fails in `before_fit` with f
 fastcore 2.2.41: it gathers the Learner's arguments with `fastcore.init_args`, which calls `vars()`
 on the Learner's `path`, a `Path` without `__dict__`), then the run's config as hyper-parameters,
 the best validation scores, the sample figures and the training curve as images, and `model.pth`
-as an artefact where the tracker keeps files (MLflow, W&B).
+as an artefact where the tracker keeps files (MLflow, W&B). Which trackers exist and whether
+each is installed is `config.TRACKERS`' (torch-free, for the CLI's `--help`).
 
 Where each writes: TensorBoard to `RUN/tensorboard/`; MLflow to
 `MLFLOW_TRACKING_URI` (MLflow's default: `sqlite:///mlflow.db` in the working folder), experiment
@@ -102,7 +103,8 @@ class TrackerRunMissing(Exception):
 class EpochMetrics(Callback):
     """Every epoch's losses, metrics and (decoder) learning rate, given to `log(values, epoch)`."""
 
-    order = Recorder.order + 1
+    run_after = Recorder
+    order = Recorder.order + 1  # after the Recorder has this epoch's values, as fastai's own trackers
 
     def __init__(self, log: Callable[[dict[str, float], int], None]):
         self.log = log

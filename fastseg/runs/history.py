@@ -1,0 +1,66 @@
+"""`history.csv`, one row per epoch: the one module that reads and writes its format.
+
+fastai's `CSVLogger` appends to the file in place, so a kill in the middle of a row left half a
+row, and a resumed run repeated the header and the epochs redone after the crash. Here the file
+is rewritten whole and atomically after every epoch (it is a few kilobytes), holding the rows of
+the epochs the checkpoint holds plus the new one. The rows are fastai's Recorder values joined
+by commas (`training.epoch_records.HistoryLogger` hands them over); `fastseg runs`, `report` and
+the trainer's final export read them back here. Files written by older versions may still hold
+repeated header rows, which every reader drops.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fastseg.atomic import write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+HEADER_START = "epoch,"  # fastai's Recorder names its first column "epoch"
+
+
+def write_history(path: Path, header: str, rows: list[str]) -> None:
+    write_text(path, "\n".join([header, *rows]) + "\n")
+
+
+def rows_before(path: Path, epoch: int) -> list[str]:
+    """The rows of epochs `< epoch` already on disk, as written (an interrupted epoch is redone)."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines()[1:]:
+        first = line.split(",", 1)[0]
+        if first.isdigit() and int(first) < epoch:
+            rows.append(line)
+    return rows
+
+
+def read_history(path: Path) -> pd.DataFrame:
+    """`history.csv` as numbers; a resumed run's repeated header rows are dropped."""
+    import pandas as pd
+
+    history = pd.read_csv(path)
+    history = history[history["epoch"].astype(str) != "epoch"]
+    numeric = history.drop(columns=["time"], errors="ignore").apply(pd.to_numeric, errors="coerce")
+    return numeric.drop_duplicates("epoch", keep="last").reset_index(drop=True)
+
+
+def read_epoch_seconds(path: Path) -> list[float]:
+    """Each epoch's duration from the `time` column (fastai writes `mm:ss` or `h:mm:ss`)."""
+    import pandas as pd
+
+    times = pd.read_csv(path, usecols=["time"])["time"].astype(str)
+    seconds = []
+    for text in times[times != "time"]:  # a resumed run's repeated header
+        parts = text.split(":")
+        if all(part.isdigit() for part in parts):
+            seconds.append(float(sum(int(part) * 60**power for power, part in enumerate(parts[::-1]))))
+    return seconds
+
+
+def looks_like_history(path: Path) -> bool:
+    """Whether a file named history.csv is one fastseg wrote (`--force` replaces only those)."""
+    return path.read_text(encoding="utf-8", errors="replace").startswith(HEADER_START)
