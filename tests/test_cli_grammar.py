@@ -301,7 +301,7 @@ def test_scores_print_with_three_decimals_everywhere():
 
 def test_epoch_lines_use_the_same_style():
     pytest.importorskip("fastai")
-    from fastseg.training.epoch_log import epoch_line
+    from fastseg.training.epoch_records import epoch_line
 
     names = ["epoch", "train_loss", "valid_loss", "valid_miou", "time"]
     line = epoch_line(names, [0, 0.51234, float("nan"), 0.41239, "00:05"], 0, 40, 1.2e-3, True)
