@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from cli.errors import user_errors
 from cli.options import RequiredInHelp, positional_alias, renamed_flag, verbose_option
@@ -66,7 +67,12 @@ def command(model: Path, quiet: bool, accept_int8_loss: bool, **options) -> None
     written then meant "keep the INT8 file"; read as "replace fastseg's own earlier output" (what
     --force means elsewhere) it would change nothing, since export replaces its own earlier file
     anyway, and such a script would suddenly fail on a lossy INT8 file. `export MODEL` (positional)
-    is the old spelling of `--model MODEL`."""
+    is the old spelling of `--model MODEL`. `--accept-int8-loss` without `--int8` is a usage error
+    (it was silently ignored); the old `--force` without `--int8` still passes, as it always did."""
+    given = click.get_current_context().get_parameter_source("accept_int8_loss")
+    if given is ParameterSource.COMMANDLINE and not options["int8"]:  # not the old --force: it passes
+        raise click.UsageError("--accept-int8-loss applies to --int8 only: add --int8, or leave it out")
+
     from fastseg.export.exporter import export
     from fastseg.inference.segmented import no_progress
 

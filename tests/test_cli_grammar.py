@@ -260,6 +260,19 @@ def test_export_force_is_still_accept_int8_loss(export_calls, tmp_path, spelling
     assert note not in result.stdout
 
 
+def test_export_accept_int8_loss_without_int8_is_a_usage_error(export_calls, tmp_path):
+    """`--accept-int8-loss` means something only with `--int8` (it was silently ignored): one usage
+    line naming both, exit 2, nothing exported. The old `--force` without `--int8` still passes, as
+    scripts written before issue #21 ran it."""
+    result = invoke("export", "--model", tmp_path, "--accept-int8-loss", "--quiet")
+    assert result.exit_code == 2 and not export_calls, result.output
+    error = "Error: --accept-int8-loss applies to --int8 only: add --int8, or leave it out"
+    assert [line for line in result.output.splitlines() if line.startswith("Error")] == [error]
+    old = invoke("export", "--model", tmp_path, "--force", "--quiet")
+    assert old.exit_code == 0, old.output
+    assert export_calls[0]["force"] is True and export_calls[0]["int8"] is False
+
+
 @pytest.mark.parametrize("name", ["predict", "report"])
 def test_predict_and_report_force_is_still_replace_foreign(monkeypatch, tmp_path, name):
     import fastseg.inference.predict as predict_module
