@@ -43,24 +43,15 @@ def predict_figures(device: str, images: int, size: int, batch_size: int) -> dic
     import numpy as np
     import torch
     from PIL import Image
+    from shared import untrained_model  # beside this script
 
-    from fastseg.data.voc import VOC
     from fastseg.imaging.geometry import LETTERBOX
     from fastseg.inference.segmenter import Segmenter
-    from fastseg.model.checkpoint import load_model, save_model
-    from fastseg.model.config import ModelConfig
-    from fastseg.model.network import SegmentationModel
+    from fastseg.model.checkpoint import load_model
 
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
-        model = save_model(
-            folder / "model.pth",
-            SegmentationModel(ModelConfig(num_classes=len(VOC))).eval(),
-            ModelConfig(num_classes=len(VOC)),
-            size,
-            resize=LETTERBOX,
-            classes=VOC,
-        )
+        model = untrained_model(folder / "model.pth", size, resize=LETTERBOX)
         rng = np.random.default_rng(0)
         (folder / "in").mkdir()
         for index in range(images):

@@ -12,7 +12,6 @@ the stages after the forward pass (2 output threads) and decoding (a prefetch th
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import sys
@@ -23,35 +22,21 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from peer_ratios import cpu_description, make_jpegs  # noqa: E402 - a script beside this one
+from peer_ratios import cpu_description, default_typed_options, make_jpegs  # noqa: E402 - a script beside this one
+from shared import untrained_model  # noqa: E402 - a script beside this one
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=24)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--precision", default="auto")
-    args = parser.parse_args()
-    from fastseg.data.voc import VOC
+    args = default_typed_options(__doc__, images=24, size=224, batch=8, precision="auto")
     from fastseg.imaging.masks import encode_mask
     from fastseg.inference.image_outputs import class_fractions
     from fastseg.inference.segmenter import Segmenter
-    from fastseg.model.checkpoint import save_model
-    from fastseg.model.config import ModelConfig
-    from fastseg.model.network import SegmentationModel
 
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         images = sorted(make_jpegs(scratch / "images", args.images).glob("*.jpg"))
         torch.manual_seed(0)
-        model = save_model(
-            scratch / "model.pth",
-            SegmentationModel(ModelConfig(num_classes=len(VOC))).eval(),
-            ModelConfig(num_classes=len(VOC)),
-            size=args.size,
-            classes=VOC,
-        )
+        model = untrained_model(scratch / "model.pth", args.size)
         segmenter = Segmenter.open(model, torch.device("cpu"), args.precision)
         dataset = segmenter.dataset(images)
         seconds: dict[str, float] = dict.fromkeys(
