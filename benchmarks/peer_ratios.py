@@ -48,6 +48,8 @@ def default_typed_options(doc: str, **defaults: object) -> argparse.Namespace:
     its docstring's first line (compile_forward, predict_stages)."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     for name, default in defaults.items():
+        if isinstance(default, bool):  # bool("False") is True: a flag needs action="store_true"
+            raise TypeError(f"--{name}: a flag, not a typed option")
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
     return parser.parse_args()
 
