@@ -137,6 +137,46 @@ def predict(model_file, image, out, *options):
         return np.array(mask)
 
 
+def test_both_strategies_hand_out_the_same_segmented_images(tmp_path):
+    """The strategy is chosen once, from the tiling, and either one hands out the `Segmented`
+    protocol: for a picture that one tile covers (the input the letterbox would make), the same
+    index, size, classes, bands and labels; for an unreadable file, the same error and no model."""
+    import dataclasses
+
+    from fastseg.inference.sliding import SlidingWindow, TiledImage
+    from fastseg.inference.whole_image import FittedImage, WholeImage
+
+    picture = np.random.default_rng(3).integers(0, 255, (40, 64, 3), dtype=np.uint8)
+    Image.fromarray(picture).save(tmp_path / "a.png")
+    (tmp_path / "b.png").write_bytes(b"not a picture")
+    whole = segmenter_of(darkness_model(), 2)
+    tiled = dataclasses.replace(whole, tiling=Tiling(64, 0.25))
+    assert isinstance(whole.strategy, WholeImage) and whole.dataset([]).fit
+    assert tiled.strategy == SlidingWindow(Tiling(64, 0.25)) and not tiled.dataset([]).fit
+    assert tiled.runtime is whole.runtime  # one network, two strategies
+    results = {}
+    for name, segmenter in (("whole", whole), ("tiled", tiled)):
+        paths = [tmp_path / "a.png", tmp_path / "b.png"]
+        results[name] = list(segment(segmenter, segmenter.dataset(paths), batch_size=2, num_workers=0))
+    (fitted, unreadable), (tile, broken) = results["whole"], results["tiled"]
+    assert isinstance(fitted, FittedImage) and isinstance(tile, TiledImage)
+    described = [(result.index, result.size, result.num_classes) for result in (fitted, tile)]
+    assert described == [(0, (40, 64), 2)] * 2
+    blended, upsampled = (torch.cat([band for _, band in result.bands()], dim=1) for result in (tile, fitted))
+    torch.testing.assert_close(blended, upsampled, rtol=0, atol=1e-5)
+    labels = fitted.labels()
+    assert labels.shape == (40, 64) and set(np.unique(labels)) == {0, 1}
+    np.testing.assert_array_equal(tile.labels(), labels)
+    assert unreadable.index == broken.index == 1 and unreadable.error == broken.error != ""
+
+
+def test_a_segmenter_needs_its_runtime():
+    """No runtime is made behind the caller's back: the torch runtime is asked for by name."""
+    loaded = LoadedModel(darkness_model().eval(), 64, LETTERBOX, ["0", "1"], IMAGENET_MEAN, IMAGENET_STD, {})
+    with pytest.raises(TypeError, match="Segmenter.with_torch"):
+        Segmenter(loaded, torch.device("cpu"))
+
+
 def test_one_tile_equals_the_whole_image_path(model_file, tmp_path):
     """A 64x40 image under a 64 tile is padded exactly as the 64² letterbox pads it: the same
     input, so the same labels, through `fastseg predict`."""

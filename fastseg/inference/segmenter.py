@@ -40,6 +40,9 @@ class Segmenter:
     strategy: Strategy = field(init=False)
 
     def __post_init__(self) -> None:
+        if not callable(getattr(self.runtime, "logits", None)):  # e.g. the device, as before #25
+            raise TypeError(f"Segmenter(loaded, runtime, ...): {self.runtime!r} runs no network; "
+                            "Segmenter.with_torch(loaded, device, precision) runs one on torch")  # fmt: skip
         self.size = self.size or self.loaded.size
         self.strategy = WholeImage() if self.tiling is None else SlidingWindow(self.tiling)
 
