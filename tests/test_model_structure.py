@@ -9,21 +9,25 @@ import pytest
 from fastseg.model.config import ModelConfig
 from fastseg.model.network import SegmentationModel
 
-MODEL = Path(__file__).resolve().parents[1] / "fastseg" / "model"
+PACKAGE = Path(__file__).resolve().parents[1] / "fastseg"
+MODEL = PACKAGE / "model"
 FORBIDDEN = ("fastseg.data", "fastseg.runs", "fastseg.training")
 
 
-def fastseg_imports(source: str) -> list[str]:
+def fastseg_imports(source: str, package: str = "fastseg.model", names_too: bool = False) -> list[str]:
     """Every module a source imports, at the top or inside a function, relative imports resolved
-    against `fastseg.model` (`from ..data import x` is `fastseg.data`)."""
+    against `package` (in `fastseg.model`, `from ..data import x` is `fastseg.data`); `names_too`
+    adds `a.b` for `from a import b`, which may name a module."""
     names = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            base = ["fastseg", "model"][: max(0, 3 - node.level)] if node.level else []
+            parts = package.split(".")
+            base = parts[: max(0, len(parts) + 1 - node.level)] if node.level else []
             module = ".".join([*base, *([node.module] if node.module else [])])
-            names += [module] if node.module else [f"{module}.{alias.name}" for alias in node.names]
+            named = [f"{module}.{alias.name}" for alias in node.names]  # `from a import b`: b may be a module
+            names += ([module] + (named if names_too else [])) if node.module else named
     return names
 
 
@@ -68,3 +72,57 @@ def test_network_needs_its_config():
         SegmentationModel()
     network = SegmentationModel(ModelConfig(num_classes=4, decoder_channels=(8, 8, 8, 8, 8)))
     assert network.head.out_channels == 4
+
+
+def import_cycles(modules: dict[str, str]) -> list[list[str]]:
+    """The import circles among `modules` (name -> source), imports inside functions included:
+    each group of two or more modules that all reach each other, sorted."""
+    graph = {
+        name: {
+            target
+            for target in fastseg_imports(source, name.rpartition(".")[0], names_too=True)
+            if target in modules and target != name
+        }
+        for name, source in modules.items()
+    }
+    reach = {}
+    for start in graph:
+        seen, frontier = set(), [start]
+        while frontier:
+            for target in graph[frontier.pop()] - seen:
+                seen.add(target)
+                frontier.append(target)
+        reach[start] = seen
+    groups = {tuple(sorted({start} | {name for name in reach[start] if start in reach[name]}))
+              for start in graph if start in reach[start]}  # fmt: skip
+    return sorted(list(group) for group in groups)
+
+
+def test_no_import_circle_in_the_model_the_data_sets_or_the_classes():
+    """`data/dataset.py` <-> `folder_dataset.py`/`voc.py` and `model/pretrained.py` <->
+    `timm_pretrained.py` were circles (lazy imports inside functions hid them from Python)."""
+    files = [
+        PACKAGE / "classes.py",
+        *sorted((PACKAGE / "model").glob("*.py")),
+        *sorted((PACKAGE / "data").glob("*.py")),
+    ]
+    modules = {
+        ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(
+            ".__init__"
+        ): path.read_text()
+        for path in files
+    }
+    assert "fastseg.data.factory" in modules and "fastseg.model.pretrained" in modules
+    assert import_cycles(modules) == []
+
+
+def test_the_circle_finder_finds_circles_through_functions():
+    modules = {
+        "fastseg.data.a": "from fastseg.data.b import x\n",
+        "fastseg.data.b": "def f():\n    from fastseg.data import c\n",
+        "fastseg.data.c": "import fastseg.data.a\n",
+        "fastseg.data.d": "from fastseg.data.a import y\n",
+        "fastseg.data.e": "from . import d\n",
+    }
+    assert import_cycles(modules) == [["fastseg.data.a", "fastseg.data.b", "fastseg.data.c"]]
+    assert import_cycles({**modules, "fastseg.data.c": "import os\n"}) == []

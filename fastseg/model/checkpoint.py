@@ -111,6 +111,29 @@ def load_weights_only(path: Path, kind: str) -> Any:
         raise CheckpointError(f"{path}: not a readable {kind} (not a torch file)") from None
 
 
+# Wrappers other tools put around a state dict: fastseg `model.pth`, fastai `learn.save`.
+STATE_DICT_KEYS = ("state_dict", "model")
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A dict of tensors from `path`, loaded with `weights_only=True` (never runs pickled code);
+    encoder weights for training (`fastseg.model.pretrained`, `fastseg.model.timm_pretrained`)."""
+    if not path.is_file():
+        raise FastsegError(f"{path}: weights file not found")
+    state = load_weights_only(path, "state dict")
+    for key in STATE_DICT_KEYS:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if (
+        not isinstance(state, dict)
+        or not state
+        or not all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items())
+    ):
+        raise FastsegError(f"{path}: not a state dict of tensors")
+    return state
+
+
 def resolve_model_path(model: Path | str) -> Path:
     """Accept a run folder (its `model.pth`) or a model file."""
     path = Path(model).expanduser()

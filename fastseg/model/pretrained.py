@@ -14,14 +14,12 @@ import torch
 from torchvision.models import VGG16_BN_Weights
 
 from fastseg.errors import FastsegError
-from fastseg.model.checkpoint import load_weights_only
+from fastseg.model.checkpoint import read_state_dict
 from fastseg.model.config import DEFAULT_ENCODER
 from fastseg.model.encoder import VGGEncoder
 from fastseg.model.network import SegmentationModel
 
 IMAGENET_WEIGHTS = VGG16_BN_Weights.IMAGENET1K_V1
-# Wrappers other tools put around a state dict: fastseg `model.pth`, fastai `learn.save`.
-_STATE_DICT_KEYS = ("state_dict", "model")
 
 
 def cached_weights_path(weights: VGG16_BN_Weights = IMAGENET_WEIGHTS) -> Path:
@@ -43,24 +41,6 @@ def imagenet_state_dict(weights: VGG16_BN_Weights = IMAGENET_WEIGHTS) -> dict[st
             f"cached at {path}: copy {path.name} there, or train with --no-pretrained or "
             "--encoder-weights FILE"
         ) from None
-
-
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A dict of tensors from `path`, loaded with `weights_only=True` (never runs pickled code)."""
-    if not path.is_file():
-        raise FastsegError(f"{path}: weights file not found")
-    state = load_weights_only(path, "state dict")
-    for key in _STATE_DICT_KEYS:
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-            break
-    if (
-        not isinstance(state, dict)
-        or not state
-        or not all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items())
-    ):
-        raise FastsegError(f"{path}: not a state dict of tensors")
-    return state
 
 
 def encoder_state(state: dict[str, torch.Tensor], encoder: VGGEncoder) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from fastseg.errors import FastsegError
-from fastseg.model.pretrained import read_state_dict
+from fastseg.model.checkpoint import read_state_dict
 
 
 def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
