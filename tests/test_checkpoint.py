@@ -209,3 +209,19 @@ def test_a_raw_pickle_is_one_line_without_torchs_warning(tmp_path, capfd):
     result = CliRunner().invoke(main, arguments)
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
     assert "Warning" not in capfd.readouterr().err
+
+
+def test_a_file_from_before_own_data_sets_loads_as_vocs(state, tmp_path):
+    """No colours, void value, resize mode or encoder (files older than those fields), and a
+    model_config without a class count: read as before, VOC's colour map, 255, squish, VGG16-BN
+    and 21 classes. The model has no class-count default any more; this is the file format's."""
+    old_config = {"decoder_channels": state["model_config"]["decoder_channels"]}
+    path = crafted(state, tmp_path / "old.pth", colors=None, ignore_index=None, resize=None,
+                   model_config=old_config)  # fmt: skip
+    loaded = load_model(path)
+    assert loaded.model.config == ModelConfig(num_classes=21, decoder_channels=(256, 128, 64, 32, 16))
+    assert loaded.classes == list(VOC.names) and loaded.colors == list(VOC.colors)
+    assert (loaded.ignore_index, loaded.resize) == (255, "squish")
+    assert loaded.class_set == VOC
+    with torch.no_grad():
+        assert loaded.model(torch.zeros(1, 3, 32, 32)).shape == (1, 21, 32, 32)
