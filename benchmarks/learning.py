@@ -15,7 +15,8 @@ cross-entropy ignoring void, final weights, no validation.
     python benchmarks/learning.py --data ../shared/data/camvid-dev --seeds 0 1 2 \
         --learners peer fast --out benchmarks/results/learning.json
 
-A learner is `peer`, or a fastseg variant from `VARIANTS` (recipe overrides); fastseg variants
+A learner is `peer` (`peer-fused`: the same loop with AdamW's fused step, the peer at its
+fastest, for wall-clock), or a fastseg variant from `VARIANTS` (recipe overrides); fastseg variants
 are scored three ways from one run: the weights `model.pth` holds, the final epoch's, and the
 mean of the last three epochs' weights.
 """
@@ -60,6 +61,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fast-10-epochs": {"epochs": 10},
 }
 
+
+PEERS = ("peer", "peer-fused")  # the bare loop, with torch's default AdamW step or its fused one
 
 # --- the one scorer -------------------------------------------------------------------------
 
@@ -116,7 +119,7 @@ class PeerPairs(torch.utils.data.Dataset):
 
 
 def train_peer(data: SegmentationData, train_ids: list[str], args: argparse.Namespace,
-               seed: int) -> torch.nn.Module:  # fmt: skip
+               seed: int, fused: bool = False) -> torch.nn.Module:  # fmt: skip
     import segmentation_models_pytorch as smp
 
     random.seed(seed)
@@ -124,7 +127,8 @@ def train_peer(data: SegmentationData, train_ids: list[str], args: argparse.Name
     model = smp.Unet("vgg16_bn", encoder_weights=None, classes=len(data.classes))
     pairs = PeerPairs(data, train_ids, args.size, args.crop)
     loader = torch.utils.data.DataLoader(pairs, batch_size=args.batch, shuffle=True, drop_last=True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
+    # fused: the same update in one kernel, the peer at its fastest (`peer-fused`)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, fused=fused or None)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
                                                    steps_per_epoch=len(loader))  # fmt: skip
     for _ in range(args.epochs):
@@ -212,9 +216,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--keep-runs", type=Path, help="keep fastseg's run folders here")
     args = parser.parse_args()
-    unknown = [name for name in args.learners if name != "peer" and name not in VARIANTS]
+    unknown = [name for name in args.learners if name not in PEERS and name not in VARIANTS]
     if unknown:
-        sys.exit(f"unknown learner(s) {unknown}; choose peer or one of {', '.join(VARIANTS)}")
+        sys.exit(f"unknown learner(s) {unknown}; choose one of {', '.join([*PEERS, *VARIANTS])}")
 
     data = open_dataset(args.data)
     split = data.split(None, 42)  # the split fastseg makes: val halved into validation and test
@@ -231,9 +235,9 @@ def main() -> None:
     for seed in args.seeds:
         for learner in args.learners:
             print(f"{learner} seed {seed} ...", flush=True)
-            if learner == "peer":
+            if learner in PEERS:
                 start = time.perf_counter()
-                model = train_peer(data, list(split.train), args, seed)
+                model = train_peer(data, list(split.train), args, seed, fused=learner == "peer-fused")
                 seconds = time.perf_counter() - start
                 results = {"final": scored(model, data, split_dict, args.size)}
             else:
