@@ -18,8 +18,10 @@ RESOURCE_ERRORS = (errno.ENOSPC, errno.EDQUOT)
 def resource_message(error: OSError) -> str:
     """`OUT: no space left on the disk (...)`: one line naming the file being written."""
     where = f"{error.filename}: " if error.filename else ""
-    return (f"{where}{error.strerror or 'no space left'}; every file written before is whole (written "
-            "atomically) and a partial one was discarded: free some space and run the command again")
+    return (
+        f"{where}{error.strerror or 'no space left'}; every file written before is whole (written "
+        "atomically) and a partial one was discarded: free some space and run the command again"
+    )
 
 
 def user_errors(function: F) -> F:
