@@ -2,7 +2,7 @@
 
 Its own module so that the interface (`fastseg.data.dataset`) imports none of the data sets
 that implement it: VOC (`fastseg.data.voc`) and a `dataset.yaml` folder
-(`fastseg.data.folder_dataset`) import the interface, this imports them.
+(`fastseg.data.folder_dataset`) import the interface, this imports them (no circle).
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastseg.data.dataset import SegmentationData
-from fastseg.data.folder_dataset import FolderDataset
-from fastseg.data.voc import find_voc
 from fastseg.errors import DatasetError
 
 DATASET_FILE = "dataset.yaml"
@@ -25,6 +23,11 @@ def is_dataset_file(path: Path | str) -> bool:
 
 def open_dataset(path: Path | str) -> SegmentationData:
     """`--data`: a `dataset.yaml`, a folder holding one, or a VOC root (`VOCdevkit/VOC2012` inside)."""
+    # here, not at the top: `is_dataset_file` serves `fastseg runs` and train's option parsing,
+    # which open no data set (the two data sets' imports cost them 0.1 s)
+    from fastseg.data.folder_dataset import FolderDataset
+    from fastseg.data.voc import find_voc
+
     path = Path(path).expanduser()
     if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
         return FolderDataset.from_file(path)
