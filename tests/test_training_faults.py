@@ -154,6 +154,33 @@ def test_a_damaged_best_checkpoint_is_found_before_any_epoch_is_spent(stopped):
     assert (stopped / "history.csv").read_text() == history  # no epoch was trained
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("restored", [False, True], ids=["before-the-restore", "after-the-restore"])
+def test_ctrl_c_as_a_resumed_fit_starts_keeps_the_epochs_done_and_the_best(stopped, monkeypatch, restored):
+    """Ctrl-C while a resumed fit starts, before its first epoch: the checkpoint still says what
+    the run had done. It said 0 epochs done (the next resume retrained epochs 0-1 on trained
+    weights, on the wrong schedule), and, before the saved best was put back, no best at all."""
+    from fastseg.training.resume import ResumableCheckpoint
+
+    saved = json.loads((stopped / "last.json").read_text())
+    assert saved["completed_epochs"] == 2 and saved["best"] is not None
+    original = ResumableCheckpoint.before_fit
+
+    def interrupted(self):
+        if restored:
+            original(self)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ResumableCheckpoint, "before_fit", interrupted)
+    result = CliRunner().invoke(main, ["train", "--resume", str(stopped), "--quiet"])
+    assert result.exit_code == 1 and "interrupted in epoch 0; checkpoint saved" in result.output
+    assert json.loads((stopped / "last.json").read_text()) == saved
+    monkeypatch.setattr(ResumableCheckpoint, "before_fit", original)
+    resumed = CliRunner().invoke(main, ["train", "--resume", str(stopped), "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    assert_finished_and_whole(stopped, 3)
+
+
 def test_a_second_training_into_a_locked_folder_is_refused_in_one_line(voc_root, tmp_path):
     from fastseg.runs.folder import RunFolder
 

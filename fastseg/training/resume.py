@@ -87,13 +87,17 @@ class ResumableCheckpoint(Callback):
                  saver: SaveModelCallback | None = None, resumed: dict[str, Any] | None = None,
                  warm_up: bool = False, save: bool = True):  # fmt: skip
         self.folder = run  # not `run`: fastai's Callback.run says whether the callback runs
+        # the epochs done so far: a Ctrl-C before this fit's first epoch ends keeps the resumed
+        # run's count (it saved 0, and the next resume retrained done epochs on trained weights)
         self.completed_epochs = start_epoch
         self.early, self.saver, self.resumed = early, saver, resumed
         self.warm_up, self.save = warm_up, save
+        self.restored = False
 
     def before_fit(self) -> None:
         if not self.resumed:
             return
+        self.restored = True
         # TensorBoard's steps go on from the epochs already done, not from 0 (fastai resets
         # `train_iter` and would count the resumed fit's batches from the start)
         start_epoch = int(self.resumed.get(COMPLETED_EPOCHS, 0))
@@ -127,6 +131,11 @@ class ResumableCheckpoint(Callback):
         """`last.pth` then `last.json`."""
         if self.warm_up:
             progress = {COMPLETED_EPOCHS: 0, WARMUP_EPOCHS: completed_epochs, "best": None, "wait": 0}
+        elif self.resumed and not self.restored:  # Ctrl-C before before_fit put the progress back:
+            kept = {"best": self.resumed.get("best"), "wait": int(self.resumed.get("wait", 0))}
+            smooth = self.resumed.get(SMOOTH_LOSS)  # fastai has reset the trackers and the Recorder
+            progress = {COMPLETED_EPOCHS: completed_epochs, **kept}
+            progress.update({SMOOTH_LOSS: smooth} if smooth is not None else {})
         else:
             progress = {COMPLETED_EPOCHS: completed_epochs, **tracker_state(self.early, self.saver),
                         **smoothing_state(learn)}  # fmt: skip
