@@ -23,8 +23,13 @@ SAPPHIRE_RAPIDS = "processor\t: 0\nflags\t\t: avx2 avx512f amx_tile amx_bf16 amx
 
 @pytest.mark.parametrize(
     ("cpuinfo", "native"),
-    [(AVX2_ONLY, False), (AVX512_BF16, True), (SAPPHIRE_RAPIDS, True), ("", False),
-     ("model name\t: avx512_bf16 lookalike\nflags\t\t: avx2\n", False)],  # fmt: skip
+    [
+        (AVX2_ONLY, False),
+        (AVX512_BF16, True),
+        (SAPPHIRE_RAPIDS, True),
+        ("", False),
+        ("model name\t: avx512_bf16 lookalike\nflags\t\t: avx2\n", False),
+    ],  # fmt: skip
 )
 def test_native_bf16_is_read_from_the_cpu_flags(cpuinfo, native):
     assert cpu_supports_bf16(cpuinfo) is native
