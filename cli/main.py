@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import keyword
 import warnings
 
 import click
@@ -12,20 +13,34 @@ from fastseg import __version__
 # fastai's import scripts a function with torch.jit, which torch 2.14 deprecates: noise to a user.
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 
-# name -> (module, one-line help). The module is imported only when the command runs.
+# name -> one-line help. Each command is the module named after it (`command_module`), imported
+# only when the command runs.
+SUMMARIES: dict[str, str] = {
+    "download": "Download and extract PASCAL VOC 2012 (resumable, MD5-checked).",
+    "import": "Import a tool's export (COCO, LabelMe, YOLO, CVAT, ...) as a data set.",
+    "check-data": "Check a data set: images and class pixels per split, every problem.",
+    "show-data": "Write sample figures of the augmented training and validation data.",
+    "train": "Train a U-Net (VGG16-BN or a timm encoder); writes a run folder.",
+    "lr-find": "Find a learning rate for train: fastai's lr_find, its plot and suggestion.",
+    "predict": "Segment images and folders with a trained model (palette PNGs).",
+    "export": "Export a trained model to ONNX (fp32, or INT8 checked on validation).",
+    "report": "Evaluate a run on its test split: metrics, confusion matrix, best/worst.",
+    "runs": "List the run folders: recipe, epochs, best and test mIoU, duration, status.",
+    "serve": "Serve a model over HTTP: predict's masks, a web page, Label Studio's /predict.",
+    "demo": "Offline end-to-end demo on a small generated VOC-format dataset.",
+}
+
+
+def command_module(name: str) -> str:
+    """`check-data` -> `cli.check_data`; a Python keyword takes PEP 8's trailing underscore
+    (`import` -> `cli.import_`)."""
+    module = name.replace("-", "_")
+    return f"cli.{module}_" if keyword.iskeyword(module) else f"cli.{module}"
+
+
+# name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "download": ("cli.download", "Download and extract PASCAL VOC 2012 (resumable, MD5-checked)."),
-    "import": ("cli.import_", "Import a tool's export (COCO, LabelMe, YOLO, CVAT, ...) as a data set."),
-    "check-data": ("cli.check_data", "Check a data set: images and class pixels per split, every problem."),
-    "show-data": ("cli.show_data", "Write sample figures of the augmented training and validation data."),
-    "train": ("cli.train", "Train a U-Net (VGG16-BN or a timm encoder); writes a run folder."),
-    "lr-find": ("cli.lr_find", "Find a learning rate for train: fastai's lr_find, its plot and suggestion."),
-    "predict": ("cli.predict", "Segment images and folders with a trained model (palette PNGs)."),
-    "export": ("cli.export", "Export a trained model to ONNX (fp32, or INT8 checked on validation)."),
-    "report": ("cli.report", "Evaluate a run on its test split: metrics, confusion matrix, best/worst."),
-    "runs": ("cli.runs", "List the run folders: recipe, epochs, best and test mIoU, duration, status."),
-    "serve": ("cli.serve", "Serve a model over HTTP: predict's masks, a web page, Label Studio's /predict."),
-    "demo": ("cli.demo", "Offline end-to-end demo on a small generated VOC-format dataset."),
+    name: (command_module(name), text) for name, text in SUMMARIES.items()
 }
 
 
