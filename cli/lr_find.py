@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from cli.errors import user_errors
+from cli.options import force_option
 from cli.train import command as train_command
 from cli.train import new_config
 
@@ -33,11 +34,7 @@ def default_out() -> Path:
     "--iterations", type=click.IntRange(min=20), default=100, help="Training batches the sweep may take."
 )
 @click.option("--quiet", is_flag=True, help="Print only the suggestion and the plot's path.")
-@click.option(  # cli.options.FORCE_HELP's words (force_option, not yet committed there)
-    "--force", is_flag=True,
-    help="Replace fastseg's own earlier lr_find.png and lr_find.csv in --out; a file fastseg did not write "
-    "is never replaced.",
-)  # fmt: skip
+@force_option("lr_find.png and lr_find.csv in --out")
 @user_errors
 def command(out: Path | None, iterations: int, quiet: bool, force: bool, config_file: Path | None,
             **options) -> None:  # fmt: skip
