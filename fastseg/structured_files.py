@@ -50,7 +50,7 @@ def read_utf8(path: Path | str, what: str = "file", max_bytes: int = MAX_BYTES) 
     try:
         status = os.fstat(descriptor)
         if not stat.S_ISREG(status.st_mode):
-            kind = _kind(status.st_mode)
+            kind = file_kind(status.st_mode)
             raise StructuredFileError(f"{path}: {kind}, not a regular file; a {what} must be a file on disk")
         if status.st_size > max_bytes:
             raise StructuredFileError(f"{path}: {status.st_size:,} bytes, too large for a {what}")
@@ -71,8 +71,8 @@ def read_utf8(path: Path | str, what: str = "file", max_bytes: int = MAX_BYTES) 
         ) from None
 
 
-def _kind(mode: int) -> str:
-    """What a file that is not a regular file is, for the message."""
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular file is, for the message (a model path's too)."""
     kinds = [(stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
              (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")]  # fmt: skip
     return next((name for test, name in kinds if test(mode)), "not a file")

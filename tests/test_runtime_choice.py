@@ -10,6 +10,7 @@ colour channel) tell it apart from the torch model's.
 
 import csv
 import json
+import re
 import sys
 import threading
 import time
@@ -270,6 +271,41 @@ def test_a_model_int8_onnx_that_is_not_a_file_is_named_so_and_never_opened(tmp_p
     )
     with pytest.raises(OptionError, match=f"--runtime int8: .*model.int8.onnx is a {kind}, not a model file"):
         choose_runtime(folder, "int8", CPU)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("model.pth", "a named pipe (FIFO)"),
+        ("model.onnx", "a named pipe (FIFO)"),
+        ("run/model.pth", "a named pipe (FIFO)"),
+        ("zero.pth", "a character device"),
+    ],
+)
+def test_a_model_that_is_not_a_regular_file_is_named_so_and_never_opened(tmp_path, name, kind):
+    """A FIFO (or a link to /dev/zero) given as --model, or standing as a run folder's model.pth:
+    one line saying what it is, not "model file not found" (it is there), exit 1; predict never
+    blocks on the FIFO waiting for a writer nor reads the device."""
+    import os
+
+    from fastseg.model.checkpoint import CheckpointError, resolve_model_path
+
+    path = tmp_path / name
+    path.parent.mkdir(exist_ok=True)
+    os.mkfifo(path) if "FIFO" in kind else path.symlink_to("/dev/zero")
+    model = path.parent if name.startswith("run/") else path
+    line = f"{path}: {kind}, not a regular file; a model must be a file on disk"
+    with pytest.raises(CheckpointError, match=re.escape(line)):
+        resolve_model_path(model)
+    results = []
+    source, out = thirds(tmp_path / "in"), tmp_path / "out"
+    worker = threading.Thread(target=lambda: results.append(predict(model, source, out)), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert results, "predict blocked on the model path"
+    result = results[0]
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines() == [f"Error: {line}"]
 
 
 def test_int8_check_figures_outside_an_miou_are_no_check():

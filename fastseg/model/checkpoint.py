@@ -23,6 +23,7 @@ from fastseg.imaging.geometry import RESIZE_MODES, SQUISH
 from fastseg.imaging.normalise import IMAGENET_MEAN, IMAGENET_STD
 from fastseg.model.config import DEFAULT_ENCODER, MAX_SIZE, MIN_SIZE, MODEL_FILENAME, ModelConfig
 from fastseg.model.network import SegmentationModel
+from fastseg.structured_files import file_kind
 
 FORMAT = "fastseg-model/2"  # /2: encoder read before each pool, full-resolution skip
 
@@ -140,6 +141,9 @@ def resolve_model_path(model: Path | str) -> Path:
     if path.is_dir():
         path = path / MODEL_FILENAME
     if not path.is_file():
+        if path.exists():  # a FIFO or a device: opening it would block, or read forever
+            kind = file_kind(path.stat().st_mode)
+            raise CheckpointError(f"{path}: {kind}, not a regular file; a model must be a file on disk")
         raise CheckpointError(f"{path}: model file not found (pass a run folder or its model.pth)")
     return path
 
