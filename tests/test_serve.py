@@ -1143,6 +1143,47 @@ def test_the_docs_pass_the_host_check_and_the_spec_asks_for_the_token(model_file
         assert client.get("/docs/assets/swagger-ui.css").status_code == 200
 
 
+def get_urls(routes) -> list[str]:
+    """Every GET route among `routes` (an app's, or an included router's), its path parameters
+    filled in (each docs file by name)."""
+    from fastapi.routing import APIRoute
+
+    from fastseg.serving.routes.docs import ASSETS
+
+    urls = []
+    for route in routes:
+        if hasattr(route, "original_router"):  # FastAPI >= 0.165 keeps an included router whole
+            urls += get_urls(route.original_router.routes)
+        elif isinstance(route, APIRoute) and "GET" in route.methods:
+            names = ASSETS if "{name}" in route.path else [None]
+            urls += [route.path.replace("{name}", name) if name else route.path for name in names]
+    return urls
+
+
+def test_head_answers_every_get_route_as_get_does_without_a_body(client, model_file):
+    """HEAD on /docs, its files and every other GET route was 405: it answers GET's status and
+    headers (the length of the body it leaves out), in the app and over a real socket; a POST-only
+    route still answers HEAD 405 with its Allow header, and a foreign Host is refused all the same."""
+    urls = get_urls(client.app.routes)
+    assert {"/", "/docs", "/docs/assets/swagger-ui-bundle.js", "/openapi.json", "/healthz", "/readyz",
+            "/v1/model", "/health"} <= set(urls)  # fmt: skip
+    for url in urls:
+        get, head = client.get(url), client.head(url)
+        assert get.status_code == 200, url
+        assert (head.status_code, head.content) == (200, b""), url
+        assert head.headers["content-type"] == get.headers["content-type"], url
+        assert head.headers["content-length"] == str(len(get.content)), url
+    refused = client.head("/v1/segment")
+    assert refused.status_code == 405 and refused.headers["allow"] == "POST"
+    with served_client(model_file, allowed_hosts=("localhost",)) as local:
+        assert local.head("/docs", headers={"host": "evil.example"}).status_code == 421
+    with live_server(create_app(Segmenter.open(model_file, CPU), ServeSettings())) as url:
+        for path in ("/docs", "/docs/assets/swagger-ui.css", "/readyz", "/"):
+            head = httpx.head(url + path)
+            assert head.status_code == 200 and head.content == b"", path
+            assert head.headers["content-length"] == str(len(httpx.get(url + path).content)), path
+
+
 def test_serve_without_the_docs_files_is_one_line_naming_the_extra(model_file, monkeypatch):
     import importlib.util
 

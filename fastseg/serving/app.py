@@ -24,6 +24,7 @@ from fastseg.inference.segmenter import Segmenter
 from fastseg.serving.dependencies import trusted_host
 from fastseg.serving.engine import Engine
 from fastseg.serving.errors import ServeError, one_line
+from fastseg.serving.head import HeadAsGet
 from fastseg.serving.routes import docs, health, label_studio, model, page, segment
 from fastseg.serving.settings import ServeSettings
 
@@ -57,6 +58,7 @@ def create_app(segmenter: Segmenter, settings: ServeSettings | None = None, warm
     for router in (segment.router, model.router, health.router, label_studio.router, page.router,
                    docs.router):  # fmt: skip
         app.include_router(router)
+    app.add_middleware(HeadAsGet)  # HEAD on every GET route, as GET without the body
 
     @app.exception_handler(ServeError)
     async def refused(request: Request, error: ServeError) -> JSONResponse:
