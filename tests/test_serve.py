@@ -33,6 +33,7 @@ from PIL import Image
 
 from cli.main import main
 from fastseg.data.voc import VOC, VOC_CLASSES
+from fastseg.errors import OptionError
 from fastseg.inference.segmenter import Segmenter
 from fastseg.model.checkpoint import save_model
 from fastseg.model.config import ModelConfig
@@ -785,8 +786,10 @@ class LabelStudioFiles(BaseHTTPRequestHandler):
     """A stand-in for Label Studio's file endpoint: serves one image to the right token."""
 
     image = b""
+    asked: list[str] = []  # every path requested, in order
 
     def do_GET(self):  # noqa: N802 - http.server's name
+        self.asked.append(self.path)
         if self.headers.get("authorization") != "Token ls-key":
             self.send_response(401)
             self.end_headers()
@@ -835,6 +838,50 @@ def test_label_studio_images_are_fetched_from_label_studio_only(model_file, imag
             check_error(ask(client, "/data/upload/1/photo.png"), 422, "answered 401")
     finally:
         files.shutdown()
+
+
+def test_a_task_never_reads_a_local_file(model_file, images, tmp_path):
+    """No task reaches a file on the server's disk: not by `..` out of Label Studio's media, an
+    absolute path, a link out of the media folder, nor a file:// URL (any spelling) — with or
+    without --label-studio-url, and with a file:// one given to the library (the command refuses
+    it). Each is a 4xx with one JSON line; the secret picture is never segmented, its path never
+    echoed whole. Fetches that do go out reach Label Studio's host only."""
+    secret = tmp_path / "secret" / "photo.png"
+    secret.parent.mkdir()
+    secret.write_bytes((images / "odd.jpg").read_bytes())
+    media = tmp_path / "media" / "data" / "upload" / "1"
+    media.mkdir(parents=True)
+    (media / "link.png").symlink_to(secret)
+    escapes = [
+        "../../../../secret/photo.png",
+        "/data/upload/1/../../../../secret/photo.png",
+        str(secret),
+        str(media / "link.png"),
+        "data/upload/1/link.png",
+        secret.as_uri(),
+        f"file://localhost{secret}",
+        f"FILE://{secret}",
+        f" file://{secret}",
+        f"file:{secret}",
+    ]
+    LabelStudioFiles.image, LabelStudioFiles.asked = b"", []
+    files = HTTPServer(("127.0.0.1", 0), LabelStudioFiles)
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    studio = f"http://127.0.0.1:{files.server_address[1]}"
+    for local in ((tmp_path / "media").as_uri() + "/", f"ftp://{tmp_path}/", "/data", " http://x"):
+        with pytest.raises(OptionError, match="an http:// or https:// address"):
+            ServeSettings(label_studio_url=local)
+    try:
+        for url in (None, studio):
+            with served_client(model_file, label_studio_url=url, label_studio_token="ls-key") as client:
+                for image in escapes:
+                    response = client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": image}}]})
+                    assert 400 <= response.status_code < 500, (url, image, response.text)
+                    assert list(response.json()) == ["error"] and "\n" not in response.json()["error"]
+                    assert "original_width" not in response.text and str(secret) not in response.text
+    finally:
+        files.shutdown()
+    assert LabelStudioFiles.asked and all(path.startswith("/") for path in LabelStudioFiles.asked)
 
 
 def test_label_studio_bad_requests_are_one_line(client, images):

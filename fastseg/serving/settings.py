@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fastseg.errors import OptionError
+
 DEFAULT_HOST = "127.0.0.1"  # a laptop's model is not offered to the whole network unless asked
 DEFAULT_PORT = 8000
 MAX_TILE = 2048  # a served `tile` pads a smaller image to tile²: bounded so one request cannot ask for GBs
@@ -32,6 +34,13 @@ class ServeSettings:
     # reach the model through DNS rebinding (a name of its own that resolves to 127.0.0.1).
     allowed_hosts: tuple[str, ...] | None = None
     body_seconds: float = 60.0  # a body still arriving after this is 408: a trickle holds no slot
+
+    def __post_init__(self) -> None:
+        # task images are fetched from Label Studio over HTTP: a file:// (or ftp://) address would
+        # let a task's `..` or absolute path read the server's own files
+        url = self.label_studio_url
+        if url and not url.lower().startswith(("http://", "https://")):
+            raise OptionError(f"label_studio_url {url[:200]!r}: an http:// or https:// address")
 
     @property
     def max_upload_bytes(self) -> int:

@@ -85,7 +85,7 @@ def image_bytes(source: object, settings: ServeSettings) -> bytes:
     base = urllib.parse.urlsplit(settings.label_studio_url)
     url = urllib.parse.urljoin(settings.label_studio_url.rstrip("/") + "/", source)
     target = urllib.parse.urlsplit(url)
-    if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+    if target.scheme not in ("http", "https") or (target.scheme, target.netloc) != (base.scheme, base.netloc):
         raise ServeError(422, "the task's image URL is not on --label-studio-url's host; not fetched")
     return fetch(url, settings)
 
