@@ -73,7 +73,8 @@ class ResumableCheckpoint(Callback):
       restored (held here: after Ctrl-C fastai has already removed them from the Learner).
     - `warm_up`: the decoder-only warm-up's fit, whose epochs are counted apart
       (`warmup_epochs`), with no main-schedule epoch done, no best score and no patience used.
-    - `save`: False on the other processes of a multi-process run, which only restore.
+    - `writes`: False on the other processes of a multi-process run, which only restore (not
+      `save`, which would shadow `Learner.save` in fastai's attribute lookup).
     """
 
     run_after = (TrainEvalCallback, Recorder, SaveModelCallback, EarlyStoppingCallback)
@@ -85,13 +86,13 @@ class ResumableCheckpoint(Callback):
 
     def __init__(self, run: RunFolder, start_epoch: int = 0, early: EarlyStoppingCallback | None = None,
                  saver: SaveModelCallback | None = None, resumed: dict[str, Any] | None = None,
-                 warm_up: bool = False, save: bool = True):  # fmt: skip
+                 warm_up: bool = False, writes: bool = True):  # fmt: skip
         self.folder = run  # not `run`: fastai's Callback.run says whether the callback runs
         # the epochs done so far: a Ctrl-C before this fit's first epoch ends keeps the resumed
         # run's count (it saved 0, and the next resume retrained done epochs on trained weights)
         self.completed_epochs = start_epoch
         self.early, self.saver, self.resumed = early, saver, resumed
-        self.warm_up, self.save = warm_up, save
+        self.warm_up, self.writes = warm_up, writes
         self.restored = False
 
     def before_fit(self) -> None:
@@ -118,13 +119,13 @@ class ResumableCheckpoint(Callback):
 
     def after_epoch(self) -> None:
         self.completed_epochs = self.learn.epoch + 1
-        if self.save:
+        if self.writes:
             self.write(self.learn, self.completed_epochs)
 
     def save_interrupted(self, learn: Learner) -> None:
         """Ctrl-C: mid-epoch, `learn.epoch` is the unfinished epoch, which resuming redoes.
         `learn` is passed in: fastai has removed this callback from it by now."""
-        if self.save:
+        if self.writes:
             self.write(learn, max(learn.epoch, self.completed_epochs))
 
     def write(self, learn: Learner, completed_epochs: int) -> None:
