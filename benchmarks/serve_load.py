@@ -28,9 +28,7 @@ import json
 import os
 import platform
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +38,9 @@ import httpx
 import numpy as np
 from PIL import Image
 from shared import predict_arguments, seconds_and_peak_rss, untrained_model  # beside this script
+
+from fastseg.errors import FastsegError
+from fastseg.serving.readiness import served_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,48 +78,12 @@ def fastseg_command() -> list[str]:
     return [sys.executable, "-c", "from cli.main import main; main()"]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def memory_kib(pid: int, field: str) -> int:
     """`VmRSS` (now) or `VmHWM` (peak) of a process, in KiB (Linux)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
-
-
-@contextlib.contextmanager
-def server(model: Path, *options: str):
-    """`fastseg serve` on a free port of 127.0.0.1; yields (url, pid) once ready."""
-    port = free_port()
-    process = subprocess.Popen(
-        [*fastseg_command(), "serve", str(model), "--port", str(port), *options],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the server did not start: {process.stderr.read()[-2000:]}")
-            time.sleep(0.25)
-        yield url, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 async def load(url: str, payloads: list[bytes], clients: int, seconds: float) -> dict:
@@ -164,7 +129,8 @@ async def load(url: str, payloads: list[bytes], clients: int, seconds: float) ->
 
 
 def run_levels(model: Path, payloads: list[bytes], levels: list[int], seconds: float, *options: str) -> dict:
-    with server(model, *options) as (url, pid):
+    with served_process(model, *options) as served:  # on a free port of 127.0.0.1
+        url, pid = served.url, served.process.pid
         asyncio.run(load(url, payloads, 1, min(3.0, seconds)))  # warm the allocator and caches
         warm_rss = memory_kib(pid, "VmRSS")
         rows = []
@@ -184,7 +150,8 @@ def run_levels(model: Path, payloads: list[bytes], levels: list[int], seconds: f
 def soak(model: Path, payloads: list[bytes], seconds: float, clients: int = 16) -> dict:
     """`clients` clients for `seconds`: RSS after a warm-up minute (or a tenth) against the end."""
     warm = min(60.0, seconds / 10)
-    with server(model) as (url, pid):
+    with served_process(model) as served:
+        url, pid = served.url, served.process.pid
         asyncio.run(load(url, payloads, clients, warm))
         after_warm_up = memory_kib(pid, "VmRSS")
         row = asyncio.run(load(url, payloads, clients, seconds))
@@ -308,4 +275,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except FastsegError as error:  # a server that did not start: the end of its output
+        raise SystemExit(f"serve_load: {error}") from None

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from model_files import EXPORT_DESCRIPTION as DESCRIPTION
+from model_files import save_seeded_voc_model, write_run_files
 from PIL import Image
 
 from cli.main import main
-from fastseg.data.voc import VOC, find_voc
 from fastseg.errors import CheckpointError, FastsegError
 from fastseg.extras import install_hint
-from fastseg.model.checkpoint import load_model, save_model
-from fastseg.model.config import ModelConfig
+from fastseg.model.checkpoint import load_model
 from fastseg.model.network import SegmentationModel
 
 onnx = pytest.importorskip("onnx")
@@ -40,19 +40,8 @@ def run(tmp_path_factory, voc_root):
     """A run folder as `fastseg train` leaves it, without the training: model.pth (32², BatchNorm
     statistics randomised), split.json over the tiny generated set, config.json naming it."""
     folder = tmp_path_factory.mktemp("run")
-    torch.manual_seed(0)
-    model = SegmentationModel(ModelConfig(num_classes=len(VOC))).eval()
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 2.0)
-    save_model(folder / "model.pth", model, ModelConfig(num_classes=len(VOC)), size=32, classes=VOC)
-    lists = find_voc(voc_root).root / "ImageSets" / "Segmentation"
-    val = (lists / "val.txt").read_text().split()
-    split = {"train": (lists / "train.txt").read_text().split(), "valid": val[:6], "test": val[6:]}
-    (folder / "split.json").write_text(json.dumps(split))
-    (folder / "config.json").write_text(json.dumps({"train": {"data": str(voc_root)}}))
+    save_seeded_voc_model(folder / "model.pth")
+    write_run_files(folder, voc_root)
     return folder
 
 
@@ -320,13 +309,6 @@ def test_a_dead_exports_temporary_file_is_removed_by_the_next_export(run, export
 
 
 # --- the graph against its description (issue #19, item 3): checked when the session is made ----
-
-DESCRIPTION = {"format": "fastseg-export/1", "source_format": "fastseg-model/2", "size": 32,
-               "resize": "squish", "classes": ["background", "thing", "other"],
-               "colors": [[0, 0, 0], [128, 0, 0], [0, 128, 0]], "ignore_index": 255,
-               "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "metadata": {},
-               "model_config": {"num_classes": 3, "decoder_channels": [256, 128, 64, 32, 16],
-                                "encoder": "vgg16_bn"}}  # fmt: skip
 
 
 def onnx_file(path, inputs, outputs, nodes, description=DESCRIPTION):

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from model_files import EXPORT_DESCRIPTION as DESCRIPTION
 from PIL import Image
 
 from cli.main import main
@@ -47,12 +48,6 @@ NO_USABLE_CHECK = "model.int8.onnx records no usable accuracy check"
 TORCH = "torch bf16" if cpu_supports_bf16() else "torch fp32"
 PASSED = {"validation_miou_fp32": 0.8, "validation_miou_int8": 0.796, "validation_images": 8,
           "calibration_images": 4, "forced": False}  # fmt: skip
-DESCRIPTION = {"format": "fastseg-export/1", "source_format": "fastseg-model/2", "size": 32,
-               "resize": "squish", "classes": ["background", "thing", "other"],
-               "colors": [[0, 0, 0], [128, 0, 0], [0, 128, 0]], "ignore_index": 255,
-               "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "metadata": {},
-               "model_config": {"num_classes": 3, "decoder_channels": [256, 128, 64, 32, 16],
-                                "encoder": "vgg16_bn"}}  # fmt: skip
 
 
 def identity_onnx(path, **description):

@@ -29,44 +29,27 @@ import pytest
 import torch
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+from model_files import save_seeded_voc_model, write_run_files
 from PIL import Image
 
 from cli.main import main
-from fastseg.data.voc import VOC, VOC_CLASSES
-from fastseg.errors import OptionError
+from fastseg.data.voc import VOC_CLASSES
+from fastseg.errors import FastsegError, OptionError
+from fastseg.importing.labelstudio import decode_brush
 from fastseg.inference.segmenter import Segmenter
-from fastseg.model.checkpoint import save_model
-from fastseg.model.config import ModelConfig
-from fastseg.model.network import SegmentationModel
 from fastseg.serving.app import create_app
 from fastseg.serving.batching import Batcher, Busy
 from fastseg.serving.encoding import brush_rle, coco_rle
+from fastseg.serving.readiness import became_ready, free_port, served_process
 from fastseg.serving.settings import ServeSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 
 
-def seeded_model() -> SegmentationModel:
-    torch.manual_seed(0)
-    model = SegmentationModel(ModelConfig(num_classes=len(VOC))).eval()
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 2.0)
-    return model
-
-
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
-    return save_model(
-        tmp_path_factory.mktemp("model") / "model.pth",
-        seeded_model(),
-        ModelConfig(num_classes=len(VOC)),
-        size=32,
-        classes=VOC,
-    )
+    return save_seeded_voc_model(tmp_path_factory.mktemp("model") / "model.pth")
 
 
 def noise(width: int, height: int, mode: str = "RGB", seed: int = 0) -> Image.Image:
@@ -137,12 +120,6 @@ def client(model_file):
         yield client
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextlib.contextmanager
 def live_server(app):
     """uvicorn serving `app` on 127.0.0.1 in a thread of this process (so a test can look inside
@@ -155,21 +132,61 @@ def live_server(app):
     thread.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-            time.sleep(0.05)
+        assert became_ready(url, 60, thread.is_alive), "server did not start"
         yield url
     finally:
         server.should_exit = True
         thread.join(30)
 
 
+def test_became_ready_waits_for_readyz_and_gives_up_on_an_ended_server(model_file):
+    """True once /readyz is 200; False at its timeout while /readyz is 503 (the model still
+    loading) or nobody answers, at once for a server that ended; only http(s) addresses."""
+    port = free_port()
+    started = time.monotonic()
+    assert not became_ready(f"http://127.0.0.1:{port}", 60, running=lambda: False)
+    assert not became_ready(f"http://127.0.0.1:{port}", 0.3)
+    assert time.monotonic() - started < 5
+    with pytest.raises(OptionError, match="http:// or https://"):
+        became_ready("file:///etc", 1)
+
+    class Loading(BaseHTTPRequestHandler):  # a server whose warm-up never ends
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(503 if self.path == "/readyz" else 200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    loading = HTTPServer(("127.0.0.1", 0), Loading)
+    threading.Thread(target=loading.serve_forever, daemon=True).start()
+    try:
+        assert not became_ready(f"http://127.0.0.1:{loading.server_address[1]}", 0.5)
+    finally:
+        loading.shutdown()
+    with live_server(create_app(Segmenter.open(model_file, CPU), ServeSettings())) as url:
+        assert became_ready(url, 1) and httpx.get(f"{url}/readyz").json()["ready"] is True
+    started = time.monotonic()
+    gone = served_process(model_file.parent / "gone.pth", timeout=120)
+    with pytest.raises(FastsegError, match="did not become ready: (?s:.*)gone.pth' does not exist"), gone:
+        pass
+    assert time.monotonic() - started < 60  # the server's end, not the timeout
+
+
 def masks_of(folder: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(folder.glob("*.png"))}
+
+
+def assert_served_as_predicted(model: Path, images: Path, out: Path, **description: object) -> None:
+    """Each image sent as `curl -F file=@...` would comes back as the mask `predict` wrote for it
+    into `out`; /v1/model describes the model as `description` says (runtime, precision...)."""
+    expected = masks_of(predicted(model, images, out))
+    with served_client(model) as client:
+        described = client.get("/v1/model").json()
+        assert {key: described[key] for key in description} == description
+        for path in sorted(images.iterdir()):
+            response = client.post("/v1/segment", files={"file": (path.name, path.read_bytes())})
+            assert response.content == expected[path.with_suffix(".png").name], path.name
 
 
 def check_error(response, status: int, words: str) -> None:
@@ -191,31 +208,8 @@ def test_served_masks_are_predicts_files_byte_for_byte_over_http(model_file, ima
     wrote."""
     expected = masks_of(predicted(model_file, images, tmp_path / "out"))
     assert len(expected) == 6
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from cli.main import main; main()",
-            "serve",
-            str(model_file),
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            assert server.poll() is None and time.monotonic() < deadline, server.stdout.read()
-            time.sleep(0.2)
+    with served_process(model_file, timeout=120) as served:  # FastsegError with its output if not ready
+        url = served.url
         files = sorted(path for path in images.iterdir())
         for path in files:
             response = httpx.post(f"{url}/v1/segment", files={"file": (path.name, path.read_bytes())})
@@ -235,25 +229,16 @@ def test_served_masks_are_predicts_files_byte_for_byte_over_http(model_file, ima
                 return [response.content for response in await asyncio.gather(*sent)]
 
         assert asyncio.run(all_at_once()) == [expected[path.with_suffix(".png").name] for path in files]
-    finally:
-        server.terminate()
-        output = server.communicate(timeout=30)[0]
-    assert "Traceback" not in output
+    assert "Traceback" not in served.output() and "fastseg serve:" in served.output()
 
 
 @pytest.fixture(scope="module")
 def onnx_run(tmp_path_factory, voc_root, model_file):
     """A run folder (model.pth, split.json, config.json naming the tiny data set) and its exports."""
     pytest.importorskip("onnxruntime")
-    from fastseg.data.voc import find_voc
-
     folder = tmp_path_factory.mktemp("run")
     (folder / "model.pth").write_bytes(model_file.read_bytes())
-    lists = find_voc(voc_root).root / "ImageSets" / "Segmentation"
-    val = (lists / "val.txt").read_text().split()
-    split = {"train": (lists / "train.txt").read_text().split(), "valid": val[:6], "test": val[6:]}
-    (folder / "split.json").write_text(json.dumps(split))
-    (folder / "config.json").write_text(json.dumps({"train": {"data": str(voc_root)}}))
+    write_run_files(folder, voc_root)
     result = CliRunner().invoke(main, ["export", str(folder)])
     assert result.exit_code == 0, result.output
     return folder
@@ -262,13 +247,7 @@ def onnx_run(tmp_path_factory, voc_root, model_file):
 @pytest.mark.slow
 def test_served_onnx_masks_are_predicts_files(onnx_run, images, tmp_path):
     model = onnx_run / "model.onnx"
-    expected = masks_of(predicted(model, images, tmp_path / "out"))
-    with served_client(model) as client:
-        description = client.get("/v1/model").json()
-        assert (description["runtime"], description["precision"]) == ("onnxruntime", "fp32")
-        for path in sorted(images.iterdir()):
-            response = client.post("/v1/segment", files={"file": (path.name, path.read_bytes())})
-            assert response.content == expected[path.with_suffix(".png").name], path.name
+    assert_served_as_predicted(model, images, tmp_path / "out", runtime="onnxruntime", precision="fp32")
 
 
 @pytest.mark.slow
@@ -291,12 +270,7 @@ def test_served_int8_masks_are_predicts_files(onnx_run, images, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    expected = masks_of(predicted(model, images, tmp_path / "out"))
-    with served_client(model) as client:
-        assert client.get("/v1/model").json()["precision"] == "int8"
-        for path in sorted(images.iterdir()):
-            response = client.post("/v1/segment", files={"file": (path.name, path.read_bytes())})
-            assert response.content == expected[path.with_suffix(".png").name], path.name
+    assert_served_as_predicted(model, images, tmp_path / "out", precision="int8")
 
 
 @pytest.mark.slow
@@ -459,40 +433,33 @@ def test_decompression_bombs_and_images_over_the_pixel_limit_are_413(client, ima
     assert client.post("/v1/segment", content=small, headers={"content-type": "image/png"}).status_code == 200
 
 
+def raising(error: BaseException):
+    """A stand-in for a method or function that fails with `error`, whatever it is given."""
+
+    def failing(*args, **kwargs):
+        raise error
+
+    return failing
+
+
 def test_out_of_memory_is_that_requests_507_and_a_bug_a_500_line(client, images, monkeypatch):
+    """Each failure is its one line, and the next request is served."""
+    from fastseg.inference import files
+
     good = (images / "odd.jpg").read_bytes()
-    original = Segmenter.labels
-
-    def out_of_memory(self, logits, height, width):
-        raise RuntimeError("[enforce fail at alloc_cpu.cpp:116] DefaultCPUAllocator: can't allocate memory")
-
-    monkeypatch.setattr(Segmenter, "labels", out_of_memory)
-    check_error(
-        client.post("/v1/segment", content=good, headers={"content-type": "image/jpeg"}),
-        507,
-        "out of memory at 131x97",
-    )
-
-    def bug(self, logits, height, width):
-        raise RuntimeError("shape mismatch deep inside\nTraceback (most recent call last): ...")
-
-    monkeypatch.setattr(Segmenter, "labels", bug)
-    check_error(
-        client.post("/v1/segment", content=good, headers={"content-type": "image/jpeg"}),
-        500,
-        "internal error (RuntimeError)",
-    )
-    monkeypatch.setattr(Segmenter, "labels", original)
-    assert client.post("/v1/segment", content=good, headers={"content-type": "image/jpeg"}).status_code == 200
-
-    def no_memory_to_decode(path):
-        raise MemoryError
-
-    monkeypatch.setattr("fastseg.inference.files.load_rgb", no_memory_to_decode)
-    check_error(client.post("/v1/segment", content=good, headers={"content-type": "image/jpeg"}), 507,
-                "out of memory while decoding")  # fmt: skip
-    monkeypatch.undo()
-    assert client.post("/v1/segment", content=good, headers={"content-type": "image/jpeg"}).status_code == 200
+    allocator = "[enforce fail at alloc_cpu.cpp:116] DefaultCPUAllocator: can't allocate memory"
+    bug = "shape mismatch deep inside\nTraceback (most recent call last): ..."
+    failures = [
+        (Segmenter, "labels", RuntimeError(allocator), 507, "out of memory at 131x97"),
+        (Segmenter, "labels", RuntimeError(bug), 500, "internal error (RuntimeError)"),
+        (files, "load_rgb", MemoryError(), 507, "out of memory while decoding"),
+    ]
+    jpeg = {"content-type": "image/jpeg"}
+    for owner, name, error, status, words in failures:
+        monkeypatch.setattr(owner, name, raising(error))
+        check_error(client.post("/v1/segment", content=good, headers=jpeg), status, words)
+        monkeypatch.undo()
+        assert client.post("/v1/segment", content=good, headers=jpeg).status_code == 200
 
 
 def test_no_file_is_written_for_a_large_upload(client, tmp_path, monkeypatch):
@@ -691,33 +658,29 @@ def label_config(names: list[str]) -> str:
     return f'<View><Image name="photo" value="$img" zoom="true"/>{brush}</View>'
 
 
-def rle_pack_decode(rle: list[int]) -> np.ndarray:
-    """Label Studio's brush RLE (thi-ng/rle-pack `decode`, as label-studio-converter reads it),
-    written from the format, independently of the server's encoder."""
-    bits = "".join(f"{byte:08b}" for byte in rle)
-    position = 0
+def packed(*fields: str) -> list[int]:
+    """Bit fields, in order, as the bytes of a stream padded with zero bits."""
+    bits = "".join(fields)
+    bits += "0" * (-len(bits) % 8)
+    return list(int(bits, 2).to_bytes(len(bits) // 8, "big"))
 
-    def read(count: int) -> int:
-        nonlocal position
-        value = int(bits[position : position + count], 2)
-        position += count
-        return value
 
-    total, word = read(32), read(5) + 1
-    widths = [read(4) + 1 for _ in range(4)]
-    out = np.zeros(total, dtype=np.uint8)
-    index = 0
-    while index < total:
-        repeat = read(1)
-        stop = index + 1 + read(widths[read(2)])
-        if repeat:
-            out[index:stop] = read(word)
-            index = stop
-        else:
-            while index < stop:
-                out[index] = read(word)
-                index += 1
-    return out
+# thi-ng/rle-pack's header as Label Studio writes brushes: the value count (32 bits), the word size
+# less one (5 bits: 8-bit words), the four run-length field widths less one (3, 4, 8, 16 bits)
+HEADER = ("00111", "0010", "0011", "0111", "1111")
+
+
+def test_brush_rle_is_label_studios_format_bit_for_bit():
+    """The format's reference, written by hand from rle-pack's layout (independent of both of
+    fastseg's implementations): a 1x3 mask [on, on, off] is 12 RGBA values, a run of 8 x 255 and
+    a run of 4 x 0, each a repeat chunk (flag 1, width index 0: a 3-bit length less one, the word).
+    The server writes exactly this; the importer's decoder, which the tests below read the
+    server's masks with, reads it back, and reads a literal chunk (flag 0: that many words) too."""
+    stream = packed(f"{12:032b}", *HEADER, "1", "00", "111", "11111111", "1", "00", "011", "00000000")
+    assert brush_rle(np.array([[True, True, False]])) == stream
+    assert decode_brush(stream, 1, 3).tolist() == [[255, 255, 0]]
+    literal = packed(f"{4:032b}", *HEADER, "0", "00", "011", "10000000", "00000000", "00000000", "11111111")
+    assert decode_brush(literal, 1, 1).tolist() == [[255]]
 
 
 def test_label_studio_predict_answers_brushlabels_rle_in_its_format(client, images):
@@ -761,7 +724,7 @@ def test_label_studio_predict_answers_brushlabels_rle_in_its_format(client, imag
             0,
         )
         assert region["value"]["format"] == "rle"
-        decoded = rle_pack_decode(region["value"]["rle"]).reshape(200, 300, 4)[:, :, 3]
+        decoded = decode_brush(region["value"]["rle"], 200, 300)
         expected = labels == VOC_CLASSES.index(region["value"]["brushlabels"][0])
         assert np.array_equal(decoded > 0, expected)
         assert set(np.unique(decoded).tolist()) <= {0, 255}
@@ -778,8 +741,7 @@ def test_brush_rle_long_runs_and_edges():
         np.eye(5, dtype=bool),
         np.zeros((0, 4), bool),
     ):
-        decoded = rle_pack_decode(brush_rle(mask))
-        assert np.array_equal(decoded.reshape(*mask.shape, 4)[..., 3] > 0, mask)
+        assert np.array_equal(decode_brush(brush_rle(mask), *mask.shape) > 0, mask)
 
 
 class LabelStudioFiles(BaseHTTPRequestHandler):
@@ -1104,20 +1066,8 @@ def test_a_lone_request_does_not_wait_for_a_batch(model_file, images):
 
 def test_a_letterbox_models_masks_are_predicts_files(images, tmp_path):
     """Letterboxed inputs (aspect kept, padding cropped off the logits) take the same path."""
-    model = save_model(
-        tmp_path / "model.pth",
-        seeded_model(),
-        ModelConfig(num_classes=len(VOC)),
-        size=48,
-        resize="letterbox",
-        classes=VOC,
-    )
-    expected = masks_of(predicted(model, images, tmp_path / "out"))
-    with served_client(model) as client:
-        assert client.get("/v1/model").json()["resize"] == "letterbox"
-        for path in sorted(images.iterdir()):
-            response = client.post("/v1/segment", files={"file": (path.name, path.read_bytes())})
-            assert response.content == expected[path.with_suffix(".png").name], path.name
+    model = save_seeded_voc_model(tmp_path / "model.pth", size=48, resize="letterbox")
+    assert_served_as_predicted(model, images, tmp_path / "out", resize="letterbox")
 
 
 # ---- API docs, offline ----

@@ -1,0 +1,58 @@
+"""Models the tests of export, serve and `--runtime` make the same way (only tests use them, so
+they live with them: `from model_files import seeded_voc_model`).
+
+- a seeded, untrained VOC network whose BatchNorm statistics are randomised, so its masks hold
+  several classes and BatchNorm folding has something to get wrong;
+- the files beside model.pth that `fastseg export` reads in a run folder: split.json over the
+  tiny generated VOC set (its calibration and validation images), config.json naming the set;
+- the description `fastseg export` writes into a 3-class, 32² model's ONNX file, for graphs made
+  by hand (an identity graph, a damaged one) that must pass for an export.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from fastseg.data.voc import VOC, find_voc
+from fastseg.model.checkpoint import save_model
+from fastseg.model.config import ModelConfig
+from fastseg.model.network import SegmentationModel
+
+EXPORT_DESCRIPTION = {"format": "fastseg-export/1", "source_format": "fastseg-model/2", "size": 32,
+                      "resize": "squish", "classes": ["background", "thing", "other"],
+                      "colors": [[0, 0, 0], [128, 0, 0], [0, 128, 0]], "ignore_index": 255,
+                      "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "metadata": {},
+                      "model_config": {"num_classes": 3, "decoder_channels": [256, 128, 64, 32, 16],
+                                       "encoder": "vgg16_bn"}}  # fmt: skip
+
+
+def seeded_voc_model() -> SegmentationModel:
+    """VOC's 21 classes, default shape, in eval mode; the same weights and statistics each call."""
+    torch.manual_seed(0)
+    model = SegmentationModel(ModelConfig(num_classes=len(VOC))).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def save_seeded_voc_model(path: Path, size: int = 32, **options: object) -> Path:
+    """`seeded_voc_model()` written as `path` (model.pth) at `size`²; `options` are `save_model`'s."""
+    config = ModelConfig(num_classes=len(VOC))
+    return save_model(path, seeded_voc_model(), config, size=size, classes=VOC, **options)
+
+
+def write_run_files(folder: Path, voc_root: Path) -> Path:
+    """split.json (VOC's train list; its val list cut into 6 valid and the rest test) and
+    config.json naming `voc_root`, as `fastseg train` leaves them in `folder`."""
+    lists = find_voc(voc_root).root / "ImageSets" / "Segmentation"
+    val = (lists / "val.txt").read_text().split()
+    split = {"train": (lists / "train.txt").read_text().split(), "valid": val[:6], "test": val[6:]}
+    (folder / "split.json").write_text(json.dumps(split))
+    (folder / "config.json").write_text(json.dumps({"train": {"data": str(voc_root)}}))
+    return folder
