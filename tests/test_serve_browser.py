@@ -17,11 +17,11 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from model_files import save_seeded_voc_model, seeded_voc_model
 from PIL import Image
-from test_serve import live_server, seeded_model
+from test_serve import live_server
 
 from fastseg.classes import Classes
-from fastseg.data.voc import VOC
 from fastseg.inference.segmenter import Segmenter
 from fastseg.model.checkpoint import save_model
 from fastseg.model.config import ModelConfig
@@ -114,7 +114,7 @@ def test_the_page_shows_the_mask_and_the_legend_of_the_api(browser, tmp_path):
     names = [f'<b class="x">c{index}</b> & "q"' for index in range(21)]  # markup is shown as text
     model = save_model(
         tmp_path / "model.pth",
-        seeded_model(),
+        seeded_voc_model(),
         ModelConfig(num_classes=len(names)),
         size=32,
         classes=Classes.create(names),
@@ -207,9 +207,7 @@ def test_the_api_docs_render_offline_from_this_server_alone(browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    model = save_model(
-        tmp_path / "model.pth", seeded_model(), ModelConfig(num_classes=len(VOC)), size=32, classes=VOC
-    )
+    model = save_seeded_voc_model(tmp_path / "model.pth")
     for token in (None, "s3cret"):
         app = create_app(Segmenter.open(model, torch.device("cpu")), ServeSettings(token=token))
         with live_server(app) as url:
