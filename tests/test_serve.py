@@ -149,6 +149,9 @@ def test_became_ready_waits_for_readyz_and_gives_up_on_an_ended_server(model_fil
     assert time.monotonic() - started < 5
     with pytest.raises(OptionError, match="http:// or https://"):
         became_ready("file:///etc", 1)
+    for timeout in (float("nan"), -1):
+        with pytest.raises(OptionError, match="seconds, 0 or more"):
+            became_ready(f"http://127.0.0.1:{port}", timeout)
 
     class Loading(BaseHTTPRequestHandler):  # a server whose warm-up never ends
         def do_GET(self):  # noqa: N802 - http.server's name

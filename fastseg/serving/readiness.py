@@ -35,6 +35,8 @@ def became_ready(url: str, timeout: float, running: Callable[[], bool] = lambda:
     will not become ready, and its output says why sooner than a timeout would."""
     if not url.startswith(("http://", "https://")):
         raise OptionError(f"{url[:200]!r}: a server's http:// or https:// address")
+    if not timeout >= 0:  # NaN would never pass the deadline
+        raise OptionError(f"timeout {timeout}: seconds, 0 or more")
     deadline = time.monotonic() + timeout
     while True:
         try:
