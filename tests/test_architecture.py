@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from import_graph import circles, import_graph
 from PIL import Image
 
 from fastseg.data.voc import VOC
@@ -120,3 +121,43 @@ def test_predict_runs_with_fastai_uninstalled(tmp_path, encoder):
     assert "1 segmented, 0 failed" in result.stdout
     with Image.open(tmp_path / "out" / "a.png") as mask:
         assert mask.size == (30, 20) and mask.mode == "P"
+
+
+def test_no_fastseg_module_is_in_an_import_circle():
+    """#25: the circles data/dataset <-> folder_dataset/voc, inference/loop <-> sliding,
+    inference/runtime <-> segmenter and training/run_log <-> trainer (and model/pretrained <->
+    timm_pretrained, found on the way) are gone, and no new one may form anywhere."""
+    graph = import_graph()
+    assert {"fastseg.inference.segmenter", "fastseg.training.trainer", "fastseg.data.factory"} <= graph.keys()
+    assert circles(graph) == []
+
+
+def test_the_circle_check_finds_a_circle(tmp_path):
+    """The check is not vacuous: in a package laid out like fastseg's, a circle closed by an import
+    inside a function, one closed under TYPE_CHECKING, and one through a package's `__init__` are
+    each found; imports that only go one way are not."""
+    root = tmp_path / "fastseg"
+    for folder in ("inference", "serving", "model"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "__init__.py").write_text("")
+    (root / "__init__.py").write_text("")
+    files = {
+        "inference/loop.py": "from fastseg.inference.files import loader\n",
+        "inference/files.py": "def f():\n    from fastseg.inference import loop\n",
+        "inference/segmenter.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+        "    from fastseg.inference.runtime import Runtime\n",
+        "inference/runtime.py": "import fastseg.inference.segmenter\nimport fastseg.model.network\n",
+        "model/network.py": "import torch\n",
+        "serving/engine.py": "from fastseg.model.network import x\n",
+        "serving/__init__.py": "from . import app\n",
+        "serving/app.py": "from fastseg.serving.engine import Engine\n",
+    }
+    for name, text in files.items():
+        (root / name).write_text(text)
+    graph = import_graph(root)
+    assert graph["fastseg.inference.files"] == {"fastseg", "fastseg.inference", "fastseg.inference.loop"}
+    assert circles(graph) == [
+        ["fastseg.inference.files", "fastseg.inference.loop"],
+        ["fastseg.inference.runtime", "fastseg.inference.segmenter"],
+        ["fastseg.serving", "fastseg.serving.app"],  # app imports the package, which imports app
+    ]

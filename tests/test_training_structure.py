@@ -1,8 +1,5 @@
 """The training and run-folder packages keep the shape issue #25 gave them, checked.
 
-- No module of `fastseg.training` or `fastseg.runs` is in an import circle, counting every import
-  (at the top, inside functions, under `TYPE_CHECKING`): `run_log.py` imported `trainer.py` for
-  `TrainResult` while `trainer.py` imported it back.
 - No fastseg callback is placed by a bare `order` number. fastai 2.8 calls callbacks sorted by
   `order` alone, so every position is a number; each must be taken from the neighbour it names
   in `run_after` / `run_before` (fastai's own vocabulary), agree with that neighbour's number,
@@ -19,98 +16,9 @@ from pathlib import Path
 from fastai.callback.core import Callback, TrainEvalCallback
 from fastai.callback.progress import ProgressCallback
 from fastai.learner import Recorder
+from import_graph import module_name
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = ROOT / "fastseg"
-CHECKED = ("fastseg.training", "fastseg.runs")
-
-
-def module_name(path: Path, root: Path = ROOT) -> str:
-    parts = list(path.relative_to(root).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def import_graph(package: Path) -> dict[str, set[str]]:
-    """fastseg module -> the fastseg modules it imports anywhere in its file."""
-    files = {module_name(path, package.parent): path for path in package.rglob("*.py")}
-    graph: dict[str, set[str]] = {}
-    for name, path in files.items():
-        targets = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                candidates = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                # `from fastseg.runs import history` imports the module fastseg.runs.history
-                candidates = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
-            else:
-                continue
-            for candidate in candidates:
-                if candidate in files and candidate != name:
-                    targets.add(candidate)
-                    break
-        graph[name] = targets
-    return graph
-
-
-def circles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected components of more than one module (Tarjan's algorithm)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
-
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        on_stack.add(node)
-        for target in sorted(graph.get(node, ())):
-            if target not in index:
-                visit(target)
-                low[node] = min(low[node], low[target])
-            elif target in on_stack:
-                low[node] = min(low[node], index[target])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                member = stack.pop()
-                on_stack.discard(member)
-                component.append(member)
-                if member == node:
-                    break
-            if len(component) > 1:
-                found.append(sorted(component))
-
-    for node in sorted(graph):
-        if node not in index:
-            visit(node)
-    return found
-
-
-def test_the_circle_finder_finds_a_circle_through_a_function_level_import(tmp_path):
-    """The checker itself: a circle closed only by an import inside a function, or only under
-    TYPE_CHECKING, is a circle."""
-    package = tmp_path / "fastseg"
-    (package / "training").mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "training" / "__init__.py").write_text("")
-    (package / "training" / "a.py").write_text("from fastseg.training.b import thing\n")
-    (package / "training" / "b.py").write_text("def thing():\n    from fastseg.training import a\n")
-    (package / "training" / "c.py").write_text(
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import fastseg.training.d\n"
-    )
-    (package / "training" / "d.py").write_text("import fastseg.training.c\n")
-    (package / "training" / "e.py").write_text("import fastseg.training.a\n")  # into a circle, not in one
-    assert circles(import_graph(package)) == [
-        ["fastseg.training.a", "fastseg.training.b"],
-        ["fastseg.training.c", "fastseg.training.d"],
-    ]
-
-
-def test_no_training_or_run_folder_module_is_in_an_import_circle():
-    found = [component for component in circles(import_graph(PACKAGE))
-             if any(member.startswith(CHECKED) for member in component)]  # fmt: skip
-    assert found == []
+PACKAGE = Path(__file__).resolve().parents[1] / "fastseg"
 
 
 # --- callback order ----------------------------------------------------------------------------
@@ -126,7 +34,7 @@ def ordered_classes(package: Path) -> list[tuple[str, str, ast.ClassDef]]:
     for path in sorted(package.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ClassDef) and PLACING & set(assigned_names(node)):
-                found.append((module_name(path), node.name, node))
+                found.append((module_name(path, PACKAGE), node.name, node))
     return found
 
 
