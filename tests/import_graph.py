@@ -10,6 +10,23 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "fastseg"
 
 
+def imported_names(source: str, package: str, names_too: bool = False) -> list[str]:
+    """Every module a source imports, at the top or inside a function, relative imports resolved
+    against `package` (in `fastseg.model`, `from ..data import x` is `fastseg.data`); `names_too`
+    adds `a.b` for `from a import b`, which may name a module."""
+    names = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".")
+            base = parts[: max(0, len(parts) + 1 - node.level)] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            named = [f"{module}.{alias.name}" for alias in node.names]  # `from a import b`: b may be a module
+            names += ([module] + (named if names_too else [])) if node.module else named
+    return names
+
+
 def module_name(path: Path, root: Path) -> str:
     """`fastseg/inference/loop.py` -> `fastseg.inference.loop`; a package's `__init__.py` is the package."""
     parts = list(path.relative_to(root.parent).with_suffix("").parts)
