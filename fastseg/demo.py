@@ -11,7 +11,8 @@ from fastseg.inference.predict import PredictSummary, predict
 from fastseg.inference.report import ReportResult, report
 from fastseg.training.config import TrainConfig
 from fastseg.training.recipes import DEFAULT_RECIPE, recipe
-from fastseg.training.trainer import TrainResult, train
+from fastseg.training.result import TrainResult
+from fastseg.training.trainer import train
 
 
 @dataclass
