@@ -47,6 +47,14 @@ def save_seeded_voc_model(path: Path, size: int = 32, **options: object) -> Path
     return save_model(path, seeded_voc_model(), config, size=size, classes=VOC, **options)
 
 
+def save_untrained_voc_model(path: Path, size: int, **options: object) -> Path:
+    """A seeded VOC network as initialised (BatchNorm statistics left as they start) written as
+    `path` at `size`²: the model whose masks predict's and tiling's tests know."""
+    torch.manual_seed(0)
+    config = ModelConfig(num_classes=len(VOC))
+    return save_model(path, SegmentationModel(config).eval(), config, size=size, classes=VOC, **options)
+
+
 def write_run_files(folder: Path, voc_root: Path) -> Path:
     """split.json (VOC's train list; its val list cut into 6 valid and the rest test) and
     config.json naming `voc_root`, as `fastseg train` leaves them in `folder`."""

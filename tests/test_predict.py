@@ -7,29 +7,19 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from model_files import save_untrained_voc_model
 from PIL import Image
 
 from cli.main import main
-from fastseg.data.voc import VOC
 from fastseg.inference.precision import cpu_supports_bf16
 from fastseg.inference.prediction_log import FIXED_FIELDS
 from fastseg.inference.segmenter import Segmenter
-from fastseg.model.checkpoint import load_model, save_model
-from fastseg.model.config import ModelConfig
-from fastseg.model.network import SegmentationModel
+from fastseg.model.checkpoint import load_model
 
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "model.pth"
-    return save_model(
-        path,
-        SegmentationModel(ModelConfig(num_classes=len(VOC))).eval(),
-        ModelConfig(num_classes=len(VOC)),
-        size=32,
-        classes=VOC,
-    )
+    return save_untrained_voc_model(tmp_path_factory.mktemp("model") / "model.pth", 32)
 
 
 def noise(width, height, mode="RGB"):

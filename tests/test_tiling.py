@@ -6,18 +6,18 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from model_files import save_untrained_voc_model
 from PIL import Image
 from torch import nn
 
 import fastseg.inference.segmented as segmented_module
 from cli.main import main
-from fastseg.data.voc import VOC
 from fastseg.imaging.geometry import IMAGE_FILL, LETTERBOX
 from fastseg.imaging.normalise import IMAGENET_MEAN, IMAGENET_STD, normalise
 from fastseg.inference.segmenter import Segmenter, segment
 from fastseg.inference.sliding import blended_bands
 from fastseg.inference.tiling import Tiling, make_tiling
-from fastseg.model.checkpoint import LoadedModel, save_model
+from fastseg.model.checkpoint import LoadedModel
 from fastseg.model.config import ModelConfig
 from fastseg.model.network import SegmentationModel
 
@@ -116,16 +116,7 @@ def test_rows_are_handed_out_before_later_rows_of_tiles_run():
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "model.pth"
-    return save_model(
-        path,
-        SegmentationModel(ModelConfig(num_classes=len(VOC))).eval(),
-        ModelConfig(num_classes=len(VOC)),
-        size=64,
-        resize=LETTERBOX,
-        classes=VOC,
-    )
+    return save_untrained_voc_model(tmp_path_factory.mktemp("model") / "model.pth", 64, resize=LETTERBOX)
 
 
 def predict(model_file, image, out, *options):
