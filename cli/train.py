@@ -71,7 +71,10 @@ TRAINING_OPTIONS = (
     RecipeOption(
         "--eps", click.FloatRange(min=0, min_open=True), "Adam epsilon (torch's default; fastai's is 1e-5)."
     ),
-    RecipeOption("--beta2", click.FloatRange(0, 1), "Adam beta2 (torch's default; fastai's is 0.99)."),
+    # beta2 = 1 never updates the squared-gradient average and divides by a zero bias correction
+    RecipeOption(
+        "--beta2", click.FloatRange(0, 1, max_open=True), "Adam beta2 (torch's default; fastai's is 0.99)."
+    ),
     RecipeOption(
         "--train-set",
         click.Choice(TRAIN_SETS),

@@ -121,3 +121,21 @@ def test_its_state_saves_and_loads_weights_only_bit_for_bit():
                 assert torch.equal(kept[key], value), key
             else:
                 assert kept[key] == value, key
+
+
+def test_beta2_of_one_is_refused_before_training():
+    """beta2 = 1: the squared-gradient average never moves from zero and Adam's bias correction
+    divides by 1 - 1**step = 0. fastai's Adam raised ZeroDivisionError mid-training; the fused
+    step would have written NaN weights silently. Refused up front, on the command line and in a
+    config file alike."""
+    from click.testing import CliRunner
+
+    from cli.main import main
+    from fastseg.errors import FastsegError
+    from fastseg.training.recipes import recipe
+
+    with pytest.raises(FastsegError, match=r"beta2 1\.0: out of range, expected from 0 to below 1\.0"):
+        recipe("fast", beta2=1.0)
+    assert recipe("fast", beta2=0.9999).beta2 == 0.9999
+    result = CliRunner().invoke(main, ["train", "--data", ".", "--beta2", "1"])
+    assert result.exit_code == 2 and "--beta2" in result.output and "Traceback" not in result.output

@@ -177,8 +177,9 @@ class TrainConfig:
 
 
 # What each field may hold: ("int", low, high) and ("float", low, high) are inclusive ranges of
-# finite numbers ("float>" excludes the low end), "bool", "str", "str?" (or None), "names" (a
-# tuple of strings), "pair" (two positive finite numbers, low <= high), or a tuple of choices.
+# finite numbers ("float>" excludes the low end, "float<" the high end), "bool", "str", "str?"
+# (or None), "names" (a tuple of strings), "pair" (two positive finite numbers, low <= high), or
+# a tuple of choices.
 # Ranges are generous: they refuse what cannot work (a negative epoch count, an image side of
 # 200,000), not what is merely unusual.
 _LIMITS: dict[str, Any] = {
@@ -187,7 +188,7 @@ _LIMITS: dict[str, Any] = {
     "epochs": ("int", 1, 100_000), "patience": ("int", 1, 100_000), "lr": ("float>", 0, 10.0),
     "encoder": "str", "loss": LOSSES,
     "encoder_lr_ratio": ("float>", 0, 1000.0), "weight_decay": ("float", 0, 10.0),
-    "decouple_weight_decay": "bool", "eps": ("float>", 0, 1.0), "beta2": ("float", 0, 1.0),
+    "decouple_weight_decay": "bool", "eps": ("float>", 0, 1.0), "beta2": ("float<", 0, 1.0),
     "l1": ("float", 0, 1.0), "class_weights": "str", "pretrained": "bool", "encoder_weights": "str?",
     "freeze_epochs": ("int", 0, 100_000), "keep": KEEP_RULES, "device": "str",
     "seed": ("int", -(2**63), 2**63 - 1), "split_seed": ("int", -(2**63), 2**63 - 1),
@@ -226,14 +227,16 @@ def field_problem(name: str, value: Any) -> str | None:
               and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
                       for v in value) and value[0] <= value[1])  # fmt: skip
         return None if ok else f"{name} {value!r}: expected two positive numbers [low, high], low <= high"
-    if isinstance(limit, tuple) and limit[0] in ("int", "float", "float>"):
+    if isinstance(limit, tuple) and limit[0] in ("int", "float", "float>", "float<"):
         kind, low, high = limit
         whole = kind == "int"
         if not number or (whole and not isinstance(value, int)) or not math.isfinite(value):
             expected = "a whole number" if whole else "a number"
             return f"{name} {value!r}: expected {expected} from {low} to {high}"
-        if value < low or value > high or (kind == "float>" and value <= low):
+        open_end = (kind == "float>" and value <= low) or (kind == "float<" and value >= high)
+        if value < low or value > high or open_end:
             above = "above" if kind == "float>" else "from"
-            return f"{name} {value!r}: out of range, expected {above} {low} to {high}"
+            below = "below " if kind == "float<" else ""
+            return f"{name} {value!r}: out of range, expected {above} {low} to {below}{high}"
         return None
     return None if value in limit else f"{name} {value!r}: choose one of {', '.join(map(str, limit))}"
