@@ -24,7 +24,7 @@ mean of the last three epochs' weights.
 from __future__ import annotations
 
 import argparse
-import copy
+import contextlib
 import json
 import os
 import random
@@ -32,6 +32,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +64,71 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # with FusedAdam fastseg's 12 epochs took 297 s against the peer's 272 s (seed 2, idle): 11 is
     # the peer's wall-clock
     "fast-11-epochs": {"epochs": 11},
+    # BatchNorm at small batches: twice the batch (and so half the steps) at the same lr
+    "fast-batch-16": {"batch_size": 16},
 }
+
+
+# Changes no recipe field spells: each swaps one thing in `fastseg.training.learner` for the run
+# (as `decoder_cost.py --ablation` does). The variant's name must also be in `VARIANTS`.
+ABLATIONS: dict[str, dict[str, Any]] = {}
+
+
+def ablation(name: str) -> Callable[[], dict[str, Any]]:
+    def register(make: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+        VARIANTS[name], ABLATIONS[name] = {}, {"make": make}
+        return make
+
+    return register
+
+
+@ablation("fast-no-full-resolution-skip")
+def _no_full_resolution_skip() -> dict[str, Any]:
+    """The last decoder block without the 64-channel 1/1 encoder map (32 -> 16, as smp's Unet)."""
+    from decoder_cost import NoFullResolutionSkip  # beside this script
+
+    return {"SegmentationModel": NoFullResolutionSkip}
+
+
+@ablation("fast-wd-on-bn-bias")
+def _weight_decay_on_batchnorm_and_bias() -> dict[str, Any]:
+    """fastai's Learner leaves BatchNorm weights and every bias out of weight decay
+    (`wd_bn_bias=False`); the peer's AdamW decays all of them."""
+    from fastai.learner import Learner
+
+    return {"Learner": partial(Learner, wd_bn_bias=True)}
+
+
+class CrossEntropyOverAllPixels(torch.nn.Module):
+    """Cross-entropy summed over labelled pixels and divided by all pixels, void included: a batch
+    with more void weighs less (fastseg and the peer both take the mean over labelled pixels)."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = target.as_subclass(torch.Tensor).long()
+        summed = F.cross_entropy(logits.as_subclass(torch.Tensor).float(), target,
+                                 ignore_index=VOID_LABEL, reduction="sum")  # fmt: skip
+        return summed / target.numel()
+
+
+@ablation("fast-loss-over-all-pixels")
+def _loss_over_all_pixels() -> dict[str, Any]:
+    return {"build_loss": lambda *args, **kwargs: CrossEntropyOverAllPixels()}
+
+
+@contextlib.contextmanager
+def swapped(variant: str) -> Iterator[dict[str, Any]]:
+    """The variant's replacements in `fastseg.training.learner`, put back afterwards."""
+    import fastseg.training.learner as learner_module
+
+    replacements = ABLATIONS[variant]["make"]() if variant in ABLATIONS else {}
+    originals = {name: getattr(learner_module, name) for name in replacements}
+    for name, value in replacements.items():
+        setattr(learner_module, name, value)
+    try:
+        yield replacements
+    finally:
+        for name, value in originals.items():
+            setattr(learner_module, name, value)
 
 
 PEERS = ("peer", "peer-fused")  # the bare loop, with torch's default AdamW step or its fused one
@@ -71,14 +137,23 @@ PEERS = ("peer", "peer-fused")  # the bare loop, with torch's default AdamW step
 
 
 @torch.inference_mode()
-def score(model: torch.nn.Module, data: SegmentationData, ids: list[str], size: int) -> dict[str, float]:
-    """mIoU and pixel accuracy at full resolution: letterbox, upsample the image area, argmax."""
+def score(model: torch.nn.Module, data: SegmentationData, ids: list[str], size: int,
+          padding: str = "mean") -> dict[str, float]:  # fmt: skip
+    """mIoU and pixel accuracy at full resolution: letterbox, upsample the image area, argmax.
+
+    `padding`: "mean", the letterbox of fastseg's inference (mean colour, as training's crops
+    pad); "edge", the image's border pixels repeated instead (the letterbox-padding ablation)."""
     model.eval()
     matrix = ConfusionMatrix(len(data.classes))
     for image_id in ids:
         image = load_rgb(data.image_path(image_id))
         height, width = content_size(image.height, image.width, size, LETTERBOX)
-        logits = model(normalise(fit_image(image, size, LETTERBOX))[None])[:, :, :height, :width]
+        if padding == "mean":
+            pixels = normalise(fit_image(image, size, LETTERBOX))
+        else:
+            pixels = normalise(image.resize((width, height), resample=2))  # bilinear, as fit_image
+            pixels = F.pad(pixels[None], (0, size - width, 0, size - height), mode="replicate")[0]
+        logits = model(pixels[None])[:, :, :height, :width]
         logits = F.interpolate(logits.float(), size=(image.height, image.width), mode="bilinear",
                                align_corners=False)  # fmt: skip
         matrix.update(logits.argmax(1)[0], torch.from_numpy(data.read_mask(image_id).astype(np.int64)))
@@ -168,7 +243,8 @@ def averaged(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 
 
 def train_fastseg(variant: str, args: argparse.Namespace, seed: int, work: Path) -> tuple[dict, float, Path]:
-    from fastseg.model.checkpoint import load_model
+    from fastseg.model.config import ModelConfig
+    from fastseg.model.network import SegmentationModel
     from fastseg.training.recipes import recipe
     from fastseg.training.trainer import train
 
@@ -178,25 +254,32 @@ def train_fastseg(variant: str, args: argparse.Namespace, seed: int, work: Path)
                    train_set="train", seed=seed)  # fmt: skip
     config = recipe("fast", **{**options, **VARIANTS[variant]})  # the variant's values win
     last = LastEpochs(3, config.epochs)
-    start = time.perf_counter()
-    train(config, run_dir, show_progress=False, callbacks=[last])
-    seconds = time.perf_counter() - start
+    with swapped(variant) as replacements:
+        start = time.perf_counter()
+        train(config, run_dir, show_progress=False, callbacks=[last])
+        seconds = time.perf_counter() - start
     data = open_dataset(args.data)
     split = json.loads((run_dir / "split.json").read_text())
-    loaded = load_model(run_dir / "model.pth")
+    saved = torch.load(run_dir / "model.pth", weights_only=True)
+    network = replacements.get("SegmentationModel", SegmentationModel)  # the architecture trained
     results = {}
-    for name, state in (("kept", None), ("final", last.states[-1]), ("last3", averaged(last.states))):
-        model = copy.deepcopy(loaded.model)
-        if state is not None:
-            model.load_state_dict(state)
+    for name, state in (("kept", saved["state_dict"]), ("final", last.states[-1]),
+                        ("last3", averaged(last.states))):  # fmt: skip
+        model = network(ModelConfig.from_dict(saved["model_config"]))
+        model.load_state_dict(state)
         results[name] = scored(model, data, split, args.size)
+    # letterbox padding at inference: the same final weights, the image's border pixels repeated
+    # into the padding instead of the mean colour that training's crops and the letterbox use
+    results["final-edge-padding"] = scored(model, data, split, args.size, padding="edge")
     return results, seconds, run_dir
 
 
-def scored(model: torch.nn.Module, data: SegmentationData, split: dict, size: int) -> dict[str, Any]:
+def scored(model: torch.nn.Module, data: SegmentationData, split: dict, size: int,
+           padding: str = "mean") -> dict[str, Any]:  # fmt: skip
     everything = sorted(split["valid"] + split["test"])
     heldout = sorted(split["test"])
-    return {"val": score(model, data, everything, size), "heldout": score(model, data, heldout, size)}
+    return {"val": score(model, data, everything, size, padding),
+            "heldout": score(model, data, heldout, size, padding)}  # fmt: skip
 
 
 def summary(values: list[float]) -> dict[str, float]:
