@@ -67,6 +67,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # BatchNorm at small batches: twice the batch (and so half the steps) at the same lr
     "fast-batch-16": {"batch_size": 16},
 }
+# the encoder x loss table (#20 part 3): one change to the `fast` recipe each, from scratch
+ENCODERS = ("resnet18", "resnet34", "mobilenetv3_large_100", "efficientnet_b0", "convnext_tiny",
+            "regnety_004")  # fmt: skip
+VARIANTS.update({f"encoder-{name}": {"encoder": name} for name in ENCODERS})
+VARIANTS.update({f"loss-{name}": {"loss": name} for name in ("dice", "focal", "lovasz", "ce+dice")})
 
 
 # Changes no recipe field spells: each swaps one thing in `fastseg.training.learner` for the run
@@ -267,10 +272,14 @@ def train_fastseg(variant: str, args: argparse.Namespace, seed: int, work: Path)
                         ("last3", averaged(last.states))):  # fmt: skip
         model = network(ModelConfig.from_dict(saved["model_config"]))
         model.load_state_dict(state)
+        started = time.perf_counter()
         results[name] = scored(model, data, split, args.size)
+        results[name]["images_per_second"] = round(
+            (len(split["valid"]) + 2 * len(split["test"])) / (time.perf_counter() - started), 2)
     # letterbox padding at inference: the same final weights, the image's border pixels repeated
     # into the padding instead of the mean colour that training's crops and the letterbox use
     results["final-edge-padding"] = scored(model, data, split, args.size, padding="edge")
+    results["parameters"] = sum(tensor.numel() for tensor in model.parameters())
     return results, seconds, run_dir
 
 
@@ -341,13 +350,15 @@ def table(report: dict[str, Any]) -> None:
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in report["runs"]:
         for weights, result in row["scores"].items():
+            if not isinstance(result, dict):  # "parameters"
+                continue
             groups.setdefault((row["learner"], weights), []).append({**result, "seconds": row["seconds"]})
-    print(f"{'learner':<24} {'weights':<6} {'n':>2} {'val mIoU':>15} {'held-out mIoU':>15} {'seconds':>8}")
+    print(f"{'learner':<30} {'weights':<6} {'n':>2} {'val mIoU':>15} {'held-out mIoU':>15} {'seconds':>8}")
     for (learner, weights), rows in sorted(groups.items()):
         val = summary([r["val"]["miou"] for r in rows])
         held = summary([r["heldout"]["miou"] for r in rows])
         seconds = statistics.mean(r["seconds"] for r in rows)
-        print(f"{learner:<24} {weights:<6} {len(rows):>2} {val['mean']:.3f} ± {val['sd']:.3f}  "
+        print(f"{learner:<30} {weights:<6} {len(rows):>2} {val['mean']:.3f} ± {val['sd']:.3f}  "
               f"{held['mean']:.3f} ± {held['sd']:.3f} {seconds:8.0f}")  # fmt: skip
 
 
