@@ -14,6 +14,9 @@ from fastseg.export import CALIBRATION_IMAGES, FORMATS
 from fastseg.number_style import score, score_change
 
 MODEL_PATH = click.Path(path_type=Path, exists=True)
+# Options that only --int8 reads: given without it they would be ignored silently, so they are a
+# usage error (whatever the value: the user asked for something export would not do)
+INT8_ONLY = ("accept_int8_loss", "calibration_images", "data")
 
 
 @click.command(context_settings={"show_default": True})
@@ -67,11 +70,14 @@ def command(model: Path, quiet: bool, accept_int8_loss: bool, **options) -> None
     written then meant "keep the INT8 file"; read as "replace fastseg's own earlier output" (what
     --force means elsewhere) it would change nothing, since export replaces its own earlier file
     anyway, and such a script would suddenly fail on a lossy INT8 file. `export MODEL` (positional)
-    is the old spelling of `--model MODEL`. `--accept-int8-loss` without `--int8` is a usage error
-    (it was silently ignored); the old `--force` without `--int8` still passes, as it always did."""
-    given = click.get_current_context().get_parameter_source("accept_int8_loss")
-    if given is ParameterSource.COMMANDLINE and not options["int8"]:  # not the old --force: it passes
-        raise click.UsageError("--accept-int8-loss applies to --int8 only: add --int8, or leave it out")
+    is the old spelling of `--model MODEL`. `--accept-int8-loss`, `--calibration-images` and `--data`
+    given without `--int8` are a usage error (they were silently ignored); the old `--force` without
+    `--int8` still passes, as it always did."""
+    context = click.get_current_context()
+    for name in INT8_ONLY:  # given on the command line: the old --force is another parameter, it passes
+        if context.get_parameter_source(name) is ParameterSource.COMMANDLINE and not options["int8"]:
+            flag = "--" + name.replace("_", "-")
+            raise click.UsageError(f"{flag} applies to --int8 only: add --int8, or leave it out")
 
     from fastseg.export.exporter import export
     from fastseg.inference.segmented import no_progress

@@ -499,3 +499,41 @@ def test_a_description_finite_to_python_but_not_to_float32_is_one_line(tmp_path,
     lines = result.output.strip().splitlines()
     assert result.exit_code == 1 and len(lines) == 1 and "Traceback" not in result.output, result.output
     assert lines[0].startswith(f"Error: {path}: {expected}"), lines[0]
+
+
+# --- INT8's options without --int8 (F's round) ---------------------------------------------------
+
+
+@pytest.fixture
+def export_calls(monkeypatch):
+    """`fastseg.export.exporter.export` replaced by a recorder: the options the CLI passes it."""
+    import fastseg.export.exporter as exporter
+
+    calls = []
+
+    def fake(model, **options):
+        calls.append(options)
+        path = model / "model.onnx"
+        path.write_bytes(b"x")
+        return exporter.ExportResult(path, "fp32")
+
+    monkeypatch.setattr(exporter, "export", fake)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "given", [["--calibration-images", "5"], ["--calibration-images", "64"], ["--data", "elsewhere"]]
+)
+def test_int8_options_without_int8_are_a_usage_error_naming_them(export_calls, tmp_path, given):
+    """`--calibration-images N` and `--data D` mean something only with --int8 (they were silently
+    ignored): one usage line naming the option, exit 2, nothing exported, even when the value given
+    equals the default; with --int8, or left out, they pass as before."""
+    result = invoke("export", "--model", tmp_path, *given, "--quiet")
+    assert result.exit_code == 2 and not export_calls, result.output
+    error = f"Error: {given[0]} applies to --int8 only: add --int8, or leave it out"
+    assert [line for line in result.output.splitlines() if line.startswith("Error")] == [error]
+    assert "Traceback" not in result.output
+    assert invoke("export", "--model", tmp_path, *given, "--int8", "--quiet").exit_code == 0
+    assert export_calls[-1]["int8"] is True
+    assert invoke("export", "--model", tmp_path, "--quiet").exit_code == 0
+    assert invoke("export", "--model", tmp_path, "--force", "--quiet").exit_code == 0  # old scripts
