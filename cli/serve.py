@@ -11,7 +11,13 @@ from cli.errors import user_errors
 from cli.options import RequiredInHelp, positional_alias
 from fastseg.inference.precision import PRECISIONS
 from fastseg.launch.device import DEVICES
-from fastseg.serving.settings import DEFAULT_HOST, DEFAULT_PORT, LOCAL_NAMES, ServeSettings
+from fastseg.serving.settings import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    LOCAL_NAMES,
+    ServeSettings,
+    check_label_studio_url,
+)
 
 DEFAULTS = ServeSettings()
 MODEL_PATH = click.Path(path_type=Path, exists=True)
@@ -86,10 +92,7 @@ def command(model: Path, host: str, port: int, device: str, precision: str, acce
     if token is not None and (not token or token != token.strip() or not token.isprintable()):
         raise click.UsageError("--token: a non-empty printable value without surrounding spaces")
     require_serve_extra()
-    if options["label_studio_url"] and not options["label_studio_url"].startswith(("http://", "https://")):
-        raise click.UsageError(
-            f"--label-studio-url {options['label_studio_url']}: an http:// or https:// address"
-        )
+    check_label_studio_url(options["label_studio_url"], "--label-studio-url")  # the library's own check
     import uvicorn
     from uvicorn.logging import DefaultFormatter
 

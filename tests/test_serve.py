@@ -1227,3 +1227,57 @@ def test_a_multipart_body_with_two_files_or_cut_short_is_refused(client, images)
     whole = cut + b"\r\n--XX--\r\n"
     answer = client.post("/v1/segment", content=whole, headers=multipart)
     assert answer.status_code == 200 and answer.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---- F's round: small defects ----
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "HTTP://127.0.0.1:9",
+        "Https://studio.example",
+        "http://x",
+        "ftp://x",
+        " http://x",
+        "/data",
+        "FILE:///etc",
+    ],
+)
+def test_the_command_and_the_library_agree_on_label_studio_urls_in_any_case(model_file, monkeypatch, url):
+    """URL schemes are case-insensitive (RFC 3986, 3.1): `HTTP://host` was refused by the command
+    and taken by the library. One check decides for both: the same verdict, and a refusal is the
+    one usage line naming the option."""
+    import uvicorn
+
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append(app.state.settings))
+    try:
+        ServeSettings(label_studio_url=url)
+        library_takes = True
+    except OptionError as error:
+        library_takes = False
+        assert "an http:// or https:// address" in str(error)
+    result = CliRunner().invoke(main, ["serve", str(model_file), "--port", "0", "--label-studio-url", url])
+    assert (result.exit_code == 0) == library_takes == url.lower().startswith(("http://", "https://"))
+    if library_takes:
+        assert [settings.label_studio_url for settings in served] == [url], result.output
+    else:
+        assert result.exit_code == 2 and not served
+        errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+        assert errors == [f"Error: --label-studio-url {url!r}: an http:// or https:// address"]
+
+
+def test_task_images_are_fetched_from_an_upper_case_label_studio_url(model_file, images):
+    LabelStudioFiles.image = (images / "odd.jpg").read_bytes()
+    files = HTTPServer(("127.0.0.1", 0), LabelStudioFiles)
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    studio = f"HTTP://127.0.0.1:{files.server_address[1]}"
+    try:
+        with served_client(model_file, label_studio_url=studio, label_studio_token="ls-key") as client:
+            for image in ("/data/upload/1/photo.png", f"http://127.0.0.1:{files.server_address[1]}"
+                          "/data/upload/1/photo.png"):  # fmt: skip
+                answer = client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": image}}]})
+                assert answer.json()["results"][0]["result"][0]["original_width"] == 131, image
+    finally:
+        files.shutdown()

@@ -14,6 +14,16 @@ MAX_TASKS = 64  # Label Studio tasks in one /predict request
 LOCAL_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
+def check_label_studio_url(url: str | None, name: str = "label_studio_url") -> None:
+    """`OptionError` unless `url` is an http:// or https:// address, the scheme in any case (RFC 3986,
+    3.1: schemes are case-insensitive). Task images are fetched from Label Studio over HTTP: a
+    file:// (or ftp://) address would let a task's `..` or absolute path read the server's own
+    files. The one check, so `fastseg serve` (`name` its option) and the library agree."""
+    scheme, separator, _ = (url or "").partition("://")
+    if url and not (separator and scheme.isascii() and scheme.lower() in ("http", "https")):
+        raise OptionError(f"{name} {url[:200]!r}: an http:// or https:// address")
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     """`max_batch` requests share one forward pass, gathered for at most `max_wait_ms`;
@@ -36,11 +46,7 @@ class ServeSettings:
     body_seconds: float = 60.0  # a body still arriving after this is 408: a trickle holds no slot
 
     def __post_init__(self) -> None:
-        # task images are fetched from Label Studio over HTTP: a file:// (or ftp://) address would
-        # let a task's `..` or absolute path read the server's own files
-        url = self.label_studio_url
-        if url and not url.lower().startswith(("http://", "https://")):
-            raise OptionError(f"label_studio_url {url[:200]!r}: an http:// or https:// address")
+        check_label_studio_url(self.label_studio_url)
 
     @property
     def max_upload_bytes(self) -> int:
