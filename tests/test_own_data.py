@@ -150,6 +150,19 @@ def test_single_channel_masks_of_any_format_are_read_as_class_indices(tmp_path, 
     np.testing.assert_array_equal(labels, expected)
 
 
+def test_a_32_bit_mask_with_negative_values_is_refused_not_wrapped(tmp_path):
+    """A mode-I TIFF holding -1 and -255 was read as void and class 1 (uint8 wrap-around)."""
+    data = make_demo_folder(tmp_path / "data", ["a", "b", "c"], counts={"train": 1, "val": 1})
+    folder = open_dataset(data)
+    image_id = folder.ids["train"][0]
+    values = np.asarray(Image.open(folder.mask_path(image_id))).astype(np.int32)
+    values[0, :2] = (-255, -1)
+    folder.mask_path(image_id).unlink()
+    Image.fromarray(values, "I").save(folder.mask_path(image_id).with_suffix(".tif"))
+    with pytest.raises(DatasetError, match=r"\.tif: mask values down to -255; class indices must be 0-255"):
+        open_dataset(data).read_mask(image_id)
+
+
 def test_colour_masks_map_each_colour_to_its_class_and_void(tmp_path):
     data = make_demo_folder(tmp_path / "data", ["a", "b", "c", "d"], counts={"train": 1, "val": 1},
                             mask_format="rgb", colors=OWN_COLOURS, ignore_color=(255, 255, 255))  # fmt: skip

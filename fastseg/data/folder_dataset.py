@@ -121,6 +121,8 @@ class FolderDataset(SegmentationData):
             values = values.astype(np.uint8)
         if values.size and int(values.max()) > 255:
             return f"{path}: mask values up to {int(values.max())}; class indices must be 0-255", None
+        if values.size and int(values.min()) < 0:  # a 32-bit ('I') mask: -1 would wrap to void, -255 to 1
+            return f"{path}: mask values down to {int(values.min())}; class indices must be 0-255", None
         values = values.astype(np.uint8, copy=False)
         present = np.flatnonzero(np.bincount(values.ravel(), minlength=256))
         bad = [int(value) for value in present if self._lookup[value] == _INVALID]
