@@ -17,7 +17,10 @@ the file (a copied or renamed output is still recognised, a user's file of the s
   header `lr,loss` and nothing but pairs of numbers below it (a file of exactly that shape holds
   nothing a new sweep does not).
 
-A refusal is one line naming the file and the option that allows it (`--force`).
+A refusal is one line naming the file and the option that allows the role to replace it, which
+each writer passes to `guard`: `--replace-foreign` for predict's masks and overlays and report's
+folder; none for export and lr-find, whose refusal says to remove the file first (no option
+replaces a user's file there); `--force` only as `guard`'s default, which no writer relies on.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Models the tests of export, serve and `--runtime` make the same way (only tests use them, so
 they live with them: `from model_files import seeded_voc_model`).
 
-- a seeded, untrained VOC network whose BatchNorm statistics are randomised, so its masks hold
-  several classes and BatchNorm folding has something to get wrong;
+- a seeded, untrained VOC network whose BatchNorm statistics are randomised
+  (`randomise_batchnorm_statistics`, which other tests apply to their own networks), so its masks
+  hold several classes and BatchNorm folding has something to get wrong;
 - the files beside model.pth that `fastseg export` reads in a run folder: split.json over the
   tiny generated VOC set (its calibration and validation images), config.json naming the set;
 - the description `fastseg export` writes into a 3-class, 32² model's ONNX file, for graphs made
@@ -32,7 +33,13 @@ EXPORT_DESCRIPTION = {"format": "fastseg-export/1", "source_format": "fastseg-mo
 def seeded_voc_model() -> SegmentationModel:
     """VOC's 21 classes, default shape, in eval mode; the same weights and statistics each call."""
     torch.manual_seed(0)
-    model = SegmentationModel(ModelConfig(num_classes=len(VOC))).eval()
+    return randomise_batchnorm_statistics(SegmentationModel(ModelConfig(num_classes=len(VOC))).eval())
+
+
+def randomise_batchnorm_statistics(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` with every BatchNorm2d's running mean drawn from U(-0.2, 0.2) and variance from
+    U(0.5, 2) (torch's global generator: seed it first), not the identity a fresh network starts
+    with, so BatchNorm folding and exporters have something to get wrong. Returns `model`."""
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from model_files import randomise_batchnorm_statistics
 from PIL import Image
 
 from cli.main import main
@@ -159,12 +160,7 @@ def test_onnx_logits_match_torch(name, tmp_path):
     from fastseg.export.onnx_file import export_graph, save_onnx, with_description
     from fastseg.inference.runtime import open_onnx
 
-    model = timm_model(name).eval()
-    with torch.no_grad():
-        for module in model.modules():  # BatchNorm statistics that are not the identity
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 2.0)
+    model = randomise_batchnorm_statistics(timm_model(name).eval())  # statistics not the identity
     path = save_model(tmp_path / "model.pth", model, model.config, size=32, classes=CLASSES)
     loaded = load_model(path)
     proto = with_description(export_graph(loaded), loaded, precision="fp32")
