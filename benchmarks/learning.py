@@ -291,6 +291,39 @@ def scored(model: torch.nn.Module, data: SegmentationData, split: dict, size: in
             "heldout": score(model, data, heldout, size, padding)}  # fmt: skip
 
 
+def validation_scale(run_dirs: list[Path], data_root: Path, size: int) -> dict[str, Any]:
+    """How training's validation scores compare with the test's way: each kept run's last epoch
+    as `history.csv` logged it (the validation half letterboxed into SIZE², masks fitted by
+    nearest neighbour, fastai's metric) against the same weights on the same half at full
+    resolution (`score`). Folders are named `VARIANT-SEED` by `train_fastseg`."""
+    import pandas as pd
+
+    from fastseg.model.config import ModelConfig
+    from fastseg.model.network import SegmentationModel
+
+    data = open_dataset(data_root)
+    rows = []
+    for run_dir in run_dirs:
+        variant = run_dir.name.rsplit("-", 1)[0]
+        with swapped(variant) as replacements:
+            network = replacements.get("SegmentationModel", SegmentationModel)
+        saved = torch.load(run_dir / "model.pth", weights_only=True)
+        model = network(ModelConfig.from_dict(saved["model_config"]))
+        model.load_state_dict(saved["state_dict"])
+        split = json.loads((run_dir / "split.json").read_text())
+        logged = float(pd.read_csv(run_dir / "history.csv")["miou"].iloc[-1])
+        full = score(model, data, sorted(split["valid"]), size)["miou"]
+        rows.append({"run": run_dir.name, "input_scale": round(logged, 4), "full_resolution": full})
+        print(json.dumps(rows[-1]), flush=True)
+    logged = np.array([row["input_scale"] for row in rows])
+    full = np.array([row["full_resolution"] for row in rows])
+    ranks = [np.argsort(np.argsort(values)) for values in (logged, full)]
+    return {"runs": rows, "mean_difference": round(float((full - logged).mean()), 4),
+            "sd_difference": round(float((full - logged).std(ddof=1)), 4) if len(rows) > 1 else 0.0,
+            "pearson": round(float(np.corrcoef(logged, full)[0, 1]), 3) if len(rows) > 2 else None,
+            "spearman": round(float(np.corrcoef(*ranks)[0, 1]), 3) if len(rows) > 2 else None}  # fmt: skip
+
+
 def summary(values: list[float]) -> dict[str, float]:
     return {"mean": round(statistics.mean(values), 4),
             "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}  # fmt: skip
@@ -310,7 +343,15 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--keep-runs", type=Path, help="keep fastseg's run folders here")
+    parser.add_argument("--validation-scale", nargs="+", type=Path, metavar="RUN",
+                        help="no training: kept runs' logged validation against full resolution")  # fmt: skip
     args = parser.parse_args()
+    if args.validation_scale:
+        result = validation_scale(args.validation_scale, args.data, args.size)
+        report = {"cpu": cpu_description(), "validation_scale": result}
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        print({key: value for key, value in result.items() if key != "runs"})
+        return
     unknown = [name for name in args.learners if name not in PEERS and name not in VARIANTS]
     if unknown:
         sys.exit(f"unknown learner(s) {unknown}; choose one of {', '.join([*PEERS, *VARIANTS])}")
