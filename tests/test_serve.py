@@ -14,6 +14,7 @@ import base64
 import contextlib
 import io
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -121,13 +122,13 @@ def client(model_file):
 
 
 @contextlib.contextmanager
-def live_server(app):
+def live_server(app, log_level: str = "warning"):
     """uvicorn serving `app` on 127.0.0.1 in a thread of this process (so a test can look inside
     the engine); stopped on exit."""
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
@@ -1281,3 +1282,47 @@ def test_task_images_are_fetched_from_an_upper_case_label_studio_url(model_file,
                 assert answer.json()["results"][0]["result"][0]["original_width"] == 131, image
     finally:
         files.shutdown()
+
+
+def test_a_refused_head_request_is_logged_as_head(model_file, caplog, monkeypatch):
+    """HeadAsGet hands HEAD to the routes as GET: the server's own line for a refused HEAD said GET.
+    It says HEAD (a GET is still logged as GET), for a 404, a 405, a foreign Host (421) and a 500."""
+
+    def logged(ask, path, **options):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="fastseg.serve"):
+            status = ask(path, **options).status_code
+        lines = [record.getMessage() for record in caplog.records if record.name == "fastseg.serve"]
+        return status, lines
+
+    with served_client(model_file, allowed_hosts=("localhost",)) as client:
+        assert logged(client.head, "/v1/nothing") == (404, ["HEAD /v1/nothing -> 404 Not Found"])
+        assert logged(client.get, "/v1/nothing") == (404, ["GET /v1/nothing -> 404 Not Found"])
+        status, lines = logged(client.head, "/v1/segment")
+        assert status == 405 and lines == ["HEAD /v1/segment -> 405 Method Not Allowed"]
+        status, lines = logged(client.head, "/healthz", headers={"host": "evil.example"})
+        assert status == 421 and len(lines) == 1 and lines[0].startswith("HEAD /healthz -> 421 "), lines
+        import fastseg.serving.routes.model as model_route
+
+        monkeypatch.setattr(model_route, "model_info", lambda served: 1 / 0)  # a bug inside a route: 500
+        for ask, method in ((client.head, "HEAD"), (client.get, "GET")):
+            status, lines = logged(ask, "/v1/model")
+            assert status == 500 and lines == [f"{method} /v1/model -> 500"], lines
+
+    # over a real socket, uvicorn's access line (`fastseg serve --access-log`) says HEAD as well
+    access = logging.getLogger("uvicorn.access")  # uvicorn's own handlers, not propagated: add ours
+    with live_server(create_app(Segmenter.open(model_file, CPU), ServeSettings()), "info") as url:
+        access.addHandler(caplog.handler)
+        try:
+            caplog.clear()
+            with caplog.at_level("INFO", logger="uvicorn.access"):
+                assert httpx.head(url + "/v1/nothing").status_code == 404
+                assert httpx.head(url + "/healthz").status_code == 200
+                deadline = time.monotonic() + 10
+                while len(caplog.records) < 3 and time.monotonic() < deadline:  # the refusal's, 2 access
+                    time.sleep(0.05)
+        finally:
+            access.removeHandler(caplog.handler)
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines[0] == "HEAD /v1/nothing -> 404 Not Found", lines
+    assert '"HEAD /v1/nothing HTTP/1.1" 404' in lines[1] and '"HEAD /healthz HTTP/1.1" 200' in lines[2], lines

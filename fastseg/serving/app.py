@@ -24,7 +24,7 @@ from fastseg.inference.segmenter import Segmenter
 from fastseg.serving.dependencies import trusted_host
 from fastseg.serving.engine import Engine
 from fastseg.serving.errors import ServeError, one_line
-from fastseg.serving.head import HeadAsGet
+from fastseg.serving.head import HeadAsGet, asked_method
 from fastseg.serving.routes import docs, health, label_studio, model, page, segment
 from fastseg.serving.settings import ServeSettings
 
@@ -77,7 +77,7 @@ def create_app(segmenter: Segmenter, settings: ServeSettings | None = None, warm
 
     @app.exception_handler(Exception)
     async def failed(request: Request, error: Exception) -> JSONResponse:
-        log.error("%s %s -> 500", request.method, request.url.path, exc_info=error)
+        log.error("%s %s -> 500", asked_method(request), request.url.path, exc_info=error)
         return JSONResponse({"error": f"internal error ({type(error).__name__}); see the server's log"},
                             status_code=500)  # fmt: skip
 
@@ -97,5 +97,5 @@ def answer(
 ) -> JSONResponse:
     """`{"error": message}` with `status`, and one log line saying who was refused and why."""
     line = one_line(message)
-    log.warning("%s %s -> %d %s", request.method, request.url.path, status, line)
+    log.warning("%s %s -> %d %s", asked_method(request), request.url.path, status, line)
     return JSONResponse({"error": line}, status_code=status, headers=headers)

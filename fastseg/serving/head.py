@@ -9,14 +9,24 @@ same status and headers as GET, Content-Length included, and no body.
 
 from __future__ import annotations
 
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+ASKED = "fastseg.asked_method"  # scope key: the method the client sent, where the app sees another
+
+
+def asked_method(request: HTTPConnection) -> str:
+    """The method the client sent, for the server's own log lines: HEAD for a HEAD that the
+    routes see as GET (a line saying GET would send whoever reads the log after the wrong request)."""
+    return request.scope.get(ASKED) or request.scope.get("method", "")
 
 
 class HeadAsGet:
     """ASGI middleware: a HEAD request reaches the app as a GET; what it sends back loses its body.
 
     The scope is copied, not changed: the server keeps seeing HEAD (uvicorn then sends no body
-    either). A route without GET still answers 405, with its Allow header."""
+    either, and its access line says HEAD); the copy keeps HEAD under `ASKED` for the app's own
+    log lines. A route without GET still answers 405, with its Allow header."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -31,4 +41,4 @@ class HeadAsGet:
                 message = {**message, "body": b""}
             await send(message)
 
-        await self.app({**scope, "method": "GET"}, receive, without_body)
+        await self.app({**scope, "method": "GET", ASKED: "HEAD"}, receive, without_body)
