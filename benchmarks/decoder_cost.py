@@ -50,8 +50,8 @@ class NoFullResolutionSkip(SegmentationModel):
     the 64-channel full-resolution map is replaced by an empty one of the same size, so the
     block still upsamples to it and nothing else changes."""
 
-    def __init__(self, config=None) -> None:  # noqa: ANN001 - SegmentationModel's
-        super().__init__(config)
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__(config or ModelConfig(num_classes=len(VOC)))
         from fastseg.model.decoder import DecoderBlock
 
         last = self.decoder.blocks[-1]
@@ -191,7 +191,7 @@ def step_table(size: int, batch: int, steps: int, rounds: int = 3) -> dict[str, 
     C) and reported as medians, so the load of a shared machine drifting during the run falls on
     every model alike."""
     makers = {
-        "fastseg": SegmentationModel,
+        "fastseg": lambda: SegmentationModel(ModelConfig(num_classes=len(VOC))),
         "fastseg_no_full_resolution_skip": NoFullResolutionSkip,
         "smp": smp_unet,
     }
@@ -268,7 +268,7 @@ def ablation(seeds: list[int], band: int, epochs: int) -> dict:
                 finally:
                     learner_module.SegmentationModel = SegmentationModel
                 state = torch.load(run / "model.pth", weights_only=True)
-                model = network()
+                model = network(ModelConfig.from_dict(state["model_config"]))
                 model.load_state_dict(state["state_dict"])
                 loaded = LoadedModel(model.eval(), state["size"], state["resize"], state["classes"],
                                      tuple(state["mean"]), tuple(state["std"]), {})  # fmt: skip
