@@ -580,6 +580,67 @@ def test_cvat_xml_ellipses_are_turned_72_gons_and_a_bad_rotation_is_named(tmp_pa
     )
 
 
+def test_cvat_xml_boxes_turn_about_their_centre_by_rotation(tmp_path):
+    """`<box rotation="30">` was drawn upright. CVAT turns a box about its centre by `rotation`
+    degrees, clockwise on the image (its own RotatedBoxesToPolygons, as its ellipses): the mask is
+    the 4 turned corners rasterised by pycocotools; a box without rotation stays upright. A turned
+    box's corners may leave the image (cut off, as CVAT draws it) while its centre lies inside; a
+    centre outside, or a rotation that is no finite number, is a problem line naming the box."""
+    export = tmp_path / "cvat"
+    middle, edge = (8, 11, 32, 19), (0, 0, 20, 6)  # xtl, ytl, xbr, ybr
+    for seed, stem in enumerate("abcde"):
+        write_image(export / "images" / f"{stem}.png", 40, 30, seed=seed)
+
+    def export_with(boxes):
+        images = []
+        for number, (stem, (box, rotation)) in enumerate(zip("abcde", boxes, strict=True)):
+            turned = "" if rotation is None else f' rotation="{rotation}"'
+            corners = " ".join(
+                f'{key}="{value}"' for key, value in zip(("xtl", "ytl", "xbr", "ybr"), box, strict=True)
+            )
+            images.append(
+                f'<image id="{number}" name="{stem}.png" width="40" height="30">'
+                f'<box label="car" {corners}{turned}/></image>'
+            )
+        labels = "<label><name>car</name><color>#fa3253</color></label>"
+        (export / "annotations.xml").write_text(
+            f"<annotations><meta><task><labels>{labels}</labels></task></meta>{''.join(images)}</annotations>"
+        )
+        return export / "annotations.xml"
+
+    def reference(box, rotation):
+        (x0, y0, x1, y1), turn = box, math.radians(float(rotation or 0))
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        turned = [
+            (cx + (x - cx) * math.cos(turn) - (y - cy) * math.sin(turn),
+             cy + (x - cx) * math.sin(turn) + (y - cy) * math.cos(turn))
+            for x, y in [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+        ]  # fmt: skip
+        flat = [value for corner in turned for value in corner]
+        return coco_mask.decode(coco_mask.frPyObjects([flat], 30, 40)).squeeze(-1)
+
+    out = tmp_path / "data"
+    boxes = [(middle, None), (middle, "30"), (middle, "90"), (middle, "-45.5"), (edge, "45")]
+    result = run_cli("import", "cvat", export_with(boxes), "--out", out, "--quiet", "--test", 0)
+    assert_imported(result, out)
+    masks, _ = imported(out)
+    for stem, (box, rotation) in zip("abcde", boxes, strict=True):
+        np.testing.assert_array_equal(masks[stem][1], reference(box, rotation), err_msg=stem)
+    assert masks["a"][1][18, 9] == 1 and masks["b"][1][18, 9] == 0  # the corner turned away
+    assert masks["c"][1][5, 20] == 1 and masks["a"][1][5, 20] == 0  # 90: tall, not wide
+    assert masks["e"][1][0, 0] == 0 and masks["e"][1][3, 10] == 1  # its corner left the image
+    outside = ((40, 28, 60, 40), "30")  # centre (50, 34) beyond the 40x30 image
+    bad = [(middle, "ten"), (middle, "inf"), (middle, None), outside, (middle, "30")]
+    result = run_cli("import", "cvat", export_with(bad), "--out", tmp_path / "bad", "--quiet")
+    assert_refused(
+        result,
+        tmp_path / "bad",
+        "image a.png box 0 (car): xtl, ytl, xbr, ybr, rotation must be numbers",
+        "image b.png box 0 (car): xtl, ytl, xbr, ybr, rotation must be finite numbers",
+        "image d.png box 0 (car): point (50, 34) lies outside the 40x30 image",
+    )
+
+
 def test_malformed_xml_is_one_line_and_nothing_is_created(tmp_path):
     export = tmp_path / "annotations.xml"
     export.write_text("<annotations><image name='a.png'></annotations>")

@@ -3,10 +3,11 @@
 - "Segmentation mask 1.1" (a folder): `labelmap.txt` (`name:R,G,B:parts:actions` lines; the
   colours are the classes'), `SegmentationClass/NAME.png` colour masks, `ImageSets/Segmentation/
   SUBSET.txt` lists and, when saved with images, `JPEGImages/`. A colour no label has is a problem.
-- "CVAT for images 1.1" (`annotations.xml`, or a folder holding it and `images/`): polygons, boxes,
-  ellipses and masks (CVAT's RLE: run lengths over the mask's box, row by row, starting with a run
-  of 0s), painted by `z_order` and then in file order, as CVAT draws them; polylines, points and
-  tags have no area and are skipped with a note. Label colours (`#rrggbb`) are the classes'.
+- "CVAT for images 1.1" (`annotations.xml`, or a folder holding it and `images/`): polygons, boxes
+  and ellipses (both turned about their centre by `rotation` degrees), masks (CVAT's RLE: run
+  lengths over the mask's box, row by row, starting with a run of 0s), painted by `z_order` and
+  then in file order, as CVAT draws them; polylines, points and tags have no area and are skipped
+  with a note. Label colours (`#rrggbb`) are the classes'.
 
 A label named `background` is class 0; otherwise the background (black) is added as class 0.
 Subsets named train / val(idation) / test become the splits.
@@ -304,10 +305,17 @@ def _layer(shape: ElementTree.Element, where: str, names: list[str], problems: l
     return None
 
 
-def _box(x0: float, y0: float, x1: float, y1: float) -> tuple[np.ndarray, np.ndarray]:
-    """A box's outline `(4, 2)`, which is also the points checked against the image."""
+def _box(x0: float, y0: float, x1: float, y1: float, rotation: float) -> tuple[np.ndarray, np.ndarray]:
+    """A box's outline `(4, 2)`: its corners turned by `rotation` degrees about its centre, as
+    CVAT turns them (its RotatedBoxesToPolygons; the same turn as `_ellipse`). Checked against the
+    image: an upright box's corners; a turned box's centre, as an ellipse's (its turned corners
+    may leave the image, as CVAT lets them, and are cut off when drawn)."""
     corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
-    return corners, corners
+    if rotation == 0:
+        return corners, corners
+    angle, centre = math.radians(rotation), corners.mean(axis=0)
+    turn = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    return (corners - centre) @ turn.T + centre, centre[None]
 
 
 def _ellipse(cx: float, cy: float, rx: float, ry: float, rotation: float) -> tuple[np.ndarray, np.ndarray]:
@@ -326,7 +334,7 @@ def _ellipse(cx: float, cy: float, rx: float, ry: float, rotation: float) -> tup
 # The shapes drawn as a polygon from numeric attributes: tag -> (attributes, the function giving
 # the outline and the points `Layer` checks from their values).
 _OUTLINED = {
-    "box": (("xtl", "ytl", "xbr", "ybr"), _box),
+    "box": (("xtl", "ytl", "xbr", "ybr", "rotation"), _box),
     "ellipse": (("cx", "cy", "rx", "ry", "rotation"), _ellipse),
 }
 _OPTIONAL = {"rotation": "0"}  # an attribute CVAT leaves out (or empty) for its default
