@@ -159,7 +159,8 @@ def test_a_damaged_best_checkpoint_is_found_before_any_epoch_is_spent(stopped):
 def test_ctrl_c_as_a_resumed_fit_starts_keeps_the_epochs_done_and_the_best(stopped, monkeypatch, restored):
     """Ctrl-C while a resumed fit starts, before its first epoch: the checkpoint still says what
     the run had done. It said 0 epochs done (the next resume retrained epochs 0-1 on trained
-    weights, on the wrong schedule), and, before the saved best was put back, no best at all."""
+    weights, on the wrong schedule), and, before the saved best was put back, no best at all.
+    The message said "interrupted in epoch 0" (fastai had not shifted `learn.epoch` yet)."""
     from fastseg.training.resume import ResumableCheckpoint
 
     saved = json.loads((stopped / "last.json").read_text())
@@ -173,12 +174,49 @@ def test_ctrl_c_as_a_resumed_fit_starts_keeps_the_epochs_done_and_the_best(stopp
 
     monkeypatch.setattr(ResumableCheckpoint, "before_fit", interrupted)
     result = CliRunner().invoke(main, ["train", "--resume", str(stopped), "--quiet"])
-    assert result.exit_code == 1 and "interrupted in epoch 0; checkpoint saved" in result.output
+    # the epoch the resumed run was in (2: epochs 0-1 were done), not the fit's own count (0)
+    assert result.exit_code == 1 and "interrupted in epoch 2; checkpoint saved" in result.output
     assert json.loads((stopped / "last.json").read_text()) == saved
     monkeypatch.setattr(ResumableCheckpoint, "before_fit", original)
     resumed = CliRunner().invoke(main, ["train", "--resume", str(stopped), "--quiet"])
     assert resumed.exit_code == 0, resumed.output
     assert_finished_and_whole(stopped, 3)
+
+
+@pytest.mark.slow
+def test_ctrl_c_as_a_resumed_warm_up_starts_names_the_epoch_it_was_in(voc_root, tmp_path, monkeypatch):
+    """The decoder-only warm-up counts its own epochs: stopped after its epoch 0 and resumed, a
+    Ctrl-C before the resumed fit's first epoch is in warm-up epoch 1, which the next resume
+    redoes; the message said epoch 0."""
+    from fastseg.training.resume import ResumableCheckpoint
+
+    run = tmp_path / "run"
+    original_after, original_before = ResumableCheckpoint.after_epoch, ResumableCheckpoint.before_fit
+
+    def stop_after_first(self):
+        original_after(self)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ResumableCheckpoint, "after_epoch", stop_after_first)
+    first = CliRunner().invoke(main, [*train_arguments(voc_root, run, 1), "--freeze-epochs", "2"])
+    # stopped once epoch 0's checkpoint was written: the run is at epoch 1, where resuming starts
+    assert first.exit_code == 1 and "interrupted in the decoder-only warm-up (epoch 1)" in first.output
+    saved = json.loads((run / "last.json").read_text())
+    assert saved["warmup_epochs"] == 1 and saved["completed_epochs"] == 0
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ResumableCheckpoint, "after_epoch", original_after)
+    monkeypatch.setattr(ResumableCheckpoint, "before_fit", interrupted)
+    resumed = CliRunner().invoke(main, ["train", "--resume", str(run), "--quiet"])
+    assert resumed.exit_code == 1, resumed.output
+    assert "interrupted in the decoder-only warm-up (epoch 1); checkpoint saved" in resumed.output
+    assert json.loads((run / "last.json").read_text()) == saved
+    monkeypatch.setattr(ResumableCheckpoint, "before_fit", original_before)
+    finished = CliRunner().invoke(main, ["train", "--resume", str(run), "--quiet"])
+    assert finished.exit_code == 0, finished.output
+    assert_finished_and_whole(run, 1)
 
 
 def test_a_second_training_into_a_locked_folder_is_refused_in_one_line(voc_root, tmp_path):

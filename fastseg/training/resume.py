@@ -122,11 +122,17 @@ class ResumableCheckpoint(Callback):
         if self.writes:
             self.write(self.learn, self.completed_epochs)
 
+    def interrupted_epoch(self, learn: Learner) -> int:
+        """The epoch of the run a Ctrl-C stopped, which resuming redoes: mid-epoch, `learn.epoch`;
+        before this fit's first epoch has begun (fastai counts each fit from 0, and `EpochOffset`
+        shifts it only in `before_epoch`), the first epoch not done."""
+        return max(learn.epoch, self.completed_epochs)
+
     def save_interrupted(self, learn: Learner) -> None:
-        """Ctrl-C: mid-epoch, `learn.epoch` is the unfinished epoch, which resuming redoes.
-        `learn` is passed in: fastai has removed this callback from it by now."""
+        """Ctrl-C: progress up to the interrupted epoch. `learn` is passed in: fastai has removed
+        this callback from it by now."""
         if self.writes:
-            self.write(learn, max(learn.epoch, self.completed_epochs))
+            self.write(learn, self.interrupted_epoch(learn))
 
     def write(self, learn: Learner, completed_epochs: int) -> None:
         """`last.pth` then `last.json`."""
@@ -147,13 +153,14 @@ class ResumableCheckpoint(Callback):
 @contextmanager
 def saved_on_interrupt(learn: Learner, checkpoint: ResumableCheckpoint, where: str) -> Iterator[None]:
     """Ctrl-C during the block: a resumable checkpoint, then `TrainingInterrupted` saying how to
-    continue. `where` names the phase, with `{epoch}` for the epoch it stopped in."""
+    continue. `where` names the phase, with `{epoch}` for the epoch of the run it stopped in
+    (the one the checkpoint resumes at, also before a resumed fit's first epoch)."""
     try:
         yield
     except KeyboardInterrupt:
         checkpoint.save_interrupted(learn)
         raise TrainingInterrupted(
-            f"interrupted {where.format(epoch=learn.epoch)}; checkpoint saved, "
+            f"interrupted {where.format(epoch=checkpoint.interrupted_epoch(learn))}; checkpoint saved, "
             f"continue with: fastseg train --resume {checkpoint.folder.path}"
         ) from None
 
