@@ -1670,3 +1670,23 @@ def test_every_imported_format_trains(tmp_path, export_kind):
     loaded = load_model(run)
     assert loaded.classes == names
     assert [list(colour) for colour in loaded.colors] == dataset["colors"]
+
+
+def test_the_writer_names_the_dataset_file_by_the_data_sets_own_constant():
+    """importing/writer.py kept its own `DATASET_FILE = "dataset.yaml"` beside fastseg.data.factory's:
+    two constants that could drift apart, and an import whose file `--data` no longer finds."""
+    import ast
+    import inspect
+
+    import fastseg.data.factory as factory
+    import fastseg.importing.writer as writer
+
+    assert writer.DATASET_FILE is factory.DATASET_FILE
+    assigned = [
+        target.id
+        for node in ast.walk(ast.parse(inspect.getsource(writer)))
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    ]
+    assert "DATASET_FILE" not in assigned

@@ -35,6 +35,7 @@ from PIL import Image, UnidentifiedImageError
 
 from fastseg.atomic import atomic_path, process_alive, write_json, write_text
 from fastseg.classes import MAX_CLASSES, Classes, default_colors
+from fastseg.data.factory import DATASET_FILE  # the file `--data` opens: one name for both
 from fastseg.errors import FastsegError, OptionError
 from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.imaging.masks import VOID_LABEL, write_mask
@@ -44,7 +45,6 @@ from fastseg.structured_files import StructuredFileError, load_json
 
 MARKER = ".fastseg-import.json"
 MARKER_KIND = "fastseg import"
-DATASET_FILE = "dataset.yaml"
 ROTATING = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 ORIENTATION_TAG = 0x0112
 FORMAT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif", "WEBP": ".webp"}
