@@ -1235,6 +1235,8 @@ def test_a_dataset_inside_the_labelme_folder_is_not_read_as_labels_next_time(tmp
         (["--val", "0"], "--val must be above 0"),
         (["--classes", "cat,,dog"], "--classes: a comma-separated list"),
         (["--classes", "cat,cat"], "cat named more"),
+        (["--order", "cat,cat"], "Error: --order: cat named more than once"),
+        (["--order", "dog, cat,dog ,cat"], "Error: --order: dog, cat named more than once"),
     ],
 )
 def test_option_mistakes_are_usage_errors(tmp_path, options, expected):

@@ -73,6 +73,10 @@ class ImportOptions:
             raise OptionError("--val must be above 0: training needs validation images")
         if type(self.seed) is not int or self.seed < 0:  # numpy's generator takes no negative seed
             raise OptionError(f"--seed {self.seed}: a whole number, 0 or more")
+        order = self.order or ()
+        repeated = [name for name in dict.fromkeys(order) if order.count(name) > 1]
+        if repeated:  # which rank would the class get? (known before the export is read)
+            raise OptionError(f"--order: {', '.join(map(shown, repeated))} named more than once")
 
 
 @dataclass
