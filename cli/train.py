@@ -158,7 +158,8 @@ def default_run_dir() -> Path:
 @click.option(
     "--resume",
     type=click.Path(path_type=Path, exists=True, file_okay=False),
-    help="Continue an interrupted run folder from its last checkpoint.",
+    help="Continue an interrupted run folder from its last checkpoint (a finished run: say where "
+    "its model is, change nothing).",
 )
 @force_option("run in --out (its run files: config, weights, history, logs, exports)")
 @click.option(
@@ -184,8 +185,13 @@ def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, con
     terminal, fastai's progress bars; otherwise one plain line per epoch."""
     from fastseg.launch.processes import rank_and_world
     from fastseg.runs.folder import RunFolder
+    from fastseg.training.resume import finished_model
     from fastseg.training.trainer import train
 
+    if resume is not None and (model := finished_model(RunFolder(resume))) is not None:
+        if rank_and_world()[0] == 0:  # a retry after the run ended: nothing to do, nothing touched
+            click.echo(f"{resume}: this run already finished; its model is {model}")
+        return
     if resume is not None:
         config, run_dir, find_lr = RunFolder(resume).read_train_config(), resume, False
     else:

@@ -219,6 +219,58 @@ def test_ctrl_c_as_a_resumed_warm_up_starts_names_the_epoch_it_was_in(voc_root, 
     assert_finished_and_whole(run, 1)
 
 
+@pytest.fixture(scope="module")
+def finished_run(voc_root, tmp_path_factory):
+    """A run trained to its end (1 epoch; made once, copied per test)."""
+    run = tmp_path_factory.mktemp("finished") / "run"
+    result = CliRunner().invoke(main, train_arguments(voc_root, run, 1))
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def snapshot(folder: Path) -> dict:
+    """Every entry under `folder` (itself included): its bytes (files) and its mtime in ns."""
+    entries = {".": (None, folder.stat().st_mtime_ns)}
+    for path in sorted(folder.rglob("*")):
+        content = path.read_bytes() if path.is_file() else None
+        entries[path.relative_to(folder).as_posix()] = (content, path.stat().st_mtime_ns)
+    return entries
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quiet", [True, False], ids=["quiet", "not-quiet"])
+def test_resuming_a_finished_run_says_where_its_model_is_and_changes_nothing(finished_run, tmp_path, quiet):
+    """Scripts that retry after a crash resume twice: the second --resume found a finished run
+    and exited 1 ("this run already finished"). It is not a mistake: exit 0, one line, and the
+    folder untouched (not even the lock file comes and goes)."""
+    import shutil
+
+    run = Path(shutil.copytree(finished_run, tmp_path / "run"))
+    assert json.loads((run / "last.json").read_text())["finished"] is True
+    before = snapshot(run)
+    time.sleep(0.01)  # a write now would show in the nanosecond mtimes
+    result = CliRunner().invoke(main, ["train", "--resume", str(run), *(["--quiet"] if quiet else [])])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [f"{run}: this run already finished; its model is {run / 'model.pth'}"]
+    assert snapshot(run) == before
+
+
+@pytest.mark.slow
+def test_resuming_a_finished_run_whose_model_is_gone_is_one_line(finished_run, tmp_path):
+    """Finished, but model.pth deleted since: nothing to point at, and nothing to resume from."""
+    import shutil
+
+    run = Path(shutil.copytree(finished_run, tmp_path / "run"))
+    (run / "model.pth").unlink()
+    before = snapshot(run)
+    result = CliRunner().invoke(main, ["train", "--resume", str(run), "--quiet"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.splitlines() == [
+        f"Error: {run}: this run already finished, but its model.pth is missing; start a new run with --out"
+    ]
+    assert snapshot(run) == before
+
+
 def test_a_second_training_into_a_locked_folder_is_refused_in_one_line(voc_root, tmp_path):
     from fastseg.runs.folder import RunFolder
 

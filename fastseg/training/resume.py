@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,7 +34,7 @@ from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 from fastai.learner import Learner, Recorder
 
 from fastseg.errors import CheckpointError, FastsegError
-from fastseg.runs.folder import BEST, LAST, RunFolder
+from fastseg.runs.folder import BEST, LAST, LAST_STATE, RunFolder
 from fastseg.training.checkpointing import load_checkpoint, read_checkpoint, save_checkpoint
 
 COMPLETED_EPOCHS = "completed_epochs"  # progress key: main-schedule epochs done
@@ -183,6 +184,20 @@ def tracker_state(early: EarlyStoppingCallback | None, saver: SaveModelCallback 
         "best": best if best is not None and math.isfinite(best) else None,
         "wait": int(getattr(early, "wait", 0)) if early is not None else 0,
     }
+
+
+def finished_model(run: RunFolder) -> Path | None:
+    """The model of a run that already finished (`last.json` says so), None for one still to
+    resume (or without `last.json`: `RunFolder.check_can_start` says why it cannot resume).
+    Resuming a finished run is not a mistake (a script that retries after a crash resumes twice):
+    its caller says where the model is and changes nothing. A finished run whose `model.pth` has
+    gone since is a `FastsegError`: there is nothing to point at, and nothing left to resume."""
+    if not run.file(LAST_STATE).is_file() or not run.read_resume_state().get("finished"):
+        return None
+    if not run.model.is_file():
+        raise FastsegError(f"{run.path}: this run already finished, but its {run.model.name} is missing; "
+                           "start a new run with --out")  # fmt: skip
+    return run.model
 
 
 def resume_from_checkpoint(learn: Learner, run: RunFolder, freeze_epochs: int) -> tuple[dict[str, Any], int]:

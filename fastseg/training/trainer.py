@@ -42,7 +42,12 @@ from fastseg.training.epoch_records import HistoryLogger
 from fastseg.training.learner import build_learner, learning_rates, uncompiled
 from fastseg.training.reporting import RunReporter
 from fastseg.training.result import TrainResult
-from fastseg.training.resume import ResumableCheckpoint, resume_from_checkpoint, saved_on_interrupt
+from fastseg.training.resume import (
+    ResumableCheckpoint,
+    finished_model,
+    resume_from_checkpoint,
+    saved_on_interrupt,
+)
 from fastseg.training.samples import save_dataset_samples
 from fastseg.training.schedule import fit_one_cycle
 from fastseg.visualization.charts import save_training_curve
@@ -248,8 +253,8 @@ def train(
     with launched(config.device) as launch, run.locked() if launch.main else nullcontext():
         run.check_can_start(resume, force)
         barrier()  # every process has checked before rank 0 creates anything
-        if resume and run.read_resume_state().get("finished"):
-            raise FastsegError(f"{run.path}: this run already finished; start a new one with --out")
+        if resume and (model := finished_model(run)) is not None:  # `fastseg train` says so itself
+            raise FastsegError(f"{run.path}: this run already finished; its model is {model}")
         before = {entry.name for entry in run.path.iterdir()} if run.path.is_dir() else set()
         try:
             say = echo or _printed(show_progress)
