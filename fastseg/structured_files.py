@@ -182,5 +182,11 @@ def _unique(path: Path | str, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def finite_number(value: Any) -> bool:
-    """A real number (not a bool), neither NaN nor infinite."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A real number (not a bool), neither NaN nor infinite (nor a whole number past float's range,
+    which `math.isfinite` raises OverflowError on: JSON takes up to `MAX_DIGITS` digits)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False

@@ -1692,3 +1692,95 @@ def test_the_writer_names_the_dataset_file_by_the_data_sets_own_constant():
         if isinstance(target, ast.Name)
     ]
     assert "DATASET_FILE" not in assigned
+
+
+@pytest.mark.parametrize("bad", [True, False, "3", 10**350], ids=["true", "false", "string", "huge"])
+def test_a_coordinate_that_is_no_json_number_is_a_problem_naming_the_file(tmp_path, bad):
+    """JSON `true` / `false` were read as 1 / 0 (bool is an int to Python) and a string "3" as 3
+    (numpy parses it) in COCO polygons, LabelMe points and Label Studio points and rectangles; a
+    number past float's range was an OverflowError traceback. Each is a problem line naming the file
+    and the shape, as a word in place of a number was; nothing is created."""
+    coco = tmp_path / "coco"
+    for stem in "ab":
+        write_image(coco / f"{stem}.png", 40, 30)
+    annotations = [
+        {"id": 7, "image_id": 1, "category_id": 1, "segmentation": [[1, 1, bad, 1, 9, 9]], "iscrowd": 0},
+        {"id": 8, "image_id": 2, "category_id": 1, "segmentation": [[1, 1, 9, 1, 9, 9]], "iscrowd": 0},
+    ]
+    (coco / "coco.json").write_text(json.dumps({
+        "images": [{"id": number, "file_name": f"{stem}.png", "width": 40, "height": 30}
+                   for number, stem in enumerate("ab", start=1)],
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "cat"}],
+    }))  # fmt: skip
+    result = run_cli("import", "coco", coco / "coco.json", "--out", tmp_path / "d1", "--quiet", "--test", 0)
+    assert_refused(
+        result, tmp_path / "d1", "coco.json: annotation 7 polygon 0: polygon coordinates are not numbers"
+    )
+
+    labelme = tmp_path / "labelme"
+    labelme_file(labelme, "b", [("car", "polygon", [[1, 1], [9, 1], [9, 9]])])
+    labelme_file(labelme, "a", [("car", "polygon", [[1, 1], [bad, 1], [9, 9]]),
+                                ("car", "rectangle", [[1, 1], [9, bad]])])  # fmt: skip
+    result = run_cli("import", "labelme", labelme, "--out", tmp_path / "d2", "--quiet", "--test", 0)
+    assert_refused(
+        result,
+        tmp_path / "d2",
+        "a.json: shape 0 (car, polygon): polygon coordinates are not numbers",
+        "a.json: shape 1 (car, rectangle): points must be [x, y] pairs of numbers",
+    )
+
+    studio = tmp_path / "ls"
+    for stem in "ab":
+        write_image(studio / f"{stem}.png", 40, 30)
+    size = {"original_width": 40, "original_height": 30}
+    results = [
+        {**size, "type": "polygonlabels",
+         "value": {"points": [[1, 1], [bad, 1], [9, 9]], "polygonlabels": ["car"]}},
+        {**size, "type": "rectanglelabels",
+         "value": {"x": 1, "y": bad, "width": 5, "height": 5, "rectanglelabels": ["car"]}},
+        {**size, "type": "rectanglelabels",
+         "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rotation": bad, "rectanglelabels": ["car"]}},
+    ]  # fmt: skip
+    tasks = [
+        {"id": 1, "data": {"image": "/data/upload/1/a.png"}, "annotations": [{"result": results}]},
+        {"id": 2, "data": {"image": "/data/upload/1/b.png"}, "annotations": []},
+    ]
+    (studio / "export.json").write_text(json.dumps(tasks))
+    result = run_cli(
+        "import", "labelstudio", studio / "export.json", "--out", tmp_path / "d3", "--quiet", "--test", 0
+    )
+    assert_refused(
+        result,
+        tmp_path / "d3",
+        "export.json: task 1 result 0 (car, polygon): points must be [x, y] pairs of numbers",
+        "export.json: task 1 result 1 (car, rectangle): x, y, width and height must be numbers",
+        "export.json: task 1 result 2 (car, rectangle): x, y, width and height must be numbers",
+    )
+    assert "Traceback" not in result.output
+
+
+def test_a_coco_rle_count_past_floats_range_is_a_problem_not_a_traceback(tmp_path):
+    """`counts: [1e350 as a whole number]` (JSON takes up to 400 digits) raised OverflowError in
+    structured_files.finite_number: a traceback; it is a problem line naming the annotation."""
+    export = tmp_path / "coco"
+    for stem in "ab":
+        write_image(export / f"{stem}.png", 40, 30)
+    rle = {"size": [30, 40], "counts": [10**350, 1200]}
+    annotations = [
+        {"id": 7, "image_id": 1, "category_id": 1, "segmentation": rle, "iscrowd": 0},
+        {"id": 8, "image_id": 2, "category_id": 1, "segmentation": [[1, 1, 9, 1, 9, 9]], "iscrowd": 0},
+    ]
+    (export / "coco.json").write_text(json.dumps({
+        "images": [{"id": number, "file_name": f"{stem}.png", "width": 40, "height": 30}
+                   for number, stem in enumerate("ab", start=1)],
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "cat"}],
+    }))  # fmt: skip
+    result = run_cli(
+        "import", "coco", export / "coco.json", "--out", tmp_path / "data", "--quiet", "--test", 0
+    )
+    assert_refused(
+        result, tmp_path / "data", "coco.json: annotation 7: RLE counts must be a list of run lengths"
+    )
+    assert "Traceback" not in result.output

@@ -31,6 +31,7 @@ from fastseg.importing.source import (
     Source,
     declared_names,
     image_under,
+    numbers,
     polygon_points,
     read_json,
     shown,
@@ -153,10 +154,7 @@ def _shape(kind: str, points: np.ndarray, line_width: int, height: int, width: i
 
 
 def _pairs(values: Any, where: str, problems: list[str]) -> np.ndarray | None:
-    try:
-        points = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        points = None
+    points = numbers(values)
     if points is None or points.ndim != 2 or points.shape[1] != 2 or not np.isfinite(points).all():
         problems.append(f"{where}: points must be [x, y] pairs of numbers")
         return None

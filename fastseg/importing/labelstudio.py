@@ -25,6 +25,7 @@ from fastseg.importing.source import (
     Source,
     declared_names,
     image_under,
+    numbers,
     read_json,
     shown,
 )
@@ -129,11 +130,8 @@ def _layer(result: Any, where: str, item: Item, problems: list[str]) -> Layer | 
     item.size = (width, height)
     scale = np.array([width / 100, height / 100])
     if kind == "polygonlabels":
-        try:
-            points = np.asarray(value.get("points"), dtype=np.float64)
-        except (TypeError, ValueError):
-            points = np.zeros((0,))
-        if points.ndim != 2 or points.shape[1] != 2 or not np.isfinite(points).all():
+        points = numbers(value.get("points"))
+        if points is None or points.ndim != 2 or points.shape[1] != 2 or not np.isfinite(points).all():
             problems.append(f"{where}: points must be [x, y] pairs of numbers")
             return None
         if len(points) < 3:
@@ -142,12 +140,14 @@ def _layer(result: Any, where: str, item: Item, problems: list[str]) -> Layer | 
         pixels = points * scale
         return Layer(label, partial(_polygon, pixels.ravel().tolist()), where, pixels)
     if kind == "rectanglelabels":
-        try:
-            x, y, w, h = (float(value[key]) for key in ("x", "y", "width", "height"))
-            angle = math.radians(float(value.get("rotation", 0) or 0))
-        except (KeyError, TypeError, ValueError):
+        rotation = value.get("rotation")
+        corner_and_size = [value.get(key) for key in ("x", "y", "width", "height")]
+        given = numbers([*corner_and_size, 0 if rotation is None else rotation])  # None: upright
+        if given is None:
             problems.append(f"{where}: x, y, width and height must be numbers")
             return None
+        x, y, w, h, degrees = given.tolist()
+        angle = math.radians(degrees)
         corners = np.array([[0, 0], [w, 0], [w, h], [0, h]]) * scale
         rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
         pixels = corners @ rotation.T + np.array([x, y]) * scale

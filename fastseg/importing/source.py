@@ -89,14 +89,34 @@ def declared_names(labels: Iterable[str]) -> list[str]:
     return [BACKGROUND, *found]
 
 
+JSON_NUMBERS = {int, float}  # the types json gives a number: bool is an int to Python, not one
+
+
+def numbers(values: object) -> np.ndarray | None:
+    """float64 array of a JSON list of numbers, or of lists of numbers (one level down); None when
+    anything in it is no JSON number. The one place every reader turns an export's coordinates
+    into numbers: `true` / `false` are no 1 / 0 (bool is an int to Python), a string "3" is no 3
+    (numpy would parse it), null, a dict or a number past float's range (an OverflowError) none."""
+    if not isinstance(values, list):
+        return None
+    kinds = set(map(type, values))
+    if not kinds <= JSON_NUMBERS and not (
+        kinds == {list} and all(set(map(type, inner)) <= JSON_NUMBERS for inner in values)
+    ):
+        return None
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (OverflowError, ValueError):  # past float's range; lists of different lengths
+        return None
+
+
 def polygon_points(
     values: object, where: str, problems: list[str], scale: tuple[float, float] = (1, 1), flat: bool = True
 ) -> np.ndarray | None:
     """`(N, 2)` float pixel coordinates from a flat [x1, y1, x2, y2, ...] list (`flat`) or a list
     of [x, y] pairs, scaled by (sx, sy); None (and a problem) when it is not a polygon."""
-    try:
-        points = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
+    points = numbers(values)
+    if points is None:
         problems.append(f"{where}: polygon coordinates are not numbers")
         return None
     if flat:
