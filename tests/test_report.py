@@ -416,3 +416,108 @@ def test_an_image_without_a_labelled_pixel_is_never_best_or_worst():
     assert (best_title, worst_title) == ("Best 4 by mIoU", "Worst 1 by mIoU")
     assert "1 image(s) without a labelled pixel have no score" in best_note
     assert chosen["random"][0] == "1 other image at random"
+
+
+# Characters that can reorder the text around them in a left-to-right page (Unicode bidi classes):
+# right-to-left letters, Arabic digits, explicit embeddings, overrides and isolates.
+REORDERING = {"R", "AL", "AN", "LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI"}
+OVERRIDE = "\u202e"  # RIGHT-TO-LEFT OVERRIDE: everything after it, to the paragraph's end, reversed
+BIDI_VALUES = [
+    f"run{OVERRIDE}lmth.exe",  # an override left open
+    f"\u2069{OVERRIDE}escape",  # a PDI first, that would close the isolate around the value
+    "\u2068open",  # an isolate left open, that the closing PDI would close instead
+    "כלב",  # right-to-left letters
+]
+
+
+def loose_reordering(page: str) -> list[str]:
+    """Each piece of the page's text (an element's text, an attribute value) that holds a
+    reordering character outside an isolate: not in a `<bdi>` element, and not between a U+2068
+    (or U+2066, U+2067) and its U+2069 in the same piece, or isolates left unbalanced."""
+    import unicodedata
+    from html.parser import HTMLParser
+
+    loose = []
+
+    def check(piece: str, in_bdi: bool) -> None:
+        depth = 0
+        for character in piece:
+            if character in "\u2066\u2067\u2068":
+                depth += 1
+            elif character == "\u2069":
+                if depth == 0:  # closes an isolate opened outside this piece: ours
+                    loose.append(piece)
+                    return
+                depth -= 1
+            elif not in_bdi and depth == 0 and unicodedata.bidirectional(character) in REORDERING:
+                loose.append(piece)
+                return
+        if depth:
+            loose.append(piece)
+
+    class Pieces(HTMLParser):
+        bdi = 0
+
+        def handle_starttag(self, tag, attrs):
+            self.bdi += tag == "bdi"
+            for _, value in attrs:
+                check(value or "", in_bdi=False)
+
+        def handle_endtag(self, tag):
+            self.bdi -= tag == "bdi"
+
+        def handle_data(self, data):
+            check(data, in_bdi=self.bdi > 0)
+
+    Pieces().feed(page)
+    return loose
+
+
+def test_direction_changing_text_on_the_page_is_isolated(tmp_path):
+    """Before: a class, image id or config value holding U+202E was escaped but not isolated, and
+    reversed the rest of its line (`run<U+202E>lmth.exe` read `runexe.html`); a U+2069 in the
+    value could close an isolate put around it. Every field the page takes from outside holds each
+    value here, and no reordering character is left outside an isolate; a plain page has no <bdi>."""
+    from fastseg.classes import Classes
+    from fastseg.visualization.html import Example, ExampleSet, ReportPage, isolated, render
+
+    def page(values: list[str]) -> str:
+        names = [*values, "plain"]
+        count = len(names)
+        classes = Classes.create(names, [(index, 0, 0) for index in range(count)])
+        mask = np.arange(count, dtype=np.uint8).reshape(1, count)
+        per_class = pd.DataFrame({"class": names, "iou": [0.5] * count, "accuracy": [0.5] * count,
+                                  "truth_pixels": [3] * (count - 1) + [0],
+                                  "predicted_pixels": [2] * (count - 1) + [0]})  # fmt: skip
+        examples = [Example(value, [(value, value)], np.zeros((1, count, 3), np.uint8), mask, mask)
+                    for value in values]  # fmt: skip
+        return render(ReportPage(
+            title=f"fastseg report: {isolated(values[0])}", facts=[(value, value) for value in values],
+            metrics={"mean_iou": 0.5}, per_class=per_class, matrix=np.ones((count, count), np.int64),
+            classes=classes, example_sets=[ExampleSet("best", values[0], values[1], examples)],
+            curve_note=values[2], config=[(value, value) for value in values], config_note=values[3],
+        ))  # fmt: skip
+
+    written = page(BIDI_VALUES)
+    assert OVERRIDE in written and "<bdi>" in written
+    assert loose_reordering(written) == []
+    plain = page(["a", "b", "c", "d"])
+    assert "<bdi>" not in plain and "\u2068" not in plain and loose_reordering(plain) == []
+
+
+def test_a_report_of_a_run_named_with_an_override_isolates_its_path_and_config(run_dir, voc_root, tmp_path):
+    """The real command: the run folder's name (in the title, the facts and every sentence naming a
+    file) and config.json's values reach the page isolated; the <title> still starts with
+    `fastseg report`, which marks the folder as fastseg's."""
+    import shutil
+
+    run = shutil.copytree(run_dir, tmp_path / f"run{OVERRIDE}lmth.exe")
+    config = {"train": {"data": str(voc_root), "recipe": BIDI_VALUES[1], "loss": BIDI_VALUES[2],
+                        "epochs": 3, "lr": BIDI_VALUES[3]}, "git_commit": BIDI_VALUES[0]}  # fmt: skip
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "history.csv").write_bytes(b"epoch,valid_miou\nabc,\xff\n")  # its reason names the file
+    result = CliRunner().invoke(main, report_arguments(run, voc_root, tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    written = (tmp_path / "out" / "report.html").read_text()
+    assert written.count(OVERRIDE) >= 5 and loose_reordering(written) == []
+    assert f"<title>fastseg report: \u2068run{OVERRIDE}lmth.exe\u2069, test split</title>" in written

@@ -46,7 +46,7 @@ from fastseg.outputs import guard, written_by_fastseg
 from fastseg.runs.folder import REPORT, SPLIT, RunFolder
 from fastseg.visualization.charts import class_iou_chart, confusion_figure
 from fastseg.visualization.figures import image_grid, save_figure
-from fastseg.visualization.html import Example, ExampleSet, ReportPage, write_html
+from fastseg.visualization.html import Example, ExampleSet, ReportPage, isolated, write_html
 
 # figure file -> the example set it shows (`fastseg.inference.ranking.EXAMPLES`: at most 5, 10, 5)
 FIGURES = {
@@ -324,7 +324,7 @@ def report(
     curve, curve_note = curve_page(history, history_reason, config)
     facts = summary_facts(run, evaluated, Path(dataset.root), subset, len(ids), segmenter, config, history)
     page = ReportPage(
-        title=f"fastseg report: {run.path.name}, {subset} split", facts=facts, metrics=metrics,
+        title=f"fastseg report: {isolated(run.path.name)}, {subset} split", facts=facts, metrics=metrics,
         per_class=per_class_table(total.scores(), total.matrix, names), matrix=total.matrix.cpu().numpy(),
         classes=segmenter.loaded.class_set, example_sets=examples, curve=curve, curve_note=curve_note,
         config=config_rows(config), config_note=config_note(config, config_reason),

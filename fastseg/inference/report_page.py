@@ -4,7 +4,8 @@ curve redrawn from `history.csv` for the page, and the config the run trained wi
 
 Everything is read from the run's own files, as `fastseg runs` reads them. A run file that is
 missing or damaged does not stop a report whose scores are already computed: its part of the page
-says what is missing and why, in words.
+says what is missing and why, in words. A value from outside (a path, a config value, an error's
+reason) inside one of these sentences is `isolated`, so it cannot reorder the words around it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fastseg.number_style import score
 from fastseg.runs.folder import CONFIG, HISTORY, RunFolder
 from fastseg.structured_files import load_json
 from fastseg.visualization.charts import best_epoch, training_curve_panels
+from fastseg.visualization.html import isolated
 
 # What reading a run file may raise when it was damaged or edited by hand (pandas' parser errors
 # are ValueErrors); the page then names the file and the reason.
@@ -68,9 +70,9 @@ def read_config(run: RunFolder) -> tuple[dict[str, Any] | None, str]:
     try:
         values = load_json(path, "run config")
     except FastsegError as error:
-        return None, str(error)
+        return None, isolated(error)
     if not isinstance(values, dict) or not isinstance(values.get("train"), dict):
-        return None, f"{path}: not a fastseg run config (no 'train' mapping)"
+        return None, f"{isolated(path)}: not a fastseg run config (no 'train' mapping)"
     return values, ""
 
 
@@ -85,7 +87,7 @@ def read_history(run: RunFolder) -> tuple[pd.DataFrame | None, str]:
         return history, ""
     except DAMAGE as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        return None, f"{path} could not be read ({reason})"
+        return None, f"{isolated(path)} could not be read ({isolated(reason)})"
 
 
 def training_facts(
@@ -117,12 +119,12 @@ def training_facts(
 
 def recipe_words(train: dict[str, Any], model: dict[str, Any]) -> str:
     encoder = model.get("encoder") or train.get("encoder")
-    parts = [f"{train['recipe']} recipe" if train.get("recipe") else None,
-             f"{encoder} encoder" if encoder else None,
-             f"{train['size']} px input" if train.get("size") else None,
-             f"batch {train['batch_size']}" if train.get("batch_size") else None,
-             f"lr {train['lr']}" if train.get("lr") is not None else None,
-             f"{train['loss']} loss" if train.get("loss") else None]  # fmt: skip
+    parts = [f"{isolated(train['recipe'])} recipe" if train.get("recipe") else None,
+             f"{isolated(encoder)} encoder" if encoder else None,
+             f"{isolated(train['size'])} px input" if train.get("size") else None,
+             f"batch {isolated(train['batch_size'])}" if train.get("batch_size") else None,
+             f"lr {isolated(train['lr'])}" if train.get("lr") is not None else None,
+             f"{isolated(train['loss'])} loss" if train.get("loss") else None]  # fmt: skip
     return " · ".join(str(part) for part in parts if part)
 
 
@@ -138,8 +140,11 @@ def summary_facts(
     )
     facts = [
         ("Run", str(run.path)),
-        ("Data set", f"{data}: the {subset} split, {images} images, each scored at its original resolution"),
-        ("Model file", f"{model}{size}"),
+        (
+            "Data set",
+            f"{isolated(data)}: the {subset} split, {images} images, each scored at its original resolution",
+        ),
+        ("Model file", f"{isolated(model)}{size}"),
         ("Runs on", runtime_words(segmenter)),
     ]
     if config is None:
@@ -173,20 +178,21 @@ def config_rows(config: dict[str, Any] | None) -> list[tuple[str, str]]:
 
 def config_note(config: dict[str, Any] | None, reason: str) -> str:
     if config is None:
-        return f"No training configuration: {reason}."
+        return f"No training configuration: {isolated(reason)}."
     versions = config.get("versions")
     shown = ""
     if isinstance(versions, dict):
-        shown = " Packages: " + ", ".join(f"{name} {version}" for name, version in versions.items()) + "."
+        listed = ", ".join(f"{isolated(name)} {isolated(version)}" for name, version in versions.items())
+        shown = f" Packages: {listed}."
     commit = config.get("git_commit")
-    commit_words = f" fastseg commit {commit}." if isinstance(commit, str) and commit else ""
+    commit_words = f" fastseg commit {isolated(commit)}." if isinstance(commit, str) and commit else ""
     return f"As the run trained (config.json; `fastseg train --config` repeats it).{shown}{commit_words}"
 
 
 def curve_page(history: pd.DataFrame | None, reason: str, config: dict[str, Any] | None) -> tuple[list, str]:
     """The training curve's panels and the note under the section's title."""
     if history is None or not len(history):
-        return [], f"No training curve: {reason or 'history.csv holds no epoch'}."
+        return [], f"No training curve: {isolated(reason) if reason else 'history.csv holds no epoch'}."
     planned = config["train"].get("epochs") if config else None
     planned = planned if isinstance(planned, int) and not isinstance(planned, bool) else None
     best = best_epoch(history)

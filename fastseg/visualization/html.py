@@ -4,7 +4,10 @@ run and the three headline scores, each explained, then sections named in words 
 contents. Numbers are HTML tables (a confusion matrix of coloured cells, counts on hover), so
 nothing a person must read is text inside a picture; the training curve, the one chart, keeps its
 text at 10 points or more. Every value that reaches the page is escaped: a class, a run folder or
-a config value may hold markup.
+a config value may hold markup. Every such value is also isolated where it could reorder the
+text around it (right-to-left letters, or a direction override such as U+202E): in `<bdi>` as an
+element's text (`user_text`), between U+2068 and U+2069 inside an attribute, the `<title>` or a
+sentence built around it (`isolated`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import base64
 import html
 import io
 import math
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +60,9 @@ class ExampleSet:
 
 @dataclass
 class ReportPage:
-    """Everything the page shows. `facts`: the summary card's rows (label, value) in order;
+    """Everything the page shows. `title`: plain text starting `fastseg report` (what marks the
+    folder as fastseg's), a user's value inside it `isolated` by the caller (the `<title>` can
+    hold no `<bdi>`); `facts`: the summary card's rows (label, value) in order;
     `per_class`: `fastseg.inference.report.per_class_table`; `matrix`: confusion counts `(C, C)`,
     rows true, columns predicted; `curve`: the training curve's panels; `config`: (name, value)
     rows of the run's training config."""
@@ -72,6 +78,56 @@ class ReportPage:
     curve_note: str = ""
     config: list[tuple[str, str]] = field(default_factory=list)
     config_note: str = ""
+
+
+# Bidirectional classes (Unicode's) of the characters that can reorder the text around them in this
+# left-to-right page: right-to-left letters, Arabic digits, and the explicit embeddings, overrides
+# and isolates (U+202A-U+202E, U+2066-U+2069). Text without any of them reads as written.
+REORDERING = frozenset({"R", "AL", "AN", "LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI"})
+ISOLATE_OPENERS = frozenset("\u2066\u2067\u2068")  # LRI, RLI, FSI: each a PDI (U+2069) closes
+FIRST_STRONG_ISOLATE, POP_DIRECTIONAL_ISOLATE = "\u2068", "\u2069"
+
+
+def _reorders(value: str) -> bool:
+    return any(unicodedata.bidirectional(character) in REORDERING for character in value)
+
+
+def _balanced_isolates(value: str) -> str:
+    """`value` with its own isolates balanced: without a U+2069 (PDI) that closes no isolate opened
+    inside it (it would close the isolate around the value, and let an override after it reach
+    the rest of the page), and with a PDI after it for each isolate it leaves open (the closing
+    PDI around the value would close that one instead). A PDI also ends every embedding and
+    override opened after its isolate, so nothing else escapes."""
+    kept, open_isolates = [], 0
+    for character in value:
+        if character == POP_DIRECTIONAL_ISOLATE:
+            if not open_isolates:
+                continue
+            open_isolates -= 1
+        elif character in ISOLATE_OPENERS:
+            open_isolates += 1
+        kept.append(character)
+    return "".join(kept) + POP_DIRECTIONAL_ISOLATE * open_isolates
+
+
+def isolated(value: Any) -> str:
+    """`value` as plain text that cannot reorder what surrounds it: between U+2068 (first strong
+    isolate) and U+2069 where it holds a character that could, else as it is (a page of plain
+    names stays byte for byte what it was). For attributes, the `<title>`, and sentences that
+    embed a user's value (escape the result with `text`)."""
+    shown = str(value)
+    if not _reorders(shown):
+        return shown
+    return f"{FIRST_STRONG_ISOLATE}{_balanced_isolates(shown)}{POP_DIRECTIONAL_ISOLATE}"
+
+
+def user_text(value: Any) -> str:
+    """A value from outside (a class name, a path, an image id, a config value) as an element's
+    HTML text: escaped, and in `<bdi>` where it could reorder the text around it."""
+    shown = str(value)
+    if not _reorders(shown):
+        return text(shown)
+    return f"<bdi>{text(_balanced_isolates(shown))}</bdi>"
 
 
 def text(value: Any) -> str:
@@ -145,9 +201,11 @@ def headline_scores(metrics: dict[str, Any], per_class: pd.DataFrame) -> str:
 
 
 def summary_card(page: ReportPage) -> str:
-    facts = "\n".join(f"<dt>{text(label)}</dt><dd>{text(value)}</dd>" for label, value in page.facts)
+    facts = "\n".join(
+        f"<dt>{user_text(label)}</dt><dd>{user_text(value)}</dd>" for label, value in page.facts
+    )
     return (
-        f'<section id="summary" class="card">\n<h1>{text(page.title)}</h1>\n'
+        f'<section id="summary" class="card">\n<h1>{user_text(page.title)}</h1>\n'
         f'<dl class="facts">\n{facts}\n</dl>\n{headline_scores(page.metrics, page.per_class)}\n</section>'
     )
 
@@ -166,7 +224,7 @@ def per_class_section(per_class: pd.DataFrame, classes: Classes) -> str:
         only_predicted = '<span title="no true pixels of this class: only predicted">n/a</span>'
         recall_cell = only_predicted if math.isnan(recall) else score(recall)
         rows.append(
-            f'<tr><th scope="row">{_swatch(classes.colors[index])}{text(row["class"])}</th>'
+            f'<tr><th scope="row">{_swatch(classes.colors[index])}{user_text(row["class"])}</th>'
             f'<td class="iou">{score(iou)}<span class="bar"><span style="width:{width:.1f}%"></span>'
             "</span></td>"
             f"<td>{recall_cell}</td><td>{count(row['truth_pixels'])}</td>"
@@ -176,7 +234,7 @@ def per_class_section(per_class: pd.DataFrame, classes: Classes) -> str:
     absent = list(per_class.loc[~present, "class"])
     absent_line = ""
     if absent:
-        names = ", ".join(text(name) for name in absent)
+        names = ", ".join(user_text(name) for name in absent)
         absent_line = (
             f'<details class="absent"><summary>{len(absent)} of {len(per_class)} classes are absent: no '
             "pixels in the truth and none predicted, so no score (left out of every mean)</summary>"
@@ -212,7 +270,7 @@ def confusion_section(matrix: np.ndarray, classes: Classes) -> str:
     matrix = np.asarray(matrix, dtype=np.int64)
     shown = [index for index in range(len(matrix)) if matrix[index].sum() + matrix[:, index].sum() > 0]
     shares = row_shares(matrix)
-    names = [text(classes.names[index]) for index in shown]
+    names = [user_text(classes.names[index]) for index in shown]
     head = "".join(f'<th scope="col" class="turned"><span>{name}</span></th>' for name in names)
     rows = []
     for true in shown:
@@ -227,11 +285,12 @@ def confusion_section(matrix: np.ndarray, classes: Classes) -> str:
             written = "&lt;1" if share < 0.005 else f"{100 * share:.0f}"
             ink = "#fff" if share > 0.5 else "#1f2328"
             unit = "pixel" if pixels == 1 else "pixels"
-            hover = (f"true {classes.names[true]}, predicted {classes.names[guess]}: {count(pixels)} {unit}"
-                     f" ({100 * share:.1f} % of the true {classes.names[true]})")  # fmt: skip
+            true_name, guessed_name = isolated(classes.names[true]), isolated(classes.names[guess])
+            hover = (f"true {true_name}, predicted {guessed_name}: {count(pixels)} {unit}"
+                     f" ({100 * share:.1f} % of the true {true_name})")  # fmt: skip
             cells.append(f'<td{diagonal} style="background:{_cell_colour(share)};color:{ink}" '
                          f'title="{text(hover)}">{written}</td>')  # fmt: skip
-        rows.append(f'<tr><th scope="row">{text(classes.names[true])}</th>{"".join(cells)}'
+        rows.append(f'<tr><th scope="row">{user_text(classes.names[true])}</th>{"".join(cells)}'
                     f'<td class="total">{count(total)}</td></tr>')  # fmt: skip
     left_out = len(matrix) - len(shown)
     absent = (
@@ -274,23 +333,21 @@ def _legend(example_sets: list[ExampleSet], classes: Classes) -> str:
                 f"<li>{_swatch(classes.palette()[3 * VOID_LABEL : 3 * VOID_LABEL + 3])}void (not scored)</li>"
             )
         elif label < len(classes):
-            items.append(f"<li>{_swatch(classes.colors[label])}{text(classes.names[label])}</li>")
+            items.append(f"<li>{_swatch(classes.colors[label])}{user_text(classes.names[label])}</li>")
     return f'<ul class="legend" aria-label="mask colours">{"".join(items)}</ul>'
 
 
 def _example(shown: Example, classes: Classes) -> str:
-    identity = text(shown.image_id)
-    scores = " · ".join(
-        f"<b>{text(name)} {text(value)}</b>" if position == 0 else f"{text(name)} {text(value)}"
-        for position, (name, value) in enumerate(shown.scores)
-    )
+    identity = text(isolated(shown.image_id))  # in attributes
+    pairs = [f"{user_text(name)} {user_text(value)}" for name, value in shown.scores]
+    scores = " · ".join(f"<b>{pair}</b>" if position == 0 else pair for position, pair in enumerate(pairs))
     return f"""<figure class="example">
 <div class="triple labels" aria-hidden="true"><span>image</span><span>ground truth</span>
 <span>prediction</span></div>
 <div class="triple"><img alt="{identity}: image" src="{_picture_uri(shown.picture)}">
 <img class="mask" alt="{identity}: ground truth" src="{_mask_uri(shown.truth, classes)}">
 <img class="mask" alt="{identity}: prediction" src="{_mask_uri(shown.prediction, classes)}"></div>
-<figcaption><span class="id">{identity}</span> {scores}</figcaption>
+<figcaption><span class="id">{user_text(shown.image_id)}</span> {scores}</figcaption>
 </figure>"""
 
 
@@ -302,8 +359,8 @@ def examples_section(example_sets: list[ExampleSet], classes: Classes) -> str:
             body = f'<div class="examples">\n{shown}\n</div>'
         else:
             body = ""
-        heading = f'<h3 id="{text(group.anchor)}">{text(group.title)}</h3>'
-        parts.append(f'{heading}\n<p class="note">{text(group.note)}</p>\n{body}')
+        heading = f'<h3 id="{text(group.anchor)}">{user_text(group.title)}</h3>'
+        parts.append(f'{heading}\n<p class="note">{user_text(group.note)}</p>\n{body}')
     return f"""<section id="examples">
 <h2>Example predictions</h2>
 {_legend(example_sets, classes)}
@@ -322,28 +379,30 @@ def training_section(curve: list[Figure], note: str) -> str:
         title = figure.axes[0].get_title() if figure.axes else "training curve"
         source = _data_uri(figure_png(figure, CHART_DPI), "image/png")
         smallest = smallest_font_px(figure, CHART_DPI, draw=False)  # figure_png drew it
-        images.append(f'<img class="chart" alt="training curve: {text(title)}" '
+        images.append(f'<img class="chart" alt="training curve: {text(isolated(title))}" '
                       f'data-smallest-font-px="{smallest:.2f}" src="{source}">')  # fmt: skip
     charts = f'<div class="charts">{"".join(images)}</div>' if images else ""
     return (
-        f'<section id="training">\n<h2>Training curve</h2>\n<p class="note">{text(note)}</p>\n'
+        f'<section id="training">\n<h2>Training curve</h2>\n<p class="note">{user_text(note)}</p>\n'
         f"{charts}\n</section>"
     )
 
 
 def _breakable(name: str) -> str:
-    """A field name that may wrap after its dots and underscores on a narrow screen."""
-    return text(name).replace(".", ".<wbr>").replace("_", "_<wbr>")
+    """A field name that may wrap after its dots and underscores on a narrow screen (isolated as
+    `user_text` isolates)."""
+    wrapping = text(_balanced_isolates(name)).replace(".", ".<wbr>").replace("_", "_<wbr>")
+    return f"<bdi>{wrapping}</bdi>" if _reorders(name) else wrapping
 
 
 def config_section(config: list[tuple[str, str]], note: str) -> str:
     """The config's fields as name/value pairs in newspaper columns (three on a wide screen)."""
     pairs = "\n".join(
-        f"<div><dt>{_breakable(name)}</dt><dd>{text(value)}</dd></div>" for name, value in config
+        f"<div><dt>{_breakable(name)}</dt><dd>{user_text(value)}</dd></div>" for name, value in config
     )
     listing = f'<dl class="config">\n{pairs}\n</dl>' if pairs else ""
     return (
-        f'<section id="config">\n<h2>Training configuration</h2>\n<p class="note">{text(note)}</p>\n'
+        f'<section id="config">\n<h2>Training configuration</h2>\n<p class="note">{user_text(note)}</p>\n'
         f"{listing}\n</section>"
     )
 
@@ -431,7 +490,7 @@ def render(page: ReportPage) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{text(page.title)}</title>
+<title>{text(_balanced_isolates(page.title))}</title>
 <style>{STYLE}</style>
 </head><body>
 {summary_card(page)}
