@@ -1326,3 +1326,10 @@ def test_a_refused_head_request_is_logged_as_head(model_file, caplog, monkeypatc
     lines = [record.getMessage() for record in caplog.records]
     assert lines[0] == "HEAD /v1/nothing -> 404 Not Found", lines
     assert '"HEAD /v1/nothing HTTP/1.1" 404' in lines[1] and '"HEAD /healthz HTTP/1.1" 200' in lines[2], lines
+
+
+@pytest.mark.parametrize("url", [123, b"http://x", ["http://x"]])
+def test_a_label_studio_url_that_is_no_text_is_an_option_error(url):
+    """The library's settings took `url.lower()` of whatever came: an AttributeError for a number."""
+    with pytest.raises(OptionError, match="an http:// or https:// address"):
+        ServeSettings(label_studio_url=url)

@@ -19,9 +19,11 @@ def check_label_studio_url(url: str | None, name: str = "label_studio_url") -> N
     3.1: schemes are case-insensitive). Task images are fetched from Label Studio over HTTP: a
     file:// (or ftp://) address would let a task's `..` or absolute path read the server's own
     files. The one check, so `fastseg serve` (`name` its option) and the library agree."""
-    scheme, separator, _ = (url or "").partition("://")
-    if url and not (separator and scheme.isascii() and scheme.lower() in ("http", "https")):
-        raise OptionError(f"{name} {url[:200]!r}: an http:// or https:// address")
+    if url is None or url == "":
+        return
+    scheme, separator, _ = url.partition("://") if isinstance(url, str) else ("", "", "")
+    if not (separator and scheme.isascii() and scheme.lower() in ("http", "https")):
+        raise OptionError(f"{name} {str(url)[:200]!r}: an http:// or https:// address")
 
 
 @dataclass(frozen=True)
