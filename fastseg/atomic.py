@@ -110,15 +110,22 @@ TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$")  # what `atomic_path` writes befor
 def remove_stale_temporaries(folder: Path | str) -> list[Path]:
     """Temporary files in `folder` left by a killed process (its rename never came): whole files
     are always under their real names, so these are only ever incomplete copies. Files of a
-    process still alive (this one, or another fastseg writing there now) are left."""
+    process still alive (this one, or another fastseg writing there now) are left, and so are
+    folders of that shape (a report or an import built beside its place), which their own
+    writers clear: one may hold an earlier report or import moved aside, to be put back."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     matches = [(entry, TEMPORARY.match(entry.name)) for entry in folder.iterdir()]
-    stale = [entry for entry, match in matches if match and not process_alive(int(match.group(1)))]
+    files = [(entry, match) for entry, match in matches if match and not _real_folder(entry)]
+    stale = [entry for entry, match in files if not process_alive(int(match.group(1)))]
     for entry in stale:
         entry.unlink(missing_ok=True)
     return stale
+
+
+def _real_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
 
 
 def process_alive(pid: int) -> bool:

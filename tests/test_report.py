@@ -521,3 +521,163 @@ def test_a_report_of_a_run_named_with_an_override_isolates_its_path_and_config(r
     written = (tmp_path / "out" / "report.html").read_text()
     assert written.count(OVERRIDE) >= 5 and loose_reordering(written) == []
     assert f"<title>fastseg report: \u2068run{OVERRIDE}lmth.exe\u2069, test split</title>" in written
+
+
+def dead_process_id() -> int:
+    import subprocess
+    import sys
+
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    return int(ended.stdout)
+
+
+def test_a_killed_reports_temporary_folder_does_not_break_other_cleanups(run_dir, voc_root, tmp_path):
+    """`.report.PID.tmp` is named as `fastseg.atomic`'s temporary files are: the run folder's
+    cleanup (train --force, export into the run) unlinked it as a file, an IsADirectoryError. It
+    leaves folders to their writers; the next report removes it."""
+    import shutil
+
+    from fastseg.runs.folder import RunFolder
+
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    stale = run / f".report.{dead_process_id()}.tmp"
+    stale.mkdir()
+    (stale / "metrics.json").write_text("{}")
+    assert RunFolder(run).remove_stale_temporaries() == []
+    assert stale.is_dir()
+    result = CliRunner().invoke(main, ["report", "--model", str(run), "--quiet", "--num-workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert not stale.exists() and (run / "report" / "report.html").is_file()
+
+
+def folder_state(folder) -> dict:
+    """Every entry under `folder` (itself included): its bytes (files) and mtime in ns."""
+    state = {".": (None, folder.stat().st_mtime_ns)}
+    for path in sorted(folder.rglob("*")):
+        state[path.relative_to(folder).as_posix()] = (path.read_bytes() if path.is_file() else None,
+                                                      path.stat().st_mtime_ns)  # fmt: skip
+    return state
+
+
+def leftovers(folder) -> list[str]:
+    """Temporary files or folders beside or inside the report folder `folder`."""
+    return sorted(
+        path.name for path in [*folder.parent.iterdir(), *folder.rglob("*")] if path.name.endswith(".tmp")
+    )
+
+
+@pytest.fixture
+def earlier_report(run_dir, tmp_path):
+    """A copy of the run with a report in RUN/report, and a note of the user's inside that folder."""
+    import shutil
+
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    first = CliRunner().invoke(main, ["report", "--model", str(run), "--quiet", "--num-workers", "0"])
+    assert first.exit_code == 0, first.output
+    (run / "report" / "notes.txt").write_text("mine")
+    return run
+
+
+@pytest.mark.parametrize("full_at", ["metrics.json", "predictions_best.png", "report.html"])
+def test_a_full_disk_leaves_the_earlier_report_exactly_as_it_was(earlier_report, monkeypatch, full_at):
+    """Before: each file whole, but the new files written before the full disk sat beside the
+    earlier report's (new metrics, old page). Now not a byte or an mtime of it changes, nothing
+    temporary is left, and the next report, with space, replaces it whole (the note stays)."""
+    import errno
+    import os
+
+    import fastseg.atomic
+
+    report = earlier_report / "report"
+    before = folder_state(report)
+    real_replace = fastseg.atomic.os.replace
+
+    def replace(source, target):
+        if os.path.basename(target) == full_at:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_replace(source, target)
+
+    monkeypatch.setattr(fastseg.atomic.os, "replace", replace)
+    arguments = ["report", "--model", str(earlier_report), "--quiet", "--num-workers", "0"]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 1 and f"Error: {report / full_at}: No space left on device" in result.output
+    assert folder_state(report) == before and leftovers(report) == []
+    monkeypatch.setattr(fastseg.atomic.os, "replace", real_replace)
+    again = CliRunner().invoke(main, arguments)
+    assert again.exit_code == 0, again.output
+    assert (report / "notes.txt").read_text() == "mine" and leftovers(report) == []
+    assert (report / "report.html").stat().st_mtime_ns > before["report.html"][1]
+
+
+# In a child process: the report dies as under kill -9 at POINT, then nothing else runs.
+KILLED_REPORT = """
+import os, sys
+point = sys.argv[1]
+import fastseg.inference.report_folder as report_folder
+real_replace = os.replace
+def replace(source, target):  # a file about to take its name in the report being built
+    if os.path.basename(str(target)) == point:
+        os._exit(137)
+    return real_replace(source, target)
+os.replace = replace
+if point == "swap":  # every file written, the swap not yet done
+    report_folder._exchange = lambda first, second: os._exit(137)
+if point == "carry-over":  # swapped, the earlier report's other files not yet moved over
+    report_folder._carry_over = lambda earlier, out: os._exit(137)
+if point == "between-renames":  # no atomic swap: the earlier report moved aside, the new not in
+    report_folder._exchange = lambda first, second: False
+    real_rename = os.rename
+    def rename(source, target):
+        if ".replaced." in str(target):
+            real_rename(source, target)
+            os._exit(137)
+        return real_rename(source, target)
+    os.rename = rename
+from cli.main import main
+main(sys.argv[2:])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("point", "seen"),
+    [
+        ("metrics.json", "old"),  # the first file of the new report
+        ("predictions_best.png", "old"),
+        ("report.html", "old"),  # the last file
+        ("swap", "old"),
+        ("carry-over", "new"),
+        ("between-renames", None),  # where renameat2 is missing: the next report puts it back
+    ],
+)
+def test_kill_9_mid_report_leaves_the_old_report_or_the_new_never_a_mix(earlier_report, point, seen):
+    import subprocess
+    import sys
+
+    report = earlier_report / "report"
+    before = folder_state(report)
+    arguments = ["report", "--model", str(earlier_report), "--quiet", "--num-workers", "0"]
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_REPORT, point, *arguments], capture_output=True, text=True
+    )
+    assert child.returncode == 137, child.stderr[-2000:]
+    if seen == "old":
+        assert folder_state(report) == before
+    elif seen == "new":
+        names = {path.name for path in report.iterdir()}
+        assert "report.html" in names and "notes.txt" not in names  # still in the earlier folder
+        assert (report / "report.html").stat().st_mtime_ns > before["report.html"][1]
+        assert json.loads((report / "metrics.json").read_text())["images"] == 6
+    else:
+        assert not report.exists()
+    again = CliRunner().invoke(main, arguments)
+    assert again.exit_code == 0, again.output
+    assert "(replaced the earlier report there)" in again.output
+    assert (report / "notes.txt").read_text() == "mine" and leftovers(report) == []
+    names = {path.name for path in report.iterdir()}
+    assert names == {
+        "notes.txt",
+        *(name for name in before if "/" not in name and name not in (".", "notes.txt")),
+    }

@@ -28,6 +28,7 @@ from fastseg.data.factory import open_dataset
 from fastseg.errors import DatasetError, FastsegError
 from fastseg.imaging.masks import VOID_LABEL
 from fastseg.inference.ranking import DEFAULT_RANKING, RANKING_WORDS, RANKINGS, choose_examples, rank
+from fastseg.inference.report_folder import building, remove_stale
 from fastseg.inference.report_page import (
     config_note,
     config_rows,
@@ -238,13 +239,11 @@ def draw_figures(
         title, note, rows = chosen[name]
         grid = [pictures[image_id] for image_id in rows["id"]]
         captions = [_caption(row, rank_by) for _, row in rows.iterrows()]
-        if grid:
+        if grid:  # none: no file (the report is built in a new folder: no earlier grid is left)
             figure = image_grid(
                 grid, ["image", "ground truth", "prediction"], captions, title=title, classes=classes
             )
             save_figure(figure, out / figure_name)
-        else:  # an earlier report's grid would show images this one does not
-            (out / figure_name).unlink(missing_ok=True)
         examples = [
             Example(str(row["id"]), _scores(row, rank_by), *pictures[row["id"]]) for _, row in rows.iterrows()
         ]
@@ -286,7 +285,9 @@ def report(
     overlap: float | None = None,
     force: bool = False,
 ) -> ReportResult:
-    """Evaluate the run's `subset` of `split.json` and write every report file into `out`.
+    """Evaluate the run's `subset` of `split.json` and write every report file into `out`, which
+    changes in one step once they are all written (`fastseg.inference.report_folder`): a failure
+    or a kill midway leaves the earlier report as it was, never a mix of two.
 
     Every pair is checked first (train's check: readable, same size, mask values a class or void), so a
     bad file stops the report before `out` is touched, with all problems named at once.
@@ -294,6 +295,7 @@ def report(
     replace an earlier report (said in the result), nothing else unless `force`."""
     tiling = make_tiling(tile, overlap)
     out = Path(out) if out is not None else default_report_folder(model)
+    remove_stale(out)  # a killed report's: its earlier report back in place, or its temporaries gone
     replaced = written_by_fastseg(out, "report")
     if out.is_file() or (out.is_dir() and any(out.iterdir())):
         guard(out, "report", force, option="--replace-foreign")  # cli/report.py
@@ -313,21 +315,23 @@ def report(
     weights = run.read_class_weights(len(segmenter.loaded.classes))
     total, per_image = evaluate(segmenter, dataset, ids, weights, batch_size,
                                 loader_workers(num_workers), progress)  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
     ranked = rank(per_image, rank_by)
     names = segmenter.loaded.classes
     evaluated = run.model if given.is_dir() else given  # the INT8 file's score is not model.pth's
-    metrics = write_tables(out, evaluated, subset, total, ranked, names)
-    examples = draw_figures(out, segmenter, dataset, total, ranked, rank_by, seed)
-    config, config_reason = read_config(run)
-    history, history_reason = read_history(run)
-    curve, curve_note = curve_page(history, history_reason, config)
-    facts = summary_facts(run, evaluated, Path(dataset.root), subset, len(ids), segmenter, config, history)
-    page = ReportPage(
-        title=f"fastseg report: {isolated(run.path.name)}, {subset} split", facts=facts, metrics=metrics,
-        per_class=per_class_table(total.scores(), total.matrix, names), matrix=total.matrix.cpu().numpy(),
-        classes=segmenter.loaded.class_set, example_sets=examples, curve=curve, curve_note=curve_note,
-        config=config_rows(config), config_note=config_note(config, config_reason),
-    )  # fmt: skip
-    write_html(out, page)
+    with building(out, force, option="--replace-foreign") as folder:  # swapped in once whole
+        metrics = write_tables(folder, evaluated, subset, total, ranked, names)
+        examples = draw_figures(folder, segmenter, dataset, total, ranked, rank_by, seed)
+        config, config_reason = read_config(run)
+        history, history_reason = read_history(run)
+        curve, curve_note = curve_page(history, history_reason, config)
+        facts = summary_facts(
+            run, evaluated, Path(dataset.root), subset, len(ids), segmenter, config, history
+        )
+        page = ReportPage(
+            title=f"fastseg report: {isolated(run.path.name)}, {subset} split", facts=facts, metrics=metrics,
+            per_class=per_class_table(total.scores(), total.matrix, names), matrix=total.matrix.cpu().numpy(),
+            classes=segmenter.loaded.class_set, example_sets=examples, curve=curve, curve_note=curve_note,
+            config=config_rows(config), config_note=config_note(config, config_reason),
+        )  # fmt: skip
+        write_html(folder, page)
     return ReportResult(out=out, subset=subset, images=len(ids), scores=total.scores(), replaced=replaced)

@@ -1,0 +1,200 @@
+"""A report folder written whole: built beside its place, swapped in only once every file is in it.
+
+`fastseg report` used to write its files one by one into `out`: each file was whole (through
+`fastseg.atomic`), but a full disk or a kill midway left the new files beside the earlier
+report's, a mix of two reports. Now:
+
+    RUN/.report.PID.tmp/            the new report, built here (PID: the writing process)
+    RUN/.report.replaced.PID.tmp/   the earlier report, moved aside while the new one goes in
+
+`building` yields the hidden sibling folder to write into, then puts it in `out`'s place: on
+Linux in one step (`renameat2(RENAME_EXCHANGE)` swaps the two folders atomically), elsewhere by
+moving the earlier report aside and renaming the new one in. A reader, `fastseg runs` say, sees
+the earlier report or the new one, never a mix. Files in the earlier folder that a report does
+not write (a user's notes; what `--replace-foreign` allowed in a folder of the user's) move into
+the new one: only the report's own files are replaced, as when it wrote into the folder. On any
+error, nothing changes in `out` and the temporary folder goes. A process killed with -9 leaves its
+temporary folder, which the next report into `out` removes, first putting an earlier report that
+was moved aside back in place if nothing took it (or carrying its other files into the new one).
+
+Whether `out` may be replaced at all is `fastseg.outputs.guard`'s answer, asked before the
+evaluation and again just before the swap (the folder may have changed in the minutes between).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from fastseg.atomic import TEMPORARY, process_alive
+from fastseg.errors import FastsegError
+from fastseg.outputs import guard
+
+# Every file a report writes (`fastseg.inference.report`): the new report's set replaces the
+# earlier one's whole, so a grid the new report does not draw is not left from the earlier one.
+REPORT_FILES = frozenset({
+    "metrics.json", "per_class.csv", "per_image.csv", "confusion_matrix.csv", "class_iou.png",
+    "confusion_matrix.png", "predictions_best.png", "predictions_worst.png", "predictions_random.png",
+    "report.html",
+})  # fmt: skip
+BUILD, REPLACED = "build", "replaced"  # the two kinds of temporary folder
+RENAME_EXCHANGE = 2  # linux/fs.h: swap the two paths in one step
+AT_FDCWD = -100
+
+
+def building_folder(out: Path, pid: int | None = None) -> Path:
+    """`.OUT.PID.tmp` beside `out`: where process `pid` (this one by default) builds the report."""
+    return out.parent / f".{out.name}.{os.getpid() if pid is None else pid}.tmp"
+
+
+def replaced_folder(out: Path, pid: int | None = None) -> Path:
+    """`.OUT.replaced.PID.tmp` beside `out`: the earlier report while the new one goes in."""
+    return out.parent / f".{out.name}.{REPLACED}.{os.getpid() if pid is None else pid}.tmp"
+
+
+@contextmanager
+def building(out: Path, force: bool = False, option: str = "--replace-foreign") -> Iterator[Path]:
+    """Yield a new, empty temporary folder beside `out` to write the report into; when the block
+    ends without an error, it takes `out`'s place (see the module's docstring). An `OSError` from
+    the block naming a file in the temporary folder is raised naming the file in `out` instead:
+    the folder the user asked for is the one to read about. `force`, `option`: `guard`'s."""
+    out = Path(out)
+    remove_stale(out)
+    folder = building_folder(out)
+    if folder.exists() or folder.is_symlink():  # a dead process's of the same id: partial
+        _remove(folder)
+    folder.mkdir(parents=True)
+    try:
+        try:
+            yield folder
+        except OSError as error:
+            named = _named_in(error, folder, out)
+            if named is error:
+                raise
+            raise named from error
+        install(folder, out, force, option)
+    finally:
+        if folder.exists() or folder.is_symlink():
+            _remove(folder)
+
+
+def install(folder: Path, out: Path, force: bool, option: str) -> None:
+    """Put the finished `folder` in `out`'s place and remove the earlier report there."""
+    absent = not (out.exists() or out.is_symlink())
+    if absent or (out.is_dir() and not out.is_symlink() and not any(out.iterdir())):
+        try:
+            os.rename(folder, out)  # an empty folder at `out` is replaced, a full one refuses
+            return
+        except OSError as error:
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise
+    guard(out, "report", force, option=option)  # it may have changed since the evaluation began
+    if out.is_dir() and not out.is_symlink() and _exchange(folder, out):
+        earlier = folder  # the swap left the earlier report under the temporary name
+    else:
+        earlier = replaced_folder(out)
+        os.rename(out, earlier)
+        try:
+            os.rename(folder, out)
+        except OSError:
+            if out.exists() or out.is_symlink():  # another report went in meanwhile: it stays
+                _carry_over(earlier, out)
+                _remove(earlier)
+                raise FastsegError(f"{out}: another report was written there meanwhile; this one "
+                                   "was discarded (run it again to replace that one)") from None  # fmt: skip
+            os.rename(earlier, out)  # nothing took its place: the earlier report goes back
+            raise
+    _carry_over(earlier, out)
+    _remove(earlier)
+
+
+def remove_stale(out: Path) -> list[Path]:
+    """The temporary folders beside `out` of reports killed while writing it (their process is
+    gone): an earlier report moved aside goes back in `out`'s place when nothing took it, else its
+    files that are not a report's move into `out`; the rest is removed. Returns what was there."""
+    found = []
+    for path, kind, pid in _temporaries(out):
+        if process_alive(pid):
+            continue
+        found.append(path)
+        if kind == REPLACED and not (out.exists() or out.is_symlink()):
+            os.rename(path, out)
+            continue
+        if out.is_dir() and not out.is_symlink():  # a swapped build holds the earlier report
+            _carry_over(path, out)
+        _remove(path)
+    return found
+
+
+def _temporaries(out: Path) -> list[tuple[Path, str, int]]:
+    """(path, kind, process id) of each `.OUT.PID.tmp` and `.OUT.replaced.PID.tmp` beside `out`."""
+    prefix, suffix = f".{out.name}.", ".tmp"
+    if not out.parent.is_dir():
+        return []
+    found = []
+    for path in out.parent.iterdir():
+        name = path.name
+        if not (name.startswith(prefix) and name.endswith(suffix)) or len(name) <= len(prefix) + len(suffix):
+            continue
+        middle = name[len(prefix) : -len(suffix)]
+        kind, _, pid = middle.rpartition(".")
+        if pid.isdigit() and pid.isascii() and kind in ("", REPLACED):
+            found.append((path, kind or BUILD, int(pid)))
+    return found
+
+
+def _carry_over(earlier: Path, out: Path) -> None:
+    """Move what is in the `earlier` folder and is not a report's file (nor a partial one an
+    atomic write left) into `out`, unless `out` has an entry of that name."""
+    if earlier.is_symlink() or not earlier.is_dir():
+        return
+    for entry in earlier.iterdir():
+        if entry.name in REPORT_FILES or TEMPORARY.match(entry.name):
+            continue
+        target = out / entry.name
+        if not (target.exists() or target.is_symlink()):
+            os.rename(entry, target)
+
+
+def _remove(path: Path) -> None:
+    """A folder with everything in it; a file or a link itself (never what a link points to)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two folders in one step (Linux 3.15+, a file system that supports it); False where
+    that is not possible, and the caller swaps them in two renames."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a C library without renameat2 (glibc before 2.28, musl)
+        return False
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if function(AT_FDCWD, os.fsencode(first), AT_FDCWD, os.fsencode(second), RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV):
+        return False
+    raise OSError(code, os.strerror(code), str(second))
+
+
+def _named_in(error: OSError, folder: Path, out: Path) -> OSError:
+    """`error` naming `out`'s file where it named the temporary `folder`'s."""
+    name = error.filename
+    if not isinstance(name, (str, os.PathLike)):
+        return error
+    try:
+        inside = Path(name).relative_to(folder)
+    except ValueError:
+        return error
+    return OSError(error.errno, error.strerror, str(out / inside))
