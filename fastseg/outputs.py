@@ -10,8 +10,9 @@ the file (a copied or renamed output is still recognised, a user's file of the s
 - overlay: a JPEG with the comment `fastseg overlay` (`fastseg.inference.predict.save_overlay`);
 - export: an ONNX file whose metadata holds fastseg's description (`fastseg.model.exported`);
 - report: a folder whose `report.html` is titled `fastseg report` (every version wrote that), or,
-  without a `report.html` (a report stopped before its page, by a full disk say), whose
-  `metrics.json` is a report's (`model`, `subset`, `class_iou`), written first;
+  without a `report.html` (a report of an earlier fastseg stopped before its page, by a full disk
+  say: reports are now swapped in whole, `fastseg.inference.report_folder`), whose `metrics.json`
+  is a report's (`model`, `subset`, `class_iou`), written first;
 - lr-find plot: a PNG with the text chunk `fastseg: lr-find` (`fastseg.visualization.charts`);
 - lr-find sweep: `lr_find.csv`, which has no place for a mark: recognised by its content, the
   header `lr,loss` and nothing but pairs of numbers below it (a file of exactly that shape holds

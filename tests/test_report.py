@@ -681,3 +681,22 @@ def test_kill_9_mid_report_leaves_the_old_report_or_the_new_never_a_mix(earlier_
         "notes.txt",
         *(name for name in before if "/" not in name and name not in (".", "notes.txt")),
     }
+
+
+def test_a_report_into_the_folder_it_is_run_from_is_refused_before_the_evaluation(
+    earlier_report, monkeypatch
+):
+    """`cd RUN/report && fastseg report --model .. --out .`: swapping the folder whole would leave
+    the shell in the earlier one, removed. One line, before any image is evaluated, nothing
+    changed; a report into another folder from there works."""
+    report = earlier_report / "report"
+    before = folder_state(report)
+    monkeypatch.chdir(report)
+    arguments = ["report", "--model", "..", "--quiet", "--num-workers", "0"]
+    refused = CliRunner().invoke(main, [*arguments, "--out", ".", "--replace-foreign"])
+    assert refused.exit_code == 1 and len(refused.output.splitlines()) == 1, refused.output
+    assert "holds the current folder" in refused.output and "choose another --out" in refused.output
+    assert folder_state(report) == before and leftovers(report) == []
+    elsewhere = CliRunner().invoke(main, [*arguments, "--out", "../other"])
+    assert elsewhere.exit_code == 0, elsewhere.output
+    assert (earlier_report / "other" / "report.html").is_file() and folder_state(report) == before

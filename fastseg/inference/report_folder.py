@@ -64,61 +64,87 @@ def building(out: Path, force: bool = False, option: str = "--replace-foreign") 
     ends without an error, it takes `out`'s place (see the module's docstring). An `OSError` from
     the block naming a file in the temporary folder is raised naming the file in `out` instead:
     the folder the user asked for is the one to read about. `force`, `option`: `guard`'s."""
-    out = Path(out)
+    given, out = Path(out), absolute(out)
+    check_place(out)
     remove_stale(out)
-    folder = building_folder(out)
-    if folder.exists() or folder.is_symlink():  # a dead process's of the same id: partial
-        _remove(folder)
-    folder.mkdir(parents=True)
+    folder, earlier = building_folder(out), None
     try:
         try:
+            if folder.exists() or folder.is_symlink():  # a dead process's of the same id: partial
+                _remove(folder)
+            folder.mkdir(parents=True)
             yield folder
         except OSError as error:
-            named = _named_in(error, folder, out)
+            named = _named_in(error, folder, given)
             if named is error:
                 raise
             raise named from error
-        install(folder, out, force, option)
+        earlier = install(folder, out, force, option)
+        if earlier is not None:
+            _carry_over(earlier, out)
+            _remove(earlier)
     finally:
-        if folder.exists() or folder.is_symlink():
+        # after the swap the folder holds the earlier report: should moving the user's files
+        # over have failed, they are still there, for the next report to move (`remove_stale`)
+        if earlier != folder and (folder.exists() or folder.is_symlink()):
             _remove(folder)
 
 
-def install(folder: Path, out: Path, force: bool, option: str) -> None:
-    """Put the finished `folder` in `out`'s place and remove the earlier report there."""
+def absolute(out: Path | str) -> Path:
+    """`out` from the root, `..` and `.` resolved (links kept): `.` has no name to build beside."""
+    return Path(os.path.abspath(out))
+
+
+def check_place(out: Path) -> None:
+    """A report folder that is, or holds, the current folder cannot be swapped: the shell that
+    ran fastseg would stay in the earlier folder, removed. Ask before the evaluation's minutes."""
+    out = absolute(out)
+    if not out.is_dir() or out.is_symlink():
+        return
+    try:
+        current = Path(os.path.realpath(Path.cwd()))
+    except OSError:  # the current folder was removed: it is not `out`
+        return
+    real = Path(os.path.realpath(out))
+    if current == real or real in current.parents:
+        raise FastsegError(f"{out}: the report folder holds the current folder, and a report replaces its "
+                           "folder whole; choose another --out, or run fastseg from elsewhere")  # fmt: skip
+
+
+def install(folder: Path, out: Path, force: bool, option: str) -> Path | None:
+    """Put the finished `folder` in `out`'s place; returns where the earlier report at `out`
+    went (`folder` itself after the one-step swap), None where there was none."""
     absent = not (out.exists() or out.is_symlink())
     if absent or (out.is_dir() and not out.is_symlink() and not any(out.iterdir())):
         try:
             os.rename(folder, out)  # an empty folder at `out` is replaced, a full one refuses
-            return
+            return None
         except OSError as error:
             if error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
                 raise
     guard(out, "report", force, option=option)  # it may have changed since the evaluation began
     if out.is_dir() and not out.is_symlink() and _exchange(folder, out):
-        earlier = folder  # the swap left the earlier report under the temporary name
-    else:
-        earlier = replaced_folder(out)
-        os.rename(out, earlier)
-        try:
-            os.rename(folder, out)
-        except OSError:
-            if out.exists() or out.is_symlink():  # another report went in meanwhile: it stays
-                _carry_over(earlier, out)
-                _remove(earlier)
-                raise FastsegError(f"{out}: another report was written there meanwhile; this one "
-                                   "was discarded (run it again to replace that one)") from None  # fmt: skip
-            os.rename(earlier, out)  # nothing took its place: the earlier report goes back
-            raise
-    _carry_over(earlier, out)
-    _remove(earlier)
+        return folder  # the swap left the earlier report under the temporary name
+    earlier = replaced_folder(out)
+    os.rename(out, earlier)
+    try:
+        os.rename(folder, out)
+    except OSError:
+        if out.exists() or out.is_symlink():  # another report went in meanwhile: it stays
+            _carry_over(earlier, out)
+            _remove(earlier)
+            raise FastsegError(f"{out}: another report was written there meanwhile; this one "
+                               "was discarded (run it again to replace that one)") from None  # fmt: skip
+        os.rename(earlier, out)  # nothing took its place: the earlier report goes back
+        raise
+    return earlier
 
 
 def remove_stale(out: Path) -> list[Path]:
     """The temporary folders beside `out` of reports killed while writing it (their process is
     gone): an earlier report moved aside goes back in `out`'s place when nothing took it, else its
     files that are not a report's move into `out`; the rest is removed. Returns what was there."""
-    found = []
+    out, found = absolute(out), []
     for path, kind, pid in _temporaries(out):
         if process_alive(pid):
             continue
