@@ -251,7 +251,8 @@ def test_resuming_a_finished_run_says_where_its_model_is_and_changes_nothing(fin
     time.sleep(0.01)  # a write now would show in the nanosecond mtimes
     result = CliRunner().invoke(main, ["train", "--resume", str(run), *(["--quiet"] if quiet else [])])
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines() == [f"{run}: this run already finished; its model is {run / 'model.pth'}"]
+    model = run / "model.pth"
+    assert result.output.splitlines() == [f"{run}: this run already finished; its model is {model}"]
     assert snapshot(run) == before
 
 
