@@ -18,7 +18,8 @@ HEADERS = {"data_set": "data set", "valid_miou": "val mIoU", "valid_pixel_accura
 def _cell(name: str, row: dict) -> str:
     value = row[name]
     if name == "epochs":
-        return f"{value}/{row['planned_epochs']}"
+        planned = row["planned_epochs"]  # None: a damaged run, or a config.json without epochs
+        return f"{value}/{'-' if planned is None else planned}"
     if value is None:
         return "-"
     if name == "duration":

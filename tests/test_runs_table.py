@@ -155,3 +155,33 @@ def test_a_fifo_named_config_json_neither_hangs_nor_hides_the_other_runs(tmp_pat
         signal.signal(signal.SIGALRM, previous)
     assert result.exit_code == 0, result.output
     assert [row["name"] for row in json.loads(result.output)] == ["good"]
+
+
+HISTORY_DAMAGES = {  # a damaged history.csv's row named the exception, not the file
+    "binary": b"\x00\xff\xfe binary",  # was "UnicodeDecodeError: 'utf-8' codec can't decode byte ..."
+    "empty": b"",  # was "EmptyDataError: No columns to parse from file"
+    "no-time": b"epoch,valid_miou,valid_pixel_accuracy\n0,0.5,0.8\n",  # "Usecols do not match columns"
+    "no-epoch": b"valid_miou,valid_pixel_accuracy,time\n0.5,0.8,00:10\n",  # was "KeyError: 'epoch'"
+    "no-miou": b"epoch,time\n0,00:10\n",  # was "KeyError: 'valid_miou'"
+    "unclosed-quote": b'epoch,valid_miou,time\n"0,0.5,00:10\n',
+}
+
+
+def test_a_damaged_history_is_a_row_naming_the_file_and_never_shows_none(tmp_path):
+    finished = {"finished": True, "completed_epochs": 1}
+    for name, content in HISTORY_DAMAGES.items():
+        make_run(tmp_path / name, "fast", "train", 40, [(0.5, 0.8, "1:00")], state=finished)
+        (tmp_path / name / "history.csv").write_bytes(content)
+    result = CliRunner().invoke(main, ["runs", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    for name in HISTORY_DAMAGES:
+        status = rows[name]["status"]
+        assert status.startswith("damaged (") and f"{tmp_path / name / 'history.csv'}: " in status, status
+    (tmp_path / "other-tool").mkdir()  # another tool's config.json beside run files: no planned epochs
+    (tmp_path / "other-tool" / "config.json").write_text('{"train": {"lr": 0.1}}')
+    (tmp_path / "other-tool" / "last.json").write_text('{"finished": true, "completed_epochs": 1}')
+    table = CliRunner().invoke(main, ["runs", str(tmp_path)])
+    assert table.exit_code == 0 and "None" not in table.output, table.output
+    lines = {line.split()[0]: line for line in table.output.splitlines()[1:]}
+    assert " 0/- " in lines["binary"] and " 0/- " in lines["other-tool"], lines  # was 0/None

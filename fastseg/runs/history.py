@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastseg.atomic import write_text
+from fastseg.errors import FastsegError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,7 +43,7 @@ def read_history(path: Path) -> pd.DataFrame:
     """`history.csv` as numbers; a resumed run's repeated header rows are dropped."""
     import pandas as pd
 
-    history = pd.read_csv(path)
+    history = _read_csv(path, ("epoch", "valid_miou", "valid_pixel_accuracy"))
     history = history[history["epoch"].astype(str) != "epoch"]
     numeric = history.drop(columns=["time"], errors="ignore").apply(pd.to_numeric, errors="coerce")
     return numeric.drop_duplicates("epoch", keep="last").reset_index(drop=True)
@@ -50,15 +51,33 @@ def read_history(path: Path) -> pd.DataFrame:
 
 def read_epoch_seconds(path: Path) -> list[float]:
     """Each epoch's duration from the `time` column (fastai writes `mm:ss` or `h:mm:ss`)."""
-    import pandas as pd
-
-    times = pd.read_csv(path, usecols=["time"])["time"].astype(str)
+    times = _read_csv(path, ("time",))["time"].astype(str)
     seconds = []
     for text in times[times != "time"]:  # a resumed run's repeated header
         parts = text.split(":")
         if all(part.isdigit() for part in parts):
             seconds.append(float(sum(int(part) * 60**power for power, part in enumerate(parts[::-1]))))
     return seconds
+
+
+def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """The file as pandas reads it, holding `columns`; a file that is not such a CSV (binary, not
+    UTF-8, empty, cut mid-quote, another table) is a `FastsegError` naming it, so `fastseg runs`
+    shows that run's row as damaged by this file rather than by a pandas exception's name."""
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path, encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise FastsegError(f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
+                           f"{error.start}); not a history fastseg wrote") from None  # fmt: skip
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise FastsegError(f"{path}: not a history fastseg wrote ({reason})") from None
+    missing = [name for name in columns if name not in table.columns]
+    if missing:
+        raise FastsegError(f"{path}: not a history fastseg wrote (no {', '.join(missing)} column)")
+    return table
 
 
 def looks_like_history(path: Path) -> bool:

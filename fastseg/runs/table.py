@@ -111,7 +111,8 @@ def checked_row(run: RunFolder, root: Path) -> dict[str, Any]:
     except DAMAGE as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         row = {name: None for name in COLUMNS}
-        row.update(name=_name(run, root), epochs=0, status=f"damaged ({type(error).__name__}: {reason[:80]})")
+        status = f"damaged ({type(error).__name__}: {reason[:240]})"  # room for the file's path
+        row.update(name=_name(run, root), epochs=0, status=status)
         return row
     unreadable = [name for name in NUMBERS if row[name] is not None and not _number(row[name])]
     unreadable += [name for name in SCORES if name not in unreadable and row[name] is not None
