@@ -80,8 +80,9 @@ def test_a_split_naming_an_image_the_data_set_lost_is_one_line(run, voc_root, tm
 
     from fastseg.data.voc import VOC
 
-    own = make_demo_folder(tmp_path / "own", list(VOC.names), colors=list(VOC.colors),
-                           counts={"train": 2, "val": 2})
+    own = make_demo_folder(
+        tmp_path / "own", list(VOC.names), colors=list(VOC.colors), counts={"train": 2, "val": 2}
+    )
     (run / "config.json").write_text(json.dumps({"train": {"data": str(own)}}))
     (run / "split.json").write_text(json.dumps({"train": [], "valid": [], "test": ["val/gone"]}))
     result = CliRunner().invoke(main, ["report", "--model", str(run), "--quiet", "--num-workers", "0"])
@@ -140,3 +141,68 @@ def test_a_full_disk_during_report_is_one_line_and_leaves_no_partial_file(run, m
     again = CliRunner().invoke(main, ["report", "--model", str(run), "--quiet", "--num-workers", "0"])
     assert again.exit_code == 0, again.output
     assert (run / "report" / "report.html").is_file()
+
+
+# --- a start that ends before its first checkpoint leaves nothing that blocks the retry (#19, 5) --
+
+TRAIN = ["--recipe", "seed", "--train-set", "train", "--size", "32", "--batch-size", "4", "--epochs", "2",
+         "--no-pretrained", "--num-workers", "0", "--quiet"]  # fmt: skip
+
+
+def test_a_full_disk_at_the_first_checkpoint_leaves_nothing_that_blocks_the_same_command(
+    voc_root, tmp_path, monkeypatch
+):
+    """Epoch 0 ran and history.csv got its row, then the first last.pth met a full disk: the
+    failed start removed config.json but kept history.csv, so the folder refused both the same
+    command ("use --resume or --force") and --resume ("no resumable checkpoint")."""
+    import errno
+    import os
+
+    import fastseg.atomic
+
+    real_replace = fastseg.atomic.os.replace
+
+    def replace(source, target):
+        if os.path.basename(target) == "last.pth":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_replace(source, target)
+
+    run = tmp_path / "run"
+    arguments = ["train", "--data", str(voc_root), "--out", str(run), *TRAIN]
+    monkeypatch.setattr(fastseg.atomic.os, "replace", replace)
+    failed = CliRunner().invoke(main, arguments)
+    assert failed.exit_code == 1 and "No space left on device" in failed.output, failed.output
+    left = sorted(path.name for path in run.iterdir()) if run.exists() else []
+    assert left in ([], [".fastseg.lock"]), left
+    monkeypatch.setattr(fastseg.atomic.os, "replace", real_replace)
+    retried = CliRunner().invoke(main, arguments)  # the same command, no --force
+    assert retried.exit_code == 0, retried.output
+    assert json.loads((run / "last.json").read_text()) == {"finished": True, "completed_epochs": 2}
+
+
+KILLED_AFTER = [["history.csv"], ["history.csv", "best.pth"], ["history.csv", "last.pth"]]
+
+
+@pytest.mark.parametrize("written", KILLED_AFTER)
+def test_a_start_killed_before_its_first_checkpoint_can_start_again(voc_root, tmp_path, written):
+    """`kill -9` after epoch 0's history row (and its best.pth, or the last.pth whose last.json
+    never came) but before last.json: nothing there can be resumed, so the same command starts
+    again without --force, and --resume still says there is no checkpoint."""
+    from fastseg.launch.processes import launched
+    from fastseg.runs.folder import RunFolder
+    from fastseg.training.recipes import recipe
+    from fastseg.training.trainer import prepare_run
+
+    run = tmp_path / "run"
+    config = recipe("seed", data=str(voc_root), out=str(run), size=32, batch_size=4, epochs=2,
+                    pretrained=False, num_workers=0)  # fmt: skip
+    with launched("cpu") as launch:
+        prepare_run(config, RunFolder(run), False, launch, False)
+    for name in written:  # then epoch 0's files, then "killed"
+        (run / name).write_bytes(b"epoch,train_loss\n0,0.5\n" if name == "history.csv" else b"PK")
+    resumed = CliRunner().invoke(main, ["train", "--resume", str(run), "--quiet"])
+    assert resumed.exit_code == 1 and "no resumable checkpoint (last.json)" in resumed.output, resumed.output
+    retried = CliRunner().invoke(main, ["train", "--data", str(voc_root), "--out", str(run), *TRAIN])
+    assert retried.exit_code == 0, retried.output
+    assert json.loads((run / "last.json").read_text()) == {"finished": True, "completed_epochs": 2}
+    assert not (run / "last.pth").exists() and not (run / "best.pth").exists()

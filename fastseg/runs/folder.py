@@ -62,10 +62,12 @@ ARTEFACTS = (
     f"{BEST}.pth", f"{LAST}.pth", LAST_STATE, TRAIN_LOG, ONNX_FILENAME, INT8_FILENAME, TRACKER_RUNS,
 )  # fmt: skip
 WANDB = "wandb"  # `--log wandb`'s own folder
-# What a run holds before its first checkpoint: a start that failed or was killed then leaves
-# only these, and the same command may start again without --force.
+# What a run holds before its first checkpoint is complete (last.json, written last, makes a run
+# resumable): epoch 0's history row and best.pth, and a last.pth whose last.json never came, are
+# written before it. A start that failed or was killed then leaves only these, nothing that
+# --resume could continue, and the same command may start again without --force.
 BEFORE_FIRST_EPOCH = (CONFIG, SPLIT, CLASS_WEIGHTS, TRAIN_SAMPLE, VAL_SAMPLE, TRAIN_LOG, TRACKER_RUNS,
-                      TENSORBOARD, WANDB, LOCK)  # fmt: skip
+                      TENSORBOARD, WANDB, LOCK, HISTORY, f"{BEST}.pth", f"{LAST}.pth")  # fmt: skip
 
 
 @dataclass(frozen=True)
