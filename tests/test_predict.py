@@ -473,6 +473,24 @@ def test_resumed_run_keeps_sizes_and_class_fractions_of_skipped_images(model_fil
         assert mask.size == (31, 29)
 
 
+def test_predicting_in_place_twice_takes_no_earlier_output_for_an_input(model_file, tmp_path):
+    """`predict DIR --out DIR --overlay` run twice made `a.overlay.overlay.jpg` and `a.overlay.png`
+    from the first run's overlay (and refused its own masks as inputs): fastseg's own masks and
+    overlays in the folder are outputs, not photos; the user's images are still inputs."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    noise(40, 30).save(folder / "a.jpg")
+    noise(36, 28).save(folder / "b.png")  # the user's PNG: an input whose mask would overwrite it
+    first = run(model_file, str(folder), "--out", str(folder), "--overlay")
+    made = sorted(path.name for path in folder.iterdir())
+    assert first.exit_code == 1 and "b.png would overwrite an input" in first.output
+    assert made == ["a.jpg", "a.overlay.jpg", "a.png", "b.png", "predictions.csv"]
+    second = run(model_file, str(folder), "--out", str(folder), "--overlay")
+    assert second.exit_code == 1 and "b.png would overwrite an input" in second.output
+    assert "1 segmented, 1 failed" in second.output, second.output
+    assert sorted(path.name for path in folder.iterdir()) == made
+
+
 def test_predict_never_replaces_a_users_file_at_an_output_path(model_file, tmp_path):
     """Issue #19 (2): `predict DIR --out DIR --overlay` replaced the user's own `a.overlay.jpg`
     beside `a.jpg` (only mask paths were checked against inputs); a user's PNG where a mask goes

@@ -79,12 +79,16 @@ def collect_jobs(inputs: Sequence[Path], out: Path, overlay: bool = False, force
 def image_files(folder: Path, out: Path) -> list[Path]:
     """Image files under `folder`, walked recursively and sorted. An `out` inside `folder` is left
     out: a rerun would take its own masks for inputs (out/out/...). An `out` that *is* `folder` is
-    walked: its images are refused one by one, as their outputs would overwrite them."""
+    walked without the masks and overlays fastseg wrote there (a rerun made `a.overlay.overlay.jpg`
+    from the first run's overlay); the user's images in it are refused one by one, as their outputs
+    would overwrite them."""
     out, root = out.resolve(), folder.resolve()
     skipped = out.relative_to(root).parts if out.is_relative_to(root) else ()
     files = [path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()]
     if skipped:
         files = [path for path in files if path.relative_to(folder).parts[: len(skipped)] != skipped]
+    elif out == root:
+        files = [path for path in files if not any(written_by_fastseg(path, role) for role in ("mask", "overlay"))]
     return sorted(files)
 
 
