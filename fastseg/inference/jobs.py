@@ -88,7 +88,8 @@ def image_files(folder: Path, out: Path) -> list[Path]:
     if skipped:
         files = [path for path in files if path.relative_to(folder).parts[: len(skipped)] != skipped]
     elif out == root:
-        files = [path for path in files if not any(written_by_fastseg(path, role) for role in ("mask", "overlay"))]
+        ours = ("mask", "overlay")
+        files = [path for path in files if not any(written_by_fastseg(path, role) for role in ours)]
     return sorted(files)
 
 
