@@ -85,8 +85,11 @@ def guard(path: Path, role: str, force: bool = False, option: str | None = "--fo
         option = None
     raise OutputRefused(
         f"{path}: an existing {kind} that fastseg did not write as {_article(role)} {role}; "
-        + (f"choose another output or use {option} to replace it" if option else
-           "choose another output or remove it first")
+        + (
+            f"choose another output or use {option} to replace it"
+            if option
+            else "choose another output or remove it first"
+        )
     )
 
 

@@ -64,8 +64,10 @@ SCALAR = st.one_of(
 )  # fmt: skip
 VALUE = st.recursive(
     SCALAR,
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.text(string.ascii_lowercase, max_size=4), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(string.ascii_lowercase, max_size=4), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 RAW = st.sampled_from([b"", b"\xff\xfe\x00", b'{"a": "caf\xe9"}', b"{", b"[" * 5000, b"null",
@@ -307,9 +309,13 @@ SPLIT_VALUE = st.one_of(VALUE, st.lists(ID, max_size=4))
 
 @pytest.mark.slow
 @examples("split.json")
-@given(changes=changes_of(["train", "valid", "test", "seed", "test_from", "extra"]).map(
-    lambda changes: {key: value for key, value in changes.items()}), raw=st.one_of(st.none(), RAW),
-    lists=st.dictionaries(st.sampled_from(["train", "valid", "test"]), st.lists(ID, max_size=4), max_size=2))
+@given(
+    changes=changes_of(["train", "valid", "test", "seed", "test_from", "extra"]).map(
+        lambda changes: {key: value for key, value in changes.items()}
+    ),
+    raw=st.one_of(st.none(), RAW),
+    lists=st.dictionaries(st.sampled_from(["train", "valid", "test"]), st.lists(ID, max_size=4), max_size=2),
+)
 def test_any_split_json_reports_or_is_one_line(runs, scratch, changes, raw, lists):  # fmt: skip
     run = copy_run(runs["finished"], scratch())
     shutil.rmtree(run / "report")
@@ -337,8 +343,11 @@ def config_text(run: Path, changes: dict, raw: bytes | None) -> bytes:
 
 @pytest.mark.slow
 @examples("config.json runs")
-@given(changes=changes_of(CONFIG_FIELDS), raw=st.one_of(st.none(), RAW), sort=st.sampled_from(
-    ["date", "name", "planned_epochs", "test_miou", "data_set", "recipe", "epochs"]))
+@given(
+    changes=changes_of(CONFIG_FIELDS),
+    raw=st.one_of(st.none(), RAW),
+    sort=st.sampled_from(["date", "name", "planned_epochs", "test_miou", "data_set", "recipe", "epochs"]),
+)
 def test_runs_lists_any_config_json_as_a_row(runs, scratch, changes, raw, sort):
     """`fastseg runs` never fails for one run: a damaged run is a row saying so (issue #19)."""
     folder = scratch()
@@ -382,8 +391,11 @@ STATE_KEYS = ["completed_epochs", "best", "wait", "finished", "warmup_epochs", "
 
 @pytest.mark.slow
 @examples("last.json")
-@given(changes=changes_of(STATE_KEYS), raw=st.one_of(st.none(), RAW), which=st.sampled_from(["finished",
-                                                                                             "unfinished"]))
+@given(
+    changes=changes_of(STATE_KEYS),
+    raw=st.one_of(st.none(), RAW),
+    which=st.sampled_from(["finished", "unfinished"]),
+)
 def test_any_last_json_is_a_row_and_a_resume_or_one_line(runs, scratch, changes, raw, which, monkeypatch):
     folder = scratch()
     run = copy_run(runs[which], folder)

@@ -178,7 +178,6 @@ def test_runs_from_before_letterboxing_are_not_resumed_silently(tmp_path):
     assert RunFolder(tmp_path).read_train_config().resize == "squish"
 
 
-
 def test_the_encoder_keeps_its_tenth_of_the_rate_from_scratch_too():
     """Issue #20 asked whether a random encoder should train at the full rate: on CamVid (seed 0,
     12 epochs, lr 3e-3) it reached val mIoU 0.27 at epoch 8 against 0.37 at a tenth, so the
