@@ -311,7 +311,7 @@ def validation_scale(run_dirs: list[Path], data_root: Path, size: int) -> dict[s
         model = network(ModelConfig.from_dict(saved["model_config"]))
         model.load_state_dict(saved["state_dict"])
         split = json.loads((run_dir / "split.json").read_text())
-        logged = float(pd.read_csv(run_dir / "history.csv")["miou"].iloc[-1])
+        logged = float(pd.read_csv(run_dir / "history.csv")["valid_miou"].iloc[-1])
         full = score(model, data, sorted(split["valid"]), size)["miou"]
         rows.append({"run": run_dir.name, "input_scale": round(logged, 4), "full_resolution": full})
         print(json.dumps(rows[-1]), flush=True)
