@@ -64,6 +64,11 @@ def test_every_report_file_is_written(report_dir):
     for name in REPORT_FILES:
         assert (report_dir / name).stat().st_size > 0, name
     assert not (report_dir / "predictions_random.png").exists()  # 4 best + 2 worst show all 6
+    # report_folder replaces exactly the files it lists: one the report writes but it does not know
+    # would be carried from an earlier report into the next one
+    from fastseg.inference.report_folder import REPORT_FILES as REPLACED_WHOLE
+
+    assert {path.name for path in report_dir.iterdir()} <= REPLACED_WHOLE
 
 
 def test_the_page_is_self_contained(report_dir):
