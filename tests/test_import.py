@@ -1694,26 +1694,31 @@ def test_the_writer_names_the_dataset_file_by_the_data_sets_own_constant():
     assert "DATASET_FILE" not in assigned
 
 
+def two_image_coco(folder, segmentation):
+    """`folder/coco.json` over two 40x30 images, a.png and b.png: annotation 7 on a.png holds
+    `segmentation`, annotation 8 on b.png a good triangle, so annotation 7 is the only problem."""
+    for stem in "ab":
+        write_image(folder / f"{stem}.png", 40, 30)
+    annotations = [
+        {"id": 7, "image_id": 1, "category_id": 1, "segmentation": segmentation, "iscrowd": 0},
+        {"id": 8, "image_id": 2, "category_id": 1, "segmentation": [[1, 1, 9, 1, 9, 9]], "iscrowd": 0},
+    ]
+    images = [{"id": number, "file_name": f"{stem}.png", "width": 40, "height": 30}
+              for number, stem in enumerate("ab", start=1)]  # fmt: skip
+    path = folder / "coco.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": [{"id": 1, "name": "cat"}]}))  # fmt: skip
+    return path
+
+
 @pytest.mark.parametrize("bad", [True, False, "3", 10**350], ids=["true", "false", "string", "huge"])
 def test_a_coordinate_that_is_no_json_number_is_a_problem_naming_the_file(tmp_path, bad):
     """JSON `true` / `false` were read as 1 / 0 (bool is an int to Python) and a string "3" as 3
     (numpy parses it) in COCO polygons, LabelMe points and Label Studio points and rectangles; a
     number past float's range was an OverflowError traceback. Each is a problem line naming the file
     and the shape, as a word in place of a number was; nothing is created."""
-    coco = tmp_path / "coco"
-    for stem in "ab":
-        write_image(coco / f"{stem}.png", 40, 30)
-    annotations = [
-        {"id": 7, "image_id": 1, "category_id": 1, "segmentation": [[1, 1, bad, 1, 9, 9]], "iscrowd": 0},
-        {"id": 8, "image_id": 2, "category_id": 1, "segmentation": [[1, 1, 9, 1, 9, 9]], "iscrowd": 0},
-    ]
-    (coco / "coco.json").write_text(json.dumps({
-        "images": [{"id": number, "file_name": f"{stem}.png", "width": 40, "height": 30}
-                   for number, stem in enumerate("ab", start=1)],
-        "annotations": annotations,
-        "categories": [{"id": 1, "name": "cat"}],
-    }))  # fmt: skip
-    result = run_cli("import", "coco", coco / "coco.json", "--out", tmp_path / "d1", "--quiet", "--test", 0)
+    coco = two_image_coco(tmp_path / "coco", [[1, 1, bad, 1, 9, 9]])
+    result = run_cli("import", "coco", coco, "--out", tmp_path / "d1", "--quiet", "--test", 0)
     assert_refused(
         result, tmp_path / "d1", "coco.json: annotation 7 polygon 0: polygon coordinates are not numbers"
     )
@@ -1763,23 +1768,8 @@ def test_a_coordinate_that_is_no_json_number_is_a_problem_naming_the_file(tmp_pa
 def test_a_coco_rle_count_past_floats_range_is_a_problem_not_a_traceback(tmp_path):
     """`counts: [1e350 as a whole number]` (JSON takes up to 400 digits) raised OverflowError in
     structured_files.finite_number: a traceback; it is a problem line naming the annotation."""
-    export = tmp_path / "coco"
-    for stem in "ab":
-        write_image(export / f"{stem}.png", 40, 30)
-    rle = {"size": [30, 40], "counts": [10**350, 1200]}
-    annotations = [
-        {"id": 7, "image_id": 1, "category_id": 1, "segmentation": rle, "iscrowd": 0},
-        {"id": 8, "image_id": 2, "category_id": 1, "segmentation": [[1, 1, 9, 1, 9, 9]], "iscrowd": 0},
-    ]
-    (export / "coco.json").write_text(json.dumps({
-        "images": [{"id": number, "file_name": f"{stem}.png", "width": 40, "height": 30}
-                   for number, stem in enumerate("ab", start=1)],
-        "annotations": annotations,
-        "categories": [{"id": 1, "name": "cat"}],
-    }))  # fmt: skip
-    result = run_cli(
-        "import", "coco", export / "coco.json", "--out", tmp_path / "data", "--quiet", "--test", 0
-    )
+    export = two_image_coco(tmp_path / "coco", {"size": [30, 40], "counts": [10**350, 1200]})
+    result = run_cli("import", "coco", export, "--out", tmp_path / "data", "--quiet", "--test", 0)
     assert_refused(
         result, tmp_path / "data", "coco.json: annotation 7: RLE counts must be a list of run lengths"
     )
