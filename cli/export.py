@@ -15,8 +15,9 @@ from fastseg.number_style import score, score_change
 
 MODEL_PATH = click.Path(path_type=Path, exists=True)
 # Options that only --int8 reads: given without it they would be ignored silently, so they are a
-# usage error (whatever the value: the user asked for something export would not do)
-INT8_ONLY = ("accept_int8_loss", "calibration_images", "data")
+# usage error (whatever the value: the user asked for something export would not do). The batch
+# size and decoding workers are INT8's calibration and validation passes'; fp32 decodes no image.
+INT8_ONLY = ("accept_int8_loss", "calibration_images", "data", "batch_size", "num_workers")
 
 
 @click.command(context_settings={"show_default": True})
@@ -53,8 +54,18 @@ INT8_ONLY = ("accept_int8_loss", "calibration_images", "data")
     help="Write the INT8 file even if its validation mIoU is more than 0.01 below fp32's (the file "
     "records that it was accepted).",
 )  # fmt: skip
-@click.option("--batch-size", type=click.IntRange(min=1), default=8)
-@click.option("--num-workers", type=int, default=-1, help="Decoding workers (-1: one per spare core).")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=8,
+    help="Images per batch of INT8's calibration and validation passes (--int8).",
+)
+@click.option(
+    "--num-workers",
+    type=int,
+    default=-1,
+    help="Decoding workers of INT8's validation pass (--int8; -1: one per spare core).",
+)
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 @verbose_option
 @positional_alias("model", MODEL_PATH, "model")  # `export MODEL`, the spelling before --model
@@ -70,9 +81,9 @@ def command(model: Path, quiet: bool, accept_int8_loss: bool, **options) -> None
     written then meant "keep the INT8 file"; read as "replace fastseg's own earlier output" (what
     --force means elsewhere) it would change nothing, since export replaces its own earlier file
     anyway, and such a script would suddenly fail on a lossy INT8 file. `export MODEL` (positional)
-    is the old spelling of `--model MODEL`. `--accept-int8-loss`, `--calibration-images` and `--data`
-    given without `--int8` are a usage error (they were silently ignored); the old `--force` without
-    `--int8` still passes, as it always did."""
+    is the old spelling of `--model MODEL`. `--accept-int8-loss`, `--calibration-images`, `--data`,
+    `--batch-size` and `--num-workers` given without `--int8` are a usage error (they were silently
+    ignored); the old `--force` without `--int8` still passes, as it always did."""
     context = click.get_current_context()
     for name in INT8_ONLY:  # given on the command line: the old --force is another parameter, it passes
         if context.get_parameter_source(name) is ParameterSource.COMMANDLINE and not options["int8"]:

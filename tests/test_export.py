@@ -522,12 +522,16 @@ def export_calls(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "given", [["--calibration-images", "5"], ["--calibration-images", "64"], ["--data", "elsewhere"]]
-)
+    "given",
+    [["--calibration-images", "5"], ["--calibration-images", "64"], ["--data", "elsewhere"],
+     ["--batch-size", "8"], ["--batch-size", "2"], ["--num-workers", "0"], ["--num-workers", "-1"]],
+)  # fmt: skip
 def test_int8_options_without_int8_are_a_usage_error_naming_them(export_calls, tmp_path, given):
     """`--calibration-images N` and `--data D` mean something only with --int8 (they were silently
     ignored): one usage line naming the option, exit 2, nothing exported, even when the value given
-    equals the default; with --int8, or left out, they pass as before."""
+    equals the default; with --int8, or left out, they pass as before. `--batch-size` and
+    `--num-workers` too (round 21): only INT8's calibration and validation read them, an fp32
+    export traces one example and decodes no image."""
     result = invoke("export", "--model", tmp_path, *given, "--quiet")
     assert result.exit_code == 2 and not export_calls, result.output
     error = f"Error: {given[0]} applies to --int8 only: add --int8, or leave it out"
