@@ -586,30 +586,18 @@ def earlier_report(run_dir, tmp_path):
 
 
 @pytest.mark.parametrize("full_at", ["metrics.json", "predictions_best.png", "report.html"])
-def test_a_full_disk_leaves_the_earlier_report_exactly_as_it_was(earlier_report, monkeypatch, full_at):
+def test_a_full_disk_leaves_the_earlier_report_exactly_as_it_was(earlier_report, fill_disk_at, full_at):
     """Before: each file whole, but the new files written before the full disk sat beside the
     earlier report's (new metrics, old page). Now not a byte or an mtime of it changes, nothing
     temporary is left, and the next report, with space, replaces it whole (the note stays)."""
-    import errno
-    import os
-
-    import fastseg.atomic
-
     report = earlier_report / "report"
     before = folder_state(report)
-    real_replace = fastseg.atomic.os.replace
-
-    def replace(source, target):
-        if os.path.basename(target) == full_at:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_replace(source, target)
-
-    monkeypatch.setattr(fastseg.atomic.os, "replace", replace)
+    free = fill_disk_at(full_at)
     arguments = ["report", "--model", str(earlier_report), "--quiet", "--num-workers", "0"]
     result = CliRunner().invoke(main, arguments)
     assert result.exit_code == 1 and f"Error: {report / full_at}: No space left on device" in result.output
     assert folder_state(report) == before and leftovers(report) == []
-    monkeypatch.setattr(fastseg.atomic.os, "replace", real_replace)
+    free()
     again = CliRunner().invoke(main, arguments)
     assert again.exit_code == 0, again.output
     assert (report / "notes.txt").read_text() == "mine" and leftovers(report) == []

@@ -112,23 +112,11 @@ def test_resume_reads_a_damaged_run_file_as_one_line(run, case):
 
 
 @pytest.mark.parametrize("full_at", ["metrics.json", "report.html"])
-def test_a_full_disk_during_report_is_one_line_and_leaves_no_partial_file(run, monkeypatch, full_at):
+def test_a_full_disk_during_report_is_one_line_and_leaves_no_partial_file(run, fill_disk_at, full_at):
     """Issue #19 (5): a full disk during report was a traceback. The report is built beside its
     folder and swapped in only once whole: the first file written (metrics.json) failing or the
     last (report.html) leaves no report folder at all (there was no earlier one), and no temporary."""
-    import errno
-    import os
-
-    import fastseg.atomic
-
-    real_replace = fastseg.atomic.os.replace
-
-    def replace(source, target):
-        if os.path.basename(target) == full_at:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_replace(source, target)
-
-    monkeypatch.setattr(fastseg.atomic.os, "replace", replace)
+    free = fill_disk_at(full_at)
     result = CliRunner().invoke(main, ["report", "--model", str(run), "--quiet", "--num-workers", "0"])
     lines = result.output.strip().splitlines()
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
@@ -137,7 +125,7 @@ def test_a_full_disk_during_report_is_one_line_and_leaves_no_partial_file(run, m
                      "the command again"]  # fmt: skip
     assert not (run / "report").exists()  # not the files written before the full disk either
     assert not [path for path in run.rglob("*") if path.name.endswith(".tmp")]
-    monkeypatch.setattr(fastseg.atomic.os, "replace", real_replace)  # space again: the same command
+    free()  # space again: the same command
     again = CliRunner().invoke(main, ["report", "--model", str(run), "--quiet", "--num-workers", "0"])
     assert again.exit_code == 0, again.output
     assert (run / "report" / "report.html").is_file()
@@ -150,31 +138,19 @@ TRAIN = ["--recipe", "seed", "--train-set", "train", "--size", "32", "--batch-si
 
 
 def test_a_full_disk_at_the_first_checkpoint_leaves_nothing_that_blocks_the_same_command(
-    voc_root, tmp_path, monkeypatch
+    voc_root, tmp_path, fill_disk_at
 ):
     """Epoch 0 ran and history.csv got its row, then the first last.pth met a full disk: the
     failed start removed config.json but kept history.csv, so the folder refused both the same
     command ("use --resume or --force") and --resume ("no resumable checkpoint")."""
-    import errno
-    import os
-
-    import fastseg.atomic
-
-    real_replace = fastseg.atomic.os.replace
-
-    def replace(source, target):
-        if os.path.basename(target) == "last.pth":
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_replace(source, target)
-
     run = tmp_path / "run"
     arguments = ["train", "--data", str(voc_root), "--out", str(run), *TRAIN]
-    monkeypatch.setattr(fastseg.atomic.os, "replace", replace)
+    free = fill_disk_at("last.pth")
     failed = CliRunner().invoke(main, arguments)
     assert failed.exit_code == 1 and "No space left on device" in failed.output, failed.output
     left = sorted(path.name for path in run.iterdir()) if run.exists() else []
     assert left in ([], [".fastseg.lock"]), left
-    monkeypatch.setattr(fastseg.atomic.os, "replace", real_replace)
+    free()
     retried = CliRunner().invoke(main, arguments)  # the same command, no --force
     assert retried.exit_code == 0, retried.output
     assert json.loads((run / "last.json").read_text()) == {"finished": True, "completed_epochs": 2}
