@@ -185,3 +185,36 @@ def test_a_damaged_history_is_a_row_naming_the_file_and_never_shows_none(tmp_pat
     assert table.exit_code == 0 and "None" not in table.output, table.output
     lines = {line.split()[0]: line for line in table.output.splitlines()[1:]}
     assert " 0/- " in lines["binary"] and " 0/- " in lines["other-tool"], lines  # was 0/None
+
+
+TEXT_DAMAGES = {  # round 21: a number or a list where config.json holds a path was shown as "5/train"
+    "data-number": ({"data": 5}, "'data'"),
+    "data-list": ({"data": ["a", "b"]}, "'data'"),
+    "data-mapping": ({"data": {"path": "x"}}, "'data'"),
+    "train-set-number": ({"train_set": 7}, "'train_set'"),  # was "TypeError: sequence item 1: ..."
+    "recipe-list": ({"recipe": ["fast"]}, "'recipe'"),
+}
+
+
+def test_a_config_field_of_the_wrong_type_is_a_damaged_row_naming_the_file(tmp_path):
+    finished = {"finished": True, "completed_epochs": 1}
+    make_run(tmp_path / "good", "fast", "train", 40, [(0.6, 0.9, "1:00")], state=finished)
+    for name, (changes, _) in TEXT_DAMAGES.items():
+        make_run(tmp_path / name, "fast", "train", 40, [(0.5, 0.8, "1:00")], state=finished)
+        config = tmp_path / name / "config.json"
+        train = {**json.loads(config.read_text())["train"], **changes}
+        config.write_text(json.dumps({"train": train}))
+    result = CliRunner().invoke(main, ["runs", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    assert rows["good"]["data_set"] == "voc/train" and rows["good"]["status"] == "finished"
+    for name, (_, field) in TEXT_DAMAGES.items():
+        row = rows[name]
+        assert row["data_set"] is None and row["recipe"] is None, row  # nothing made up
+        assert (
+            row["status"].startswith("damaged (") and f"{tmp_path / name / 'config.json'}: " in row["status"]
+        )
+        assert field in row["status"] and "must be" in row["status"], row["status"]
+    table = CliRunner().invoke(main, ["runs", str(tmp_path)])
+    assert table.exit_code == 0 and "5/train" not in table.output and "['a'" not in table.output, table.output
+    assert len(table.output.strip().splitlines()) == 2 + len(TEXT_DAMAGES)

@@ -19,6 +19,9 @@ from fastseg.structured_files import load_json
 RUN_FILES = (HISTORY, LAST_STATE, MODEL_FILENAME)  # beside a config.json, they make a run folder
 NUMBERS = ("epochs", "planned_epochs", "valid_miou", "valid_pixel_accuracy", "test_miou", "duration")
 SCORES = ("valid_miou", "valid_pixel_accuracy", "test_miou")  # shares: a value outside 0-1 is no score
+# config.json's fields a row shows as text: anything else there (`"data": 5`) is a damaged file,
+# never a made-up name ("5/train")
+TEXT_FIELDS = {"recipe": "a recipe's name", "data": "the data set's path", "train_set": "a list's name"}
 # What describing one run may raise when one of its files is damaged or edited by hand.
 DAMAGE = (OSError, ValueError, TypeError, KeyError, AttributeError, IndexError, FastsegError)
 
@@ -49,6 +52,7 @@ def run_row(run: RunFolder, root: Path) -> dict[str, Any]:
     """One row: the values of `COLUMNS` (None where the run has no such value yet)."""
     config_path = run.file(CONFIG)
     train = load_json(config_path, "run config")["train"]  # the strict reader: no NaN, no 1e999
+    _check_text_fields(train, config_path)
     row: dict[str, Any] = {
         "name": _name(run, root),
         "recipe": train.get("recipe"),
@@ -75,6 +79,18 @@ def run_row(run: RunFolder, root: Path) -> dict[str, Any]:
     if report and not exported and report.get("subset") == "test" and report.get("mean_iou") is not None:
         row["test_miou"] = report["mean_iou"]  # checked by `checked_row`
     return row
+
+
+def _check_text_fields(train: Any, path: Path) -> None:
+    """A `FastsegError` naming `path` and the field when one of `TEXT_FIELDS` holds anything but
+    text (absent or null: the run has no such value, shown as `-`)."""
+    if not isinstance(train, dict):
+        return  # `run_row` fails on it as it always did, and the row says so
+    for name, meaning in TEXT_FIELDS.items():
+        value = train.get(name)
+        if value is not None and not isinstance(value, str):
+            raise FastsegError(f"{path}: 'train' field {name!r} must be text ({meaning}), "
+                               f"got {type(value).__name__}")  # fmt: skip
 
 
 def data_set_label(train: dict[str, Any]) -> str:
