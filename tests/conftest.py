@@ -32,25 +32,24 @@ def voc_copy(voc_root: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def fill_disk_at(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Callable[[], None]]:
-    """`free = fill_disk_at(name, when=1, errno_value=None)`: from the `when`-th atomic write of a
-    file called `name` on, the disk is full, and `free()` gives the space back.
+    """`free = fill_disk_at(name, when=1)`: from the `when`-th atomic write of a file called `name`
+    on, the disk is full, and `free()` gives the space back.
 
     The write fails where every fastseg writer passes, `fastseg.atomic`'s rename into place, with
-    ENOSPC (or `errno_value`) as write(2) reports it: no file name, so the test sees whether
-    `fastseg.atomic` names the file."""
+    ENOSPC as write(2) reports it: no file name, so the test sees whether `fastseg.atomic` names
+    the file."""
     import fastseg.atomic
 
     real_replace = fastseg.atomic.os.replace
 
-    def fill(name: str, when: int = 1, errno_value: int | None = None) -> Callable[[], None]:
+    def fill(name: str, when: int = 1) -> Callable[[], None]:
         calls = []
-        code = errno_value or errno.ENOSPC
 
         def replace(source: str | Path, target: str | Path) -> None:
             if Path(target).name == name:
                 calls.append(target)
                 if len(calls) >= when:
-                    raise OSError(code, os.strerror(code))
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             real_replace(source, target)
 
         monkeypatch.setattr(fastseg.atomic.os, "replace", replace)

@@ -419,27 +419,6 @@ def test_force_never_replaces_a_users_file_that_shares_a_run_files_name(voc_root
 # --- a full disk (issue #19, item 5): one line, what was kept, nothing half-written ------------
 
 
-def fill_disk_at(monkeypatch, name, when=1, errno_value=None):
-    """From the `when`-th atomic write of a file called `name` on, the disk is full: the write
-    fails with ENOSPC as write(2) reports it (no file name; `fastseg.atomic` names the file).
-    Returns a function that frees the disk again."""
-    import errno
-
-    import fastseg.atomic
-
-    real_replace, calls = fastseg.atomic.os.replace, []
-
-    def replace(source, target):
-        if Path(target).name == name:
-            calls.append(target)
-            if len(calls) >= when:
-                raise OSError(errno_value or errno.ENOSPC, os.strerror(errno_value or errno.ENOSPC))
-        return real_replace(source, target)
-
-    monkeypatch.setattr(fastseg.atomic.os, "replace", replace)
-    return lambda: monkeypatch.setattr(fastseg.atomic.os, "replace", real_replace)
-
-
 def assert_full_disk_line(result, path):
     lines = result.output.strip().splitlines()
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
@@ -448,11 +427,11 @@ def assert_full_disk_line(result, path):
                      "command again"], lines  # fmt: skip
 
 
-def test_a_full_disk_during_training_keeps_the_last_checkpoint_and_resumes(voc_root, tmp_path, monkeypatch):
+def test_a_full_disk_during_training_keeps_the_last_checkpoint_and_resumes(voc_root, tmp_path, fill_disk_at):
     """Before: torch.save's and the JSON writer's ENOSPC were tracebacks. Epoch 1's checkpoint
     meets the full disk: epoch 0's stays whole, and once there is space, --resume finishes."""
     run = tmp_path / "run"
-    free = fill_disk_at(monkeypatch, "last.pth", when=2)
+    free = fill_disk_at("last.pth", when=2)
     result = CliRunner().invoke(main, train_arguments(voc_root, run, 3))
     assert_full_disk_line(result, run / "last.pth")
     assert [path.name for path in run.iterdir() if path.name.endswith(".tmp")] == []
@@ -466,9 +445,9 @@ def test_a_full_disk_during_training_keeps_the_last_checkpoint_and_resumes(voc_r
     assert_finished_and_whole(run, 3)
 
 
-def test_a_full_disk_before_the_first_epoch_leaves_nothing_blocking(voc_root, tmp_path, monkeypatch):
+def test_a_full_disk_before_the_first_epoch_leaves_nothing_blocking(voc_root, tmp_path, fill_disk_at):
     run = tmp_path / "run"
-    free = fill_disk_at(monkeypatch, "config.json")
+    free = fill_disk_at("config.json")
     assert_full_disk_line(CliRunner().invoke(main, train_arguments(voc_root, run, 1)), run / "config.json")
     assert not run.exists()
     free()
