@@ -11,8 +11,8 @@ training's figures, and the one results file. Each subcommand writes one JSON fi
 from __future__ import annotations
 
 import argparse
-import csv
 import json
+import math
 import os
 import platform
 import re
@@ -90,25 +90,36 @@ def predict_figures(device: str, images: int, size: int, batch_size: int) -> dic
 
 
 def training_figures(run: Path, seconds: float, exit_code: int, images: int) -> dict:
-    """What the time-boxed `fastseg train` reached: epochs, best validation mIoU, throughput."""
-    rows = []
-    history = run / "history.csv"
-    if history.is_file():
-        with history.open(newline="") as file:
-            rows = list(csv.DictReader(file))
-    column = next(
-        (key for key in (rows[0] if rows else {}) if key.startswith("valid") and key.endswith("miou")), ""
-    )
-    mious = [float(row[column]) for row in rows if row.get(column) not in (None, "")]
+    """What the time-boxed `fastseg train` reached: epochs, best validation mIoU, throughput, read
+    from history.csv as `fastseg runs` reads it (a damaged one stops here in one line naming it)."""
+    from fastseg.errors import FastsegError
+    from fastseg.runs.folder import HISTORY, RunFolder
+
+    folder = RunFolder(run)
+    epochs, best, last_row = 0, None, None
+    if folder.file(HISTORY).is_file():
+        try:
+            history, times = folder.read_history(), folder.read_epoch_seconds()
+        except FastsegError as error:
+            raise SystemExit(f"gpu_check: {error}") from None
+        epochs = len(history)
+        if history["valid_miou"].notna().any():
+            best = round(float(history["valid_miou"].max()), 4)
+        if epochs:
+            last = history.iloc[-1]  # the file's last row: a redone epoch's earlier row is dropped
+            last_row = {name: float(value) for name, value in last.items()}  # a word read as NaN: null
+            if math.isfinite(last_row["epoch"]):
+                last_row["epoch"] = int(last_row["epoch"])
+            last_row["seconds"] = times[-1] if times else None
     return {
         "seconds": round(seconds, 1),
         "exit_code": exit_code,
         "finished": (run / "model.pth").is_file(),
-        "epochs_completed": len(rows),
+        "epochs_completed": epochs,
         "training_images": images,
-        "best_valid_miou": round(max(mious), 4) if mious else None,
-        "last_row": rows[-1] if rows else None,
-        "images_per_s_including_validation_and_startup": round(len(rows) * images / seconds, 1)
+        "best_valid_miou": best,
+        "last_row": last_row,
+        "images_per_s_including_validation_and_startup": round(epochs * images / seconds, 1)
         if seconds
         else None,
     }

@@ -31,6 +31,8 @@ import torch
 from PIL import Image
 
 from fastseg.data.demo_voc import make_demo_voc
+from fastseg.errors import FastsegError
+from fastseg.runs.folder import HISTORY, RunFolder
 
 TRAIN = ["--recipe", "seed", "--train-set", "train", "--size", "32", "--batch-size", "4", "--no-pretrained",
          "--num-workers", "0", "--seed", "3", "--keep", "final", "--quiet"]  # fmt: skip
@@ -54,9 +56,29 @@ def problems_in(folder: Path) -> list[str]:
                 rows = list(csv.reader(path.open(newline="")))
                 if not rows or any(len(row) != len(rows[0]) for row in rows):
                     raise ValueError("ragged rows")
+                if path.name == HISTORY:  # and `fastseg runs` reads it (its error names the file)
+                    RunFolder(path.parent).read_history()
+        except FastsegError as error:  # fastseg's own reader: its one line names the file
+            found.append(str(error)[:300])
         except Exception as error:  # noqa: BLE001 - any failure to read is the finding
             found.append(f"{path}: {type(error).__name__}: {str(error)[:120]}")
     return found
+
+
+def history_problem(run: Path, epochs: int) -> str | None:
+    """What keeps `run`'s history.csv from holding epochs 0 .. epochs-1 once each, in order, read
+    as `fastseg runs` reads it; None when it does. The reader keeps an epoch's last row only, so
+    the rows as written (`history_rows_before`) are counted too: an epoch written twice is two."""
+    folder = RunFolder(run)
+    try:
+        read = folder.read_history()["epoch"].tolist()
+    except FastsegError as error:  # names the file
+        return str(error)
+    rows = len(folder.history_rows_before(sys.maxsize))
+    if read == list(range(epochs)) and rows == epochs:
+        return None
+    listed = ", ".join(f"{epoch:g}" for epoch in read)
+    return f"{folder.file(HISTORY)}: epochs {listed} in {rows} rows, not 0 to {epochs - 1} once each"
 
 
 def run_and_kill(command: list[str], delay: float) -> bool:
@@ -135,8 +157,8 @@ def torture_training(data: Path, root: Path, epochs: int, kills: int, rng: rando
     while totals["kills"] < kills:
         run = root / f"run{totals['runs']}"
         killed, resumed = train_until_finished(fresh(run), run, span, rng)
-        header, *rows = (run / "history.csv").read_text().splitlines()
-        assert [int(row.split(",")[0]) for row in rows] == list(range(epochs)), rows
+        if problem := history_problem(run, epochs):
+            raise SystemExit(f"{run.name} did not record every epoch once: {problem}")
         assert json.loads((run / "last.json").read_text())["finished"] is True
         torch.load(run / "model.pth", weights_only=True)
         check(run)
