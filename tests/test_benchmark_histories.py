@@ -51,11 +51,13 @@ def test_gpu_check_reads_a_resumed_runs_history_as_fastseg_runs_does(tmp_path):
     assert figures["finished"] is False and figures["exit_code"] == 0
 
 
-def test_gpu_check_without_a_history_reports_no_epochs(tmp_path):
-    """Stopped before its first epoch: no history.csv, no figures to read, not an error."""
+@pytest.mark.parametrize("header_only", [False, True], ids=["no-file", "header-only"])
+def test_gpu_check_without_an_epoch_reports_none(tmp_path, header_only):
+    """Stopped before its first epoch ended: no figures to read, not an error."""
     gpu_check = benchmark("gpu_check")
-    (tmp_path / "run").mkdir()
-    figures = gpu_check.training_figures(tmp_path / "run", seconds=5.0, exit_code=1, images=10)
+    run = write_history(tmp_path / "run") if header_only else tmp_path / "run"
+    run.mkdir(exist_ok=True)
+    figures = gpu_check.training_figures(run, seconds=5.0, exit_code=1, images=10)
     assert figures["epochs_completed"] == 0 and figures["best_valid_miou"] is None
     assert figures["last_row"] is None and figures["images_per_s_including_validation_and_startup"] == 0
 
@@ -74,8 +76,12 @@ def test_gpu_check_keeps_a_last_row_whose_epoch_is_no_whole_number(tmp_path, epo
 
 @pytest.mark.parametrize(
     "content, words",
-    [(b"epoch,valid_miou\n0,\xff\n", "not UTF-8 text"), (b"", "not a history fastseg wrote")],
-    ids=["not-utf-8", "empty"],
+    [
+        (b"epoch,valid_miou\n0,\xff\n", "not UTF-8 text"),
+        (b"", "not a history fastseg wrote"),
+        (b"valid_miou,valid_pixel_accuracy,time\n0.5,0.8,00:10\n", "no epoch column"),
+    ],
+    ids=["not-utf-8", "empty", "no-epoch"],
 )
 def test_gpu_check_names_a_damaged_history_in_one_line(tmp_path, content, words):
     gpu_check = benchmark("gpu_check")
