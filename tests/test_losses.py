@@ -102,7 +102,9 @@ def test_lovasz_with_class_weights_is_one_line():
     with pytest.raises(FastsegError, match="--loss lovasz has no per-class weights.*--class-weights none"):
         recipe("seed", loss="lovasz")
     assert recipe("seed", loss="lovasz", class_weights="none").loss == "lovasz"
-    assert recipe("fast").loss == recipe("seed").loss == "ce"
+    # the seed's loss is the seed's; fast's is Dice (CamVid: +0.05 to +0.07 mIoU, recipes.py)
+    assert (recipe("seed").loss, recipe("fast").loss) == ("ce", "dice")
+    assert recipe("fast", loss="lovasz").loss == "lovasz"  # fast has no class weights to refuse
 
 
 def test_train_refuses_lovasz_with_weights_and_an_unknown_loss(voc_root, tmp_path):
