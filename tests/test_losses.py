@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from cli.main import main
 from fastseg.errors import FastsegError
-from fastseg.training.config import LOSSES
+from fastseg.training.config import LOSSES, TrainConfig
 from fastseg.training.losses import WeightedCrossEntropy, build_loss
 from fastseg.training.recipes import recipe
 
@@ -137,3 +137,12 @@ def test_train_with_an_smp_loss_records_it_and_its_losses_are_finite(voc_root, t
     header, rows = history[0].split(","), [line.split(",") for line in history[1:]]
     losses = [float(row[header.index("train_loss")]) for row in rows]
     assert len(losses) == 2 and all(0 < loss < 10 for loss in losses)
+
+
+def test_a_fast_run_recorded_before_dice_was_its_loss_resumes_with_cross_entropy():
+    """config.json of a run made before `--loss` existed has no "loss": it trained with
+    cross-entropy, and `--resume` must go on with it, not switch to the fast recipe's Dice."""
+    recorded = recipe("fast", loss="ce").to_dict()
+    del recorded["loss"]
+    assert TrainConfig.from_dict(recorded).loss == "ce"
+    assert TrainConfig.from_dict(recipe("fast").to_dict()).loss == "dice"  # a new run keeps its own
