@@ -65,8 +65,8 @@ def export(
     require_onnx()
     if int8:  # the run's files first: a wrong folder is told before minutes of work
         run = RunFolder.of_model(path)  # a folder with split.json, or one line saying it is not a run
-        split = run.read_split()
         dataset = open_dataset(data or run.data_folder())
+        split = run.read_split(dataset, ("valid",))  # a lost validation image: one line naming split.json
     loaded = load_model(path)
     if not int8:
         save_onnx(with_description(export_graph(loaded), loaded, precision="fp32"), out)

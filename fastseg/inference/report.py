@@ -304,7 +304,7 @@ def report(
         raise FastsegError(f"--rank-by {rank_by}: choose one of {', '.join(RANKINGS)}")
     run = RunFolder.of_model(model)
     dataset = open_dataset(data or run.data_folder())
-    ids = run.read_split().ids(subset)
+    ids = run.read_split(dataset, (subset,)).ids(subset)  # a lost image: one line naming split.json
     if not ids:
         raise DatasetError(f"{run.file(SPLIT)}: the {subset} split lists no images; nothing to report")
     target = resolve_device(device)

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
 
+    from fastseg.data.dataset import SegmentationData
     from fastseg.model.config import ModelConfig
     from fastseg.training.config import TrainConfig
 
@@ -270,14 +271,22 @@ class RunFolder:
     def write_split(self, split: Split) -> None:
         write_json(self.file(SPLIT), split.to_dict())
 
-    def read_split(self) -> Split:
+    def read_split(
+        self, dataset: SegmentationData | None = None, subsets: tuple[str, ...] = ("train", "valid", "test")
+    ) -> Split:
+        """`split.json`; with `dataset`, every image and mask of `subsets` (the ones the caller
+        reads) must still be in it, else one line naming split.json and the first missing file:
+        the data set's own "file not found" did not say the id came from the run's split."""
         path = self.file(SPLIT)
         if not path.is_file():
             raise CheckpointError(f"{path}: split file not found")
         try:
-            return Split.from_dict(load_json(path, "split file"))
+            split = Split.from_dict(load_json(path, "split file"))
         except (DatasetError, StructuredFileError) as error:
             raise CheckpointError(f"{path}: not a fastseg split file ({_reason(error, path)})") from None
+        if dataset is not None:
+            _require_listed_images(path, dataset, [split.ids(subset) for subset in subsets])
+        return split
 
     def write_class_weights(
         self, weights: np.ndarray, counts: np.ndarray, method: str, classes: tuple[str, ...]
@@ -291,6 +300,26 @@ class RunFolder:
                 "pixel_counts": [int(count) for count in counts.sum(0)],
             },
         )
+
+    def refresh_class_weights(
+        self, weights: np.ndarray, counts: np.ndarray, method: str, classes: tuple[str, ...]
+    ) -> str | None:
+        """On resume: a resumed run trains with `weights`, computed again from the training masks,
+        never with the file's; so a `class_weights.json` that is damaged, missing or holds other
+        weights (edited by hand, masks changed) is rewritten, whole, with these, lest `report`
+        refuse the finished run over it or it tell of weights the run did not use. Returns a note
+        saying what was wrong, None when the file already held them."""
+        path = self.file(CLASS_WEIGHTS)
+        try:
+            recorded = self.read_class_weights(len(weights))
+        except CheckpointError as error:
+            problem = _reason(error, path)
+        else:
+            if recorded is not None and np.allclose(recorded.numpy(), weights, rtol=1e-5, atol=1e-6):
+                return None
+            problem = "missing" if recorded is None else f"not the {method} weights of the training masks"
+        self.write_class_weights(weights, counts, method, classes)
+        return f"{path}: {problem}; rewritten with the weights this run trains with ({method})"
 
     def read_class_weights(self, num_classes: int | None = None) -> torch.Tensor | None:
         """The loss weights the run trained with (one finite, non-negative number per class, when
@@ -355,6 +384,23 @@ class RunFolder:
 
     def write_history(self, header: str, rows: list[str]) -> None:
         history.write_history(self.file(HISTORY), header, rows)
+
+
+def _require_listed_images(path: Path, dataset: SegmentationData, id_lists: list[list[str]]) -> None:
+    """A `CheckpointError` naming split.json (`path`), the first id whose image or mask is gone
+    from `dataset` and that file, and how many more files are missing."""
+    missing: list[tuple[str, Path]] = []
+    for image_id in dict.fromkeys(image_id for ids in id_lists for image_id in ids):
+        try:  # a dataset.yaml data set knows its ids: one it does not list says so itself
+            files = (dataset.image_path(image_id), dataset.mask_path(image_id))
+        except DatasetError as error:
+            raise CheckpointError(f"{path}: {error}") from None
+        missing += [(image_id, file) for file in files if not file.is_file()]
+    if missing:
+        (image_id, file), others = missing[0], len(missing) - 1
+        more = f" (and {others} more missing file{'s' if others > 1 else ''})" if others else ""
+        raise CheckpointError(f"{path}: lists {image_id!r}, but {file} is gone{more}: the data set "
+                              "changed since the run began; restore the file")  # fmt: skip
 
 
 def _resume_state_problem(state: Any) -> str | None:

@@ -83,7 +83,7 @@ def prepare_run(
     if not isinstance(data, VOCFolder) and config.train_set != "train":
         raise FastsegError(f"train_set {config.train_set!r} names a VOC list; {config.data} trains on "
                            "its dataset.yaml's train split (leave --train-set out)")  # fmt: skip
-    split = run.read_split() if resume else data.split(config.train_set, config.split_seed)
+    split = run.read_split(data) if resume else data.split(config.train_set, config.split_seed)
     if launch.main and not resume and split.test_from and echo:
         echo(f"{config.data}: no test split, so val is halved (seed {split.seed}): {len(split.valid)} "
              f"validation and {len(split.test)} test images, recorded in split.json")  # fmt: skip
@@ -98,6 +98,10 @@ def prepare_run(
         run.write_config(config, model_config)
         run.write_split(split)
         run.write_class_weights(weights, counts, config.class_weights, data.classes.names)
+    if launch.main and resume and write:  # the file must hold the weights the run trains with
+        note = run.refresh_class_weights(weights, counts, config.class_weights, data.classes.names)
+        if note and echo:
+            echo(note)
     return Prepared(config, data, split, weights, model_config)
 
 
