@@ -74,6 +74,9 @@ class ImportOptions:
         if type(self.seed) is not int or self.seed < 0:  # numpy's generator takes no negative seed
             raise OptionError(f"--seed {self.seed}: a whole number, 0 or more")
         order = self.order or ()
+        if any(not name.strip() for name in order):  # `cat,,dog`: it was "--order:  not among the classes"
+            raise OptionError("--order: an empty class name in the list (two commas in a row, or one at an "
+                              "end); name each class once, e.g. --order cat,dog")  # fmt: skip
         repeated = [name for name in dict.fromkeys(order) if order.count(name) > 1]
         if repeated:  # which rank would the class get? (known before the export is read)
             raise OptionError(f"--order: {', '.join(map(shown, repeated))} named more than once")
