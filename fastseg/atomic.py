@@ -30,7 +30,7 @@ def atomic_path(path: Path | str, durable: bool = False) -> Iterator[Path]:
     keeps its previous content.
     """
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = path.with_name(f".{sibling_key(path.name, len('..tmp') + PID_DIGITS)}.{os.getpid()}.tmp")
     try:
         yield temporary
         if durable:
@@ -49,6 +49,28 @@ def atomic_path(path: Path | str, durable: bool = False) -> Iterator[Path]:
         raise
     finally:
         temporary.unlink(missing_ok=True)  # still there only if writing failed
+
+
+NAME_MAX = 255  # bytes in one file name: ext4, XFS, Btrfs, APFS, NTFS (in UTF-16 units, more room)
+PID_DIGITS = 10  # room for any process id (Linux's largest is 4194304)
+
+
+def sibling_key(name: str, reserved: int) -> str:
+    """`name` as it stands inside a temporary sibling's name that adds `reserved` bytes around it
+    (`.NAME.PID.tmp`): `name` itself when that fits in `NAME_MAX` bytes, else its start and a
+    digest of the whole name (`.STAR~1a2b3c4d5e.PID.tmp`), so a 250-byte output is still written
+    (its temporary name was past the limit: ENAMETOOLONG) and two long names that begin alike
+    never share a temporary. The key depends on `name` alone, so a cleaner finds it again."""
+    encoded = os.fsencode(name)
+    if len(encoded) + reserved <= NAME_MAX:
+        return name
+    import hashlib
+
+    digest = "~" + hashlib.sha256(encoded).hexdigest()[:12]
+    start = name
+    while start and len(os.fsencode(start)) + len(digest) + reserved > NAME_MAX:
+        start = start[:-1]  # by characters: a UTF-8 name is never cut inside a character
+    return start + digest
 
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # the machine, not the program: a full disk or quota

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from fastseg.atomic import TEMPORARY, process_alive
+from fastseg.atomic import PID_DIGITS, TEMPORARY, process_alive, sibling_key
 from fastseg.errors import FastsegError
 from fastseg.outputs import guard
 
@@ -50,12 +50,19 @@ AT_FDCWD = -100
 
 def building_folder(out: Path, pid: int | None = None) -> Path:
     """`.OUT.PID.tmp` beside `out`: where process `pid` (this one by default) builds the report."""
-    return out.parent / f".{out.name}.{os.getpid() if pid is None else pid}.tmp"
+    return out.parent / f".{_key(out)}.{os.getpid() if pid is None else pid}.tmp"
 
 
 def replaced_folder(out: Path, pid: int | None = None) -> Path:
     """`.OUT.replaced.PID.tmp` beside `out`: the earlier report while the new one goes in."""
-    return out.parent / f".{out.name}.{REPLACED}.{os.getpid() if pid is None else pid}.tmp"
+    return out.parent / f".{_key(out)}.{REPLACED}.{os.getpid() if pid is None else pid}.tmp"
+
+
+def _key(out: Path) -> str:
+    """`out`'s name in its temporary siblings' names: itself, or for a name too long to leave
+    room for `.replaced.PID.tmp` within 255 bytes (a 240-byte `--out`), a shorter one that stands
+    for it alone (`fastseg.atomic.sibling_key`): the folder was ENAMETOOLONG, a traceback."""
+    return sibling_key(out.name, len(f"..{REPLACED}..tmp") + PID_DIGITS)
 
 
 @contextmanager
@@ -160,7 +167,7 @@ def remove_stale(out: Path) -> list[Path]:
 
 def _temporaries(out: Path) -> list[tuple[Path, str, int]]:
     """(path, kind, process id) of each `.OUT.PID.tmp` and `.OUT.replaced.PID.tmp` beside `out`."""
-    prefix, suffix = f".{out.name}.", ".tmp"
+    prefix, suffix = f".{_key(out)}.", ".tmp"
     if not out.parent.is_dir():
         return []
     found = []
