@@ -152,8 +152,12 @@ def test_vgg_models_never_import_timm(tmp_path):
     assert result.stdout.strip() == "False"
 
 
+# one encoder per family of layers the exporter must translate: resnet's plain convolutions and
+# BatchNorm (resnet34/50 add nothing), efficientnet's depthwise convolutions and SiLU squeeze-excite
+# (b3 is b0 wider), convnext's LayerNorm and GELU, mobilenetv3's hard-swish, regnety's grouped ones
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["resnet18", "efficientnet_b0"])
+@pytest.mark.parametrize("name", ["resnet18", "efficientnet_b0", "convnext_tiny", "mobilenetv3_large_100",
+                                  "regnety_002"])  # fmt: skip
 def test_onnx_logits_match_torch(name, tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
