@@ -7,6 +7,7 @@ without fastai, and ONNX parity for two families (tolerances as tests/test_expor
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -150,6 +151,29 @@ def test_vgg_models_never_import_timm(tmp_path):
             "import fastseg.inference.predict; print('timm' in sys.modules)")  # fmt: skip
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.slow  # four interpreters import torch and timm
+def test_timm_is_imported_without_running_the_tracker_it_looks_for(tmp_path):
+    """`import timm` imports wandb where it is installed (about a second of a timm model's predict
+    start-up, for nothing fastseg calls). A stand-in wandb that leaves a mark when imported shows
+    that plain `import timm` runs it (so this test can fail), that fastseg's `import_timm` does
+    not, and that wandb is still importable afterwards (training with `--log wandb`)."""
+    (tmp_path / "wandb.py").write_text("import os\nopen(os.environ['MARK'], 'a').write('x')\n")
+    mark = tmp_path / "mark"
+
+    def marks_after(code: str) -> str:
+        mark.unlink(missing_ok=True)
+        environment = {**os.environ, "MARK": str(mark), "PYTHONPATH": str(tmp_path)}
+        subprocess.run([sys.executable, "-c", code], env=environment, check=True, capture_output=True)
+        return mark.read_text() if mark.exists() else ""
+
+    assert marks_after("import timm") == "x"
+    fastseg = "import sys; from fastseg.model.timm_encoder import import_timm; timm = import_timm(); "
+    assert marks_after(fastseg + "assert 'wandb' not in sys.modules and timm.is_model('resnet18')") == ""
+    assert marks_after(fastseg + "import wandb") == "x"
+    already = "import wandb; " + fastseg + "assert sys.modules['wandb'] is wandb"  # left as it is
+    assert marks_after(already) == "x"
 
 
 # one encoder per family of layers the exporter must translate: resnet's plain convolutions and

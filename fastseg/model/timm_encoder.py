@@ -8,15 +8,41 @@ all `UnetDecoder` needs to put its blocks and skips in place, as smp's encoders 
 
 from __future__ import annotations
 
+import sys
+from types import ModuleType
+
 import torch
 from torch import nn
 
 from fastseg.errors import FastsegError
 
 
+def import_timm() -> ModuleType:
+    """timm, imported without the experiment tracker it looks for.
+
+    `import timm` tries `import wandb` (for timm's own training scripts' summaries, which fastseg
+    never calls); where wandb is installed, that alone was about a third of the 3 s a timm model
+    adds to `fastseg predict`'s start-up (benchmarks/README.md, "Encoders and losses"). A `None`
+    in `sys.modules` makes that import fail for the moment timm takes, and timm carries on
+    without it. A wandb already imported (training with `--log wandb`) is left as it is, and
+    wandb stays importable afterwards.
+    """
+    if "timm" in sys.modules:
+        return sys.modules["timm"]
+    hide = "wandb" not in sys.modules
+    if hide:
+        sys.modules["wandb"] = None  # type: ignore[assignment]  # `import wandb` raises ImportError
+    try:
+        import timm
+    finally:
+        if hide:
+            sys.modules.pop("wandb", None)
+    return timm
+
+
 def require_timm_model(name: str) -> None:
     """One line when timm has no model `name` (timm's own error would come from deep inside it)."""
-    import timm
+    timm = import_timm()
 
     if not timm.is_model(name):
         raise FastsegError(
@@ -27,7 +53,7 @@ def require_timm_model(name: str) -> None:
 
 def features_model(name: str, **options: object) -> nn.Module:
     """`timm.create_model(name, features_only=True, **options)`, or one line saying why not."""
-    import timm
+    timm = import_timm()
 
     require_timm_model(name)
     try:

@@ -16,6 +16,7 @@ from torch import nn
 
 from fastseg.errors import FastsegError
 from fastseg.model.checkpoint import read_state_dict
+from fastseg.model.timm_encoder import import_timm
 
 
 def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
@@ -66,7 +67,7 @@ def load_timm_encoder_weights(model: nn.Module, pretrained: bool, weights_file: 
 
 
 def _features(name: str, **options: object) -> nn.Module:
-    import timm
+    timm = import_timm()
 
     return timm.create_model(name, features_only=True, pretrained=True, **options)
 
@@ -75,7 +76,7 @@ def _require_weights_of(name: str, state: dict[str, torch.Tensor], path: Path) -
     """Every key of timm's `name` (its classifier aside) with its shape, and no other: timm loads a
     features model's weights loosely (unknown keys are a log warning), so resnet34's file would
     half-initialise a resnet18 without a word. Checked on a `meta` model: shapes, no memory."""
-    import timm
+    timm = import_timm()
 
     with torch.device("meta"):
         reference = timm.create_model(name, pretrained=False)
