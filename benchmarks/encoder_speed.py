@@ -8,7 +8,9 @@ machine's speed falls on all of them alike:
   model built, one forward, one PNG written): a user's first wait;
 - throughput: the whole process on N generated 480x360 JPEGs (CamVid's size) at `--size S`,
   start-up included, as a user's folder run.
-The medians of the rounds are reported, with each encoder's parameter count.
+The medians of the rounds are reported, with each encoder's parameter count. `--import-rounds N`
+adds what timm's import costs a fresh interpreter that has torch already: plain `import timm`
+against fastseg's `import_timm` (which keeps timm from importing wandb), alternating.
 
     python benchmarks/encoder_speed.py [--encoders vgg16_bn resnet18 ...] [--sizes 96 224] \
         [--images 48] [--rounds 3] [--out benchmarks/results/X.json]
@@ -19,6 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -61,6 +65,27 @@ def write_images(folder: Path, count: int) -> Path:
     return folder
 
 
+def import_seconds(code: str) -> float:
+    """Seconds `code` takes in a fresh interpreter after `import torch` (timed inside it)."""
+    timed = f"import time, torch; start = time.perf_counter(); {code}; print(time.perf_counter() - start)"
+    return float(
+        subprocess.run([sys.executable, "-c", timed], check=True, capture_output=True, text=True).stdout
+    )
+
+
+def timm_import(rounds: int) -> dict[str, float]:
+    """Median seconds of plain `import timm` and of fastseg's `import_timm`, alternating rounds."""
+    codes = {
+        "import timm": "import timm",
+        "fastseg import_timm": "from fastseg.model.timm_encoder import import_timm; import_timm()",
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in codes}
+    for _ in range(rounds):
+        for name, code in codes.items():
+            seconds[name].append(import_seconds(code))
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -70,7 +95,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--import-rounds", type=int, default=5, help="0: no timm import timing")
     args = parser.parse_args()
+    imports = timm_import(args.import_rounds) if args.import_rounds else {}
+    print(json.dumps({"timm_import_seconds": imports}), flush=True)
 
     with tempfile.TemporaryDirectory() as work_name:
         work = Path(work_name)
@@ -112,7 +140,8 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     report = {"cpu": cpu_description(), "images": args.images, "rounds": args.rounds,
-              "image_size": [WIDTH, HEIGHT], "torch": torch.__version__, "rows": rows}  # fmt: skip
+              "image_size": [WIDTH, HEIGHT], "torch": torch.__version__,
+              "timm_import_seconds": imports, "rows": rows}  # fmt: skip
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n")
 

@@ -296,10 +296,9 @@ def validation_scale(run_dirs: list[Path], data_root: Path, size: int) -> dict[s
     as `history.csv` logged it (the validation half letterboxed into SIZE², masks fitted by
     nearest neighbour, fastai's metric) against the same weights on the same half at full
     resolution (`score`). Folders are named `VARIANT-SEED` by `train_fastseg`."""
-    import pandas as pd
-
     from fastseg.model.config import ModelConfig
     from fastseg.model.network import SegmentationModel
+    from fastseg.runs.folder import RunFolder
 
     data = open_dataset(data_root)
     rows = []
@@ -311,7 +310,7 @@ def validation_scale(run_dirs: list[Path], data_root: Path, size: int) -> dict[s
         model = network(ModelConfig.from_dict(saved["model_config"]))
         model.load_state_dict(saved["state_dict"])
         split = json.loads((run_dir / "split.json").read_text())
-        logged = float(pd.read_csv(run_dir / "history.csv")["valid_miou"].iloc[-1])
+        logged = float(RunFolder(run_dir).read_history()["valid_miou"].iloc[-1])  # one reader of it
         full = score(model, data, sorted(split["valid"]), size)["miou"]
         rows.append({"run": run_dir.name, "input_scale": round(logged, 4), "full_resolution": full})
         print(json.dumps(rows[-1]), flush=True)
