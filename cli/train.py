@@ -94,7 +94,9 @@ TRAINING_OPTIONS = (
         "--loss",
         click.Choice(LOSSES),
         "ce: weighted cross-entropy; dice, focal, lovasz: smp's; ce+dice: the sum. All but lovasz "
-        "weight classes (lovasz needs --class-weights none).",
+        "weight classes (lovasz needs --class-weights none). dice only where every class shows up in "
+        "most batches: a class absent from a batch gets no loss, so one the data never shows can "
+        "take over.",
     ),
     RecipeOption(
         "--pretrained/--no-pretrained",
