@@ -35,7 +35,6 @@ timm = pytest.importorskip("timm")
 ENCODERS = ["resnet18", "resnet34", "resnet50", "convnext_tiny", "efficientnet_b0", "efficientnet_b3",
             "mobilenetv3_large_100", "regnety_002"]  # fmt: skip
 CLASSES = Classes.create(["background", "thing", "other"])
-FASTAI = ("fastai", "fasttransform", "fastprogress", "fastcore")
 
 
 @pytest.fixture(autouse=True, scope="module")

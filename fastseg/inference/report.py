@@ -304,14 +304,15 @@ def report(
         raise FastsegError(f"--rank-by {rank_by}: choose one of {', '.join(RANKINGS)}")
     run = RunFolder.of_model(model)
     dataset = open_dataset(data or run.data_folder())
-    ids = run.read_split(dataset, (subset,)).ids(subset)  # a lost image: one line naming split.json
+    ids = run.read_split().ids(subset)
     if not ids:
         raise DatasetError(f"{run.file(SPLIT)}: the {subset} split lists no images; nothing to report")
     target = resolve_device(device)
     given = Path(model).expanduser()  # a run folder's model.pth, or the file named (an ONNX export)
     segmenter = Segmenter.open(run.model if given.is_dir() else given, target, precision,
                                requested_device=device, tiling=tiling)  # fmt: skip
-    require_same_classes(segmenter.loaded.class_set, dataset)
+    require_same_classes(segmenter.loaded.class_set, dataset)  # another data set: say that first
+    run.read_split(dataset, (subset,))  # an image lost since the run: one line naming split.json
     check_ids(dataset, ids, action="report")  # mask values outside the classes would stop the loss midway
     weights = run.read_class_weights(len(segmenter.loaded.classes))
     total, per_image = evaluate(segmenter, dataset, ids, weights, batch_size,
