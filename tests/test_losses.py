@@ -1,6 +1,9 @@
 """`--loss`: every loss ignores void (255), reaches its minimum on a perfect prediction, stays
 finite on an all-void batch, and uses the class weights where it has a meaning for them."""
 
+import re
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -147,3 +150,44 @@ def test_a_run_resumes_with_the_loss_it_recorded_and_one_recorded_before_losses_
     recorded = recipe("fast", loss="dice").to_dict()
     del recorded["loss"]
     assert TrainConfig.from_dict(recorded).loss == "ce"
+
+
+def test_dice_warns_of_classes_the_training_masks_never_show():
+    """smp's Dice gives an absent class no loss: on the demo one such class took the background
+    (pixel accuracy 0.23). Cross-entropy trains them down, so only dice gets the note."""
+    from fastseg.training.losses import absent_class_note
+
+    names = ["background", "cat", "<b>dog</b>", "bi\nrd"]  # markup and a newline: still one line
+    counts = np.array([[90, 10, 0, 0], [80, 0, 0, 0]])  # (images, classes): dog and bird never shown
+    note = absent_class_note("dice", counts, names)
+    assert note.startswith("--loss dice: 2 of 4 classes have no pixel in the training masks "
+                           "('<b>dog</b>', 'bi\\nrd')")  # fmt: skip
+    assert "--loss ce or ce+dice" in note and "\n" not in note
+    assert absent_class_note("dice", np.array([[1, 1, 1, 1]]), names) is None  # every class shown
+    for loss in ("ce", "ce+dice", "focal", "lovasz"):
+        assert absent_class_note(loss, counts, names) is None
+    many = [f"class{index}" for index in range(21)]
+    shown = np.zeros((1, 21), int)
+    shown[0, :3] = 5
+    note = absent_class_note("dice", shown, many)
+    assert "18 of 21 classes" in note
+    assert "('class3', 'class4', 'class5', 'class6', 'class7' and 13 more)" in note
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", ["dice", "ce"])
+def test_train_with_dice_on_data_that_never_shows_most_classes_says_so(voc_root, tmp_path, loss):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = CliRunner().invoke(main, [
+            "train", "--data", str(voc_root), "--out", str(tmp_path / "run"), "--size", "32",
+            "--batch-size", "8", "--epochs", "1", "--no-pretrained", "--num-workers", "0", "--device", "cpu",
+            "--train-set", "train", "--loss", loss,
+        ])  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    # the generated VOC data draws 5 of VOC's 20 object classes: at least 15 are never shown
+    warned = re.search(r"--loss dice: (\d+) of 21 classes have no pixel in the training masks", result.output)
+    assert (warned is not None and int(warned.group(1)) >= 15) if loss == "dice" else warned is None

@@ -6,6 +6,9 @@ torchvision with it) happens only when one of them is chosen.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -99,3 +102,27 @@ def build_loss(name: str, weight: torch.Tensor | None = None, ignore_index: int 
     else:
         raise ValueError(f"unknown loss {name!r}")
     return SmpLoss(loss, ignore_index)
+
+
+def absent_class_note(loss: str, counts: np.ndarray, names: Sequence[str]) -> str | None:
+    """A warning for `--loss dice` when some classes have no pixel in the training masks `counts`
+    `(n_images, C)`, else None.
+
+    smp's Dice gives a class absent from the batch no loss, so nothing pushes a class the data
+    never shows down: on fastseg's demo (VOC's 21 classes, 5 drawn) one such class took the
+    background, and pixel accuracy ended at 0.23 (benchmarks/README.md, "Encoders and losses").
+    Cross-entropy's softmax term pushes every class but the true one down, so ce and ce+dice
+    need no note.
+    """
+    if loss != "dice":
+        return None
+    totals = np.asarray(counts).sum(axis=0)
+    absent = [name for name, total in zip(names, totals, strict=True) if total == 0]
+    if not absent:
+        return None
+    more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
+    shown = ", ".join(repr(name) for name in absent[:5]) + more
+    return (f"--loss dice: {len(absent)} of {len(names)} classes have no pixel in the training masks "
+            f"({shown}); Dice gives a class absent from a batch no loss, so nothing keeps the model from "
+            "predicting them (on fastseg's demo one took the background): --loss ce or ce+dice trains "
+            "them down")  # fmt: skip

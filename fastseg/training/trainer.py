@@ -40,6 +40,7 @@ from fastseg.training.data import build_dataloaders
 from fastseg.training.ddp import attach_ddp
 from fastseg.training.epoch_records import HistoryLogger
 from fastseg.training.learner import build_learner, learning_rates, uncompiled
+from fastseg.training.losses import absent_class_note
 from fastseg.training.reporting import RunReporter
 from fastseg.training.result import TrainResult
 from fastseg.training.resume import (
@@ -93,6 +94,9 @@ def prepare_run(
     config = fitted_batch_size(config, len(split.train), launch.world, echo if launch.main else None)
     model_config = ModelConfig(num_classes=len(data.classes), encoder=config.encoder)
     weights = class_weights(counts, config.class_weights)
+    note = absent_class_note(config.loss, counts, data.classes.names)
+    if launch.main and not resume and echo and note:
+        echo(note)
     if launch.main and not resume and write:
         run.create()
         run.write_config(config, model_config)
