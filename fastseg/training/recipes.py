@@ -18,9 +18,11 @@
     on CamVid (every seed and setting tried): on the demo's VOC-format data (VOC's 21 classes,
     five of them drawn, background on most pixels) Dice left validation pixel accuracy at 0.23,
     where cross-entropy reaches 0.985. smp's Dice gives a class absent from the batch no loss, so
-    a class the data never shows is never pushed down: one of them took the background. VOC has
-    that shape too (1-3 of 21 classes per image). `--loss dice` is there for data whose classes
-    all show up in most batches (benchmarks/README.md, "Encoders and losses");
+    a class the data never shows is never pushed down: one of them took the background. VOC
+    shows 1-3 of its 21 classes per image, so most classes are absent from most of its images;
+    how Dice fares there is not measured (VOC cannot be downloaded here), and a default must not
+    gamble on it. `--loss dice` is there for data whose classes all show up in most batches
+    (benchmarks/README.md, "Encoders and losses");
   * the seed's affine jitter replaced by the crops (they already translate and scale), with a
     milder rotation; flips, blur and colour jitter kept;
   * 40 epochs (423k crops) run to the end, and model.pth holds the final, annealed epoch's
