@@ -94,9 +94,10 @@ def prepare_run(
     config = fitted_batch_size(config, len(split.train), launch.world, echo if launch.main else None)
     model_config = ModelConfig(num_classes=len(data.classes), encoder=config.encoder)
     weights = class_weights(counts, config.class_weights)
-    note = absent_class_note(config.loss, counts, data.classes.names)
-    if launch.main and not resume and echo and note:
-        echo(note)
+    if launch.main and not resume and echo:  # a resumed run was warned when it started
+        dice_warning = absent_class_note(config.loss, counts, data.classes.names)
+        if dice_warning:
+            echo(dice_warning)
     if launch.main and not resume and write:
         run.create()
         run.write_config(config, model_config)
