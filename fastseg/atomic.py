@@ -30,7 +30,9 @@ def atomic_path(path: Path | str, durable: bool = False) -> Iterator[Path]:
     keeps its previous content.
     """
     path = Path(path)
-    temporary = path.with_name(f".{sibling_key(path.name, len('..tmp') + PID_DIGITS)}.{os.getpid()}.tmp")
+    # `.` + `.` + `.tmp` around the name and the process id: 6 bytes ('..tmp' left one out, hidden
+    # by the id's slack: 10 digits kept, 7 at most on Linux)
+    temporary = path.with_name(f".{sibling_key(path.name, len('...tmp') + PID_DIGITS)}.{os.getpid()}.tmp")
     try:
         yield temporary
         if durable:

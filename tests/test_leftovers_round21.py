@@ -350,3 +350,16 @@ def test_predict_writes_a_mask_whose_name_is_250_bytes(tmp_path):
     with Image.open(tmp_path / "out" / ("p" * 246 + ".png")) as mask:
         assert mask.size == (40, 30)
     assert not [path.name for path in (tmp_path / "out").iterdir() if path.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("length", [239, 240, 241, 255])
+def test_a_file_is_written_whatever_its_name_length_and_the_process_id(tmp_path, monkeypatch, length):
+    """`.NAME.PID.tmp` adds 6 bytes and the id; the reserve said 5, hidden by the id's slack (a
+    240-byte name with a 10-digit id made a 256-byte temporary: ENAMETOOLONG)."""
+    import fastseg.atomic
+
+    monkeypatch.setattr(fastseg.atomic.os, "getpid", lambda: 9_999_999_999)
+    target = tmp_path / ("a" * length)
+    with fastseg.atomic.atomic_path(target) as temporary:
+        temporary.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole" and sorted(tmp_path.iterdir()) == [target]
