@@ -152,11 +152,14 @@ def exported_models(scratch: Path, calibration: Path, size: int) -> tuple[Path, 
     from fastseg.export.onnx_file import export_graph, save_onnx, with_description
     from fastseg.inference.files import ImageFiles
     from fastseg.model.checkpoint import load_model
+    from fastseg.model.exported import SOURCE_DIGEST, file_sha256
 
     torch.manual_seed(0)
     model = untrained_model(scratch / "model.pth", size)
     loaded = load_model(model)
-    onnx = save_onnx(with_description(export_graph(loaded), loaded, precision="fp32"), scratch / "model.onnx")
+    source = {SOURCE_DIGEST: file_sha256(model)}  # as `fastseg export` records it: auto reads no torch
+    onnx = save_onnx(with_description(export_graph(loaded), loaded, precision="fp32", **source),
+                     scratch / "model.onnx")  # fmt: skip
     quantized = scratch / "quantized.onnx"
     images = ImageFiles(sorted(calibration.glob("*.jpg"))[:16], size, loaded.resize, loaded.mean, loaded.std)
     quantize(onnx, quantized, images)
@@ -166,7 +169,7 @@ def exported_models(scratch: Path, calibration: Path, size: int) -> tuple[Path, 
                "calibration_images": 16, "forced": False,
                "stamped_by": "peer_ratios.py (speed only)"}  # fmt: skip
     int8 = save_onnx(
-        with_description(onnx_package.load(str(quantized)), loaded, precision="int8", int8=stamped),
+        with_description(onnx_package.load(str(quantized)), loaded, precision="int8", int8=stamped, **source),
         scratch / "model.int8.onnx",
     )
     return model, onnx, int8

@@ -98,9 +98,8 @@ def test_training_validation_and_inference_feed_identical_tensors(voc_root, mode
                             num_workers=0, device="cpu", crop_size=32)  # fmt: skip
     images = dls.valid.one_batch()[0].as_subclass(torch.Tensor)
     paths = [folder.image_path(image_id) for image_id in split.valid[:4]]
-    inference = torch.stack(
-        [item["image"] for item in ImageFiles(paths, 48, mode, IMAGENET_MEAN, IMAGENET_STD)]
-    )
+    items = ImageFiles(paths, 48, mode, IMAGENET_MEAN, IMAGENET_STD)
+    inference = torch.stack([torch.from_numpy(item["image"]) for item in items])
     torch.testing.assert_close(images, inference, rtol=0, atol=1e-6)
     smaller = [normalise(fit_image(load_rgb(path), 47, mode)) for path in paths]
     one_pixel_off = torch.stack([torch.nn.functional.pad(image, (0, 1, 0, 1)) for image in smaller])

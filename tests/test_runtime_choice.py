@@ -318,6 +318,9 @@ def test_int8_check_figures():
     assert int8_check({"precision": "int8", "int8": {**PASSED, "validation_miou_int8": 0.81}})[1].endswith(
         "gained 0.010 mIoU on 8 validation images")  # fmt: skip
     assert int8_check({"precision": "int8", "int8": {**PASSED, "validation_miou_int8": 0.79}})[0]  # 0.010
+    # no change: "lost 0.000", where it said "gained -0.000"
+    assert int8_check({"precision": "int8", "int8": {**PASSED, "validation_miou_int8": 0.8}}) == (
+        True, "model.int8.onnx: its check lost 0.000 mIoU on 8 validation images")  # fmt: skip
     assert not int8_check({"precision": "int8", "int8": {**PASSED, "validation_miou_int8": True}})[0]
     assert not int8_check({"precision": "fp32", "int8": PASSED})[0]
     with pytest.raises(OptionError, match="--runtime fast: choose one of auto, torch, onnx, int8"):

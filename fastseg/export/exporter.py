@@ -22,6 +22,7 @@ from fastseg.inference.runtime import ONNX_SUFFIX
 from fastseg.inference.segmented import Progress, no_progress
 from fastseg.launch.device import loader_workers
 from fastseg.model.checkpoint import load_model, resolve_model_path
+from fastseg.model.exported import SOURCE_DIGEST, file_sha256
 from fastseg.outputs import guard
 from fastseg.runs.folder import INT8_FILENAME, ONNX_FILENAME, RunFolder
 
@@ -68,16 +69,16 @@ def export(
         dataset = open_dataset(data or run.data_folder())
         split = run.read_split(dataset, ("valid",))  # a lost validation image: one line naming split.json
     loaded = load_model(path)
+    source = {SOURCE_DIGEST: file_sha256(path)}  # the run's model.pth, for `predict --runtime auto`
     if not int8:
-        save_onnx(with_description(export_graph(loaded), loaded, precision="fp32"), out)
+        save_onnx(with_description(export_graph(loaded), loaded, precision="fp32", **source), out)
         return ExportResult(out, "fp32")
     with tempfile.TemporaryDirectory(prefix="fastseg-export-") as scratch:
-        fp32 = save_onnx(with_description(export_graph(loaded), loaded, precision="fp32"),
+        fp32 = save_onnx(with_description(export_graph(loaded), loaded, precision="fp32", **source),
                          Path(scratch) / ONNX_FILENAME)  # fmt: skip
         proto, check = quantize_checked(fp32, loaded, dataset, split.train, split.valid, calibration_images,
                                         batch_size, loader_workers(num_workers), max_drop, force,
                                         progress)  # fmt: skip
-    save_onnx(
-        with_description(proto, loaded, precision="int8", int8={**check.to_dict(), "forced": force}), out
-    )
+    check_record = {**check.to_dict(), "forced": force}
+    save_onnx(with_description(proto, loaded, precision="int8", int8=check_record, **source), out)
     return ExportResult(out, "int8", check)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from fastseg.data.check import check_ids
@@ -73,7 +74,7 @@ class Calibration:
         for batch in self.batches:
             good = [row for row, error in enumerate(batch["error"]) if not error]
             if good:  # an unreadable image would calibrate on a blank input
-                return {self.input_name: batch["image"][good].numpy()}
+                return {self.input_name: np.asarray(batch["image"])[good]}
         return None
 
 

@@ -1,26 +1,27 @@
-"""Image files as model inputs, decoded in DataLoader workers.
+"""Image files as model inputs, decoded in the main process (1-2 cores) or in DataLoader workers.
 
-A bad file gives an item with an error string and a blank tensor instead of an exception, so
-one bad file never stops a batch.
+A bad file gives an item with an error string and a blank input instead of an exception, so
+one bad file never stops a batch. Inputs are numpy arrays, and without workers no torch is
+imported: `predict` on an ONNX file runs without it (issue #24); a torch runtime takes the same
+arrays as tensors without a copy (`torch.as_tensor`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
 
 from fastseg.imaging.geometry import fit_image
 from fastseg.imaging.images import UnreadableImage, load_rgb
-from fastseg.imaging.normalise import normalise
+from fastseg.imaging.normalise import normalised_array
 
 
-class ImageFiles(Dataset):
-    """Items `{"index", "path", "image" (3, S, S), "height", "width", "error"}`, plus the decoded
+class ImageFiles:
+    """A map-style dataset (what torch's `DataLoader` indexes) of items `{"index", "path", "image"
+    (3, S, S) float32 array, "height", "width", "error"}`, plus the decoded
     RGB array as `"original"` with `keep_original` (overlays, figures: never decoded twice) and
     whatever `extra(index)` adds (a ground-truth mask, for `report`). With `fit=False` the
     `"image"` is the decoded picture `(H, W, 3)` uint8 itself (the sliding window tiles it), and
@@ -51,7 +52,7 @@ class ImageFiles(Dataset):
             image = load_rgb(self.paths[index])
             pixels = np.asarray(image) if self.keep_original or not self.fit else None
             model_input = (
-                normalise(fit_image(image, self.size, self.resize), self.mean, self.std)
+                normalised_array(fit_image(image, self.size, self.resize), self.mean, self.std)
                 if self.fit
                 else pixels
             )
@@ -68,20 +69,54 @@ class ImageFiles(Dataset):
 
     def _failed(self, item: dict[str, Any], reason: str) -> dict[str, Any]:
         """The item of a file that could not be used: a blank input, no size, and the reason."""
-        return {"index": item["index"], "path": item["path"], "image": torch.zeros(3, self.size, self.size),
+        blank = np.zeros((3, self.size, self.size), dtype=np.float32)
+        return {"index": item["index"], "path": item["path"], "image": blank,
                 "width": 0, "height": 0, "error": reason}  # fmt: skip
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack the square images; keep everything else (variable-sized masks too) as lists. The keys
-    are every item's, not the first's: a file that failed to decode has fewer (no "original"), and
-    the first item of a batch may be one (issue #19: a KeyError lost predictions.csv)."""
+    """Stack the square images `(N, 3, S, S)`; keep everything else (variable-sized masks too) as
+    lists. The keys are every item's, not the first's: a file that failed to decode has fewer (no
+    "original"), and the first item of a batch may be one (issue #19: a KeyError lost
+    predictions.csv)."""
     keys = dict.fromkeys(key for item in items for key in item)
     batch = {key: [item.get(key) for item in items] for key in keys}
-    batch["image"] = torch.stack(batch["image"])
+    batch["image"] = np.stack(batch["image"])
     return batch
 
 
-def loader(dataset: Dataset, batch_size: int, num_workers: int) -> DataLoader:
+def _collate_shared(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """`collate` in a loader worker: the images as a tensor, which torch hands to the main process
+    through shared memory instead of pickling the array through a pipe."""
+    import torch
+
+    batch = collate(items)
+    batch["image"] = torch.from_numpy(batch["image"])
+    return batch
+
+
+def loader(dataset: Any, batch_size: int, num_workers: int) -> Iterable[dict[str, Any]]:  # noqa: ANN401 - any map-style dataset
+    """Batches of `dataset` in order (`collate`): made in this process without workers (no torch
+    needed), else by torch's `DataLoader` in `num_workers` processes."""
+    if num_workers == 0:
+        return Batches(dataset, batch_size)
+    from torch.utils.data import DataLoader
+
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      collate_fn=collate, persistent_workers=False)  # fmt: skip
+                      collate_fn=_collate_shared, persistent_workers=False)  # fmt: skip
+
+
+class Batches:
+    """`dataset` in consecutive batches of `batch_size`, collated; sized, so a progress bar knows
+    the count, and iterable again, as a DataLoader is."""
+
+    def __init__(self, dataset: Any, batch_size: int) -> None:  # noqa: ANN401 - any map-style dataset
+        self.dataset, self.batch_size = dataset, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.dataset) // self.batch_size)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for start in range(0, len(self.dataset), self.batch_size):
+            stop = min(len(self.dataset), start + self.batch_size)
+            yield collate([self.dataset[index] for index in range(start, stop)])

@@ -27,6 +27,7 @@ from fastseg.inference.prediction_log import (
     previous_rows,
     skipped_rows,
 )
+from fastseg.inference.runtime import ONNX_SUFFIX
 from fastseg.inference.runtime_choice import RuntimeChoice, check_opened, choose_runtime, runtime_label
 from fastseg.inference.segmented import Progress, no_progress
 from fastseg.inference.segmenter import Segmenter, segment
@@ -35,9 +36,8 @@ from fastseg.launch.device import loader_workers
 from fastseg.launch.processes import launched, sum_across_processes
 
 if TYPE_CHECKING:
-    import torch
-
     from fastseg.inference.tiling import Tiling
+    from fastseg.launch.processes import Launch
 
 
 @dataclass
@@ -104,8 +104,8 @@ def predict(
     out = Path(out)
     with launched(device) as launch:
         jobs, failures = collect_jobs(inputs, out, overlay, force, skip_existing)
-        choice = choose_runtime(model, runtime, launch.device, precision, device)
-        segmenter = open_chosen(choice, runtime, launch.device, precision, tta, size, device, tiling)
+        choice = choose_runtime(model, runtime, launch.device_name, precision, device)
+        segmenter = open_chosen(choice, runtime, launch, precision, tta, size, device, tiling)
         label = runtime_label(segmenter.runtime, segmenter.loaded)
         if announce is not None:
             announce(choice.line(label))
@@ -133,13 +133,15 @@ def predict(
     return PredictSummary(segmented, failed, skipped_count, csv_path, failures, label)
 
 
-def open_chosen(choice: RuntimeChoice, runtime: str, device: torch.device, precision: str, tta: bool,
+def open_chosen(choice: RuntimeChoice, runtime: str, launch: Launch, precision: str, tta: bool,
                 size: int | None, requested_device: str, tiling: Tiling | None) -> Segmenter:  # fmt: skip
     """The `Segmenter` of `choice` (reusing the file `choose_runtime` opened, if it did); an .onnx
-    file asked for as `--runtime onnx` or `int8` must hold that precision (`check_opened`)."""
+    file asked for as `--runtime onnx` or `int8` must hold that precision (`check_opened`). The
+    launch's device is asked for only by a torch model: an ONNX run never imports torch."""
     if choice.opened is not None:
         loaded, chosen = choice.opened.loaded, choice.opened.runtime
         return Segmenter(loaded, chosen, tta, size, tiling)
+    device = launch.device if choice.path.suffix.lower() != ONNX_SUFFIX else launch.device_name
     segmenter = Segmenter.open(choice.path, device, precision, tta, size, requested_device, tiling)
     check_opened(choice, segmenter.loaded, runtime)
     return segmenter

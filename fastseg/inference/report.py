@@ -94,7 +94,8 @@ def score_image(
     num_classes = result.num_classes
     counts = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=mask.device)
     loss_sum, weight_sum = 0.0, 0.0
-    for rows, band in result.bands():
+    for rows, scores in result.bands():
+        band = torch.as_tensor(scores)  # an ONNX graph's scores come as an array
         target = mask[rows].long()
         counts += ConfusionMatrix.counts(band.max(0).indices, target, num_classes)
         loss_sum += F.cross_entropy(band[None], target[None], weight=weights, ignore_index=VOID_LABEL,

@@ -1,11 +1,13 @@
 """What runs the network: torch on `model.pth`, onnxruntime on an exported `.onnx` file.
 
 `Segmenter.logits` calls a runtime's `logits`; everything around it (decoding, fitting, the
-upsampling to full size, the argmax, writing) is the same code whatever runs the graph, so a
-mask made with ONNX differs from torch's only where the logits do. The runtime is chosen by the
-model file's suffix (`open_model`; which of a run folder's files runs: `runtime_choice`). torch
-is imported inside the functions, so `runtime_choice`, which the CLI imports for `--help`, may
-import this module without waiting for torch.
+argmax, writing) is the same code whatever runs the graph. A torch model's logits come back as
+a tensor and are upsampled by torch; an ONNX graph's come back as a numpy array and are
+upsampled by onnxruntime (`fastseg.inference.onnx_upsampling`: within about 1e-4 of torch's),
+so an ONNX run never imports torch (1.2-1.7 s of its start-up, issue #24). The runtime is chosen
+by the model file's suffix (`open_model`; which of a run folder's files runs: `runtime_choice`).
+torch is imported inside the functions, so `runtime_choice`, which the CLI imports for
+`--help`, may import this module without waiting for torch.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
+
 from fastseg.errors import CheckpointError, FastsegError, OptionError
 from fastseg.extras import install_hint
 
 if TYPE_CHECKING:
     import torch
 
-    from fastseg.model.checkpoint import LoadedModel
+    from fastseg.model.description import LoadedModel
     from fastseg.model.network import SegmentationModel
 
 ONNX_SUFFIX = ".onnx"
@@ -28,12 +32,15 @@ ONNX_EXTRA = install_hint("onnx")
 
 
 class Runtime(Protocol):
-    """`(N, 3, S, S)` normalised float32 images -> `(N, C, S, S)` float32 logits on `device`."""
+    """`(N, 3, S, S)` normalised float32 images (a numpy array or a tensor) -> `(N, C, S, S)`
+    float32 logits: a tensor on `device` (torch) or a numpy array (onnxruntime)."""
 
     name: str
-    device: torch.device
 
-    def logits(self, images: torch.Tensor) -> torch.Tensor: ...
+    @property
+    def device(self) -> torch.device: ...
+
+    def logits(self, images: Any) -> Any: ...  # noqa: ANN401 - an array or a tensor
 
 
 class TorchRuntime:
@@ -55,10 +62,10 @@ class TorchRuntime:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.dtype = autocast_dtype(device, precision)
 
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
+    def logits(self, images: Any) -> torch.Tensor:  # noqa: ANN401 - an array or a tensor
         import torch
 
-        images = images.to(self.device, non_blocking=True)
+        images = torch.as_tensor(images).to(self.device, non_blocking=True)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with (
@@ -77,21 +84,26 @@ class OnnxRuntime:
     name = "onnxruntime"
 
     def __init__(self, session: Any, path: Path | str = "the ONNX model") -> None:
-        import torch
-
         self.session = session
         self.path = path
-        self.device = torch.device("cpu")
         self.input_name = session.get_inputs()[0].name
 
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
-        """A graph that `check_graph` let through can still refuse a batch at run time (a node
-        of its own that fails on this size): one line naming the file, not onnxruntime's trace."""
+    @property
+    def device(self) -> torch.device:
+        """The CPU, as torch names it (only torch's callers ask: the sliding window, report)."""
         import torch
 
-        array = images.detach().to("cpu", torch.float32).contiguous().numpy()
+        return torch.device("cpu")
+
+    def logits(self, images: Any) -> np.ndarray:  # noqa: ANN401 - an array or a CPU tensor
+        """`(N, C, S, S)` float32 array. A graph that `check_graph` let through can still refuse
+        a batch at run time (a node of its own that fails on this size): one line naming the
+        file, not onnxruntime's trace."""
+        if not isinstance(images, np.ndarray):  # a tensor (the sliding window's tiles)
+            images = images.detach().cpu().numpy()
+        array = np.ascontiguousarray(images, dtype=np.float32)
         try:
-            return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+            return self.session.run(None, {self.input_name: array})[0]
         except Exception as error:  # noqa: BLE001 - onnxruntime's own types (InvalidArgument, Fail, ...)
             lines = str(error).strip().splitlines()
             reason = lines[0] if lines else type(error).__name__
@@ -192,17 +204,19 @@ class Opened:
 
 
 def open_model(
-    model: Path | str, device: torch.device, precision: str = "auto", requested_device: str = "auto"
+    model: Path | str, device: torch.device | str, precision: str = "auto", requested_device: str = "auto"
 ) -> Opened:
     """A run folder or `model.pth` on torch on `device`, an `.onnx` file on onnxruntime on the CPU
     (whatever `--device auto` found; `requested_device` is what the user asked for).
 
     `--precision` is torch's autocast: an ONNX graph runs in the precision it was exported in
     (fp32, or INT8), so asking for another is an error rather than silently ignored."""
-    from fastseg.model.checkpoint import load_model, resolve_model_path
+    from fastseg.model.description import resolve_model_path
 
     path = resolve_model_path(model)
     if path.suffix.lower() != ONNX_SUFFIX:
+        from fastseg.model.checkpoint import load_model
+
         loaded = load_model(path, device)
         return Opened(loaded, TorchRuntime(loaded.model, device, precision))
     if precision not in ("auto", "fp32"):

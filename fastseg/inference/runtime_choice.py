@@ -86,7 +86,7 @@ def int8_check(export: dict[str, Any]) -> tuple[bool, str]:
     Passed: both validation mIoUs are numbers from 0 to 1 (-1 or 1e308 is no mIoU, so no check) and
     INT8 lost at most `MAX_MIOU_DROP` (a file written with
     `--accept-int8-loss` past that limit has failed)."""
-    from fastseg.model.exported import MAX_MIOU_DROP  # imports torch: not at --help
+    from fastseg.model.exported import MAX_MIOU_DROP  # not at --help
 
     check = export.get("int8")
     if export.get("precision") != "int8":
@@ -102,7 +102,7 @@ def int8_check(export: dict[str, Any]) -> tuple[bool, str]:
     if drop > MAX_MIOU_DROP:
         return False, (f"{INT8_FILENAME}'s check lost {score(drop)} mIoU{on}, more than "
                        f"{score(MAX_MIOU_DROP)}")  # fmt: skip
-    change = f"lost {score(drop)}" if drop > 0 else f"gained {score(-drop)}"
+    change = f"lost {score(drop)}" if drop >= 0 else f"gained {score(-drop)}"  # 0: not "gained -0.000"
     return True, f"{INT8_FILENAME}: its check {change} mIoU{on}"
 
 
@@ -118,10 +118,10 @@ def onnxruntime_importable() -> bool:
     return True
 
 
-def choose_runtime(model: Path | str, runtime: str = "auto", device: torch.device | None = None,
+def choose_runtime(model: Path | str, runtime: str = "auto", device: torch.device | str | None = None,
                    precision: str = "auto", requested_device: str = "auto") -> RuntimeChoice:  # fmt: skip
     """The model file `--runtime` means for `--model` (a run folder or a model file) on `device`
-    (the resolved one; `requested_device` is what the user asked for).
+    (the resolved one, or its name: `cpu`, `cuda:0`; `requested_device` is what the user asked for).
 
     `auto` on a run folder: `model.int8.onnx` when it exists, records a passed accuracy check
     (`int8_check`), onnxruntime imports, the device is the CPU and `--precision` is left at auto;
@@ -177,16 +177,28 @@ def _other_model(torch_file: Path, loaded: Any) -> str:  # noqa: ANN401 - the IN
     """Which field of the run's `model.pth` (its model config or one of `COMPARED`) the INT8 file's
     description contradicts, or "": a passed check is about the file's own graph, and `auto` must
     never swap the run's model for another one (other classes, size or training) copied into the
-    folder. Both sides go through the same field checks (defaults of older files applied); the
-    weights are memory-mapped, not read (a few ms). A `model.pth` that is absent or unreadable
-    contradicts nothing: `--runtime torch` reports its own problem."""
+    folder. An INT8 file that records the digest of the `model.pth` it was made from
+    (`fastseg export` since issue #24) and finds it here is that model's export: nothing to
+    compare, and no torch to import. Otherwise both sides go through the same field checks
+    (defaults of older files applied); the weights are memory-mapped, not read (a few ms). A
+    `model.pth` that is absent or unreadable contradicts nothing: `--runtime torch` reports its
+    own problem."""
+    from fastseg.model.exported import SOURCE_DIGEST, file_sha256
+
+    if not torch_file.is_file():
+        return ""
+    recorded = (loaded.export or {}).get(SOURCE_DIGEST)
+    if isinstance(recorded, str):
+        try:
+            if file_sha256(torch_file) == recorded:
+                return ""
+        except OSError:  # unreadable: the comparison below says what it can
+            pass
     import torch
 
     from fastseg.model.checkpoint import FORMAT, _checked_fields
     from fastseg.model.config import ModelConfig
 
-    if not torch_file.is_file():
-        return ""
     try:
         state = torch.load(torch_file, map_location="cpu", weights_only=True, mmap=True)
         if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -222,10 +234,11 @@ def _not_a_file(path: Path) -> str:
     return "a special file"
 
 
-def _int8_unusable(device: torch.device | None, precision: str, requested_device: str) -> str:
+def _int8_unusable(device: torch.device | str | None, precision: str, requested_device: str) -> str:
     """Why `auto` leaves a run's INT8 file aside before opening it, or ""."""
-    if requested_device not in ("auto", "cpu") or (device is not None and device.type != "cpu"):
-        here = device.type if device is not None else requested_device
+    kind = device.split(":")[0] if isinstance(device, str) else getattr(device, "type", None)
+    if requested_device not in ("auto", "cpu") or (kind is not None and kind != "cpu"):
+        here = kind if kind is not None else requested_device
         return f"INT8 runs on the CPU, the device here is {here}"
     if precision != "auto":
         return f"--precision {precision} is torch's"

@@ -5,7 +5,9 @@ they never ask which strategy ran (`fastseg.inference.whole_image`: the image fi
 model's input; `fastseg.inference.sliding`: tiles at its own resolution).
 
 A leaf: nothing of fastseg's inference is imported here, so both strategies and the `Segmenter`
-that chooses between them import it, and it imports none of them back.
+that chooses between them import it, and it imports none of them back. Scores are torch tensors
+from a torch model and numpy arrays from an ONNX graph (`fastseg.inference.onnx_upsampling`);
+torch is not imported here, so an ONNX run never imports it.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 if TYPE_CHECKING:
-    from fastseg.model.checkpoint import LoadedModel
+    import torch
+
+    from fastseg.model.description import LoadedModel
 
 Progress = Callable[[Iterable], Iterable]
+Scores = Any  # class scores `(C, ...)`: a torch tensor (torch model) or a float32 numpy array (ONNX)
+Dataset = Any  # a map-style dataset: `fastseg.inference.files.ImageFiles`, or what indexes like it
 
 # Class scores per band of full-size rows: 16 MiB of float32, three such buffers live at a time
 # (the band size's cost and speed: benchmarks/README.md). Read at call time (`rows_per_band`), so
@@ -37,14 +41,17 @@ def rows_per_band(classes: int, width: int) -> int:
     return max(1, BAND_VALUES // (classes * width))
 
 
-def labels_of(bands: Iterable[tuple[slice, torch.Tensor]], height: int, width: int) -> np.ndarray:
+def labels_of(bands: Iterable[tuple[slice, Scores]], height: int, width: int) -> np.ndarray:
     """Class map `(height, width)` uint8: the argmax of each band `(rows, (C, b, width))`.
 
-    `max(0).indices` rather than `argmax(0)`: the same result, faster on CPU for a reduction over
-    the outer dimension (benchmarks/README.md)."""
+    For a tensor, `max(0).indices` rather than `argmax(0)`: the same result, faster on CPU for a
+    reduction over the outer dimension (benchmarks/README.md)."""
     labels = np.empty((height, width), dtype=np.uint8)
     for rows, band in bands:
-        labels[rows] = band.max(0).indices.to(torch.uint8).cpu().numpy()
+        if isinstance(band, np.ndarray):
+            labels[rows] = band.argmax(0)
+        else:
+            labels[rows] = band.max(0).indices.byte().cpu().numpy()
     return labels
 
 
@@ -58,13 +65,11 @@ class SegmenterLike(Protocol):
     @property
     def device(self) -> torch.device: ...
 
-    def logits(self, images: torch.Tensor) -> torch.Tensor: ...
+    def logits(self, images: Scores) -> Scores: ...
 
-    def labels(self, logits: torch.Tensor, height: int, width: int) -> np.ndarray: ...
+    def labels(self, logits: Scores, height: int, width: int) -> np.ndarray: ...
 
-    def bands(
-        self, logits: torch.Tensor, height: int, width: int
-    ) -> Iterator[tuple[slice, torch.Tensor]]: ...
+    def bands(self, logits: Scores, height: int, width: int) -> Iterator[tuple[slice, Scores]]: ...
 
 
 class Segmented(Protocol):
@@ -93,7 +98,7 @@ class Segmented(Protocol):
     @property
     def num_classes(self) -> int: ...
 
-    def bands(self) -> Iterator[tuple[slice, torch.Tensor]]:
+    def bands(self) -> Iterator[tuple[slice, Scores]]:
         """Class scores at full size, a band of rows at a time: `(rows, (C, b, width))`, each band
         within `BAND_VALUES`."""
         ...

@@ -11,19 +11,20 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from fastseg.inference.files import ImageFiles
+from fastseg.inference.onnx_upsampling import array_labels, upsampled_array_bands
 from fastseg.inference.runtime import Runtime, TorchRuntime, open_model
-from fastseg.inference.segmented import Progress, Segmented, Strategy, labels_of, no_progress
-from fastseg.inference.sliding import SlidingWindow
+from fastseg.inference.segmented import Dataset, Progress, Scores, Segmented, Strategy, labels_of, no_progress
 from fastseg.inference.tiling import Tiling
 from fastseg.inference.whole_image import WholeImage, upsampled_bands
-from fastseg.model.checkpoint import LoadedModel
+from fastseg.model.description import LoadedModel
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -44,7 +45,12 @@ class Segmenter:
             raise TypeError(f"Segmenter(loaded, runtime, ...): {self.runtime!r} runs no network; "
                             "Segmenter.with_torch(loaded, device, precision) runs one on torch")  # fmt: skip
         self.size = self.size or self.loaded.size
-        self.strategy = WholeImage() if self.tiling is None else SlidingWindow(self.tiling)
+        if self.tiling is None:
+            self.strategy = WholeImage()
+        else:  # torch's: the tiles are blended in tensors
+            from fastseg.inference.sliding import SlidingWindow
+
+            self.strategy = SlidingWindow(self.tiling)
 
     @property
     def device(self) -> torch.device:
@@ -56,7 +62,7 @@ class Segmenter:
         return getattr(self.runtime, "model", None)
 
     @classmethod
-    def open(cls, model: Path | str, device: torch.device, precision: str = "auto", tta: bool = False,
+    def open(cls, model: Path | str, device: torch.device | str, precision: str = "auto", tta: bool = False,
              size: int | None = None, requested_device: str = "auto", tiling: Tiling | None = None,
              ) -> Segmenter:  # fmt: skip
         """The model file's runtime, chosen by its suffix (`fastseg.inference.runtime.open_model`)."""
@@ -76,22 +82,35 @@ class Segmenter:
         return ImageFiles(paths, self.size, self.loaded.resize, self.loaded.mean, self.loaded.std,
                           fit=self.strategy.fit, **options)  # fmt: skip
 
-    @torch.inference_mode()
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
-        """`(N, 3, S, S)` normalised -> `(N, C, S, S)` float32 logits."""
+    def logits(self, images: Scores) -> Scores:
+        """`(N, 3, S, S)` normalised -> `(N, C, S, S)` float32 logits: a tensor from torch, an
+        array from onnxruntime (each runtime takes either as input)."""
         logits = self.runtime.logits(images)
         if self.tta:  # flip, predict, flip back, average (fastai's learn.tta does not flip back)
-            logits = (logits + self.runtime.logits(images.flip(-1)).flip(-1)) / 2
+            flipped = self.runtime.logits(_mirrored(images))
+            logits = (logits + _mirrored(flipped)) / 2
         return logits
 
-    def bands(self, logits: torch.Tensor, height: int, width: int) -> Iterator[tuple[slice, torch.Tensor]]:
+    def bands(self, logits: Scores, height: int, width: int) -> Iterator[tuple[slice, Scores]]:
         """One fitted image's logits `(C, S, S)` at full size, a band of rows at a time:
-        `(rows, (C, b, width))` (`fastseg.inference.whole_image.upsampled_bands`)."""
+        `(rows, (C, b, width))` (`fastseg.inference.whole_image.upsampled_bands`, or
+        `fastseg.inference.onnx_upsampling` for an array)."""
+        if isinstance(logits, np.ndarray):
+            return upsampled_array_bands(logits, height, width, self.loaded.resize)
         return upsampled_bands(logits, height, width, self.loaded.resize)
 
-    def labels(self, logits: torch.Tensor, height: int, width: int) -> np.ndarray:
+    def labels(self, logits: Scores, height: int, width: int) -> np.ndarray:
         """Class map `(height, width)` uint8 of one fitted image's logits `(C, S, S)`."""
+        if isinstance(logits, np.ndarray):
+            return array_labels(logits, height, width, self.loaded.resize)
         return labels_of(self.bands(logits, height, width), height, width)
+
+
+def _mirrored(images: Scores) -> Scores:
+    """`images` flipped left to right (the last axis), an array as a contiguous array."""
+    if isinstance(images, np.ndarray):
+        return np.ascontiguousarray(images[..., ::-1])
+    return images.flip(-1)
 
 
 def segment(

@@ -67,7 +67,7 @@ def blended_bands(
             batch = lefts[first : first + batch_size]
             inputs = torch.stack([tile_input(picture, top, left, tile, segmenter) for left in batch])
             started = time.perf_counter()
-            logits = segmenter.logits(inputs)
+            logits = torch.as_tensor(segmenter.logits(inputs))  # an ONNX graph's come as an array
             if clock is not None:
                 clock[0] += time.perf_counter() - started
             if scores is None:

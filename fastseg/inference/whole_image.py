@@ -6,7 +6,9 @@ grow with the number of images (fastai's `get_preds` would hold them all).
 Logits, cropped to the image's area of the input (`fastseg.imaging.geometry`), are upsampled
 back to the image's size: labels are never resized. The upsampling runs a band of rows at a
 time, so a 9400x9400 image needs its labels (1 byte a pixel) and one band of class scores, not
-all class maps at full size (4 bytes a pixel and class).
+all class maps at full size (4 bytes a pixel and class). A torch model's logits are upsampled by
+torch (here), an ONNX graph's by onnxruntime (`fastseg.inference.onnx_upsampling`), so an ONNX
+run never imports torch.
 """
 
 from __future__ import annotations
@@ -16,16 +18,24 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 from fastseg.imaging.geometry import content_size
 from fastseg.inference.files import loader
-from fastseg.inference.segmented import Progress, Segmented, SegmenterLike, no_progress, rows_per_band
+from fastseg.inference.segmented import (
+    Dataset,
+    Progress,
+    Scores,
+    Segmented,
+    SegmenterLike,
+    no_progress,
+    rows_per_band,
+)
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -35,7 +45,7 @@ class FittedImage(Segmented):
     `Segmenter.labels`) when they are read, off the model's thread if the caller likes."""
 
     item: dict[str, Any]
-    logits: torch.Tensor | None
+    logits: Scores | None  # a tensor from torch, an array from onnxruntime
     seconds: float
     segmenter: SegmenterLike
 
@@ -46,7 +56,7 @@ class FittedImage(Segmented):
     def labels(self) -> np.ndarray:
         return self.segmenter.labels(self.logits, *self.size)
 
-    def bands(self) -> Iterator[tuple[slice, torch.Tensor]]:
+    def bands(self) -> Iterator[tuple[slice, Scores]]:
         return self.segmenter.bands(self.logits, *self.size)
 
 
@@ -82,6 +92,8 @@ def upsampled_bands(
     fits in one band (VOC-sized ones do) is upsampled by `F.interpolate(mode="bilinear",
     align_corners=False)` at once, the fastest way; larger ones band by band, to the same
     values within float rounding (a few 1e-6; tests/test_inference.py)."""
+    import torch.nn.functional as F
+
     content_height, content_width = content_size(height, width, logits.shape[-1], resize)
     content = logits[:, :content_height, :content_width]
     rows = rows_per_band(content.shape[0], width)
@@ -98,6 +110,9 @@ def _bilinear_rows(content: torch.Tensor, height: int, width: int, start: int, s
     """Rows `[start, stop)` of `content` `(C, h, w)` bilinearly resized to `(C, height, width)`
     (half-pixel centres, PyTorch's `align_corners=False` rule): the input rows they read are
     resized along the width by `F.interpolate`, then blended in pairs with the row weights."""
+    import torch
+    import torch.nn.functional as F
+
     source_rows = content.shape[1]
     scale = torch.tensor(source_rows / height, dtype=torch.float32)
     target = torch.arange(start, stop, dtype=torch.float32)

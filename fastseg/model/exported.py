@@ -9,12 +9,13 @@ file and the field. No onnx or onnxruntime import here: the runtime hands over t
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from fastseg.errors import CheckpointError
-from fastseg.model.checkpoint import FORMAT, LoadedModel, _checked_fields
+from fastseg.model.description import FORMAT, LoadedModel, checked_fields
 from fastseg.structured_files import StructuredFileError, parse_json
 
 EXPORT_FORMAT = "fastseg-export/1"
@@ -22,6 +23,16 @@ METADATA_KEY = "fastseg"  # the ONNX `metadata_props` entry holding the JSON
 # One mIoU point: the most an INT8 export may lose on validation, both for `fastseg export --int8`
 # (refused past it without --accept-int8-loss) and for `predict --runtime auto` reading the check
 MAX_MIOU_DROP = 0.01
+# The description's record of the `model.pth` it was exported from: `predict --runtime auto` knows
+# a run's INT8 file is that run's model's export by this digest alone, without torch (issue #24)
+SOURCE_DIGEST = "source_sha256"
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, hex: 70 ms for a 75 MiB `model.pth`, where reading its
+    fields with torch costs importing torch (1.2-1.7 s)."""
+    with Path(path).open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def description_json(loaded: LoadedModel, **extra: Any) -> str:
@@ -58,5 +69,5 @@ def described_model(path: Path, text: str | None) -> LoadedModel:
         found = values.get("format") if isinstance(values, dict) else type(values).__name__
         raise CheckpointError(f"{path}: not a fastseg export of this version (format {found!r}, "
                               f"expected {EXPORT_FORMAT})")  # fmt: skip
-    fields = _checked_fields(path, {**values, "state_dict": {}})  # the checks of model.pth, no weights
+    fields = checked_fields(path, {**values, "state_dict": {}})  # the checks of model.pth, no weights
     return LoadedModel.from_fields(None, fields, export=values)
