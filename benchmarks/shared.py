@@ -39,11 +39,19 @@ def predict_arguments(model: Path, images: Path, out: Path, *options: str) -> li
     return ["predict", "--model", str(model), str(images), "--out", str(out), "--quiet", *options]
 
 
-def seconds_and_peak_rss(command: list[str], cwd: Path | None = None) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of `command`, run to its end with its output discarded;
-    a failure raises `subprocess.CalledProcessError`."""
+def seconds_and_peak_rss(
+    command: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of `command`, run to its end with its output discarded
+    (in `cwd`, with the environment `env` where given); a failure raises
+    `subprocess.CalledProcessError`."""
     result = subprocess.run(
-        [sys.executable, "-c", _WRAPPER, *command], check=True, capture_output=True, text=True, cwd=cwd
+        [sys.executable, "-c", _WRAPPER, *command],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
     )
     seconds, rss_kib = result.stdout.split()
     return float(seconds), int(rss_kib) / 1024
