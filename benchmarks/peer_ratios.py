@@ -12,7 +12,8 @@
    (`auto`: bf16 on a CPU with native bf16) and with `--precision fp32`, model.onnx,
    model.int8.onnx, and the run folder with the default `--runtime auto` (what a user gets), against
    the best smp setting at 224²; one image alone gives the start-up; each row records the runtime
-   its predictions.csv names (what `auto` chose).
+   its predictions.csv names (what `auto` chose). `--process-rounds` rounds (3), the rows in
+   alternating order; each row's median counts.
 3. Peak RSS of predict on 500 images against 50 (torch and INT8).
 
 Untrained weights (speed does not depend on them; INT8 is calibrated on the generated JPEGs). With
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -192,6 +194,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="at least this long per round")
     parser.add_argument("--images", type=int, default=50)
     parser.add_argument("--large", type=int, default=500, help="image count for the memory check")
+    parser.add_argument("--process-rounds", type=int, default=3, help="whole processes per row, in "
+                        "alternating order; the median counts (the largest peak RSS)")  # fmt: skip
     parser.add_argument("--large-runtimes", nargs="+", default=["torch", "onnxruntime int8"],
                         help="runtimes whose peak RSS is measured on --large images too")  # fmt: skip
     parser.add_argument("--models", type=Path, default=None, help="a folder with model.pth, model.onnx and "
@@ -250,9 +254,16 @@ def main() -> None:
         rows = (("torch", model, ()), ("torch fp32", model, ("--precision", "fp32")),
                 ("onnxruntime fp32", onnx, ()), ("onnxruntime int8", int8, ()),
                 ("auto (run folder)", run_folder, ()))  # fmt: skip
+        samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _, _ in rows}
+        for round_number in range(args.process_rounds):  # the rows alternate: a drift falls on all
+            for name, file, options in rows if round_number % 2 == 0 else rows[::-1]:
+                start_up, _ = predict_process(file, one, scratch / f"out-one-{name}", size, *options)
+                seconds, rss = predict_process(file, small, scratch / f"out-small-{name}", size, *options)
+                samples[name].append((start_up, seconds, rss))
         for name, file, options in rows:
-            start_up, _ = predict_process(file, one, scratch / f"out-one-{name}", size, *options)
-            seconds, rss = predict_process(file, small, scratch / f"out-small-{name}", size, *options)
+            start_up = statistics.median(sample[0] for sample in samples[name])
+            seconds = statistics.median(sample[1] for sample in samples[name])
+            rss = max(sample[2] for sample in samples[name])
             rate = args.images / seconds
             marginal = (args.images - 1) / max(seconds - start_up, 1e-9)
             whole[name] = {
@@ -263,6 +274,7 @@ def main() -> None:
                 "start_up_s": round(start_up, 1),
                 "images_per_s_after_start_up": round(marginal, 2),
                 f"peak_rss_mib_{args.images}": round(rss),
+                "seconds_each_round": [round(sample[1], 2) for sample in samples[name]],
             }
             if name in args.large_runtimes:
                 large_seconds, large_rss = predict_process(file, large, scratch / f"out-large-{name}", size,
