@@ -123,6 +123,29 @@ def test_report_of_the_test_split_ignores_a_lost_training_image(voc_copy, tmp_pa
     assert isinstance(result.exception, Reached), result.output
 
 
+def test_report_reads_split_json_once(voc_copy, tmp_path, monkeypatch):
+    """The ids and the lost-image check come from one parse of split.json (it was read twice)."""
+    from model_files import save_seeded_voc_model, write_run_files
+
+    import fastseg.inference.report as report
+    from fastseg.runs import folder
+
+    (tmp_path / "run").mkdir()
+    run = write_run_files(tmp_path / "run", voc_copy)
+    save_seeded_voc_model(run / "model.pth")
+    parses = []
+    real = folder.Split.from_dict
+    monkeypatch.setattr(folder.Split, "from_dict", lambda values: parses.append(1) or real(values))
+
+    def reached(*args, **kwargs):
+        raise Reached
+
+    monkeypatch.setattr(report, "evaluate", reached)
+    result = invoke("report", "--model", run, "--quiet", "--num-workers", "0")
+    assert isinstance(result.exception, Reached), result.output
+    assert len(parses) == 1
+
+
 def test_export_int8_with_a_validation_image_gone_names_it_and_split_json(voc_copy, tmp_path):
     pytest.importorskip("onnx")
     from model_files import save_seeded_voc_model, write_run_files

@@ -305,7 +305,8 @@ def report(
         raise FastsegError(f"--rank-by {rank_by}: choose one of {', '.join(RANKINGS)}")
     run = RunFolder.of_model(model)
     dataset = open_dataset(data or run.data_folder())
-    ids = run.read_split().ids(subset)
+    split = run.read_split()
+    ids = split.ids(subset)
     if not ids:
         raise DatasetError(f"{run.file(SPLIT)}: the {subset} split lists no images; nothing to report")
     target = resolve_device(device)
@@ -313,7 +314,7 @@ def report(
     segmenter = Segmenter.open(run.model if given.is_dir() else given, target, precision,
                                requested_device=device, tiling=tiling)  # fmt: skip
     require_same_classes(segmenter.loaded.class_set, dataset)  # another data set: say that first
-    run.read_split(dataset, (subset,))  # an image lost since the run: one line naming split.json
+    run.check_split_images(split, dataset, (subset,))  # a lost image: one line naming split.json
     check_ids(dataset, ids, action="report")  # mask values outside the classes would stop the loss midway
     weights = run.read_class_weights(len(segmenter.loaded.classes))
     total, per_image = evaluate(segmenter, dataset, ids, weights, batch_size,

@@ -285,8 +285,14 @@ class RunFolder:
         except (DatasetError, StructuredFileError) as error:
             raise CheckpointError(f"{path}: not a fastseg split file ({_reason(error, path)})") from None
         if dataset is not None:
-            _require_listed_images(path, dataset, [split.ids(subset) for subset in subsets])
+            self.check_split_images(split, dataset, subsets)
         return split
+
+    def check_split_images(self, split: Split, dataset: SegmentationData, subsets: tuple[str, ...]) -> None:
+        """`read_split`'s check on a split already read: every image and mask of `subsets` still
+        in `dataset` (report reads the split for its ids before it knows the data set is the
+        model's, and checks the files after: one parse, the class mismatch said first)."""
+        _require_listed_images(self.file(SPLIT), dataset, [split.ids(subset) for subset in subsets])
 
     def write_class_weights(
         self, weights: np.ndarray, counts: np.ndarray, method: str, classes: tuple[str, ...]
