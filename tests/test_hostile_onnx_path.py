@@ -103,3 +103,63 @@ def test_predict_on_onnx_with_the_default_workers_never_imports_torch_on_8_cores
     assert result.returncode == 0, result.stderr[-2000:]
     with Image.open(tmp_path / "out" / "a.png") as mask:
         assert mask.size == (30, 20)
+
+
+@pytest.mark.xfail(strict=True, reason="the upsampling graph's ArgMax passes over NaN; torch's max (the "
+                   "banded path's numpy argmax, report's max) takes it")  # fmt: skip
+def test_nan_scores_label_a_pixel_the_same_on_every_path():
+    """A graph that gives NaN scores (a broken or overflowing export) labelled those pixels with the
+    NaN class before #24 (torch's `max`), and still does on the banded path (numpy's `argmax`) and
+    in `report` (torch's `max` of the bands): the one-call path of an image that fits in one band
+    (onnxruntime's ArgMax) labels them with the best other class, so the same image's mask depends
+    on its size and disagrees with its report."""
+    import torch
+
+    from fastseg.inference import segmented
+    from fastseg.inference.segmented import labels_of
+    from fastseg.inference.whole_image import upsampled_bands
+
+    pytest.importorskip("onnxruntime")
+    logits = np.zeros((3, 8, 8), np.float32)
+    logits[2] = 1.0
+    logits[1, 2:6, 2:6] = np.nan
+    torchs = labels_of(upsampled_bands(torch.from_numpy(logits), 8, 8, "squish"), 8, 8)
+    assert (torchs[2:5, 2:5] == 1).all() and torchs[0, 0] == 2  # the NaN class where NaN reaches
+    scores = np.concatenate(
+        [band for _, band in onnx_upsampling.upsampled_array_bands(logits, 8, 8, "squish")], 1
+    )
+    assert np.isnan(scores[1, 3, 3]) and torch.from_numpy(scores).max(0).indices[3, 3] == 1  # report's label
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(segmented, "BAND_VALUES", 3 * 8 * 2)  # two rows a band: numpy's argmax
+        assert (onnx_upsampling.array_labels(logits, 8, 8, "squish")[2:5, 2:5] == 1).all()
+    np.testing.assert_array_equal(onnx_upsampling.array_labels(logits, 8, 8, "squish"), torchs)
+
+
+@pytest.mark.xfail(strict=True, reason="serve catches MemoryError and RuntimeError; onnxruntime's Fail is "
+                   "neither: 500 'internal error (Fail)' instead of 507")  # fmt: skip
+def test_serve_answers_507_when_onnx_upsampling_runs_out_of_memory(tmp_path, monkeypatch):
+    """tests/test_serve.py: an allocator failure while making one request's labels is that request's
+    507 "out of memory at WxH", and the next request is served. With an ONNX model the labels are
+    onnxruntime's (this change), and its allocation failure must be the same 507."""
+    pytest.importorskip("onnxruntime")
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+    from test_serve import check_error, served_client
+
+    model = identity_onnx(tmp_path / "model.onnx")
+    picture = noise(tmp_path, "odd.png", 57, 40).read_bytes()
+    original = onnx_upsampling._resized
+
+    def resized(scores, height, width, outputs):
+        if width == 57:
+            raise Fail(ONNXRUNTIME_ALLOCATION_FAILURE)
+        return original(scores, height, width, outputs)
+
+    with served_client(model) as client:
+        monkeypatch.setattr(onnx_upsampling, "_resized", resized)
+        response = client.post("/v1/segment", content=picture, headers={"content-type": "image/png"})
+        monkeypatch.undo()
+        check_error(response, 507, "out of memory at 57x40")
+        assert (
+            client.post("/v1/segment", content=picture, headers={"content-type": "image/png"}).status_code
+            == 200
+        )
