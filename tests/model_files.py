@@ -7,7 +7,9 @@ they live with them: `from model_files import seeded_voc_model`).
 - the files beside model.pth that `fastseg export` reads in a run folder: split.json over the
   tiny generated VOC set (its calibration and validation images), config.json naming the set;
 - the description `fastseg export` writes into a 3-class, 32² model's ONNX file, for graphs made
-  by hand (an identity graph, a damaged one) that must pass for an export.
+  by hand (an identity graph, a damaged one) that must pass for an export; `identity_onnx`
+  writes the identity graph (its logits are its input: a red, green, blue picture is labelled
+  0, 1, 2).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from fastseg.data.voc import VOC, find_voc
@@ -28,6 +31,23 @@ EXPORT_DESCRIPTION = {"format": "fastseg-export/1", "source_format": "fastseg-mo
                       "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "metadata": {},
                       "model_config": {"num_classes": 3, "decoder_channels": [256, 128, 64, 32, 16],
                                        "encoder": "vgg16_bn"}}  # fmt: skip
+
+
+def identity_onnx(path: Path, **description: object) -> Path:
+    """A graph whose logits are its input, described (`EXPORT_DESCRIPTION`, updated by
+    `description`) as an export of a 3-class 32² model."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    shape = ["n", 3, "h", "w"]
+    node = helper.make_node("Identity", ["images"], ["logits"])
+    images = helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)
+    graph = helper.make_graph([node], "g", [images], [helper.make_tensor_value_info("logits", 1, shape)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    helper.set_model_props(model, {"fastseg": json.dumps({**EXPORT_DESCRIPTION, **description})})
+    onnx.save(model, str(path))
+    return path
 
 
 def seeded_voc_model() -> SegmentationModel:

@@ -6,7 +6,6 @@ file is its model's export by the digest the export recorded."""
 from __future__ import annotations
 
 import csv
-import json
 import subprocess
 import sys
 
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from model_files import EXPORT_DESCRIPTION as DESCRIPTION
+from model_files import identity_onnx
 from PIL import Image
 
 from fastseg.classes import Classes
@@ -30,22 +30,6 @@ from fastseg.model.network import SegmentationModel
 
 PASSED = {"validation_miou_fp32": 0.8, "validation_miou_int8": 0.796, "validation_images": 8,
           "calibration_images": 4, "forced": False}  # fmt: skip
-
-
-def identity_onnx(path, **description):
-    """A graph whose logits are its input, described as an export of a 3-class 32 px model."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
-
-    shape = ["n", 3, "h", "w"]
-    node = helper.make_node("Identity", ["images"], ["logits"])
-    images = helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)
-    graph = helper.make_graph([node], "g", [images], [helper.make_tensor_value_info("logits", 1, shape)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 8
-    helper.set_model_props(model, {"fastseg": json.dumps({**DESCRIPTION, **description})})
-    onnx.save(model, str(path))
-    return path
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ colour channel) tell it apart from the torch model's.
 """
 
 import csv
-import json
 import re
 import sys
 import threading
@@ -20,6 +19,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from model_files import EXPORT_DESCRIPTION as DESCRIPTION
+from model_files import identity_onnx
 from PIL import Image
 
 from cli.main import main
@@ -48,22 +48,6 @@ NO_USABLE_CHECK = "model.int8.onnx records no usable accuracy check"
 TORCH = "torch bf16" if cpu_supports_bf16() else "torch fp32"
 PASSED = {"validation_miou_fp32": 0.8, "validation_miou_int8": 0.796, "validation_images": 8,
           "calibration_images": 4, "forced": False}  # fmt: skip
-
-
-def identity_onnx(path, **description):
-    """A graph whose logits are its input, described as an export of a 3-class model."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
-
-    shape = ["n", 3, "h", "w"]
-    node = helper.make_node("Identity", ["images"], ["logits"])
-    images = helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)
-    graph = helper.make_graph([node], "g", [images], [helper.make_tensor_value_info("logits", 1, shape)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 8
-    helper.set_model_props(model, {"fastseg": json.dumps({**DESCRIPTION, **description})})
-    onnx.save(model, str(path))
-    return path
 
 
 @pytest.fixture(scope="module")
