@@ -225,3 +225,23 @@ def test_the_source_digest_is_computed_without_python_3_11s_file_digest(tmp_path
     (tmp_path / "model.pth").write_bytes(data)
     monkeypatch.delattr(hashlib, "file_digest")
     assert file_sha256(tmp_path / "model.pth") == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.xfail(strict=True, reason="launched() takes surely_cpu's device-file guess for every command: "
+                   "train and model.pth predict on a GPU with other device nodes run on the CPU")  # fmt: skip
+def test_train_and_torch_predict_use_a_gpu_torch_sees_whatever_its_device_files(monkeypatch):
+    """`surely_cpu` guesses 'no GPU' from a list of device files, for `predict` on an ONNX file,
+    where a missed GPU costs nothing (ONNX runs on the CPU). But `launched()` is also train's,
+    lr_find's and model.pth predict's entry: a GPU torch can use whose nodes are elsewhere (a
+    Jetson's integrated GPU is /dev/nvhost-* and /dev/nvmap, as far as this pass knows) made
+    `--device auto` the CPU for them too, silently, where torch's own answer was CUDA before #24."""
+    import torch
+
+    from fastseg.launch import device as device_module
+    from fastseg.launch.processes import launched
+
+    monkeypatch.setattr(device_module.sys, "platform", "linux")
+    monkeypatch.setattr(device_module.os.path, "exists", lambda path: False)  # none of GPU_DEVICE_FILES
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # ...yet torch has a GPU
+    with launched("auto") as launch:
+        assert launch.device_name.startswith("cuda")
