@@ -1,14 +1,13 @@
 """A stranger's pass over `predict` on an ONNX file without torch (issue #24, commit 11054e7):
-each test here is a defect found in that change, failing until it is fixed (`xfail(strict=True)`,
-so the suite stays green and a fix shows up as an unexpected pass; the fix removes the mark)."""
+each test here is a defect that pass found in the change, each failing before its fix."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
+import model_files
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -29,23 +28,22 @@ ONNXRUNTIME_ALLOCATION_FAILURE = (
 
 
 def identity_onnx(path: Path, **description: object) -> Path:
-    """A graph whose logits are its input, described as a `fastseg export` of a 3-class 32 px model
-    (fp32 unless `description` says otherwise; its entries replace the description's)."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
+    """`model_files.identity_onnx`, an fp32 export unless `description` says otherwise."""
+    return model_files.identity_onnx(path, **{"precision": "fp32", **description})
 
-    shape = ["n", 3, "h", "w"]
-    node = helper.make_node("Identity", ["images"], ["logits"])
-    images = helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)
-    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, shape)
-    model = helper.make_model(helper.make_graph([node], "g", [images], [logits]),
-                              opset_imports=[helper.make_opsetid("", 18)])  # fmt: skip
-    model.ir_version = 8
-    helper.set_model_props(
-        model, {"fastseg": json.dumps({**EXPORT_DESCRIPTION, "precision": "fp32", **description})}
-    )
-    onnx.save(model, str(path))
-    return path
+
+def failing_session(error_type: type) -> object:
+    """A stand-in for the upsampling graph's session factory whose session fails as onnxruntime's
+    arena does on an image 57 pixels wide, and runs the real graph for any other."""
+    real = onnx_upsampling._upsampling_session()
+
+    class Session:
+        def run(self, outputs, feed):
+            if feed["sizes"][3] == 57:
+                raise error_type(ONNXRUNTIME_ALLOCATION_FAILURE)
+            return real.run(outputs, feed)
+
+    return lambda: Session()
 
 
 def noise(folder: Path, name: str, width: int, height: int) -> Path:
@@ -55,8 +53,6 @@ def noise(folder: Path, name: str, width: int, height: int) -> Path:
     return folder / name
 
 
-@pytest.mark.xfail(strict=True, reason="onnxruntime's allocation failure (Fail, not RuntimeError) in the "
-                   "upsampling graph escapes output_writer._made: a traceback, the run lost")  # fmt: skip
 def test_an_allocation_failure_in_onnx_upsampling_fails_that_image_alone(tmp_path, monkeypatch):
     """On model.pth, torch's allocator failing while upsampling one image's scores makes that image
     a failed row ("out of memory at WxH", tests/test_predict.py) and the others are written. On an
@@ -69,14 +65,7 @@ def test_an_allocation_failure_in_onnx_upsampling_fails_that_image_alone(tmp_pat
     source = tmp_path / "in"
     noise(source, "ok.jpg", 31, 40)
     noise(source, "upsample.jpg", 57, 40)
-    original = onnx_upsampling._resized
-
-    def resized(scores, height, width, outputs):
-        if width == 57:
-            raise Fail(ONNXRUNTIME_ALLOCATION_FAILURE)
-        return original(scores, height, width, outputs)
-
-    monkeypatch.setattr(onnx_upsampling, "_resized", resized)
+    monkeypatch.setattr(onnx_upsampling, "_upsampling_session", failing_session(Fail))
     result = CliRunner().invoke(main, ["predict", "--model", str(model), str(source), "--out",
                                        str(tmp_path / "out"), "--quiet", "--num-workers", "0"])  # fmt: skip
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
@@ -86,8 +75,6 @@ def test_an_allocation_failure_in_onnx_upsampling_fails_that_image_alone(tmp_pat
     assert (tmp_path / "out" / "ok.png").is_file() and not (tmp_path / "out" / "upsample.png").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="the default --num-workers is cores-1 on a machine of more than 2 "
-                   "cores: torch's DataLoader, so torch is imported after all")  # fmt: skip
 def test_predict_on_onnx_with_the_default_workers_never_imports_torch_on_8_cores(tmp_path):
     """The claim (README: 'without importing torch', start-up 0.4 s instead of 2.2 s) held only
     where `default_num_workers()` is 0, a 1-2 core machine: with more cores the default loader is
@@ -108,8 +95,6 @@ def test_predict_on_onnx_with_the_default_workers_never_imports_torch_on_8_cores
         assert mask.size == (30, 20)
 
 
-@pytest.mark.xfail(strict=True, reason="the upsampling graph's ArgMax passes over NaN; torch's max (the "
-                   "banded path's numpy argmax, report's max) takes it")  # fmt: skip
 def test_nan_scores_label_a_pixel_the_same_on_every_path():
     """A graph that gives NaN scores (a broken or overflowing export) labelled those pixels with the
     NaN class before #24 (torch's `max`), and still does on the banded path (numpy's `argmax`) and
@@ -138,8 +123,6 @@ def test_nan_scores_label_a_pixel_the_same_on_every_path():
     np.testing.assert_array_equal(onnx_upsampling.array_labels(logits, 8, 8, "squish"), torchs)
 
 
-@pytest.mark.xfail(strict=True, reason="serve catches MemoryError and RuntimeError; onnxruntime's Fail is "
-                   "neither: 500 'internal error (Fail)' instead of 507")  # fmt: skip
 def test_serve_answers_507_when_onnx_upsampling_runs_out_of_memory(tmp_path, monkeypatch):
     """tests/test_serve.py: an allocator failure while making one request's labels is that request's
     507 "out of memory at WxH", and the next request is served. With an ONNX model the labels are
@@ -150,15 +133,8 @@ def test_serve_answers_507_when_onnx_upsampling_runs_out_of_memory(tmp_path, mon
 
     model = identity_onnx(tmp_path / "model.onnx")
     picture = noise(tmp_path, "odd.png", 57, 40).read_bytes()
-    original = onnx_upsampling._resized
-
-    def resized(scores, height, width, outputs):
-        if width == 57:
-            raise Fail(ONNXRUNTIME_ALLOCATION_FAILURE)
-        return original(scores, height, width, outputs)
-
     with served_client(model) as client:
-        monkeypatch.setattr(onnx_upsampling, "_resized", resized)
+        monkeypatch.setattr(onnx_upsampling, "_upsampling_session", failing_session(Fail))
         response = client.post("/v1/segment", content=picture, headers={"content-type": "image/png"})
         monkeypatch.undo()
         check_error(response, 507, "out of memory at 57x40")
@@ -169,8 +145,6 @@ def test_serve_answers_507_when_onnx_upsampling_runs_out_of_memory(tmp_path, mon
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="export hashes model.pth after load_model read it, in a second open: "
-                   "a model.pth replaced in between is recorded as the old weights' source")  # fmt: skip
 def test_export_records_the_digest_of_the_bytes_it_exported(tmp_path, monkeypatch):
     """`predict --runtime auto` takes a matching `source_sha256` as proof that the INT8 file is
     model.pth's export and compares nothing else. The export reads model.pth twice (torch.load,
@@ -212,8 +186,6 @@ def test_export_records_the_digest_of_the_bytes_it_exported(tmp_path, monkeypatc
     assert loaded.export[SOURCE_DIGEST] == exported_source
 
 
-@pytest.mark.xfail(strict=True, reason="hashlib.file_digest is Python 3.11+; setup.cfg and README promise "
-                   "3.10, where every export and auto's digest check raise AttributeError")  # fmt: skip
 def test_the_source_digest_is_computed_without_python_3_11s_file_digest(tmp_path, monkeypatch):
     """setup.cfg `python_requires = >=3.10` (README: 'Python ≥ 3.10', ruff's target py310), but
     `file_sha256` calls `hashlib.file_digest`, new in 3.11: on 3.10 `fastseg export` fails on every
@@ -230,8 +202,6 @@ def test_the_source_digest_is_computed_without_python_3_11s_file_digest(tmp_path
     assert file_sha256(tmp_path / "model.pth") == hashlib.sha256(data).hexdigest()
 
 
-@pytest.mark.xfail(strict=True, reason="launched() takes surely_cpu's device-file guess for every command: "
-                   "train and model.pth predict on a GPU with other device nodes run on the CPU")  # fmt: skip
 def test_train_and_torch_predict_use_a_gpu_torch_sees_whatever_its_device_files(monkeypatch):
     """`surely_cpu` guesses 'no GPU' from a list of device files, for `predict` on an ONNX file,
     where a missed GPU costs nothing (ONNX runs on the CPU). But `launched()` is also train's,
@@ -250,8 +220,6 @@ def test_train_and_torch_predict_use_a_gpu_torch_sees_whatever_its_device_files(
         assert launch.device_name.startswith("cuda")
 
 
-@pytest.mark.xfail(strict=True, reason="--device auto asks torch whenever a GPU device file exists, "
-                   "though an .onnx file runs on the CPU whatever the answer")  # fmt: skip
 def test_predict_on_an_onnx_file_on_a_gpu_machine_never_imports_torch(tmp_path):
     """An .onnx file runs on onnxruntime on the CPU whatever `--device auto` finds (`open_model`), so
     its device needs no asking; yet `launched()` imports torch (1.2-1.7 s, +600 MiB) to resolve it
@@ -275,8 +243,6 @@ def test_predict_on_an_onnx_file_on_a_gpu_machine_never_imports_torch(tmp_path):
         assert mask.size == (30, 20)
 
 
-@pytest.mark.xfail(strict=True, reason="a matching source_sha256 ends the comparison: a description edited "
-                   "after export (other classes, another run's metadata) is trusted by auto")  # fmt: skip
 def test_auto_refuses_an_int8_file_whose_digest_matches_but_whose_classes_do_not(tmp_path):
     """runtime_choice's promise: `auto` takes the INT8 file only when its description is the run's
     model.pth's ('classes, size, config, training metadata'), and before #24 a file naming other

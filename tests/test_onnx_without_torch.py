@@ -25,7 +25,7 @@ from fastseg.inference.whole_image import upsampled_bands
 from fastseg.launch import device as device_module
 from fastseg.model.checkpoint import save_model
 from fastseg.model.config import ModelConfig
-from fastseg.model.exported import SOURCE_DIGEST, file_sha256
+from fastseg.model.exported import DESCRIPTION_DIGEST, SOURCE_DIGEST, description_sha256, file_sha256
 from fastseg.model.network import SegmentationModel
 
 PASSED = {"validation_miou_fp32": 0.8, "validation_miou_int8": 0.796, "validation_images": 8,
@@ -42,8 +42,8 @@ def run_folder(tmp_path):
     config = ModelConfig(num_classes=3)
     classes = Classes.create(DESCRIPTION["classes"], [tuple(c) for c in DESCRIPTION["colors"]], 255)
     model = save_model(folder / "model.pth", SegmentationModel(config).eval(), config, 32, classes=classes)
-    source = {SOURCE_DIGEST: file_sha256(model)}
-    identity_onnx(folder / "model.int8.onnx", precision="int8", int8=PASSED, **source)
+    recorded = {SOURCE_DIGEST: file_sha256(model), DESCRIPTION_DIGEST: description_sha256(DESCRIPTION)}
+    identity_onnx(folder / "model.int8.onnx", precision="int8", int8=PASSED, **recorded)
     return folder
 
 
@@ -194,7 +194,7 @@ def test_a_plain_process_on_the_cpu_launches_without_torch_and_still_gives_torch
 
     monkeypatch.setattr(device_module, "surely_cpu", lambda name="auto": True)
     monkeypatch.setattr("fastseg.launch.processes.surely_cpu", lambda name="auto": True)
-    with launched("auto") as launch:
+    with launched("auto", torch_free=True) as launch:
         assert (launch.rank, launch.world, launch.device_name) == (0, 1, "cpu")
         assert launch.device == torch.device("cpu")
 
@@ -208,3 +208,43 @@ def test_export_records_the_digest_of_the_model_it_read(tmp_path, run_folder):
     result = export(run_folder, out=tmp_path / "model.onnx")
     loaded, _ = open_onnx(result.path)
     assert loaded.export[SOURCE_DIGEST] == file_sha256(run_folder / "model.pth")
+    assert loaded.export[DESCRIPTION_DIGEST] == description_sha256(loaded.export)
+    edited = {**loaded.export, "classes": ["a", "b", "c"]}
+    assert loaded.export[DESCRIPTION_DIGEST] != description_sha256(edited)
+
+
+class Numbers:
+    """A map-style dataset of `{"index", "image"}` items, slow and out of order on threads; item
+    `fail` raises."""
+
+    def __init__(self, count, fail=None):
+        self.count, self.fail, self.made = count, fail, []
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, index):
+        import time
+
+        time.sleep(0.002 * ((7 * index) % 5))  # later items often finish first
+        if index == self.fail:
+            raise ValueError(f"item {index}")
+        self.made.append(index)
+        return {"index": index, "image": np.full((1, 2, 2), index, np.float32)}
+
+
+def test_threaded_batches_are_the_plain_batches_in_order_and_stop_when_asked():
+    from fastseg.inference.files import Batches, loader
+
+    plain = [batch["index"] for batch in Batches(Numbers(23), 4)]
+    threaded = loader(Numbers(23), 4, 3, threads=True)
+    assert len(threaded) == 6
+    batches = list(threaded)
+    expected = [list(range(start, min(start + 4, 23))) for start in range(0, 23, 4)]
+    assert [batch["index"] for batch in batches] == plain == expected
+    assert all((batch["image"][:, 0, 0, 0] == batch["index"]).all() for batch in batches)
+    with pytest.raises(ValueError, match="item 9"):
+        list(loader(Numbers(23, fail=9), 4, 3, threads=True))
+    dataset = Numbers(1000)
+    first = next(iter(loader(dataset, 4, 3, threads=True)))  # the caller stops after one batch
+    assert first["index"] == [0, 1, 2, 3] and len(dataset.made) <= 3 * 4  # at most two batches ahead

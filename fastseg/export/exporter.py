@@ -68,8 +68,10 @@ def export(
         run = RunFolder.of_model(path)  # a folder with split.json, or one line saying it is not a run
         dataset = open_dataset(data or run.data_folder())
         split = run.read_split(dataset, ("valid",))  # a lost validation image: one line naming split.json
-    loaded = load_model(path)
-    source = {SOURCE_DIGEST: file_sha256(path)}  # the run's model.pth, for `predict --runtime auto`
+    with path.open("rb") as opened:  # the digest of the very bytes loaded, for `predict --runtime auto`
+        source = {SOURCE_DIGEST: file_sha256(opened)}  # (a model.pth replaced meanwhile is another inode)
+        opened.seek(0)
+        loaded = load_model(path, opened=opened)
     if not int8:
         save_onnx(with_description(export_graph(loaded), loaded, precision="fp32", **source), out)
         return ExportResult(out, "fp32")

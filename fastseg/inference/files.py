@@ -8,7 +8,10 @@ arrays as tensors without a copy (`torch.as_tensor`).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -95,11 +98,20 @@ def _collate_shared(items: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
-def loader(dataset: Any, batch_size: int, num_workers: int) -> Iterable[dict[str, Any]]:  # noqa: ANN401 - any map-style dataset
-    """Batches of `dataset` in order (`collate`): made in this process without workers (no torch
-    needed), else by torch's `DataLoader` in `num_workers` processes."""
+def loader(
+    dataset: Any,  # noqa: ANN401 - any map-style dataset
+    batch_size: int,
+    num_workers: int,
+    threads: bool = False,
+) -> Iterable[dict[str, Any]]:
+    """Batches of `dataset` in order (`collate`): made in this process without workers; with
+    `num_workers`, by torch's `DataLoader` in that many processes, or, with `threads`, by that
+    many threads of this process (an ONNX run: Pillow's decoding and resizing release the GIL,
+    and torch's DataLoader would import torch, 1.2-1.7 s, for nothing else)."""
     if num_workers == 0:
         return Batches(dataset, batch_size)
+    if threads:
+        return Batches(dataset, batch_size, threads=num_workers)
     from torch.utils.data import DataLoader
 
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
@@ -108,15 +120,35 @@ def loader(dataset: Any, batch_size: int, num_workers: int) -> Iterable[dict[str
 
 class Batches:
     """`dataset` in consecutive batches of `batch_size`, collated; sized, so a progress bar knows
-    the count, and iterable again, as a DataLoader is."""
+    the count, and iterable again, as a DataLoader is. With `threads`, the items are made by that
+    many threads, at most two batches ahead of the caller (memory does not grow with the
+    number of images), in order; an item's error is raised where its batch is handed out."""
 
-    def __init__(self, dataset: Any, batch_size: int) -> None:  # noqa: ANN401 - any map-style dataset
-        self.dataset, self.batch_size = dataset, batch_size
+    def __init__(self, dataset: Any, batch_size: int, threads: int = 0) -> None:  # noqa: ANN401 - any map-style dataset
+        self.dataset, self.batch_size, self.threads = dataset, batch_size, threads
 
     def __len__(self) -> int:
         return -(-len(self.dataset) // self.batch_size)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for start in range(0, len(self.dataset), self.batch_size):
-            stop = min(len(self.dataset), start + self.batch_size)
-            yield collate([self.dataset[index] for index in range(start, stop)])
+        if not self.threads:
+            for start in range(0, len(self.dataset), self.batch_size):
+                stop = min(len(self.dataset), start + self.batch_size)
+                yield collate([self.dataset[index] for index in range(start, stop)])
+            return
+        indices = iter(range(len(self.dataset)))
+        pending: deque[Future] = deque()
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="fastseg-decode") as pool:
+            try:
+                while True:
+                    for index in islice(indices, 2 * self.batch_size - len(pending)):
+                        pending.append(pool.submit(self.dataset.__getitem__, index))
+                    if not pending:
+                        return
+                    items = [pending.popleft().result() for _ in range(min(self.batch_size, len(pending)))]
+                    for index in islice(indices, 2 * self.batch_size - len(pending)):  # decode on meanwhile
+                        pending.append(pool.submit(self.dataset.__getitem__, index))
+                    yield collate(items)
+            finally:
+                for future in pending:  # a caller that stopped early: no more decoding
+                    future.cancel()

@@ -102,7 +102,12 @@ def predict(
     """
     tiling = make_tiling(tile, overlap, size)
     out = Path(out)
-    with launched(device) as launch:
+    given = Path(model)
+    onnx_file = given.suffix.lower() == ONNX_SUFFIX and not given.is_dir()
+    # an .onnx file runs on the CPU whatever --device auto would find (open_model refuses a GPU
+    # asked for by name); a run folder may run its INT8 file: neither needs torch to start
+    launch_device = "cpu" if onnx_file and device == "auto" else device
+    with launched(launch_device, torch_free=onnx_file or given.is_dir()) as launch:
         jobs, failures = collect_jobs(inputs, out, overlay, force, skip_existing)
         choice = choose_runtime(model, runtime, launch.device_name, precision, device)
         segmenter = open_chosen(choice, runtime, launch, precision, tta, size, device, tiling)

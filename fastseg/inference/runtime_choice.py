@@ -177,23 +177,17 @@ def _other_model(torch_file: Path, loaded: Any) -> str:  # noqa: ANN401 - the IN
     """Which field of the run's `model.pth` (its model config or one of `COMPARED`) the INT8 file's
     description contradicts, or "": a passed check is about the file's own graph, and `auto` must
     never swap the run's model for another one (other classes, size or training) copied into the
-    folder. An INT8 file that records the digest of the `model.pth` it was made from
-    (`fastseg export` since issue #24) and finds it here is that model's export: nothing to
-    compare, and no torch to import. Otherwise both sides go through the same field checks
-    (defaults of older files applied); the weights are memory-mapped, not read (a few ms). A
-    `model.pth` that is absent or unreadable contradicts nothing: `--runtime torch` reports its
-    own problem."""
-    from fastseg.model.exported import SOURCE_DIGEST, file_sha256
-
+    folder. An INT8 file whose description records the digest of the `model.pth` it was made from
+    and of its own fields as exported (`fastseg export` since issue #24), both matching here, is
+    that model's export, described as it was: nothing to compare, and no torch to import.
+    Otherwise (an older export, another model.pth, a description edited since) both sides go
+    through the same field checks (defaults of older files applied); the weights are
+    memory-mapped, not read (a few ms). A `model.pth` that is absent or unreadable contradicts
+    nothing: `--runtime torch` reports its own problem."""
     if not torch_file.is_file():
         return ""
-    recorded = (loaded.export or {}).get(SOURCE_DIGEST)
-    if isinstance(recorded, str):
-        try:
-            if file_sha256(torch_file) == recorded:
-                return ""
-        except OSError:  # unreadable: the comparison below says what it can
-            pass
+    if _recorded_export_of(torch_file, loaded.export or {}):
+        return ""
     import torch
 
     from fastseg.model.checkpoint import FORMAT, _checked_fields
@@ -213,6 +207,22 @@ def _other_model(torch_file: Path, loaded: Any) -> str:  # noqa: ANN401 - the IN
     if config != ours["config"]:
         return "different model_config"
     return next((f"different {name}" for name in COMPARED if ours[name] != getattr(loaded, name)), "")
+
+
+def _recorded_export_of(torch_file: Path, export: dict[str, Any]) -> bool:
+    """Whether an export's description records `torch_file`'s SHA-256 as its source and its own
+    fields' SHA-256 as they still are (`fastseg.model.exported`)."""
+    from fastseg.model.exported import DESCRIPTION_DIGEST, SOURCE_DIGEST, description_sha256, file_sha256
+
+    source, described = export.get(SOURCE_DIGEST), export.get(DESCRIPTION_DIGEST)
+    if not (isinstance(source, str) and isinstance(described, str)):
+        return False
+    if described != description_sha256(export):
+        return False
+    try:
+        return file_sha256(torch_file) == source
+    except OSError:  # unreadable: the field comparison says what it can
+        return False
 
 
 def _not_a_file(path: Path) -> str:

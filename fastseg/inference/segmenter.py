@@ -57,6 +57,12 @@ class Segmenter:
         return self.runtime.device
 
     @property
+    def torch_free(self) -> bool:
+        """Whether the network runs without torch (an ONNX graph): inputs are then decoded by
+        threads rather than torch's DataLoader, which would import torch for nothing else."""
+        return self.runtime.name != "torch"
+
+    @property
     def model(self) -> torch.nn.Module | None:
         """The folded torch network (`TorchRuntime`), or None for an ONNX graph."""
         return getattr(self.runtime, "model", None)

@@ -71,7 +71,7 @@ class WholeImage:
     def segment(self, segmenter: SegmenterLike, dataset: Dataset, batch_size: int, num_workers: int,
                 progress: Progress = no_progress) -> Iterator[FittedImage]:  # fmt: skip
         """Every item of `dataset` (fitted: `ImageFiles(fit=True)`), in order, with its logits."""
-        batches = loader(dataset, batch_size, num_workers)
+        batches = loader(dataset, batch_size, num_workers, threads=segmenter.torch_free)
         if num_workers == 0 and len(dataset) > batch_size:  # decode the next batch during this one's forward
             batches = prefetched(batches)
         for batch in progress(batches):

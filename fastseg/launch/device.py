@@ -39,15 +39,19 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise FastsegError(f"--device {name}: unknown device; choose {', '.join(DEVICES)}") from None
 
 
-# What a GPU torch could use leaves on Linux: NVIDIA's driver, WSL2's GPU bridge, AMD's ROCm
-GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/dxg", "/dev/kfd")
+# What a GPU torch could use leaves on Linux: NVIDIA's driver, a Jetson's integrated GPU, WSL2's
+# GPU bridge, AMD's ROCm
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/nvhost-ctrl", "/dev/nvmap",
+                    "/dev/dxg", "/dev/kfd")  # fmt: skip
 
 
 def surely_cpu(name: str = "auto") -> bool:
     """Whether `--device NAME` is the CPU without asking torch: `cpu`, or `auto` on a Linux machine
     with none of `GPU_DEVICE_FILES` (CUDA and ROCm cannot run without them) and not on macOS
-    (MPS). Otherwise `resolve_device` asks torch. Lets `predict` on an ONNX file skip importing
-    torch (1.2-1.7 s); a GPU it misses would only make that run use the CPU, as ONNX runs do."""
+    (MPS). Otherwise `resolve_device` asks torch. Only `predict` of an ONNX file or a run folder
+    takes this answer (`launched(..., torch_free=True)`), to skip importing torch (1.2-1.7 s): a
+    GPU it missed would make `auto` run the run's INT8 file on the CPU rather than model.pth on
+    that GPU, and say so. Training and a model.pth asked for by name always ask torch."""
     if name == "cpu":
         return True
     return (

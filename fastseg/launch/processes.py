@@ -41,11 +41,13 @@ class Launch:
 
 
 @contextmanager
-def launched(device_name: str = "auto") -> Iterator[Launch]:
+def launched(device_name: str = "auto", torch_free: bool = False) -> Iterator[Launch]:
     """Resolve this process's device (GPU `LOCAL_RANK` under a launcher) and join the launcher's
-    process group for the block; a plain process is rank 0 of 1 and joins nothing."""
+    process group for the block; a plain process is rank 0 of 1 and joins nothing. With
+    `torch_free` (predict of an ONNX model), a plain process that is surely on the CPU
+    (`surely_cpu`) is told so without importing torch."""
     rank, world = rank_and_world()
-    if world == 1 and surely_cpu(device_name):  # nothing to ask torch
+    if torch_free and world == 1 and surely_cpu(device_name):  # nothing to ask torch
         yield Launch(rank, world, "cpu")
         return
     import torch

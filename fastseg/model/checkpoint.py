@@ -10,7 +10,7 @@ import pickle
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -67,7 +67,7 @@ def save_model(
     return Path(path)
 
 
-def load_weights_only(path: Path, kind: str) -> Any:
+def load_weights_only(path: Path, kind: str, opened: BinaryIO | None = None) -> Any:
     """`torch.load(weights_only=True)`, or one line saying the file is not a `kind`.
 
     torch's own message for such files advises retrying with `weights_only=False`, which would run
@@ -79,7 +79,7 @@ def load_weights_only(path: Path, kind: str) -> Any:
     try:
         with warnings.catch_warnings():  # torch warns before failing on a raw pickle: one line is ours
             warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(opened or path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointError(f"{path}: not a readable {kind} (not a tensors-only torch file)") from None
     except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as error:
@@ -113,13 +113,16 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_model(model: Path | str, device: torch.device | str = "cpu") -> LoadedModel:
-    """Rebuild the model of a run folder or `model.pth`, in eval mode on `device`.
+def load_model(
+    model: Path | str, device: torch.device | str = "cpu", opened: BinaryIO | None = None
+) -> LoadedModel:
+    """Rebuild the model of a run folder or `model.pth`, in eval mode on `device`; from `opened`,
+    the file already open, where given (export hashes the very bytes it loads).
 
     Every field is checked before it is used, so a crafted or damaged file is one `CheckpointError`
     naming the file and the field, never a traceback from deep inside torch."""
     path = resolve_model_path(model)
-    state = load_weights_only(path, "fastseg model")
+    state = load_weights_only(path, "fastseg model", opened)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a fastseg model file (expected format {FORMAT})")
     fields = _checked_fields(path, state)

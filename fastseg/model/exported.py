@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from fastseg.errors import CheckpointError
 from fastseg.model.description import FORMAT, LoadedModel, checked_fields
@@ -23,16 +24,32 @@ METADATA_KEY = "fastseg"  # the ONNX `metadata_props` entry holding the JSON
 # One mIoU point: the most an INT8 export may lose on validation, both for `fastseg export --int8`
 # (refused past it without --accept-int8-loss) and for `predict --runtime auto` reading the check
 MAX_MIOU_DROP = 0.01
-# The description's record of the `model.pth` it was exported from: `predict --runtime auto` knows
-# a run's INT8 file is that run's model's export by this digest alone, without torch (issue #24)
+# What an export records so that `predict --runtime auto` knows, without torch, that a run's INT8
+# file is that run's model.pth's export, its description as written (issue #24): the SHA-256 of the
+# model.pth bytes it was made from, and of the description's fields (an edit after export, e.g.
+# renamed classes, breaks it; `auto` then compares the fields with model.pth's, as before)
 SOURCE_DIGEST = "source_sha256"
+DESCRIPTION_DIGEST = "description_sha256"
+DESCRIBED = ("model_config", "size", "resize", "classes", "colors", "ignore_index", "mean", "std", "metadata")
 
 
-def file_sha256(path: Path) -> str:
-    """The SHA-256 of a file's bytes, hex: 70 ms for a 75 MiB `model.pth`, where reading its
-    fields with torch costs importing torch (1.2-1.7 s)."""
-    with Path(path).open("rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
+def file_sha256(source: Path | BinaryIO) -> str:
+    """The SHA-256 of a file's bytes, hex, from its path or an open file (read from where it is):
+    70 ms for a 75 MiB `model.pth`, where reading its fields with torch costs importing torch
+    (1.2-1.7 s). Not `hashlib.file_digest`: Python 3.11+, and 3.10 is supported."""
+    digest = hashlib.sha256()
+    with Path(source).open("rb") if isinstance(source, (str, Path)) else nullcontext(source) as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def description_sha256(values: dict[str, Any]) -> str:
+    """The SHA-256 of the `DESCRIBED` fields of an export's description (its JSON values), in one
+    canonical JSON text."""
+    described = {name: values.get(name) for name in DESCRIBED}
+    text = json.dumps(described, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def description_json(loaded: LoadedModel, **extra: Any) -> str:
@@ -52,6 +69,7 @@ def description_json(loaded: LoadedModel, **extra: Any) -> str:
         "metadata": loaded.metadata,
         **extra,
     }
+    values[DESCRIPTION_DIGEST] = description_sha256(json.loads(json.dumps(values)))  # as read back
     return json.dumps(values)
 
 
