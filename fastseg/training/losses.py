@@ -111,8 +111,10 @@ def absent_class_note(loss: str, counts: np.ndarray, names: Sequence[str]) -> st
     smp's Dice gives a class absent from the batch no loss, so nothing pushes a class the data
     never shows down: on fastseg's demo (VOC's 21 classes, 5 drawn) one such class took the
     background, and pixel accuracy ended at 0.23 (benchmarks/README.md, "Encoders and losses").
-    Cross-entropy's softmax term pushes every class but the true one down, so ce and ce+dice
-    need no note.
+    It is a risk, not a rule: CamVid declared with 3 classes no mask uses trained with Dice
+    without predicting them anywhere (0.466 val mIoU against cross-entropy's 0.396). Cross-
+    entropy's softmax term pushes every class but the true one down, so ce and ce+dice need no
+    note.
     """
     if loss != "dice":
         return None
