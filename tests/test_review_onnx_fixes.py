@@ -1,0 +1,118 @@
+"""A review of commit 6758146 (the fixes of tests/test_hostile_onnx_path.py's defects in
+torch-free ONNX predict): each test here is a defect found in or beside those fixes, xfail
+(strict) until it is fixed."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fastseg.inference.files import Batches
+
+
+class SlowItems:
+    """A map-style dataset whose items take `seconds` each (as decoding a photo does, off the GIL)
+    and which records the most items made at once."""
+
+    def __init__(self, count: int, seconds: float) -> None:
+        self.count, self.seconds = count, seconds
+        self.running = self.most_at_once = 0
+        self.lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> dict:
+        with self.lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        time.sleep(self.seconds)
+        with self.lock:
+            self.running -= 1
+        return {"index": index, "image": np.zeros((3, 2, 2), np.float32), "error": ""}
+
+
+@pytest.mark.xfail(strict=True, reason="Batches(threads=N) keeps at most 2 * batch_size items in "
+                   "flight, so --batch-size 1 decodes on 2 threads whatever --num-workers says")  # fmt: skip
+def test_threaded_batches_keep_every_thread_busy_at_batch_size_one():
+    """`--num-workers 4 --batch-size 1` on an ONNX model: torch's DataLoader it replaces kept its 4
+    workers decoding (prefetch_factor 2 each); `Batches(threads=4)` submits only as many items as
+    two batches hold, so with batches of one image only 2 of its 4 threads ever decode, and a
+    machine's cores sit idle (same for batch size 2 with more than 4 workers, 8 with more than 16)."""
+    dataset = SlowItems(8, 0.3)
+    batches = [batch["index"] for batch in Batches(dataset, 1, threads=4)]
+    assert batches == [[index] for index in range(8)]  # in order, one per batch (holds now)
+    assert dataset.most_at_once == 4
+
+
+@pytest.mark.xfail(strict=True, reason="predict of a run folder with --runtime torch takes surely_cpu's "
+                   "device-file guess: a GPU torch sees becomes the CPU for model.pth")  # fmt: skip
+def test_a_run_folder_with_runtime_torch_asks_torch_for_its_device(tmp_path, monkeypatch):
+    """6758146 made `launched()` take `surely_cpu`'s answer only for an ONNX file or a run folder,
+    so that 'a model.pth given by name asks torch, as before'. A run folder with `--runtime torch`
+    is model.pth too (torch is imported to run it anyway, so the guess saves nothing), yet a GPU
+    that torch sees and the device-file list misses (as the hostile test's Jetson case) makes it
+    run on the CPU where before #24 it ran on the GPU. The device the launch hands to
+    `choose_runtime` is recorded; the run stops there."""
+    import torch
+
+    from fastseg.inference import predict as predict_module
+    from fastseg.launch import device as device_module
+
+    class Chosen(Exception):
+        """Stops predict once the launch's device is known."""
+
+    def recording(model, runtime, device_name, *rest):
+        raise Chosen(device_name)
+
+    monkeypatch.setattr(device_module.sys, "platform", "linux")
+    monkeypatch.setattr(device_module, "GPU_DEVICE_FILES", ())  # the list misses this GPU...
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # ...which torch sees
+    monkeypatch.setattr(predict_module, "choose_runtime", recording)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.pth").write_bytes(b"not read: choose_runtime is replaced")
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "in" / "a.png")
+    with pytest.raises(Chosen) as chosen:
+        predict_module.predict(run, [tmp_path / "in"], tmp_path / "out", runtime="torch", device="auto")
+    assert str(chosen.value).startswith("cuda")
+
+
+@pytest.mark.xfail(strict=True, reason="export writes NaN from model.pth's metadata into a description "
+                   "its own strict reader refuses (also before #24)")  # fmt: skip
+def test_an_export_of_a_model_whose_metadata_holds_nan_can_be_read_back(tmp_path):
+    """`checked_fields` lets model.pth's metadata be any dict, so a model.pth made by a script or an
+    older tool may hold NaN or inf there (a diverged loss). `description_json` writes it with
+    `json.dumps` (NaN, Infinity), and `described_model`, the strict JSON reader of every exported
+    file, refuses it: `fastseg export` succeeds and every `predict` of its file fails ('NaN is
+    not a number JSON allows'). Either export says so in one line, or its file must be readable.
+    6758146's `description_sha256` did not change this (json.dumps allows NaN; no crash)."""
+    import torch
+
+    from fastseg.classes import Classes
+    from fastseg.errors import FastsegError
+    from fastseg.model.checkpoint import load_model, save_model
+    from fastseg.model.config import ModelConfig
+    from fastseg.model.exported import description_json, described_model
+    from fastseg.model.network import SegmentationModel
+
+    torch.manual_seed(0)
+    config = ModelConfig(num_classes=3)
+    classes = Classes.create(["a", "b", "c"], [(0, 0, 0), (1, 1, 1), (2, 2, 2)], 255)
+    metadata = {"valid_loss": math.nan, "best": math.inf}
+    path = save_model(tmp_path / "model.pth", SegmentationModel(config).eval(), config, 32, metadata,
+                      classes=classes)  # fmt: skip
+    loaded = load_model(path)
+    try:
+        text = description_json(loaded, precision="fp32")
+    except FastsegError as error:  # refused at export: one line (a typed error), and no file
+        assert "metadata" in str(error)
+        return
+    read = described_model(tmp_path / "model.onnx", text)
+    assert read.classes == ["a", "b", "c"]
