@@ -84,28 +84,43 @@ def test_a_run_folder_with_runtime_torch_asks_torch_for_its_device(tmp_path, mon
     assert str(chosen.value).startswith("cuda")
 
 
-@pytest.mark.xfail(strict=True, reason="export writes NaN from model.pth's metadata into a description "
-                   "its own strict reader refuses (also before #24)")  # fmt: skip
-def test_an_export_of_a_model_whose_metadata_holds_nan_can_be_read_back(tmp_path):
-    """`checked_fields` lets model.pth's metadata be any dict, so a model.pth made by a script or an
-    older tool may hold NaN or inf there (a diverged loss). `description_json` writes it with
-    `json.dumps` (NaN, Infinity), and `described_model`, the strict JSON reader of every exported
-    file, refuses it: `fastseg export` succeeds and every `predict` of its file fails ('NaN is
-    not a number JSON allows'). Either export says so in one line, or its file must be readable.
-    6758146's `description_sha256` did not change this (json.dumps allows NaN; no crash)."""
+def _tensor_score() -> object:
+    import torch
+
+    return torch.tensor(0.5)
+
+
+ODD_METADATA = {"nan": {"valid_loss": math.nan}, "inf": {"best": math.inf}, "huge-int": {"seed": 10**400},
+                "tensor": {"valid_miou": _tensor_score}}  # fmt: skip
+
+
+@pytest.mark.xfail(strict=True, reason="export writes model.pth's metadata into a description its own "
+                   "strict reader refuses (NaN, inf, a 401-digit int) or fails with a traceback (a tensor); "
+                   "also before #24")  # fmt: skip
+@pytest.mark.parametrize("metadata", list(ODD_METADATA.values()), ids=list(ODD_METADATA))
+def test_an_export_of_a_model_with_odd_metadata_is_refused_in_one_line_or_read_back(tmp_path, metadata):
+    """`checked_fields` lets model.pth's metadata be any dict a tensors-only load gives, so a
+    model.pth made by a script or another tool may hold NaN or inf (a diverged loss), a huge
+    integer or a tensor there. `description_json` writes it with `json.dumps`: NaN and Infinity
+    and the 401 digits are written, and `described_model`, the strict JSON reader of every
+    exported file, refuses them, so `fastseg export` succeeds and every `predict` of its file
+    fails ('NaN is not a number JSON allows'); a tensor is a TypeError, a traceback from export.
+    Either export says so in one line (a `FastsegError` naming the metadata), or its file must
+    be readable. 6758146's `description_sha256` did not change this (json.dumps allows NaN; no
+    new crash)."""
     import torch
 
     from fastseg.classes import Classes
     from fastseg.errors import FastsegError
     from fastseg.model.checkpoint import load_model, save_model
     from fastseg.model.config import ModelConfig
-    from fastseg.model.exported import description_json, described_model
+    from fastseg.model.exported import described_model, description_json
     from fastseg.model.network import SegmentationModel
 
     torch.manual_seed(0)
     config = ModelConfig(num_classes=3)
     classes = Classes.create(["a", "b", "c"], [(0, 0, 0), (1, 1, 1), (2, 2, 2)], 255)
-    metadata = {"valid_loss": math.nan, "best": math.inf}
+    metadata = {key: value() if callable(value) else value for key, value in metadata.items()}
     path = save_model(tmp_path / "model.pth", SegmentationModel(config).eval(), config, 32, metadata,
                       classes=classes)  # fmt: skip
     loaded = load_model(path)
@@ -116,3 +131,4 @@ def test_an_export_of_a_model_whose_metadata_holds_nan_can_be_read_back(tmp_path
         return
     read = described_model(tmp_path / "model.onnx", text)
     assert read.classes == ["a", "b", "c"]
+    assert set(read.metadata) == set(metadata)
