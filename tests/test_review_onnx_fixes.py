@@ -1,6 +1,6 @@
 """A review of commit 6758146 (the fixes of tests/test_hostile_onnx_path.py's defects in
-torch-free ONNX predict): each test here is a defect found in or beside those fixes, xfail
-(strict) until it is fixed."""
+torch-free ONNX predict): each test here is a defect found in or beside those fixes, each
+failing before its fix."""
 
 from __future__ import annotations
 
@@ -37,8 +37,6 @@ class SlowItems:
         return {"index": index, "image": np.zeros((3, 2, 2), np.float32), "error": ""}
 
 
-@pytest.mark.xfail(strict=True, reason="Batches(threads=N) keeps at most 2 * batch_size items in "
-                   "flight, so --batch-size 1 decodes on 2 threads whatever --num-workers says")  # fmt: skip
 def test_threaded_batches_keep_every_thread_busy_at_batch_size_one():
     """`--num-workers 4 --batch-size 1` on an ONNX model: torch's DataLoader it replaces kept its 4
     workers decoding (prefetch_factor 2 each); `Batches(threads=4)` submits only as many items as
@@ -50,8 +48,6 @@ def test_threaded_batches_keep_every_thread_busy_at_batch_size_one():
     assert dataset.most_at_once == 4
 
 
-@pytest.mark.xfail(strict=True, reason="predict of a run folder with --runtime torch takes surely_cpu's "
-                   "device-file guess: a GPU torch sees becomes the CPU for model.pth")  # fmt: skip
 def test_a_run_folder_with_runtime_torch_asks_torch_for_its_device(tmp_path, monkeypatch):
     """6758146 made `launched()` take `surely_cpu`'s answer only for an ONNX file or a run folder,
     so that 'a model.pth given by name asks torch, as before'. A run folder with `--runtime torch`
@@ -94,9 +90,6 @@ ODD_METADATA = {"nan": {"valid_loss": math.nan}, "inf": {"best": math.inf}, "hug
                 "tensor": {"valid_miou": _tensor_score}}  # fmt: skip
 
 
-@pytest.mark.xfail(strict=True, reason="export writes model.pth's metadata into a description its own "
-                   "strict reader refuses (NaN, inf, a 401-digit int) or fails with a traceback (a tensor); "
-                   "also before #24")  # fmt: skip
 @pytest.mark.parametrize("metadata", list(ODD_METADATA.values()), ids=list(ODD_METADATA))
 def test_an_export_of_a_model_with_odd_metadata_is_refused_in_one_line_or_read_back(tmp_path, metadata):
     """`checked_fields` lets model.pth's metadata be any dict a tensors-only load gives, so a
@@ -132,3 +125,26 @@ def test_an_export_of_a_model_with_odd_metadata_is_refused_in_one_line_or_read_b
     read = described_model(tmp_path / "model.onnx", text)
     assert read.classes == ["a", "b", "c"]
     assert set(read.metadata) == set(metadata)
+
+
+def test_fastseg_export_of_metadata_it_cannot_carry_is_one_line_naming_the_file(tmp_path):
+    pytest.importorskip("onnx")
+    import torch
+    from click.testing import CliRunner
+
+    from cli.main import main
+    from fastseg.classes import Classes
+    from fastseg.model.checkpoint import save_model
+    from fastseg.model.config import ModelConfig
+    from fastseg.model.network import SegmentationModel
+
+    torch.manual_seed(0)
+    config = ModelConfig(num_classes=3)
+    classes = Classes.create(["a", "b", "c"], [(0, 0, 0), (1, 1, 1), (2, 2, 2)], 255)
+    path = save_model(tmp_path / "model.pth", SegmentationModel(config).eval(), config, 32,
+                      {"valid_loss": math.nan}, classes=classes)  # fmt: skip
+    result = CliRunner().invoke(main, ["export", "--model", str(path)])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {path}: its metadata holds a value"), lines
+    assert not (tmp_path / "model.onnx").exists()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fastseg.atomic import remove_stale_temporaries
 from fastseg.data.factory import open_dataset
-from fastseg.errors import FastsegError, OptionError
+from fastseg.errors import CheckpointError, FastsegError, OptionError
 from fastseg.export import CALIBRATION_IMAGES, FORMATS
 from fastseg.export.int8 import MAX_MIOU_DROP, Int8Check, quantize_checked
 from fastseg.export.onnx_file import export_graph, require_onnx, save_onnx, with_description
@@ -22,7 +22,7 @@ from fastseg.inference.runtime import ONNX_SUFFIX
 from fastseg.inference.segmented import Progress, no_progress
 from fastseg.launch.device import loader_workers
 from fastseg.model.checkpoint import load_model, resolve_model_path
-from fastseg.model.exported import SOURCE_DIGEST, file_sha256
+from fastseg.model.exported import SOURCE_DIGEST, description_json, file_sha256
 from fastseg.outputs import guard
 from fastseg.runs.folder import INT8_FILENAME, ONNX_FILENAME, RunFolder
 
@@ -72,6 +72,10 @@ def export(
         source = {SOURCE_DIGEST: file_sha256(opened)}  # (a model.pth replaced meanwhile is another inode)
         opened.seek(0)
         loaded = load_model(path, opened=opened)
+    try:  # metadata an export cannot carry (NaN, a tensor): said before any work, naming the file
+        description_json(loaded)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}") from None
     if not int8:
         save_onnx(with_description(export_graph(loaded), loaded, precision="fp32", **source), out)
         return ExportResult(out, "fp32")

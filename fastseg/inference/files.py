@@ -121,8 +121,9 @@ def loader(
 class Batches:
     """`dataset` in consecutive batches of `batch_size`, collated; sized, so a progress bar knows
     the count, and iterable again, as a DataLoader is. With `threads`, the items are made by that
-    many threads, at most two batches ahead of the caller (memory does not grow with the
-    number of images), in order; an item's error is raised where its batch is handed out."""
+    many threads, at most two batches or two items a thread ahead of the caller, whichever is
+    more (every thread busy, and memory that does not grow with the number of images), in order;
+    an item's error is raised where its batch is handed out."""
 
     def __init__(self, dataset: Any, batch_size: int, threads: int = 0) -> None:  # noqa: ANN401 - any map-style dataset
         self.dataset, self.batch_size, self.threads = dataset, batch_size, threads
@@ -137,16 +138,17 @@ class Batches:
                 yield collate([self.dataset[index] for index in range(start, stop)])
             return
         indices = iter(range(len(self.dataset)))
+        ahead = max(2 * self.batch_size, 2 * self.threads)
         pending: deque[Future] = deque()
         with ThreadPoolExecutor(self.threads, thread_name_prefix="fastseg-decode") as pool:
             try:
                 while True:
-                    for index in islice(indices, 2 * self.batch_size - len(pending)):
+                    for index in islice(indices, ahead - len(pending)):
                         pending.append(pool.submit(self.dataset.__getitem__, index))
                     if not pending:
                         return
                     items = [pending.popleft().result() for _ in range(min(self.batch_size, len(pending)))]
-                    for index in islice(indices, 2 * self.batch_size - len(pending)):  # decode on meanwhile
+                    for index in islice(indices, ahead - len(pending)):  # decode on meanwhile
                         pending.append(pool.submit(self.dataset.__getitem__, index))
                     yield collate(items)
             finally:

@@ -103,11 +103,14 @@ def predict(
     tiling = make_tiling(tile, overlap, size)
     out = Path(out)
     given = Path(model)
-    onnx_file = given.suffix.lower() == ONNX_SUFFIX and not given.is_dir()
-    # an .onnx file runs on the CPU whatever --device auto would find (open_model refuses a GPU
-    # asked for by name); a run folder may run its INT8 file: neither needs torch to start
-    launch_device = "cpu" if onnx_file and device == "auto" else device
-    with launched(launch_device, torch_free=onnx_file or given.is_dir()) as launch:
+    folder = given.is_dir()
+    # an ONNX graph (a file, or a run folder's named by --runtime) runs on the CPU whatever
+    # --device auto would find (open_model refuses a GPU asked for by name), and `auto` on a run
+    # folder may run its INT8 file: none of them needs torch to start. A torch model asks torch.
+    onnx_file = given.suffix.lower() == ONNX_SUFFIX and not folder
+    onnx_model = onnx_file or (folder and runtime in ("onnx", "int8"))
+    launch_device = "cpu" if onnx_model and device == "auto" else device
+    with launched(launch_device, torch_free=onnx_model or (folder and runtime == "auto")) as launch:
         jobs, failures = collect_jobs(inputs, out, overlay, force, skip_existing)
         choice = choose_runtime(model, runtime, launch.device_name, precision, device)
         segmenter = open_chosen(choice, runtime, launch, precision, tta, size, device, tiling)
