@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from fastseg.data.voc import VOC, find_voc
 from fastseg.model.checkpoint import save_model
@@ -48,6 +50,16 @@ def identity_onnx(path: Path, **description: object) -> Path:
     helper.set_model_props(model, {"fastseg": json.dumps({**EXPORT_DESCRIPTION, **description})})
     onnx.save(model, str(path))
     return path
+
+
+def thirds(folder: Path) -> Path:
+    """`folder/a.png`, a 30x20 picture of red, green and blue thirds: the identity graph
+    (`identity_onnx`) labels them 0, 1, 2."""
+    folder.mkdir(exist_ok=True)
+    pixels = np.zeros((20, 30, 3), np.uint8)
+    pixels[:, :10, 0] = pixels[:, 10:20, 1] = pixels[:, 20:, 2] = 255
+    Image.fromarray(pixels).save(folder / "a.png")
+    return folder
 
 
 def seeded_voc_model() -> SegmentationModel:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from model_files import EXPORT_DESCRIPTION as DESCRIPTION
-from model_files import identity_onnx
+from model_files import identity_onnx, thirds
 from PIL import Image
 
 from fastseg.classes import Classes
@@ -44,15 +44,6 @@ def run_folder(tmp_path):
     model = save_model(folder / "model.pth", SegmentationModel(config).eval(), config, 32, classes=classes)
     recorded = {SOURCE_DIGEST: file_sha256(model), DESCRIPTION_DIGEST: description_sha256(DESCRIPTION)}
     identity_onnx(folder / "model.int8.onnx", precision="int8", int8=PASSED, **recorded)
-    return folder
-
-
-def thirds(folder):
-    """A 30x20 picture of red, green and blue thirds: the identity graph labels them 0, 1, 2."""
-    folder.mkdir(exist_ok=True)
-    pixels = np.zeros((20, 30, 3), np.uint8)
-    pixels[:, :10, 0] = pixels[:, 10:20, 1] = pixels[:, 20:, 2] = 255
-    Image.fromarray(pixels).save(folder / "a.png")
     return folder
 
 

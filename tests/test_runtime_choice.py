@@ -19,7 +19,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from model_files import EXPORT_DESCRIPTION as DESCRIPTION
-from model_files import identity_onnx
+from model_files import identity_onnx, thirds
 from PIL import Image
 
 from cli.main import main
@@ -70,15 +70,6 @@ def run_folder(tmp_path, model_pth, int8=None):
         identity_onnx(folder / "model.int8.onnx", precision="int8")
     elif int8 is not None:
         identity_onnx(folder / "model.int8.onnx", precision="int8", int8=int8)
-    return folder
-
-
-def thirds(folder):
-    """A 30x20 picture of red, green and blue thirds: the identity graph labels them 0, 1, 2."""
-    folder.mkdir(exist_ok=True)
-    pixels = np.zeros((20, 30, 3), np.uint8)
-    pixels[:, :10, 0] = pixels[:, 10:20, 1] = pixels[:, 20:, 2] = 255
-    Image.fromarray(pixels).save(folder / "a.png")
     return folder
 
 
