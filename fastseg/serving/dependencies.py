@@ -107,19 +107,22 @@ async def body(request: Request, config: Settings) -> bytes:
             raise ServeError(
                 413, f"body of {int(declared)} bytes is over the limit of {limit} (--max-upload-mb)"
             )
-    chunks, total = [], 0
-    try:
-        async with asyncio.timeout(config.body_seconds):
-            async for chunk in request.stream():
-                total += len(chunk)
-                if total > limit:
-                    raise ServeError(413, f"body over the limit of {limit} bytes (--max-upload-mb)")
-                chunks.append(chunk)
+
+    async def read() -> bytes:
+        chunks, total = [], 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise ServeError(413, f"body over the limit of {limit} bytes (--max-upload-mb)")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:  # asyncio.wait_for, not asyncio.timeout: that is Python 3.11+, and 3.10 is supported
+        return await asyncio.wait_for(read(), config.body_seconds)
     except ClientDisconnect:
         raise ServeError(400, "the client went away before the body was sent") from None
-    except TimeoutError:
+    except (TimeoutError, asyncio.TimeoutError):  # one type from 3.11; two on 3.10
         raise ServeError(408, f"the body took over {config.body_seconds:g} s to arrive") from None
-    return b"".join(chunks)
 
 
 Ready = Annotated[Engine, Depends(ready_engine)]
