@@ -1,8 +1,9 @@
-"""Image files as model inputs, decoded in the main process (1-2 cores) or in DataLoader workers.
+"""Image files as model inputs, decoded in the main process (1-2 cores) or by loader workers:
+torch's DataLoader processes for a torch model, threads for an ONNX one.
 
 A bad file gives an item with an error string and a blank input instead of an exception, so
-one bad file never stops a batch. Inputs are numpy arrays, and without workers no torch is
-imported: `predict` on an ONNX file runs without it (issue #24); a torch runtime takes the same
+one bad file never stops a batch. Inputs are numpy arrays and no torch is imported for an ONNX
+model: `predict` on an ONNX file runs without it (issue #24); a torch runtime takes the same
 arrays as tensors without a copy (`torch.as_tensor`).
 """
 
