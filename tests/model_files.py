@@ -15,6 +15,8 @@ they live with them: `from model_files import seeded_voc_model`).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +62,14 @@ def thirds(folder: Path) -> Path:
     pixels[:, :10, 0] = pixels[:, 10:20, 1] = pixels[:, 20:, 2] = 255
     Image.fromarray(pixels).save(folder / "a.png")
     return folder
+
+
+def fastseg_without_torch(arguments: list[str], setup: str = "") -> subprocess.CompletedProcess:
+    """`fastseg ARGUMENTS` in a new process where importing torch raises ImportError, after
+    `setup` (Python run first, e.g. a patched machine); its output captured."""
+    code = f"import sys; sys.modules['torch'] = None\n{setup}\nfrom cli.main import main; main(sys.argv[1:])"
+    return subprocess.run([sys.executable, "-c", code, *arguments], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
 
 
 def seeded_voc_model() -> SegmentationModel:

@@ -3,15 +3,13 @@ each test here is a defect that pass found in the change, each failing before it
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import model_files
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from model_files import EXPORT_DESCRIPTION
+from model_files import EXPORT_DESCRIPTION, fastseg_without_torch
 from PIL import Image
 
 from cli.main import main
@@ -82,14 +80,9 @@ def test_predict_on_onnx_with_the_default_workers_never_imports_torch_on_8_cores
     pytest.importorskip("onnxruntime")
     model = identity_onnx(tmp_path / "model.onnx")
     noise(tmp_path / "in", "a.png", 30, 20)
-    eight_cores = (
-        "import os, sys; sys.modules['torch'] = None; os.sched_getaffinity = lambda pid: set(range(8))\n"
-        "from cli.main import main; main(sys.argv[1:])"
-    )
-    command = [sys.executable, "-c", eight_cores, "predict", "--model", str(model), str(tmp_path / "in"),
-               "--out", str(tmp_path / "out"), "--device", "cpu", "--quiet"]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120,
-                            cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    arguments = ["predict", "--model", str(model), str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+                 "--device", "cpu", "--quiet"]  # fmt: skip
+    result = fastseg_without_torch(arguments, "import os; os.sched_getaffinity = lambda pid: set(range(8))")
     assert result.returncode == 0, result.stderr[-2000:]
     with Image.open(tmp_path / "out" / "a.png") as mask:
         assert mask.size == (30, 20)
@@ -228,16 +221,10 @@ def test_predict_on_an_onnx_file_on_a_gpu_machine_never_imports_torch(tmp_path):
     pytest.importorskip("onnxruntime")
     model = identity_onnx(tmp_path / "model.onnx")
     noise(tmp_path / "in", "a.png", 30, 20)
-    gpu_machine = (
-        "import sys; sys.modules['torch'] = None\n"
-        "from fastseg.launch import device; device.GPU_DEVICE_FILES = (sys.argv.pop(1),)\n"
-        "from cli.main import main; main(sys.argv[1:])"
-    )
-    command = [sys.executable, "-c", gpu_machine, str(model), "predict", "--model", str(model),
-               str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--quiet",
-               "--num-workers", "0"]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120,
-                            cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    arguments = ["predict", "--model", str(model), str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+                 "--quiet", "--num-workers", "0"]  # fmt: skip
+    gpu_machine = f"from fastseg.launch import device; device.GPU_DEVICE_FILES = ({str(model)!r},)"
+    result = fastseg_without_torch(arguments, gpu_machine)  # the model file stands for a GPU's
     assert result.returncode == 0, result.stderr[-2000:]
     with Image.open(tmp_path / "out" / "a.png") as mask:
         assert mask.size == (30, 20)

@@ -6,14 +6,12 @@ file is its model's export by the digest the export recorded."""
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 from model_files import EXPORT_DESCRIPTION as DESCRIPTION
-from model_files import identity_onnx, thirds
+from model_files import fastseg_without_torch, identity_onnx, thirds
 from PIL import Image
 
 from fastseg.classes import Classes
@@ -117,12 +115,6 @@ def test_normalised_arrays_are_torchs_values_to_the_bit():
         assert torch.equal(torch.from_numpy(array), expected)
 
 
-WITHOUT_TORCH = (
-    "import sys; sys.modules['torch'] = None  # importing torch now raises ImportError\n"
-    "from cli.main import main; main(sys.argv[1:])"
-)
-
-
 @pytest.mark.parametrize("model", ["run folder", "file"])
 @pytest.mark.parametrize("tta", [False, True])
 def test_predict_on_onnx_never_imports_torch(tmp_path, run_folder, model, tta):
@@ -132,9 +124,8 @@ def test_predict_on_onnx_never_imports_torch(tmp_path, run_folder, model, tta):
     given = run_folder if model == "run folder" else run_folder / "model.int8.onnx"
     options = ["--tta"] if tta else []
     images = thirds(tmp_path / "in")
-    command = [sys.executable, "-c", WITHOUT_TORCH, "predict", "--model", str(given), str(images),
-               "--out", str(tmp_path / "out"), "--device", "cpu", *options]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    result = fastseg_without_torch(["predict", "--model", str(given), str(images), "--out",
+                                    str(tmp_path / "out"), "--device", "cpu", *options])  # fmt: skip
     assert result.returncode == 0, result.stderr
     if model == "run folder":
         assert "runtime: onnxruntime int8 (model.int8.onnx: its check lost 0.004 mIoU" in result.stdout
