@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from fastseg.imaging.geometry import content_size
-from fastseg.inference.segmented import rows_per_band
+from fastseg.inference.segmented import labels_of, rows_per_band
 
 _FLOAT, _UINT8, _INT64 = 1, 2, 7  # onnx TensorProto data types
 _INT, _STRING = 2, 3  # onnx AttributeProto types
@@ -171,7 +171,4 @@ def array_labels(logits: np.ndarray, height: int, width: int, resize: str) -> np
     content = _content(logits, height, width, resize)
     if rows_per_band(content.shape[0], width) >= height and np.isfinite(content).all():
         return _resized(content, height, width, ["labels"])[0]
-    labels = np.empty((height, width), dtype=np.uint8)
-    for rows, band in upsampled_array_bands(logits, height, width, resize):
-        labels[rows] = band.argmax(0)
-    return labels
+    return labels_of(upsampled_array_bands(logits, height, width, resize), height, width)
