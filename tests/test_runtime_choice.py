@@ -495,3 +495,18 @@ def test_an_unreadable_int8_file_is_left_for_model_pth_with_the_reason(tmp_path,
     quiet = predict(folder, thirds(tmp_path / "in"), tmp_path / "quiet", "--quiet")
     assert quiet.exit_code == 0 and "runtime:" not in quiet.output  # --quiet: the CSV still says it
     assert [row["runtime"] for row in rows(tmp_path / "quiet")] == [TORCH]
+
+
+def test_a_run_without_int8_names_the_command_that_makes_it_on_the_cpu_only(tmp_path, model_pth):
+    """With model.pth alone, the default is torch (0.6-0.8x the peer on a bf16 CPU, #24); the INT8
+    export is about twice as fast on a CPU, so the line says how to make it. On a GPU it would not
+    be used, so the line does not suggest it."""
+    folder = run_folder(tmp_path, model_pth)
+    hint = f"fastseg export --model {folder} --int8 makes {folder / 'model.int8.onnx'}, faster on a CPU"
+    assert choose_runtime(folder, "auto", CPU).alternative == hint
+    result = predict(folder, thirds(tmp_path / "in"), tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("runtime:"))
+    assert line == f"runtime: {TORCH} (model.pth; no model.int8.onnx in the run folder) — {hint}"
+    assert choose_runtime(folder, "auto", "cuda:0").alternative == ""
+    assert choose_runtime(folder, "auto", None, requested_device="cuda").alternative == ""
