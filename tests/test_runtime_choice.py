@@ -510,3 +510,8 @@ def test_a_run_without_int8_names_the_command_that_makes_it_on_the_cpu_only(tmp_
     assert line == f"runtime: {TORCH} (model.pth; no model.int8.onnx in the run folder) — {hint}"
     assert choose_runtime(folder, "auto", "cuda:0").alternative == ""
     assert choose_runtime(folder, "auto", None, requested_device="cuda").alternative == ""
+    spaced = tmp_path / "my run"  # the command is copied from the line: quoted for the shell
+    spaced.mkdir()
+    (spaced / "model.pth").write_bytes((folder / "model.pth").read_bytes())
+    alternative = choose_runtime(spaced, "auto", CPU).alternative
+    assert alternative.startswith(f"fastseg export --model '{spaced}' --int8 makes ")

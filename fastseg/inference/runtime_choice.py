@@ -17,6 +17,7 @@ torch is not imported at module level (nor `fastseg.model`, which imports it): t
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -150,7 +151,7 @@ def choose_runtime(model: Path | str, runtime: str = "auto", device: torch.devic
             f"{INT8_FILENAME} is {odd}, not a model file" if odd else f"no {INT8_FILENAME} in the run folder"
         )
         # the INT8 export runs about twice as fast as model.pth on a CPU (#24), so say how to make it
-        make = f"fastseg export --model {path} --int8 makes {int8_file}, faster on a CPU"
+        make = f"fastseg export --model {shlex.quote(str(path))} --int8 makes {int8_file}, faster on a CPU"
         hint = make if not odd and not _device_not_cpu(device, requested_device) else ""
         return RuntimeChoice(torch_file, "torch", f"{MODEL_FILENAME}; {found}", alternative=hint)
     reason = _int8_unusable(device, precision, requested_device)
