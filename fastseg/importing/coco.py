@@ -124,11 +124,11 @@ def _colors(categories: list[Any], names: list[str]) -> list | None:
 def _item(image: Any, number: int, name: str, images_dir: Path, problems: list[str]) -> Item | None:
     if not (
         isinstance(image, dict)
-        and "id" in image
+        and _is_id(image.get("id"))
         and isinstance(image.get("file_name"), str)
         and image["file_name"]
     ):
-        problems.append(f"{name}: images[{number}] needs an 'id' and a 'file_name'")
+        problems.append(f"{name}: images[{number}] needs an 'id' (a number or text) and a 'file_name'")
         return None
     where = f"{name}: image {shown(image['id'])} ({shown(image['file_name'])})"
     width, height = image.get("width"), image.get("height")
@@ -158,16 +158,19 @@ def _annotation(
         problems.append(f"{name}: annotations[{number}] is not an object")
         return
     where = f"{name}: annotation {shown(annotation.get('id', f'#{number}'))}"
-    item = items.get(annotation.get("image_id"))
-    category = annotation.get("category_id")
+    image_id, category = annotation.get("image_id"), annotation.get("category_id")
+    item = items.get(image_id) if _is_id(image_id) else None
     if item is None:
         problems.append(f"{where}: image id {shown(annotation.get('image_id'))} is not among the images")
         return
-    if category not in categories:
+    if not _is_id(category) or category not in categories:
         problems.append(f"{where}: category id {shown(category)} is not among the categories")
         return
-    crowd = annotation.get("iscrowd") or 0
-    if crowd not in (0, 1):  # "no" or 2 would silently make the region void
+    crowd = annotation.get("iscrowd", 0)
+    if crowd is None:  # null: not given
+        crowd = 0
+    # "no" or 2 would silently make the region void; {} or "" were read as 0
+    if type(crowd) not in (int, bool, float) or crowd not in (0, 1):
         problems.append(f"{where}: iscrowd {shown(crowd)!r} is neither 0 nor 1")
         return
     label = categories[category] if crowd_as_class or not crowd else None
@@ -205,6 +208,11 @@ def _annotation(
         item.layers.append(Layer(label, partial(_rle, segmentation), where))
     else:
         problems.append(f"{where}: no segmentation (polygons or RLE); a box alone is not a mask")
+
+
+def _is_id(value: Any) -> bool:
+    """An id the export can give: a JSON number or text (a list or object is no key to look up)."""
+    return isinstance(value, (int, float, str)) and not isinstance(value, bool)
 
 
 def _polygons(flat: list[list[float]], height: int, width: int) -> np.ndarray:

@@ -1,0 +1,109 @@
+"""A stranger's hostile pass over the data-facing commands (`fastseg import`, `check-data`,
+`runs`): each test is a defect found by it, and failed before its fix. A user's mistake is one
+line naming the file and a non-zero exit, never a traceback; a damaged export never gives a mask
+made of whatever memory pycocotools left uninitialised."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from test_import import write_image
+
+from cli.main import main
+from fastseg.importing import raster
+
+
+def run_cli(*arguments):
+    return CliRunner().invoke(main, [str(argument) for argument in arguments])
+
+
+def assert_one_line_refusal(result, out, *texts):
+    """Exit 1, no traceback, each text in the output, and nothing created at `out`."""
+    assert result.exit_code == 1, result.output
+    assert not isinstance(result.exception, (TypeError, ValueError, RuntimeError, OverflowError, OSError)), (
+        result.exception
+    )
+    assert "Traceback" not in result.output
+    for text in texts:
+        assert text in result.output, (text, result.output)
+    if out is not None:
+        assert not out.exists()
+
+
+# --- COCO -------------------------------------------------------------------------------------------
+
+
+def coco(folder, images=None, annotations=None):
+    """`folder/c.json` over four 40x30 images i0..i3.png and one class `cat`."""
+    for index in range(4):
+        write_image(folder / f"i{index}.png", 40, 30, seed=index)
+    images = images or [
+        {"id": index, "file_name": f"i{index}.png", "width": 40, "height": 30} for index in range(4)
+    ]
+    annotations = annotations or [
+        {"id": 1, "image_id": 0, "category_id": 1, "segmentation": [[1, 1, 10, 1, 10, 10]], "iscrowd": 0}
+    ]
+    path = folder / "c.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": [{"id": 1, "name": "cat"}]}))  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize("counts", ["", "0", "12", "zzzzzzzz", "1" * 40])
+def test_a_compressed_rle_short_of_its_size_is_a_problem_not_uninitialised_memory(tmp_path, counts):
+    """pycocotools decodes a compressed RLE string whose runs do not add up to its size without a
+    word: the mask came out of uninitialised memory (values other than 0 and 1, different on each
+    run), and the import drew it as the class."""
+    rle = {"size": [30, 40], "counts": counts}
+    path = coco(tmp_path / "export", annotations=[
+        {"id": 1, "image_id": 0, "category_id": 1, "segmentation": rle, "iscrowd": 0}])  # fmt: skip
+    result = run_cli("import", "coco", path, "--out", tmp_path / "ds", "--quiet")
+    assert_one_line_refusal(result, tmp_path / "ds", "c.json: annotation 1", "RLE", "1 problem(s)")
+
+
+def test_a_valid_compressed_rle_still_decodes_as_pycocotools_does():
+    from pycocotools import mask as coco_mask
+
+    box = np.zeros((30, 40), dtype=np.uint8)
+    box[5:20, 7:33] = 1
+    box[0, 0] = box[29, 39] = 1
+    encoded = coco_mask.encode(np.asfortranarray(box))
+    drawn = raster.coco_rle({"size": [30, 40], "counts": encoded["counts"].decode()}, 30, 40)
+    assert np.array_equal(drawn, box.astype(bool))
+    with pytest.raises(ValueError, match="cover"):
+        raster.coco_rle({"size": [30, 41], "counts": encoded["counts"].decode()}, 30, 41)
+
+
+@pytest.mark.parametrize(
+    "where, value",
+    [("image id", [0]), ("image id", {"a": 1}), ("image_id", [0]), ("category_id", [1]), ("category_id", {})],
+)
+def test_coco_ids_that_are_lists_or_objects_are_problems_not_tracebacks(tmp_path, where, value):
+    """`image_id: [0]` was `TypeError: unhashable type: 'list'` (dict lookups of the ids)."""
+    images = [{"id": index, "file_name": f"i{index}.png", "width": 40, "height": 30} for index in range(4)]
+    annotation = {
+        "id": 1,
+        "image_id": 0,
+        "category_id": 1,
+        "segmentation": [[1, 1, 10, 1, 10, 10]],
+        "iscrowd": 0,
+    }
+    if where == "image id":
+        images[0]["id"] = value
+        annotation["image_id"] = 1
+    else:
+        annotation[where] = value
+    path = coco(tmp_path / "export", images=images, annotations=[annotation])
+    result = run_cli("import", "coco", path, "--out", tmp_path / "ds", "--quiet")
+    assert_one_line_refusal(result, tmp_path / "ds", "c.json", "1 problem(s)")
+
+
+@pytest.mark.parametrize("crowd", [{}, [], "", 1.5])
+def test_an_iscrowd_that_is_no_0_or_1_is_a_problem_even_when_empty(tmp_path, crowd):
+    """`iscrowd: {}`, `[]` or `""` were read as 0 (`or 0`): a malformed field passed as a class."""
+    triangle = [[1, 1, 10, 1, 10, 10]]
+    annotation = {"id": 1, "image_id": 0, "category_id": 1, "segmentation": triangle, "iscrowd": crowd}
+    path = coco(tmp_path / "export", annotations=[annotation])
+    result = run_cli("import", "coco", path, "--out", tmp_path / "ds", "--quiet")
+    assert_one_line_refusal(result, tmp_path / "ds", "iscrowd", "neither 0 nor 1")
