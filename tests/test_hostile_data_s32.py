@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_import import write_image
+from test_import import encode_brush, write_image
 
 from cli.main import main
 from fastseg.importing import raster
@@ -107,3 +107,51 @@ def test_an_iscrowd_that_is_no_0_or_1_is_a_problem_even_when_empty(tmp_path, cro
     path = coco(tmp_path / "export", annotations=[annotation])
     result = run_cli("import", "coco", path, "--out", tmp_path / "ds", "--quiet")
     assert_one_line_refusal(result, tmp_path / "ds", "iscrowd", "neither 0 nor 1")
+
+
+# --- Label Studio -----------------------------------------------------------------------------------
+
+
+def labelstudio(folder, first):
+    """`folder/t.json`: task 0 is `first` (changed by the test), tasks 1-3 plain images i1..i3."""
+    for index in range(4):
+        write_image(folder / f"i{index}.png", 40, 30, seed=index)
+    tasks = [
+        first,
+        *({"id": index, "data": {"image": f"/data/upload/1/i{index}.png"}} for index in range(1, 4)),
+    ]
+    path = folder / "t.json"
+    path.write_text(json.dumps(tasks))
+    return path
+
+
+def brush(rle):
+    value = {"format": "rle", "rle": rle, "brushlabels": ["cat"]}
+    return {"type": "brushlabels", "original_width": 40, "original_height": 30, "value": value}
+
+
+TASK = {"id": 0, "data": {"image": "/data/upload/1/i0.png"}}
+WIDE_WORDS = np.zeros((30, 40, 4), dtype=np.int64)
+WIDE_WORDS[..., 3] = 300  # a 16-bit word above a byte
+
+
+@pytest.mark.parametrize(
+    "task, texts",
+    [
+        ({**TASK, "annotations": 5}, ["task 0", "annotations"]),
+        ({**TASK, "annotations": [{"result": 7}]}, ["task 0", "result"]),
+        ({**TASK, "annotations": [{"result": [{"type": [], "value": {}}]}]}, ["task 0 result 0"]),
+        ({**TASK, "data": {"image": "http://[::1/i0.png"}}, ["task 0", "image"]),
+        (
+            {**TASK, "annotations": [{"result": [brush(encode_brush(WIDE_WORDS.ravel().tolist(), 16))]}]},
+            ["task 0 result 0 (cat, brush)", "rle"],
+        ),
+    ],
+    ids=["annotations-number", "result-number", "type-list", "bad-url", "brush-16-bit-words"],
+)
+def test_labelstudio_malformed_fields_are_problems_not_tracebacks(tmp_path, task, texts):
+    """Each was a TypeError, ValueError (urlparse's "Invalid IPv6 URL") or OverflowError (a brush
+    word past a byte stored in a uint8 array) traceback."""
+    path = labelstudio(tmp_path / "export", task)
+    result = run_cli("import", "labelstudio", path, "--out", tmp_path / "ds", "--quiet")
+    assert_one_line_refusal(result, tmp_path / "ds", "t.json", *texts)

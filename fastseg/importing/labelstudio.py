@@ -63,7 +63,7 @@ def read(path: Path, options: ReadOptions) -> Source:
         item = _item(task, where, images_dir, problems)
         if item is None:
             continue
-        for result_number, result in enumerate(_results(task)):
+        for result_number, result in enumerate(_results(task, where, problems)):
             layer = _layer(result, f"{where} result {result_number}", item, problems)
             if layer == "skip":
                 skipped += 1
@@ -75,10 +75,20 @@ def read(path: Path, options: ReadOptions) -> Source:
     return Source(declared_names(labels), items, problems=problems, notes=notes)
 
 
-def _results(task: dict[str, Any]) -> list[Any]:
-    for annotation in task.get("annotations") or []:
+def _results(task: dict[str, Any], where: str, problems: list[str]) -> list[Any]:
+    """The first annotation's results that was not cancelled (`annotations: 5` or `result: 7`, no
+    list, is a problem: iterating it was a TypeError)."""
+    annotations = task.get("annotations") or []
+    if not isinstance(annotations, list):
+        problems.append(f"{where}: annotations is not a list")
+        return []
+    for annotation in annotations:
         if isinstance(annotation, dict) and not annotation.get("was_cancelled"):
-            return annotation.get("result") or []
+            results = annotation.get("result") or []
+            if not isinstance(results, list):
+                problems.append(f"{where}: an annotation's result is not a list")
+                return []
+            return results
     return []
 
 
@@ -92,7 +102,11 @@ def _item(task: Any, where: str, images_dir: Path, problems: list[str]) -> Item 
     if not url:
         problems.append(f"{where}: its data names no image")
         return None
-    parsed = urlparse(url)
+    try:
+        parsed = urlparse(url)
+    except ValueError as error:  # "Invalid IPv6 URL": a "[" in the host part
+        problems.append(f"{where}: its image URL {shown(url)!r} cannot be read ({error})")
+        return None
     relative = unquote(parse_qs(parsed.query).get("d", [""])[0]) or unquote(parsed.path)
     candidates = [relative.lstrip("/"), PurePosixPath(unquote(parsed.path)).name]
     local = [image_under(images_dir, candidate, where, []) for candidate in candidates if candidate]
@@ -109,6 +123,9 @@ def _layer(result: Any, where: str, item: Item, problems: list[str]) -> Layer | 
         problems.append(f"{where}: not a result (no 'value')")
         return None
     kind = result.get("type")
+    if not isinstance(kind, str):  # a list or object: no type at all (and unhashable)
+        problems.append(f"{where}: type {shown(kind)} is not a result type")
+        return None
     if kind not in KINDS:
         return "skip"
     value = result["value"]
@@ -195,6 +212,11 @@ def decode_brush(rle: list[int], height: int, width: int) -> np.ndarray:
         position += count
         return value
 
+    def byte(value: int) -> int:  # a word wider than 8 bits may hold more than a channel takes
+        if value > 255:
+            raise ValueError(f"a value of {value}, past a byte (0-255)")
+        return value
+
     total = take(32)
     if total != height * width * 4:
         raise ValueError(f"it holds {total} values, a {width}x{height} RGBA image has {height * width * 4}")
@@ -206,10 +228,10 @@ def decode_brush(rle: list[int], height: int, width: int) -> np.ndarray:
         repeat = take(1)
         end = min(total, index + 1 + take(sizes[take(2)]))
         if repeat:
-            out[index:end] = take(word)
+            out[index:end] = byte(take(word))
             index = end
         else:
             while index < end:
-                out[index] = take(word)
+                out[index] = byte(take(word))
                 index += 1
     return out.reshape(height, width, 4)[:, :, 3]
