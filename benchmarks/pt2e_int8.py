@@ -62,7 +62,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         model_pth, _, int8_file = exported_models(scratch, make_jpegs(scratch / "jpegs", 16), args.size)
-        torch_runtime = open_model(model_pth, cpu).runtime  # BatchNorm folded, channels_last, bf16 where native
+        torch_runtime = open_model(model_pth, cpu).runtime  # folded, channels_last, native bf16
         fp32 = open_model(model_pth, cpu, precision="fp32").runtime
         onnx_int8 = open_onnx(int8_file)[1]
         started = time.perf_counter()
@@ -78,8 +78,12 @@ def main() -> None:
             with torch.no_grad():
                 return quantised(batch)
 
-        forwards = {**smp_forwards(), "fastseg torch": torch_runtime.logits,
-                    "fastseg onnxruntime int8": onnx_int8.logits, "fastseg torch pt2e int8": pt2e}  # fmt: skip
+        forwards = {
+            **smp_forwards(),
+            "fastseg torch": torch_runtime.logits,
+            "fastseg onnxruntime int8": onnx_int8.logits,
+            "fastseg torch pt2e int8": pt2e,
+        }
         rates = best_rates(forwards, args.size, args.batch, args.rounds, args.seconds)
     smp_best = max(rate for name, rate in rates.items() if name.startswith("smp"))
     report = {
