@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 from test_import import encode_brush, write_image
 
 from cli.main import main
@@ -155,3 +156,81 @@ def test_labelstudio_malformed_fields_are_problems_not_tracebacks(tmp_path, task
     path = labelstudio(tmp_path / "export", task)
     result = run_cli("import", "labelstudio", path, "--out", tmp_path / "ds", "--quiet")
     assert_one_line_refusal(result, tmp_path / "ds", "t.json", *texts)
+
+
+# --- CVAT, label PNGs -------------------------------------------------------------------------------
+
+
+def cvat_xml(folder, shape):
+    for index in range(4):
+        write_image(folder / "images" / f"i{index}.png", 40, 30, seed=index)
+    shapes = [shape, "", "", ""]
+    images = "".join(
+        f'<image id="{index}" name="i{index}.png" width="40" height="30">{shapes[index]}</image>'
+        for index in range(4)
+    )
+    meta = "<meta><task><labels><label><name>cat</name><color>#ff0000</color></label></labels></task></meta>"
+    path = folder / "annotations.xml"
+    path.write_text(f"<annotations>{meta}{images}</annotations>")
+    return path
+
+
+@pytest.mark.parametrize(
+    "corner, expected", [((-1, -1), (slice(0, 4), slice(0, 4))), ((36, 26), (slice(26, 30), slice(36, 40)))]
+)
+def test_a_cvat_mask_a_pixel_past_the_edge_is_cut_off_not_a_traceback(tmp_path, corner, expected):
+    """A mask box starting at -1 (within the edge tolerance every shape gets) was a numpy broadcast
+    ValueError traceback; its pixels inside the image are drawn, as at the far edge."""
+    left, top = corner
+    path = cvat_xml(
+        tmp_path / "export", f'<mask label="cat" left="{left}" top="{top}" width="5" height="5" rle="0,25"/>'
+    )
+    result = run_cli("import", "cvat", path, "--out", tmp_path / "ds", "--quiet", "--test", 0, "--val", 0.25)
+    assert result.exit_code in (0, 1), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    mask = np.asarray(Image.open(next((tmp_path / "ds" / "masks").rglob("i0.png"))))
+    wanted = np.zeros((30, 40), dtype=np.uint8)
+    wanted[expected] = 1
+    assert np.array_equal(mask, wanted)
+
+
+def test_a_cvat_mask_is_not_unpacked_before_its_box_is_checked_against_the_image(tmp_path, monkeypatch):
+    """A 100000x30000 mask of one run was unpacked (3 GB) while the XML was read, before its box
+    was found to lie outside the 40x30 image."""
+    unpacked = []
+    monkeypatch.setattr(
+        raster, "runs", lambda *args, **kwargs: unpacked.append(args) or np.zeros((1, 1), bool)
+    )
+    path = cvat_xml(
+        tmp_path / "export",
+        '<mask label="cat" left="0" top="0" width="100000" height="30000" rle="0,3000000000"/>',
+    )
+    result = run_cli("import", "cvat", path, "--out", tmp_path / "ds", "--quiet")
+    assert_one_line_refusal(result, tmp_path / "ds", "lies outside the 40x30 image")
+    assert unpacked == []
+
+
+def cityscapes(root, first_mask):
+    """Three Cityscapes pairs (2 train, 1 val), 40x30, road everywhere; the first mask's bytes given."""
+    for split, stems in (("train", ("t0", "t1")), ("val", ("v0",))):
+        for stem in stems:
+            write_image(root / "leftImg8bit" / split / "c" / f"{stem}_leftImg8bit.png", 40, 30)
+            mask = root / "gtFine" / split / "c" / f"{stem}_gtFine_labelIds.png"
+            mask.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((30, 40), 7, np.uint8)).save(mask)
+    (root / "gtFine" / "train" / "c" / "t0_gtFine_labelIds.png").write_bytes(first_mask)
+
+
+def test_a_label_png_past_pillows_pixel_limit_is_a_problem_not_a_traceback(tmp_path, monkeypatch):
+    """`Image.DecompressionBombError` (a mask of more pixels than Pillow opens) escaped
+    `label_values` (Cityscapes, ADE20K), the CVAT colour masks and LabelMe's mask shapes: a
+    traceback from the drawing thread. The limit is lowered so a small mask is "too large" (not
+    the 40x30 images)."""
+    import io
+
+    encoded = io.BytesIO()
+    Image.fromarray(np.full((100, 100), 7, np.uint8)).save(encoded, "PNG")
+    cityscapes(tmp_path / "city", encoded.getvalue())
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # the mask's 10000 pixels: past twice it
+    result = run_cli("import", "cityscapes", tmp_path / "city", "--out", tmp_path / "ds", "--quiet")
+    assert_one_line_refusal(result, tmp_path / "ds", "t0_gtFine_labelIds.png", "cannot read")

@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from fastseg.classes import Colour
 from fastseg.imaging.images import IMAGE_SUFFIXES
@@ -166,7 +166,7 @@ def _colour_mask(path: Path, codes: dict[Colour, int], height: int, width: int) 
     try:
         with Image.open(path) as image:
             pixels = np.asarray(image.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as error:
+    except raster.UNREADABLE as error:
         raise ItemProblem(f"cannot read the mask ({error})") from None
     if pixels.shape[:2] != (height, width):
         raise ItemProblem(f"mask is {pixels.shape[1]}x{pixels.shape[0]}, the image {width}x{height}")
@@ -352,17 +352,25 @@ def _mask(shape: ElementTree.Element, label: str, where: str, problems: list[str
     if any(count < 0 for count in counts) or sum(counts) != width * height or width < 1 or height < 1:
         problems.append(f"{where}: rle must be run lengths covering its {width}x{height} box")
         return None
-    pixels = raster.runs(counts, height, width)
     corners = np.array([[left, top], [left + width, top + height]], dtype=np.float64)
-    return Layer(label, partial(_placed, pixels, left, top), where, corners)
+    # unpacked when drawn, after `corners` are checked against the image: a huge box is a problem
+    # then, not gigabytes taken while the XML is read
+    return Layer(label, partial(_placed, (counts, height, width), left, top), where, corners)
 
 
 def _polygon(flat: list[float], height: int, width: int) -> np.ndarray:
     return raster.polygons([flat], height, width)
 
 
-def _placed(pixels: np.ndarray, left: int, top: int, height: int, width: int) -> np.ndarray:
+def _placed(runs: tuple[list[int], int, int], left: int, top: int, height: int, width: int) -> np.ndarray:
+    """The mask's runs unpacked into its box at (left, top), cut off at the image's edges (a box
+    may start a pixel before them, within `EDGE_TOLERANCE`, as it may end a pixel past them)."""
+    pixels = raster.runs(*runs)
     mask = np.zeros((height, width), dtype=bool)
+    first_row, first_column = max(0, -top), max(0, -left)
     bottom, right = min(height, top + pixels.shape[0]), min(width, left + pixels.shape[1])
-    mask[top:bottom, left:right] = pixels[: bottom - top, : right - left]
+    if bottom > max(0, top) and right > max(0, left):
+        mask[max(0, top) : bottom, max(0, left) : right] = pixels[
+            first_row : first_row + bottom - max(0, top), first_column : first_column + right - max(0, left)
+        ]
     return mask

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from fastseg.importing import raster
 from fastseg.importing.source import (
@@ -168,7 +168,7 @@ def _mask_layer(
     try:
         with Image.open(io.BytesIO(base64.b64decode(encoded, validate=True))) as image:
             pixels = np.asarray(image).astype(bool)
-    except (binascii.Error, ValueError, TypeError, OSError, UnidentifiedImageError):
+    except (binascii.Error, TypeError, *raster.UNREADABLE):
         problems.append(f"{where}: its 'mask' is not a base64 PNG")
         return None
     if pixels.ndim == 3:

@@ -26,6 +26,8 @@ from fastseg.importing.source import Item, ItemProblem, shown
 
 EXTRA = "import"  # setup.cfg's extra that brings pycocotools
 NOT_A_LABEL = 256  # in a label PNG's lookup table: a value the data set does not define
+# what Pillow raises for a mask it cannot read: a damaged file, or more pixels than it opens
+UNREADABLE = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 def coco_mask_module():  # noqa: ANN201 - pycocotools.mask, typed by pycocotools
@@ -193,7 +195,7 @@ def label_values(path: Path, height: int, width: int) -> np.ndarray:
             if image.mode not in ("L", "P", "I", "I;16"):
                 raise ItemProblem(f"mode {image.mode}: expected one channel of label ids")
             values = np.asarray(image)
-    except (OSError, UnidentifiedImageError) as error:
+    except UNREADABLE as error:
         raise ItemProblem(f"cannot read ({error})") from None
     if values.shape != (height, width):
         raise ItemProblem(f"mask is {values.shape[1]}x{values.shape[0]}, the image {width}x{height}")
