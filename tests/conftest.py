@@ -33,7 +33,7 @@ def voc_copy(voc_root: Path, tmp_path: Path) -> Path:
 @pytest.fixture
 def fill_disk_at(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Callable[[], None]]:
     """`free = fill_disk_at(name, when=1)`: from the `when`-th atomic write of a file called `name`
-    on, the disk is full, and `free()` gives the space back.
+    (of any file: `None`) on, the disk is full, and `free()` gives the space back.
 
     The write fails where every fastseg writer passes, `fastseg.atomic`'s rename into place, with
     ENOSPC as write(2) reports it: no file name, so the test sees whether `fastseg.atomic` names
@@ -42,11 +42,11 @@ def fill_disk_at(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Callable[[], 
 
     real_replace = fastseg.atomic.os.replace
 
-    def fill(name: str, when: int = 1) -> Callable[[], None]:
+    def fill(name: str | None, when: int = 1) -> Callable[[], None]:
         calls = []
 
         def replace(source: str | Path, target: str | Path) -> None:
-            if Path(target).name == name:
+            if name is None or Path(target).name == name:
                 calls.append(target)
                 if len(calls) >= when:
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -432,21 +432,12 @@ def test_a_hand_made_graph_that_fits_its_description_runs(tmp_path):
 
 
 def test_a_full_disk_during_export_is_one_line_and_the_earlier_export_stays(run, exported, tmp_path,
-                                                                           monkeypatch):  # fmt: skip
+                                                                           fill_disk_at):  # fmt: skip
     """Issue #19 (5): ENOSPC during export was a traceback. The earlier export is kept whole and
     no temporary file (a 38 MB one, for VGG16-BN) is left."""
-    import errno
-    import os
-
-    import fastseg.atomic
-
     earlier = tmp_path / "model.onnx"
     earlier.write_bytes(exported.read_bytes())
-
-    def full_disk(source, target):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as write(2) says it: no file named
-
-    monkeypatch.setattr(fastseg.atomic.os, "replace", full_disk)
+    fill_disk_at(None)  # every write; ENOSPC as write(2) says it: no file named
     result = invoke("export", run, "--out", earlier)
     lines = result.output.strip().splitlines()
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output

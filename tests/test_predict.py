@@ -578,17 +578,10 @@ def test_a_dead_predicts_temporary_csv_is_removed_by_the_next_run(model_file, tm
     assert not stale.exists() and (out / "predictions.csv").is_file()
 
 
-def test_a_full_disk_is_one_line_saying_what_was_kept(model_file, tmp_path, monkeypatch):
+def test_a_full_disk_is_one_line_saying_what_was_kept(model_file, tmp_path, fill_disk_at):
     """Issue #19 (5): ENOSPC from the CSV writer was a traceback. Every write goes through
     fastseg.atomic; here every one of them meets a full disk."""
-    import errno
-
-    import fastseg.atomic
-
-    def full_disk(source, target):
-        raise OSError(errno.ENOSPC, "No space left on device", str(target))
-
-    monkeypatch.setattr(fastseg.atomic.os, "replace", full_disk)
+    fill_disk_at(None)
     noise(20, 20).save(tmp_path / "a.png")
     result = run(model_file, str(tmp_path / "a.png"), "--out", str(tmp_path / "out"))
     assert result.exit_code == 1 and "Traceback" not in result.output
