@@ -4,6 +4,7 @@ line naming the file and a non-zero exit, never a traceback; a damaged export ne
 made of whatever memory pycocotools left uninitialised."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -234,3 +235,71 @@ def test_a_label_png_past_pillows_pixel_limit_is_a_problem_not_a_traceback(tmp_p
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # the mask's 10000 pixels: past twice it
     result = run_cli("import", "cityscapes", tmp_path / "city", "--out", tmp_path / "ds", "--quiet")
     assert_one_line_refusal(result, tmp_path / "ds", "t0_gtFine_labelIds.png", "cannot read")
+
+
+# --- symbolic link loops and names no file system takes ----------------------------------------------
+
+
+def test_an_image_path_through_a_symlink_loop_is_a_problem_not_a_traceback(tmp_path):
+    """Python 3.11's `Path.resolve` raises RuntimeError("Symlink loop") where later versions raise
+    OSError: `image_under`, which caught only OSError and ValueError, let it through."""
+    images = [{"id": index, "file_name": f"i{index}.png", "width": 40, "height": 30} for index in range(4)]
+    images.append({"id": 9, "file_name": "loop/x.png", "width": 40, "height": 30})
+    path = coco(tmp_path / "export", images=images)
+    os.symlink("loop", tmp_path / "export" / "loop")
+    result = run_cli("import", "coco", path, "--out", tmp_path / "ds", "--quiet")
+    assert_one_line_refusal(result, tmp_path / "ds", "image 9 (loop/x.png)", "cannot be used")
+
+
+def test_a_cvat_mask_list_naming_a_loop_or_an_overlong_name_is_a_problem(tmp_path):
+    root = tmp_path / "cvat"
+    (root / "SegmentationClass").mkdir(parents=True)
+    (root / "labelmap.txt").write_text("background:0,0,0::\ncat:255,0,0::\n")
+    os.symlink("loop.png", root / "SegmentationClass" / "loop.png")
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (root / "ImageSets" / "Segmentation" / "train.txt").write_text(f"loop\n{'x' * 300}\n")
+    result = run_cli("import", "cvat", root, "--out", tmp_path / "ds", "--quiet")
+    assert_one_line_refusal(result, tmp_path / "ds", "loop: ", "x" * 300 + ": ", "cannot be used")
+
+
+def own_data(root, **changes):
+    """A dataset.yaml folder: 3 train and 2 val 40x30 pairs of classes bg, cat; `changes` to the YAML."""
+    for split, count in (("train", 3), ("val", 2)):
+        for index in range(count):
+            write_image(root / "images" / split / f"{split}{index}.png", 40, 30, seed=index)
+            (root / "masks" / split).mkdir(parents=True, exist_ok=True)
+            mask = np.zeros((30, 40), np.uint8)
+            mask[:10] = 1
+            Image.fromarray(mask).save(root / "masks" / split / f"{split}{index}.png")
+    values = {"names": ["bg", "cat"], "train": "images/train", "val": "images/val", **changes}
+    (root / "dataset.yaml").write_text(json.dumps(values))  # JSON is YAML
+    return root / "dataset.yaml"
+
+
+@pytest.mark.parametrize(
+    "changes, texts",
+    [
+        ({"train": "images/loop"}, ["train: 'images/loop' cannot be used"]),
+        ({"train": "images/loop/x"}, ["train: 'images/loop/x' cannot be used"]),
+        ({"train": "t" * 300}, ["train: ", "cannot be used (File name too long)"]),
+        ({"masks": "m" * 300}, ["masks: ", "cannot be used (File name too long)"]),
+    ],
+    ids=["split-loop", "split-through-loop", "split-too-long", "masks-too-long"],
+)
+def test_dataset_yaml_paths_through_a_loop_or_too_long_are_named_not_tracebacks(tmp_path, changes, texts):
+    """check-data on a split or masks folder a file system cannot open was RuntimeError (a symlink
+    loop, Python 3.11) or OSError ENAMETOOLONG: a traceback, where every other problem of
+    dataset.yaml is a line naming it."""
+    data = own_data(tmp_path / "data", **changes)
+    os.symlink("loop", tmp_path / "data" / "images" / "loop")
+    result = run_cli("check-data", "--data", data, "--quiet")
+    assert_one_line_refusal(result, None, "dataset.yaml: ", *texts)
+
+
+def test_a_split_list_entry_through_a_loop_or_too_long_is_a_problem_of_its_line(tmp_path):
+    data = own_data(tmp_path / "data", train="train.txt")
+    (tmp_path / "data" / "train.txt").write_text(f"train/train0\nloop/x\n{'y' * 300}\ntrain/train1\n")
+    os.symlink("loop", tmp_path / "data" / "images" / "loop")
+    result = run_cli("check-data", "--data", data, "--quiet")
+    assert_one_line_refusal(result, None, "train.txt:2: 'loop/x' cannot be used", "train.txt:3: ")
+    assert "2 problem(s)" in result.output

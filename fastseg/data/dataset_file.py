@@ -18,6 +18,7 @@ Every problem of the file is collected, and they are raised together, one line e
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ KEYS = (
     "mask_values",
 )
 SPLITS = ("train", "val", "test")
+# What asking about a path may raise: OSError (a name too long), ValueError (a NUL byte),
+# RuntimeError (a symbolic link loop, from Python 3.11's `Path.resolve`; later versions: OSError)
+UNUSABLE_PATH = (OSError, ValueError, RuntimeError)
 MASK_FORMATS = ("index", "rgb")
 
 
@@ -90,6 +94,11 @@ def read_dataset_file(path: Path) -> DatasetFile:
     masks = values.get("masks", "masks")
     if not _relative_name(masks) or ".." in Path(masks).parts:  # it replaces `images` in a path
         problems.append(f"masks {masks!r}: expected a folder name relative to {path.name}, e.g. masks")
+    else:
+        try:
+            (path.parent / masks).exists()
+        except UNUSABLE_PATH as error:  # a name over the file system's limit
+            problems.append(f"masks: {masks[:200]!r} cannot be used ({path_problem(error)})")
     mask_values = _mask_values(values.get("mask_values"), len(names), mask_format, problems)
     if problems:
         raise DatasetError("\n".join(f"{path}: {problem}" for problem in problems))
@@ -192,6 +201,13 @@ def _ignore_index(value: Any, names: list[str], problems: list[str]) -> int:
     return value
 
 
+def path_problem(error: Exception) -> str:
+    """Why a path cannot be used, in a few words (one of `UNUSABLE_PATH`'s errors)."""
+    if isinstance(error, RuntimeError) or getattr(error, "errno", None) == errno.ELOOP:
+        return "a symbolic link loop"
+    return error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+
+
 def _relative_name(value: Any, absolute: bool = False) -> bool:
     """Text that can name a path: not empty, no NUL (which no file system allows and `Path`
     refuses with a ValueError), no other control character; absolute only if `absolute` (then
@@ -215,13 +231,19 @@ def _splits(root: Path, values: dict[str, Any], problems: list[str]) -> dict[str
             problems.append(f"{split}: expected a folder or a .txt list, relative to the YAML file")
             continue
         location = root / given  # an absolute `given` stays itself
-        if not _inside(location, root):
+        try:
+            inside = _inside(location, root)
+            kind = "folder" if location.is_dir() else "file" if location.exists() else None
+        except UNUSABLE_PATH as error:  # a link loop, a name over the file system's limit
+            problems.append(f"{split}: {given[:200]!r} cannot be used ({path_problem(error)})")
+            continue
+        if not inside:
             problems.append(f"{split}: {given!r} is outside the data folder {root}; "
                             "name a folder or list under it, e.g. images/{split}")  # fmt: skip
             continue
-        if not location.exists():
+        if kind is None:
             problems.append(f"{split}: {location} not found")
-        elif not (location.is_dir() or location.suffix == ".txt"):
+        elif not (kind == "folder" or location.suffix == ".txt"):
             problems.append(f"{split}: {location} is neither a folder nor a .txt list")
         splits[split] = location
     if "train" not in values:

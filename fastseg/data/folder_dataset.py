@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from fastseg.classes import Colour
 from fastseg.data.dataset import SegmentationData
-from fastseg.data.dataset_file import DatasetFile, read_dataset_file
+from fastseg.data.dataset_file import UNUSABLE_PATH, DatasetFile, path_problem, read_dataset_file
 from fastseg.data.split import Split, halve
 from fastseg.errors import DatasetError
 from fastseg.imaging.images import IMAGE_SUFFIXES
@@ -196,12 +196,19 @@ class FolderDataset(SegmentationData):
             entry = line.strip()
             if not entry or entry.startswith("#"):
                 continue
-            if not (base / entry).resolve().is_relative_to(base.resolve()):
+            try:
+                outside = not (base / entry).resolve().is_relative_to(base.resolve())
+                candidates = [base / entry] if Path(entry).suffix.lower() in IMAGE_SUFFIXES else [
+                    base / f"{entry}{suffix}" for suffix in sorted(IMAGE_SUFFIXES)]  # fmt: skip
+                found = None if outside else next((path for path in candidates if path.is_file()), None)
+            except UNUSABLE_PATH as error:  # a link loop, a name over the file system's limit
+                self.problems.append(
+                    f"{listing}:{number}: {entry[:200]!r} cannot be used ({path_problem(error)})"
+                )
+                continue
+            if outside:
                 self.problems.append(f"{listing}:{number}: {entry!r} is outside {base}; list paths under it")
                 continue
-            candidates = [base / entry] if Path(entry).suffix.lower() in IMAGE_SUFFIXES else [
-                base / f"{entry}{suffix}" for suffix in sorted(IMAGE_SUFFIXES)]  # fmt: skip
-            found = next((path for path in candidates if path.is_file()), None)
             if found is None:
                 self.problems.append(f"{listing}:{number}: no image {entry!r} in {base}")
             else:

@@ -28,12 +28,14 @@ from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.importing import raster
 from fastseg.importing.source import (
     BACKGROUND,
+    UNUSABLE_PATH,
     Item,
     ItemProblem,
     Layer,
     ReadOptions,
     Source,
     image_under,
+    path_problem,
     shown,
 )
 
@@ -128,11 +130,17 @@ def _read_masks(root: Path, options: ReadOptions) -> Source:
     for stem, split in subsets.items():
         where = f"{shown(stem)}"
         mask = masks / f"{stem}.png"
-        if not mask.resolve().is_relative_to(masks.resolve()):
+        try:
+            leaves = not mask.resolve().is_relative_to(masks.resolve())
+            image = None if leaves else _find_image(images_dir, stem)
+            present = not leaves and mask.is_file()
+        except UNUSABLE_PATH as error:  # a name over the file system's limit, a link loop
+            problems.append(f"{where}: the name cannot be used ({path_problem(error)})")
+            continue
+        if leaves:
             problems.append(f"{where}: the name leaves SegmentationClass/; list names of files in it")
             continue
-        image = _find_image(images_dir, stem)
-        if not mask.is_file():
+        if not present:
             problems.append(f"{where}: no mask {shown(mask)}")
             continue
         if image is None:

@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import numpy as np
 
 from fastseg.classes import Colour
+from fastseg.data.dataset_file import UNUSABLE_PATH, path_problem  # noqa: F401 - readers take them here
 from fastseg.errors import DatasetError
 
 BACKGROUND = "background"
@@ -161,9 +162,10 @@ def image_under(base: Path, relative: str, where: str, problems: list[str]) -> P
     try:  # a NUL byte, a name longer than the file system takes: a problem here, not an OSError later
         leaves = PurePosixPath(parts).is_absolute() or not candidate.resolve().is_relative_to(base.resolve())
         candidate.exists()  # raises for what pathlib does not read as "no such file"
-    except (OSError, ValueError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-        problems.append(f"{where}: image path {shown(relative[:200])!r} cannot be used ({reason})")
+    except UNUSABLE_PATH as error:
+        problems.append(
+            f"{where}: image path {shown(relative[:200])!r} cannot be used ({path_problem(error)})"
+        )
         return None
     if leaves:
         problems.append(
