@@ -303,3 +303,16 @@ def test_a_split_list_entry_through_a_loop_or_too_long_is_a_problem_of_its_line(
     result = run_cli("check-data", "--data", data, "--quiet")
     assert_one_line_refusal(result, None, "train.txt:2: 'loop/x' cannot be used", "train.txt:3: ")
     assert "2 problem(s)" in result.output
+
+
+# --- check-data: what train refuses --------------------------------------------------------------
+
+
+def test_check_data_names_images_in_two_splits_which_train_refuses(tmp_path):
+    """`val: images/train` passed check-data ("no problems found") while `train` refused the same
+    data set at once (images in both train and val: the scores would leak)."""
+    data = own_data(tmp_path / "data", val="images/train")
+    result = run_cli("check-data", "--data", data, "--quiet")
+    assert result.exit_code == 1, result.output
+    assert "3 images are in both train and val" in result.output
+    assert "no problems found" not in result.output

@@ -45,6 +45,7 @@ class FolderDataset(SegmentationData):
         self._masks: dict[str, Path] = {}
         for split, location in spec.splits.items():
             self.ids[split] = self._list(split, location)
+        self.problems += self._leaks()  # check-data names what `split` refuses
         self._lookup = _label_table(len(self.classes), self.classes.ignore_index, spec.mask_values)
         self._colour_codes, self._colour_labels = _colour_lookup(self.classes.colors, spec.ignore_color)
 
@@ -104,15 +105,24 @@ class FolderDataset(SegmentationData):
     def split(self, train_set: str | None, seed: int) -> Split:
         """`train`, `val` and `test` as listed; without `test`, `val` halved the seed's way."""
         train, valid = self.ids["train"], self.ids["val"]
-        for first, second in (("train", "val"), ("train", "test"), ("val", "test")):
-            leaked = sorted(set(self.ids.get(first, ())) & set(self.ids.get(second, ())))
-            if leaked:
-                raise DatasetError(f"{self.spec.path}: {len(leaked)} images are in both {first} and {second} "
-                                   f"(e.g. {leaked[0]}): the scores would leak")  # fmt: skip
+        leaks = self._leaks()
+        if leaks:
+            raise DatasetError(leaks[0])
         if "test" in self.ids:
             return Split(train=list(train), valid=list(valid), test=list(self.ids["test"]), seed=seed)
         valid, test = halve(valid, seed)
         return Split(train=list(train), valid=valid, test=test, seed=seed, test_from="val")
+
+    def _leaks(self) -> list[str]:
+        """A line per two splits that share images (a split folder named twice, a list naming
+        another split's image)."""
+        found = []
+        for first, second in (("train", "val"), ("train", "test"), ("val", "test")):
+            leaked = sorted(set(self.ids.get(first, ())) & set(self.ids.get(second, ())))
+            if leaked:
+                found.append(f"{self.spec.path}: {len(leaked)} images are in both {first} and {second} "
+                             f"(e.g. {leaked[0]}): the scores would leak")  # fmt: skip
+        return found
 
     # --- decoding ------------------------------------------------------------------------------
 
