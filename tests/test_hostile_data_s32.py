@@ -316,3 +316,38 @@ def test_check_data_names_images_in_two_splits_which_train_refuses(tmp_path):
     assert result.exit_code == 1, result.output
     assert "3 images are in both train and val" in result.output
     assert "no problems found" not in result.output
+
+
+# --- ~user -------------------------------------------------------------------------------------------
+
+UNKNOWN_HOME = "~no-such-user-s32"
+
+
+def test_an_unknown_users_home_in_data_is_a_missing_folder_not_a_traceback(tmp_path):
+    """`Path.expanduser` raises RuntimeError for `~name` of no user (the shell leaves it as
+    written): check-data was a traceback."""
+    result = run_cli("check-data", "--data", f"{UNKNOWN_HOME}/data", "--quiet")
+    assert result.exit_code == 1, result.output
+    assert not isinstance(result.exception, RuntimeError), result.exception
+    assert f"{UNKNOWN_HOME}/data: data folder not found" in result.output  # as any missing folder
+
+
+def test_runs_shows_a_run_whose_data_names_an_unknown_users_home(tmp_path):
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(
+        json.dumps({"train": {"recipe": "fast", "data": f"{UNKNOWN_HOME}/cats"}})
+    )
+    (run / "history.csv").write_text("epoch,valid_miou,valid_pixel_accuracy,time\n0,0.5,0.8,00:10\n")
+    result = run_cli("runs", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    row = result.output.splitlines()[1].split()
+    assert row[:3] == ["r1", "fast", "cats"] and "damaged" not in result.output
+
+
+def test_a_model_folder_under_an_unknown_users_home_is_not_a_run_folder():
+    from fastseg.errors import FastsegError
+    from fastseg.runs.folder import RunFolder
+
+    with pytest.raises(FastsegError, match="not a run folder"):
+        RunFolder.of_model(f"{UNKNOWN_HOME}/run")

@@ -18,7 +18,6 @@ Every problem of the file is collected, and they are raised together, one line e
 
 from __future__ import annotations
 
-import errno
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 from fastseg.classes import MAX_CLASSES, Classes, Colour, default_colors
 from fastseg.errors import DatasetError
 from fastseg.imaging.masks import VOID_LABEL
+from fastseg.paths import UNUSABLE_PATH, path_problem
 from fastseg.structured_files import StructuredFileError, load_yaml
 
 KEYS = (
@@ -41,9 +41,6 @@ KEYS = (
     "mask_values",
 )
 SPLITS = ("train", "val", "test")
-# What asking about a path may raise: OSError (a name too long), ValueError (a NUL byte),
-# RuntimeError (a symbolic link loop, from Python 3.11's `Path.resolve`; later versions: OSError)
-UNUSABLE_PATH = (OSError, ValueError, RuntimeError)
 MASK_FORMATS = ("index", "rgb")
 
 
@@ -199,13 +196,6 @@ def _ignore_index(value: Any, names: list[str], problems: list[str]) -> int:
         problems.append(f"ignore_index {value} is the index of class {names[value]!r}: use a value from "
                         f"{len(names)} to 255, or remove that class from names")  # fmt: skip
     return value
-
-
-def path_problem(error: Exception) -> str:
-    """Why a path cannot be used, in a few words (one of `UNUSABLE_PATH`'s errors)."""
-    if isinstance(error, RuntimeError) or getattr(error, "errno", None) == errno.ELOOP:
-        return "a symbolic link loop"
-    return error.strerror if isinstance(error, OSError) and error.strerror else str(error)
 
 
 def _relative_name(value: Any, absolute: bool = False) -> bool:

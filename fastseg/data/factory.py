@@ -11,13 +11,14 @@ from pathlib import Path
 
 from fastseg.data.dataset import SegmentationData
 from fastseg.errors import DatasetError
+from fastseg.paths import expanded
 
 DATASET_FILE = "dataset.yaml"
 
 
 def is_dataset_file(path: Path | str) -> bool:
     """Whether `--data` names a `dataset.yaml` data set (cheap: no file is read)."""
-    path = Path(path).expanduser()
+    path = expanded(path)
     return (path.is_file() and path.suffix.lower() in (".yaml", ".yml")) or (path / DATASET_FILE).is_file()
 
 
@@ -28,7 +29,7 @@ def open_dataset(path: Path | str) -> SegmentationData:
     from fastseg.data.folder_dataset import FolderDataset
     from fastseg.data.voc import find_voc
 
-    path = Path(path).expanduser()
+    path = expanded(path)
     if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
         return FolderDataset.from_file(path)
     if path.is_file():

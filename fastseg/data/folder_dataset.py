@@ -18,11 +18,12 @@ from PIL import Image, UnidentifiedImageError
 
 from fastseg.classes import Colour
 from fastseg.data.dataset import SegmentationData
-from fastseg.data.dataset_file import UNUSABLE_PATH, DatasetFile, path_problem, read_dataset_file
+from fastseg.data.dataset_file import DatasetFile, read_dataset_file
 from fastseg.data.split import Split, halve
 from fastseg.errors import DatasetError
 from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.imaging.masks import VOID_LABEL
+from fastseg.paths import UNUSABLE_PATH, path_problem
 
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif")  # lossless: a JPEG mask's edges are noise
 SINGLE_CHANNEL_MODES = ("L", "P", "1", "I", "I;16", "I;16B", "I;16L", "I;16N")

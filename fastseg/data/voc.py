@@ -20,6 +20,7 @@ from fastseg.data.fetch import TIMEOUT, Log, ProgressFactory
 from fastseg.data.split import Split, seed_split
 from fastseg.errors import DatasetError
 from fastseg.imaging.masks import VOID_LABEL, read_mask
+from fastseg.paths import expanded
 
 VOC_CLASSES: tuple[str, ...] = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
@@ -95,7 +96,7 @@ class VOCFolder(SegmentationData):
 
 def find_voc(path: Path | str) -> VOCFolder:
     """Accept a folder holding `VOCdevkit/VOC2012`, `VOC2012`, or the `VOC2012` folder itself."""
-    path = Path(path).expanduser()
+    path = expanded(path)  # `~name` of no user stays as written (expanduser raised RuntimeError)
     if not path.is_dir():
         raise DatasetError(f"{path}: data folder not found (run `fastseg download --root {path}`)")
     for candidate in (path, path / "VOC2012", path / "VOCdevkit" / "VOC2012"):

@@ -28,16 +28,15 @@ from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.importing import raster
 from fastseg.importing.source import (
     BACKGROUND,
-    UNUSABLE_PATH,
     Item,
     ItemProblem,
     Layer,
     ReadOptions,
     Source,
     image_under,
-    path_problem,
     shown,
 )
+from fastseg.paths import UNUSABLE_PATH, path_problem
 
 SUBSETS = {
     "train": "train",

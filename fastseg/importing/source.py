@@ -15,8 +15,8 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import numpy as np
 
 from fastseg.classes import Colour
-from fastseg.data.dataset_file import UNUSABLE_PATH, path_problem  # noqa: F401 - readers take them here
 from fastseg.errors import DatasetError
+from fastseg.paths import UNUSABLE_PATH, path_problem
 
 BACKGROUND = "background"
 EDGE_TOLERANCE = 1.0  # pixels a vertex may lie beyond the image's edge before it is "outside"

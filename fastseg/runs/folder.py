@@ -35,6 +35,7 @@ from fastseg.atomic import TEMPORARY, atomic_path, remove_stale_temporaries, wri
 from fastseg.data.split import Split
 from fastseg.errors import CheckpointError, DatasetError, FastsegError
 from fastseg.model.config import MODEL_FILENAME  # the model package names its file
+from fastseg.paths import expanded
 from fastseg.runs import history
 from fastseg.runs.environment import git_commit, package_versions
 from fastseg.runs.lock import LOCK, hold_lock
@@ -95,7 +96,7 @@ class RunFolder:
     def of_model(cls, model: Path | str) -> RunFolder:
         """The run folder of a model argument (the folder, or its `model.pth`), which must hold a
         split: evaluation needs to know the run's test images."""
-        path = Path(model).expanduser()
+        path = expanded(model)  # `~name` of no user: a missing folder, not a traceback
         run = cls(path if path.is_dir() else path.parent)
         if not run.file(SPLIT).is_file():
             raise FastsegError(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fastseg.errors import FastsegError
+from fastseg.paths import expanded
 from fastseg.runs.folder import CONFIG, HISTORY, LAST_STATE, MODEL_FILENAME, RunFolder
 from fastseg.structured_files import load_json
 
@@ -105,7 +106,7 @@ def data_set_label(train: dict[str, Any]) -> str:
     yaml_file = data.suffix.lower() in (".yaml", ".yml")
     own = yaml_file or (bool(given) and is_dataset_file(data))
     folder = data.parent if yaml_file else data
-    name = (folder.name or folder.expanduser().resolve().name) if given else ""  # "." names the cwd
+    name = (folder.name or expanded(folder).resolve().name) if given else ""  # "." names the cwd
     return "/".join(part for part in (name, None if own else train.get("train_set")) if part)
 
 
