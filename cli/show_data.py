@@ -23,9 +23,16 @@ from cli.options import DATA_HELP, from_recipe, recipe_option, train_default
 def command(data: Path, out: Path, recipe_name: str, size: int | None, rows: int, seed: int) -> None:
     """Write train_ds_sample.png (augmented, from the train split) and val_ds_sample.png, image |
     mask in the data set's colours, as the recipe's training would see them."""
+    from fastseg.outputs import guard
+    from fastseg.runs.folder import TRAIN_SAMPLE, VAL_SAMPLE
+
+    for name in (TRAIN_SAMPLE, VAL_SAMPLE):  # a user's file of that name is never replaced
+        guard(out / name, "data sample", option=None)
+
     from fastai.torch_core import set_seed
 
     from fastseg.data.factory import open_dataset
+    from fastseg.errors import DatasetError
     from fastseg.training.data import build_dataloaders
     from fastseg.training.recipes import recipe
     from fastseg.training.samples import save_dataset_samples
@@ -33,6 +40,13 @@ def command(data: Path, out: Path, recipe_name: str, size: int | None, rows: int
     folder = open_dataset(data)
     split = folder.split("train", seed=42)
     folder.require_files([*split.train, *split.valid])
+    shown = min(rows, len(split.train), len(split.valid))  # fastai's training loader drops a short batch
+    if shown < 1:
+        raise DatasetError(f"{data}: show-data needs a training and a validation image")
+    if shown < rows:
+        click.echo(f"note: {shown} row(s): the data set has {len(split.train)} training and "
+                   f"{len(split.valid)} validation image(s)")  # fmt: skip
+    rows = shown
     config = recipe(recipe_name, **({"size": size} if size else {}))  # a smaller --size shrinks the crop
     set_seed(seed)
     dls = build_dataloaders(

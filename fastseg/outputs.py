@@ -14,6 +14,8 @@ the file (a copied or renamed output is still recognised, a user's file of the s
   say: reports are now swapped in whole, `fastseg.inference.report_folder`), whose `metrics.json`
   is a report's (`model`, `subset`, `class_iou`), written first;
 - lr-find plot: a PNG with the text chunk `fastseg: lr-find` (`fastseg.visualization.charts`);
+- data sample: `train_ds_sample.png` / `val_ds_sample.png` (train, show-data), a PNG with the text
+  chunk `fastseg: data sample` (`fastseg.visualization.figures.save_batch_sample`);
 - lr-find sweep: `lr_find.csv`, which has no place for a mark: recognised by its content, the
   header `lr,loss` and nothing but pairs of numbers below it (a file of exactly that shape holds
   nothing a new sweep does not).
@@ -36,9 +38,10 @@ OVERLAY_COMMENT = b"fastseg overlay"  # JPEG comment of every overlay
 EXPORT_MARK = b"fastseg-export/"  # the format string inside an exported file's metadata
 REPORT_MARK = "<title>fastseg report"
 LR_FIND_TEXT = ("fastseg", "lr-find")  # PNG tEXt key and value of `fastseg lr-find`'s plot
+SAMPLE_TEXT = ("fastseg", "data sample")  # PNG tEXt of train's and show-data's sample figures
 SWEEP_HEADER = "lr,loss"  # `lr_find.csv`'s first line
 MAX_SWEEP_BYTES = 1 << 20  # fastai's sweep is at most a few thousand rows
-ROLES = ("mask", "overlay", "export", "report", "lr-find plot", "lr-find sweep")
+ROLES = ("mask", "overlay", "export", "report", "lr-find plot", "lr-find sweep", "data sample")
 
 
 class OutputRefused(FastsegError):
@@ -69,6 +72,8 @@ def written_by_fastseg(path: Path, role: str) -> bool:
                 return image.format == "PNG" and image.info.get(MASK_TEXT[0]) == MASK_TEXT[1]
             if role == "lr-find plot":
                 return image.format == "PNG" and image.info.get(LR_FIND_TEXT[0]) == LR_FIND_TEXT[1]
+            if role == "data sample":
+                return image.format == "PNG" and image.info.get(SAMPLE_TEXT[0]) == SAMPLE_TEXT[1]
             return image.format == "JPEG" and image.info.get("comment") == OVERLAY_COMMENT
     except (OSError, ValueError, SyntaxError):  # unreadable, empty, not an image: not ours
         return False

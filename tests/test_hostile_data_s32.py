@@ -351,3 +351,34 @@ def test_a_model_folder_under_an_unknown_users_home_is_not_a_run_folder():
 
     with pytest.raises(FastsegError, match="not a run folder"):
         RunFolder.of_model(f"{UNKNOWN_HOME}/run")
+
+
+# --- show-data ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["train_ds_sample.png", "val_ds_sample.png"])
+def test_show_data_never_replaces_a_users_file_of_a_samples_name(tmp_path, name):
+    """show-data wrote its samples over whatever --out held under their names (a user's photo,
+    any file): an output may replace only fastseg's own file of that role."""
+    data = own_data(tmp_path / "data")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / name).write_bytes(b"my holiday photo")
+    result = run_cli("show-data", "--data", data, "--out", tmp_path / "out", "--size", 32, "--rows", 1)
+    assert_one_line_refusal(result, None, name, "fastseg did not write")
+    assert (tmp_path / "out" / name).read_bytes() == b"my holiday photo"
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [name]
+
+
+@pytest.mark.slow
+def test_show_data_replaces_its_own_samples_and_fits_rows_to_a_small_data_set(tmp_path):
+    """3 training images and the default 4 rows: fastai's training loader (drop_last) held no batch,
+    a `ValueError: This DataLoader does not contain any batches` traceback. The rows shrink to
+    the images there are; a second run replaces the first run's samples."""
+    data = own_data(tmp_path / "data")
+    for _ in range(2):
+        result = run_cli("show-data", "--data", data, "--out", tmp_path / "out", "--size", 32)
+        assert result.exit_code == 0, (result.output, result.exception)
+        assert "note: 1 row(s)" in result.output  # val's 2 images halved: 1 validation image
+    for name in ("train_ds_sample.png", "val_ds_sample.png"):
+        with Image.open(tmp_path / "out" / name) as image:
+            assert image.format == "PNG" and image.size[0] > 0

@@ -147,4 +147,7 @@ def save_batch_sample(images: np.ndarray, masks: np.ndarray, path: Path, title: 
     """`image | mask` grid of the first `rows` items of a normalised batch, as the seed's README shows."""
     pictures = denormalize(images[:rows])
     grid = [[picture, mask] for picture, mask in zip(pictures, masks[:rows], strict=True)]
-    return save_figure(image_grid(grid, ["image", "mask"], title=title, classes=classes), path)
+    from fastseg.outputs import SAMPLE_TEXT  # the mark by which show-data knows its own sample
+
+    return save_figure(image_grid(grid, ["image", "mask"], title=title, classes=classes), path,
+                       text=dict([SAMPLE_TEXT]))  # fmt: skip
