@@ -382,3 +382,26 @@ def test_show_data_replaces_its_own_samples_and_fits_rows_to_a_small_data_set(tm
     for name in ("train_ds_sample.png", "val_ds_sample.png"):
         with Image.open(tmp_path / "out" / name) as image:
             assert image.format == "PNG" and image.size[0] > 0
+
+
+# --- runs --------------------------------------------------------------------------------------------
+
+
+def test_runs_keeps_one_line_per_run_whatever_its_folder_or_data_name_holds(tmp_path):
+    """A run folder named with a newline (or a config.json's data with one, or a NUL) broke the
+    table's one row per run: the name was printed as it is, across two lines."""
+    runs = tmp_path / "runs"
+    for name, data in (("a\nb<i>", "cats/dataset.yaml"), ("r2", "dogs\n\x00x")):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "config.json").write_text(json.dumps({"train": {"recipe": "fast", "data": data}}))
+        (runs / name / "history.csv").write_text(
+            "epoch,valid_miou,valid_pixel_accuracy,time\n0,0.5,0.8,00:10\n"
+        )
+    result = run_cli("runs", runs)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 3, lines
+    assert "\x00" not in result.output
+    assert any(line.startswith("a\\nb<i> ") for line in lines)
+    rows = json.loads(run_cli("runs", runs, "--json").output)  # JSON: the names as they are
+    assert sorted(row["name"] for row in rows) == ["a\nb<i>", "r2"]
