@@ -190,6 +190,8 @@ def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, con
     from fastseg.training.resume import finished_model
     from fastseg.training.trainer import train
 
+    if resume is not None:
+        _nothing_given_beside_resume(resume)
     if resume is not None and (model := finished_model(RunFolder(resume))) is not None:
         if rank_and_world()[0] == 0:  # a retry after the run ended: nothing to do, nothing touched
             click.echo(f"{resume}: this run already finished; its model is {model}")
@@ -211,6 +213,36 @@ def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, con
     kept = "n/a" if result.best_miou is None else f"{score(result.best_miou)} (epoch {result.best_epoch})"
     click.echo(f"done: {result.epochs_run} epochs, {result.kept} validation mIoU {kept}")
     click.echo(f"model: {result.run_dir / 'model.pth'}")
+
+
+# what --resume leaves to the user: how much is printed, never what is trained or where
+RESUME_ALLOWS = ("resume", "quiet", "verbose")
+
+
+def _nothing_given_beside_resume(resume: Path) -> None:
+    """A resumed run trains what its config.json says, so an option given with `--resume`
+    (`--epochs 80` to extend it, `--lr`, `--data`, `--force`, ...) would be ignored without a word:
+    refused instead, in one line naming them all, before the run is touched."""
+    context = click.get_current_context()
+    given = [
+        _spelling(parameter, context.params.get(parameter.name))
+        for parameter in context.command.params
+        if parameter.name not in RESUME_ALLOWS and isinstance(parameter, click.Option)
+        and context.get_parameter_source(parameter.name) not in (ParameterSource.DEFAULT, None)
+    ]  # fmt: skip
+    if given:
+        raise click.UsageError(
+            f"--resume continues {resume} with the options in its config.json, which {', '.join(given)} "
+            f"cannot change: leave {'it' if len(given) == 1 else 'them'} out (to train otherwise, start a "
+            f"new run: --config {Path(resume) / 'config.json'} --out NEW)"
+        )
+
+
+def _spelling(option: click.Option, value: object) -> str:
+    """The flag as given: `--no-pretrained` for a flag pair's off side."""
+    if option.secondary_opts and value is False:
+        return option.secondary_opts[0]
+    return option.opts[0]
 
 
 def _own_data_trains_on_its_train_split(values: dict) -> None:
@@ -240,8 +272,10 @@ def _with_found_lr(
     import dataclasses
 
     from fastseg.runs.folder import RunFolder
+    from fastseg.training.config import check_out_folder
     from fastseg.training.lr_find import find_learning_rate
 
+    check_out_folder(run_dir)
     RunFolder(run_dir).check_can_start(resume=False, force=force)
     found = find_learning_rate(config, show_progress=interactive)
     if not quiet:

@@ -3,8 +3,10 @@ the values it actually used, so a run folder describes itself."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, fields
 from importlib.util import find_spec
+from pathlib import Path
 from typing import Any
 
 from fastseg.errors import FastsegError
@@ -37,6 +39,36 @@ def require_trackers(names: tuple[str, ...] | list[str]) -> None:
         missing = [module for module in TRACKERS[name] if find_spec(module) is None]
         if missing:
             raise FastsegError(f"--log {name} needs {', '.join(missing)}: {install_hint(name)}")
+
+
+def check_out_folder(path: Path | str) -> None:
+    """One line when the file system cannot even look `path` up (a part longer than its 255
+    bytes, a loop of links): pathlib's `exists()` raises those errors instead of saying False, so
+    they surfaced as a traceback from the run folder's lock or lr-find's output check. A path
+    that is merely missing is fine: it is made later."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):  # made later, or "not a directory" said there
+        return
+    except OSError as error:
+        raise FastsegError(f"{path}: cannot be an output folder ({error.strerror}); choose another --out") \
+            from None  # fmt: skip
+
+
+# VGG's (and most timm encoders') deepest map is the input / 32: below 64 px it is 1x1, so a batch
+# of one gives BatchNorm one value per channel, which it refuses in training (ValueError mid-epoch)
+MIN_SINGLE_BATCH_SIDE = 64
+
+
+def batch_norm_problem(batch_size: int, train_size: int) -> str | None:
+    """Why batches of `batch_size` at `train_size`² training inputs cannot train, or None."""
+    if batch_size > 1 or train_size >= MIN_SINGLE_BATCH_SIDE:
+        return None
+    return (f"batches of one (--batch-size 1, or one training image per process) at a {train_size} px "
+            "training input leave BatchNorm a single value per channel in the encoder's deepest map (1/32 "
+            "of the input), which it cannot train on: use --batch-size 2 or more (and 2+ training images), "
+            f"or --size {MIN_SINGLE_BATCH_SIDE} or more (and --crop-size, with random-scale "
+            "crops)")  # fmt: skip
 
 
 @dataclass
@@ -125,6 +157,9 @@ class TrainConfig:
             raise FastsegError(f"keep {self.keep!r}: choose one of {', '.join(KEEP_RULES)}")
         if self.train_set not in TRAIN_SETS:
             raise FastsegError(f"training set {self.train_set!r}: choose one of {', '.join(TRAIN_SETS)}")
+        problem = batch_norm_problem(self.batch_size, self.train_size)
+        if problem:
+            raise FastsegError(problem)
         if self.augment.random_scale_crop and self.train_size > self.size:
             raise FastsegError(
                 f"--crop-size {self.train_size} is larger than --size {self.size}: most of every crop "

@@ -29,7 +29,10 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
     values = load_structured(path, "config file")
     if not isinstance(values, dict):
         raise FastsegError(f"{path}: expected a mapping of option names to values")
-    run_config = isinstance(values.get("train"), dict)
+    # a run's config.json: its options under `train`, beside fastseg's own keys (model, versions, ...);
+    # a YAML file naming options at the top level is a user's, where `train` is an unknown key
+    options_at_top = set(values) & (_TRAIN_FIELDS | _AUGMENT_FIELDS)
+    run_config = isinstance(values.get("train"), dict) and not options_at_top
     if run_config:
         values = dict(values["train"])
         values.pop("out", None)

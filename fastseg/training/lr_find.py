@@ -25,7 +25,7 @@ from fastseg.launch.processes import launched
 from fastseg.model.pretrained import load_encoder_weights
 from fastseg.outputs import SWEEP_HEADER, OutputRefused, guard
 from fastseg.runs.folder import RunFolder
-from fastseg.training.config import TrainConfig
+from fastseg.training.config import TrainConfig, check_out_folder
 from fastseg.training.learner import uncompiled
 from fastseg.training.trainer import make_learner, prepare_run
 
@@ -92,6 +92,7 @@ def check_outputs(out: Path, force: bool = False) -> None:
     an earlier lr-find's own files only with `force` (`--force` means that on every command).
     A refusal is one line naming the file, which is left as it was."""
     out = Path(out)
+    check_out_folder(out)
     if out.exists() and not out.is_dir():
         raise FastsegError(f"{out}: is a file; --out names the folder for {' and '.join(OUTPUTS)}")
     for name, role in OUTPUTS.items():

@@ -35,7 +35,7 @@ from fastseg.model.config import ModelConfig
 from fastseg.model.pretrained import load_encoder_weights
 from fastseg.runs.folder import TRAINING_CURVE, RunFolder
 from fastseg.training.checkpointing import AtomicSaveModel
-from fastseg.training.config import TrainConfig
+from fastseg.training.config import TrainConfig, batch_norm_problem, check_out_folder
 from fastseg.training.data import build_dataloaders
 from fastseg.training.ddp import attach_ddp
 from fastseg.training.epoch_records import HistoryLogger
@@ -91,6 +91,10 @@ def prepare_run(
     bar = (lambda results, total: progress_bar(results, total=total, leave=False)) if show_progress else None
     share = Share(launch.rank, launch.world, gather_objects)
     counts = check_dataset(data, split, progress=bar if launch.main else None, share=share)
+    if not counts.sum():  # else every epoch trains at loss 0, and lr-find suggests from a flat line
+        raise FastsegError(f"{config.data}: the training masks label no pixel (all {len(split.train)} are "
+                           "void): nothing to train on; check the masks and the data set's void "
+                           "value")  # fmt: skip
     config = fitted_batch_size(config, len(split.train), launch.world, echo if launch.main else None)
     model_config = ModelConfig(num_classes=len(data.classes), encoder=config.encoder)
     weights = class_weights(counts, config.class_weights)
@@ -122,6 +126,9 @@ def fitted_batch_size(
     if share == 0:
         raise FastsegError(f"{train_images} training image(s) for {world} processes: every process needs "
                            "at least one (use fewer processes)")  # fmt: skip
+    problem = batch_norm_problem(share, config.train_size)  # a batch fitted down to one image
+    if problem:
+        raise FastsegError(f"{train_images} training image(s) for {world} process(es): {problem}")
     if echo:
         per = f" per process ({train_images} over {world})" if world > 1 else ""  # the share, not the total
         echo(f"--batch-size {config.batch_size} is more than the {share} training images{per}: "
@@ -259,6 +266,7 @@ def train(
     main schedule's fit (benchmarks use them to watch the weights)."""
     run = RunFolder(run_dir)
     config.check()
+    check_out_folder(run_dir)
     with launched(config.device) as launch, run.locked() if launch.main else nullcontext():
         run.check_can_start(resume, force)
         barrier()  # every process has checked before rank 0 creates anything

@@ -1,0 +1,200 @@
+"""A stranger's hostile pass over `fastseg train`, `fastseg lr-find` and their files.
+
+Each test here failed before its fix (a traceback for a user's mistake, an option silently
+dropped, or hours of training on nothing); each now ends in one line naming the option or file,
+exit 1, and nothing made. Tiny generated data, `--size 32/64`, at most one epoch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from demo_folder import make_demo_folder
+from fastai.callback.core import Callback
+from PIL import Image
+
+from cli.main import main
+from fastseg.training.recipes import recipe
+from fastseg.training.resume import TrainingInterrupted
+from fastseg.training.trainer import train
+
+TINY = ["--size", "32", "--crop-size", "32", "--batch-size", "4", "--no-pretrained", "--num-workers", "0",
+        "--quiet"]  # fmt: skip
+
+
+def invoke(*arguments):
+    return CliRunner().invoke(main, [str(argument) for argument in arguments])
+
+
+def one_error_line(result) -> str:
+    """The one line of a refused command (exit 1, no traceback)."""
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output and len(lines) == 1, result.output
+    return lines[0]
+
+
+def usage_error_line(result) -> str:
+    """The `Error:` line of options that cannot work together (exit 2, as click's own usage errors)."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    return errors[0]
+
+
+# --- an output folder whose name the file system refuses ---------------------------------------
+
+
+@pytest.mark.parametrize("command", ["train", "lr-find", "train --config"])
+def test_a_run_folder_name_too_long_for_the_file_system_is_one_line(voc_root, tmp_path, command):
+    """`--out` (or a --config file's `out:`) naming a 300-byte folder: the file system's
+    ENAMETOOLONG was a traceback (pathlib's exists() raises it) from train's lock and lr-find's
+    output check."""
+    too_long = tmp_path / ("x" * 300)
+    options = ["--data", voc_root, "--train-set", "train", "--epochs", "1", *TINY]
+    if command == "lr-find":
+        options.remove("--epochs"), options.remove("1")
+        result = invoke("lr-find", "--out", too_long, *options)
+    elif command == "train":
+        result = invoke("train", "--out", too_long, *options)
+    else:
+        config = tmp_path / "my.yaml"
+        config.write_text(f"out: {too_long}\n")
+        result = invoke("train", "--config", config, *options)
+    line = one_error_line(result)
+    assert str(too_long) in line and "name too long" in line.lower(), line
+    assert sorted(path.name for path in tmp_path.iterdir()) == (["my.yaml"] if "config" in command else [])
+
+
+# --- --resume with options it would ignore ----------------------------------------------------
+
+
+class InterruptAfterFirstEpoch(Callback):
+    order = 100  # after ResumableCheckpoint wrote last.pth
+
+    def after_epoch(self):
+        if self.learn.epoch == 0:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture
+def interrupted_run(voc_root, tmp_path) -> Path:
+    """A 3-epoch run stopped by Ctrl-C after its first epoch: resumable, 1 epoch done."""
+    run_dir = tmp_path / "run"
+    config = recipe("fast", data=str(voc_root), out=str(run_dir), train_set="train", size=32, crop_size=32,
+                    batch_size=4, epochs=3, pretrained=False, num_workers=0, seed=3)  # fmt: skip
+    with pytest.raises(TrainingInterrupted):
+        train(config, run_dir, show_progress=False, callbacks=[InterruptAfterFirstEpoch()])
+    return run_dir
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (["--epochs", "5"], "--epochs"),
+        (["--lr", "0.5", "--batch-size", "2"], "--lr, --batch-size"),
+        (["--data", "elsewhere"], "--data"),
+        (["--log", "tensorboard"], "--log"),
+        (["--force"], "--force"),
+    ],
+)
+def test_resume_refuses_the_options_it_would_silently_ignore(interrupted_run, options, named):
+    """`train --resume RUN --epochs 5` trained RUN's own 3 epochs and exited 0: the options given
+    with --resume were dropped without a word (the run continues with its config.json). Now
+    they are refused as a usage error (exit 2, as any two options that cannot go together), in one
+    line naming them, before the run is touched."""
+    before = {path.name: path.read_bytes() for path in interrupted_run.iterdir() if path.is_file()}
+    line = usage_error_line(invoke("train", "--resume", interrupted_run, *options))
+    assert named in line and "config.json" in line, line
+    after = {path.name: path.read_bytes() for path in interrupted_run.iterdir() if path.is_file()}
+    assert after == before
+    assert json.loads((interrupted_run / "last.json").read_text())["completed_epochs"] == 1
+
+
+def test_resume_with_quiet_still_continues(interrupted_run):
+    """--quiet and --verbose only change what is printed, so they stay allowed with --resume."""
+    result = invoke("train", "--resume", interrupted_run, "--quiet", "--verbose")
+    assert result.exit_code == 0, result.output
+    assert json.loads((interrupted_run / "last.json").read_text()) == {
+        "finished": True,
+        "completed_epochs": 3,
+    }
+
+
+# --- data a batch of one cannot train, data with nothing to learn -------------------------------
+
+
+def one_image_data(tmp_path: Path) -> Path:
+    return make_demo_folder(tmp_path / "one", ["background", "thing"], counts={"train": 1, "val": 2})
+
+
+@pytest.mark.parametrize("command", ["train", "lr-find"])
+def test_a_batch_of_one_at_a_32_pixel_input_is_refused_before_anything(tmp_path, command):
+    """One training image makes batches of one; at --size 32 VGG's deepest map is 1x1, so
+    BatchNorm sees one value per channel and raised ValueError mid-epoch: a traceback from
+    train, and from lr-find a line blaming --iterations."""
+    out = tmp_path / "out"
+    extra = ["--epochs", "1"] if command == "train" else []
+    line = one_error_line(invoke(command, "--data", one_image_data(tmp_path), "--out", out, *TINY, *extra))
+    assert "batch" in line and "--size 64" in line and "iterations" not in line, line
+    assert not out.exists()
+
+
+def test_an_explicit_batch_size_of_one_at_size_32_is_refused(voc_root, tmp_path):
+    out = tmp_path / "run"
+    options = ["--data", voc_root, "--train-set", "train", "--out", out, "--epochs", "1", *TINY]
+    options[options.index("--batch-size") + 1] = "1"
+    line = one_error_line(invoke("train", *options))
+    assert "--batch-size 1" in line and "--size 64" in line, line
+    assert not out.exists()
+
+
+def test_a_batch_of_one_at_size_64_still_trains(tmp_path):
+    """The refusal is for the inputs BatchNorm cannot train on, not for small data sets."""
+    options = [*TINY]
+    options[options.index("--size") + 1] = options[options.index("--crop-size") + 1] = "64"
+    result = invoke("train", "--data", one_image_data(tmp_path), "--out", tmp_path / "run", "--epochs", "1",
+                    *options)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["batch_size"] == 1
+
+
+def void_training_masks(tmp_path: Path) -> Path:
+    """Three classes: with two, check_dataset's binary-mask hint (0/255 masks) speaks first."""
+    data = make_demo_folder(tmp_path / "void", ["background", "a", "b"], counts={"train": 4, "val": 2})
+    for mask in (tmp_path / "void" / "masks" / "train").glob("*.png"):
+        Image.fromarray(np.full_like(np.asarray(Image.open(mask)), 255), "L").save(mask)
+    return data
+
+
+@pytest.mark.parametrize("command", ["train", "lr-find"])
+def test_training_masks_that_are_all_void_are_refused(tmp_path, command):
+    """Training masks labelling no pixel (all void): train ran every epoch at loss 0 and exited
+    0 with an untrained model, and lr-find suggested a rate from a flat loss of 0."""
+    out = tmp_path / "out"
+    extra = ["--epochs", "1"] if command == "train" else []
+    line = one_error_line(
+        invoke(command, "--data", void_training_masks(tmp_path), "--out", out, *TINY, *extra)
+    )
+    assert "void" in line and "training masks" in line and "no pixel" in line, line
+    assert not out.exists()
+
+
+# --- a YAML file with a `train` mapping beside other options ----------------------------------
+
+
+def test_a_yaml_config_with_a_train_key_beside_options_is_not_read_as_a_run_config(voc_root, tmp_path):
+    """`epochs: 2` next to `train: {lr: 0.1}` was read as a run's config.json: `train`'s values
+    taken and every other key, typos included, dropped without a word."""
+    config = tmp_path / "my.yaml"
+    config.write_text("epochs: 2\nepoch: 3\ntrain: {lr: 0.1}\n")
+    out = tmp_path / "run"
+    line = one_error_line(invoke("train", "--config", config, "--data", voc_root, "--out", out, *TINY))
+    assert str(config) in line and "unknown keys: epoch, train" in line, line
+    assert not out.exists()
