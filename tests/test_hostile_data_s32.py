@@ -405,3 +405,35 @@ def test_runs_keeps_one_line_per_run_whatever_its_folder_or_data_name_holds(tmp_
     assert any(line.startswith("a\\nb<i> ") for line in lines)
     rows = json.loads(run_cli("runs", runs, "--json").output)  # JSON: the names as they are
     assert sorted(row["name"] for row in rows) == ["a\nb<i>", "r2"]
+
+
+# --- YOLO: paths a file system cannot open --------------------------------------------------------
+
+
+def yolo_export(root, **changes):
+    for split, count in (("train", 3), ("val", 1)):
+        for index in range(count):
+            write_image(root / "images" / split / f"{split}{index}.png", 40, 30, seed=index)
+            (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+            (root / "labels" / split / f"{split}{index}.txt").write_text("0 0.1 0.1 0.5 0.1 0.5 0.5\n")
+    values = {"names": ["cat"], "train": "images/train", "val": "images/val", **changes}
+    (root / "data.yaml").write_text(json.dumps(values))
+    return root / "data.yaml"
+
+
+@pytest.mark.parametrize(
+    "changes, texts",
+    [
+        ({"path": "p" * 300}, ["data.yaml: path: ", "cannot be used (File name too long)"]),
+        ({"train": "t" * 300}, ["data.yaml: train: ", "cannot be used (File name too long)"]),
+        ({"train": "list.txt"}, ["zzzz", "cannot be used (File name too long)"]),
+    ],
+    ids=["path", "split", "list-line"],
+)
+def test_yolo_names_past_the_file_systems_limit_are_problems_not_tracebacks(tmp_path, changes, texts):
+    """data.yaml's `path`, a split, or a line of a split's .txt list longer than a file name may
+    be was an OSError ENAMETOOLONG traceback (from the reader, or from the writer's threads)."""
+    data = yolo_export(tmp_path / "yolo", **changes)
+    (tmp_path / "yolo" / "list.txt").write_text(f"images/train/train0.png\n{'z' * 300}.png\n")
+    result = run_cli("import", "yolo", data, "--out", tmp_path / "ds", "--quiet")
+    assert_one_line_refusal(result, tmp_path / "ds", *texts)

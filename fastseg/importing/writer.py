@@ -41,6 +41,7 @@ from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.imaging.masks import VOID_LABEL, write_mask
 from fastseg.importing import raster
 from fastseg.importing.source import BACKGROUND, ImportProblems, Item, ItemProblem, Source, outside, shown
+from fastseg.paths import UNUSABLE_PATH, path_problem
 from fastseg.structured_files import StructuredFileError, load_json
 
 MARKER = ".fastseg-import.json"
@@ -487,7 +488,7 @@ def _write_item(
             return result
     opened = _open_image(item, result.problems)
     if opened is None:
-        result.missing = int(item.image_bytes is None and (item.image is None or not item.image.is_file()))
+        result.missing = int(item.image_bytes is None and not _present(item.image))
         return result
     width, height, suffix, orientation = opened
     if orientation in ROTATING:
@@ -547,10 +548,25 @@ def _write_item(
     return result
 
 
+def _present(image: Path | None) -> bool:
+    """Whether `image` is a file; a path no file system takes (too long, a link loop) is not."""
+    try:
+        return image is not None and image.is_file()
+    except UNUSABLE_PATH:
+        return False
+
+
 def _open_image(item: Item, problems: list[str]) -> tuple[int, int, str, int] | None:
     """(upright width, upright height, suffix, EXIF orientation) from the header, or a problem."""
     if item.image_bytes is None:
-        if item.image is None or not item.image.is_file():
+        try:
+            found = item.image is not None and item.image.is_file()
+        except UNUSABLE_PATH as error:  # a YOLO list's line past the file system's limit, a link loop
+            problems.append(
+                f"{item.where}: image {shown(str(item.image)[:200])} cannot be used ({path_problem(error)})"
+            )
+            return None
+        if not found:
             problems.append(f"{item.where}: image {shown(item.image)} not found")
             return None
         suffix = item.image.suffix.lower()

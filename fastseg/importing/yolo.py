@@ -19,6 +19,7 @@ import numpy as np
 from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.importing import raster
 from fastseg.importing.source import BACKGROUND, Item, Layer, ReadOptions, Source, shown
+from fastseg.paths import UNUSABLE_PATH, path_problem
 from fastseg.structured_files import StructuredFileError, load_yaml
 
 NORMALISED_TOLERANCE = 1e-3  # rounding in exporters: 1.0004 is the edge, 1.2 another image
@@ -40,7 +41,11 @@ def read(path: Path, options: ReadOptions) -> Source:
     if isinstance(data.get("path"), str) and data["path"]:
         given = Path(data["path"])
         candidate = given if given.is_absolute() else root / given
-        root = candidate if candidate.is_dir() else root
+        try:
+            root = candidate if candidate.is_dir() else root
+        except UNUSABLE_PATH as error:  # a name past the file system's limit, a link loop
+            problems.append(f"{shown(yaml_file)}: path: {shown(data['path'][:200])!r} cannot be used "
+                            f"({path_problem(error)})")  # fmt: skip
     if options.images is not None:
         root = options.images
     items: list[Item] = []
@@ -92,9 +97,16 @@ def _split_images(root: Path, given: Any, split: str, yaml_file: Path, problems:
             problems.append(f"{shown(yaml_file)}: {split}: expected a folder or a .txt list")
             continue
         location = Path(entry) if Path(entry).is_absolute() else root / entry
-        if location.is_dir():
+        try:
+            listed = location.suffix == ".txt" and location.is_file()
+            kind = "folder" if location.is_dir() else "list" if listed else None
+        except UNUSABLE_PATH as error:  # a name past the file system's limit, a link loop
+            reason = path_problem(error)
+            problems.append(f"{shown(yaml_file)}: {split}: {shown(entry[:200])!r} cannot be used ({reason})")
+            continue
+        if kind == "folder":
             images += sorted(path for path in location.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES)
-        elif location.suffix == ".txt" and location.is_file():
+        elif kind == "list":
             for line in location.read_text(encoding="utf-8", errors="replace").splitlines():
                 if line.strip():
                     listed = Path(line.strip())
