@@ -437,3 +437,32 @@ def test_yolo_names_past_the_file_systems_limit_are_problems_not_tracebacks(tmp_
     (tmp_path / "yolo" / "list.txt").write_text(f"images/train/train0.png\n{'z' * 300}.png\n")
     result = run_cli("import", "yolo", data, "--out", tmp_path / "ds", "--quiet")
     assert_one_line_refusal(result, tmp_path / "ds", *texts)
+
+
+# --- import: the destination -------------------------------------------------------------------------
+
+
+def test_a_refused_import_leaves_no_folder_it_made_for_out(tmp_path):
+    """`--out new/deeper/ds`, refused for an image found missing while writing, said "ds was not
+    created" but left the empty folders new/deeper it had made for its temporary folder."""
+    path = coco(tmp_path / "export")
+    (tmp_path / "export" / "i2.png").unlink()  # no problem of the JSON: found while writing
+    (tmp_path / "work").mkdir()
+    result = run_cli("import", "coco", path, "--out", tmp_path / "work" / "new" / "deeper" / "ds", "--quiet")
+    assert_one_line_refusal(result, None, "i2.png", "not found", "was not created")
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+@pytest.mark.parametrize("out", ["x/..", "y/../ds"])
+def test_an_out_through_dot_dot_is_the_folder_it_names_and_leaves_no_stray_folder(tmp_path, out):
+    """`--out work/x/..` made work/x (the temporary's parent), then failed to rename onto `..` and
+    blamed "another import"; `work/y/../ds` imported into work/ds but left an empty work/y."""
+    path = coco(tmp_path / "export")
+    (tmp_path / "work").mkdir()
+    result = run_cli("import", "coco", path, "--out", f"{tmp_path / 'work'}/{out}", "--quiet")
+    if out == "x/..":  # work itself: it exists
+        assert_one_line_refusal(result, None, "already exists")
+        assert list((tmp_path / "work").iterdir()) == []
+    else:
+        assert result.exit_code == 0, result.output
+        assert sorted(path.name for path in (tmp_path / "work").iterdir()) == ["ds"]

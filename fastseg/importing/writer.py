@@ -117,6 +117,8 @@ def write_dataset(
     and nothing created when anything is wrong."""
     options.check()
     out = Path(out)
+    if ".." in out.parts:  # `x/..` is x's parent: named as such, no folder made for the `x`
+        out = out.resolve() if out.name == ".." else out.parent.resolve() / out.name
     _check_parent(out)
     _remove_stale(out)
     replacing = _check_destination(out, options.force)
@@ -135,7 +137,9 @@ def write_dataset(
     temporary = out.parent / f".{out.name}.import.{os.getpid()}.tmp"
     if temporary.exists():  # a dead process's that had this process id: partial, and named as ours
         shutil.rmtree(temporary)
+    made = [folder for folder in [out.parent, *out.parent.parents] if not folder.exists()]
     temporary.mkdir(parents=True)
+    installed = False
     try:
         written = _write_items(source.items, splits, temporary, index, rank, classes, options, progress)
         if written.problems:
@@ -149,9 +153,15 @@ def write_dataset(
             {"kind": MARKER_KIND, "format": format_name, "source": str(origin), "files": files},
         )
         _install(temporary, out, replacing, options.force)
+        installed = True
     finally:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)
+        for folder in [] if installed else made:  # deepest first: "not created" leaves nothing
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (another process's meanwhile): kept
+                break
     empty = sum(1 for item in source.items if not item.layers and item.render is None)
     if empty:
         notes.append(f"{empty} image(s) have no annotation: all background")
