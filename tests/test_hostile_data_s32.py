@@ -466,3 +466,19 @@ def test_an_out_through_dot_dot_is_the_folder_it_names_and_leaves_no_stray_folde
     else:
         assert result.exit_code == 0, result.output
         assert sorted(path.name for path in (tmp_path / "work").iterdir()) == ["ds"]
+
+
+def test_a_labelstudio_brush_is_not_decoded_before_its_image_size_is_checked(tmp_path, monkeypatch):
+    """A brush whose header claims a 32768 x 32767 RGBA image (4 GB of values, in a few bytes of
+    JSON) was decoded while the export was read, before the 40x30 image refused it."""
+    from fastseg.importing import labelstudio as reader
+
+    decoded = []
+    monkeypatch.setattr(reader, "decode_brush", lambda *args: decoded.append(args) or np.zeros((1, 1)))
+    width, height = 32768, 32767
+    header = list((width * height * 4).to_bytes(4, "big")) + [0] * 8
+    claim = {**brush(header), "original_width": width, "original_height": height}
+    path = labelstudio(tmp_path / "export", {**TASK, "annotations": [{"result": [claim]}]})
+    result = run_cli("import", "labelstudio", path, "--out", tmp_path / "ds", "--quiet")
+    assert_one_line_refusal(result, tmp_path / "ds", "image is 40x30, the annotation says 32768x32767")
+    assert decoded == []

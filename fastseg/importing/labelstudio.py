@@ -20,6 +20,7 @@ from fastseg.importing import raster
 from fastseg.importing.source import (
     BACKGROUND,
     Item,
+    ItemProblem,
     Layer,
     ReadOptions,
     Source,
@@ -177,19 +178,35 @@ def _layer(result: Any, where: str, item: Item, problems: list[str]) -> Layer | 
         problems.append(f"{where}: a brush needs format 'rle' and an rle list")
         return None
     try:
-        alpha = decode_brush(rle, height, width)
+        _brush_header(rle, height, width)
     except ValueError as error:
         problems.append(f"{where}: its rle cannot be decoded ({error})")
         return None
-    return Layer(label, partial(_brush, alpha), where)
+    # decoded when drawn, once the image is known to be original_width x original_height: a
+    # header claiming a 32768 x 32767 image took 4 GB while the JSON was read
+    return Layer(label, partial(_brush, rle), where)
 
 
 def _polygon(flat: list[float], height: int, width: int) -> np.ndarray:
     return raster.polygons([flat], height, width)
 
 
-def _brush(alpha: np.ndarray, height: int, width: int) -> np.ndarray:
-    return alpha >= BRUSH_ALPHA
+def _brush(rle: list[int], height: int, width: int) -> np.ndarray:
+    try:
+        return decode_brush(rle, height, width) >= BRUSH_ALPHA
+    except ValueError as error:
+        raise ItemProblem(f"its rle cannot be decoded ({error})") from None
+
+
+def _brush_header(rle: list[int], height: int, width: int) -> None:
+    """`decode_brush`'s checks of the bytes and of the value count, without decoding."""
+    if not all(type(byte) is int and 0 <= byte <= 255 for byte in rle):
+        raise ValueError("rle must be a list of bytes 0-255")
+    if len(rle) < 4:
+        raise ValueError("it ends early")
+    total = int.from_bytes(bytes(rle[:4]), "big")
+    if total != height * width * 4:
+        raise ValueError(f"it holds {total} values, a {width}x{height} RGBA image has {height * width * 4}")
 
 
 def decode_brush(rle: list[int], height: int, width: int) -> np.ndarray:
