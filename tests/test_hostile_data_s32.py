@@ -482,3 +482,15 @@ def test_a_labelstudio_brush_is_not_decoded_before_its_image_size_is_checked(tmp
     result = run_cli("import", "labelstudio", path, "--out", tmp_path / "ds", "--quiet")
     assert_one_line_refusal(result, tmp_path / "ds", "image is 40x30, the annotation says 32768x32767")
     assert decoded == []
+
+
+def test_check_data_names_training_masks_that_label_no_pixel_which_train_refuses(tmp_path):
+    """Every training mask all void (255): check-data said "no problems found", train refused the
+    data set at once ("the training masks label no pixel")."""
+    data = own_data(tmp_path / "data", names=["bg", "cat", "dog"])
+    for mask in (tmp_path / "data" / "masks" / "train").glob("*.png"):
+        Image.fromarray(np.full((30, 40), 255, np.uint8)).save(mask)
+    result = run_cli("check-data", "--data", data, "--quiet")
+    assert result.exit_code == 1, result.output
+    assert "the training masks label no pixel (all 3 are void)" in result.output
+    assert "no problems found" not in result.output

@@ -62,6 +62,11 @@ def survey_dataset(
     hint = binary_void_hint(dataset, train.pixels[:-1]) if train is not None and train.pixels.sum() else None
     if hint:
         survey.problems.append(f"{dataset.root}: {hint}")
+    elif train is not None and train.pixels.sum() and not train.pixels[:-1].sum():  # what train refuses
+        survey.problems.append(
+            f"{dataset.root}: the training masks label no pixel (all {train.images} are "
+            "void): nothing to train on; check the masks and the data set's void value"
+        )
     survey.problems = list(dict.fromkeys(survey.problems))  # a pair in two VOC lists is one problem
     return survey
 
