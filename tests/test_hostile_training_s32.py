@@ -198,3 +198,34 @@ def test_a_yaml_config_with_a_train_key_beside_options_is_not_read_as_a_run_conf
     line = one_error_line(invoke("train", "--config", config, "--data", voc_root, "--out", out, *TINY))
     assert str(config) in line and "unknown keys: epoch, train" in line, line
     assert not out.exists()
+
+
+# --- a batch too big for the memory --------------------------------------------------------------
+
+
+def run_out_of_memory(monkeypatch):
+    """The network's forward fails as torch's CUDA allocator does when a batch does not fit."""
+    import torch
+
+    from fastseg.model.network import SegmentationModel
+
+    def forward(self, images):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(SegmentationModel, "forward", forward)
+
+
+@pytest.mark.parametrize("command", ["train", "lr-find"])
+def test_out_of_memory_says_to_take_a_smaller_batch_or_size(voc_root, tmp_path, monkeypatch, command):
+    """A batch too big for the GPU (the first thing a user tries on a new machine) was a
+    traceback from train, and lr-find's line advised "a larger --batch-size". Now one line saying
+    what ran out and which options to lower, exit 1, and nothing left behind."""
+    run_out_of_memory(monkeypatch)
+    out = tmp_path / "out"
+    extra = ["--epochs", "1"] if command == "train" else []
+    line = one_error_line(
+        invoke(command, "--data", voc_root, "--train-set", "train", "--out", out, *TINY, *extra)
+    )
+    assert "out of memory" in line and "--batch-size 4" in line and "32 px" in line, line
+    assert "smaller --batch-size or --size" in line and "larger" not in line, line
+    assert not out.exists()

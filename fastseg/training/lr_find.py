@@ -21,13 +21,14 @@ from fastai.callback.schedule import valley
 
 from fastseg.atomic import remove_stale_temporaries, write_text
 from fastseg.errors import FastsegError
+from fastseg.inference.memory import out_of_memory
 from fastseg.launch.processes import launched
 from fastseg.model.pretrained import load_encoder_weights
 from fastseg.outputs import SWEEP_HEADER, OutputRefused, guard
 from fastseg.runs.folder import RunFolder
 from fastseg.training.config import TrainConfig, check_out_folder
 from fastseg.training.learner import uncompiled
-from fastseg.training.trainer import make_learner, prepare_run
+from fastseg.training.trainer import make_learner, out_of_memory_message, prepare_run
 
 START_LR, END_LR = 1e-7, 10.0  # fastai's sweep
 ITERATIONS = 100  # fastai's default number of batches
@@ -70,7 +71,10 @@ def find_learning_rate(
         sweep = {"start_lr": START_LR * np.array([ratio, 1.0]), "end_lr": END_LR * np.array([ratio, 1.0])}
         try:
             suggested = learn.lr_find(**sweep, num_it=iterations, show_plot=False, suggest_funcs=(valley,))
-        except (ValueError, IndexError, RuntimeError) as error:  # too few finite losses to find a valley
+        except (ValueError, IndexError, RuntimeError, MemoryError) as error:  # too few finite losses to
+            # find a valley; or a batch too big for the memory, which a larger batch would not mend
+            if out_of_memory(error):
+                raise FastsegError(out_of_memory_message(config, launch.device, error)) from None
             raise FastsegError(f"the learning-rate finder found no suggestion ({error}); try more "
                                "--iterations or a larger --batch-size") from None  # fmt: skip
         lrs = [float(lr) for lr in learn.recorder.lrs]

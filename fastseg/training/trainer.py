@@ -29,6 +29,7 @@ from fastseg.data.factory import open_dataset
 from fastseg.data.split import Split
 from fastseg.data.voc import VOCFolder
 from fastseg.errors import FastsegError
+from fastseg.inference.memory import out_of_memory
 from fastseg.launch.processes import Launch, barrier, gather_objects, launched
 from fastseg.model.checkpoint import save_model
 from fastseg.model.config import ModelConfig
@@ -134,6 +135,14 @@ def fitted_batch_size(
         echo(f"--batch-size {config.batch_size} is more than the {share} training images{per}: "
              f"training with batches of {share}")  # fmt: skip
     return replace(config, batch_size=share)
+
+
+def out_of_memory_message(config: TrainConfig, device: object, error: BaseException) -> str:
+    """A batch too big for the device's memory (the first thing tried on a new machine) is the
+    user's to fix, not a traceback: what ran out, and the two options that set the batch's size."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return (f"out of memory on {device} with --batch-size {config.batch_size} at a {config.train_size} px "
+            f"training input ({first}): use a smaller --batch-size or --size")  # fmt: skip
 
 
 def _printed(show_progress: bool) -> Callable[[str], None] | None:
@@ -285,9 +294,11 @@ def train(
                 fit(learn, config, run, progress, launch, [*reporter.callbacks, *callbacks])
                 result = finish_run(learn, config, run, prepared) if launch.main else None
                 reporter.finish(result)
-        except BaseException:
+        except BaseException as error:
             if launch.main and not resume:  # failed before its first checkpoint: leave nothing
                 run.discard_unstarted(before)
+            if out_of_memory(error):
+                raise FastsegError(out_of_memory_message(config, launch.device, error)) from None
             raise
         barrier()  # rank 0 has exported the model and figures
     return result or TrainResult(run.path, epochs_run=0, best_epoch=None, best_miou=None,
