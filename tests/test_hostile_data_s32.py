@@ -494,3 +494,18 @@ def test_check_data_names_training_masks_that_label_no_pixel_which_train_refuses
     assert result.exit_code == 1, result.output
     assert "the training masks label no pixel (all 3 are void)" in result.output
     assert "no problems found" not in result.output
+
+
+@pytest.mark.parametrize("files", [5, None, [[1]], "dataset.yaml"], ids=["number", "null", "nested", "text"])
+def test_a_damaged_import_marker_makes_the_folder_foreign_not_a_traceback(tmp_path, files):
+    """`.fastseg-import.json` whose `files` is no list of names (edited by hand, damaged) was a
+    TypeError traceback under --force; the folder is then not known to be an import's: refused,
+    every file kept."""
+    path = coco(tmp_path / "export")
+    assert run_cli("import", "coco", path, "--out", tmp_path / "ds", "--quiet").exit_code == 0
+    marker = tmp_path / "ds" / ".fastseg-import.json"
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "files": files}))
+    before = sorted(str(path.relative_to(tmp_path)) for path in (tmp_path / "ds").rglob("*"))
+    result = run_cli("import", "coco", path, "--out", tmp_path / "ds", "--quiet", "--force")
+    assert_one_line_refusal(result, None, "--force replaces only what an earlier fastseg import wrote")
+    assert sorted(str(path.relative_to(tmp_path)) for path in (tmp_path / "ds").rglob("*")) == before
