@@ -509,3 +509,53 @@ def test_a_damaged_import_marker_makes_the_folder_foreign_not_a_traceback(tmp_pa
     result = run_cli("import", "coco", path, "--out", tmp_path / "ds", "--quiet", "--force")
     assert_one_line_refusal(result, None, "--force replaces only what an earlier fastseg import wrote")
     assert sorted(str(path.relative_to(tmp_path)) for path in (tmp_path / "ds").rglob("*")) == before
+
+
+def test_a_label_png_that_is_a_named_pipe_is_a_problem_not_a_hang(tmp_path):
+    """Cityscapes / ADE20K label PNGs are globbed, not checked to be files: a FIFO named like one
+    blocked the import forever in Pillow's open (structured files refuse FIFOs; masks did not)."""
+    import threading
+
+    cityscapes(tmp_path / "city", b"")
+    mask = tmp_path / "city" / "gtFine" / "train" / "c" / "t0_gtFine_labelIds.png"
+    mask.unlink()
+    os.mkfifo(mask)
+    outcome = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(
+            run_cli("import", "cityscapes", tmp_path / "city", "--out", tmp_path / "ds", "--quiet")
+        ),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(timeout=10)  # the import itself takes well under a second
+    if worker.is_alive():  # unblock the reader, so the thread ends, then fail
+        with open(mask, "wb"):
+            pass
+        worker.join(timeout=30)
+        pytest.fail("the import blocked on a named pipe")
+    assert_one_line_refusal(outcome[0], tmp_path / "ds", "t0_gtFine_labelIds.png", "not a regular file")
+
+
+def test_a_cvat_subset_list_that_is_a_named_pipe_is_a_problem_not_a_hang(tmp_path):
+    import threading
+
+    root = tmp_path / "cvat"
+    (root / "SegmentationClass").mkdir(parents=True)
+    (root / "labelmap.txt").write_text("background:0,0,0::\ncat:255,0,0::\n")
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    listing = root / "ImageSets" / "Segmentation" / "train.txt"
+    os.mkfifo(listing)
+    outcome = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(run_cli("import", "cvat", root, "--out", tmp_path / "ds", "--quiet")),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(timeout=10)
+    if worker.is_alive():
+        with open(listing, "wb"):
+            pass
+        worker.join(timeout=30)
+        pytest.fail("the import blocked on a named pipe")
+    assert_one_line_refusal(outcome[0], tmp_path / "ds", "train.txt: not a regular file")

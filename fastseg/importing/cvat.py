@@ -119,6 +119,9 @@ def _read_masks(root: Path, options: ReadOptions) -> Source:
     masks = root / "SegmentationClass"
     subsets: dict[str, str | None] = {}
     for listing in sorted((root / "ImageSets" / "Segmentation").glob("*.txt")):
+        if not listing.is_file():  # a FIFO named like a list blocked its read forever
+            problems.append(f"{shown(listing)}: not a regular file")
+            continue
         for line in listing.read_text(encoding="utf-8", errors="replace").splitlines():
             if line.strip():
                 subsets.setdefault(line.strip(), SUBSETS.get(listing.stem.lower()))

@@ -190,6 +190,8 @@ def mapped_labels(path: Path, table: np.ndarray, defined: str, height: int, widt
 
 def label_values(path: Path, height: int, width: int) -> np.ndarray:
     """A one-channel label PNG `(H, W)` uint8 (Cityscapes, ADE20K), checked against the image's size."""
+    if not path.is_file():  # found by a glob: a FIFO named like a mask blocked Pillow's open forever
+        raise ItemProblem("not a regular file (a named pipe, a device?)")
     try:
         with Image.open(path) as image:
             if image.mode not in ("L", "P", "I", "I;16"):
