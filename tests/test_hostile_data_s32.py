@@ -559,3 +559,16 @@ def test_a_cvat_subset_list_that_is_a_named_pipe_is_a_problem_not_a_hang(tmp_pat
         worker.join(timeout=30)
         pytest.fail("the import blocked on a named pipe")
     assert_one_line_refusal(outcome[0], tmp_path / "ds", "train.txt: not a regular file")
+
+
+def test_classes_picks_from_an_export_of_more_than_256_categories(tmp_path):
+    """--classes on a COCO export declaring 300 categories (LVIS declares 1203) was an IndexError
+    traceback: the drawn-mask lookup of 256 entries was filled for every declared category."""
+    path = coco(tmp_path / "export")
+    data = json.loads(path.read_text())
+    data["categories"] = [{"id": index, "name": f"c{index}"} for index in range(1, 301)]
+    path.write_text(json.dumps(data))
+    result = run_cli("import", "coco", path, "--out", tmp_path / "ds", "--quiet", "--classes", "c1")
+    assert result.exit_code == 0, (result.output, result.exception)
+    mask = np.asarray(Image.open(next((tmp_path / "ds" / "masks").rglob("i0.png"))))
+    assert set(np.unique(mask).tolist()) == {0, 1}

@@ -328,7 +328,7 @@ def _classes(
             )
         table = np.full(256, _NOT_LISTED, dtype=np.uint16)  # drawn masks: the export's index -> ours
         table[VOID_LABEL] = VOID_LABEL
-        for position, name in enumerate(names):
+        for position, name in enumerate(names[:VOID_LABEL]):  # a drawn mask: 0-254 classes, 255 void
             table[position] = wanted.index(name) if name in wanted else _NOT_LISTED
         for item in source.items:
             if item.render is not None:
