@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from fastseg.errors import FastsegError
@@ -25,6 +26,7 @@ from fastseg.structured_files import load_json
 from fastseg.visualization.charts import best_epoch, training_curve_panels
 from fastseg.visualization.html import isolated
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # a training's numbers are float32 tensors' values
 # What reading a run file may raise when it was damaged or edited by hand (pandas' parser errors
 # are ValueErrors); the page then names the file and the reason.
 DAMAGE = (OSError, ValueError, TypeError, KeyError, AttributeError, IndexError, FastsegError)
@@ -82,12 +84,39 @@ def read_history(run: RunFolder) -> tuple[pd.DataFrame | None, str]:
         return None, f"{path.name} not found in the run folder"
     try:
         history = run.read_history()
-        if "epoch" not in history or history["epoch"].isna().any():
-            raise ValueError("no whole epoch numbers")
+        if problem := history_problem(history):
+            raise ValueError(problem)
         return history, ""
     except DAMAGE as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         return None, f"{isolated(path)} could not be read ({isolated(reason)})"
+
+
+def history_problem(history: pd.DataFrame) -> str:
+    """Why `history` is not a record a training wrote, or "": an epoch that is no whole number of
+    at least 0 (the best epoch, `int(1.5)`, was looked up and not found: an IndexError), a score
+    outside 0-1, or a number past float32's range, which no training's tensor holds (matplotlib's
+    axis overflowed on 1e308: a traceback instead of the report). A loss may be infinite (a run
+    that diverged): the curve leaves it out, as it leaves out NaN."""
+    if "epoch" not in history:
+        return "no whole epoch numbers"
+    epochs = history["epoch"].to_numpy(dtype=float)
+    if np.isnan(epochs).any():
+        return "no whole epoch numbers"
+    counted = np.isfinite(epochs) & (epochs >= 0)
+    odd = ~counted | (np.mod(np.where(counted, epochs, 0), 1) != 0)
+    if odd.any():
+        return f"epoch {epochs[odd][0]:g} is not a whole number of at least 0"
+    for column in history.columns:
+        values = history[column].to_numpy(dtype=float)
+        if column.endswith(("miou", "accuracy")):
+            wrong = ~np.isnan(values) & ((values < 0) | (values > 1))
+            if wrong.any():
+                return f"{column} {values[wrong][0]:g} is not a score between 0 and 1"
+        wrong = np.isfinite(values) & (np.abs(values) > FLOAT32_MAX)
+        if wrong.any():
+            return f"{column} {values[wrong][0]:g} is past float32's range"
+    return ""
 
 
 def training_facts(
