@@ -572,3 +572,21 @@ def test_classes_picks_from_an_export_of_more_than_256_categories(tmp_path):
     assert result.exit_code == 0, (result.output, result.exception)
     mask = np.asarray(Image.open(next((tmp_path / "ds" / "masks").rglob("i0.png"))))
     assert set(np.unique(mask).tolist()) == {0, 1}
+
+
+def test_the_run_lock_never_writes_through_a_symbolic_link(tmp_path):
+    """`RUN/.fastseg.lock` as a symbolic link to another file: train's lock opened it through the
+    link, truncated it and wrote its process id there (a user's file, anywhere root can write)."""
+    from fastseg.errors import FastsegError
+    from fastseg.runs.lock import LOCK, hold_lock
+
+    precious = tmp_path / "precious.txt"
+    precious.write_text("a user's notes")
+    run = tmp_path / "run"
+    run.mkdir()
+    os.symlink(precious, run / LOCK)
+    with pytest.raises(FastsegError, match="symbolic link"):
+        with hold_lock(run):
+            pass
+    assert precious.read_text() == "a user's notes"
+    assert (run / LOCK).is_symlink()

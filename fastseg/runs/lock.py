@@ -27,9 +27,12 @@ def hold_lock(folder: Path) -> Iterator[None]:
     created = not folder.exists()
     before = set() if created else {entry.name for entry in folder.iterdir()}
     lock = folder / LOCK
+    if lock.is_symlink():  # opened through, it truncated the file the link names
+        raise FastsegError(f"{lock}: a symbolic link, not fastseg's lock file; remove it")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        # O_NOFOLLOW: a link put there since the check is refused too (ELOOP), never written through
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     except OSError as error:
         raise FastsegError(f"{folder}: cannot create the run folder ({error.strerror})") from None
     try:
