@@ -229,3 +229,53 @@ def test_out_of_memory_says_to_take_a_smaller_batch_or_size(voc_root, tmp_path, 
     assert "out of memory" in line and "--batch-size 4" in line and "32 px" in line, line
     assert "smaller --batch-size or --size" in line and "larger" not in line, line
     assert not out.exists()
+
+
+# --- a config.json edited between the interruption and --resume ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("epochs", 5, "epochs 3 -> 5"),
+        ("size", 64, "size 32 -> 64"),
+        ("freeze_epochs", 2, "freeze_epochs 0 -> 2"),
+    ],
+)
+def test_resume_refuses_a_config_json_edited_since_the_checkpoint(interrupted_run, field, value, named):
+    """--resume trains what config.json says, and config.json can be edited: `epochs` 3 -> 5 after
+    epoch 1 trained the rest on another one-cycle schedule (the done epoch's learning rates
+    belonged to a 3-epoch run), a new `size` on other inputs, a new `freeze_epochs` a warm-up in
+    the middle, each exiting 0 as if the run had always been so. The checkpoint now holds the
+    options it was trained with, and a resume whose config.json differs is one line naming the
+    changes, before any epoch is spent."""
+    path = interrupted_run / "config.json"
+    values = json.loads(path.read_text())
+    values["train"][field] = value
+    if field == "size":
+        values["train"]["crop_size"] = value
+    path.write_text(json.dumps(values))
+    before = {path.name: path.read_bytes() for path in interrupted_run.iterdir() if path.is_file()}
+    line = one_error_line(invoke("train", "--resume", interrupted_run, "--quiet"))
+    assert str(path) in line and named in line, line
+    after = {path.name: path.read_bytes() for path in interrupted_run.iterdir() if path.is_file()}
+    assert after == before
+
+
+def test_resume_still_takes_a_moved_data_set_and_another_device(interrupted_run, voc_root, tmp_path):
+    """What does not change what is trained (where the data lives, the device, loader workers)
+    may differ between the checkpoint and the resume."""
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(voc_root, moved)
+    path = interrupted_run / "config.json"
+    values = json.loads(path.read_text())
+    values["train"].update(data=str(moved), device="cpu", num_workers=0)
+    path.write_text(json.dumps(values))
+    result = invoke("train", "--resume", interrupted_run, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert json.loads((interrupted_run / "last.json").read_text()) == {
+        "finished": True,
+        "completed_epochs": 3,
+    }

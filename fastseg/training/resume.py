@@ -34,12 +34,17 @@ from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 from fastai.learner import Learner, Recorder
 
 from fastseg.errors import CheckpointError, FastsegError
-from fastseg.runs.folder import BEST, LAST, LAST_STATE, RunFolder
-from fastseg.training.checkpointing import load_checkpoint, read_checkpoint, save_checkpoint
+from fastseg.runs.folder import BEST, CONFIG, LAST, LAST_STATE, RunFolder
+from fastseg.training.checkpointing import load_checkpoint, plain, read_checkpoint, save_checkpoint
+from fastseg.training.config import TrainConfig
 
 COMPLETED_EPOCHS = "completed_epochs"  # progress key: main-schedule epochs done
 WARMUP_EPOCHS = "warmup_epochs"  # a progress key only while the `--freeze-epochs` warm-up runs
 SMOOTH_LOSS = "smooth_loss"  # a progress key: fastai's smoothed training loss, [value, batches]
+TRAINED_WITH = "trained_with"  # a key of last.pth's progress: the options that shaped what was trained
+# Options that do not change what is trained: a resume may find the data set moved, or run on
+# another device with other loader workers, trackers or compilation
+RESUME_MAY_CHANGE = ("data", "out", "device", "num_workers", "trackers", "compile")
 
 
 class TrainingInterrupted(FastsegError):
@@ -87,7 +92,9 @@ class ResumableCheckpoint(Callback):
 
     def __init__(self, run: RunFolder, start_epoch: int = 0, early: EarlyStoppingCallback | None = None,
                  saver: SaveModelCallback | None = None, resumed: dict[str, Any] | None = None,
-                 warm_up: bool = False, writes: bool = True):  # fmt: skip
+                 warm_up: bool = False, writes: bool = True,
+                 config: TrainConfig | None = None):  # fmt: skip
+        self.trained_with = None if config is None else trained_with(config)
         self.folder = run  # not `run`: fastai's Callback.run says whether the callback runs
         # the epochs done so far: a Ctrl-C before this fit's first epoch ends keeps the resumed
         # run's count (it saved 0, and the next resume retrained done epochs on trained weights)
@@ -147,7 +154,8 @@ class ResumableCheckpoint(Callback):
         else:
             progress = {COMPLETED_EPOCHS: completed_epochs, **tracker_state(self.early, self.saver),
                         **smoothing_state(learn)}  # fmt: skip
-        save_checkpoint(learn, self.folder, LAST, with_opt=True, progress=progress)
+        recorded = progress if self.trained_with is None else {**progress, TRAINED_WITH: self.trained_with}
+        save_checkpoint(learn, self.folder, LAST, with_opt=True, progress=recorded)
         self.folder.write_resume_state(progress)
 
 
@@ -200,12 +208,46 @@ def finished_model(run: RunFolder) -> Path | None:
     return run.model
 
 
-def resume_from_checkpoint(learn: Learner, run: RunFolder, freeze_epochs: int) -> tuple[dict[str, Any], int]:
+def trained_with(config: TrainConfig) -> dict[str, Any]:
+    """The options of `config` that shape what is trained (all but `RESUME_MAY_CHANGE`), as
+    plain values (lists, not tuples): what `last.pth` records and a resume compares."""
+    values = {key: value for key, value in config.to_dict().items() if key not in RESUME_MAY_CHANGE}
+    return plain(values)
+
+
+def changed_since_checkpoint(recorded: Any, config: TrainConfig) -> list[str]:
+    """`name before -> now` for each option `config` (config.json, today) changed since the
+    checkpoint recorded them (`recorded`); [] for a checkpoint of an earlier fastseg without them."""
+    if not isinstance(recorded, dict):
+        return []
+    now = trained_with(config)
+    flat = {}
+    for values, into in ((recorded, "before"), (now, "now")):
+        for key, value in values.items():
+            items = value.items() if key == "augment" and isinstance(value, dict) else [(None, value)]
+            for inner, item in items:
+                flat.setdefault(key if inner is None else f"augment.{inner}", {})[into] = item
+    return [f"{name} {pair.get('before')!r} -> {pair.get('now')!r}".replace("'", "")
+            for name, pair in flat.items() if pair.get("before") != pair.get("now")]  # fmt: skip
+
+
+def resume_from_checkpoint(
+    learn: Learner, run: RunFolder, freeze_epochs: int, config: TrainConfig | None = None
+) -> tuple[dict[str, Any], int]:
     """Load `last.pth` into `learn` and check `best.pth` before any epoch is spent: a best model
-    that cannot be read back would only fail at the very end. Returns the saved progress of the
-    main schedule and the warm-up epochs done (a progress without them: the warm-up was over)."""
+    that cannot be read back would only fail at the very end. With `config` (the run's
+    config.json today), a config.json edited since the checkpoint is refused: the resumed run
+    would train other epochs, sizes or rates than the ones it started with, as if it had always
+    been so. Returns the saved progress of the main schedule and the warm-up epochs done (a
+    progress without them: the warm-up was over)."""
     last = run.checkpoint(LAST)
     progress = load_checkpoint(learn, last, with_opt=True)
+    changed = changed_since_checkpoint(progress.pop(TRAINED_WITH, None), config) if config else []
+    if changed:
+        raise CheckpointError(
+            f"{run.file(CONFIG)}: changed since {last.name} was saved ({'; '.join(changed)}); a resumed "
+            "run trains what it started with: restore those values, or start a new run with --config"
+        )
     if COMPLETED_EPOCHS not in progress:
         raise CheckpointError(
             f"{last}: written by an earlier fastseg, without its progress; start again with --force"

@@ -182,7 +182,7 @@ def start_weights(learn: Learner, config: TrainConfig, run: RunFolder, resuming:
     of the optional decoder-only warm-up. Returns the progress the main schedule starts from
     (empty when it starts from its first epoch)."""
     if resuming:
-        progress, warmed_up = resume_from_checkpoint(learn, run, config.freeze_epochs)
+        progress, warmed_up = resume_from_checkpoint(learn, run, config.freeze_epochs, config)
     else:
         load_encoder_weights(uncompiled(learn.model), config.pretrained, config.encoder_weights)
         progress, warmed_up = {}, 0
@@ -197,7 +197,7 @@ def warm_up(learn: Learner, config: TrainConfig, run: RunFolder, start_epoch: in
     its own, checkpointed after every epoch and on Ctrl-C as the main schedule is, so an
     interrupted warm-up resumes where it stopped."""
     learn.freeze()
-    checkpoint = ResumableCheckpoint(run, start_epoch, warm_up=True, writes=launch.main)
+    checkpoint = ResumableCheckpoint(run, start_epoch, warm_up=True, writes=launch.main, config=config)
     with saved_on_interrupt(learn, checkpoint, "in the decoder-only warm-up (epoch {epoch})"):
         fit_one_cycle(learn, config.freeze_epochs, learning_rates(config), start_epoch,
                       wd=config.weight_decay, cbs=[checkpoint] if launch.main else [],
@@ -219,7 +219,7 @@ def fit(learn: Learner, config: TrainConfig, run: RunFolder, progress: dict[str,
     start_epoch = int(progress.get("completed_epochs", 0))
     # every process puts the saved progress back; only the main one writes checkpoints and logs
     checkpoint = ResumableCheckpoint(run, start_epoch, early_stopping, saver, resumed=progress or None,
-                                     writes=launch.main)  # fmt: skip
+                                     writes=launch.main, config=config)  # fmt: skip
     logging = [HistoryLogger(run, start_epoch), *loggers] if launch.main else []
     with saved_on_interrupt(learn, checkpoint, "in epoch {epoch}"):
         fit_one_cycle(learn, config.epochs, learning_rates(config), start_epoch, wd=config.weight_decay,
