@@ -312,4 +312,10 @@ def new_config(options: dict, out: Path | None, config_file: Path | None):  # no
         values.pop("lr")
     run_dir = out or (Path(values["out"]) if values.get("out") else default_run_dir())
     values["out"] = str(run_dir)
-    return recipe(recipe_name, **values), run_dir, find_lr
+    config = recipe(recipe_name, **values)
+    if "patience" in given and config.keep != "best":  # read by early stopping alone; a note, not an
+        # error: scripts pass --patience EPOCHS to mean "no early stop" (benchmarks/size_accuracy.py)
+        click.echo(f"note: --patience is early stopping's, which runs with --keep best; this run keeps the "
+                   f"{config.keep} epoch ({recipe_name} recipe), so it trains all {config.epochs} epochs "
+                   "(add --keep best to stop early)", err=True)  # fmt: skip
+    return config, run_dir, find_lr

@@ -279,3 +279,46 @@ def test_resume_still_takes_a_moved_data_set_and_another_device(interrupted_run,
         "finished": True,
         "completed_epochs": 3,
     }
+
+
+# --- an option the run would ignore ---------------------------------------------------------------
+
+
+def test_patience_with_the_final_epoch_kept_is_said(voc_root, tmp_path, monkeypatch):
+    """`--patience 3` on the fast recipe (which keeps the final epoch, no early stopping) trained
+    every epoch without a word: patience is only read with --keep best. Now a note says so (not
+    an error: scripts pass `--patience EPOCHS` to mean no early stop, as
+    benchmarks/size_accuracy.py does)."""
+    import fastseg.training.trainer
+    from fastseg.training.result import TrainResult
+
+    seen = {}
+
+    def fake_train(config, run_dir, **kw):
+        seen.update(c=config)
+        return TrainResult(run_dir, epochs_run=1, best_epoch=None, best_miou=None, best_pixel_accuracy=None,
+                           stopped_early=False)  # fmt: skip
+
+    monkeypatch.setattr(fastseg.training.trainer, "train", fake_train)
+    options = ["--data", voc_root, "--train-set", "train", "--out", tmp_path / "run", "--epochs", "7", *TINY]
+    result = invoke("train", *options, "--patience", "3")
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "--patience" in notes[0] and "--keep best" in notes[0], result.output
+    assert "all 7 epochs" in notes[0] and seen["c"].keep == "final"
+    assert "note:" not in invoke("train", *options, "--patience", "3", "--keep", "best").output
+
+
+def test_patience_with_the_best_epoch_kept_is_taken(voc_root, tmp_path, monkeypatch):
+    import fastseg.training.trainer
+
+    seen = {}
+    monkeypatch.setattr(
+        fastseg.training.trainer, "train", lambda config, run_dir, **kw: seen.update(c=config)
+    )
+    options = ["--data", voc_root, "--train-set", "train", "--out", tmp_path / "run", "--epochs", "1", *TINY]
+    invoke("train", *options, "--patience", "3", "--keep", "best")
+    assert (seen["c"].patience, seen["c"].keep) == (3, "best")
+    squished = [*options[: options.index("--crop-size")], *options[options.index("--crop-size") + 2 :]]
+    invoke("train", *squished, "--patience", "3", "--recipe", "seed")  # the seed's recipe keeps the best
+    assert (seen["c"].recipe, seen["c"].patience, seen["c"].keep) == ("seed", 3, "best")
