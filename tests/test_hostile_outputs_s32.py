@@ -52,3 +52,41 @@ def test_a_history_with_impossible_numbers_is_a_sentence_on_the_page(run, tmp_pa
     page = (tmp_path / "report" / "report.html").read_text()
     assert "history.csv could not be read" in page
     assert json.loads((tmp_path / "report" / "metrics.json").read_text())["images"] == 6
+
+
+def test_serve_refuses_an_overlap_that_multiplies_a_requests_work(tmp_path):
+    """`overlap=0.99` made every window start one pixel after the last: (W - tile + 1) x (H - tile + 1)
+    forward passes for one request (a 1000² upload at tile=32: 940,000, hours of the one model
+    every client shares). A served overlap is at most 0.75 (each pixel computed at most 16 times);
+    0.75 itself is served."""
+    import io
+
+    import numpy as np
+    import torch
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from fastseg.inference.segmenter import Segmenter
+    from fastseg.serving.app import create_app
+    from fastseg.serving.settings import ServeSettings
+
+    model = Segmenter.open(save_seeded_voc_model(tmp_path / "model.pth"), torch.device("cpu"))
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 100, 3), np.uint8)).save(buffer, "PNG")
+    with TestClient(create_app(model, ServeSettings()), base_url="http://localhost",
+                    raise_server_exceptions=False) as client:  # fmt: skip
+        while client.get("/readyz").status_code != 200:
+            pass
+        windows = []
+        real = model.runtime.logits
+        model.runtime.logits = lambda inputs: windows.append(len(inputs)) or real(inputs)
+        for overlap, status in (("0.99", 422), ("0.7500001", 422), ("0.75", 200)):
+            windows.clear()
+            answer = client.post("/v1/segment", content=buffer.getvalue(), params={"tile": 32, "overlap": overlap},
+                                 headers={"content-type": "image/png"})  # fmt: skip
+            assert answer.status_code == status, (overlap, answer.text)
+            if status == 422:
+                assert "overlap" in answer.json()["error"] and "0.75" in answer.json()["error"]
+                assert not windows
+            else:
+                assert sum(windows) == 10 * 5  # starts every 8 px: 0..64 and 68 across, 0..24 and 28 down

@@ -18,7 +18,7 @@ from fastseg.serving.dependencies import Ready, Upload, admitted, authorised, up
 from fastseg.serving.engine import Engine, Result
 from fastseg.serving.errors import ServeError
 from fastseg.serving.schemas import ErrorBody, SegmentJSON, SegmentRLE
-from fastseg.serving.settings import MAX_TILE
+from fastseg.serving.settings import MAX_OVERLAP, MAX_TILE
 
 router = APIRouter(prefix="/v1", tags=["segment"], dependencies=[Depends(authorised)])
 
@@ -67,7 +67,9 @@ async def segment(
     overlay: Annotated[bool, Query(description="The image blended with its mask (JPEG).")] = False,
     tta: Annotated[bool | None, Query(description="Average with the flipped prediction.")] = None,
     tile: Annotated[int, Query(ge=0, le=MAX_TILE, description="Sliding window side (0: fit whole).")] = 0,
-    overlap: Annotated[float | None, Query(description="Tile overlap, as predict --overlap.")] = None,
+    overlap: Annotated[
+        float | None, Query(description=f"Tile overlap, as predict --overlap (at most {MAX_OVERLAP}).")
+    ] = None,
 ) -> Response:
     """Segment one image: multipart field `file`, or the image itself as the body."""
     if overlay and format is not Format.png:
@@ -76,6 +78,9 @@ async def segment(
         tiling = make_tiling(tile, overlap)
     except OptionError as error:
         raise ServeError(422, str(error).replace("--", "")) from None
+    if tiling is not None and tiling.overlap > MAX_OVERLAP:
+        raise ServeError(422, f"overlap {tiling.overlap:g}: at most {MAX_OVERLAP:g} here (each pixel is "
+                              f"computed up to (1 / (1 - overlap))² times)")  # fmt: skip
     result = await served.segment(image.data, tta, tiling, keep_original=overlay)
     classes = served.segmenter.loaded.class_set
     if overlay:
