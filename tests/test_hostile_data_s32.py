@@ -589,3 +589,16 @@ def test_the_run_lock_never_writes_through_a_symbolic_link(tmp_path):
         pass
     assert precious.read_text() == "a user's notes"
     assert (run / LOCK).is_symlink()
+
+
+def test_check_data_keeps_one_line_per_problem_when_a_file_name_holds_a_newline(tmp_path):
+    """An image named "a\\nb.png" without a mask printed its problem across two lines (the import
+    escapes such names; check-data printed them raw)."""
+    data = own_data(tmp_path / "data")
+    write_image(tmp_path / "data" / "images" / "train" / "a\nb.png", 40, 30)
+    result = run_cli("check-data", "--data", data, "--quiet")
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    problem = [line for line in lines if "no mask" in line]
+    assert len(problem) == 1 and "a\\nb.png: no mask" in problem[0], lines
+    assert not any(line.startswith("b.png") for line in lines)

@@ -84,8 +84,15 @@ def check_ids(dataset: SegmentationData, ids: list[str], action: str, threads: i
 def _raise_problems(dataset: SegmentationData, problems: list[str], action: str) -> None:
     if problems:
         raise DatasetError(
-            f"{len(problems)} problem(s) in {dataset.root}, {action} not started:\n" + "\n".join(problems)
+            f"{len(problems)} problem(s) in {dataset.root}, {action} not started:\n"
+            + "\n".join(map(one_line, problems))
         )
+
+
+def one_line(problem: str) -> str:
+    """A problem as one line: a newline or other control character in a file's name escaped
+    (`a\\nb.png`), as the import shows names; a problem per line is what a reader counts."""
+    return problem if problem.isprintable() else repr(problem)[1:-1]
 
 
 def inspect_pairs(

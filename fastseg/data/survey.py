@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastseg.data.check import binary_void_hint, inspect_pairs
+from fastseg.data.check import binary_void_hint, inspect_pairs, one_line
 from fastseg.data.dataset import SegmentationData
 from fastseg.errors import DatasetError
 
@@ -67,7 +67,8 @@ def survey_dataset(
             f"{dataset.root}: the training masks label no pixel (all {train.images} are "
             "void): nothing to train on; check the masks and the data set's void value"
         )
-    survey.problems = list(dict.fromkeys(survey.problems))  # a pair in two VOC lists is one problem
+    # a pair in two VOC lists is one problem; a newline in a file's name does not make two
+    survey.problems = list(dict.fromkeys(map(one_line, survey.problems)))
     return survey
 
 
