@@ -322,3 +322,34 @@ def test_patience_with_the_best_epoch_kept_is_taken(voc_root, tmp_path, monkeypa
     squished = [*options[: options.index("--crop-size")], *options[options.index("--crop-size") + 2 :]]
     invoke("train", *squished, "--patience", "3", "--recipe", "seed")  # the seed's recipe keeps the best
     assert (seen["c"].recipe, seen["c"].patience, seen["c"].keep) == ("seed", 3, "best")
+
+
+# --- lr-find after a full disk -------------------------------------------------------------------
+
+
+def test_lr_find_runs_again_after_a_full_disk_between_its_two_files(voc_root, tmp_path, fill_disk_at):
+    """The disk filled while lr_find.csv was written, after lr_find.png: the same command, run
+    again once there was space, was refused ("an earlier lr-find's plot; use --force"), though
+    README promises a full disk leaves nothing that blocks the same command. A lone file of the
+    pair is the remains of an lr-find that did not finish, not an earlier result --force guards."""
+    out = tmp_path / "sweep"
+    command = [
+        "lr-find",
+        "--data",
+        voc_root,
+        "--train-set",
+        "train",
+        "--out",
+        out,
+        "--iterations",
+        "20",
+        *TINY,
+    ]
+    free = fill_disk_at("lr_find.csv")
+    assert "No space left" in one_error_line(invoke(*command))
+    assert sorted(path.name for path in out.iterdir()) == ["lr_find.png"]
+    free()
+    again = invoke(*command)
+    assert again.exit_code == 0, again.output
+    assert sorted(path.name for path in out.iterdir()) == ["lr_find.csv", "lr_find.png"]
+    assert one_error_line(invoke(*command)).endswith("use --force to replace it, or choose another --out")

@@ -94,15 +94,19 @@ def check_outputs(out: Path, force: bool = False) -> None:
     """Before the sweep (minutes) and again before writing: `out/lr_find.png` and `lr_find.csv`
     replace nothing fastseg did not write for that role (`fastseg.outputs`), whatever the flags;
     an earlier lr-find's own files only with `force` (`--force` means that on every command).
-    A refusal is one line naming the file, which is left as it was."""
+    One of the pair alone is what an lr-find stopped between its two files left (a full disk):
+    no earlier result, so the same command replaces it. A refusal is one line naming the file,
+    which is left as it was."""
     out = Path(out)
     check_out_folder(out)
     if out.exists() and not out.is_dir():
         raise FastsegError(f"{out}: is a file; --out names the folder for {' and '.join(OUTPUTS)}")
     for name, role in OUTPUTS.items():
+        guard(out / name, role, option=None)  # a user's file: no flag replaces it
+    earlier = all((out / name).exists() for name in OUTPUTS)
+    for name, role in OUTPUTS.items():
         path = out / name
-        guard(path, role, option=None)  # a user's file: no flag replaces it
-        if path.exists() and not force:
+        if earlier and not force:
             raise OutputRefused(f"{path}: an earlier lr-find's {role.removeprefix('lr-find ')}; use --force "
                                 "to replace it, or choose another --out")  # fmt: skip
 
