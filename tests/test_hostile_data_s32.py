@@ -602,3 +602,17 @@ def test_check_data_keeps_one_line_per_problem_when_a_file_name_holds_a_newline(
     problem = [line for line in lines if "no mask" in line]
     assert len(problem) == 1 and "a\\nb.png: no mask" in problem[0], lines
     assert not any(line.startswith("b.png") for line in lines)
+
+
+def test_an_ade20k_class_list_with_a_superscript_digit_index_is_a_problem_not_a_traceback(tmp_path):
+    """`"²".isdigit()` is True and `int("²")` a ValueError: a damaged objectInfo150.txt row was a
+    traceback instead of the list's one-line problem."""
+    root = tmp_path / "ADEChallengeData2016"
+    rows = ["Idx\tRatio\tTrain\tVal\tName", "²\t0.01\t10\t1\twall"]
+    rows += [f"{index}\t0.01\t10\t1\tthing{index}" for index in range(2, 151)]
+    root.mkdir()
+    (root / "objectInfo150.txt").write_text("\n".join(rows) + "\n")
+    for folder in ("training", "validation"):
+        (root / "annotations" / folder).mkdir(parents=True)
+    result = run_cli("import", "ade20k", root, "--out", tmp_path / "ds", "--quiet")
+    assert_one_line_refusal(result, tmp_path / "ds", "objectInfo150.txt: expected 150 rows Idx 1-150")
