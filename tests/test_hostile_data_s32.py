@@ -616,3 +616,26 @@ def test_an_ade20k_class_list_with_a_superscript_digit_index_is_a_problem_not_a_
         (root / "annotations" / folder).mkdir(parents=True)
     result = run_cli("import", "ade20k", root, "--out", tmp_path / "ds", "--quiet")
     assert_one_line_refusal(result, tmp_path / "ds", "objectInfo150.txt: expected 150 rows Idx 1-150")
+
+
+def test_digits_int_refuses_are_no_process_id_epoch_or_time(tmp_path):
+    """`str.isdigit` is True for "²", which `int()` refuses: a folder `.ds.import.².tmp` beside
+    --out made every import a ValueError traceback; a history.csv time `0²:10` made `runs` call
+    the run damaged and an epoch `²` made resume's `rows_before` a traceback."""
+    from fastseg.runs.history import rows_before
+
+    path = coco(tmp_path / "export")
+    (tmp_path / ".ds.import.².tmp").mkdir()
+    result = run_cli("import", "coco", path, "--out", tmp_path / "ds", "--quiet")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert (tmp_path / ".ds.import.².tmp").is_dir()  # not ours: left alone
+
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"train": {"recipe": "fast", "data": "cats/dataset.yaml"}}))
+    history = "epoch,valid_miou,valid_pixel_accuracy,time\n0,0.5,0.8,00:10\n²,0.6,0.9,0²:10\n"
+    (run / "history.csv").write_text(history)
+    result = run_cli("runs", tmp_path / "runs")
+    assert result.exit_code == 0 and "damaged" not in result.output, result.output
+    assert "0m10s" in result.output
+    assert rows_before(run / "history.csv", 5) == ["0,0.5,0.8,00:10"]

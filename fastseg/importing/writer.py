@@ -199,7 +199,7 @@ def _temporaries(out: Path) -> list[tuple[Path, str, int]]:
         if not (name.startswith(prefix) and name.endswith(".tmp")):
             continue
         middle = name[len(prefix) : -len(".tmp")].split(".")
-        if len(middle) == 2 and middle[0] in ("import", "replaced") and middle[1].isdigit():
+        if len(middle) == 2 and middle[0] in ("import", "replaced") and middle[1].isdecimal():  # not "²"
             found.append((entry, middle[0], int(middle[1])))
     return found
 

@@ -34,7 +34,7 @@ def rows_before(path: Path, epoch: int) -> list[str]:
     rows = []
     for line in path.read_text().splitlines()[1:]:
         first = line.split(",", 1)[0]
-        if first.isdigit() and int(first) < epoch:
+        if first.isdecimal() and int(first) < epoch:  # isdigit takes "²", which int() refuses
             rows.append(line)
     return rows
 
@@ -55,7 +55,7 @@ def read_epoch_seconds(path: Path) -> list[float]:
     seconds = []
     for text in times[times != "time"]:  # a resumed run's repeated header
         parts = text.split(":")
-        if all(part.isdigit() for part in parts):
+        if all(part.isdecimal() for part in parts):  # isdigit takes "²", which int() refuses
             seconds.append(float(sum(int(part) * 60**power for power, part in enumerate(parts[::-1]))))
     return seconds
 
