@@ -196,7 +196,8 @@ def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, con
         if rank_and_world()[0] == 0:  # a retry after the run ended: nothing to do, nothing touched
             click.echo(f"{resume}: this run already finished; its model is {model}")
         return
-    if resume is not None:
+    if resume is not None:  # a folder without a checkpoint, said before its config.json is missed
+        RunFolder(resume).check_can_start(resume=True, force=False)
         config, run_dir, find_lr = RunFolder(resume).read_train_config(), resume, False
     else:
         config, run_dir, find_lr = new_config(options, out, config_file)

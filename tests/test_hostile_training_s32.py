@@ -353,3 +353,15 @@ def test_lr_find_runs_again_after_a_full_disk_between_its_two_files(voc_root, tm
     assert again.exit_code == 0, again.output
     assert sorted(path.name for path in out.iterdir()) == ["lr_find.csv", "lr_find.png"]
     assert one_error_line(invoke(*command)).endswith("use --force to replace it, or choose another --out")
+
+
+def test_resume_of_a_folder_that_is_no_run_says_so(tmp_path):
+    """`--resume` of a folder of one's own (no run in it) said "config.json: cannot read the run
+    config (No such file or directory)", as if a run had lost its config; now it says there is no
+    resumable checkpoint in it, as for a run stopped before its first one, and touches nothing."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.txt").write_text("mine")
+    line = one_error_line(invoke("train", "--resume", folder))
+    assert line == f"Error: {folder}: no resumable checkpoint (last.json) in this folder", line
+    assert [path.name for path in folder.iterdir()] == ["a.txt"]
