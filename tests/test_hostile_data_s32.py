@@ -639,3 +639,16 @@ def test_digits_int_refuses_are_no_process_id_epoch_or_time(tmp_path):
     assert result.exit_code == 0 and "damaged" not in result.output, result.output
     assert "0m10s" in result.output
     assert rows_before(run / "history.csv", 5) == ["0,0.5,0.8,00:10"]
+
+
+def test_a_history_that_is_not_utf8_is_one_line_for_resume(tmp_path):
+    """resume keeps history.csv's earlier rows (`rows_before`), read with the locale's codec and
+    no error handling: a damaged (not UTF-8) file was a UnicodeDecodeError traceback, where every
+    other reader of history.csv names the file."""
+    from fastseg.errors import FastsegError
+    from fastseg.runs.history import rows_before
+
+    path = tmp_path / "history.csv"
+    path.write_bytes(b"epoch,valid_miou\n0,0.5\n\xff\xfe,1\n")
+    with pytest.raises(FastsegError, match="history.csv: not UTF-8 text"):
+        rows_before(path, 5)

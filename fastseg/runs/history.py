@@ -31,8 +31,13 @@ def rows_before(path: Path, epoch: int) -> list[str]:
     """The rows of epochs `< epoch` already on disk, as written (an interrupted epoch is redone)."""
     if not path.is_file():
         return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:  # damaged: named, as `_read_csv` names it
+        raise FastsegError(f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
+                           f"{error.start}); not a history fastseg wrote") from None  # fmt: skip
     rows = []
-    for line in path.read_text().splitlines()[1:]:
+    for line in text.splitlines()[1:]:
         first = line.split(",", 1)[0]
         if first.isdecimal() and int(first) < epoch:  # isdigit takes "²", which int() refuses
             rows.append(line)
