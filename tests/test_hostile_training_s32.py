@@ -365,3 +365,14 @@ def test_resume_of_a_folder_that_is_no_run_says_so(tmp_path):
     line = one_error_line(invoke("train", "--resume", folder))
     assert line == f"Error: {folder}: no resumable checkpoint (last.json) in this folder", line
     assert [path.name for path in folder.iterdir()] == ["a.txt"]
+
+
+def test_an_augmentation_field_given_at_the_top_and_under_augment_is_refused(voc_root, tmp_path):
+    """`flip_p: 0.1` and `augment: {flip_p: 0.9}` in one file: the second won without a word (the
+    file loader refuses a key given twice, but these are two spellings of one option)."""
+    config = tmp_path / "my.yaml"
+    config.write_text("flip_p: 0.1\naugment: {flip_p: 0.9, blur_p: 0.2}\n")
+    out = tmp_path / "run"
+    line = one_error_line(invoke("train", "--config", config, "--data", voc_root, "--out", out, *TINY))
+    assert str(config) in line and "flip_p" in line and "twice" in line and "blur_p" not in line, line
+    assert not out.exists()

@@ -47,6 +47,10 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
     )
     if unknown:
         raise FastsegError(f"{path}: unknown keys: {', '.join(map(str, unknown))}")
+    twice = sorted(set(values) & set(augment) & _AUGMENT_FIELDS)  # two spellings of one option
+    if twice:
+        raise FastsegError(f"{path}: {', '.join(twice)} given twice, at the top and under `augment`: "
+                           "keep one")  # fmt: skip
     merged = {**values, **augment}
     named = {f"augment.{key}" if key in _AUGMENT_FIELDS else key: value for key, value in merged.items()}
     problems = [problem for name, value in named.items() if (problem := field_problem(name, value))]
