@@ -60,6 +60,7 @@ def test_serve_refuses_an_overlap_that_multiplies_a_requests_work(tmp_path):
     every client shares). A served overlap is at most 0.75 (each pixel computed at most 16 times);
     0.75 itself is served."""
     import io
+    import time
 
     import numpy as np
     import torch
@@ -71,22 +72,67 @@ def test_serve_refuses_an_overlap_that_multiplies_a_requests_work(tmp_path):
     from fastseg.serving.settings import ServeSettings
 
     model = Segmenter.open(save_seeded_voc_model(tmp_path / "model.pth"), torch.device("cpu"))
-    buffer = io.BytesIO()
+    buffer, png = io.BytesIO(), {"content-type": "image/png"}
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 100, 3), np.uint8)).save(buffer, "PNG")
     with TestClient(create_app(model, ServeSettings()), base_url="http://localhost",
                     raise_server_exceptions=False) as client:  # fmt: skip
         while client.get("/readyz").status_code != 200:
-            pass
+            time.sleep(0.05)
         windows = []
         real = model.runtime.logits
         model.runtime.logits = lambda inputs: windows.append(len(inputs)) or real(inputs)
         for overlap, status in (("0.99", 422), ("0.7500001", 422), ("0.75", 200)):
             windows.clear()
-            answer = client.post("/v1/segment", content=buffer.getvalue(), params={"tile": 32, "overlap": overlap},
-                                 headers={"content-type": "image/png"})  # fmt: skip
+            answer = client.post("/v1/segment", content=buffer.getvalue(), headers=png,
+                                 params={"tile": 32, "overlap": overlap})  # fmt: skip
             assert answer.status_code == status, (overlap, answer.text)
             if status == 422:
                 assert "overlap" in answer.json()["error"] and "0.75" in answer.json()["error"]
                 assert not windows
             else:
                 assert sum(windows) == 10 * 5  # starts every 8 px: 0..64 and 68 across, 0..24 and 28 down
+
+
+def own_run(folder: Path, names: list[str]) -> Path:
+    """A run folder whose model.pth knows `names`, trained (split.json, config.json) on an own data
+    set of those classes at `folder/data`: 2 train, 2 val, 2 test images."""
+    import torch
+    from demo_folder import make_demo_folder
+
+    from fastseg.classes import Classes
+    from fastseg.model.checkpoint import save_model
+    from fastseg.model.config import ModelConfig
+    from fastseg.model.network import SegmentationModel
+
+    make_demo_folder(folder / "data", names, counts={"train": 2, "val": 2, "test": 2}, max_size=40)
+    run = folder / "run"
+    run.mkdir()
+    torch.manual_seed(0)
+    config = ModelConfig(num_classes=len(names))
+    model = SegmentationModel(config).eval()
+    save_model(run / "model.pth", model, config, size=32, classes=Classes.create(names))
+    ids = {subset: [f"images/{folder_name}/{folder_name}_{index:04d}.jpg" for index in range(2)]
+           for subset, folder_name in (("train", "train"), ("valid", "val"), ("test", "test"))}  # fmt: skip
+    (run / "split.json").write_text(json.dumps(ids))
+    (run / "config.json").write_text(json.dumps({"train": {"data": str(folder / "data")}}))
+    return run
+
+
+@pytest.mark.parametrize("names", [["x", "y"], [f"k{index}" for index in range(20)]], ids=["fewer", "more"])
+def test_export_int8_refuses_a_data_set_of_other_classes(tmp_path, names):
+    """`export --int8 --data OTHER`, whose files have the run's names but whose classes are not the
+    model's: with fewer classes the INT8 file was written, its "passed" check (which `predict
+    --runtime auto` trusts) scored against classes the model does not have; with more, the check's
+    loss ended in `IndexError: Target 11 is out of bounds`. As report does: one line, nothing written."""
+    pytest.importorskip("onnxruntime")
+    from demo_folder import make_demo_folder
+
+    run = own_run(tmp_path / "own", ["background", "a", "b", "c", "d"])
+    make_demo_folder(tmp_path / "other", names, counts={"train": 2, "val": 2, "test": 2}, max_size=40, seed=3)
+    other = str(tmp_path / "other")
+    result = CliRunner().invoke(main, ["export", "--model", str(run), "--int8", "--data", other, "--quiet",
+                                       "--num-workers", "0", "--accept-int8-loss"])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert f"{len(names)} classes are not the model's 5" in result.output and "--data" in result.output
+    assert not (run / "model.int8.onnx").exists()

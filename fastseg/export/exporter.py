@@ -72,6 +72,10 @@ def export(
         source = {SOURCE_DIGEST: file_sha256(opened)}  # (a model.pth replaced meanwhile is another inode)
         opened.seek(0)
         loaded = load_model(path, opened=opened)
+    if int8:  # INT8's check scored against other classes would pass or fail for no reason
+        from fastseg.inference.report import require_same_classes  # report's check (pandas, matplotlib)
+
+        require_same_classes(loaded.class_set, dataset)
     try:  # metadata an export cannot carry (NaN, a tensor): said before any work, naming the file
         description_json(loaded)
     except CheckpointError as error:
