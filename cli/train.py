@@ -160,8 +160,9 @@ def default_run_dir() -> Path:
 @click.option(
     "--resume",
     type=click.Path(path_type=Path, exists=True, file_okay=False),
-    help="Continue an interrupted run folder from its last checkpoint (a finished run: say where "
-    "its model is, change nothing).",
+    help="Continue an interrupted run folder from its last checkpoint, with the options in its "
+    "config.json (only --device, --num-workers, --quiet, --verbose may be given; a finished run: say "
+    "where its model is, change nothing).",
 )
 @force_option("run in --out (its run files: config, weights, history, logs, exports)")
 @click.option(
@@ -199,6 +200,7 @@ def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, con
     if resume is not None:  # a folder without a checkpoint, said before its config.json is missed
         RunFolder(resume).check_can_start(resume=True, force=False)
         config, run_dir, find_lr = RunFolder(resume).read_train_config(), resume, False
+        config = _on_this_machine(config, options)
     else:
         config, run_dir, find_lr = new_config(options, out, config_file)
     main_process = rank_and_world()[0] == 0
@@ -216,8 +218,25 @@ def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, con
     click.echo(f"model: {result.run_dir / 'model.pth'}")
 
 
-# what --resume leaves to the user: how much is printed, never what is trained or where
-RESUME_ALLOWS = ("resume", "quiet", "verbose")
+# what --resume leaves to the user: how much is printed, and the machine's own settings (where the
+# resumed process runs, never what it trains: training.resume.RESUME_MAY_CHANGE)
+MACHINE_OPTIONS = ("device", "num_workers")
+RESUME_ALLOWS = ("resume", "quiet", "verbose", *MACHINE_OPTIONS)
+
+
+def _on_this_machine(config: TrainConfig, options: dict) -> TrainConfig:
+    """The run's config with the `--device` / `--num-workers` given here: a run recorded on a
+    machine with another device goes on on this one."""
+    import dataclasses
+
+    context = click.get_current_context()
+    given = {name: options[name] for name in MACHINE_OPTIONS
+             if context.get_parameter_source(name) is not ParameterSource.DEFAULT}  # fmt: skip
+    if not given:
+        return config
+    changed = dataclasses.replace(config, **given)
+    changed.check_fields()
+    return changed
 
 
 def _nothing_given_beside_resume(resume: Path) -> None:

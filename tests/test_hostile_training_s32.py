@@ -376,3 +376,20 @@ def test_an_augmentation_field_given_at_the_top_and_under_augment_is_refused(voc
     line = one_error_line(invoke("train", "--config", config, "--data", voc_root, "--out", out, *TINY))
     assert str(config) in line and "flip_p" in line and "twice" in line and "blur_p" not in line, line
     assert not out.exists()
+
+
+def test_resume_takes_the_device_and_loader_workers_of_the_machine_it_runs_on(interrupted_run):
+    """Where a run resumes is not what it trains: `--device` and `--num-workers` (which were
+    ignored like every other option) apply to the resumed process, so a run whose config.json
+    names a device this machine lacks can go on here."""
+    path = interrupted_run / "config.json"
+    values = json.loads(path.read_text())
+    values["train"]["device"] = "mps"  # recorded on another machine
+    path.write_text(json.dumps(values))
+    assert "mps" in one_error_line(invoke("train", "--resume", interrupted_run, "--quiet"))
+    result = invoke("train", "--resume", interrupted_run, "--quiet", "--device", "cpu", "--num-workers", "0")
+    assert result.exit_code == 0, result.output
+    assert json.loads((interrupted_run / "last.json").read_text()) == {
+        "finished": True,
+        "completed_epochs": 3,
+    }
