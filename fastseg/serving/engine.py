@@ -149,7 +149,7 @@ class Engine:
         segmenter = self.variant(tta, tiling)
         started = time.perf_counter()
         results: list[Any] = []
-        for result in segment(segmenter, Decoded(items), len(items), 0):
+        for result in segment(segmenter, Decoded(items), self._per_pass(tiling, len(items)), 0):
             if not segmenter.strategy.runs_model_when_read:
                 results.append(result)
                 continue
@@ -159,6 +159,16 @@ class Engine:
                 results.append(error)
         log.debug("batch of %d in %.3f s", len(items), time.perf_counter() - started)
         return results
+
+    def _per_pass(self, tiling: Tiling | None, images: int) -> int:
+        """Inputs per forward pass: the batch's images, fitted; a tiled image's windows (one image's
+        at a time) only as many as fit in the pixels of the largest fitted batch, `max_batch` x the
+        model's side², and at least one. Counting windows by the batch's requests put eight
+        2048² windows of one upload in a pass (about 2.9 GiB each)."""
+        if tiling is None:
+            return images
+        budget = self.settings.max_batch * self.segmenter.size**2
+        return max(1, min(images, budget // tiling.tile**2))
 
     def _failed(self, error: BaseException, item: dict[str, Any]) -> ServeError:
         if not out_of_memory(error):
