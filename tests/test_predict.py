@@ -588,3 +588,20 @@ def test_a_full_disk_is_one_line_saying_what_was_kept(model_file, tmp_path, fill
     last = result.output.strip().splitlines()[-1]
     assert "No space left on device" in last and "every file written before is whole" in last
     assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("command", ["predict", "export"])
+def test_a_model_under_the_home_of_no_user_is_not_found_in_one_line(tmp_path, command):
+    """`--model ~nosuchuser/run`: the CLI's own check says the path does not exist; the library
+    (`resolve_model_path`, behind predict, export, report and serve) raised Path.expanduser's
+    RuntimeError (found by a hostile pass). The path stays as written, as the shell leaves it."""
+    from fastseg.errors import CheckpointError
+    from fastseg.model.description import resolve_model_path
+
+    with pytest.raises(CheckpointError, match=r"^~nosuchuser-fastseg/run/model.pth: model file not found"):
+        resolve_model_path("~nosuchuser-fastseg/run/model.pth")
+    noise(20, 20).save(tmp_path / "a.png")
+    arguments = [str(tmp_path / "a.png"), "--out", str(tmp_path / "out")] if command == "predict" else []
+    result = CliRunner().invoke(main, [command, "--model", "~nosuchuser-fastseg/run", *arguments])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Path '~nosuchuser-fastseg/run' does not exist." in result.output.strip().splitlines()[-1]

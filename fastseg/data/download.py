@@ -19,6 +19,7 @@ from pathlib import Path
 from fastseg.data.archive import file_md5, safe_extract
 from fastseg.data.fetch import TIMEOUT, Log, ProgressFactory, fetch_any, remove_file, silent
 from fastseg.errors import DownloadError
+from fastseg.paths import expanded
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def download(
     `<filename>` is always complete. A wrong MD5 removes the file: it can never become right.
     """
     log = log or silent
-    root = Path(root).expanduser()
+    root = expanded(root)  # `~nosuchuser/x` stays as written, as the shell leaves it
     folder = root / resource.folder
     if (root / resource.marker).is_file():
         log(f"already present: {folder} (nothing to do)")

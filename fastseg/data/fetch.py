@@ -98,7 +98,7 @@ def fetch(url: str, partial: Path, progress: Progress | None = None, timeout: fl
                 return
             done = 0  # 200: the server ignored Range and sends everything
         length = response.headers.get("Content-Length")
-        total = done + int(length) if length and length.isdigit() else None
+        total = done + int(length) if length and length.isascii() and length.isdigit() else None  # not "²"
         if progress:
             progress(done, total)
         with _open_for_writing(partial, append=done > 0) as file:

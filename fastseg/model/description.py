@@ -19,6 +19,7 @@ from fastseg.classes import Classes, default_colors
 from fastseg.errors import CheckpointError
 from fastseg.imaging.geometry import RESIZE_MODES, SQUISH
 from fastseg.model.config import MAX_SIZE, MIN_SIZE, MODEL_FILENAME, ModelConfig
+from fastseg.paths import expanded
 from fastseg.structured_files import file_kind
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class LoadedModel:
 
 def resolve_model_path(model: Path | str) -> Path:
     """Accept a run folder (its `model.pth`) or a model file."""
-    path = Path(model).expanduser()
+    path = expanded(model)  # `~nosuchuser/run` stays as written: "not found", not a traceback
     if path.is_dir():
         path = path / MODEL_FILENAME
     if not path.is_file():
