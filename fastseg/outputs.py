@@ -57,7 +57,9 @@ def written_by_fastseg(path: Path, role: str) -> bool:
             page = path / "report.html"
             if path.is_dir() and not page.exists():  # a report stopped before its page (a full disk)
                 return _is_report_metrics(path / "metrics.json")
-            return path.is_dir() and page.is_file() and REPORT_MARK in page.read_text(errors="replace")[:4096]
+            if not (path.is_dir() and page.is_file()):
+                return False
+            return REPORT_MARK in page.read_text(encoding="utf-8", errors="replace")[:4096]
         if not path.is_file():
             return False
         if role == "lr-find sweep":

@@ -146,5 +146,6 @@ def make_demo_voc(
         write_mask(voc / "SegmentationClass" / f"{image_id}.png", mask)
     lists = {"train": ids[:n_train], "val": ids[n_train:], "trainval": ids}
     for name, members in lists.items():
-        (voc / "ImageSets" / "Segmentation" / f"{name}.txt").write_text("".join(f"{i}\n" for i in members))
+        listing = voc / "ImageSets" / "Segmentation" / f"{name}.txt"
+        listing.write_text("".join(f"{i}\n" for i in members), encoding="utf-8")
     return voc

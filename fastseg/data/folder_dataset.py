@@ -197,7 +197,7 @@ class FolderDataset(SegmentationData):
         base = self.root / IMAGES_FOLDER
         images = []
         try:
-            lines = listing.read_text().splitlines()
+            lines = listing.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as error:
             self.problems.append(
                 f"{listing}: cannot read the list ({getattr(error, 'strerror', None) or error})"

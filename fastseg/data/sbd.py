@@ -53,7 +53,7 @@ def sbd_ids(sbd: Path) -> list[str]:
         path = sbd / name
         if not path.is_file():
             raise DatasetError(f"{path}: SBD list file not found")
-        ids += [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        ids += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return ids
 
 
@@ -77,7 +77,7 @@ def build_trainaug(voc: VOCFolder, sbd: Path, log: Callable[[str], None] = lambd
             shutil.copyfile(sbd / "img" / f"{image_id}.jpg", voc.image_path(image_id))
     list_path = voc.list_path(TRAINAUG)
     temporary = list_path.with_name(".trainaug.txt.tmp")
-    temporary.write_text("".join(f"{image_id}\n" for image_id in ids))
+    temporary.write_text("".join(f"{image_id}\n" for image_id in ids), encoding="utf-8")
     temporary.replace(list_path)
     log(f"trainaug: {len(ids)} ids ({converted} SBD labels converted) in {list_path}")
     return ids

@@ -88,7 +88,7 @@ class VOCFolder(SegmentationData):
                 else "is this a VOC2012 folder?"
             )
             raise DatasetError(f"{path}: list file not found ({hint})")
-        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         if not ids:
             raise DatasetError(f"{path}: list file is empty")
         return ids

@@ -21,7 +21,7 @@ def cpu_supports_bf16(cpuinfo: str | None = None) -> bool:
     when None; a machine without it, e.g. macOS, counts as without native bf16)."""
     if cpuinfo is None:
         try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
         except OSError:
             return False
     flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}

@@ -128,7 +128,10 @@ def predict(
         results = segment(segmenter, segmenter.dataset([job.source for job in todo], keep_original=overlay),
                           batch_size, loader_workers(num_workers), progress)  # fmt: skip
         csv_name = "predictions.csv" if launch.world == 1 else f"predictions.rank{launch.rank}.csv"
-        with atomic_path(out / csv_name) as temporary, temporary.open("w", newline="") as file:
+        with (
+            atomic_path(out / csv_name) as temporary,
+            temporary.open("w", newline="", encoding="utf-8") as file,
+        ):
             log = PredictionLog(file, fields, label)
             for source, reason in failures:
                 log.row(source, "failed", reason)

@@ -118,7 +118,7 @@ def merge_rank_csvs(out: Path, launch: Launch, fields: list[str]) -> Path:
         for part in parts:
             with part.open(newline="") as file:
                 rows += list(csv.reader(file))[1:]
-        with atomic_path(merged) as temporary, temporary.open("w", newline="") as file:
+        with atomic_path(merged) as temporary, temporary.open("w", newline="", encoding="utf-8") as file:
             writer = csv.writer(file, lineterminator="\n")
             writer.writerow(fields)
             writer.writerows(sorted(rows, key=lambda row: row[0]))

@@ -58,7 +58,7 @@ def _lock_exclusively(descriptor: int, path: Path) -> None:
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = path.read_text().strip() or "unknown"
+        holder = path.read_text(encoding="utf-8", errors="replace").strip() or "unknown"
         raise FastsegError(
             f"{path.parent}: another fastseg train (process {holder}) is using this run folder; "
             "wait for it to end or choose another --out"
