@@ -173,3 +173,40 @@ def test_served_tiles_share_a_forward_pass_only_within_a_whole_image_batchs_pixe
     assert passes == [1] * 12
     for each in labels:
         np.testing.assert_array_equal(each, alone)
+
+
+@pytest.mark.parametrize(
+    "name", ["c{}", "class {} with a longer name", "{} " + "W" * 60], ids=["short", "long", "wide"]
+)
+def test_the_confusion_matrix_of_255_classes_is_a_picture_a_viewer_opens(tmp_path, name):
+    """With 255 classes present (the most a data set may have) confusion_matrix.png was
+    10880x9999 pixels: 108 Mpx, past the 89 Mpx at which Pillow warns of a decompression bomb, and
+    half of a 24 s report. Past 30 classes no share is written in a cell, so a row needs only its
+    tick label's height: the picture stays under Pillow's limit, and no two labels overlap."""
+    import struct
+    import warnings
+
+    import torch
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    from fastseg.visualization.charts import confusion_figure
+    from fastseg.visualization.figures import save_figure
+
+    names = [name.format(index) for index in range(255)]
+    matrix = torch.randint(0, 50, (255, 255), generator=torch.Generator().manual_seed(0))
+    figure = confusion_figure(matrix, names)
+    path = save_figure(figure, tmp_path / "confusion_matrix.png")
+    width, height = struct.unpack(">II", path.read_bytes()[16:24])  # the PNG's IHDR
+    assert width * height < Image.MAX_IMAGE_PIXELS, (width, height)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        Image.open(path).load()
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    axis = figure.axes[0]
+    for labels, ends in ((axis.get_yticklabels(), ("y0", "y1")), (axis.get_xticklabels(), ("x0", "x1"))):
+        boxes = [label.get_window_extent(renderer) for label in labels if label.get_text()]
+        assert len(boxes) == 255 and min(label.get_fontsize() for label in labels) >= 8
+        spans = sorted((getattr(box, ends[0]), getattr(box, ends[1])) for box in boxes)
+        gaps = [after[0] - before[1] for before, after in zip(spans, spans[1:], strict=False)]
+        assert min(gaps) >= 0, f"labels overlap by {-min(gaps):.1f} px"

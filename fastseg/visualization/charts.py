@@ -99,6 +99,11 @@ def class_iou_chart(
 
 
 MAX_WRITTEN_CELLS = 30  # classes beyond which a cell is too small for its share to be written in it
+# A class's row and column in inches: room for its share written in the cell (8 points), or past
+# MAX_WRITTEN_CELLS for its tick label alone (8 points is 0.11 in). 0.42 in for 255 classes drew
+# a 10880x9999 PNG, past Pillow's decompression-bomb warning; 0.2 in draws about 5500².
+CELL_INCHES, LABEL_INCHES = 0.42, 0.2
+LABEL_CHAR_INCHES = 0.075  # the width of a character at 8 points, at most (DejaVu Sans)
 
 
 def row_shares(matrix: np.ndarray) -> np.ndarray:
@@ -115,11 +120,16 @@ def confusion_figure(matrix: torch.Tensor, class_names: list[str], shown: list[i
     `shown`: the class indices drawn (the report passes the classes present in the truth or the
     prediction: an absent class's row and column are all zero, so leaving it out loses nothing).
     The figure grows with the classes so that its text stays 8 points or more at 100 dpi; past
-    `MAX_WRITTEN_CELLS` classes the shares are colour only (their numbers are in the CSV)."""
+    `MAX_WRITTEN_CELLS` classes the shares are colour only (their numbers are in the CSV), and a
+    class takes only its tick label's height (`LABEL_INCHES`)."""
     shown = list(range(len(class_names))) if shown is None else list(shown)
     normalised = row_shares(matrix.cpu().numpy())[np.ix_(shown, shown)]
     names = [class_names[index] for index in shown]
-    side = max(5.0, 0.42 * len(shown) + 2.5)
+    if len(shown) <= MAX_WRITTEN_CELLS:
+        side = max(5.0, CELL_INCHES * len(shown) + 2.5)
+    else:  # the axes keep LABEL_INCHES a class beside labels as long as the longest name
+        longest = max(len(name) for name in names)
+        side = LABEL_INCHES * len(shown) + 1.5 + LABEL_CHAR_INCHES * min(longest, 80)
     figure = Figure(figsize=(side + 1.2, side), layout="constrained")
     axis = figure.subplots()
     image = axis.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
