@@ -210,3 +210,24 @@ def test_the_confusion_matrix_of_255_classes_is_a_picture_a_viewer_opens(tmp_pat
         spans = sorted((getattr(box, ends[0]), getattr(box, ends[1])) for box in boxes)
         gaps = [after[0] - before[1] for before, after in zip(spans, spans[1:], strict=False)]
         assert min(gaps) >= 0, f"labels overlap by {-min(gaps):.1f} px"
+
+
+def test_export_refuses_an_out_that_fastseg_would_not_read_as_onnx(run, tmp_path):
+    """`export --out model.bin` wrote 75 MB that predict, report and serve then took for a torch
+    file ("not a tensors-only torch file"): they tell an ONNX model by its suffix. The export is
+    refused in one line before any work, naming the suffix; `.ONNX` is an ONNX name, as predict
+    reads it."""
+    pytest.importorskip("onnx")
+
+    def export(name: str):
+        out = str(tmp_path / name)
+        return CliRunner().invoke(main, ["export", "--model", str(run), "--out", out, "--quiet"])
+
+    for name in ("model.bin", "model"):
+        result = export(name)
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        assert ".onnx" in result.output and str(tmp_path / name) in result.output
+        assert not (tmp_path / name).exists()
+    result = export("m.ONNX")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m.ONNX").stat().st_size > 0

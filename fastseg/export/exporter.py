@@ -62,6 +62,9 @@ def export(
     if not out.parent.is_dir():
         raise FastsegError(f"{out.parent}: no such folder for --out")
     guard(out, "export", option=None)  # never a model.pth, a photo, or any file not an export
+    if out.suffix.lower() != ONNX_SUFFIX:  # predict, report and serve tell an ONNX file by its suffix
+        raise FastsegError(f"{out}: an ONNX file's name ends in {ONNX_SUFFIX} (predict, report and serve "
+                           "would read any other as a torch model.pth); choose another --out")  # fmt: skip
     remove_stale_temporaries(out.parent)  # the .model.onnx.PID.tmp of an export killed with -9
     require_onnx()
     if int8:  # the run's files first: a wrong folder is told before minutes of work
