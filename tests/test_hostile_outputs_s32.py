@@ -231,3 +231,29 @@ def test_export_refuses_an_out_that_fastseg_would_not_read_as_onnx(run, tmp_path
     result = export("m.ONNX")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m.ONNX").stat().st_size > 0
+
+
+@pytest.mark.parametrize("option", ["--max-upload-mb", "--max-wait-ms"])
+def test_serve_refuses_a_nan_limit_before_it_starts(tmp_path, monkeypatch, option):
+    """click's FloatRange lets `nan` through (no comparison with NaN is true): `--max-upload-mb nan`
+    started a server whose every upload was a 500 (`int(nan)` in the body's limit), and
+    `--max-wait-ms nan` was taken as 0 without a word. Refused in one line naming the option;
+    nothing starts. ServeSettings, the library's entry, refuses them too."""
+    pytest.importorskip("fastapi")
+    import uvicorn
+
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: started.append(kwargs))
+    model = save_seeded_voc_model(tmp_path / "model.pth")
+    for value in ("nan", "-nan"):
+        result = CliRunner().invoke(main, ["serve", "--model", str(model), "--port", "0", option, value])
+        assert result.exit_code != 0 and isinstance(result.exception, SystemExit), result.output
+        assert option in result.output and "nan" in result.output and "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1 or "Usage:" in result.output
+    assert not started
+    from fastseg.errors import OptionError
+    from fastseg.serving.settings import ServeSettings
+
+    field = option.removeprefix("--").replace("-", "_")
+    with pytest.raises(OptionError, match=f"{option} nan"):
+        ServeSettings(**{field: float("nan")})

@@ -3,6 +3,7 @@ the defaults for `--help`)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from fastseg.errors import OptionError
@@ -53,6 +54,11 @@ class ServeSettings:
 
     def __post_init__(self) -> None:
         check_label_studio_url(self.label_studio_url)
+        for name, least in (("max_upload_mb", 0.001), ("max_wait_ms", 0.0), ("body_seconds", 0.001)):
+            value = getattr(self, name)  # click's FloatRange passes NaN: no comparison with it is true
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= least):
+                option = "--" + name.replace("_", "-")
+                raise OptionError(f"{option} {value}: a finite number of at least {least:g}")
 
     @property
     def max_upload_bytes(self) -> int:
