@@ -14,6 +14,7 @@ import click
 from fastseg.inference.precision import PRECISIONS
 from fastseg.inference.tiling import DEFAULT_OVERLAP, MIN_TILE
 from fastseg.launch.device import DEVICES
+from fastseg.paths import expanded
 from fastseg.training.config import TrainConfig
 from fastseg.training.recipes import DEFAULT_RECIPE, RECIPES, recipe_default
 
@@ -207,7 +208,7 @@ def renamed_flag(old: str, new: str, parameter: str) -> Callable:
 
 
 def _same_path(first: Path, second: Path) -> bool:
-    return Path(first).expanduser().resolve() == Path(second).expanduser().resolve()
+    return expanded(first).resolve() == expanded(second).resolve()  # `~nosuchuser` as written
 
 
 AUTO_LR = "auto"

@@ -369,3 +369,13 @@ def test_runs_shows_an_own_data_run_by_its_data_set_alone(own_data, tmp_path):
     assert [row["data_set"] for row in json.loads(result.output)] == ["data"]
     table = invoke("runs", tmp_path / "runs").output.splitlines()
     assert table[1].split()[:3] == ["mine", "fast", "data"], table
+
+
+def test_a_path_under_the_home_of_no_user_is_compared_as_written(tmp_path, monkeypatch):
+    """A positional and its option (`report RUN --model RUN`) are compared after `~` expansion;
+    `~nosuchuser/x` made Path.expanduser raise RuntimeError (found by a hostile pass)."""
+    from cli.options import _same_path
+
+    monkeypatch.chdir(tmp_path)
+    assert _same_path(Path("~nosuchuser-fastseg/x"), Path("~nosuchuser-fastseg/./x"))
+    assert not _same_path(Path("~nosuchuser-fastseg/x"), Path("~nosuchuser-fastseg/y"))

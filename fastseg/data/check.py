@@ -89,6 +89,13 @@ def _raise_problems(dataset: SegmentationData, problems: list[str], action: str)
         )
 
 
+def all_void_problem(images: int) -> str:
+    """What `check-data` and `train` say of training masks that label no pixel: every epoch would
+    train at loss 0 and lr-find suggest from a flat line (one wording, two places)."""
+    return (f"the training masks label no pixel (all {images} are void): nothing to train on; check "
+            "the masks and the data set's void value")  # fmt: skip
+
+
 def one_line(problem: str) -> str:
     """A problem as one line: a newline or other control character in a file's name escaped
     (`a\\nb.png`), as the import shows names; a problem per line is what a reader counts."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastseg.data.check import binary_void_hint, inspect_pairs, one_line
+from fastseg.data.check import all_void_problem, binary_void_hint, inspect_pairs, one_line
 from fastseg.data.dataset import SegmentationData
 from fastseg.errors import DatasetError
 
@@ -63,10 +63,7 @@ def survey_dataset(
     if hint:
         survey.problems.append(f"{dataset.root}: {hint}")
     elif train is not None and train.pixels.sum() and not train.pixels[:-1].sum():  # what train refuses
-        survey.problems.append(
-            f"{dataset.root}: the training masks label no pixel (all {train.images} are "
-            "void): nothing to train on; check the masks and the data set's void value"
-        )
+        survey.problems.append(f"{dataset.root}: {all_void_problem(train.images)}")
     # a pair in two VOC lists is one problem; a newline in a file's name does not make two
     survey.problems = list(dict.fromkeys(map(one_line, survey.problems)))
     return survey

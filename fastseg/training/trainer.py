@@ -22,7 +22,7 @@ from fastai.learner import Learner
 from fastai.torch_core import set_seed
 from fastprogress.fastprogress import progress_bar
 
-from fastseg.data.check import Share, check_dataset
+from fastseg.data.check import Share, all_void_problem, check_dataset
 from fastseg.data.class_weights import class_weights
 from fastseg.data.dataset import SegmentationData
 from fastseg.data.factory import open_dataset
@@ -93,9 +93,7 @@ def prepare_run(
     share = Share(launch.rank, launch.world, gather_objects)
     counts = check_dataset(data, split, progress=bar if launch.main else None, share=share)
     if not counts.sum():  # else every epoch trains at loss 0, and lr-find suggests from a flat line
-        raise FastsegError(f"{config.data}: the training masks label no pixel (all {len(split.train)} are "
-                           "void): nothing to train on; check the masks and the data set's void "
-                           "value")  # fmt: skip
+        raise FastsegError(f"{config.data}: {all_void_problem(len(split.train))}")
     config = fitted_batch_size(config, len(split.train), launch.world, echo if launch.main else None)
     model_config = ModelConfig(num_classes=len(data.classes), encoder=config.encoder)
     weights = class_weights(counts, config.class_weights)
