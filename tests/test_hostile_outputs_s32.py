@@ -257,3 +257,26 @@ def test_serve_refuses_a_nan_limit_before_it_starts(tmp_path, monkeypatch, optio
     field = option.removeprefix("--").replace("-", "_")
     with pytest.raises(OptionError, match=f"{option} nan"):
         ServeSettings(**{field: float("nan")})
+
+
+def test_a_report_or_export_where_nothing_can_be_written_is_one_line_before_the_work(run, tmp_path):
+    """`report --out FILE/report` and `--out /proc/report` ended, after the whole evaluation, in a
+    NotADirectoryError or PermissionError traceback (predict says "cannot create the output
+    folder"); `export --out /proc/model.onnx` in a FileNotFoundError after tracing the graph. Now one
+    line naming the place, before the work: no evaluation, no graph, nothing left behind."""
+    pytest.importorskip("onnx")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    places = [a_file / "report"] + ([Path("/proc/fastseg-report")] if Path("/proc/self").is_dir() else [])
+    for out in places:
+        result = report(run, out)
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (out, result.output)
+        assert str(out) in result.output and "batches" not in result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    assert a_file.read_text() == "mine" and sorted(tmp_path.iterdir()) == [a_file]
+    if Path("/proc/self").is_dir():
+        result = CliRunner().invoke(
+            main, ["export", "--model", str(run), "--out", "/proc/fastseg.onnx", "--quiet"]
+        )
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        assert "/proc/fastseg.onnx" in result.output and len(result.output.strip().splitlines()) == 1

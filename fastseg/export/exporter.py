@@ -66,6 +66,10 @@ def export(
         raise FastsegError(f"{out}: an ONNX file's name ends in {ONNX_SUFFIX} (predict, report and serve "
                            "would read any other as a torch model.pth); choose another --out")  # fmt: skip
     remove_stale_temporaries(out.parent)  # the .model.onnx.PID.tmp of an export killed with -9
+    try:  # a folder nothing can be written in (/proc, /sys): said now, not after tracing the graph
+        tempfile.TemporaryFile(dir=out.parent, prefix=f".{out.name[:200]}.").close()
+    except OSError as error:
+        raise FastsegError(f"{out}: cannot write there ({error.strerror or error})") from None
     require_onnx()
     if int8:  # the run's files first: a wrong folder is told before minutes of work
         run = RunFolder.of_model(path)  # a folder with split.json, or one line saying it is not a run

@@ -28,7 +28,7 @@ from fastseg.data.factory import open_dataset
 from fastseg.errors import DatasetError, FastsegError
 from fastseg.imaging.masks import VOID_LABEL
 from fastseg.inference.ranking import DEFAULT_RANKING, RANKING_WORDS, RANKINGS, choose_examples, rank
-from fastseg.inference.report_folder import building, check_place, remove_stale
+from fastseg.inference.report_folder import building, check_place, check_writable, remove_stale
 from fastseg.inference.report_page import (
     config_note,
     config_rows,
@@ -297,6 +297,7 @@ def report(
     tiling = make_tiling(tile, overlap)
     out = Path(out) if out is not None else default_report_folder(model)
     check_place(out)
+    check_writable(out)
     remove_stale(out)  # a killed report's: its earlier report back in place, or its temporaries gone
     replaced = written_by_fastseg(out, "report")
     if out.is_file() or (out.is_dir() and any(out.iterdir())):

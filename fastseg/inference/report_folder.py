@@ -118,6 +118,23 @@ def check_place(out: Path) -> None:
                            "folder whole; choose another --out, or run fastseg from elsewhere")  # fmt: skip
 
 
+def check_writable(out: Path) -> None:
+    """Make `out`'s parent folder and a building folder in it (removed again), or say in one line
+    why not, before the evaluation's minutes: `--out FILE/report` or `/proc/report` ended in a
+    NotADirectoryError or PermissionError traceback once every image was scored (predict, for
+    its --out, says "cannot create the output folder")."""
+    out = absolute(out)
+    probe = building_folder(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not (probe.exists() or probe.is_symlink()):  # else a dead process's, which `building` replaces
+            probe.mkdir()
+            probe.rmdir()
+    except OSError as error:
+        reason = error.strerror or error
+        raise FastsegError(f"{out}: cannot create the report folder there ({reason})") from None
+
+
 def install(folder: Path, out: Path, force: bool, option: str) -> Path | None:
     """Put the finished `folder` in `out`'s place; returns where the earlier report at `out`
     went (`folder` itself after the one-step swap), None where there was none."""
