@@ -280,3 +280,29 @@ def test_a_report_or_export_where_nothing_can_be_written_is_one_line_before_the_
         )
         assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
         assert "/proc/fastseg.onnx" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_report_that_replaces_one_written_meanwhile_says_so(run, tmp_path, monkeypatch):
+    """Two reports into one new folder at once: both found it absent when they began, so the one
+    that went in second replaced the first's report and said nothing of it ("it says when it
+    replaces its own earlier report"). Whether it replaced one is now what the swap found."""
+    import shutil
+
+    import fastseg.inference.report as report_module
+
+    earlier = tmp_path / "earlier"
+    assert report(run, earlier).exit_code == 0
+    out = tmp_path / "report"
+    real = report_module.write_tables
+
+    def meanwhile(*args, **kwargs):  # another report goes in while this one is being written
+        if not out.exists():
+            shutil.copytree(earlier, out)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(report_module, "write_tables", meanwhile)
+    result = report(run, out)
+    assert result.exit_code == 0, result.output
+    assert "(replaced the earlier report there)" in result.output
+    result = report(run, tmp_path / "fresh")  # nothing there before or meanwhile: nothing replaced
+    assert result.exit_code == 0 and "replaced" not in result.output

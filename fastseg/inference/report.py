@@ -43,7 +43,7 @@ from fastseg.inference.tiling import make_tiling
 from fastseg.launch.device import loader_workers, resolve_device
 from fastseg.metrics import ConfusionMatrix, Scores, scores_from_matrix
 from fastseg.number_style import score
-from fastseg.outputs import guard, written_by_fastseg
+from fastseg.outputs import guard
 from fastseg.runs.folder import REPORT, SPLIT, RunFolder
 from fastseg.visualization.charts import class_iou_chart, confusion_figure
 from fastseg.visualization.figures import image_grid, save_figure
@@ -299,7 +299,6 @@ def report(
     check_place(out)
     check_writable(out)
     remove_stale(out)  # a killed report's: its earlier report back in place, or its temporaries gone
-    replaced = written_by_fastseg(out, "report")
     if out.is_file() or (out.is_dir() and any(out.iterdir())):
         guard(out, "report", force, option="--replace-foreign")  # cli/report.py
     if rank_by not in RANKINGS:
@@ -323,7 +322,8 @@ def report(
     ranked = rank(per_image, rank_by)
     names = segmenter.loaded.classes
     evaluated = run.model if given.is_dir() else given  # the INT8 file's score is not model.pth's
-    with building(out, force, option="--replace-foreign") as folder:  # swapped in once whole
+    with building(out, force, option="--replace-foreign") as build:  # swapped in once whole
+        folder = build.folder
         metrics = write_tables(folder, evaluated, subset, total, ranked, names)
         examples = draw_figures(folder, segmenter, dataset, total, ranked, rank_by, seed)
         config, config_reason = read_config(run)
@@ -339,4 +339,6 @@ def report(
             config=config_rows(config), config_note=config_note(config, config_reason),
         )  # fmt: skip
         write_html(folder, page)
-    return ReportResult(out=out, subset=subset, images=len(ids), scores=total.scores(), replaced=replaced)
+    return ReportResult(
+        out=out, subset=subset, images=len(ids), scores=total.scores(), replaced=build.replaced
+    )

@@ -30,11 +30,12 @@ import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastseg.atomic import PID_DIGITS, TEMPORARY, process_alive, sibling_key
 from fastseg.errors import FastsegError
-from fastseg.outputs import guard
+from fastseg.outputs import guard, written_by_fastseg
 
 # Every file a report writes (`fastseg.inference.report`): the new report's set replaces the
 # earlier one's whole, so a grid the new report does not draw is not left from the earlier one.
@@ -65,28 +66,42 @@ def _key(out: Path) -> str:
     return sibling_key(out.name, len(f"..{REPLACED}..tmp") + PID_DIGITS)
 
 
+@dataclass
+class Build:
+    """The report being built: `folder` to write into; once the block has ended, `replaced` says
+    whether it took the place of an earlier fastseg report (known only at the swap: a report
+    written there meanwhile, by a second `fastseg report` into the same new folder, counts)."""
+
+    folder: Path
+    replaced: bool = False
+
+
 @contextmanager
-def building(out: Path, force: bool = False, option: str = "--replace-foreign") -> Iterator[Path]:
-    """Yield a new, empty temporary folder beside `out` to write the report into; when the block
-    ends without an error, it takes `out`'s place (see the module's docstring). An `OSError` from
-    the block naming a file in the temporary folder is raised naming the file in `out` instead:
-    the folder the user asked for is the one to read about. `force`, `option`: `guard`'s."""
+def building(out: Path, force: bool = False, option: str = "--replace-foreign") -> Iterator[Build]:
+    """Yield a new, empty temporary folder beside `out` to write the report into (`Build.folder`);
+    when the block ends without an error, it takes `out`'s place (see the module's docstring). An
+    `OSError` from the block naming a file in the temporary folder is raised naming the file in
+    `out` instead: the folder the user asked for is the one to read about. `force`, `option`:
+    `guard`'s."""
     given, out = Path(out), absolute(out)
     check_place(out)
     remove_stale(out)
     folder, earlier = building_folder(out), None
+    build = Build(folder)
     try:
         try:
             if folder.exists() or folder.is_symlink():  # a dead process's of the same id: partial
                 _remove(folder)
             folder.mkdir(parents=True)
-            yield folder
+            yield build
         except OSError as error:
             named = _named_in(error, folder, given)
             if named is error:
                 raise
             raise named from error
+        was_report = written_by_fastseg(out, "report")
         earlier = install(folder, out, force, option)
+        build.replaced = earlier is not None and was_report
         if earlier is not None:
             _carry_over(earlier, out)
             _remove(earlier)
