@@ -13,7 +13,7 @@ import click
 
 from fastseg.inference.precision import PRECISIONS
 from fastseg.inference.tiling import DEFAULT_OVERLAP, MIN_TILE
-from fastseg.launch.device import DEVICES
+from fastseg.launch.device import DEVICES, MAX_LOADER_WORKERS
 from fastseg.paths import expanded
 from fastseg.training.config import TrainConfig
 from fastseg.training.recipes import DEFAULT_RECIPE, RECIPES, recipe_default
@@ -78,7 +78,10 @@ def inference_options(command: Callable) -> Callable:
     options = [
         click.option("--batch-size", type=click.IntRange(min=1), default=8, help="Images (or tiles) a pass."),
         click.option(
-            "--num-workers", type=int, default=-1, help="Decoding workers (-1: one per spare core)."
+            "--num-workers",
+            type=click.IntRange(min=-1, max=MAX_LOADER_WORKERS),
+            default=-1,
+            help="Decoding workers (-1: one per spare core).",
         ),
         click.option("--device", type=click.Choice(DEVICES), default="auto"),
         click.option(

@@ -605,3 +605,15 @@ def test_a_model_under_the_home_of_no_user_is_not_found_in_one_line(tmp_path, co
     result = CliRunner().invoke(main, [command, "--model", "~nosuchuser-fastseg/run", *arguments])
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit), repr(result.exception)
     assert "Path '~nosuchuser-fastseg/run' does not exist." in result.output.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(("workers", "said"), [("-7", "-7 is not in the range -1<=x<=1024"),
+                                               ("100000", "100000 is not in the range -1<=x<=1024")])  # fmt: skip
+def test_a_worker_count_out_of_range_is_refused_before_any_work(model_file, tmp_path, workers, said):
+    """Found by a hostile pass: `--num-workers 100000` forked workers until the machine hung, and
+    -7 was taken as -1 (auto) without a word. The range is train's (config.json's num_workers)."""
+    noise(20, 20).save(tmp_path / "a.png")
+    result = CliRunner().invoke(main, ["predict", "--model", str(model_file), str(tmp_path / "a.png"),
+                                       "--out", str(tmp_path / "out"), "--num-workers", workers])  # fmt: skip
+    assert result.exit_code == 2 and said in result.output, result.output
+    assert not (tmp_path / "out").exists()

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 DEVICES = ("auto", "cpu", "cuda", "mps")  # `--device` of train, predict and report
 MAX_WORKERS_PER_PROCESS = 32
+# the most `--num-workers` (and config.json's num_workers) may ask for: 100000 forked until the
+# machine hung
+MAX_LOADER_WORKERS = 1024
 
 
 def resolve_device(name: str = "auto") -> torch.device:

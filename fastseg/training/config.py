@@ -12,6 +12,7 @@ from typing import Any
 from fastseg.errors import FastsegError
 from fastseg.extras import install_hint
 from fastseg.imaging.geometry import LETTERBOX, SQUISH
+from fastseg.launch.device import MAX_LOADER_WORKERS
 from fastseg.model.config import DEFAULT_ENCODER
 
 TRAIN_SETS = ("train", "trainaug")  # VOC train; SBD + VOC train less VOC val (`download --sbd`)
@@ -227,7 +228,7 @@ _LIMITS: dict[str, Any] = {
     "l1": ("float", 0, 1.0), "class_weights": "str", "pretrained": "bool", "encoder_weights": "str?",
     "freeze_epochs": ("int", 0, 100_000), "keep": KEEP_RULES, "device": "str",
     "seed": ("int", -(2**63), 2**63 - 1), "split_seed": ("int", -(2**63), 2**63 - 1),
-    "num_workers": ("int", -1, 1024), "compile": "bool", "trackers": "names",
+    "num_workers": ("int", -1, MAX_LOADER_WORKERS), "compile": "bool", "trackers": "names",
     "augment": "augment", "augment.rotate_degrees": ("float", 0, 180.0),
     "augment.translate_fraction": ("float", 0, 1.0), "augment.scale_range": "pair",
     "augment.blur_sigma": "pair", "augment.color_jitter": ("float", 0, 1.0),
