@@ -9,6 +9,7 @@ import click
 
 from cli.errors import user_errors
 from cli.options import recipe_option, verbose_option
+from fastseg.number_style import quantity
 
 
 @click.command(context_settings={"show_default": True})
@@ -43,7 +44,7 @@ def command(out: Path, epochs: int, recipe_name: str, force: bool, quiet: bool) 
     )
     scores = result.report.scores
     click.echo(
-        f"test half ({result.report.images} images, original size): "
+        f"test half ({quantity(result.report.images, 'image')}, original size): "
         f"pixel accuracy {scores.pixel_accuracy:.3f}, mIoU {scores.mean_iou:.3f} "
         f"-> {result.report.out / 'report.html'}"
     )

@@ -12,7 +12,7 @@ from cli.progress import counted
 from fastseg.data.split import SUBSETS
 from fastseg.inference.ranking import DEFAULT_RANKING, RANKINGS
 from fastseg.inference.runtime_choice import RUNTIME_HELP, RUNTIMES
-from fastseg.number_style import score
+from fastseg.number_style import quantity, score
 
 
 @click.command(context_settings={"show_default": True})
@@ -65,7 +65,8 @@ def command(quiet: bool, **options) -> None:
                                     options["precision"], quiet)  # fmt: skip
     result = report(progress=no_progress if quiet else counted("report batches"), **options)
     scores = result.scores
-    click.echo(f"{result.subset} split, {result.images} images, original resolution, void excluded")
+    images = quantity(result.images, "image")
+    click.echo(f"{result.subset} split, {images}, original resolution, void excluded")
     for name, value in (
         ("pixel accuracy", scores.pixel_accuracy),
         ("mean class accuracy", scores.mean_class_accuracy),

@@ -21,3 +21,8 @@ def score(value: float | None) -> str:
 def score_change(value: float) -> str:
     """A difference of two scores, signed: `+0.012`, `-0.009`."""
     return f"{value:+.{SCORE_DECIMALS}f}"
+
+
+def quantity(count: int, noun: str) -> str:
+    """`1 image`, `16 images`: a count a person reads ("1 images" was in report's summary)."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -693,3 +693,15 @@ def test_a_report_into_the_folder_it_is_run_from_is_refused_before_the_evaluatio
     elsewhere = CliRunner().invoke(main, [*arguments, "--out", "../other"])
     assert elsewhere.exit_code == 0, elsewhere.output
     assert (earlier_report / "other" / "report.html").is_file() and folder_state(report) == before
+
+
+def test_a_count_of_one_is_singular_in_what_a_person_reads():
+    """Found by a hostile pass: a one-image test split printed "1 images" (report, its page, demo)."""
+    from pathlib import Path
+
+    from fastseg.number_style import quantity
+
+    assert [quantity(n, "image") for n in (0, 1, 2, 16)] == ["0 images", "1 image", "2 images", "16 images"]
+    sources = [Path("cli/report.py"), Path("cli/demo.py"), Path("fastseg/inference/report_page.py")]
+    root = Path(__file__).resolve().parent.parent
+    assert not [path for path in sources if "} images" in (root / path).read_text(encoding="utf-8")]

@@ -20,7 +20,7 @@ import pandas as pd
 
 from fastseg.errors import FastsegError
 from fastseg.inference.segmenter import Segmenter
-from fastseg.number_style import score
+from fastseg.number_style import quantity, score
 from fastseg.runs.folder import CONFIG, HISTORY, RunFolder
 from fastseg.structured_files import load_json
 from fastseg.visualization.charts import best_epoch, training_curve_panels
@@ -171,7 +171,8 @@ def summary_facts(
         ("Run", str(run.path)),
         (
             "Data set",
-            f"{isolated(data)}: the {subset} split, {images} images, each scored at its original resolution",
+            f"{isolated(data)}: the {subset} split, {quantity(images, 'image')}, each scored at its "
+            "original resolution",
         ),
         ("Model file", f"{isolated(model)}{size}"),
         ("Runs on", runtime_words(segmenter)),
