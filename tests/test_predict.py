@@ -607,8 +607,10 @@ def test_a_model_under_the_home_of_no_user_is_not_found_in_one_line(tmp_path, co
     assert "Path '~nosuchuser-fastseg/run' does not exist." in result.output.strip().splitlines()[-1]
 
 
-@pytest.mark.parametrize(("workers", "said"), [("-7", "-7 is not in the range -1<=x<=1024"),
-                                               ("100000", "100000 is not in the range -1<=x<=1024")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("workers", "said"),
+    [("-7", "-7 is not in the range -1<=x<=1024"), ("100000", "100000 is not in the range -1<=x<=1024")],
+)
 def test_a_worker_count_out_of_range_is_refused_before_any_work(model_file, tmp_path, workers, said):
     """Found by a hostile pass: `--num-workers 100000` forked workers until the machine hung, and
     -7 was taken as -1 (auto) without a word. The range is train's (config.json's num_workers)."""
@@ -617,3 +619,20 @@ def test_a_worker_count_out_of_range_is_refused_before_any_work(model_file, tmp_
                                        "--out", str(tmp_path / "out"), "--num-workers", workers])  # fmt: skip
     assert result.exit_code == 2 and said in result.output, result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_more_workers_than_four_a_core_is_refused_in_one_line(model_file, tmp_path, monkeypatch):
+    """1024 is the option's range, but 1024 forked workers of ~450 MiB each outgrow most machines:
+    more than 4 a core of this machine is one line, before anything is read or written."""
+    from fastseg.launch import device
+
+    monkeypatch.setattr(device, "available_cores", lambda: 2)
+    assert [device.loader_workers(n) for n in (0, 3, 8)] == [0, 3, 8]
+    noise(20, 20).save(tmp_path / "a.png")
+    result = CliRunner().invoke(main, ["predict", "--model", str(model_file), str(tmp_path / "a.png"),
+                                       "--out", str(tmp_path / "out"), "--num-workers", "9"])  # fmt: skip
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output  # a usage error
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: --num-workers 9: at most 8 here (4 a core, 2 cores); each worker is a process of its own"
+    )
+    assert not list((tmp_path / "out").glob("*.png"))

@@ -147,3 +147,18 @@ def test_demo_into_a_log_file_is_plain_lines(tmp_path):
     assert lines[4].startswith("segmenting every image") and lines[5].startswith("reporting on the test")
     assert lines[6] == f"data: {tmp_path / 'demo' / 'data' / 'VOCdevkit' / 'VOC2012'}"
     assert lines[-1].startswith("test half (16 images, original size): pixel accuracy ")
+
+
+def test_more_loader_workers_than_this_machine_holds_is_refused_first(voc_root, tmp_path, monkeypatch):
+    """`--num-workers` (or config.json's num_workers, on resume from a bigger machine) above 4 a
+    core: one line before anything is made, naming the option to give."""
+    from fastseg.launch import device
+
+    monkeypatch.setattr(device, "available_cores", lambda: 2)
+    result = CliRunner().invoke(main, ["train", "--data", str(voc_root), "--out", str(tmp_path / "run"),
+                                       "--num-workers", "9", "--epochs", "1", "--size", "32"])  # fmt: skip
+    assert result.exit_code in (1, 2) and "Traceback" not in result.output, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: --num-workers 9: at most 8 here (4 a core, 2 cores); each worker is a process of its own"
+    )
+    assert not (tmp_path / "run").exists()

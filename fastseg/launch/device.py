@@ -10,7 +10,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from fastseg.errors import FastsegError
+from fastseg.errors import FastsegError, OptionError
 
 if TYPE_CHECKING:
     import torch
@@ -20,6 +20,7 @@ MAX_WORKERS_PER_PROCESS = 32
 # the most `--num-workers` (and config.json's num_workers) may ask for: 100000 forked until the
 # machine hung
 MAX_LOADER_WORKERS = 1024
+WORKERS_PER_CORE = 4  # decoding is CPU work: more workers than this only share the same cores
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -114,5 +115,14 @@ def default_num_workers(processes: int | None = None) -> int:
 
 
 def loader_workers(requested: int | None) -> int:
-    """`--num-workers`: a count as given, or -1 / None for :func:`default_num_workers`."""
-    return default_num_workers() if requested is None or requested < 0 else requested
+    """`--num-workers`: a count as given, or -1 / None for :func:`default_num_workers`. More than
+    `WORKERS_PER_CORE` a core is refused: each worker is a forked process that soon holds its own
+    ~450 MiB, so 100000 on 2 cores ran the machine out of memory (a hostile pass)."""
+    if requested is None or requested < 0:
+        return default_num_workers()
+    cores = available_cores()
+    if requested > WORKERS_PER_CORE * cores:
+        most = WORKERS_PER_CORE * cores
+        raise OptionError(f"--num-workers {requested}: at most {most} here ({WORKERS_PER_CORE} a core, "
+                          f"{cores} cores); each worker is a process of its own")  # fmt: skip
+    return requested

@@ -12,7 +12,7 @@ from typing import Any
 from fastseg.errors import FastsegError
 from fastseg.extras import install_hint
 from fastseg.imaging.geometry import LETTERBOX, SQUISH
-from fastseg.launch.device import MAX_LOADER_WORKERS
+from fastseg.launch.device import MAX_LOADER_WORKERS, loader_workers
 from fastseg.model.config import DEFAULT_ENCODER
 
 TRAIN_SETS = ("train", "trainaug")  # VOC train; SBD + VOC train less VOC val (`download --sbd`)
@@ -161,6 +161,7 @@ class TrainConfig:
         problem = batch_norm_problem(self.batch_size, self.train_size)
         if problem:
             raise FastsegError(problem)
+        loader_workers(self.num_workers)  # more than this machine holds: one line before the run folder
         if self.augment.random_scale_crop and self.train_size > self.size:
             raise FastsegError(
                 f"--crop-size {self.train_size} is larger than --size {self.size}: most of every crop "
