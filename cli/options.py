@@ -81,7 +81,7 @@ def inference_options(command: Callable) -> Callable:
             "--num-workers",
             type=click.IntRange(min=-1, max=MAX_LOADER_WORKERS),
             default=-1,
-            help="Decoding workers (-1: one per spare core).",
+            help="Decoding workers (-1: one per spare core; at most 4 a core).",
         ),
         click.option("--device", type=click.Choice(DEVICES), default="auto"),
         click.option(

@@ -155,7 +155,7 @@ def default_run_dir() -> Path:
     "--num-workers",
     type=int,
     default=train_default("num_workers"),
-    help="DataLoader workers (-1: one per spare core).",
+    help="DataLoader workers (-1: one per spare core; at most 4 a core).",
 )
 @click.option(
     "--resume",
