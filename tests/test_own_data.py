@@ -482,3 +482,15 @@ def test_mask_values_map_stored_values_to_classes(tmp_path):
     for bad, expected in cases:
         write_yaml(data, mask_values=bad)
         assert_refused(data, tmp_path, expected)
+
+
+def test_an_image_listed_twice_in_a_txt_split_is_a_problem_naming_both_lines(tmp_path):
+    """A repeated line trained that image twice an epoch and wrote a split.json that report then
+    refuses (an id twice in a split); a stem and its file name are the same image."""
+    data = make_demo_folder(tmp_path / "data", ["a", "b"], counts={"train": 3, "val": 2})
+    root = data.parent
+    (root / "train.txt").write_text("train/train_0000\ntrain/train_0001\ntrain/train_0000.jpg\n")
+    data.write_text(yaml.safe_dump({"names": {0: "a", 1: "b"}, "train": "train.txt", "val": "images/val"}))
+    assert open_dataset(data).problems == [
+        f"{root / 'train.txt'}:3: 'train/train_0000.jpg' is the image of line 1 again; list each image once"
+    ]

@@ -50,3 +50,14 @@ def test_unreadable_split_file_names_the_file(tmp_path):
     path.write_text("{not json")
     with pytest.raises(CheckpointError, match="split.json: not a fastseg split file"):
         RunFolder(tmp_path).read_split()
+
+
+def test_an_id_listed_twice_in_one_split_is_refused_naming_it(tmp_path):
+    """Found by a hostile pass: a hand-edited split.json listing a test image twice made report
+    score it twice (and training would weigh a repeated one double)."""
+    split = seed_split([f"2007_{i:06d}" for i in range(10)], fake_ids(9))
+    values = split.to_dict()
+    values["test"] = [*values["test"], values["test"][0]]
+    (tmp_path / "split.json").write_text(json.dumps(values))
+    with pytest.raises(CheckpointError, match=rf"split.json: .*'test' lists '{values['test'][0]}' twice"):
+        RunFolder(tmp_path).read_split()

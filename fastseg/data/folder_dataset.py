@@ -196,6 +196,7 @@ class FolderDataset(SegmentationData):
         """A `.txt` split: one image per line, a stem or a path relative to the `images` folder."""
         base = self.root / IMAGES_FOLDER
         images = []
+        first_line: dict[Path, int] = {}  # a repeated image would train twice an epoch
         try:
             lines = listing.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as error:
@@ -222,7 +223,11 @@ class FolderDataset(SegmentationData):
                 continue
             if found is None:
                 self.problems.append(f"{listing}:{number}: no image {entry!r} in {base}")
+            elif found in first_line:
+                self.problems.append(f"{listing}:{number}: {entry!r} is the image of line "
+                                     f"{first_line[found]} again; list each image once")  # fmt: skip
             else:
+                first_line[found] = number
                 images.append(found)
         return images
 

@@ -6,6 +6,7 @@ We call the same function on the same list so the very same ids land in test.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -51,6 +52,9 @@ class Split:
             escaping = [item for item in ids if not _plain_id(item)]
             if escaping:
                 raise DatasetError(f"{name!r} id {escaping[0]!r} is not a name inside the data folder")
+            repeated = next((item for item, count in Counter(ids).items() if count > 1), None)
+            if repeated is not None:  # report would score it twice, training would weigh it double
+                raise DatasetError(f"{name!r} lists {repeated!r} twice: each image belongs once")
             lists[name] = ids
         seed, test_from = values.get("seed", 42), values.get("test_from")
         if type(seed) is not int:
