@@ -58,6 +58,8 @@ REPORT_CASES = {
     "weights float32 inf": ("class_weights.json", json.dumps({"weights": [1e300] * 21}), "from 0 to 1e+12"),
     "weights all zero": ("class_weights.json", json.dumps({"weights": [0] * 21}), "not all 0"),
     "config data 5": ("config.json", '{"train": {"data": 5}}', "does not name the run's dataset"),
+    # found by a hostile pass: it said only "does not name the run's dataset", hiding why
+    "config not utf8": ("config.json", None, "not UTF-8"),
 }  # fmt: skip
 
 

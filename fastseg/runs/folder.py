@@ -263,7 +263,10 @@ class RunFolder:
         path = self.file(CONFIG)
         try:
             data = load_json(path, "run config")["train"]["data"]
-        except (FastsegError, KeyError, TypeError):
+        except FastsegError as error:  # unreadable: say why (not UTF-8, not JSON), not only "pass --data"
+            reason = _reason(error, path)
+            raise FastsegError(f"{path}: {reason}; pass --data to name the run's dataset") from None
+        except (KeyError, TypeError):
             data = None
         if not data or not isinstance(data, str):
             raise FastsegError(f"{path}: does not name the run's dataset; pass --data")
