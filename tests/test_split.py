@@ -61,3 +61,14 @@ def test_an_id_listed_twice_in_one_split_is_refused_naming_it(tmp_path):
     (tmp_path / "split.json").write_text(json.dumps(values))
     with pytest.raises(CheckpointError, match=rf"split.json: .*'test' lists '{values['test'][0]}' twice"):
         RunFolder(tmp_path).read_split()
+
+
+@pytest.mark.parametrize(("ids", "valid", "test"), [([], [], []), (["a"], ["a"], [])])
+def test_halving_zero_or_one_id_warns_nothing(ids, valid, test):
+    """torch's "Length of split at index 1 is 0" UserWarning was printed on the user's terminal
+    (a val split of one image); the halves are the same as before."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert halve(ids) == (valid, test)
