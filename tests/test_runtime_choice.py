@@ -497,10 +497,13 @@ def test_an_unreadable_int8_file_is_left_for_model_pth_with_the_reason(tmp_path,
     assert [row["runtime"] for row in rows(tmp_path / "quiet")] == [TORCH]
 
 
-def test_a_run_without_int8_names_the_command_that_makes_it_on_the_cpu_only(tmp_path, model_pth):
+def test_a_run_without_int8_names_the_command_that_makes_it_on_the_cpu_only(tmp_path, model_pth, monkeypatch):
     """With model.pth alone, the default is torch (0.6-0.8x the peer on a bf16 CPU, #24); the INT8
     export is about twice as fast on a CPU, so the line says how to make it. On a GPU it would not
     be used, so the line does not suggest it."""
+    from fastseg.inference import runtime_choice
+
+    monkeypatch.setattr(runtime_choice, "_export_installed", lambda: True)  # the onnx extra, as [test] has
     folder = run_folder(tmp_path, model_pth)
     hint = f"fastseg export --model {folder} --int8 makes {folder / 'model.int8.onnx'}, faster on a CPU"
     assert choose_runtime(folder, "auto", CPU).alternative == hint
@@ -515,3 +518,22 @@ def test_a_run_without_int8_names_the_command_that_makes_it_on_the_cpu_only(tmp_
     (spaced / "model.pth").write_bytes((folder / "model.pth").read_bytes())
     alternative = choose_runtime(spaced, "auto", CPU).alternative
     assert alternative.startswith(f"fastseg export --model '{spaced}' --int8 makes ")
+
+
+def test_the_export_hint_says_how_to_install_what_export_needs_where_it_is_missing(tmp_path, model_pth,
+                                                                                  monkeypatch):  # fmt: skip
+    """Without the onnx extra, `export --int8` would stop at its own install line: the hint says it
+    first (found by spec, not imported: the torch path must not pay onnx's import)."""
+    import importlib.util
+
+    from fastseg.extras import install_hint
+
+    folder = run_folder(tmp_path, model_pth)
+    real_find_spec = importlib.util.find_spec
+
+    def without_onnxscript(name, *rest):
+        return None if name == "onnxscript" else real_find_spec(name, *rest)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_onnxscript)
+    alternative = choose_runtime(folder, "auto", CPU).alternative
+    assert alternative.endswith(f"faster on a CPU (after {install_hint('onnx')})")

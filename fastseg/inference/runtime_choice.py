@@ -111,6 +111,14 @@ def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _export_installed() -> bool:
+    """Whether the `onnx` extra that `export --int8` needs is installed: found, not imported (the
+    torch path would pay onnx's 0.8 s import for one hint)."""
+    from importlib.util import find_spec
+
+    return all(find_spec(name) is not None for name in ("onnx", "onnxruntime", "onnxscript"))
+
+
 def onnxruntime_importable() -> bool:
     try:
         import onnxruntime  # noqa: F401 - only whether it imports
@@ -152,6 +160,8 @@ def choose_runtime(model: Path | str, runtime: str = "auto", device: torch.devic
         )
         # the INT8 export runs about twice as fast as model.pth on a CPU (#24), so say how to make it
         make = f"fastseg export --model {shlex.quote(str(path))} --int8 makes {int8_file}, faster on a CPU"
+        if not _export_installed():
+            make += f" (after {install_hint('onnx')})"
         hint = make if not odd and not _device_not_cpu(device, requested_device) else ""
         return RuntimeChoice(torch_file, "torch", f"{MODEL_FILENAME}; {found}", alternative=hint)
     reason = _int8_unusable(device, precision, requested_device)
