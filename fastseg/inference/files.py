@@ -142,15 +142,16 @@ class Batches:
         ahead = max(2 * self.batch_size, 2 * self.threads)
         pending: deque[Future] = deque()
         with ThreadPoolExecutor(self.threads, thread_name_prefix="fastseg-decode") as pool:
+
+            def top_up() -> None:
+                for index in islice(indices, ahead - len(pending)):
+                    pending.append(pool.submit(self.dataset.__getitem__, index))
+
             try:
-                while True:
-                    for index in islice(indices, ahead - len(pending)):
-                        pending.append(pool.submit(self.dataset.__getitem__, index))
-                    if not pending:
-                        return
+                top_up()
+                while pending:
                     items = [pending.popleft().result() for _ in range(min(self.batch_size, len(pending)))]
-                    for index in islice(indices, ahead - len(pending)):  # decode on meanwhile
-                        pending.append(pool.submit(self.dataset.__getitem__, index))
+                    top_up()  # decoding goes on while the caller runs this batch
                     yield collate(items)
             finally:
                 for future in pending:  # a caller that stopped early: no more decoding

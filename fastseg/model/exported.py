@@ -71,12 +71,12 @@ def description_json(loaded: LoadedModel, **extra: Any) -> str:
     }
     try:  # what the strict reader (`described_model`) would refuse is refused here, at export
         text = json.dumps(values, allow_nan=False)
-        parse_json(text, "the model's metadata", "model description")
+        read_back = parse_json(text, "the model's metadata", "model description")
     except (TypeError, ValueError, RecursionError, StructuredFileError) as error:
         reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"its metadata holds a value an exported file cannot carry ({reason}); "
                               "only JSON numbers, text, lists and mappings export") from None  # fmt: skip
-    values[DESCRIPTION_DIGEST] = description_sha256(json.loads(text))  # the values as read back
+    values[DESCRIPTION_DIGEST] = description_sha256(read_back)  # the values as predict will read them
     return json.dumps(values, allow_nan=False)
 
 
