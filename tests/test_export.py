@@ -532,3 +532,26 @@ def test_int8_options_without_int8_are_a_usage_error_naming_them(export_calls, t
     assert export_calls[-1]["int8"] is True
     assert invoke("export", "--model", tmp_path, "--quiet").exit_code == 0
     assert invoke("export", "--model", tmp_path, "--force", "--quiet").exit_code == 0  # old scripts
+
+
+def test_an_unreadable_model_file_is_one_line(run, tmp_path, monkeypatch):
+    """Found in review: export opens model.pth itself (to hash the very bytes it loads), so a file
+    it may not read (permissions; root reads anything, so the refusal is simulated) was a
+    PermissionError traceback where load_model had said one line."""
+    import errno
+    from pathlib import Path
+
+    real_open = Path.open
+
+    def refusing(self, *args, **kwargs):
+        if self == run / "model.pth":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refusing)
+    result = invoke("export", "--model", run, "--out", tmp_path / "model.onnx")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.output.strip().splitlines() == [
+        f"Error: {run / 'model.pth'}: not a readable fastseg model (Permission denied)"
+    ]
+    assert not (tmp_path / "model.onnx").exists()

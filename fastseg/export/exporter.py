@@ -75,10 +75,13 @@ def export(
         run = RunFolder.of_model(path)  # a folder with split.json, or one line saying it is not a run
         dataset = open_dataset(data or run.data_folder())
         split = run.read_split(dataset, ("valid",))  # a lost validation image: one line naming split.json
-    with path.open("rb") as opened:  # the digest of the very bytes loaded, for `predict --runtime auto`
-        source = {SOURCE_DIGEST: file_sha256(opened)}  # (a model.pth replaced meanwhile is another inode)
-        opened.seek(0)
-        loaded = load_model(path, opened=opened)
+    try:
+        with path.open("rb") as opened:  # the digest of the very bytes loaded, for `predict --runtime auto`
+            source = {SOURCE_DIGEST: file_sha256(opened)}  # (a model.pth replaced meanwhile: another inode)
+            opened.seek(0)
+            loaded = load_model(path, opened=opened)
+    except OSError as error:  # unreadable (permissions, I/O): one line, as load_model says it
+        raise CheckpointError(f"{path}: not a readable fastseg model ({error.strerror or error})") from None
     if int8:  # INT8's check scored against other classes would pass or fail for no reason
         from fastseg.inference.report import require_same_classes  # report's check (pandas, matplotlib)
 
