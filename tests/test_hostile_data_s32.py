@@ -187,8 +187,7 @@ def test_a_cvat_mask_a_pixel_past_the_edge_is_cut_off_not_a_traceback(tmp_path, 
         tmp_path / "export", f'<mask label="cat" left="{left}" top="{top}" width="5" height="5" rle="0,25"/>'
     )
     result = run_cli("import", "cvat", path, "--out", tmp_path / "ds", "--quiet", "--test", 0, "--val", 0.25)
-    assert result.exit_code in (0, 1), result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 0, (result.output, result.exception)
     mask = np.asarray(Image.open(next((tmp_path / "ds" / "masks").rglob("i0.png"))))
     wanted = np.zeros((30, 40), dtype=np.uint8)
     wanted[expected] = 1
@@ -381,7 +380,7 @@ def test_show_data_replaces_its_own_samples_and_fits_rows_to_a_small_data_set(tm
         assert "note: 1 row(s)" in result.output  # val's 2 images halved: 1 validation image
     for name in ("train_ds_sample.png", "val_ds_sample.png"):
         with Image.open(tmp_path / "out" / name) as image:
-            assert image.format == "PNG" and image.size[0] > 0
+            assert image.format == "PNG" and image.info.get("fastseg") == "data sample"  # guard reads it
 
 
 # --- runs --------------------------------------------------------------------------------------------

@@ -249,7 +249,8 @@ def test_serve_refuses_a_nan_limit_before_it_starts(tmp_path, monkeypatch, optio
         result = CliRunner().invoke(main, ["serve", "--model", str(model), "--port", "0", option, value])
         assert result.exit_code != 0 and isinstance(result.exception, SystemExit), result.output
         assert option in result.output and "nan" in result.output and "Traceback" not in result.output
-        assert len(result.output.strip().splitlines()) == 1 or "Usage:" in result.output
+        errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and errors[0] == result.output.strip().splitlines()[-1], result.output
     assert not started
     from fastseg.errors import OptionError
     from fastseg.serving.settings import ServeSettings
