@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from cli.errors import user_errors
+from fastseg.errors import shown
 from fastseg.number_style import score
 from fastseg.runs.table import COLUMNS
 
@@ -25,12 +26,7 @@ def _cell(name: str, row: dict) -> str:
     if name == "duration":
         minutes, seconds = divmod(round(value), 60)
         return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{seconds:02d}s"
-    return score(value) if isinstance(value, float) else _one_line(str(value))
-
-
-def _one_line(text: str) -> str:
-    """A folder or data name as it can stand in one row: a newline or NUL in it escaped (`\\n`)."""
-    return text if text.isprintable() else repr(text)[1:-1]
+    return score(value) if isinstance(value, float) else shown(value)
 
 
 def format_table(rows: list[dict]) -> str:

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def shown(text: object) -> str:
+    """A name or problem as it can stand in one line: control characters (a newline in a file's
+    name, a NUL) escaped (`a\\nb.png`); a problem per line is what a reader and a log count."""
+    text = str(text)
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 class FastsegError(Exception):
     """A problem the user can fix (bad path, bad data, bad option); never a bug.
 

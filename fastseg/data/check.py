@@ -12,7 +12,7 @@ import numpy as np
 from fastseg.data.class_weights import mask_pixel_counts
 from fastseg.data.dataset import SegmentationData
 from fastseg.data.split import Split
-from fastseg.errors import DatasetError
+from fastseg.errors import DatasetError, shown
 from fastseg.launch.device import cores_per_process
 
 
@@ -85,7 +85,7 @@ def _raise_problems(dataset: SegmentationData, problems: list[str], action: str)
     if problems:
         raise DatasetError(
             f"{len(problems)} problem(s) in {dataset.root}, {action} not started:\n"
-            + "\n".join(map(one_line, problems))
+            + "\n".join(map(shown, problems))
         )
 
 
@@ -94,12 +94,6 @@ def all_void_problem(images: int) -> str:
     train at loss 0 and lr-find suggest from a flat line (one wording, two places)."""
     return (f"the training masks label no pixel (all {images} are void): nothing to train on; check "
             "the masks and the data set's void value")  # fmt: skip
-
-
-def one_line(problem: str) -> str:
-    """A problem as one line: a newline or other control character in a file's name escaped
-    (`a\\nb.png`), as the import shows names; a problem per line is what a reader counts."""
-    return problem if problem.isprintable() else repr(problem)[1:-1]
 
 
 def inspect_pairs(

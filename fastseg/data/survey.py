@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastseg.data.check import all_void_problem, binary_void_hint, inspect_pairs, one_line
+from fastseg.data.check import all_void_problem, binary_void_hint, inspect_pairs
 from fastseg.data.dataset import SegmentationData
-from fastseg.errors import DatasetError
+from fastseg.errors import DatasetError, shown
 
 
 @dataclass
@@ -65,7 +65,7 @@ def survey_dataset(
     elif train is not None and train.pixels.sum() and not train.pixels[:-1].sum():  # what train refuses
         survey.problems.append(f"{dataset.root}: {all_void_problem(train.images)}")
     # a pair in two VOC lists is one problem; a newline in a file's name does not make two
-    survey.problems = list(dict.fromkeys(map(one_line, survey.problems)))
+    survey.problems = list(dict.fromkeys(map(shown, survey.problems)))
     return survey
 
 

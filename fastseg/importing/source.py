@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import numpy as np
 
 from fastseg.classes import Colour
-from fastseg.errors import DatasetError
+from fastseg.errors import DatasetError, shown
 from fastseg.paths import UNUSABLE_PATH, path_problem
 
 BACKGROUND = "background"
@@ -75,12 +75,6 @@ class Source:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     fixed_classes: bool = False
-
-
-def shown(text: object) -> str:
-    """A name as it can stand in one line: control characters (a newline in a file name) escaped."""
-    text = str(text)
-    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def declared_names(labels: Iterable[str]) -> list[str]:

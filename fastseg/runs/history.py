@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from fastseg.atomic import write_text
 from fastseg.errors import FastsegError
+from fastseg.structured_files import read_utf8
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,11 +32,7 @@ def rows_before(path: Path, epoch: int) -> list[str]:
     """The rows of epochs `< epoch` already on disk, as written (an interrupted epoch is redone)."""
     if not path.is_file():
         return []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:  # damaged: named, as `_read_csv` names it
-        raise FastsegError(f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
-                           f"{error.start}); not a history fastseg wrote") from None  # fmt: skip
+    text = read_utf8(path, "history")  # damaged, unreadable, a FIFO: one line naming it
     rows = []
     for line in text.splitlines()[1:]:
         first = line.split(",", 1)[0]
