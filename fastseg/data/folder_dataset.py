@@ -204,12 +204,17 @@ class FolderDataset(SegmentationData):
                 f"{listing}: cannot read the list ({getattr(error, 'strerror', None) or error})"
             )
             return []
+        try:
+            resolved_base = base.resolve()  # once, not per line
+        except UNUSABLE_PATH as error:
+            self.problems.append(f"{base}: cannot be used ({path_problem(error)})")
+            return []
         for number, line in enumerate(lines, start=1):
             entry = line.strip()
             if not entry or entry.startswith("#"):
                 continue
             try:
-                outside = not (base / entry).resolve().is_relative_to(base.resolve())
+                outside = not (base / entry).resolve().is_relative_to(resolved_base)
                 candidates = [base / entry] if Path(entry).suffix.lower() in IMAGE_SUFFIXES else [
                     base / f"{entry}{suffix}" for suffix in sorted(IMAGE_SUFFIXES)]  # fmt: skip
                 found = None if outside else next((path for path in candidates if path.is_file()), None)
