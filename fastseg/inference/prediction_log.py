@@ -32,6 +32,14 @@ def csv_fields(class_names: Sequence[str], fixed: Sequence[str] = FIXED_FIELDS) 
     return [*fixed, *class_names]
 
 
+def logged_text(value: object) -> str:
+    """A cell of `predictions.csv` as text that UTF-8 can hold: a file name's bytes that are not
+    UTF-8 (Linux allows them; Python keeps them as lone surrogates) written as `\\xff`, where they
+    stopped the whole run with a UnicodeEncodeError and lost the log. `--skip-existing` looks an
+    image's earlier row up by this same text."""
+    return str(value).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def csv_row(source: Path, status: str, error: str = "", size: tuple[int, int] | None = None,
             seconds: float | None = None, fractions: list[float] | None = None,
             runtime: str = "") -> list:  # fmt: skip
@@ -58,7 +66,8 @@ class PredictionLog:
         self.write(csv_row(source, status, error, **values))
 
     def write(self, row: list) -> None:
-        self.writer.writerow(row + [""] * (self.width - len(row)))
+        cells = [logged_text(cell) if isinstance(cell, (str, Path)) else cell for cell in row]
+        self.writer.writerow(cells + [""] * (self.width - len(row)))
 
 
 MAX_LOG_BYTES = 1 << 30  # an earlier predictions.csv read back whole: millions of rows, not a device
@@ -92,7 +101,7 @@ def skipped_rows(
     size and fractions read back from the mask. A mask that cannot be read is not done."""
     rows = {}
     for job in (job for job in jobs if is_done(job, overlay)):
-        earlier = previous.get(str(job.source))
+        earlier = previous.get(logged_text(job.source))
         if earlier is not None:
             rows[job] = [job.source, *earlier[1:3], "skipped", "", *earlier[5:]]  # its time, runtime, shares
             continue

@@ -1,0 +1,62 @@
+"""Session 33's stranger's pass over `predict` (a torch model, no --tile), `download` and `demo`:
+each test is a defect found by attacking them, and failed before its fix."""
+
+import csv
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from model_files import save_untrained_voc_model
+from PIL import Image
+
+from cli.main import main
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    return save_untrained_voc_model(tmp_path_factory.mktemp("model") / "model.pth", 32)
+
+
+def noise(path, width=20, height=16):
+    rng = np.random.default_rng(width * 1000 + height)
+    Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path, format="PNG")
+
+
+def predict(model_file, *arguments):
+    return CliRunner().invoke(main, ["predict", "--model", str(model_file), "--quiet", "--num-workers", "0",
+                                     *map(str, arguments)])  # fmt: skip
+
+
+def csv_rows(path):
+    with path.open(encoding="utf-8", newline="") as file:  # UTF-8, or UnicodeDecodeError
+        return list(csv.DictReader(file))
+
+
+def test_a_file_name_that_is_not_utf8_is_logged_escaped_and_found_again_on_resume(model_file, tmp_path):
+    """A name with bytes that are not UTF-8 (Linux allows them) stopped the whole run with a
+    UnicodeEncodeError traceback while writing its row, and predictions.csv was lost. Its row now
+    names it with the bytes escaped (`\\xff`), in a file that stays UTF-8, and `--skip-existing`
+    finds that row again (the earlier figures, not a second row)."""
+    source = tmp_path / "in"
+    source.mkdir()
+    odd = os.fsdecode(os.fsencode(source) + b"/odd\xff\xfe.png")
+    noise(odd)
+    noise(source / "plain.png")
+    out = tmp_path / "out"
+    result = predict(model_file, source, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "2 segmented, 0 failed" in result.output
+    assert (out / os.fsdecode(b"odd\xff\xfe.png")).is_file()
+    rows = csv_rows(out / "predictions.csv")
+    assert sorted(row["path"] for row in rows) == [f"{source}/odd\\xff\\xfe.png", f"{source}/plain.png"]
+    assert all(row["status"] == "ok" for row in rows)
+    first = {row["path"]: row for row in rows}
+
+    result = predict(model_file, source, "--out", out, "--skip-existing")
+    assert result.exit_code == 0, result.output
+    assert "0 segmented, 0 failed, 2 skipped" in result.output
+    again = csv_rows(out / "predictions.csv")
+    assert len(again) == 2 and all(row["status"] == "skipped" for row in again)
+    for row in again:  # the earlier run's row, time included: found by its escaped name
+        assert row["seconds"] == first[row["path"]]["seconds"] != ""
