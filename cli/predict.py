@@ -53,6 +53,7 @@ def command(model: Path, inputs: tuple[Path, ...], out: Path, quiet: bool, **opt
     `--force` still works as the old spelling of `--replace-foreign` (the same effect, and a note
     naming the new flag): `--force` now means "replace fastseg's own earlier output" on every
     command, and predict replaces its own earlier masks without being asked."""
+    from fastseg.errors import shown
     from fastseg.inference.predict import predict
     from fastseg.inference.segmented import no_progress
     from fastseg.launch.processes import rank_and_world
@@ -62,7 +63,7 @@ def command(model: Path, inputs: tuple[Path, ...], out: Path, quiet: bool, **opt
     announce = None if quiet or rank else click.echo  # the runtime chosen, and why: one line
     summary = predict(model, list(inputs), out, progress=progress, announce=announce, **options)
     for path, reason in summary.failures:
-        click.echo(f"{path}: {reason}", err=True)
+        click.echo(shown(f"{path}: {reason}"), err=True)  # a newline in a file's name: still one line
     if rank:
         sys.exit(1 if summary.failed else 0)
     skipped = f", {summary.skipped} skipped (already done)" if summary.skipped else ""

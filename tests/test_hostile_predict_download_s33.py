@@ -60,3 +60,17 @@ def test_a_file_name_that_is_not_utf8_is_logged_escaped_and_found_again_on_resum
     assert len(again) == 2 and all(row["status"] == "skipped" for row in again)
     for row in again:  # the earlier run's row, time included: found by its escaped name
         assert row["seconds"] == first[row["path"]]["seconds"] != ""
+
+
+def test_a_failed_file_whose_name_holds_a_newline_is_one_line(model_file, tmp_path):
+    """A bad file named `a<newline>b.png` was reported on two lines of stderr (and a name with
+    bytes that are not UTF-8 is escaped too): one failure, one line, as a reader or a log counts."""
+    source = tmp_path / "in"
+    source.mkdir()
+    (source / "a\nb.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    noise(source / "plain.png")
+    result = predict(model_file, source, "--out", tmp_path / "out")
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[-1].startswith("1 segmented, 1 failed")
+    assert len(lines) == 2 and lines[0].startswith(f"{source}/a\\nb.png: corrupt or truncated image")
