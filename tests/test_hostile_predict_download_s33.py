@@ -74,3 +74,20 @@ def test_a_failed_file_whose_name_holds_a_newline_is_one_line(model_file, tmp_pa
     lines = result.output.splitlines()
     assert lines[-1].startswith("1 segmented, 1 failed")
     assert len(lines) == 2 and lines[0].startswith(f"{source}/a\\nb.png: corrupt or truncated image")
+
+
+def test_a_huge_size_is_one_line_not_a_memory_traceback(model_file, tmp_path):
+    """`--size 100000000` was a numpy `_ArrayMemoryError` traceback (a 107 PiB blank input for the
+    file that ran out of memory); the side is bounded where it is given and where the inputs are
+    made (a model file's own size, `report`), before anything is allocated."""
+    from fastseg.errors import FastsegError
+    from fastseg.inference.files import MAX_INPUT_SIDE, ImageFiles
+
+    noise(tmp_path / "a.png")
+    result = predict(model_file, tmp_path / "a.png", "--out", tmp_path / "out", "--size", 100_000_000)
+    assert result.exit_code == 1
+    message = f"input side 100000000 is not within 1 to {MAX_INPUT_SIDE} pixels"
+    assert result.output == f"Error: {message}: choose another --size, or --tile for big images\n"
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(FastsegError, match=message):
+        ImageFiles([tmp_path / "a.png"], 100_000_000, "squish", (0.5,) * 3, (0.25,) * 3)

@@ -18,9 +18,23 @@ from typing import Any
 
 import numpy as np
 
+from fastseg.errors import FastsegError
 from fastseg.imaging.geometry import fit_image
 from fastseg.imaging.images import UnreadableImage, load_rgb
 from fastseg.imaging.normalise import normalised_array
+
+# The largest side of the model's square input (`--size`, or a model file's own): 3 x 8192² float32
+# is 0.8 GB an image before the network's activations; a bigger picture is for `--tile`. Without a
+# bound, `--size 100000000` was a numpy traceback asking for 107 PiB.
+MAX_INPUT_SIDE = 8192
+
+
+def check_input_side(size: int) -> int:
+    """`size` if the model's input may have that side, else one line saying why not."""
+    if not 0 < size <= MAX_INPUT_SIDE:
+        raise FastsegError(f"input side {size} is not within 1 to {MAX_INPUT_SIDE} pixels: choose "
+                           "another --size, or --tile for big images")  # fmt: skip
+    return size
 
 
 class ImageFiles:
@@ -43,7 +57,7 @@ class ImageFiles:
         keep_original: bool = False,
         fit: bool = True,
     ):
-        self.paths, self.size, self.resize = list(paths), size, resize
+        self.paths, self.size, self.resize = list(paths), check_input_side(size), resize
         self.mean, self.std, self.extra, self.keep_original = mean, std, extra, keep_original
         self.fit = fit
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from fastseg.atomic import atomic_path, remove_stale_temporaries
 from fastseg.errors import FastsegError
+from fastseg.inference.files import check_input_side
 from fastseg.inference.jobs import collect_jobs
 from fastseg.inference.output_writer import OUTPUT_THREADS, write_outputs
 from fastseg.inference.prediction_log import (
@@ -100,6 +101,8 @@ def predict(
     own resolution instead of fitting it whole (`fastseg.inference.tiling`). `force`: replace
     files at output paths that fastseg did not write (never an input).
     """
+    if size is not None:
+        check_input_side(size)  # before the model is loaded or --out is made
     tiling = make_tiling(tile, overlap, size)
     out = Path(out)
     given = Path(model)
