@@ -19,6 +19,8 @@ the file (a copied or renamed output is still recognised, a user's file of the s
 - lr-find sweep: `lr_find.csv`, which has no place for a mark: recognised by its content, the
   header `lr,loss` and nothing but pairs of numbers below it (a file of exactly that shape holds
   nothing a new sweep does not).
+- predictions log: `predict`'s `predictions.csv`, recognised by its header's first columns
+  (`path,width,height,status,error,seconds`, every version's), read from its first bytes only.
 
 A refusal is one line naming the file and the option that allows the role to replace it, which
 each writer passes to `guard`: `--replace-foreign` for predict's masks and overlays and report's
@@ -41,7 +43,9 @@ LR_FIND_TEXT = ("fastseg", "lr-find")  # PNG tEXt key and value of `fastseg lr-f
 SAMPLE_TEXT = ("fastseg", "data sample")  # PNG tEXt of train's and show-data's sample figures
 SWEEP_HEADER = "lr,loss"  # `lr_find.csv`'s first line
 MAX_SWEEP_BYTES = 1 << 20  # fastai's sweep is at most a few thousand rows
-ROLES = ("mask", "overlay", "export", "report", "lr-find plot", "lr-find sweep", "data sample")
+PREDICTIONS_HEADER = b"path,width,height,status,error,seconds,"  # predictions.csv, every version
+ROLES = ("mask", "overlay", "export", "report", "lr-find plot", "lr-find sweep", "data sample",
+         "predictions log")  # fmt: skip
 
 
 class OutputRefused(FastsegError):
@@ -64,6 +68,9 @@ def written_by_fastseg(path: Path, role: str) -> bool:
             return False
         if role == "lr-find sweep":
             return _is_sweep(path)
+        if role == "predictions log":
+            with path.open("rb") as file:
+                return file.read(len(PREDICTIONS_HEADER)) == PREDICTIONS_HEADER
         if role == "export":
             with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
                 return data.find(EXPORT_MARK) >= 0

@@ -91,3 +91,27 @@ def test_a_huge_size_is_one_line_not_a_memory_traceback(model_file, tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(FastsegError, match=message):
         ImageFiles([tmp_path / "a.png"], 100_000_000, "squish", (0.5,) * 3, (0.25,) * 3)
+
+
+def test_a_predictions_csv_of_the_users_own_is_not_replaced(model_file, tmp_path):
+    """`--out` a folder of the user's holding their own `predictions.csv` (their labels, another
+    tool's scores): predict replaced it without a word, the one output that was not guarded. It
+    is now refused like a mask path holding a user's file (before any image is done), replaced
+    with `--replace-foreign`, and fastseg's own earlier log is still replaced without asking."""
+    noise(tmp_path / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / "predictions.csv"
+    mine.write_text("image,label\ncat.jpg,cat\n")
+    result = predict(model_file, tmp_path / "a.png", "--out", out)
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: {mine}: an existing file that fastseg did not write as a predictions log; "
+        "choose another output or use --replace-foreign to replace it\n"
+    )
+    assert mine.read_text() == "image,label\ncat.jpg,cat\n" and sorted(out.iterdir()) == [mine]
+
+    for extra in (["--replace-foreign"], []):  # the user's file, then fastseg's own: replaced
+        result = predict(model_file, tmp_path / "a.png", "--out", out, *extra)
+        assert result.exit_code == 0, result.output
+        assert [row["path"] for row in csv_rows(mine)] == [str(tmp_path / "a.png")]

@@ -35,6 +35,7 @@ from fastseg.inference.segmenter import Segmenter, segment
 from fastseg.inference.tiling import make_tiling
 from fastseg.launch.device import loader_workers
 from fastseg.launch.processes import launched, sum_across_processes
+from fastseg.outputs import guard
 
 if TYPE_CHECKING:
     from fastseg.inference.tiling import Tiling
@@ -51,9 +52,10 @@ class PredictSummary:
     runtime: str = ""  # what ran the model: `torch bf16`, `onnxruntime int8`, ...
 
 
-def prepare_out(out: Path) -> None:
+def prepare_out(out: Path, force: bool = False) -> None:
     """Create `out` and check that files can be written into it, before any image is decoded: a
-    folder that cannot take the outputs would otherwise fail at the first mask.
+    folder that cannot take the outputs would otherwise fail at the first mask. A `predictions.csv`
+    there that fastseg did not write is refused unless `force` (`fastseg.outputs`), as a mask's is.
 
     `os.access` asks the kernel with the user's own rights (root passes every permission check).
     """
@@ -67,6 +69,7 @@ def prepare_out(out: Path) -> None:
     if log.exists() and not log.is_file():  # found after every image was segmented, when renamed into place
         kind = "a folder" if log.is_dir() else "not a regular file"
         raise FastsegError(f"{log}: {kind}, where predict writes its log; remove it or choose another --out")
+    guard(log, "predictions log", force, option="--replace-foreign")
     remove_stale_temporaries(out)  # e.g. the .predictions.csv.PID.tmp of a predict killed with -9
 
 
@@ -120,7 +123,7 @@ def predict(
         label = runtime_label(segmenter.runtime, segmenter.loaded)
         if announce is not None:
             announce(choice.line(label))
-        prepare_out(out)
+        prepare_out(out, force)
         jobs, failures = jobs[launch.rank :: launch.world], failures[launch.rank :: launch.world]
         fields = csv_fields(segmenter.loaded.classes)
         previous = previous_rows(out / "predictions.csv", fields) if skip_existing else {}
