@@ -115,3 +115,34 @@ def test_a_predictions_csv_of_the_users_own_is_not_replaced(model_file, tmp_path
         result = predict(model_file, tmp_path / "a.png", "--out", out, *extra)
         assert result.exit_code == 0, result.output
         assert [row["path"] for row in csv_rows(mine)] == [str(tmp_path / "a.png")]
+
+
+def dead_process_id():
+    """A process id no longer alive: what a `kill -9`ed fastseg leaves in its temporaries' names."""
+    import subprocess
+    import sys
+
+    ended = [sys.executable, "-c", "import os; print(os.getpid())"]
+    return int(subprocess.run(ended, capture_output=True, text=True).stdout)
+
+
+def test_a_killed_predicts_temporaries_in_subfolders_are_removed_by_the_next_run(model_file, tmp_path):
+    """kill -9 while a folder's images were written left `.a.png.PID.tmp` (and the overlay's) in
+    `--out`'s subfolders forever: only `--out` itself was cleared, though the README says the next
+    run removes what a dead process left. Every folder the run writes into is cleared now; a live
+    process's temporary (another predict writing there now) is left alone."""
+    source = tmp_path / "in"
+    (source / "sub").mkdir(parents=True)
+    noise(source / "sub" / "a.png")
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    dead = dead_process_id()
+    stale = [out / "sub" / f".a.png.{dead}.tmp", out / "sub" / f".a.overlay.jpg.{dead}.tmp"]
+    live = out / "sub" / f".b.png.{os.getppid()}.tmp"
+    for extra in ([], ["--skip-existing"]):  # a rerun, and a resumed run that redoes nothing
+        for path in [*stale, live]:
+            path.write_bytes(b"\x89PNG half")
+        result = predict(model_file, source, "--out", out, "--overlay", *extra)
+        assert result.exit_code == 0, result.output
+        left = sorted(path.name for path in (out / "sub").iterdir())
+        assert left == sorted([live.name, "a.png", "a.overlay.jpg"])

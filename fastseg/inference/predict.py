@@ -11,7 +11,7 @@ passed over without stopping the run.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,10 +52,12 @@ class PredictSummary:
     runtime: str = ""  # what ran the model: `torch bf16`, `onnxruntime int8`, ...
 
 
-def prepare_out(out: Path, force: bool = False) -> None:
+def prepare_out(out: Path, force: bool = False, folders: Iterable[Path] = ()) -> None:
     """Create `out` and check that files can be written into it, before any image is decoded: a
     folder that cannot take the outputs would otherwise fail at the first mask. A `predictions.csv`
     there that fastseg did not write is refused unless `force` (`fastseg.outputs`), as a mask's is.
+    The temporaries of a killed predict are removed from `out` and from the `folders` this run
+    writes into (its subfolders: `out/sub/.a.png.PID.tmp` was left forever).
 
     `os.access` asks the kernel with the user's own rights (root passes every permission check).
     """
@@ -70,7 +72,8 @@ def prepare_out(out: Path, force: bool = False) -> None:
         kind = "a folder" if log.is_dir() else "not a regular file"
         raise FastsegError(f"{log}: {kind}, where predict writes its log; remove it or choose another --out")
     guard(log, "predictions log", force, option="--replace-foreign")
-    remove_stale_temporaries(out)  # e.g. the .predictions.csv.PID.tmp of a predict killed with -9
+    for folder in {out, *folders}:  # e.g. the .predictions.csv.PID.tmp of a predict killed with -9
+        remove_stale_temporaries(folder)
 
 
 def predict(
@@ -123,7 +126,7 @@ def predict(
         label = runtime_label(segmenter.runtime, segmenter.loaded)
         if announce is not None:
             announce(choice.line(label))
-        prepare_out(out, force)
+        prepare_out(out, force, {job.mask.parent for job in jobs})
         jobs, failures = jobs[launch.rank :: launch.world], failures[launch.rank :: launch.world]
         fields = csv_fields(segmenter.loaded.classes)
         previous = previous_rows(out / "predictions.csv", fields) if skip_existing else {}
