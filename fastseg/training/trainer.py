@@ -60,9 +60,13 @@ MONITOR = "valid_miou"  # validation loss rises while accuracy still improves: l
 @dataclass
 class Prepared:
     """What the data checks produce for the rest of training: `config` is the one to train with
-    (its batch size fitted to the training set)."""
+    (its batch size fitted to each process's share of the training set); `recorded` is the one
+    config.json holds, which `last.pth` records and a resume compares. They differ when a run
+    whose batch was fitted resumes under another number of processes: its batch is fitted again
+    (said in one line), and config.json, which the user did not change, is not called changed."""
 
     config: TrainConfig
+    recorded: TrainConfig
     data: SegmentationData
     split: Split
     weights: np.ndarray
@@ -94,6 +98,7 @@ def prepare_run(
     counts = check_dataset(data, split, progress=bar if launch.main else None, share=share)
     if not counts.sum():  # else every epoch trains at loss 0, and lr-find suggests from a flat line
         raise FastsegError(f"{config.data}: {all_void_problem(len(split.train))}")
+    asked = config
     config = fitted_batch_size(config, len(split.train), launch.world, echo if launch.main else None)
     model_config = ModelConfig(num_classes=len(data.classes), encoder=config.encoder)
     weights = class_weights(counts, config.class_weights)
@@ -110,7 +115,7 @@ def prepare_run(
         note = run.refresh_class_weights(weights, counts, config.class_weights, data.classes.names)
         if note and echo:
             echo(note)
-    return Prepared(config, data, split, weights, model_config)
+    return Prepared(config, asked if resume else config, data, split, weights, model_config)
 
 
 def fitted_batch_size(
@@ -175,27 +180,28 @@ def make_learner(config: TrainConfig, run: RunFolder, prepared: Prepared, launch
 
 
 def start_weights(learn: Learner, config: TrainConfig, run: RunFolder, resuming: bool,
-                  launch: Launch) -> dict[str, Any]:  # fmt: skip
+                  launch: Launch, recorded: TrainConfig) -> dict[str, Any]:  # fmt: skip
     """A resumed run's checkpoint, or the encoder's ImageNet (or given) weights; then what is left
     of the optional decoder-only warm-up. Returns the progress the main schedule starts from
-    (empty when it starts from its first epoch)."""
+    (empty when it starts from its first epoch). `recorded`: `Prepared.recorded`."""
     if resuming:
-        progress, warmed_up = resume_from_checkpoint(learn, run, config.freeze_epochs, config)
+        progress, warmed_up = resume_from_checkpoint(learn, run, config.freeze_epochs, recorded)
     else:
         load_encoder_weights(uncompiled(learn.model), config.pretrained, config.encoder_weights)
         progress, warmed_up = {}, 0
     if warmed_up < config.freeze_epochs:
-        warm_up(learn, config, run, warmed_up, launch)
+        warm_up(learn, config, run, warmed_up, launch, recorded)
         return {}
     return progress
 
 
-def warm_up(learn: Learner, config: TrainConfig, run: RunFolder, start_epoch: int, launch: Launch) -> None:
+def warm_up(learn: Learner, config: TrainConfig, run: RunFolder, start_epoch: int, launch: Launch,
+            recorded: TrainConfig) -> None:  # fmt: skip
     """`--freeze-epochs`: the decoder (and BatchNorm) trained alone on a one-cycle schedule of
     its own, checkpointed after every epoch and on Ctrl-C as the main schedule is, so an
     interrupted warm-up resumes where it stopped."""
     learn.freeze()
-    checkpoint = ResumableCheckpoint(run, start_epoch, warm_up=True, writes=launch.main, config=config)
+    checkpoint = ResumableCheckpoint(run, start_epoch, warm_up=True, writes=launch.main, config=recorded)
     with saved_on_interrupt(learn, checkpoint, "in the decoder-only warm-up (epoch {epoch})"):
         fit_one_cycle(learn, config.freeze_epochs, learning_rates(config), start_epoch,
                       wd=config.weight_decay, cbs=[checkpoint] if launch.main else [],
@@ -204,9 +210,10 @@ def warm_up(learn: Learner, config: TrainConfig, run: RunFolder, start_epoch: in
 
 
 def fit(learn: Learner, config: TrainConfig, run: RunFolder, progress: dict[str, Any], launch: Launch,
-        loggers: Sequence[Callback] = ()) -> None:  # fmt: skip
+        recorded: TrainConfig, loggers: Sequence[Callback] = ()) -> None:  # fmt: skip
     """The one-cycle schedule from the epoch `progress` reached, keeping the best epoch by
-    validation mIoU and stopping early; Ctrl-C saves a resumable checkpoint first."""
+    validation mIoU and stopping early; Ctrl-C saves a resumable checkpoint first (recording
+    `recorded`: `Prepared.recorded`)."""
     # keep "best": the best validation epoch is saved, stopping early once it stops improving;
     # keep "final": the schedule runs to its annealed end, whose weights model.pth takes.
     keeps_best = config.keep == "best"
@@ -217,7 +224,7 @@ def fit(learn: Learner, config: TrainConfig, run: RunFolder, progress: dict[str,
     start_epoch = int(progress.get("completed_epochs", 0))
     # every process puts the saved progress back; only the main one writes checkpoints and logs
     checkpoint = ResumableCheckpoint(run, start_epoch, early_stopping, saver, resumed=progress or None,
-                                     writes=launch.main, config=config)  # fmt: skip
+                                     writes=launch.main, config=recorded)  # fmt: skip
     logging = [HistoryLogger(run, start_epoch), *loggers] if launch.main else []
     with saved_on_interrupt(learn, checkpoint, "in epoch {epoch}"):
         fit_one_cycle(learn, config.epochs, learning_rates(config), start_epoch, wd=config.weight_decay,
@@ -288,8 +295,9 @@ def train(
             best_so_far = run.read_resume_state().get("best") if resume else None
             with RunReporter(run, config, MONITOR, best_so_far, echo, not show_progress,
                              launch.main) as reporter:  # fmt: skip
-                progress = start_weights(learn, config, run, resume, launch)
-                fit(learn, config, run, progress, launch, [*reporter.callbacks, *callbacks])
+                progress = start_weights(learn, config, run, resume, launch, prepared.recorded)
+                fit(learn, config, run, progress, launch, prepared.recorded,
+                    [*reporter.callbacks, *callbacks])
                 result = finish_run(learn, config, run, prepared) if launch.main else None
                 reporter.finish(result)
         except BaseException as error:
