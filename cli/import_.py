@@ -10,6 +10,7 @@ from cli.check_data import show_survey
 from cli.errors import user_errors
 from cli.options import force_option, verbose_option
 from cli.progress import counted_with_total
+from fastseg.errors import shown
 from fastseg.importing import FORMATS
 
 
@@ -119,7 +120,7 @@ def command(
         click.echo(f"note: {note}")
     splits = ", ".join(f"{split} {count}" for split, count in result.counts.items())
     click.echo(
-        f"{result.out}: {sum(result.counts.values())} images ({splits}), {len(result.names)} classes; "
+        f"{shown(result.out)}: {sum(result.counts.values())} images ({splits}), {len(result.names)} classes; "
         f"images linked {result.linked}, copied {result.copied}; "
         f"{result.contested} pixel(s) contested between classes"
     )

@@ -135,6 +135,9 @@ def write_dataset(
         raise _refused(problems, out)
     classes = Classes.create(names, colors)
     temporary = out.parent / f".{out.name}.import.{os.getpid()}.tmp"
+    if temporary.is_symlink() or (temporary.exists() and not temporary.is_dir()):  # not one we made
+        raise FastsegError(f"{shown(temporary)}: named like this import's build folder, but "
+                           "not a folder fastseg made (a link or a file); move it away")  # fmt: skip
     if temporary.exists():  # a dead process's that had this process id: partial, and named as ours
         shutil.rmtree(temporary)
     made = [folder for folder in [out.parent, *out.parent.parents] if not folder.exists()]

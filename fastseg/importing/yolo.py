@@ -18,9 +18,9 @@ import numpy as np
 
 from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.importing import raster
-from fastseg.importing.source import BACKGROUND, Item, Layer, ReadOptions, Source, shown
+from fastseg.importing.source import BACKGROUND, MAX_EXPORT_BYTES, Item, Layer, ReadOptions, Source, shown
 from fastseg.paths import UNUSABLE_PATH, path_problem
-from fastseg.structured_files import StructuredFileError, load_yaml
+from fastseg.structured_files import StructuredFileError, load_yaml, read_utf8
 
 NORMALISED_TOLERANCE = 1e-3  # rounding in exporters: 1.0004 is the edge, 1.2 another image
 
@@ -53,9 +53,8 @@ def read(path: Path, options: ReadOptions) -> Source:
         for image in _split_images(root, data.get(split), split, yaml_file, problems):
             label_file = _label_path(image)
             item = Item(name=image.name, where=shown(image), image=image, split=split)
-            if (
-                label_file is not None and label_file.is_file()
-            ):  # none: all background, as ultralytics reads it
+            # none: all background, as ultralytics reads it; a folder or a FIFO there is a problem
+            if label_file is not None and (label_file.exists() or label_file.is_symlink()):
                 _read_labels(label_file, names, item, problems)
             items.append(item)
     return Source([BACKGROUND, *[name for name in names if name != BACKGROUND]], items, problems=problems)
@@ -127,10 +126,10 @@ def _label_path(image: Path) -> Path | None:
 
 
 def _read_labels(label_file: Path, names: list[str], item: Item, problems: list[str]) -> None:
-    try:
-        lines = label_file.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        problems.append(f"{shown(label_file)}: cannot read ({shown(error)})")
+    try:  # read_utf8: a folder or a FIFO named like a label had been read as no label at all
+        lines = read_utf8(label_file, "YOLO label file", MAX_EXPORT_BYTES).splitlines()
+    except StructuredFileError as error:
+        problems.append(shown(error))
         return
     for number, line in enumerate(lines, start=1):
         fields = line.split()
