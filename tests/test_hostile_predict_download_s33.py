@@ -2,7 +2,12 @@
 each test is a defect found by attacking them, and failed before its fix."""
 
 import csv
+import hashlib
+import io
 import os
+import tarfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -146,3 +151,121 @@ def test_a_killed_predicts_temporaries_in_subfolders_are_removed_by_the_next_run
         assert result.exit_code == 0, result.output
         left = sorted(path.name for path in (out / "sub").iterdir())
         assert left == sorted([live.name, "a.png", "a.overlay.jpg"])
+
+
+# download: files served from 127.0.0.1 by a script of answers, one per request
+
+
+def tar_of(members):
+    """An uncompressed tar of {name: bytes}."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+MARKER = "VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt"
+PAYLOAD = tar_of({"VOCdevkit/VOC2012/JPEGImages/a.jpg": bytes(range(256)) * 400, MARKER: b"a\n"})
+PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
+
+
+@pytest.fixture
+def scripted():
+    """`start(answer)`: a server on 127.0.0.1 calling `answer(handler, number, range_start)` for
+    each GET (number counts from 0; range_start is the asked `Range: bytes=N-`, or None); returns
+    the URL. Stopped after the test."""
+    servers = []
+
+    def start(answer):
+        calls = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                asked = self.headers.get("Range")
+                start = int(asked.removeprefix("bytes=").split("-")[0]) if asked else None
+                calls.append(start)
+                answer(self, len(calls) - 1, start)
+
+            def log_message(self, *args):
+                pass
+
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(httpd)
+        return f"http://127.0.0.1:{httpd.server_address[1]}/VOCtrainval_11-May-2012.tar"
+
+    yield start
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def send(handler, body, status=200, start=0, total=None, length=None):
+    handler.send_response(status)
+    if status == 206:
+        handler.send_header("Content-Range", f"bytes {start}-{start + len(body) - 1}/{total}")
+    handler.send_header("Content-Length", str(len(body) if length is None else length))
+    handler.end_headers()
+    handler.wfile.write(body)
+    handler.wfile.flush()
+
+
+def download_into(root, url, md5=PAYLOAD_MD5):
+    from fastseg.data.voc import download_voc
+
+    return download_voc(root, urls=[url], md5=md5, progress=None, timeout=5)
+
+
+def test_two_downloads_into_one_root_at_once_the_second_is_refused(scripted, tmp_path, monkeypatch):
+    """Two `fastseg download --root R` at once both appended to R's one `.part` file: the second
+    finished the file, renamed and extracted it while the first still held it open, and the first
+    ended in a FileNotFoundError traceback (its `.part` was gone). The second is now refused in one
+    line while the first runs, and the first completes."""
+    monkeypatch.setattr("fastseg.data.fetch.CHUNK", 4096)  # the first half is on disk before the rest comes
+    half = 4096 * (len(PAYLOAD) // 8192)  # whole chunks: all of it is written before the wait
+    release = threading.Event()
+
+    def answer(handler, number, start):
+        if number == 0:  # the first download: half now, the rest once the second has been tried
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(len(PAYLOAD)))
+            handler.end_headers()
+            handler.wfile.write(PAYLOAD[:half])
+            handler.wfile.flush()
+            release.wait(10)
+            handler.wfile.write(PAYLOAD[half:])
+        else:
+            body = PAYLOAD[start or 0 :]
+            send(handler, body, 206 if start else 200, start or 0, len(PAYLOAD))
+
+    url = scripted(answer)
+    root = tmp_path / "data"
+    first: dict = {}
+
+    def run_first():
+        try:
+            first["folder"] = download_into(root, url)
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            first["error"] = error
+
+    thread = threading.Thread(target=run_first)
+    thread.start()
+    partial = root / "VOCtrainval_11-May-2012.tar.part"
+    for _ in range(500):  # the first is writing (its file's buffer holds the last bytes)
+        if partial.is_file() and partial.stat().st_size >= 8192:
+            break
+        threading.Event().wait(0.01)
+    from fastseg.errors import DownloadError
+
+    try:
+        with pytest.raises(DownloadError, match="another fastseg download is writing into this folder"):
+            download_into(root, url)
+    finally:
+        release.set()
+        thread.join(20)
+    assert "error" not in first, first
+    assert first["folder"] == root / "VOCdevkit" / "VOC2012" and (root / MARKER).read_bytes() == b"a\n"
+    assert (root / "VOCtrainval_11-May-2012.tar").read_bytes() == PAYLOAD
