@@ -95,7 +95,14 @@ def prepare_run(
              f"validation and {len(split.test)} test images, recorded in split.json")  # fmt: skip
     bar = (lambda results, total: progress_bar(results, total=total, leave=False)) if show_progress else None
     share = Share(launch.rank, launch.world, gather_objects)
-    counts = check_dataset(data, split, progress=bar if launch.main else None, share=share)
+    try:
+        counts = check_dataset(data, split, progress=bar if launch.main else None, share=share)
+    except Exception as error:  # a mask too large for this machine; --batch-size and --size play no part
+        if not out_of_memory(error):
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise FastsegError(f"{config.data}: memory ran short while checking the images and masks "
+                           f"({first}); an image or mask too large for this machine?") from None  # fmt: skip
     if not counts.sum():  # else every epoch trains at loss 0, and lr-find suggests from a flat line
         raise FastsegError(f"{config.data}: {all_void_problem(len(split.train))}")
     asked = config
@@ -296,8 +303,9 @@ def train(
             with RunReporter(run, config, MONITOR, best_so_far, echo, not show_progress,
                              launch.main) as reporter:  # fmt: skip
                 progress = start_weights(learn, config, run, resume, launch, prepared.recorded)
-                fit(learn, config, run, progress, launch, prepared.recorded,
-                    [*reporter.callbacks, *callbacks])
+                fit(
+                    learn, config, run, progress, launch, prepared.recorded, [*reporter.callbacks, *callbacks]
+                )
                 result = finish_run(learn, config, run, prepared) if launch.main else None
                 reporter.finish(result)
         except BaseException as error:

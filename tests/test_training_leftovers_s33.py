@@ -1,0 +1,23 @@
+"""What last session's hostile pass over training left: each failed before its fix."""
+
+import pytest
+from test_hostile_training_s32 import TINY, invoke, one_error_line
+
+
+@pytest.mark.parametrize("command", ["train", "lr-find"])
+def test_memory_running_out_in_the_data_check_does_not_blame_the_batch(
+    voc_root, tmp_path, monkeypatch, command
+):
+    """The data check reads every image and mask whole; a MemoryError there (a mask too large for
+    this machine) said "use a smaller --batch-size or --size", neither of which the check uses."""
+    from fastseg.training import trainer
+
+    def check_dataset(*args, **kwargs):
+        raise MemoryError("Unable to allocate 40.0 GiB for an array")
+
+    monkeypatch.setattr(trainer, "check_dataset", check_dataset)
+    out = tmp_path / "out"
+    line = one_error_line(invoke(command, "--data", voc_root, "--train-set", "train", "--out", out, *TINY))
+    assert "checking" in line and str(voc_root) in line and "40.0 GiB" in line, line
+    assert "--batch-size" not in line, line
+    assert not out.exists()
