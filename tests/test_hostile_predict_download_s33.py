@@ -269,3 +269,24 @@ def test_two_downloads_into_one_root_at_once_the_second_is_refused(scripted, tmp
     assert "error" not in first, first
     assert first["folder"] == root / "VOCdevkit" / "VOC2012" and (root / MARKER).read_bytes() == b"a\n"
     assert (root / "VOCtrainval_11-May-2012.tar").read_bytes() == PAYLOAD
+
+
+def test_a_link_on_disk_leading_out_of_the_root_is_named_and_the_verified_tar_kept(tmp_path):
+    """`ROOT/VOCdevkit` a link to another disk: tarfile's `data` filter refuses to write through
+    it (downloads never write outside their root), but the message called the verified tar "not a
+    readable tar archive" and said to delete it. It now says what was refused and why, and that
+    the tar is fine."""
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir()
+    (root / "VOCtrainval_11-May-2012.tar").write_bytes(PAYLOAD)
+    (root / "VOCdevkit").symlink_to(elsewhere)
+    result = CliRunner().invoke(main, ["download", "--root", str(root), "--md5", PAYLOAD_MD5, "--quiet",
+                                       "--url", "http://127.0.0.1:9/x.tar"])  # fmt: skip
+    assert result.exit_code == 1
+    last = result.output.splitlines()[-1]
+    assert last.startswith(f"Error: {root}/VOCtrainval_11-May-2012.tar: refusing to extract 'VOCdevkit/")
+    assert "which is outside the destination" in last
+    assert "not a readable tar" not in last and "delete it" not in last
+    assert f"the tar is kept: remove the link in {root} that leads out of it, or choose another root" in last
+    assert list(elsewhere.iterdir()) == [] and (root / "VOCtrainval_11-May-2012.tar").read_bytes() == PAYLOAD

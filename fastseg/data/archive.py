@@ -12,9 +12,13 @@ import tarfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from fastseg.errors import DownloadError
+from fastseg.errors import DownloadError, shown
 
 CHUNK = 1 << 20  # bytes per MD5 update
+# tarfile's `data` filter refusing a member while writing: what the checks before writing cannot
+# see, a link already on disk (`ROOT/VOCdevkit` -> another disk). Not a damaged tar: it was
+# reported as "not a readable tar archive; delete it".
+FILTER_ERRORS: tuple[type[Exception], ...] = (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else ()
 MAX_LINK_HOPS = 40  # symlinks followed while checking one tar member, like the kernel's ELOOP limit
 
 
@@ -59,6 +63,11 @@ def safe_extract(archive: Path, target: Path, last: str | None = None) -> None:
             target.mkdir(parents=True, exist_ok=True)
             extra: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
             tar.extractall(target, members=members, **extra)
+    except FILTER_ERRORS as error:  # a link already on disk in `target` leads out of it
+        raise DownloadError(
+            f"{archive}: refusing to extract {error.tarinfo.name!r} ({shown(error)}); the tar is kept: remove "
+            f"the link in {target} that leads out of it, or choose another root"
+        ) from None
     except tarfile.TarError as error:
         reason = _unreadable_tar(archive, error)
         raise DownloadError(
