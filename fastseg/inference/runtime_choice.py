@@ -26,6 +26,7 @@ from fastseg.errors import CheckpointError, FastsegError, OptionError
 from fastseg.extras import install_hint
 from fastseg.number_style import score
 from fastseg.runs.folder import INT8_FILENAME, MODEL_FILENAME, ONNX_FILENAME
+from fastseg.structured_files import file_kind
 
 if TYPE_CHECKING:
     import torch
@@ -243,22 +244,14 @@ def _recorded_export_of(torch_file: Path, export: dict[str, Any]) -> bool:
 
 
 def _not_a_file(path: Path) -> str:
-    """What stands at `path` when it is not a regular file ("a folder", "a FIFO", "a device", "a
+    """What stands at `path` when it is not a regular file ("a folder", "a named pipe (FIFO)", "a
     broken link"), or "" when nothing does: "no model.int8.onnx" would be untrue, and opening a
     FIFO or /dev/zero would block or read forever."""
-    import stat
-
     try:
         mode = path.stat().st_mode
     except OSError:
         return "a broken link" if path.is_symlink() else ""
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "a special file"
+    return file_kind(mode)
 
 
 def _device_not_cpu(device: torch.device | str | None, requested_device: str) -> str:
