@@ -65,8 +65,8 @@ def safe_extract(archive: Path, target: Path, last: str | None = None) -> None:
             tar.extractall(target, members=members, **extra)
     except FILTER_ERRORS as error:  # a link already on disk in `target` leads out of it
         raise DownloadError(
-            f"{archive}: refusing to extract {error.tarinfo.name!r} ({shown(error)}); the tar is kept: remove "
-            f"the link in {target} that leads out of it, or choose another root"
+            f"{archive}: refusing to extract {error.tarinfo.name!r} ({shown(error)}); the tar is kept: "
+            f"remove the link in {target} that leads out of it, or choose another root"
         ) from None
     except tarfile.TarError as error:
         reason = _unreadable_tar(archive, error)
