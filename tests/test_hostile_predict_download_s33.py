@@ -290,3 +290,37 @@ def test_a_link_on_disk_leading_out_of_the_root_is_named_and_the_verified_tar_ke
     assert "not a readable tar" not in last and "delete it" not in last
     assert f"the tar is kept: remove the link in {root} that leads out of it, or choose another root" in last
     assert list(elsewhere.iterdir()) == [] and (root / "VOCtrainval_11-May-2012.tar").read_bytes() == PAYLOAD
+
+
+def test_a_partial_file_that_is_a_link_is_never_written_through(scripted, tmp_path):
+    """`ROOT/<tar>.part` a symbolic link (planted in a shared folder, say) to a file outside the
+    root: the download was written through it, out of the root, and the link then renamed into
+    the tar's place. It is refused in one line now; nothing outside the root is written."""
+    from fastseg.errors import DownloadError
+
+    url = scripted(lambda handler, number, start: send(handler, PAYLOAD))
+    root, outside = tmp_path / "root", tmp_path / "outside.bin"
+    root.mkdir()
+    (root / "VOCtrainval_11-May-2012.tar.part").symlink_to(outside)
+    refused = r"\.tar\.part: a symbolic link, not a partial download; remove it"
+    with pytest.raises(DownloadError, match=refused):
+        download_into(root, url)
+    assert not outside.exists() and not (root / "VOCtrainval_11-May-2012.tar").exists()
+    outside.write_bytes(PAYLOAD[:100])  # a link to an existing file: not appended to either
+    with pytest.raises(DownloadError, match="a symbolic link, not a partial download"):
+        download_into(root, url)
+    assert outside.read_bytes() == PAYLOAD[:100]
+
+
+def test_a_folder_where_the_tar_goes_is_one_line_before_the_download(scripted, tmp_path):
+    """A folder named like the tar in the root: the whole archive was downloaded, then renaming it
+    into place was an IsADirectoryError traceback. Refused in one line before any request now."""
+    from fastseg.errors import DownloadError
+
+    asked = []
+    url = scripted(lambda handler, number, start: (asked.append(number), send(handler, PAYLOAD)))
+    (tmp_path / "VOCtrainval_11-May-2012.tar").mkdir()
+    refused = r"\.tar: a folder where the tar goes; remove it or choose another root"
+    with pytest.raises(DownloadError, match=refused):
+        download_into(tmp_path, url)
+    assert asked == [] and not (tmp_path / "VOCtrainval_11-May-2012.tar.part").exists()

@@ -106,6 +106,10 @@ def _missing_steps(resource: Resource, root: Path, folder: Path, progress: Progr
         log(f"checking MD5 of {archive}")
         verify_md5(archive, resource.md5)
     else:
+        if archive.exists() or archive.is_symlink():  # the download could not be renamed there
+            kind = ("a folder" if archive.is_dir() else "a symbolic link to nothing" if archive.is_symlink()
+                    else "not a regular file")  # fmt: skip
+            raise DownloadError(f"{archive}: {kind} where the tar goes; remove it or choose another root")
         partial = archive.with_name(archive.name + ".part")
         fetch_any(resource.urls, partial, root, progress=progress, log=log, timeout=timeout)
         log(f"checking MD5 of {partial}")

@@ -8,6 +8,8 @@ bar is `cli.download.ByteBar`).
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 from collections.abc import Callable, Sequence
 from http.client import HTTPException
@@ -78,7 +80,7 @@ def fetch(url: str, partial: Path, progress: Progress | None = None, timeout: fl
     appending its body would corrupt the file. Raises `OSError` for network trouble (the caller
     tries another mirror) and `DownloadError` when the file cannot be written.
     """
-    done = partial.stat().st_size if partial.is_file() else 0
+    done = partial.stat().st_size if partial.is_file() and not partial.is_symlink() else 0
     # Some hosts refuse urllib's default agent; an honest named one is accepted.
     headers = {"User-Agent": f"fastseg/{__version__}"}
     if done:
@@ -130,9 +132,16 @@ def _range_start(response: Any) -> int | None:
 
 
 def _open_for_writing(path: Path, append: bool) -> IO[bytes]:
+    """`path` opened to append to or to start again, never through a symbolic link: a link at a
+    `.part`'s name (planted in a shared folder) wrote the download outside the root."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC) | getattr(os, "O_NOFOLLOW", 0)
+    if path.is_symlink():  # O_NOFOLLOW refuses one too (ELOOP), should it be put there from now on
+        raise DownloadError(f"{path}: a symbolic link, not a partial download; remove it")
     try:
-        return path.open("ab" if append else "wb")
+        return os.fdopen(os.open(path, flags, 0o644), "ab" if append else "wb")
     except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise DownloadError(f"{path}: a symbolic link, not a partial download; remove it") from None
         raise DownloadError(f"{path}: cannot write ({error.strerror})") from None
 
 
