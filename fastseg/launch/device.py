@@ -11,6 +11,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from fastseg.errors import FastsegError, OptionError
+from fastseg.number_style import quantity
 
 if TYPE_CHECKING:
     import torch
@@ -24,7 +25,11 @@ WORKERS_PER_CORE = 4  # decoding is CPU work: more workers than this only share 
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """`auto` picks CUDA, then Apple MPS, then CPU; asking for a missing device is a user error."""
+    """`auto` picks CUDA, then Apple MPS, then CPU. Only `DEVICES` and `cuda:N` are devices
+    fastseg trains and predicts on: torch also accepts `meta`, `xla`, `hpu`, `mps:0` or `cuda:7` on
+    a machine of one GPU, each of which was a traceback once the first tensor moved (a
+    `device:` in a --config reaches here without the CLI's choice list). Asking for a missing
+    device is a user error."""
     import torch
 
     if name == "auto":
@@ -33,14 +38,25 @@ def resolve_device(name: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    kind, _, index = name.partition(":")
+    if name not in DEVICES and not (kind == "cuda" and index.isdigit() and index.isascii()):
+        raise FastsegError(f"--device {name}: unknown device; choose {', '.join(DEVICES)} or cuda:N")
+    if kind == "cuda" and not torch.cuda.is_available():
         raise FastsegError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
     if name == "mps" and not (torch.backends.mps.is_available()):
         raise FastsegError("--device mps: Apple MPS is not available on this machine (use --device cpu)")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise FastsegError(f"--device {name}: unknown device; choose {', '.join(DEVICES)}") from None
+    if index and int(index) >= torch.cuda.device_count():
+        raise FastsegError(f"--device {name}: {cuda_devices()}")
+    return torch.device(name)
+
+
+def cuda_devices() -> str:
+    """`this machine has 2 CUDA devices (0 to 1)`: what a device index must be below."""
+    import torch
+
+    count = torch.cuda.device_count()
+    numbers = "none" if count == 0 else "0" if count == 1 else f"0 to {count - 1}"
+    return f"this machine has {quantity(count, 'CUDA device')} ({numbers})"
 
 
 # What a GPU torch could use leaves on Linux: NVIDIA's driver, a Jetson's integrated GPU, WSL2's

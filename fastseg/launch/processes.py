@@ -6,13 +6,16 @@ a plain `fastseg` process has none and is rank 0 of 1, so single-process code pa
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fastseg.launch.device import launcher_number, resolve_device, surely_cpu
+from fastseg.errors import FastsegError
+from fastseg.launch.device import cuda_devices, launcher_number, resolve_device, surely_cpu
 
 if TYPE_CHECKING:
     import torch
@@ -45,8 +48,13 @@ def launched(device_name: str = "auto", torch_free: bool = False) -> Iterator[La
     """Resolve this process's device (GPU `LOCAL_RANK` under a launcher) and join the launcher's
     process group for the block; a plain process is rank 0 of 1 and joins nothing. With
     `torch_free` (predict of an ONNX model), a plain process that is surely on the CPU
-    (`surely_cpu`) is told so without importing torch."""
+    (`surely_cpu`) is told so without importing torch. The launcher's variables are checked
+    first (`rank_and_world`, `local_rank`, `check_rendezvous`): one line naming the variable,
+    before any work."""
     rank, world = rank_and_world()
+    local = local_rank()
+    if world > 1:
+        check_rendezvous(world)
     if torch_free and world == 1 and surely_cpu(device_name):  # nothing to ask torch
         yield Launch(rank, world, "cpu")
         return
@@ -54,18 +62,61 @@ def launched(device_name: str = "auto", torch_free: bool = False) -> Iterator[La
 
     device = resolve_device(device_name)
     if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", local_rank())
+        if local >= torch.cuda.device_count():  # else torch's "invalid device ordinal" traceback
+            raise FastsegError(f"LOCAL_RANK={local}: {cuda_devices()}; start at most one process "
+                               "per device on this machine (torchrun --nproc_per_node)")  # fmt: skip
+        device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     with process_group(device):
         yield Launch(rank, world, str(device))
 
 
 def rank_and_world() -> tuple[int, int]:
-    return launcher_number("RANK", 0), launcher_number("WORLD_SIZE", 1)
+    """RANK and WORLD_SIZE as a launcher sets them (0 of 1 where neither is set), or one line
+    naming what is wrong: a launcher sets both, so one without the other, a world below one or a
+    rank outside it is a hand-made environment gone wrong (RANK=1 alone made a process that
+    trained without writing anything; WORLD_SIZE=0 was a ZeroDivisionError)."""
+    rank = launcher_number("RANK", 0)
+    if rank != 0 and "WORLD_SIZE" not in os.environ:
+        raise FastsegError(f"RANK={rank} without WORLD_SIZE: a launcher (torchrun, accelerate launch) "
+                           "sets both; unset RANK to run one process")  # fmt: skip
+    world = launcher_number("WORLD_SIZE", 1)
+    if world < 1:
+        raise FastsegError(f"WORLD_SIZE={world}: a launch has at least 1 process (the launcher sets it)")
+    if world > 1 and "RANK" not in os.environ:
+        raise FastsegError(f"WORLD_SIZE={world} without RANK: a launcher (torchrun, accelerate launch) "
+                           "sets both, one rank for each process")  # fmt: skip
+    if not 0 <= rank < world:
+        raise FastsegError(f"RANK={rank} is outside WORLD_SIZE={world}: ranks are 0 to {world - 1}")
+    return rank, world
 
 
 def local_rank() -> int:
-    return launcher_number("LOCAL_RANK", 0)
+    """LOCAL_RANK (0 unset): this process's number on its machine, below LOCAL_WORLD_SIZE."""
+    local = launcher_number("LOCAL_RANK", 0)
+    processes = launcher_number("LOCAL_WORLD_SIZE", 0)  # 0: not said
+    if local < 0 or (processes and local >= processes):
+        raise FastsegError(f"LOCAL_RANK={local} is outside LOCAL_WORLD_SIZE={processes or '(unset)'}: "
+                           "a launcher numbers a machine's processes from 0")  # fmt: skip
+    return local
+
+
+def check_rendezvous(world: int) -> None:
+    """MASTER_ADDR and MASTER_PORT, where a launch's processes meet (torch's env:// rendezvous),
+    set, a port number, and an address that resolves: torch retried an unresolvable address
+    for its 30-minute timeout, and took MASTER_PORT=abc as a ValueError traceback."""
+    missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+    if missing:
+        raise FastsegError(f"WORLD_SIZE={world} needs {' and '.join(missing)}: where the processes meet "
+                           "(torchrun and accelerate launch set them)")  # fmt: skip
+    address, port = os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"]
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise FastsegError(f"MASTER_PORT={port!r}: not a port number (1 to 65535)")
+    try:
+        socket.getaddrinfo(address, int(port), type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise FastsegError(f"MASTER_ADDR={address!r}: cannot be resolved ({reason})") from None
 
 
 @contextmanager
@@ -81,7 +132,12 @@ def process_group(device: torch.device) -> Iterator[None]:
     _, world = rank_and_world()
     started = world > 1 and not dist.is_initialized()
     if started:
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        try:
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        except (RuntimeError, ValueError) as error:  # DistNetworkError: MASTER_PORT taken, say
+            where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise FastsegError(f"cannot join the launcher's {world} processes at {where} ({first})") from None
     try:
         yield
         if started:

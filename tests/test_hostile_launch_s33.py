@@ -1,0 +1,186 @@
+"""A stranger's hostile pass over multi-process launches, experiment trackers and `fastseg lr-find`.
+
+Each test here failed before its fix: launcher variables set wrong or in part (as a hand-written
+SLURM script or a half-copied torchrun line leaves them) were a traceback from deep inside the
+data check or torch.distributed, a silent run that wrote nothing, or a wait of half an hour for a
+host that does not exist. Each now ends in one line naming the variable, exit 1, before any work
+and with nothing made. Tiny generated data; the processes spawned have a timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import main
+
+TINY = ["--size", "32", "--crop-size", "32", "--batch-size", "2", "--no-pretrained", "--num-workers", "0",
+        "--device", "cpu", "--train-set", "train", "--epochs", "1", "--quiet"]  # fmt: skip
+LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def invoke(*arguments):
+    return CliRunner().invoke(main, [str(argument) for argument in arguments])
+
+
+def one_error_line(result) -> str:
+    """The one line of a refused command (exit 1, no traceback)."""
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output and len(lines) == 1, result.output
+    return lines[0]
+
+
+@pytest.fixture
+def launch_env(monkeypatch):
+    """`launch_env(RANK="1", ...)`: exactly these launcher variables set, none of the others."""
+
+    def set_variables(**values: str) -> None:
+        for name in LAUNCH_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+
+    return set_variables
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+LOCAL = {"MASTER_ADDR": "127.0.0.1"}
+BROKEN_LAUNCHES = [
+    ({"RANK": "1"}, "RANK=1 without WORLD_SIZE"),
+    ({"WORLD_SIZE": "0"}, "WORLD_SIZE=0: "),
+    ({"WORLD_SIZE": "-1", "RANK": "0"}, "WORLD_SIZE=-1: "),
+    ({"WORLD_SIZE": "2", **LOCAL, "MASTER_PORT": "29500"}, "WORLD_SIZE=2 without RANK"),
+    ({"WORLD_SIZE": "2", "RANK": "2", **LOCAL, "MASTER_PORT": "29500"}, "RANK=2 is outside WORLD_SIZE=2"),
+    ({"WORLD_SIZE": "2", "RANK": "-1", **LOCAL, "MASTER_PORT": "29500"}, "RANK=-1 is outside WORLD_SIZE=2"),
+    ({"WORLD_SIZE": "2", "RANK": "0"}, "WORLD_SIZE=2 needs MASTER_ADDR and MASTER_PORT"),
+    ({"WORLD_SIZE": "2", "RANK": "0", **LOCAL}, "WORLD_SIZE=2 needs MASTER_PORT"),
+    ({"WORLD_SIZE": "2", "RANK": "0", **LOCAL, "MASTER_PORT": "abc"}, "MASTER_PORT='abc': not a port"),
+    ({"WORLD_SIZE": "2", "RANK": "0", **LOCAL, "MASTER_PORT": "70000"}, "MASTER_PORT='70000': not a port"),
+    (
+        {
+            "WORLD_SIZE": "2",
+            "RANK": "0",
+            **LOCAL,
+            "MASTER_PORT": "29500",
+            "LOCAL_RANK": "2",
+            "LOCAL_WORLD_SIZE": "2",
+        },
+        "LOCAL_RANK=2 is outside LOCAL_WORLD_SIZE=2",
+    ),
+    (
+        {"WORLD_SIZE": "2", "RANK": "1", **LOCAL, "MASTER_PORT": "29500", "LOCAL_RANK": "x"},
+        "LOCAL_RANK='x': not a whole number",
+    ),
+]
+
+
+@pytest.mark.parametrize(("variables", "expected"), BROKEN_LAUNCHES, ids=lambda v: str(v)[:60])
+def test_launcher_variables_set_wrong_or_in_part_are_one_line_before_any_work(
+    voc_root, tmp_path, launch_env, variables, expected
+):
+    launch_env(**variables)
+    run = tmp_path / "run"
+    line = one_error_line(invoke("train", "--data", voc_root, "--out", run, *TINY))
+    assert line.startswith(f"Error: {expected}"), line
+    assert not run.exists()
+
+
+def test_a_launcher_variable_problem_stops_lr_find_as_well(voc_root, tmp_path, launch_env):
+    launch_env(RANK="3")
+    line = one_error_line(invoke("lr-find", "--data", voc_root, "--out", tmp_path / "lr", *TINY[:-3]))
+    assert line.startswith("Error: RANK=3 without WORLD_SIZE"), line
+    assert not (tmp_path / "lr").exists()
+
+
+def test_a_master_port_already_taken_is_one_line(voc_root, tmp_path, launch_env):
+    """Rank 0 opens the rendezvous on MASTER_PORT: a port another program holds was
+    torch.distributed's DistNetworkError traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        launch_env(WORLD_SIZE="2", RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        run = tmp_path / "run"
+        line = one_error_line(invoke("train", "--data", voc_root, "--out", run, *TINY))
+    assert line.startswith(f"Error: cannot join the launcher's 2 processes at 127.0.0.1:{port} "), line
+    assert "address already in use" in line
+    assert not run.exists()
+
+
+def test_a_master_addr_that_does_not_resolve_is_one_line_not_a_half_hour_wait(voc_root, tmp_path):
+    """torch retries an unresolvable MASTER_ADDR until its 30-minute timeout: a subprocess, so a
+    regression fails the test after a minute instead of hanging it."""
+    env = {name: value for name, value in os.environ.items() if name not in LAUNCH_VARIABLES}
+    env.update(WORLD_SIZE="2", RANK="1", MASTER_ADDR="nosuch.invalid", MASTER_PORT=str(free_port()),
+               OMP_NUM_THREADS="1")  # fmt: skip
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "fastseg", "train", "--data", str(voc_root), "--out", str(run), *TINY]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [
+        f"Error: MASTER_ADDR='nosuch.invalid': cannot be resolved ({socket_error('nosuch.invalid')})"
+    ]
+    assert not run.exists()
+
+
+def socket_error(host: str) -> str:
+    try:
+        socket.getaddrinfo(host, None)
+    except OSError as error:
+        return error.strerror or str(error)
+    raise AssertionError(f"{host} resolved")
+
+
+def test_a_local_rank_beyond_the_gpus_is_one_line(launch_env, monkeypatch):
+    """LOCAL_RANK=7 on a machine of one GPU was torch.cuda.set_device's 'invalid device ordinal'
+    traceback (CUDA faked here: only the count matters)."""
+    import torch
+
+    from fastseg.errors import FastsegError
+    from fastseg.launch.processes import launched
+
+    launch_env(WORLD_SIZE="8", RANK="7", LOCAL_RANK="7", MASTER_ADDR="127.0.0.1", MASTER_PORT="29500")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: pytest.fail("set_device was called"))
+    refused = pytest.raises(FastsegError, match=r"^LOCAL_RANK=7: this machine has 1 CUDA device \(0\); ")
+    with refused, launched("cuda"):
+        pytest.fail("launched")
+
+
+@pytest.mark.parametrize("name", ["meta", "xla", "hpu", "mps:0", "cpu:1", "cuda:x", "cuda:-1", "cuda:\u0663"])
+def test_a_device_torch_knows_but_fastseg_does_not_run_on_is_one_line(voc_root, tmp_path, name):
+    """`device:` in a --config skips the CLI's choice list: `meta` was 'Cannot copy out of meta
+    tensor' after the data check, `hpu` a ModuleNotFoundError, `mps:0` a dispatcher dump."""
+    config = tmp_path / "my.yaml"
+    config.write_text(f"device: '{name}'\n", encoding="utf-8")
+    run = tmp_path / "run"
+    line = one_error_line(invoke("train", "--data", voc_root, "--out", run, "--config", config, *TINY[:-9],
+                                 "--epochs", "1", "--train-set", "train", "--quiet"))  # fmt: skip
+    assert line == f"Error: --device {name}: unknown device; choose auto, cpu, cuda, mps or cuda:N"
+    assert not run.exists()
+
+
+def test_a_cuda_index_beyond_the_gpus_is_one_line(monkeypatch):
+    import torch
+
+    from fastseg.errors import FastsegError
+    from fastseg.launch.device import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(FastsegError, match=r"^--device cuda:2: this machine has 2 CUDA devices \(0 to 1\)$"):
+        resolve_device("cuda:2")
