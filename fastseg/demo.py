@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastseg.data.demo_voc import make_demo_voc
+from fastseg.data.demo_voc import foreign_file, make_demo_voc
+from fastseg.errors import FastsegError, shown
 from fastseg.inference.predict import PredictSummary, predict
 from fastseg.inference.report import ReportResult, report
 from fastseg.training.config import TrainConfig
@@ -56,6 +57,11 @@ def run_demo(
     starts, so a log file shows what the quiet minutes are spent on."""
     say = stage or (lambda line: None)
     out = Path(out)
+    foreign = foreign_file(out / "data") if (out / "data").is_dir() else None
+    if foreign is not None or (out / "data").is_symlink() or (out / "data").is_file():
+        shown_path = foreign or out / "data"
+        raise FastsegError(f"{out / 'data'}: holds files fastseg demo did not write ({shown(shown_path)}); "
+                           "choose another --out")  # fmt: skip
     say(f"generating the demo data set in {out / 'data'}")
     data = make_demo_voc(out / "data")
     run = out / "run"

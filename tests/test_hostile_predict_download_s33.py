@@ -324,3 +324,75 @@ def test_a_folder_where_the_tar_goes_is_one_line_before_the_download(scripted, t
     with pytest.raises(DownloadError, match=refused):
         download_into(tmp_path, url)
     assert asked == [] and not (tmp_path / "VOCtrainval_11-May-2012.tar.part").exists()
+
+
+# demo
+
+
+def real_voc_lookalike(data):
+    """What `fastseg download` leaves under `data` (its default --root): a VOC whose ids overlap
+    the demo's (`2007_000032` is in both) and whose list files the demo writes too."""
+    voc = data / "VOCdevkit" / "VOC2012"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation", "Annotations"):
+        (voc / sub).mkdir(parents=True)
+    noise(voc / "JPEGImages" / "2007_000032.jpg")
+    Image.new("P", (20, 16)).save(voc / "SegmentationClass" / "2007_000032.png")
+    (voc / "Annotations" / "2007_000032.xml").write_text("<annotation/>")
+    for name in ("train", "val", "trainval"):
+        (voc / "ImageSets" / "Segmentation" / f"{name}.txt").write_text("2007_000032\n")
+    return {path: path.read_bytes() for path in data.rglob("*") if path.is_file()}
+
+
+def test_demo_never_writes_into_a_data_set_it_did_not_make(tmp_path, monkeypatch):
+    """`fastseg demo --out .` beside `fastseg download`'s `data/`: the demo wrote its generated
+    set into `data/VOCdevkit/VOC2012`, replacing the real VOC's list files and its images and
+    masks of the same ids (2007_000000-79), without a word. It is refused in one line now, before
+    anything is written or trained."""
+    from fastseg import demo
+
+    monkeypatch.setattr(demo, "train", lambda *args, **kwargs: pytest.fail("trained"))
+    before = real_voc_lookalike(tmp_path / "data")
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--epochs", "1", "--quiet"])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {tmp_path / 'data'}: holds files fastseg demo did not write (")
+    assert result.output.endswith("); choose another --out\n") and len(result.output.splitlines()) == 1
+    assert {path: path.read_bytes() for path in (tmp_path / "data").rglob("*") if path.is_file()} == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data"]
+
+
+def test_demo_data_of_an_earlier_or_killed_demo_is_its_own(tmp_path, monkeypatch):
+    """Run twice, or again after a `kill -9` while it generated its data (some images, a dead
+    process's temporary, no list files yet): the demo's own data is recognised and regenerated, the
+    same bytes; every file is written whole (fastseg.atomic), so no half image is left."""
+    from fastseg import demo
+    from fastseg.atomic import TEMPORARY
+    from fastseg.data.demo_voc import make_demo_voc
+
+    class Trained(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Trained
+
+    monkeypatch.setattr(demo, "train", stop)
+    with pytest.raises(Trained):
+        demo.run_demo(tmp_path / "out", epochs=1, show_progress=False)
+    data = tmp_path / "out" / "data"
+    first = {path: path.read_bytes() for path in data.rglob("*") if path.is_file()}
+    assert len(first) == 80 + 80 + 3 and not [path for path in first if TEMPORARY.match(path.name)]
+    with pytest.raises(Trained):  # run twice
+        demo.run_demo(tmp_path / "out", epochs=1, show_progress=False)
+    assert {path: path.read_bytes() for path in data.rglob("*") if path.is_file()} == first
+
+    killed = tmp_path / "killed" / "data"
+    make_demo_voc(killed)
+    voc = killed / "VOCdevkit" / "VOC2012"
+    for listing in (voc / "ImageSets" / "Segmentation").iterdir():
+        listing.unlink()
+    for image in sorted((voc / "JPEGImages").iterdir())[40:]:
+        image.unlink()
+    (voc / "JPEGImages" / f".2007_000040.jpg.{dead_process_id()}.tmp").write_bytes(b"\xff\xd8 half")
+    with pytest.raises(Trained):
+        demo.run_demo(tmp_path / "killed", epochs=1, show_progress=False)
+    again = {path.relative_to(killed): path.read_bytes() for path in killed.rglob("*") if path.is_file()}
+    assert again == {path.relative_to(data): content for path, content in first.items()}

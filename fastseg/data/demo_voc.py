@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from fastseg.atomic import TEMPORARY, atomic_path, remove_stale_temporaries, write_text
 from fastseg.data.voc import NUM_CLASSES
 from fastseg.imaging.masks import VOID_LABEL, write_mask
+from fastseg.outputs import written_by_fastseg
 
 DEMO_CLASSES: tuple[int, ...] = (15, 7, 8, 1, 12)  # person, car, cat, aeroplane, dog
 # A base colour per class, far apart in RGB and from the grey background, so colour nearly
@@ -131,21 +133,73 @@ def make_demo_voc(
     Width and height are drawn independently in `[min_size, max_size]`, so resizing and padding
     code meets non-square images. `classes` defaults to :data:`DEMO_CLASSES`. The same arguments
     always give byte-identical files (one `np.random.default_rng(seed)` drives everything), so
-    tests can compare outputs and the demo is reproducible. Existing files are overwritten.
+    tests can compare outputs and the demo is reproducible. Existing files are overwritten; each is
+    written whole (`fastseg.atomic`), the list files last, and a killed run's temporaries are
+    removed, so a run killed midway and run again leaves the same files as one that was not.
+    `fastseg demo` checks first that the folder is the demo's own (`foreign_file`).
     """
     classes = DEMO_CLASSES if classes is None else tuple(int(label) for label in classes)
     _check_arguments(n_train, n_val, min_size, max_size, classes)
     voc = Path(root) / "VOCdevkit" / "VOC2012"
-    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+    for sub in DEMO_FOLDERS:
         (voc / sub).mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(voc / sub)
     rng = np.random.default_rng(seed)
-    ids = [f"2007_{index:06d}" for index in range(n_train + n_val)]
+    ids = demo_ids(n_train + n_val)
     for image_id in ids:
         image, mask = make_sample(rng, classes, min_size, max_size)
-        Image.fromarray(image).save(voc / "JPEGImages" / f"{image_id}.jpg", quality=95)
+        with atomic_path(voc / "JPEGImages" / f"{image_id}.jpg") as temporary:
+            Image.fromarray(image).save(temporary, format="JPEG", quality=95)
         write_mask(voc / "SegmentationClass" / f"{image_id}.png", mask)
     lists = {"train": ids[:n_train], "val": ids[n_train:], "trainval": ids}
     for name, members in lists.items():
-        listing = voc / "ImageSets" / "Segmentation" / f"{name}.txt"
-        listing.write_text("".join(f"{i}\n" for i in members), encoding="utf-8")
+        write_text(voc / "ImageSets" / "Segmentation" / f"{name}.txt", "".join(f"{i}\n" for i in members))
     return voc
+
+
+DEMO_FOLDERS = ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation")
+MAX_DEMO_IMAGES = 1_000_000  # ids 2007_000000 up to this: any the demo could have written
+
+
+def demo_ids(count: int) -> list[str]:
+    """The ids of a demo set of `count` images, VOC-like: `2007_000000`, `2007_000001`, ..."""
+    return [f"2007_{index:06d}" for index in range(count)]
+
+
+def foreign_file(root: Path) -> Path | None:
+    """A file or folder under `root` that `make_demo_voc` did not write, or None: `fastseg demo`
+    writes its data set only where nothing else is (`--out .` beside `fastseg download`'s `data/`
+    replaced a real VOC's list files and its images and masks of the same ids). Ours: the folders
+    of its layout, an image named as the demo names them, a mask that carries fastseg's mark, a
+    list file of demo ids, and the temporary of a killed run. A real VOC always holds more (its
+    masks carry no mark; `Annotations/`), so it is never taken for the demo's."""
+    root = Path(root)
+    voc = root / "VOCdevkit" / "VOC2012"
+    folders = {root / "VOCdevkit", voc, voc / "ImageSets", *(voc / sub for sub in DEMO_FOLDERS)}
+    for path in root.rglob("*"):  # stops at the first: a real VOC's 35,000 files are not all read
+        if path.is_symlink() or not (path in folders if path.is_dir() else _demo_file(path, voc)):
+            return path
+    return None
+
+
+def _demo_file(path: Path, voc: Path) -> bool:
+    folder = path.parent.relative_to(voc).as_posix() if path.parent.is_relative_to(voc) else None
+    if folder not in DEMO_FOLDERS or not path.is_file():
+        return False
+    if TEMPORARY.match(path.name):
+        return True
+    if folder == "ImageSets/Segmentation":
+        try:
+            ids = path.read_text(encoding="utf-8").split("\n")
+        except (OSError, UnicodeDecodeError):
+            return False
+        return path.stem in ("train", "val", "trainval") and ids[-1] == "" and all(map(_demo_id, ids[:-1]))
+    suffix = ".jpg" if folder == "JPEGImages" else ".png"
+    if path.suffix != suffix or not _demo_id(path.stem):
+        return False
+    return folder == "JPEGImages" or written_by_fastseg(path, "mask")
+
+
+def _demo_id(text: str) -> bool:
+    number = text.removeprefix("2007_")
+    return len(text) == 11 and number.isascii() and number.isdigit() and int(number) < MAX_DEMO_IMAGES
