@@ -47,7 +47,8 @@ def command(data: Path, out: Path, recipe_name: str, size: int | None, rows: int
         click.echo(f"note: {shown} row(s): the data set has {len(split.train)} training and "
                    f"{len(split.valid)} validation image(s)")  # fmt: skip
     rows = shown
-    config = recipe(recipe_name, **({"size": size} if size else {}))  # a smaller --size shrinks the crop
+    # a smaller --size shrinks the crop; the recipe checks --seed as train does (torch's seed is 64-bit)
+    config = recipe(recipe_name, seed=seed, **({"size": size} if size else {}))
     set_seed(seed)
     dls = build_dataloaders(
         folder, split.train, split.valid, size=config.size, batch_size=rows, augment=config.augment,

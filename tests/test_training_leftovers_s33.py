@@ -21,3 +21,14 @@ def test_memory_running_out_in_the_data_check_does_not_blame_the_batch(
     assert "checking" in line and str(voc_root) in line and "40.0 GiB" in line, line
     assert "--batch-size" not in line, line
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["show-data", "train", "lr-find"])
+def test_a_seed_torch_cannot_hold_is_one_line_on_every_command_that_seeds(voc_root, tmp_path, command):
+    """show-data handed --seed 10**40 to torch.manual_seed: "Overflow when unpacking long long",
+    a traceback (found by a fuzz of every option of every command). Train's range for all three."""
+    extra = [] if command == "show-data" else ["--train-set", "train", *TINY]
+    result = invoke(command, "--data", voc_root, "--out", tmp_path / "out", "--seed", 10**40, *extra)
+    line = one_error_line(result)
+    assert f"seed {10**40}: out of range, expected from -9223372036854775808 to 9223372036854775807" in line
+    assert not (tmp_path / "out").exists()
