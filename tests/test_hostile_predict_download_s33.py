@@ -396,3 +396,21 @@ def test_demo_data_of_an_earlier_or_killed_demo_is_its_own(tmp_path, monkeypatch
         demo.run_demo(tmp_path / "killed", epochs=1, show_progress=False)
     again = {path.relative_to(killed): path.read_bytes() for path in killed.rglob("*") if path.is_file()}
     assert again == {path.relative_to(data): content for path, content in first.items()}
+
+
+def test_skip_existing_never_replaces_a_users_picture_at_a_mask_path(model_file, tmp_path):
+    """`--skip-existing` let every existing output path pass unguarded: a user's own picture at an
+    image's mask path (an RGB PNG, which is no mask to read back) was replaced by the mask without
+    `--replace-foreign`, where the same run without the flag refuses it. It is refused now; a file
+    no image reader opens is still taken for an earlier output cut short (tests/test_predict.py)."""
+    noise(tmp_path / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    noise(out / "a.png", 30, 10)  # the user's own picture where a's mask would go
+    photo = (out / "a.png").read_bytes()
+    result = predict(model_file, tmp_path / "a.png", "--out", out, "--skip-existing")
+    assert result.exit_code == 1
+    assert "0 segmented, 1 failed; summary" in result.output
+    assert f"{out / 'a.png'}: an existing file that fastseg did not write as a mask" in result.output
+    assert (out / "a.png").read_bytes() == photo
+    assert [row["status"] for row in csv_rows(out / "predictions.csv")] == ["failed"]

@@ -64,16 +64,32 @@ def collect_jobs(inputs: Sequence[Path], out: Path, overlay: bool = False, force
         elif key in claimed:
             problems.append((source, f"output {mask} is already taken by {claimed[key]}"))
         else:
-            skipped = skip_existing and all(path.exists() for path, _ in outputs)  # nothing is written
             try:
-                for path, role in [] if skipped else outputs:
-                    guard(path, role, force, option="--replace-foreign")
+                for path, role in outputs:
+                    if not (skip_existing and _cut_short(path)):
+                        guard(path, role, force, option="--replace-foreign")
             except OutputRefused as refused:
                 problems.append((source, str(refused)))
                 continue
             claimed[key] = source
             jobs.append(job)
     return jobs, problems
+
+
+def _cut_short(path: Path) -> bool:
+    """Whether `--skip-existing` takes the file at an output path for an earlier output cut short:
+    one that no image reader opens (done again, or left when `predictions.csv` lists it done). A
+    picture there that fastseg did not write is the user's, refused as without the flag: every
+    existing output passed unguarded, and a user's photo at a mask path was replaced."""
+    if not path.is_file():
+        return False
+    from PIL import Image
+
+    try:
+        with Image.open(path):
+            return False
+    except (OSError, ValueError, SyntaxError):  # not an image at all
+        return True
 
 
 def image_files(folder: Path, out: Path) -> list[Path]:
