@@ -414,3 +414,13 @@ def test_skip_existing_never_replaces_a_users_picture_at_a_mask_path(model_file,
     assert f"{out / 'a.png'}: an existing file that fastseg did not write as a mask" in result.output
     assert (out / "a.png").read_bytes() == photo
     assert [row["status"] for row in csv_rows(out / "predictions.csv")] == ["failed"]
+
+
+def test_an_input_that_is_a_named_pipe_is_named_as_one(model_file, tmp_path):
+    """A FIFO (or a device) given as an input was reported as "no such file or folder", though it
+    is right there: the line now says what it is."""
+    fifo = tmp_path / "camera.png"
+    os.mkfifo(fifo)
+    result = predict(model_file, fifo, "--out", tmp_path / "out")
+    assert result.exit_code == 1
+    assert result.output == f"Error: {fifo}: not a regular file or folder (a named pipe or device)\n"

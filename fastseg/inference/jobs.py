@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastseg.errors import FastsegError
+from fastseg.errors import FastsegError, shown
 from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.outputs import OutputRefused, guard, written_by_fastseg
 
@@ -44,8 +44,10 @@ def collect_jobs(inputs: Sequence[Path], out: Path, overlay: bool = False, force
         elif given.is_file():
             if given.suffix.lower() in IMAGE_SUFFIXES:
                 pairs.append((given, Path(given.name)))
+        elif given.exists():  # a FIFO or a device: open() would wait on it, or read without end
+            raise FastsegError(f"{shown(given)}: not a regular file or folder (a named pipe or device)")
         else:
-            raise FastsegError(f"{given}: no such file or folder")
+            raise FastsegError(f"{shown(given)}: no such file or folder")
     firsts = {}  # resolved source -> its first (source, relative) pair
     for source, relative in pairs:
         firsts.setdefault(source.resolve(), (source, relative))
