@@ -424,3 +424,17 @@ def test_an_input_that_is_a_named_pipe_is_named_as_one(model_file, tmp_path):
     result = predict(model_file, fifo, "--out", tmp_path / "out")
     assert result.exit_code == 1
     assert result.output == f"Error: {fifo}: not a regular file or folder (a named pipe or device)\n"
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_a_batch_size_beyond_any_index_is_as_big_as_the_inputs(model_file, tmp_path, workers):
+    """`--batch-size 99999999999999999999` (above sys.maxsize) with a loader worker was a
+    ValueError traceback from torch's batch sampler ("Stop argument for islice() must be ...");
+    a batch is never bigger than the images there are."""
+    for name in "ab":
+        noise(tmp_path / f"{name}.png")
+    huge = "99999999999999999999"  # the last --num-workers given counts
+    result = predict(model_file, tmp_path / "a.png", tmp_path / "b.png", "--out", tmp_path / "out",
+                     "--num-workers", workers, "--batch-size", huge)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "2 segmented, 0 failed" in result.output

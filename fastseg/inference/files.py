@@ -122,7 +122,9 @@ def loader(
     """Batches of `dataset` in order (`collate`): made in this process without workers; with
     `num_workers`, by torch's `DataLoader` in that many processes, or, with `threads`, by that
     many threads of this process (an ONNX run: Pillow's decoding and resizing release the GIL,
-    and torch's DataLoader would import torch, 1.2-1.7 s, for nothing else)."""
+    and torch's DataLoader would import torch, 1.2-1.7 s, for nothing else). A batch is never bigger
+    than the dataset: `--batch-size 99999999999999999999` was a traceback from the batch sampler."""
+    batch_size = max(1, min(batch_size, len(dataset)))
     if num_workers == 0:
         return Batches(dataset, batch_size)
     if threads:
