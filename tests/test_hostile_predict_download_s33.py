@@ -438,3 +438,17 @@ def test_a_batch_size_beyond_any_index_is_as_big_as_the_inputs(model_file, tmp_p
                      "--num-workers", workers, "--batch-size", huge)  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "2 segmented, 0 failed" in result.output
+
+
+@pytest.mark.parametrize("md5", ["abc", PAYLOAD_MD5 + "0", "g" * 32, ""])
+def test_an_md5_that_is_no_md5_is_refused_before_the_download(scripted, tmp_path, md5):
+    """A mistyped `--md5` (too short, not hex) can match nothing: the whole tar (2 GB) was
+    downloaded, found "wrong" and deleted. It is one line before any request now."""
+    asked = []
+    url = scripted(lambda handler, number, start: (asked.append(number), send(handler, PAYLOAD)))
+    result = CliRunner().invoke(main, ["download", "--root", str(tmp_path / "data"), "--url", url,
+                                       "--md5", md5, "--quiet"])  # fmt: skip
+    assert result.exit_code == 1
+    expected = f"VOCtrainval_11-May-2012.tar: the expected MD5 {md5!r} is no MD5 (32 hexadecimal digits)"
+    assert result.output == f"Error: {expected}\n"
+    assert asked == [] and not (tmp_path / "data").exists()

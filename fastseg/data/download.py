@@ -14,6 +14,7 @@ the command starts at once. VOC 2012 (`fastseg.data.voc`) and SBD (`fastseg.data
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from fastseg.data.archive import file_md5, safe_extract
 from fastseg.data.fetch import TIMEOUT, Log, ProgressFactory, fetch_any, remove_file, silent
 from fastseg.errors import DownloadError
 from fastseg.paths import expanded
+
+MD5_TEXT = re.compile(r"[0-9a-fA-F]{32}")
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,9 @@ def download(
     if (root / resource.marker).is_file():
         log(f"already present: {folder} (nothing to do)")
         return folder
+    if not MD5_TEXT.fullmatch(resource.md5):  # it could match nothing: 2 GB fetched, then deleted
+        raise DownloadError(f"{resource.filename}: the expected MD5 {resource.md5!r} is no MD5 "
+                            "(32 hexadecimal digits)")  # fmt: skip
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
