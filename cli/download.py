@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from cli.options import verbose_option
 # defaults are shown in `--help` at once.
 from fastseg.data.sbd import SBD_MD5, SBD_URLS
 from fastseg.data.voc import VOC_MD5, VOC_URLS
+from fastseg.errors import FastsegError, shown
 
 
 @click.command(context_settings={"show_default": True})
@@ -56,14 +58,30 @@ def command(
     from fastseg.data.voc import download_voc
 
     bars = None if quiet else ByteBar
-    folder = download_voc(root, urls=urls, md5=md5, progress=bars, log=click.echo)
-    click.echo(f"VOC 2012 ready in {folder}: fastseg train --data {root}")
-    if sbd:
-        from fastseg.data.sbd import download_sbd
-        from fastseg.data.voc import VOCFolder
+    with one_line_each():
+        folder = download_voc(root, urls=urls, md5=md5, progress=bars, log=echo)
+        echo(f"VOC 2012 ready in {folder}: fastseg train --data {root}")
+        if sbd:
+            from fastseg.data.sbd import download_sbd
+            from fastseg.data.voc import VOCFolder
 
-        ids = download_sbd(root, VOCFolder(folder), urls=sbd_urls, md5=sbd_md5, progress=bars, log=click.echo)
-        click.echo(f"trainaug ready ({len(ids)} ids): fastseg train --data {root} --train-set trainaug")
+            ids = download_sbd(root, VOCFolder(folder), urls=sbd_urls, md5=sbd_md5, progress=bars, log=echo)
+            echo(f"trainaug ready ({len(ids)} ids): fastseg train --data {root} --train-set trainaug")
+
+
+def echo(line: str) -> None:
+    """A progress line as one line: a newline in a URL or a root (a pasted URL) escaped."""
+    click.echo(shown(line))
+
+
+@contextmanager
+def one_line_each() -> Iterator[None]:
+    """The command's error as one line too (`errors.shown`), whatever URL or root it names."""
+    try:
+        yield
+    except FastsegError as error:
+        error.args = (shown(error),)  # the same error, its type (and exit status) kept
+        raise
 
 
 class ByteBar:

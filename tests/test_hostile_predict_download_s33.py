@@ -452,3 +452,16 @@ def test_an_md5_that_is_no_md5_is_refused_before_the_download(scripted, tmp_path
     expected = f"VOCtrainval_11-May-2012.tar: the expected MD5 {md5!r} is no MD5 (32 hexadecimal digits)"
     assert result.output == f"Error: {expected}\n"
     assert asked == [] and not (tmp_path / "data").exists()
+
+
+def test_a_newline_in_a_url_or_root_leaves_every_download_line_one_line(tmp_path):
+    """A newline in `--url` or `--root` (a pasted URL, a script's variable) split the progress
+    lines and the final error in two: each is one line, the newline escaped."""
+    root = tmp_path / "da\nta"
+    result = CliRunner().invoke(main, ["download", "--root", str(root), "--quiet",
+                                       "--url", "http://127.0.0.1:9/a\nb.tar"])  # fmt: skip
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert [line.split(" ")[0] for line in lines] == ["downloading", "failed:", "Error:"], lines
+    assert lines[0] == "downloading http://127.0.0.1:9/a\\nb.tar"
+    assert lines[-1].endswith(f"put VOCtrainval_11-May-2012.tar in {tmp_path}/da\\nta and run again")
