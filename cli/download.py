@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from cli.errors import user_errors
+from cli.errors import one_line_each, user_errors
 from cli.options import verbose_option
 
 # Neither module imports torch at the top (voc, sbd: numpy and the standard library), so the
 # defaults are shown in `--help` at once.
 from fastseg.data.sbd import SBD_MD5, SBD_URLS
 from fastseg.data.voc import VOC_MD5, VOC_URLS
-from fastseg.errors import FastsegError, shown
+from fastseg.errors import shown
 
 
 @click.command(context_settings={"show_default": True})
@@ -72,16 +71,6 @@ def command(
 def echo(line: str) -> None:
     """A progress line as one line: a newline in a URL or a root (a pasted URL) escaped."""
     click.echo(shown(line))
-
-
-@contextmanager
-def one_line_each() -> Iterator[None]:
-    """The command's error as one line too (`errors.shown`), whatever URL or root it names."""
-    try:
-        yield
-    except FastsegError as error:
-        error.args = (shown(error),)  # the same error, its type (and exit status) kept
-        raise
 
 
 class ByteBar:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import errno
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import click
@@ -53,3 +54,18 @@ def user_errors(function: F) -> F:
             raise click.ClickException(resource_message(error)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def one_line_each() -> Iterator[None]:
+    """A `FastsegError` raised in the block as one line (`errors.shown`): a newline in a path or a
+    URL it names (a pasted URL, a script's variable) no longer splits the `Error:` line. Its type,
+    and so its exit status, is kept. For a command whose messages are one line each (not
+    `check-data`'s, one line per problem)."""
+    from fastseg.errors import FastsegError, shown
+
+    try:
+        yield
+    except FastsegError as error:
+        error.args = (shown(error),)
+        raise

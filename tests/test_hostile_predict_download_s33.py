@@ -360,6 +360,17 @@ def test_demo_never_writes_into_a_data_set_it_did_not_make(tmp_path, monkeypatch
     assert sorted(path.name for path in tmp_path.iterdir()) == ["data"]
 
 
+def test_demos_refusal_naming_an_out_with_a_newline_is_one_line(tmp_path, monkeypatch):
+    from fastseg import demo
+
+    monkeypatch.setattr(demo, "train", lambda *args, **kwargs: pytest.fail("trained"))
+    out = tmp_path / "de\nmo"
+    real_voc_lookalike(out / "data")
+    result = CliRunner().invoke(main, ["demo", "--out", str(out), "--epochs", "1", "--quiet"])
+    assert result.exit_code == 1 and len(result.output.splitlines()) == 1
+    assert result.output.startswith(f"Error: {tmp_path}/de\\nmo/data: holds files fastseg demo did not write")
+
+
 def test_demo_data_of_an_earlier_or_killed_demo_is_its_own(tmp_path, monkeypatch):
     """Run twice, or again after a `kill -9` while it generated its data (some images, a dead
     process's temporary, no list files yet): the demo's own data is recognised and regenerated, the
@@ -465,3 +476,15 @@ def test_a_newline_in_a_url_or_root_leaves_every_download_line_one_line(tmp_path
     assert [line.split(" ")[0] for line in lines] == ["downloading", "failed:", "Error:"], lines
     assert lines[0] == "downloading http://127.0.0.1:9/a\\nb.tar"
     assert lines[-1].endswith(f"put VOCtrainval_11-May-2012.tar in {tmp_path}/da\\nta and run again")
+
+
+def test_predicts_error_naming_a_folder_with_a_newline_is_one_line(model_file, tmp_path):
+    """An `Error:` line names the path it is about: a newline in that name split it in two (the
+    failures of single images were made one line each; this is the line that stops the run)."""
+    noise(tmp_path / "a.png")
+    (tmp_path / "file").write_text("a file, not a folder")
+    out = tmp_path / "file" / "ma\nsks"
+    result = predict(model_file, tmp_path / "a.png", "--out", out)
+    assert result.exit_code == 1
+    expected = f"{tmp_path}/file/ma\\nsks: cannot create the output folder (Not a directory)"
+    assert result.output == f"Error: {expected}\n"
