@@ -34,7 +34,9 @@ TRACKERS: dict[str, tuple[str, ...]] = {
 def require_trackers(names: tuple[str, ...] | list[str]) -> None:
     """Raise, in one line naming the extra to install, for an unknown or uninstalled tracker:
     before any work starts, not when the first epoch ends."""
-    for name in names:
+    for position, name in enumerate(names):
+        if name in names[:position]:  # two MLflow runs cannot be active at once; two TensorBoards log twice
+            raise FastsegError(f"--log {name} is given twice: each tracker logs a run once")
         if name not in TRACKERS:
             raise FastsegError(f"--log {name}: choose one of {', '.join(TRACKERS)}")
         missing = [module for module in TRACKERS[name] if find_spec(module) is None]

@@ -15,6 +15,13 @@ Where each writes: TensorBoard to `RUN/tensorboard/`; MLflow to
 `RUN/wandb/`; `WANDB_MODE=offline` keeps everything on disk). Each tracker is imported only when
 asked for (`pip install -e '.[NAME]'` in the checkout). A resumed training run continues the MLflow and W&B
 runs it logged to (ids in `RUN/trackers.json`), so one training run is one tracker run.
+
+A tracker is a witness, not a part of the training: one that cannot start stops the run in one
+line before any epoch is spent (`--log` asked for it), but one that fails while the run trains
+(a tracking server gone, a full disk under its files) is dropped, said once in `train.log`, and
+the run goes on: `history.csv` and `train.log` keep every epoch whatever the trackers do
+(`Fenced`). A run folder's name reaches the trackers through `errors.shown` (a name that is not
+UTF-8 was their UnicodeEncodeError).
 """
 
 from __future__ import annotations
@@ -24,9 +31,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fastai.callback.core import Callback
+from fastai.callback.core import (
+    Callback,
+    CancelBackwardException,
+    CancelBatchException,
+    CancelEpochException,
+    CancelFitException,
+    CancelStepException,
+    CancelTrainException,
+    CancelValidException,
+)
 from fastai.learner import Recorder
 
+from fastseg.errors import FastsegError, shown
 from fastseg.runs.folder import TENSORBOARD, TRAIN_SAMPLE, TRAINING_CURVE, VAL_SAMPLE, RunFolder
 from fastseg.training.config import TrainConfig
 
@@ -35,14 +52,22 @@ FIGURES = (TRAIN_SAMPLE, VAL_SAMPLE, TRAINING_CURVE)
 
 def flat_config(config: TrainConfig) -> dict[str, Any]:
     """`{"lr": 0.001, "augment.flip_p": 0.5, ...}`: trackers take flat scalar hyper-parameters;
-    tuples and None become text."""
+    tuples and None become text, and text is `errors.shown`'s (a path that is not UTF-8)."""
     flat = {}
     for key, value in config.to_dict().items():
         nested = value if isinstance(value, dict) else {None: value}
         for name, item in nested.items():
             name = key if name is None else f"{key}.{name}"
-            flat[name] = item if isinstance(item, (bool, int, float, str)) else str(item)
+            flat[name] = item if isinstance(item, (bool, int, float)) else shown(item)
     return flat
+
+
+def readable_config(config: TrainConfig) -> dict[str, Any]:
+    """`config.to_dict()` with its text as `errors.shown` writes it: a path that is not UTF-8
+    (the data or run folder's) cannot be encoded by a tracker."""
+    return {key: ({name: shown(item) if isinstance(item, str) else item for name, item in value.items()}
+                  if isinstance(value, dict) else shown(value) if isinstance(value, str) else value)
+            for key, value in config.to_dict().items()}  # fmt: skip
 
 
 class Tracker:
@@ -124,12 +149,12 @@ class MLflowTracker(Tracker):
 
         if "MLFLOW_EXPERIMENT_NAME" not in os.environ and "MLFLOW_EXPERIMENT_ID" not in os.environ:
             mlflow.set_experiment("fastseg")
-        tags = {"fastseg.run_folder": str(run.path.resolve())}
+        tags = {"fastseg.run_folder": shown(run.path.resolve())}
         try:
             active = mlflow.start_run(run_id=run_id) if run_id else None
         except MlflowException:  # not in this tracking store (another machine or URI)
             raise TrackerRunMissing(f"mlflow: run {run_id} is not in {mlflow.get_tracking_uri()}") from None
-        active = active or mlflow.start_run(run_name=run.path.name, tags=tags)
+        active = active or mlflow.start_run(run_name=shown(run.path.name), tags=tags)
         mlflow.log_params(flat_config(config))  # a resumed run's config is the same: MLflow accepts it again
         return active.info.run_id
 
@@ -155,12 +180,17 @@ class MLflowTracker(Tracker):
 
 class WandbTracker(Tracker):
     def open(self, run: RunFolder, config: TrainConfig, run_id: str | None) -> str:
+        try:
+            str(run.path.resolve()).encode("utf-8")
+        except UnicodeEncodeError:  # W&B writes its path into its logs and records: a traceback there
+            raise FastsegError(f"--log wandb: W&B cannot keep its files under {shown(run.path.resolve())}, "
+                               "a name that is not UTF-8; choose another --out") from None  # fmt: skip
         import wandb
 
         # resume="allow": the run `run_id` continues, or is created under that id if this W&B
         # server never saw it (an offline run not yet synced).
-        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "fastseg"), name=run.path.name,
-                              dir=str(run.path), config=config.to_dict(), id=run_id,
+        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "fastseg"), name=shown(run.path.name),
+                              dir=str(run.path), config=readable_config(config), id=run_id,
                               resume="allow" if run_id else None)  # fmt: skip
         return self.run.id
 
@@ -186,3 +216,89 @@ TRACKER_CLASSES: dict[str, type[Tracker]] = {
     "mlflow": MLflowTracker,
     "wandb": WandbTracker,
 }
+
+
+# fastai's control flow (an early stop, a skipped batch): raised by callbacks on purpose
+FASTAI_CANCELS = (CancelBackwardException, CancelBatchException, CancelEpochException, CancelFitException,
+                  CancelStepException, CancelTrainException, CancelValidException)  # fmt: skip
+
+
+def failure(error: BaseException) -> str:
+    """`ConnectionError: server gone`: the error's type and the first line of what it says."""
+    first = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+class Fenced(Tracker):
+    """One of `TRACKER_CLASSES` with its failures kept from the training: an error in `open` is
+    one line (`FastsegError`, before any epoch), any later error drops the tracker for the rest
+    of the run with one line to `say` (`RunReporter.say`: train.log and the epoch lines), and
+    the run goes on. A tracker run that broke is closed as FAILED."""
+
+    def __init__(self, name: str, say: Callable[[str], None]):
+        self.name, self.say = name, say
+        self.tracker = TRACKER_CLASSES[name]()
+        self.failed = False
+
+    def open(self, run: RunFolder, config: TrainConfig, run_id: str | None) -> str | None:
+        try:
+            return self.tracker.open(run, config, run_id)
+        except (TrackerRunMissing, FastsegError):
+            raise
+        except Exception as error:  # noqa: BLE001 - any library's error: the run has not started
+            raise FastsegError(f"--log {self.name}: could not start logging ({failure(error)})") from None
+
+    def callback(self) -> Callback | None:
+        inner = self.tracker.callback()
+        return None if inner is None else FencedCallback(inner, self)
+
+    def drop(self, error: BaseException, when: str) -> None:
+        if not self.failed:
+            self.failed = True
+            self.say(f"{self.name}: failed {when} ({failure(error)}); training goes on without it "
+                     "(train.log and history.csv have every epoch)")  # fmt: skip
+
+    def finish(self, run: RunFolder, config: TrainConfig, best: dict[str, float]) -> None:
+        if self.failed:
+            return
+        try:
+            self.tracker.finish(run, config, best)
+        except Exception as error:  # noqa: BLE001 - the model is saved: nothing the run needs
+            self.drop(error, "while logging the results")
+
+    def close(self, status: str) -> None:
+        try:
+            self.tracker.close("FAILED" if self.failed and status == "FINISHED" else status)
+        except Exception as error:  # noqa: BLE001
+            self.drop(error, "while closing")
+
+
+class FencedCallback(Callback):
+    """A tracker's fastai callback whose errors drop the tracker (`Fenced.drop`) instead of
+    ending the fit; fastai's own cancel exceptions pass, as they must."""
+
+    def __init__(self, inner: Callback, tracker: Fenced):
+        self.inner, self.tracker = inner, tracker
+        self.order = inner.order
+        for attribute in ("run_after", "run_before"):  # the inner callback's place among fastai's
+            value = getattr(type(inner), attribute, None)
+            if value is not None:
+                setattr(self, attribute, value)
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def __call__(self, event_name: str) -> None:
+        if self.tracker.failed:
+            return None
+        self.inner.learn = self.learn
+        try:
+            return self.inner(event_name)
+        except FASTAI_CANCELS:
+            raise
+        except Exception as error:  # noqa: BLE001 - a logger's failure is not the training's
+            if str(error).startswith("Exception occured in `"):  # fastai's wrapping of the message
+                error.args = (str(error).split("\n\t", 1)[-1], *error.args[1:])
+            self.tracker.drop(error, f"at epoch {getattr(self.learn, 'epoch', 0)}")
+            return None

@@ -15,7 +15,7 @@ from fastai.callback.core import Callback
 from fastseg.runs.folder import RunFolder
 from fastseg.training.config import TrainConfig
 from fastseg.training.epoch_records import EpochLog
-from fastseg.training.experiment_trackers import TRACKER_CLASSES, Tracker, TrackerRunMissing
+from fastseg.training.experiment_trackers import Fenced, Tracker, TrackerRunMissing
 from fastseg.training.result import TrainResult
 
 
@@ -60,7 +60,7 @@ class RunReporter:
                  echo: Callable[[str], None] | None, capture_prints: bool, main: bool):  # fmt: skip
         self.run, self.config, self.echo = run, config, echo
         self.capture_prints, self.main = capture_prints, main
-        self.trackers: list[Tracker] = [TRACKER_CLASSES[name]() for name in config.trackers] if main else []
+        self.trackers: list[Tracker] = [Fenced(name, self.say) for name in config.trackers] if main else []
         self.epoch_log = EpochLog(self.say, config.epochs, monitor, best)
         self.stack = ExitStack()
         self.stdout = sys.stdout
