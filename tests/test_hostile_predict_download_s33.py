@@ -361,6 +361,7 @@ def test_demo_never_writes_into_a_data_set_it_did_not_make(tmp_path, monkeypatch
 
 
 def test_demos_refusal_naming_an_out_with_a_newline_is_one_line(tmp_path, monkeypatch):
+    """`--out` with a newline in its name split the demo's `Error:` line in two."""
     from fastseg import demo
 
     monkeypatch.setattr(demo, "train", lambda *args, **kwargs: pytest.fail("trained"))
