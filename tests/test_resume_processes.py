@@ -37,4 +37,3 @@ def test_a_run_with_a_fitted_batch_resumes_under_two_processes(tmp_path):
     assert "changed since" not in result.stdout + result.stderr
     assert list(pd.read_csv(run / "history.csv")["epoch"]) == list(range(EPOCHS))
     assert RunFolder(run).read_train_config().batch_size == 6  # config.json is left as it was
-
