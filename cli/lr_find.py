@@ -31,7 +31,10 @@ def default_out() -> Path:
     "[default: outputs/lr-find/<timestamp>]",
 )
 @click.option(
-    "--iterations", type=click.IntRange(min=20), default=100, help="Training batches the sweep may take."
+    "--iterations",
+    type=click.IntRange(min=20, max=10_000),
+    default=100,  # lr_find.MAX_ITERATIONS
+    help="Training batches the sweep may take.",
 )
 @click.option("--quiet", is_flag=True, help="Print only the suggestion and the plot's path.")
 @force_option("lr_find.png and lr_find.csv in --out")
@@ -41,13 +44,14 @@ def command(out: Path | None, iterations: int, quiet: bool, force: bool, config_
     """Sweep the learning rate from 1e-7 to 10 over training batches of the recipe's model and
     data (fastai's lr_find; the model and data options are train's), save the loss curve as
     OUT/lr_find.png and print fastai's valley suggestion for `fastseg train --lr`."""
-    from fastseg.training.lr_find import check_outputs, find_learning_rate, save_lr_find
+    from fastseg.training.lr_find import check_outputs, find_learning_rate, holding_folder, save_lr_find
 
     out = out or default_out()
     check_outputs(out, force)  # before minutes of sweeping
     config, _, _ = new_config(options, out, config_file)
-    found = find_learning_rate(config, iterations, show_progress=sys.stdout.isatty() and not quiet,
-                               echo=None if quiet else click.echo)  # fmt: skip
-    plot = save_lr_find(found, out, force)
+    with holding_folder(out):  # a second lr-find into `out` is refused at once
+        found = find_learning_rate(config, iterations, show_progress=sys.stdout.isatty() and not quiet,
+                                   echo=None if quiet else click.echo)  # fmt: skip
+        plot = save_lr_find(found, out, force)
     click.echo(f"suggested --lr {found.suggestion:.3g} (fastai lr_find valley, {len(found.lrs)} batches)")
     click.echo(f"plot: {plot}")

@@ -305,3 +305,72 @@ def test_a_tracker_that_fails_mid_run_is_dropped_and_training_goes_on(voc_root, 
     client = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     (logged,) = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
     assert logged.info.status == "FAILED"  # closed, and marked as the tracker run that broke
+
+
+# --- fastseg lr-find ------------------------------------------------------------------------------
+
+LR_FIND = ["--size", "32", "--crop-size", "32", "--batch-size", "4", "--no-pretrained", "--num-workers", "0",
+           "--device", "cpu", "--train-set", "train", "--quiet"]  # fmt: skip
+
+
+def test_lr_find_iterations_beyond_any_sweep_are_refused(voc_root, tmp_path):
+    """--iterations 10**26 swept the rate so slowly that it never diverged: an lr-find that ran
+    until it was killed, epoch after epoch."""
+    from fastseg.errors import FastsegError
+    from fastseg.training.config import TrainConfig
+    from fastseg.training.lr_find import MAX_ITERATIONS, find_learning_rate
+
+    result = invoke("lr-find", "--data", voc_root, "--out", tmp_path / "lr", *LR_FIND,
+                    "--iterations", 10**26)  # fmt: skip
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{10**26} is not in the range 20<=x<={MAX_ITERATIONS}" in result.output
+    with pytest.raises(
+        FastsegError, match=f"^--iterations 100001: the finder takes at most {MAX_ITERATIONS}"
+    ):
+        find_learning_rate(TrainConfig(data=str(voc_root)), iterations=100_001)
+    assert not (tmp_path / "lr").exists()
+
+
+def test_lr_find_with_a_loss_that_is_nan_from_the_first_batch_says_so(voc_root, tmp_path, monkeypatch):
+    """A loss that is NaN from the first batch stops fastai's sweep at once: the line told to
+    'try more --iterations', which can never help."""
+    import fastseg.training.lr_find as lr_find
+
+    real = lr_find.make_learner
+
+    def nan_loss_learner(*args, **kwargs):
+        learn = real(*args, **kwargs)
+        loss = learn.loss_func
+        learn.loss_func = lambda output, target: loss(output, target) * float("nan")
+        return learn
+
+    monkeypatch.setattr(lr_find, "make_learner", nan_loss_learner)
+    out = tmp_path / "lr"
+    line = one_error_line(invoke("lr-find", "--data", voc_root, "--out", out, *LR_FIND, "--iterations", 20))
+    assert line == ("Error: the learning-rate finder found no suggestion: the loss was not a number (NaN "
+                    "or infinite) from the first batch; check the data and --loss")  # fmt: skip
+    assert not out.exists()
+
+
+def test_two_lr_finds_into_one_folder_the_second_is_refused_at_once(voc_root, tmp_path):
+    """Two lr-finds into one --out both swept for minutes, then the second was refused ('an
+    earlier lr-find's plot') and its result lost, or, writing at the same moment, left one's
+    plot beside the other's sweep. The first holds the folder (the kernel's lock on the folder
+    itself: no file added, released however it ends); the second is one line before its sweep."""
+    from fastseg.training.lr_find import holding_folder
+
+    out = tmp_path / "lr"
+    with holding_folder(out):
+        line = one_error_line(invoke("lr-find", "--data", voc_root, "--out", out, *LR_FIND))
+        assert line == (f"Error: {out}: another fastseg lr-find is writing into this folder; wait for it "
+                        "to end or choose another --out")  # fmt: skip
+        assert list(out.iterdir()) == []
+    assert not out.exists()  # made for the lock alone: removed again
+
+
+def test_a_failed_lr_find_leaves_no_folder_it_made(voc_copy, tmp_path):
+    (voc_copy / "VOCdevkit/VOC2012/SegmentationClass/2007_000001.png").write_bytes(b"not a png")
+    out = tmp_path / "new" / "lr"
+    result = invoke("lr-find", "--data", voc_copy, "--out", out, *LR_FIND)
+    assert result.exit_code == 1, result.output
+    assert not (tmp_path / "new").exists()  # the folders made for the lock are removed again

@@ -11,8 +11,10 @@ at that ratio to the decoder's, and the suggestion is the decoder's peak rate: w
 from __future__ import annotations
 
 import math
+import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,8 @@ from fastseg.training.trainer import make_learner, out_of_memory_message, prepar
 START_LR, END_LR = 1e-7, 10.0  # fastai's sweep
 ITERATIONS = 100  # fastai's default number of batches
 MIN_ITERATIONS = 20  # fastai's suggestion drops the first tenth and the last five points
+# 10**26 swept the rate so slowly it never diverged: an lr-find that ran until killed
+MAX_ITERATIONS = 10_000
 
 
 @dataclass
@@ -55,6 +59,8 @@ def find_learning_rate(
     early when the loss diverges) and return fastai's valley suggestion; writes no file."""
     if iterations < MIN_ITERATIONS:
         raise FastsegError(f"--iterations {iterations}: the finder needs at least {MIN_ITERATIONS} batches")
+    if iterations > MAX_ITERATIONS:
+        raise FastsegError(f"--iterations {iterations}: the finder takes at most {MAX_ITERATIONS} batches")
     config.check()
     with launched(config.device) as launch, tempfile.TemporaryDirectory(prefix="fastseg-lr-find-") as scratch:
         if launch.world > 1:
@@ -75,6 +81,11 @@ def find_learning_rate(
             # find a valley; or a batch too big for the memory, which a larger batch would not mend
             if out_of_memory(error):
                 raise FastsegError(out_of_memory_message(config, launch.device, error)) from None
+            if not any(math.isfinite(float(loss)) for loss in learn.recorder.losses):
+                raise FastsegError(
+                    "the learning-rate finder found no suggestion: the loss was not a number "
+                    "(NaN or infinite) from the first batch; check the data and --loss"
+                ) from None
             raise FastsegError(f"the learning-rate finder found no suggestion ({error}); try more "
                                "--iterations or a larger --batch-size") from None  # fmt: skip
         lrs = [float(lr) for lr in learn.recorder.lrs]
@@ -83,6 +94,40 @@ def find_learning_rate(
     if not (math.isfinite(suggestion) and suggestion > 0):
         raise FastsegError(f"the learning-rate finder suggested {suggestion}: the loss never fell")
     return LrFound(lrs, losses, suggestion)
+
+
+@contextmanager
+def holding_folder(out: Path) -> Iterator[None]:
+    """Hold `out` for one lr-find from before its sweep to its last file: a second lr-find into
+    the same folder is one line at once, not minutes later (or a plot of one beside the sweep of
+    the other). The lock is the kernel's `flock` on the folder itself, so no file is added and a
+    killed lr-find holds nothing; folders made only to hold it are removed if nothing was written."""
+    out = Path(out)
+    made = [folder for folder in (out, *out.parents) if not folder.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as error:
+        raise FastsegError(f"{out}: cannot create the output folder ({error.strerror})") from None
+    try:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no lock
+            fcntl = None
+        if fcntl is not None:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise FastsegError(f"{out}: another fastseg lr-find is writing into this folder; wait for "
+                                   "it to end or choose another --out") from None  # fmt: skip
+        yield
+    finally:
+        os.close(descriptor)
+        for folder in made:  # innermost first; one holding anything stays, and so do its parents
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
 
 PLOT_FILENAME = "lr_find.png"
