@@ -13,6 +13,8 @@ import os
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -374,3 +376,70 @@ def test_a_failed_lr_find_leaves_no_folder_it_made(voc_copy, tmp_path):
     result = invoke("lr-find", "--data", voc_copy, "--out", out, *LR_FIND)
     assert result.exit_code == 1, result.output
     assert not (tmp_path / "new").exists()  # the folders made for the lock are removed again
+
+
+# --- processes under torchrun, killed -------------------------------------------------------------
+
+
+def torchrun_training(voc_root, run, epochs: int) -> subprocess.Popen:
+    """`torchrun --nproc_per_node 2 fastseg train` on the CPU, in a session of its own."""
+    env = {name: value for name, value in os.environ.items() if name not in LAUNCH_VARIABLES}
+    env["OMP_NUM_THREADS"] = "1"
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    command = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "fastseg", "train", "--data",
+               str(voc_root), "--out", str(run), *TINY[:-3], "--epochs", str(epochs), "--quiet"]  # fmt: skip
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+
+
+def children(pid: int) -> list[int]:
+    found = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    return [int(line) for line in found.stdout.split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = (
+        Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if Path(f"/proc/{pid}").exists()
+        else "X"
+    )
+    return state not in ("Z", "X")
+
+
+def wait_until(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return condition()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("victim", ["rank 1", "launcher"])
+def test_a_killed_rank_or_launcher_ends_every_process(voc_root, tmp_path, victim):
+    """kill -9 of one rank mid-run: torchrun ends the other (held up). kill -9 of torchrun itself
+    left both workers training on, orphans holding the run folder's lock (and on a GPU machine,
+    the GPUs): each worker now asks the kernel for SIGTERM when its launcher dies."""
+    run = tmp_path / "run"
+    launcher = torchrun_training(voc_root, run, epochs=300)
+    workers: list[int] = []
+    try:
+        assert wait_until(lambda: (run / "last.json").is_file(), 120), launcher.stderr.read()[-2000:]
+        workers = children(launcher.pid)
+        assert len(workers) == 2
+        os.kill(workers[1] if victim == "rank 1" else launcher.pid, 9)
+        assert wait_until(lambda: not any(alive(pid) for pid in workers), 30), "a worker outlived the kill"
+        assert launcher.wait(30) != 0
+    finally:
+        for pid in [*workers, launcher.pid]:
+            if alive(pid):
+                os.kill(pid, 9)
+        launcher.communicate(timeout=30)
+    history = (run / "history.csv").read_text().splitlines()
+    assert 2 <= len(history) < 301  # stopped mid-run, every row whole
+    assert all(line.count(",") == history[0].count(",") for line in history)

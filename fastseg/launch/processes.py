@@ -55,6 +55,7 @@ def launched(device_name: str = "auto", torch_free: bool = False) -> Iterator[La
     local = local_rank()
     if world > 1:
         check_rendezvous(world)
+        end_with_launcher()
     if torch_free and world == 1 and surely_cpu(device_name):  # nothing to ask torch
         yield Launch(rank, world, "cpu")
         return
@@ -69,6 +70,26 @@ def launched(device_name: str = "auto", torch_free: bool = False) -> Iterator[La
         torch.cuda.set_device(device)
     with process_group(device):
         yield Launch(rank, world, str(device))
+
+
+def end_with_launcher() -> None:
+    """Ask the kernel for SIGTERM when the launcher that started this process dies (Linux's
+    PR_SET_PDEATHSIG): torchrun ends its other workers when one fails, but a `kill -9` of
+    torchrun itself left its workers training on, orphans holding the run folder's lock and the
+    GPUs. A launcher already gone (the parent changed) ends this process at once."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl (another libc): nothing to ask
+        return
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def rank_and_world() -> tuple[int, int]:
