@@ -29,7 +29,10 @@ def collect_jobs(inputs: Sequence[Path], out: Path, overlay: bool = False, force
                  skip_existing: bool = False) -> tuple[list[Job], list[tuple[Path, str]]]:  # fmt: skip
     """Image files among `inputs` (folders walked recursively) and their mirrored output paths.
 
-    A file input lands in `out/<name>.png`; a folder's images keep their path inside the folder.
+    A file input lands in `out/<name>.png`, whatever its suffix: a file named on the command line
+    is meant, and one that is no image fails by name (dropping it said "0 failed"); a folder's
+    images are its files with an image suffix, and keep their path inside the folder. Inputs
+    without any file to read are a `FastsegError`.
     A file given more than once (twice, via `dir/../dir`, a link, or inside a folder also given) is
     done once, under its first name. Returns (jobs, problems): an output that would overwrite an
     input, or that two different inputs would share, or that would replace a file fastseg did not
@@ -41,13 +44,16 @@ def collect_jobs(inputs: Sequence[Path], out: Path, overlay: bool = False, force
         given = Path(given)
         if given.is_dir():
             pairs += [(file, file.relative_to(given)) for file in image_files(given, out)]
-        elif given.is_file():
-            if given.suffix.lower() in IMAGE_SUFFIXES:
-                pairs.append((given, Path(given.name)))
+        elif given.is_file():  # named, so meant: read by its content whatever its suffix
+            pairs.append((given, Path(given.name)))
         elif given.exists():  # a FIFO or a device: open() would wait on it, or read without end
             raise FastsegError(f"{shown(given)}: not a regular file or folder (a named pipe or device)")
         else:
             raise FastsegError(f"{shown(given)}: no such file or folder")
+    if not pairs:  # "0 segmented, 0 failed", exit 0, looked like a finished job
+        named = ", ".join(shown(path) for path in inputs[:3]) + (" ..." if len(inputs) > 3 else "")
+        raise FastsegError(f"{named}: no image files (a folder's images are those named "
+                           f"{', '.join(sorted(IMAGE_SUFFIXES))})")  # fmt: skip
     firsts = {}  # resolved source -> its first (source, relative) pair
     for source, relative in pairs:
         firsts.setdefault(source.resolve(), (source, relative))
