@@ -46,3 +46,32 @@ def test_inputs_without_any_image_are_one_line(model_file, tmp_path):  # noqa: F
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and str(empty) in lines[0], result.output
     assert ".jpg" in lines[0] and not out.exists()
+
+
+def test_a_disk_that_fills_midway_stops_the_run_at_once(model_file, tmp_path, fill_disk_at, monkeypatch):  # noqa: F811
+    """Each image meeting the full disk was a failure of its own, and the model went on through
+    every remaining image before the run's one line; now the first full-disk write ends the run,
+    naming the file, and the masks written before stay whole."""
+    from fastseg.model.network import SegmentationModel
+
+    images = tmp_path / "in"
+    images.mkdir()
+    for index in range(24):
+        noise(images / f"{index:02d}.png")
+    forward, seen = SegmentationModel.forward, []
+
+    def counted(self, batch):
+        seen.append(len(batch))
+        return forward(self, batch)
+
+    monkeypatch.setattr(SegmentationModel, "forward", counted)
+    fill_disk_at(None, when=2)  # the first mask is written, the second meets a full disk
+    out = tmp_path / "out"
+    result = predict(model_file, images, "--out", out, "--batch-size", "1")
+    assert result.exit_code == 1, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and "No space left on device" in last, result.output
+    assert "01.png" in last and "failed" not in result.output
+    assert sum(seen) < 24, f"the model ran on all {sum(seen)} images after the disk was full"
+    assert [path.name for path in out.iterdir() if not path.name.startswith(".")] == ["00.png"]
+    assert not list(out.glob(".*.tmp"))

@@ -14,7 +14,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from fastseg.atomic import atomic_path
+from fastseg.atomic import DISK_FULL, atomic_path
 from fastseg.classes import Classes
 from fastseg.errors import FastsegError
 from fastseg.imaging.masks import write_mask
@@ -66,11 +66,15 @@ def encode_overlay(
 @contextmanager
 def writing(path: Path) -> Iterator[None]:
     """Turn an `OSError` while writing `path` into a `FastsegError` naming it: a folder blocked by a
-    file, a full disk or a read-only subfolder fails that image only. The file behind the error is
-    named when it is not `path`'s own (temporary) file: `File exists: OUT/a` for a blocked folder."""
+    file or a read-only subfolder fails that image only. The file behind the error is named when
+    it is not `path`'s own (temporary) file: `File exists: OUT/a` for a blocked folder. A full disk
+    (or quota) stays an `OSError`, now naming `path`, and ends the run: every image after it would
+    fail the same way, each after a pass of the model."""
     try:
         yield
     except OSError as error:
+        if error.errno in DISK_FULL:
+            raise OSError(error.errno, error.strerror or "no space left", str(path)) from None
         reason = error.strerror or str(error)
         if error.filename and Path(error.filename).parent != path.parent:
             reason = f"{reason}: {error.filename}"
