@@ -10,6 +10,7 @@ from fastseg.data.demo_voc import foreign_file, make_demo_voc
 from fastseg.errors import FastsegError, shown
 from fastseg.inference.predict import PredictSummary, predict
 from fastseg.inference.report import ReportResult, report
+from fastseg.runs.folder import RunExists, RunFolder
 from fastseg.training.config import TrainConfig
 from fastseg.training.recipes import DEFAULT_RECIPE, recipe
 from fastseg.training.result import TrainResult
@@ -62,9 +63,14 @@ def run_demo(
         shown_path = foreign or out / "data"
         raise FastsegError(f"{out / 'data'}: holds files fastseg demo did not write ({shown(shown_path)}); "
                            "choose another --out")  # fmt: skip
+    run = out / "run"
+    try:  # before the data is generated: train would refuse only after it
+        RunFolder(run).check_can_start(resume=False, force=force)
+    except RunExists:
+        raise RunExists(f"{run}: holds a run already; --force replaces an earlier demo's run (fastseg's "
+                        "own files), or choose another --out") from None  # fmt: skip
     say(f"generating the demo data set in {out / 'data'}")
     data = make_demo_voc(out / "data")
-    run = out / "run"
     config = demo_config(data, run, epochs, recipe_name)
     say(f"training into {run}: every image and mask checked, then {epochs} epochs of "
         f"{config.size} px, batch {config.batch_size}, one line each")  # fmt: skip

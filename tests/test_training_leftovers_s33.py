@@ -32,3 +32,14 @@ def test_a_seed_torch_cannot_hold_is_one_line_on_every_command_that_seeds(voc_ro
     line = one_error_line(result)
     assert f"seed {10**40}: out of range, expected from -9223372036854775808 to 9223372036854775807" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_demo_over_a_folder_holding_a_run_says_its_own_option_before_making_data(tmp_path):
+    """`fastseg demo` with something at --out/run said train's "use --resume to continue it",
+    an option demo does not have, after generating its data set."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine", encoding="utf-8")
+    line = one_error_line(invoke("demo", "--out", tmp_path, "--epochs", "1", "--quiet"))
+    assert "run: holds a run already; --force replaces" in line and "--resume" not in line, line
+    assert not (tmp_path / "data").exists()
+    assert (tmp_path / "run" / "notes.txt").read_text(encoding="utf-8") == "mine"

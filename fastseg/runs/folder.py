@@ -72,6 +72,11 @@ BEFORE_FIRST_EPOCH = (CONFIG, SPLIT, CLASS_WEIGHTS, TRAIN_SAMPLE, VAL_SAMPLE, TR
                       TENSORBOARD, WANDB, LOCK, HISTORY, f"{BEST}.pth", f"{LAST}.pth")  # fmt: skip
 
 
+class RunExists(FastsegError):
+    """A run folder already holds a run: `train` says `--resume` or `--force`; `demo`, which has
+    no `--resume`, says its own words."""
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """One run's folder and everything in it."""
@@ -129,7 +134,7 @@ class RunFolder:
             return
         has_run = self.path.is_dir() and any(entry.name != LOCK for entry in self.path.iterdir())
         if has_run and not force and not self.is_unstarted():
-            raise FastsegError(
+            raise RunExists(
                 f"{self.path}: run folder exists; use --resume to continue it or --force to replace it"
             )
         if has_run and force:
