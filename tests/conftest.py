@@ -56,3 +56,20 @@ def fill_disk_at(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Callable[[], 
         return lambda: monkeypatch.setattr(fastseg.atomic.os, "replace", real_replace)
 
     return fill
+
+
+@pytest.fixture
+def alarm():
+    """Fail instead of hanging: a test still running after 60 s raises AssertionError where it
+    is (reading a FIFO with no writer blocked in open() forever; an accepted option value can ask
+    for endless work)."""
+    import signal
+
+    def hung(signum, frame):
+        raise AssertionError("still running after 60 s: blocked, or endless work")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)

@@ -134,21 +134,6 @@ def test_any_config_file_is_a_valid_config_or_one_line(tmp_path, values):
 # --- not a regular file: a FIFO blocked forever (issue #19) ------------------------------------
 
 
-@pytest.fixture
-def alarm():
-    """Fail instead of hanging: reading a FIFO with no writer blocked in open() forever."""
-    import signal
-
-    def hung(signum, frame):
-        raise AssertionError("blocked reading a FIFO")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
-
-
 def test_a_fifo_as_config_or_dataset_yaml_is_one_line_not_a_hang(voc_root, tmp_path, alarm):
     import os
 
