@@ -12,6 +12,9 @@ from fastseg import __version__
 
 # fastai's import scripts a function with torch.jit, which torch 2.14 deprecates: noise to a user.
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+# torch's DataLoader warns at more workers than cores, twice, four lines each: fastseg has already
+# checked --num-workers against its own limit (`fastseg.launch.device.loader_workers`).
+warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
 
 # name -> one-line help. Each command is the module named after it (`command_module`), imported
 # only when the command runs.

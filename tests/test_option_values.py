@@ -1,0 +1,136 @@
+"""Every option of every command, given a value no one means (NaN, infinities, 10**40, an empty
+string, a newline, a byte that is not UTF-8), either runs or is refused in one `Error:` line: never
+a traceback, never a hang.
+
+The options are read from the commands the group registers, so an option added tomorrow is tried
+the day it is added. Paths, the device and secrets are left out (their own tests cover them); each
+command gets small valid inputs, so an accepted value does real, quick work. `serve` is stopped
+where it would start listening. This found `show-data --seed 10**40` (a traceback from
+`torch.manual_seed`) and `lr-find --iterations 10**19` (a sweep that never ended)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from cli.main import main
+
+SKIPPED = {"--config", "--data", "--out", "--model", "--resume", "--root", "--encoder-weights", "--images",
+           "--device", "--host", "--token", "--label-studio-url", "--label-studio-token"}  # fmt: skip
+NOT_UTF8 = os.fsdecode(b"\xff")  # how Python hands a command line's non-UTF-8 byte to click
+VALUES = {
+    "integer": [str(10**40), str(-(10**40))],
+    "float": ["nan", "inf", "-inf", "1e400"],
+    "text": ["", "a\nb", NOT_UTF8],
+}
+
+
+def kind(option: click.Option) -> str | None:
+    name = option.type.name
+    if "integer" in name:
+        return "integer"
+    if "float" in name or name == "LR|auto":
+        return "float"
+    return "text" if name == "text" else None
+
+
+def registered_options() -> list[tuple[str, str, str]]:
+    context = click.Context(main)
+    cases = []
+    for name in main.list_commands(context):
+        command = main.get_command(context, name)
+        for option in command.params:
+            if not isinstance(option, click.Option) or option.is_flag or option.hidden:
+                continue
+            if option.opts[0] in SKIPPED or kind(option) is None:
+                continue
+            cases += [(name, option.opts[0], value) for value in VALUES[kind(option)]]
+    return cases
+
+
+@pytest.fixture(scope="module")
+def inputs(voc_root, tmp_path_factory):
+    """A trained run (one epoch on the tiny VOC set), a folder of one image, a YOLO export."""
+    from test_import_leftovers_s33 import yolo_export
+
+    root = tmp_path_factory.mktemp("inputs")
+    run = root / "run"
+    arguments = ["train", "--data", str(voc_root), "--out", str(run), "--epochs", "1", *TINY, "--quiet"]
+    trained = CliRunner().invoke(main, arguments)
+    assert trained.exit_code == 0, trained.output
+    images = root / "images"
+    images.mkdir()
+    first = sorted((Path(voc_root) / "VOCdevkit" / "VOC2012" / "JPEGImages").iterdir())[0]
+    (images / first.name).write_bytes(first.read_bytes())
+    return {"voc": voc_root, "run": run, "images": images, "yolo": yolo_export(root / "yolo")}
+
+
+TINY = ["--size", "32", "--crop-size", "32", "--batch-size", "4", "--no-pretrained", "--train-set", "train",
+        "--num-workers", "0"]  # fmt: skip
+
+
+def command_line(name: str, inputs: dict, out: Path) -> list[str]:
+    voc, run = str(inputs["voc"]), str(inputs["run"])
+    return {
+        "download": ["download", "--root", str(out), "--url", "http://127.0.0.1:9/VOC.tar", "--quiet"],
+        "import": ["import", "yolo", str(inputs["yolo"]), "--out", str(out), "--quiet"],
+        "check-data": ["check-data", "--data", voc],
+        "show-data": ["show-data", "--data", voc, "--out", str(out)],
+        "train": ["train", "--data", voc, "--out", str(out), "--epochs", "1", *TINY, "--quiet"],
+        "lr-find": ["lr-find", "--data", voc, "--out", str(out), *TINY, "--iterations", "20"],
+        "predict": ["predict", "--model", run, str(inputs["images"]), "--out", str(out), "--quiet"],
+        "export": ["export", "--model", run, "--out", str(out) + ".onnx"],
+        "report": ["report", "--model", run, "--data", voc, "--out", str(out), "--quiet"],
+        "runs": ["runs", str(Path(run).parent)],
+        "serve": ["serve", "--model", run, "--port", "0"],
+        "demo": ["demo", "--out", str(out), "--epochs", "1", "--quiet"],
+    }[name]
+
+
+class Listening(Exception):
+    """serve got as far as starting the server: its options were taken."""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "option", "value"), registered_options())
+def test_any_value_of_any_option_runs_or_is_one_line(inputs, tmp_path, monkeypatch, alarm, name, option,
+                                                     value):  # fmt: skip
+    import uvicorn
+
+    def listen(*args, **kwargs):
+        raise Listening
+
+    monkeypatch.setattr(uvicorn, "run", listen)
+    arguments = [*command_line(name, inputs, tmp_path / "out"), option, value]
+    result = CliRunner().invoke(main, arguments)
+    if isinstance(result.exception, Listening):
+        return
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code in (0, 1, 2), result.output
+    assert "Traceback" not in result.output
+    if result.exit_code:
+        errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1, result.output
+        assert "\n" not in value or value not in result.output, "the newline reached the output as it is"
+
+
+def test_workers_fastseg_accepts_bring_no_warning_from_torch(inputs, tmp_path):
+    """fastseg takes up to 4 loader workers a core (`launch.device.loader_workers`); torch's
+    DataLoader warned, twice, four lines each time, at more than one a core: noise beside a
+    value fastseg had already checked."""
+    import subprocess
+    import sys
+
+    from fastseg.launch.device import available_cores
+
+    workers = available_cores() + 1
+    arguments = [*command_line("predict", inputs, tmp_path / "out"), "--num-workers", str(workers)]
+    result = subprocess.run([sys.executable, "-m", "fastseg", *arguments], capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stdout + result.stderr, result.stderr
+    assert result.stdout.startswith("1 segmented, 0 failed")
