@@ -443,3 +443,22 @@ def test_a_killed_rank_or_launcher_ends_every_process(voc_root, tmp_path, victim
     history = (run / "history.csv").read_text().splitlines()
     assert 2 <= len(history) < 301  # stopped mid-run, every row whole
     assert all(line.count(",") == history[0].count(",") for line in history)
+
+
+def test_loader_workers_are_shared_between_the_processes_of_a_machine(voc_root, tmp_path, launch_env,
+                                                                      monkeypatch):  # fmt: skip
+    """--num-workers is per process: under torchrun with 2 processes on 2 cores, 8 each was 16
+    forked workers, twice the 4 a core a single process may have."""
+    from fastseg.launch import device
+
+    monkeypatch.setattr(device, "available_cores", lambda: 2)
+    launch_env(LOCAL_WORLD_SIZE="2")  # what counts; a full launch would wait for its peer here
+    assert device.loader_workers(4) == 4
+    run = tmp_path / "run"
+    result = invoke("train", "--data", voc_root, "--out", run, *TINY, "--num-workers", "5")
+    assert result.exit_code in (1, 2) and "Traceback" not in result.output, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: --num-workers 5: at most 4 a process here (4 a core, 2 cores, 2 processes); each worker "
+        "is a process of its own"
+    )
+    assert not run.exists()

@@ -133,12 +133,15 @@ def default_num_workers(processes: int | None = None) -> int:
 def loader_workers(requested: int | None) -> int:
     """`--num-workers`: a count as given, or -1 / None for :func:`default_num_workers`. More than
     `WORKERS_PER_CORE` a core is refused: each worker is a forked process that soon holds its own
-    ~450 MiB, so 100000 on 2 cores ran the machine out of memory (a hostile pass)."""
+    ~450 MiB, so 100000 on 2 cores ran the machine out of memory (a hostile pass). The cores
+    are shared between a launcher's processes on this machine (LOCAL_WORLD_SIZE)."""
     if requested is None or requested < 0:
         return default_num_workers()
-    cores = available_cores()
-    if requested > WORKERS_PER_CORE * cores:
-        most = WORKERS_PER_CORE * cores
-        raise OptionError(f"--num-workers {requested}: at most {most} here ({WORKERS_PER_CORE} a core, "
-                          f"{cores} cores); each worker is a process of its own")  # fmt: skip
+    cores, processes = available_cores(), processes_on_machine()
+    most = WORKERS_PER_CORE * cores // processes  # --num-workers is per process (2 processes of 8: 16)
+    if requested > most:
+        each = " a process" if processes > 1 else ""
+        shared = f", {processes} processes" if processes > 1 else ""
+        raise OptionError(f"--num-workers {requested}: at most {most}{each} here ({WORKERS_PER_CORE} a core, "
+                          f"{cores} cores{shared}); each worker is a process of its own")  # fmt: skip
     return requested
