@@ -208,7 +208,7 @@ def offline_trackers(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("source", ["flags", "config"])
-def test_a_tracker_named_twice_is_one_line_before_any_work(voc_root, tmp_path, source):
+def test_a_tracker_named_twice_is_one_line_before_any_work(voc_root, tmp_path, source, offline_trackers):
     """`--log mlflow --log mlflow` was MLflow's 'Run ... is already active' traceback after the
     data check; `tensorboard` twice wrote every event twice."""
     run = tmp_path / "run"
