@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import io
 import keyword
+import sys
 import warnings
 
 import click
@@ -69,3 +71,9 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="fastseg")
 def main() -> None:
     """Semantic segmentation with fastai, on PASCAL VOC 2012 or your own data: train, predict, report."""
+    # A path the shell passed with bytes that are not UTF-8 (Linux allows them) reaches Python as
+    # lone surrogates, which a UTF-8 stream refuses: `train --out $'run\xff'` trained, then died
+    # printing `model: PATH`. Every line is written, with such characters escaped (`\udcff`).
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")

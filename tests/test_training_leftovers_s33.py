@@ -43,3 +43,22 @@ def test_demo_over_a_folder_holding_a_run_says_its_own_option_before_making_data
     assert "run: holds a run already; --force replaces" in line and "--resume" not in line, line
     assert not (tmp_path / "data").exists()
     assert (tmp_path / "run" / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_a_run_folder_name_that_is_not_utf8_is_printed_not_a_traceback(voc_root, tmp_path):
+    """`train --out $'run\\xff'` trained, then died printing `model: PATH` (UnicodeEncodeError on
+    a UTF-8 terminal): any line naming such a path did. The CLI's streams now write what UTF-8
+    cannot hold escaped (found by this session's hostile pass of trackers)."""
+    import os
+    import subprocess
+    import sys
+
+    out = os.fsencode(tmp_path) + b"/run\xff"
+    arguments = [sys.executable.encode(), b"-m", b"fastseg", b"train", b"--data", os.fsencode(voc_root),
+                 b"--out", out, b"--train-set", b"train", b"--epochs", b"1",
+                 *[value.encode() for value in TINY]]  # fmt: skip
+    result = subprocess.run(arguments, capture_output=True, timeout=300,
+                            env={**os.environ, "PYTHONIOENCODING": "utf-8", "LC_ALL": "C.UTF-8"})  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode("utf-8", "replace")[-2000:]
+    assert b"model: " in result.stdout and b"run\\udcff/model.pth" in result.stdout, result.stdout
+    assert os.path.isfile(out + b"/model.pth")
