@@ -281,3 +281,36 @@ def test_a_tracker_run_missing_from_the_store_is_said_and_a_new_one_started(tmp_
     assert run.file("train.log").read_text().splitlines() == [
         f"mlflow: run 0123456789abcdef0123456789abcdef is not in {store}; logging to a new run"
     ]
+
+
+def test_a_tracker_that_cannot_start_closes_the_ones_already_open_as_failed(tmp_path, monkeypatch):
+    """`--log mlflow --log wandb` with W&B failing to start: the MLflow run opened before it is
+    closed FAILED, not left running (`__exit__` does not run when `__enter__` raises)."""
+    from fastseg.errors import FastsegError
+    from fastseg.runs.folder import RunFolder
+    from fastseg.training import experiment_trackers
+    from fastseg.training.config import TrainConfig
+    from fastseg.training.reporting import RunReporter
+
+    closed = []
+
+    class Opens(experiment_trackers.Tracker):
+        def open(self, run, config, run_id):
+            return None
+
+        def close(self, status):
+            closed.append(status)
+
+    class CannotStart(experiment_trackers.Tracker):
+        def open(self, run, config, run_id):
+            raise ConnectionError("api.wandb.ai unreachable")
+
+    monkeypatch.setitem(experiment_trackers.TRACKER_CLASSES, "mlflow", Opens)
+    monkeypatch.setitem(experiment_trackers.TRACKER_CLASSES, "wandb", CannotStart)
+    run = RunFolder(tmp_path / "run")
+    run.create()
+    config = TrainConfig(data="unused", trackers=("mlflow", "wandb"))
+    reporter = RunReporter(run, config, "valid_miou", None, echo=None, capture_prints=False, main=True)
+    with pytest.raises(FastsegError, match=r"^--log wandb: could not start logging \(.*unreachable"):
+        reporter.__enter__()
+    assert closed == ["FAILED"]

@@ -80,10 +80,14 @@ class RunReporter:
 
     def __enter__(self) -> RunReporter:
         self.stdout = sys.stdout
-        self._open_trackers()
+        self.status = "FAILED"
+        try:  # a tracker that cannot start: those opened before it are closed (no __exit__ runs)
+            self._open_trackers()
+        except BaseException:
+            self.stack.close()
+            raise
         if self.capture_prints and self.main:
             self.stack.enter_context(redirect_stdout(LineSink(_dropped)))
-        self.status = "FAILED"
         return self
 
     def _open_trackers(self) -> None:
