@@ -354,6 +354,31 @@ def test_lr_find_with_a_loss_that_is_nan_from_the_first_batch_says_so(voc_root, 
     assert not out.exists()
 
 
+def test_lr_find_with_a_forward_that_fails_keeps_its_error_not_nan(voc_root, monkeypatch):
+    """A bug at the first forward (a shape mismatch) records no loss at all: it was told as 'the
+    loss was not a number ... from the first batch', its own text lost."""
+    import fastseg.training.lr_find as lr_find
+    from fastseg.training.config import TrainConfig
+
+    real = lr_find.make_learner
+
+    def broken(*args, **kwargs):
+        learn = real(*args, **kwargs)
+
+        def forward(*inputs):
+            raise RuntimeError("shape mismatch: 3 channels expected, got 4")
+
+        learn.model.forward = forward
+        return learn
+
+    monkeypatch.setattr(lr_find, "make_learner", broken)
+    config = TrainConfig(data=str(voc_root), size=32, crop_size=32, batch_size=4, pretrained=False,
+                         num_workers=0, device="cpu", train_set="train")  # fmt: skip
+    with pytest.raises(Exception, match="shape mismatch: 3 channels expected, got 4") as raised:
+        lr_find.find_learning_rate(config, iterations=20)
+    assert "not a number" not in str(raised.value)
+
+
 def test_two_lr_finds_into_one_folder_the_second_is_refused_at_once(voc_root, tmp_path):
     """Two lr-finds into one --out both swept for minutes, then the second was refused ('an
     earlier lr-find's plot') and its result lost, or, writing at the same moment, left one's

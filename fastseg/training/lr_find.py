@@ -81,7 +81,10 @@ def find_learning_rate(
             # find a valley; or a batch too big for the memory, which a larger batch would not mend
             if out_of_memory(error):
                 raise FastsegError(out_of_memory_message(config, launch.device, error)) from None
-            if not any(math.isfinite(float(loss)) for loss in learn.recorder.losses):
+            recorded = [float(loss) for loss in learn.recorder.losses]
+            if not recorded:  # it failed before any batch ended: not a sweep's fault, e.g. a bug
+                raise
+            if not any(math.isfinite(loss) for loss in recorded):
                 raise FastsegError(
                     "the learning-rate finder found no suggestion: the loss was not a number "
                     "(NaN or infinite) from the first batch; check the data and --loss"
