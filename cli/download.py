@@ -19,6 +19,16 @@ from fastseg.data.voc import VOC_MD5, VOC_URLS
 from fastseg.errors import shown
 
 
+def md5_text(context: click.Context, option: click.Parameter, value: str) -> str:
+    """An expected MD5 is 32 hex digits: checked as the options are read, so a typo in --sbd-md5
+    is refused before the 2 GB VOC tar is fetched (the library checks each only at its own turn)."""
+    from fastseg.data.download import MD5_TEXT
+
+    if not MD5_TEXT.fullmatch(value):
+        raise click.BadParameter(f"{shown(value)[:80]!r} is no MD5 (32 hexadecimal digits)")
+    return value
+
+
 @click.command(context_settings={"show_default": True})
 @click.option(
     "--root",
@@ -34,10 +44,15 @@ from fastseg.errors import shown
     show_default="the official host, then 2 mirrors",
     help="URL of the tar; repeat it to give fallbacks, tried in order.",
 )
-@click.option("--md5", default=VOC_MD5, help="Expected MD5 of the tar (for a mirror of another file).")
+@click.option(
+    "--md5",
+    default=VOC_MD5,
+    callback=md5_text,
+    help="Expected MD5 of the tar (for a mirror of another file).",
+)
 @click.option("--sbd", is_flag=True, help="Also fetch SBD (1.4 GB) and build the 10,582-id trainaug list.")
 @click.option("--sbd-url", "sbd_urls", multiple=True, default=SBD_URLS, show_default="Berkeley's host")
-@click.option("--sbd-md5", default=SBD_MD5, help="Expected MD5 of benchmark.tgz.")
+@click.option("--sbd-md5", default=SBD_MD5, callback=md5_text, help="Expected MD5 of benchmark.tgz.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @verbose_option
 @user_errors

@@ -59,7 +59,8 @@ def run_demo(
     say = stage or (lambda line: None)
     out = Path(out)
     foreign = foreign_file(out / "data") if (out / "data").is_dir() else None
-    if foreign is not None or (out / "data").is_symlink() or (out / "data").is_file():
+    data_path = out / "data"  # a link, a file, a FIFO there: not a folder the demo made
+    if foreign is not None or data_path.is_symlink() or (data_path.exists() and not data_path.is_dir()):
         shown_path = foreign or out / "data"
         raise FastsegError(f"{out / 'data'}: holds files fastseg demo did not write ({shown(shown_path)}); "
                            "choose another --out")  # fmt: skip

@@ -62,3 +62,37 @@ def test_a_run_folder_name_that_is_not_utf8_is_printed_not_a_traceback(voc_root,
     assert result.returncode == 0, result.stderr.decode("utf-8", "replace")[-2000:]
     assert b"model: " in result.stdout and b"run\\udcff/model.pth" in result.stdout, result.stdout
     assert os.path.isfile(out + b"/model.pth")
+
+
+def test_demo_over_a_fifo_named_data_is_one_line(tmp_path):
+    """A FIFO (or socket) at --out/data passed the demo's checks, and its mkdir's ENOTDIR was a
+    traceback (found by this session's review)."""
+    import os
+
+    os.mkfifo(tmp_path / "data")
+    line = one_error_line(invoke("demo", "--out", tmp_path, "--epochs", "1", "--quiet"))
+    assert "data: holds files fastseg demo did not write" in line, line
+
+
+def test_a_typo_in_either_md5_is_refused_before_any_request(tmp_path):
+    """`download --sbd --sbd-md5 <typo>` fetched the 2 GB VOC tar first: the library checks each
+    resource's MD5 only at its own turn (found by this session's review)."""
+    for option in ("--md5", "--sbd-md5"):
+        result = invoke("download", "--root", tmp_path / "root", "--sbd", option, "abc",
+                        "--url", "http://127.0.0.1:9/never-asked.tar")  # fmt: skip
+        assert result.exit_code == 2, result.output
+        assert f"Invalid value for '{option}': 'abc' is no MD5 (32 hexadecimal digits)" in result.output
+        assert "never-asked" not in result.output and not (tmp_path / "root").exists()
+
+
+def test_only_a_cleaning_prepare_out_removes_a_killed_runs_temporaries(tmp_path):
+    """Under a launcher, only the main process clears temporaries (then all wait): a rank on
+    another machine, with its own process ids, took the others' fresh ones for stale."""
+    from fastseg.inference.predict import prepare_out
+
+    stale = tmp_path / ".a.png.999999999.tmp"  # a process id no process has
+    stale.write_bytes(b"cut short")
+    prepare_out(tmp_path, clean=False)
+    assert stale.exists()
+    prepare_out(tmp_path)
+    assert not stale.exists()

@@ -34,7 +34,7 @@ from fastseg.inference.segmented import Progress, no_progress
 from fastseg.inference.segmenter import Segmenter, segment
 from fastseg.inference.tiling import make_tiling
 from fastseg.launch.device import loader_workers
-from fastseg.launch.processes import launched, sum_across_processes
+from fastseg.launch.processes import barrier, launched, sum_across_processes
 from fastseg.outputs import guard
 
 if TYPE_CHECKING:
@@ -52,12 +52,12 @@ class PredictSummary:
     runtime: str = ""  # what ran the model: `torch bf16`, `onnxruntime int8`, ...
 
 
-def prepare_out(out: Path, force: bool = False, folders: Iterable[Path] = ()) -> None:
+def prepare_out(out: Path, force: bool = False, folders: Iterable[Path] = (), clean: bool = True) -> None:
     """Create `out` and check that files can be written into it, before any image is decoded: a
     folder that cannot take the outputs would otherwise fail at the first mask. A `predictions.csv`
     there that fastseg did not write is refused unless `force` (`fastseg.outputs`), as a mask's is.
-    The temporaries of a killed predict are removed from `out` and from the `folders` this run
-    writes into (its subfolders: `out/sub/.a.png.PID.tmp` was left forever).
+    With `clean`, the temporaries of a killed predict are removed from `out` and from the
+    `folders` this run writes into (its subfolders: `out/sub/.a.png.PID.tmp` was left forever).
 
     `os.access` asks the kernel with the user's own rights (root passes every permission check).
     """
@@ -72,7 +72,7 @@ def prepare_out(out: Path, force: bool = False, folders: Iterable[Path] = ()) ->
         kind = "a folder" if log.is_dir() else "not a regular file"
         raise FastsegError(f"{log}: {kind}, where predict writes its log; remove it or choose another --out")
     guard(log, "predictions log", force, option="--replace-foreign")
-    for folder in {out, *folders}:  # e.g. the .predictions.csv.PID.tmp of a predict killed with -9
+    for folder in {out, *folders} if clean else ():  # e.g. a predict killed with -9: .predictions.csv.PID.tmp
         remove_stale_temporaries(folder)
 
 
@@ -126,7 +126,10 @@ def predict(
         label = runtime_label(segmenter.runtime, segmenter.loaded)
         if announce is not None:
             announce(choice.line(label))
-        prepare_out(out, force, {job.mask.parent for job in jobs})
+        # the main process alone clears a killed run's temporaries, before any process writes: a
+        # rank on another machine (its own process ids) took the others' fresh ones for stale
+        prepare_out(out, force, {job.mask.parent for job in jobs}, clean=launch.main)
+        barrier()
         jobs, failures = jobs[launch.rank :: launch.world], failures[launch.rank :: launch.world]
         fields = csv_fields(segmenter.loaded.classes)
         previous = previous_rows(out / "predictions.csv", fields) if skip_existing else {}
