@@ -395,6 +395,33 @@ def test_two_lr_finds_into_one_folder_the_second_is_refused_at_once(voc_root, tm
     assert not out.exists()  # made for the lock alone: removed again
 
 
+def test_a_refused_lr_find_leaves_the_folder_another_one_holds(tmp_path, monkeypatch):
+    """Two lr-finds that both saw --out missing: the second, refused by the first's lock, removed
+    the (still empty) folder the first was sweeping into. Only a folder this lr-find made and
+    held is removed."""
+    from contextlib import ExitStack
+
+    from fastseg.errors import FastsegError
+    from fastseg.training.lr_find import holding_folder
+
+    out = tmp_path / "lr"
+    real_open, first, started = os.open, ExitStack(), []
+
+    def the_first_takes_it_meanwhile(path, *args, **kwargs):
+        if Path(path) == out and not started:  # between the second's mkdir and its lock
+            started.append(True)
+            first.enter_context(holding_folder(out))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", the_first_takes_it_meanwhile)
+    with first:
+        refused = pytest.raises(FastsegError, match="another fastseg lr-find is writing into this folder")
+        with refused, holding_folder(out):
+            pass
+        assert out.is_dir()  # the first still holds it
+        monkeypatch.undo()
+
+
 def test_a_failed_lr_find_leaves_no_folder_it_made(voc_copy, tmp_path):
     (voc_copy / "VOCdevkit/VOC2012/SegmentationClass/2007_000001.png").write_bytes(b"not a png")
     out = tmp_path / "new" / "lr"
