@@ -497,6 +497,27 @@ def test_a_killed_rank_or_launcher_ends_every_process(voc_root, tmp_path, victim
     assert all(line.count(",") == history[0].count(",") for line in history)
 
 
+def test_cores_a_launcher_pinned_are_this_process_own_not_shared_again(monkeypatch):
+    """accelerate --enable_cpu_affinity, SLURM --cpus-per-task or numactl give each process its own
+    cores: its affinity is already its share, and dividing it by LOCAL_WORLD_SIZE again halved
+    --num-workers' limit (2 processes of 4 cores on 8: 8 a process, not 16)."""
+    from fastseg.errors import OptionError
+    from fastseg.launch import device
+
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})  # pinned: half the machine
+    assert device.loader_workers(16) == 16
+    with pytest.raises(OptionError, match=r"at most 16 here \(4 a core, 4 cores\)"):
+        device.loader_workers(17)
+    assert (device.default_num_workers(), device.cores_per_process()) == (3, 4)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))  # the whole machine: shared
+    assert device.loader_workers(16) == 16
+    with pytest.raises(OptionError, match=r"at most 16 a process here \(4 a core, 8 cores, 2 processes\)"):
+        device.loader_workers(17)
+    assert (device.default_num_workers(), device.cores_per_process()) == (3, 4)
+
+
 def test_loader_workers_are_shared_between_the_processes_of_a_machine(voc_root, tmp_path, launch_env,
                                                                       monkeypatch):  # fmt: skip
     """--num-workers is per process: under torchrun with 2 processes on 2 cores, 8 each was 16

@@ -111,9 +111,19 @@ def processes_on_machine() -> int:
     return max(1, launcher_number(name, 1))
 
 
+def processes_sharing_cores() -> int:
+    """The processes `available_cores()` is shared between: those on this machine where this
+    process may run on all its cores, else 1. A launcher that pins cores (accelerate
+    --enable_cpu_affinity, SLURM --cpus-per-task, numactl) leaves each process an affinity that
+    is already its own share, which divided again was half or less."""
+    if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) < (os.cpu_count() or 1):
+        return 1
+    return processes_on_machine()
+
+
 def cores_per_process() -> int:
     """This process's share of the machine's cores, at least one."""
-    return max(1, available_cores() // processes_on_machine())
+    return max(1, available_cores() // processes_sharing_cores())
 
 
 def default_num_workers(processes: int | None = None) -> int:
@@ -127,17 +137,18 @@ def default_num_workers(processes: int | None = None) -> int:
     cores = available_cores()
     if cores <= 2:
         return 0
-    return max(0, min(MAX_WORKERS_PER_PROCESS, cores // (processes or processes_on_machine()) - 1))
+    return max(0, min(MAX_WORKERS_PER_PROCESS, cores // (processes or processes_sharing_cores()) - 1))
 
 
 def loader_workers(requested: int | None) -> int:
     """`--num-workers`: a count as given, or -1 / None for :func:`default_num_workers`. More than
     `WORKERS_PER_CORE` a core is refused: each worker is a forked process that soon holds its own
     ~450 MiB, so 100000 on 2 cores ran the machine out of memory (a hostile pass). The cores
-    are shared between a launcher's processes on this machine (LOCAL_WORLD_SIZE)."""
+    are shared between a launcher's processes on this machine (LOCAL_WORLD_SIZE), unless it
+    pinned each to cores of its own (`processes_sharing_cores`)."""
     if requested is None or requested < 0:
         return default_num_workers()
-    cores, processes = available_cores(), processes_on_machine()
+    cores, processes = available_cores(), processes_sharing_cores()
     most = WORKERS_PER_CORE * cores // processes  # --num-workers is per process (2 processes of 8: 16)
     if requested > most:
         each = " a process" if processes > 1 else ""
