@@ -5,6 +5,7 @@ import csv
 import hashlib
 import io
 import os
+import re
 import tarfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -455,14 +456,21 @@ def test_a_batch_size_beyond_any_index_is_as_big_as_the_inputs(model_file, tmp_p
 @pytest.mark.parametrize("md5", ["abc", PAYLOAD_MD5 + "0", "g" * 32, ""])
 def test_an_md5_that_is_no_md5_is_refused_before_the_download(scripted, tmp_path, md5):
     """A mistyped `--md5` (too short, not hex) can match nothing: the whole tar (2 GB) was
-    downloaded, found "wrong" and deleted. It is one line before any request now."""
+    downloaded, found "wrong" and deleted. It is one line before any request now: a usage error
+    as the CLI reads its options, and the library's own line for a caller of `download_voc`."""
+    from fastseg.data.voc import download_voc
+    from fastseg.errors import DownloadError
+
     asked = []
     url = scripted(lambda handler, number, start: (asked.append(number), send(handler, PAYLOAD)))
     result = CliRunner().invoke(main, ["download", "--root", str(tmp_path / "data"), "--url", url,
                                        "--md5", md5, "--quiet"])  # fmt: skip
-    assert result.exit_code == 1
+    assert result.exit_code == 2
+    said = f"Error: Invalid value for '--md5': {md5!r} is no MD5 (32 hexadecimal digits)"
+    assert result.output.strip().splitlines()[-1] == said
     expected = f"VOCtrainval_11-May-2012.tar: the expected MD5 {md5!r} is no MD5 (32 hexadecimal digits)"
-    assert result.output == f"Error: {expected}\n"
+    with pytest.raises(DownloadError, match=re.escape(expected)):
+        download_voc(tmp_path / "data", urls=(url,), md5=md5)
     assert asked == [] and not (tmp_path / "data").exists()
 
 
