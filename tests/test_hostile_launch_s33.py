@@ -497,6 +497,35 @@ def test_a_killed_rank_or_launcher_ends_every_process(voc_root, tmp_path, victim
     assert all(line.count(",") == history[0].count(",") for line in history)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize(
+    ("marker", "asked"),
+    [(None, False), ("TORCHELASTIC_RUN_ID", True), ("ACCELERATE_MIXED_PRECISION", True)],
+)
+def test_only_a_launcher_process_is_ended_with_its_parent(monkeypatch, launch_env, marker, asked):
+    """The death signal was asked for whatever set WORLD_SIZE > 1: a rank started by hand under
+    nohup then died with its shell. Only torchrun's (TORCHELASTIC_RUN_ID, also under accelerate's
+    multi-GPU launch) and accelerate launch's own (ACCELERATE_MIXED_PRECISION) processes ask."""
+    import ctypes
+
+    from fastseg.launch import processes
+
+    calls = []
+
+    class Libc:
+        def prctl(self, *arguments):
+            calls.append(arguments)
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda *args, **kwargs: Libc())
+    for name in ("TORCHELASTIC_RUN_ID", "ACCELERATE_MIXED_PRECISION"):
+        monkeypatch.delenv(name, raising=False)
+    launch_env(WORLD_SIZE="2", RANK="1")
+    if marker:
+        monkeypatch.setenv(marker, "x")
+    processes.end_with_launcher()
+    assert calls == ([(1, 15, 0, 0, 0)] if asked else [])
+
+
 def test_cores_a_launcher_pinned_are_this_process_own_not_shared_again(monkeypatch):
     """accelerate --enable_cpu_affinity, SLURM --cpus-per-task or numactl give each process its own
     cores: its affinity is already its share, and dividing it by LOCAL_WORLD_SIZE again halved

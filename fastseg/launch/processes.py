@@ -72,12 +72,20 @@ def launched(device_name: str = "auto", torch_free: bool = False) -> Iterator[La
         yield Launch(rank, world, str(device))
 
 
+# Set only in the processes a launcher starts: torchrun's (also under `accelerate launch
+# --multi_gpu`, which runs torchrun in its own process) and `accelerate launch`'s other launches
+LAUNCHER_MARKERS = ("TORCHELASTIC_RUN_ID", "ACCELERATE_MIXED_PRECISION")
+
+
 def end_with_launcher() -> None:
-    """Ask the kernel for SIGTERM when the launcher that started this process dies (Linux's
-    PR_SET_PDEATHSIG): torchrun ends its other workers when one fails, but a `kill -9` of
-    torchrun itself left its workers training on, orphans holding the run folder's lock and the
-    GPUs. A launcher already gone (the parent changed) ends this process at once."""
-    if not sys.platform.startswith("linux"):
+    """Under torchrun or accelerate launch (`LAUNCHER_MARKERS`), ask the kernel for SIGTERM when
+    the launcher that started this process dies (Linux's PR_SET_PDEATHSIG): torchrun ends its
+    other workers when one fails, but a `kill -9` of torchrun itself left its workers training
+    on, orphans holding the run folder's lock and the GPUs. Not for ranks started by hand (with
+    nohup, their shell exiting would end them). A launcher that died after the first `getppid()`
+    but before the request counted ends this process at once (the parent changed); one that died
+    earlier is not seen (this process was already an orphan)."""
+    if not sys.platform.startswith("linux") or not any(name in os.environ for name in LAUNCHER_MARKERS):
         return
     import ctypes
     import signal
