@@ -44,8 +44,8 @@ def test_the_summary_shows_an_out_folder_with_a_newline_on_one_line(tmp_path):
 
 def test_a_planted_link_named_like_the_imports_build_folder_is_not_followed(tmp_path, monkeypatch):
     """`.OUT.import.PID.tmp` as a symlink (to a folder of the user's) was handed to rmtree, which
-    refuses a link with a traceback; it must be moved out of the way or refused in one line, and
-    what it points at left alone."""
+    refuses a link with a traceback; it is refused in one line, and what it points at is left
+    alone."""
     export = yolo_export(tmp_path / "yolo")
     precious = tmp_path / "precious"
     precious.mkdir()
@@ -54,5 +54,8 @@ def test_a_planted_link_named_like_the_imports_build_folder_is_not_followed(tmp_
     (tmp_path / f".data.import.{os.getpid()}.tmp").symlink_to(precious)
     result = run_cli("import", "yolo", export, "--out", out, "--quiet")
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 1 and result.output.count("Error:") == 1, result.output
+    assert "named like this import's build folder, but not a folder fastseg made" in result.output
+    assert not out.exists()
     assert (precious / "keep.txt").read_text(encoding="utf-8") == "mine"
     assert sorted(path.name for path in precious.iterdir()) == ["keep.txt"]

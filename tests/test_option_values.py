@@ -107,15 +107,18 @@ def test_any_value_of_any_option_runs_or_is_one_line(inputs, tmp_path, monkeypat
     monkeypatch.setattr(uvicorn, "run", listen)
     arguments = [*command_line(name, inputs, tmp_path / "out"), option, value]
     result = CliRunner().invoke(main, arguments)
-    if isinstance(result.exception, Listening):
+    if isinstance(result.exception, Listening):  # its options were taken: NaN must not be
+        assert value != "nan", f"serve took {option} nan"
         return
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert result.exit_code in (0, 1, 2), result.output
     assert "Traceback" not in result.output
+    assert "\n" not in value or value not in result.output, "the newline reached the output as it is"
+    if value == "nan":  # no option means anything by it: refused, not run
+        assert result.exit_code in (1, 2), result.output
     if result.exit_code:
         errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
         assert len(errors) == 1, result.output
-        assert "\n" not in value or value not in result.output, "the newline reached the output as it is"
 
 
 def test_workers_fastseg_accepts_bring_no_warning_from_torch(inputs, tmp_path):
