@@ -279,11 +279,7 @@ class FencedCallback(Callback):
 
     def __init__(self, inner: Callback, tracker: Fenced):
         self.inner, self.tracker = inner, tracker
-        self.order = inner.order
-        for attribute in ("run_after", "run_before"):  # the inner callback's place among fastai's
-            value = getattr(type(inner), attribute, None)
-            if value is not None:
-                setattr(self, attribute, value)
+        self.order = inner.order  # its place: fastai 2.8 sorts callbacks by `order` alone
 
     @property
     def name(self) -> str:
