@@ -32,8 +32,8 @@ def default_out() -> Path:
 )
 @click.option(
     "--iterations",
-    type=click.IntRange(min=20, max=10_000),
-    default=100,  # lr_find.MAX_ITERATIONS
+    type=click.IntRange(min=20, max=10_000),  # lr_find.MIN_ITERATIONS, lr_find.MAX_ITERATIONS
+    default=100,
     help="Training batches the sweep may take.",
 )
 @click.option("--quiet", is_flag=True, help="Print only the suggestion and the plot's path.")
