@@ -46,11 +46,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "mps" and not (torch.backends.mps.is_available()):
         raise FastsegError("--device mps: Apple MPS is not available on this machine (use --device cpu)")
     if index and int(index) >= torch.cuda.device_count():
-        raise FastsegError(f"--device {name}: {cuda_devices()}")
+        raise FastsegError(f"--device {name}: {cuda_devices_line()}")
     return torch.device(name)
 
 
-def cuda_devices() -> str:
+def cuda_devices_line() -> str:
     """`this machine has 2 CUDA devices (0 to 1)`: what a device index must be below."""
     import torch
 

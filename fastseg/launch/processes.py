@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastseg.errors import FastsegError
-from fastseg.launch.device import cuda_devices, launcher_number, resolve_device, surely_cpu
+from fastseg.launch.device import cuda_devices_line, launcher_number, resolve_device, surely_cpu
 
 if TYPE_CHECKING:
     import torch
@@ -64,7 +64,7 @@ def launched(device_name: str = "auto", torch_free: bool = False) -> Iterator[La
     device = resolve_device(device_name)
     if device.type == "cuda" and world > 1:
         if local >= torch.cuda.device_count():  # else torch's "invalid device ordinal" traceback
-            raise FastsegError(f"LOCAL_RANK={local}: {cuda_devices()}; start at most one process "
+            raise FastsegError(f"LOCAL_RANK={local}: {cuda_devices_line()}; start at most one process "
                                "per device on this machine (torchrun --nproc_per_node)")  # fmt: skip
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
