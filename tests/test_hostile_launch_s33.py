@@ -534,13 +534,14 @@ def test_cores_a_launcher_pinned_are_this_process_own_not_shared_again(monkeypat
     from fastseg.launch import device
 
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
-    monkeypatch.setattr(os, "cpu_count", lambda: 8)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})  # pinned: half the machine
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)  # a container's host: not what is compared
+    launcher = set(range(8))  # the cores the launcher (this process's parent) may use
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: launcher if pid else {0, 1, 2, 3})  # pinned
     assert device.loader_workers(16) == 16
     with pytest.raises(OptionError, match=r"at most 16 here \(4 a core, 4 cores\)"):
         device.loader_workers(17)
     assert (device.default_num_workers(), device.cores_per_process()) == (3, 4)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))  # the whole machine: shared
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))  # the launcher's cores: shared
     assert device.loader_workers(16) == 16
     with pytest.raises(OptionError, match=r"at most 16 a process here \(4 a core, 8 cores, 2 processes\)"):
         device.loader_workers(17)

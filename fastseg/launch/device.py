@@ -112,13 +112,18 @@ def processes_on_machine() -> int:
 
 
 def processes_sharing_cores() -> int:
-    """The processes `available_cores()` is shared between: those on this machine where this
-    process may run on all its cores, else 1. A launcher that pins cores (accelerate
-    --enable_cpu_affinity, SLURM --cpus-per-task, numactl) leaves each process an affinity that
-    is already its own share, which divided again was half or less."""
-    if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) < (os.cpu_count() or 1):
-        return 1
-    return processes_on_machine()
+    """The processes `available_cores()` is shared between: those on this machine, unless this
+    process was pinned to fewer cores than its launcher may use, then 1. A launcher that pins
+    cores (accelerate --enable_cpu_affinity, SLURM --cpus-per-task) leaves each process an
+    affinity that is already its own share, which divided again was half or less. Compared with
+    the parent's affinity, not `os.cpu_count()`: in a container limited to some cores
+    (`--cpuset-cpus`) every process has fewer cores than the host counts, and they still share
+    them."""
+    try:
+        own, launcher = os.sched_getaffinity(0), os.sched_getaffinity(os.getppid())
+    except (AttributeError, OSError):  # no affinity on this system, or the parent is gone
+        return processes_on_machine()
+    return 1 if own < launcher else processes_on_machine()
 
 
 def cores_per_process() -> int:
