@@ -20,12 +20,16 @@ EPOCHS = 3
 
 
 @pytest.mark.slow
-def test_a_run_with_a_fitted_batch_resumes_under_two_processes(tmp_path):
+def test_a_run_with_a_fitted_batch_resumes_under_two_processes(tmp_path, monkeypatch):
+    """With MLflow logging too: the resumed MLflow run is given config.json's options again, which
+    MLflow compares with those it logged ("Changing param values is not allowed")."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     voc_root = tmp_path / "data"
     make_demo_voc(voc_root, n_train=6, n_val=4, seed=2, min_size=32, max_size=48)
     run = tmp_path / "run"
     config = recipe("fast", data=str(voc_root), out=str(run), train_set="train", size=32, crop_size=32,
-                    batch_size=8, epochs=EPOCHS, pretrained=False, num_workers=0, seed=3)  # fmt: skip
+                    batch_size=8, epochs=EPOCHS, pretrained=False, num_workers=0, seed=3,
+                    trackers=("mlflow",))  # fmt: skip
     with pytest.raises(Killed):
         train(config, run, show_progress=False, callbacks=[KillAfter(0)])
     assert RunFolder(run).read_train_config().batch_size == 6  # fitted to the 6 training images

@@ -226,7 +226,9 @@ def test_a_resumed_run_continues_its_mlflow_and_wandb_runs(voc_root, tmp_path, m
     assert killed.info.status == "KILLED"
 
     monkeypatch.setattr(ResumableCheckpoint, "after_epoch", original)
-    resumed = CliRunner().invoke(main, ["train", "--resume", str(run_dir), "--quiet"])
+    # --device, a machine's option a resume may change: MLflow refused the run when its params
+    # were logged again ("Changing param values is not allowed": device auto -> cpu)
+    resumed = CliRunner().invoke(main, ["train", "--resume", str(run_dir), "--device", "cpu", "--quiet"])
     assert resumed.exit_code == 0, resumed.output
 
     (run,) = client.search_runs([experiment])

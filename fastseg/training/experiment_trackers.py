@@ -154,8 +154,10 @@ class MLflowTracker(Tracker):
             active = mlflow.start_run(run_id=run_id) if run_id else None
         except MlflowException:  # not in this tracking store (another machine or URI)
             raise TrackerRunMissing(f"mlflow: run {run_id} is not in {mlflow.get_tracking_uri()}") from None
-        active = active or mlflow.start_run(run_name=shown(run.path.name), tags=tags)
-        mlflow.log_params(flat_config(config))  # a resumed run's config is the same: MLflow accepts it again
+        if active is None:  # a resumed run logged its options when it started: MLflow refuses a
+            # value logged again changed, and `--resume --device cpu` changes the device
+            active = mlflow.start_run(run_name=shown(run.path.name), tags=tags)
+            mlflow.log_params(flat_config(config))
         return active.info.run_id
 
     def callback(self) -> Callback:

@@ -92,7 +92,10 @@ class RunReporter:
 
     def _open_trackers(self) -> None:
         """Each tracker continues the run it logged to before an interruption (`trackers.json`),
-        so a resumed training run is one run in MLflow and W&B, not two halves."""
+        so a resumed training run is one run in MLflow and W&B, not two halves. The main process
+        alone tracks: the others have no trackers to open (zipped with the names, they raised)."""
+        if not self.main:
+            return
         run_ids = self.run.read_tracker_runs()
         for name, tracker in zip(self.config.trackers, self.trackers, strict=True):
             try:

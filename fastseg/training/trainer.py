@@ -28,7 +28,7 @@ from fastseg.data.dataset import SegmentationData
 from fastseg.data.factory import open_dataset
 from fastseg.data.split import Split
 from fastseg.data.voc import VOCFolder
-from fastseg.errors import FastsegError
+from fastseg.errors import FastsegError, first_line
 from fastseg.inference.memory import out_of_memory
 from fastseg.launch.processes import Launch, barrier, gather_objects, launched
 from fastseg.model.checkpoint import save_model
@@ -100,7 +100,7 @@ def prepare_run(
     except Exception as error:  # a mask too large for this machine; --batch-size and --size play no part
         if not out_of_memory(error):
             raise
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error)
         raise FastsegError(f"{config.data}: memory ran short while checking the images and masks "
                            f"({first}); an image or mask too large for this machine?") from None  # fmt: skip
     if not counts.sum():  # else every epoch trains at loss 0, and lr-find suggests from a flat line
@@ -150,7 +150,7 @@ def fitted_batch_size(
 def out_of_memory_message(config: TrainConfig, device: object, error: BaseException) -> str:
     """A batch too big for the device's memory (the first thing tried on a new machine) is the
     user's to fix, not a traceback: what ran out, and the two options that set the batch's size."""
-    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    first = first_line(error)
     return (f"out of memory on {device} with --batch-size {config.batch_size} at a {config.train_size} px "
             f"training input ({first}): use a smaller --batch-size or --size")  # fmt: skip
 
@@ -300,7 +300,9 @@ def train(
             config = prepared.config
             learn = make_learner(config, run, prepared, launch, show_progress, resume)
             best_so_far = run.read_resume_state().get("best") if resume else None
-            with RunReporter(run, config, MONITOR, best_so_far, echo, not show_progress,
+            # the trackers log config.json's options, as when the run started: MLflow refuses a
+            # resumed run whose batch was fitted again ("Changing param values is not allowed")
+            with RunReporter(run, prepared.recorded, MONITOR, best_so_far, echo, not show_progress,
                              launch.main) as reporter:  # fmt: skip
                 progress = start_weights(learn, config, run, resume, launch, prepared.recorded)
                 fit(
