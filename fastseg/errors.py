@@ -10,6 +10,14 @@ def shown(text: object) -> str:
     return text if text.isprintable() else repr(text)[1:-1]
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of `error`'s message, or its type's name when it has none: a library's
+    error (torch, Pillow, onnxruntime, MLflow) quoted inside one line of ours, never its
+    traceback or a multi-line dump."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 class FastsegError(Exception):
     """A problem the user can fix (bad path, bad data, bad option); never a bug.
 

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from fastseg.errors import FastsegError
+from fastseg.errors import FastsegError, first_line
 from fastseg.inference.image_outputs import class_fractions, save_outputs
 from fastseg.inference.jobs import Job
 from fastseg.inference.memory import out_of_memory
@@ -82,8 +82,7 @@ def _made(result: Segmented, job: Job, overlay: bool) -> list[float] | str:
         if not out_of_memory(error):
             raise  # a bug, not a picture too big
         height, width = result.size
-        lines = str(error).strip().splitlines()
-        return f"out of memory at {width}x{height} ({lines[0] if lines else type(error).__name__})"
+        return f"out of memory at {width}x{height} ({first_line(error)})"
 
 
 def _logged(result: Segmented, job: Job, log: PredictionLog, failures: list, made: list[float] | str) -> int:

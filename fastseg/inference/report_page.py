@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fastseg.errors import FastsegError
+from fastseg.errors import FastsegError, first_line
 from fastseg.inference.segmenter import Segmenter
 from fastseg.number_style import quantity, score
 from fastseg.runs.folder import CONFIG, HISTORY, RunFolder
@@ -88,7 +88,7 @@ def read_history(run: RunFolder) -> tuple[pd.DataFrame | None, str]:
             raise ValueError(problem)
         return history, ""
     except DAMAGE as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        reason = first_line(error)
         return None, f"{isolated(path)} could not be read ({isolated(reason)})"
 
 

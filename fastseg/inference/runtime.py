@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from fastseg.errors import CheckpointError, FastsegError, OptionError
+from fastseg.errors import CheckpointError, FastsegError, OptionError, first_line
 from fastseg.extras import install_hint
 
 if TYPE_CHECKING:
@@ -106,8 +106,7 @@ class OnnxRuntime:
         try:
             return self.session.run(None, {self.input_name: array})[0]
         except Exception as error:  # noqa: BLE001 - onnxruntime's own types (InvalidArgument, Fail, ...)
-            lines = str(error).strip().splitlines()
-            reason = lines[0] if lines else type(error).__name__
+            reason = first_line(error)
             raise CheckpointError(f"{self.path}: the graph failed on a batch of shape {tuple(array.shape)} "
                                   f"({reason[:200]})") from None  # fmt: skip
 
@@ -126,8 +125,7 @@ def onnx_session(path: Path, threads: int | None = None) -> Any:
     try:
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
-        lines = str(error).strip().splitlines()
-        reason = lines[0] if lines else type(error).__name__
+        reason = first_line(error)
         raise CheckpointError(f"{path}: not a readable ONNX model ({reason})") from None
 
 

@@ -16,7 +16,7 @@ import torch
 
 from fastseg.atomic import atomic_path
 from fastseg.classes import Classes
-from fastseg.errors import CheckpointError, FastsegError
+from fastseg.errors import CheckpointError, FastsegError, first_line
 from fastseg.imaging.geometry import SQUISH
 from fastseg.imaging.normalise import IMAGENET_MEAN, IMAGENET_STD
 from fastseg.model.config import DEFAULT_ENCODER, ModelConfig
@@ -83,8 +83,7 @@ def load_weights_only(path: Path, kind: str, opened: BinaryIO | None = None) -> 
     except pickle.UnpicklingError:
         raise CheckpointError(f"{path}: not a readable {kind} (not a tensors-only torch file)") from None
     except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as error:
-        lines = str(error).strip().splitlines()
-        reason = lines[0] if lines else type(error).__name__
+        reason = first_line(error)
         raise CheckpointError(f"{path}: not a readable {kind} ({reason})") from None
     except Exception:  # noqa: BLE001 - see the docstring; their messages ("97") say nothing useful
         raise CheckpointError(f"{path}: not a readable {kind} (not a torch file)") from None

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastseg.atomic import write_text
-from fastseg.errors import FastsegError
+from fastseg.errors import FastsegError, first_line
 from fastseg.structured_files import read_utf8
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
         raise FastsegError(f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
                            f"{error.start}); not a history fastseg wrote") from None  # fmt: skip
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        reason = first_line(error)
         raise FastsegError(f"{path}: not a history fastseg wrote ({reason})") from None
     missing = [name for name in columns if name not in table.columns]
     if missing:

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from fastseg.errors import FastsegError
+from fastseg.errors import FastsegError, first_line
 from fastseg.paths import expanded
 from fastseg.runs.folder import CONFIG, HISTORY, LAST_STATE, MODEL_FILENAME, RunFolder
 from fastseg.structured_files import load_json
@@ -126,7 +126,7 @@ def checked_row(run: RunFolder, root: Path) -> dict[str, Any]:
     try:
         row = run_row(run, root)
     except DAMAGE as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        reason = first_line(error)
         row = {name: None for name in COLUMNS}
         status = f"damaged ({type(error).__name__}: {reason[:240]})"  # room for the file's path
         row.update(name=_name(run, root), epochs=0, status=status)

@@ -21,7 +21,7 @@ from fastai.learner import Learner
 from fastai.torch_core import get_model, rank_distrib
 from fastcore.foundation import L
 
-from fastseg.errors import CheckpointError
+from fastseg.errors import CheckpointError, first_line
 from fastseg.model.checkpoint import load_weights_only
 from fastseg.runs.folder import RunFolder
 
@@ -75,7 +75,7 @@ def load_checkpoint(learn: Learner, path: Path, with_opt: bool) -> dict[str, Any
     try:
         get_model(learn.model).load_state_dict(state["model"])
     except RuntimeError as error:
-        first = str(error).strip().splitlines()[0]
+        first = first_line(error)  # an empty message: the type, not an IndexError
         raise CheckpointError(f"{path}: weights do not fit this run's model ({first})") from None
     if with_opt:
         if "opt" not in state:
