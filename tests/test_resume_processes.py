@@ -24,6 +24,7 @@ def test_a_run_with_a_fitted_batch_resumes_under_two_processes(tmp_path, monkeyp
     """With MLflow logging too: the resumed MLflow run is given config.json's options again, which
     MLflow compares with those it logged ("Changing param values is not allowed")."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.chdir(tmp_path)  # MLflow's artefacts go to ./mlruns, here and in torchrun's processes
     voc_root = tmp_path / "data"
     make_demo_voc(voc_root, n_train=6, n_val=4, seed=2, min_size=32, max_size=48)
     run = tmp_path / "run"
