@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import importlib
 import io
 import keyword
@@ -11,12 +12,23 @@ import warnings
 import click
 
 from fastseg import __version__
+from fastseg.errors import bytes_escaped
 
 # fastai's import scripts a function with torch.jit, which torch 2.14 deprecates: noise to a user.
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 # torch's DataLoader warns at more workers than cores, twice, four lines each: fastseg has already
 # checked --num-workers against its own limit (`fastseg.launch.device.loader_workers`).
 warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
+
+def _bytes_escaped(error: UnicodeError) -> tuple[str, int]:
+    """A stream's error handler: what UTF-8 cannot encode, written as `errors.bytes_escaped` does."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    return bytes_escaped(error.object[error.start : error.end]), error.end
+
+
+BYTES_ESCAPED = "fastseg.bytes_escaped"
+codecs.register_error(BYTES_ESCAPED, _bytes_escaped)
 
 # name -> one-line help. Each command is the module named after it (`command_module`), imported
 # only when the command runs.
@@ -73,7 +85,7 @@ def main() -> None:
     """Semantic segmentation with fastai, on PASCAL VOC 2012 or your own data: train, predict, report."""
     # A path the shell passed with bytes that are not UTF-8 (Linux allows them) reaches Python as
     # lone surrogates, which a UTF-8 stream refuses: `train --out $'run\xff'` trained, then died
-    # printing `model: PATH`. Every line is written, with such characters escaped (`\udcff`).
+    # printing `model: PATH`. Every line is written, such a byte as `\xff` (`errors.bytes_escaped`).
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
-            stream.reconfigure(errors="backslashreplace")
+            stream.reconfigure(errors=BYTES_ESCAPED)

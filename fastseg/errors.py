@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 
+def bytes_escaped(text: str) -> str:
+    """`text` as UTF-8 can hold it. A name's bytes that are not UTF-8 (Linux allows them; Python
+    keeps each as a lone surrogate, U+DCxx) are written as the byte, `\\xff`, as `ls -b` shows
+    them: the one spelling in fastseg's lines, logs and CSVs, so a name printed can be found in
+    `predictions.csv`. (Printing the surrogate itself raised UnicodeEncodeError.)"""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no byte made: \\ud800
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def shown(text: object) -> str:
     """A name or problem as it can stand in one line: control characters (a newline in a file's
-    name, a NUL) escaped (`a\\nb.png`); a problem per line is what a reader and a log count."""
-    text = str(text)
-    return text if text.isprintable() else repr(text)[1:-1]
+    name, a NUL) escaped (`a\\nb.png`), and bytes that are not UTF-8 as `\\xff`
+    (`bytes_escaped`); a problem per line is what a reader and a log count."""
+    text = bytes_escaped(str(text))
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def first_line(error: BaseException) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from fastseg.atomic import atomic_path
-from fastseg.errors import DatasetError
+from fastseg.errors import DatasetError, bytes_escaped
 from fastseg.imaging.masks import read_mask
 from fastseg.inference.image_outputs import class_fractions
 from fastseg.inference.jobs import Job, is_done
@@ -33,11 +33,10 @@ def csv_fields(class_names: Sequence[str], fixed: Sequence[str] = FIXED_FIELDS) 
 
 
 def logged_text(value: object) -> str:
-    """A cell of `predictions.csv` as text that UTF-8 can hold: a file name's bytes that are not
-    UTF-8 (Linux allows them; Python keeps them as lone surrogates) written as `\\xff`, where they
-    stopped the whole run with a UnicodeEncodeError and lost the log. `--skip-existing` looks an
-    image's earlier row up by this same text."""
-    return str(value).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """A cell of `predictions.csv` as text that UTF-8 can hold (`errors.bytes_escaped`): a file
+    name's bytes that are not UTF-8 stopped the whole run with a UnicodeEncodeError and lost the
+    log. `--skip-existing` looks an image's earlier row up by this same text."""
+    return bytes_escaped(str(value))
 
 
 def csv_row(source: Path, status: str, error: str = "", size: tuple[int, int] | None = None,
