@@ -20,6 +20,7 @@ warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=Futur
 # checked --num-workers against its own limit (`fastseg.launch.device.loader_workers`).
 warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
 
+
 def _bytes_escaped(error: UnicodeError) -> tuple[str, int]:
     """A stream's error handler: what UTF-8 cannot encode, written as `errors.bytes_escaped` does."""
     if not isinstance(error, UnicodeEncodeError):
