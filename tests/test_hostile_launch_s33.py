@@ -17,26 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from cli.main import main
+from test_hostile_training_s32 import invoke, one_error_line
 
 TINY = ["--size", "32", "--crop-size", "32", "--batch-size", "2", "--no-pretrained", "--num-workers", "0",
         "--device", "cpu", "--train-set", "train", "--epochs", "1", "--quiet"]  # fmt: skip
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-
-
-def invoke(*arguments):
-    return CliRunner().invoke(main, [str(argument) for argument in arguments])
-
-
-def one_error_line(result) -> str:
-    """The one line of a refused command (exit 1, no traceback)."""
-    lines = result.output.strip().splitlines()
-    assert result.exit_code == 1, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output and len(lines) == 1, result.output
-    return lines[0]
 
 
 @pytest.fixture

@@ -3,10 +3,8 @@ each test is a defect found by attacking them, and failed before its fix."""
 
 import csv
 import hashlib
-import io
 import os
 import re
-import tarfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -15,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from model_files import save_untrained_voc_model
 from PIL import Image
+from test_download import make_tar
 
 from cli.main import main
 
@@ -159,13 +158,7 @@ def test_a_killed_predicts_temporaries_in_subfolders_are_removed_by_the_next_run
 
 def tar_of(members):
     """An uncompressed tar of {name: bytes}."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    return make_tar(members)
 
 
 MARKER = "VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt"
