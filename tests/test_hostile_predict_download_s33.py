@@ -86,12 +86,13 @@ def test_a_huge_size_is_one_line_not_a_memory_traceback(model_file, tmp_path):
     file that ran out of memory); the side is bounded where it is given and where the inputs are
     made (a model file's own size, `report`), before anything is allocated."""
     from fastseg.errors import FastsegError
-    from fastseg.inference.files import MAX_INPUT_SIDE, ImageFiles
+    from fastseg.inference.files import ImageFiles
+    from fastseg.model.config import MAX_SIZE
 
     noise(tmp_path / "a.png")
     result = predict(model_file, tmp_path / "a.png", "--out", tmp_path / "out", "--size", 100_000_000)
     assert result.exit_code == 1
-    message = f"input side 100000000 is not within 1 to {MAX_INPUT_SIDE} pixels"
+    message = f"input side 100000000 is not within 32 to {MAX_SIZE} pixels"
     assert result.output == f"Error: {message}: choose another --size, or --tile for big images\n"
     assert not (tmp_path / "out").exists()
     with pytest.raises(FastsegError, match=message):
@@ -429,7 +430,7 @@ def test_an_input_that_is_a_named_pipe_is_named_as_one(model_file, tmp_path):
     os.mkfifo(fifo)
     result = predict(model_file, fifo, "--out", tmp_path / "out")
     assert result.exit_code == 1
-    assert result.output == f"Error: {fifo}: not a regular file or folder (a named pipe or device)\n"
+    assert result.output == f"Error: {fifo}: a named pipe (FIFO), not a regular file or folder\n"
 
 
 @pytest.mark.parametrize("workers", ["0", "1"])

@@ -22,17 +22,16 @@ from fastseg.errors import FastsegError
 from fastseg.imaging.geometry import fit_image
 from fastseg.imaging.images import UnreadableImage, load_rgb
 from fastseg.imaging.normalise import normalised_array
-
-# The largest side of the model's square input (`--size`, or a model file's own): 3 x 8192² float32
-# is 0.8 GB an image before the network's activations; a bigger picture is for `--tile`. Without a
-# bound, `--size 100000000` was a numpy traceback asking for 107 PiB.
-MAX_INPUT_SIDE = 8192
+from fastseg.model.config import MAX_SIZE, MIN_SIZE
 
 
 def check_input_side(size: int) -> int:
-    """`size` if the model's input may have that side, else one line saying why not."""
-    if not 0 < size <= MAX_INPUT_SIDE:
-        raise FastsegError(f"input side {size} is not within 1 to {MAX_INPUT_SIDE} pixels: choose "
+    """`size` if the model's input may have that side (the sides a model is trained at,
+    `model.config`: 3 x 8192² float32 is 0.8 GB an image before the network's activations; a
+    bigger picture is for `--tile`), else one line saying why not. Without a bound, `--size
+    100000000` was a numpy traceback asking for 107 PiB."""
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise FastsegError(f"input side {size} is not within {MIN_SIZE} to {MAX_SIZE} pixels: choose "
                            "another --size, or --tile for big images")  # fmt: skip
     return size
 

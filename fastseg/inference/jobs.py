@@ -11,6 +11,7 @@ from pathlib import Path
 from fastseg.errors import FastsegError, shown
 from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.outputs import OutputRefused, guard, written_by_fastseg
+from fastseg.structured_files import file_kind
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ def collect_jobs(inputs: Sequence[Path], out: Path, overlay: bool = False, force
         elif given.is_file():  # named, so meant: read by its content whatever its suffix
             pairs.append((given, Path(given.name)))
         elif given.exists():  # a FIFO or a device: open() would wait on it, or read without end
-            raise FastsegError(f"{shown(given)}: not a regular file or folder (a named pipe or device)")
+            kind = file_kind(given.stat().st_mode)
+            raise FastsegError(f"{shown(given)}: {kind}, not a regular file or folder")
         else:
             raise FastsegError(f"{shown(given)}: no such file or folder")
     if not pairs:  # "0 segmented, 0 failed", exit 0, looked like a finished job
