@@ -26,6 +26,7 @@ UTF-8 was their UnicodeEncodeError).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -142,13 +143,30 @@ class EpochMetrics(Callback):
         self.log(values, self.learn.epoch)
 
 
+def _experiment_named(name: str) -> str:
+    """The id of MLflow's experiment `name` in the current tracking store, made if missing."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    found = client.get_experiment_by_name(name)
+    return found.experiment_id if found is not None else client.create_experiment(name)
+
+
 class MLflowTracker(Tracker):
     def open(self, run: RunFolder, config: TrainConfig, run_id: str | None) -> str:
         import mlflow
         from mlflow.exceptions import MlflowException
 
-        if "MLFLOW_EXPERIMENT_NAME" not in os.environ and "MLFLOW_EXPERIMENT_ID" not in os.environ:
-            mlflow.set_experiment("fastseg")
+        # The experiment is resolved here and passed to start_run, as MLflow's own variables say or
+        # "fastseg", never through set_experiment: that keeps the id in MLflow's module and writes
+        # it into this process's environment, so a second run in the process (a library user's
+        # second `train`, against another tracking store) asked that store for an experiment it
+        # never had ("No Experiment with id=1 exists"). MLflow's INFO lines (creating its tables)
+        # are kept out of fastseg's output.
+        logging.getLogger("mlflow").setLevel(max(logging.WARNING, logging.getLogger("mlflow").level))
+        experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID") or _experiment_named(
+            os.environ.get("MLFLOW_EXPERIMENT_NAME") or "fastseg"
+        )
         tags = {"fastseg.run_folder": shown(run.path.resolve())}
         try:
             active = mlflow.start_run(run_id=run_id) if run_id else None
@@ -156,7 +174,7 @@ class MLflowTracker(Tracker):
             raise TrackerRunMissing(f"mlflow: run {run_id} is not in {mlflow.get_tracking_uri()}") from None
         if active is None:  # a resumed run logged its options when it started: MLflow refuses a
             # value logged again changed, and `--resume --device cpu` changes the device
-            active = mlflow.start_run(run_name=shown(run.path.name), tags=tags)
+            active = mlflow.start_run(run_name=shown(run.path.name), tags=tags, experiment_id=experiment_id)
             mlflow.log_params(flat_config(config))
         return active.info.run_id
 
