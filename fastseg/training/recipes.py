@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import fields, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastseg.errors import OptionError
 from fastseg.training.config import AugmentConfig, TrainConfig
@@ -98,12 +98,48 @@ def recipe(name: str = DEFAULT_RECIPE, **overrides: Any) -> TrainConfig:
         overrides["augment"] = replace(preset.augment, **augment)
     config = replace(preset, **overrides)
     config.check_fields()  # types and ranges before any arithmetic on them
-    if overrides.get("crop_size") and not config.augment.random_scale_crop:  # 0 (a run's config.json): none
-        raise OptionError("--crop-size needs random-scale crops; this run squishes (--squish)")
+    refuse_contradictions(overrides, config)
     if "crop_size" not in overrides and config.augment.random_scale_crop and config.train_size > config.size:
         config = replace(config, crop_size=config.size)
     config.check()
     return config
+
+
+class Needs(NamedTuple):
+    """An option that acts only where another one lets it: given while the other stops it, one
+    of the two was dropped without a word (the weights file won over `--no-pretrained`)."""
+
+    option: str  # the field given, which acts when truthy (a crop of 0, a file of None: not given)
+    spelling: str  # how a user writes it
+    other: str  # the field, given or the recipe's, that stops it
+    stops: Any  # the other field's value that does
+    other_spelling: str
+    needs: str  # what the option does that the other turns off
+
+
+# Every pair of train's options where one silently undoes the other. The rest were looked at
+# and act on their own: --encoder-lr-ratio and --freeze-epochs still shape a random encoder's
+# training, --compile also runs on the CPU; --patience under --keep final is cli/train.py's note
+# (scripts pass a large one to mean "no early stop"); --loss lovasz with class weights and
+# --train-set with a dataset.yaml are refused where those values are known.
+CONTRADICTIONS = (
+    Needs("crop_size", "--crop-size", "random_scale_crop", False, "--squish", "needs random-scale crops"),
+    Needs("encoder_weights", "--encoder-weights FILE", "pretrained", False, "--no-pretrained",
+          "loads pretrained encoder weights"),
+)  # fmt: skip
+
+
+def refuse_contradictions(given: dict[str, Any], config: TrainConfig) -> None:
+    """One usage line naming both options of a `CONTRADICTIONS` pair, wherever their values came
+    from (the command line, a --config YAML file or a run's config.json: all are `given` here).
+    Checked on what was given, not in `TrainConfig.check`: a run started with such a pair by an
+    earlier fastseg still resumes (its checkpoint holds the weights)."""
+    for rule in CONTRADICTIONS:
+        other = getattr(config.augment if rule.other in _AUGMENT_FIELDS else config, rule.other)
+        if given.get(rule.option) and other == rule.stops:
+            raise OptionError(f"{rule.spelling} {rule.needs}, which {rule.other_spelling} turns off: the two "
+                              "contradict each other; give one of them (on the command line or in the "
+                              "--config file)")  # fmt: skip
 
 
 def recipe_default(field_name: str) -> str:
