@@ -44,12 +44,14 @@ def command(out: Path | None, iterations: int, quiet: bool, force: bool, config_
     """Sweep the learning rate from 1e-7 to 10 over training batches of the recipe's model and
     data (fastai's lr_find; the model and data options are train's), save the loss curve as
     OUT/lr_find.png and print fastai's valley suggestion for `fastseg train --lr`."""
-    from fastseg.training.lr_find import check_outputs, find_learning_rate, holding_folder, save_lr_find
+    from fastseg.folder_lock import holding
+    from fastseg.training.lr_find import check_outputs, find_learning_rate, save_lr_find
 
     out = out or default_out()
     check_outputs(out, force)  # before minutes of sweeping
     config, _, _ = new_config(options, out, config_file)
-    with holding_folder(out):  # a second lr-find into `out` is refused at once
+    # a second lr-find into `out` is refused at once, not after its sweep
+    with holding(out, "lr-find", "wait for it to end or choose another --out"):
         found = find_learning_rate(config, iterations, show_progress=sys.stdout.isatty() and not quiet,
                                    echo=None if quiet else click.echo)  # fmt: skip
         plot = save_lr_find(found, out, force)

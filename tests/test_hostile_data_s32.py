@@ -577,14 +577,14 @@ def test_the_run_lock_never_writes_through_a_symbolic_link(tmp_path):
     """`RUN/.fastseg.lock` as a symbolic link to another file: train's lock opened it through the
     link, truncated it and wrote its process id there (a user's file, anywhere root can write)."""
     from fastseg.errors import FastsegError
-    from fastseg.runs.lock import LOCK, hold_lock
+    from fastseg.folder_lock import LOCK, holding
 
     precious = tmp_path / "precious.txt"
     precious.write_text("a user's notes")
     run = tmp_path / "run"
     run.mkdir()
     os.symlink(precious, run / LOCK)
-    with pytest.raises(FastsegError, match="symbolic link"), hold_lock(run):
+    with pytest.raises(FastsegError, match="symbolic link"), holding(run, "train", "hint"):
         pass
     assert precious.read_text() == "a user's notes"
     assert (run / LOCK).is_symlink()

@@ -367,16 +367,16 @@ def test_lr_find_with_a_forward_that_fails_keeps_its_error_not_nan(voc_root, mon
 def test_two_lr_finds_into_one_folder_the_second_is_refused_at_once(voc_root, tmp_path):
     """Two lr-finds into one --out both swept for minutes, then the second was refused ('an
     earlier lr-find's plot') and its result lost, or, writing at the same moment, left one's
-    plot beside the other's sweep. The first holds the folder (the kernel's lock on the folder
-    itself: no file added, released however it ends); the second is one line before its sweep."""
-    from fastseg.training.lr_find import holding_folder
+    plot beside the other's sweep. The first holds the folder (the kernel's lock on a file in the folder,
+    released however it ends, removed at the end); the second is one line before its sweep."""
+    from fastseg.folder_lock import LOCK, holding
 
     out = tmp_path / "lr"
-    with holding_folder(out):
+    with holding(out, "lr-find", "hint"):
         line = one_error_line(invoke("lr-find", "--data", voc_root, "--out", out, *LR_FIND))
-        assert line == (f"Error: {out}: another fastseg lr-find is writing into this folder; wait for it "
-                        "to end or choose another --out")  # fmt: skip
-        assert list(out.iterdir()) == []
+        assert line == (f"Error: {out}: another fastseg lr-find (process {os.getpid()}) is using this folder; "
+                        "wait for it to end or choose another --out")  # fmt: skip
+        assert list(out.iterdir()) == [out / LOCK]
     assert not out.exists()  # made for the lock alone: removed again
 
 
@@ -387,21 +387,21 @@ def test_a_refused_lr_find_leaves_the_folder_another_one_holds(tmp_path, monkeyp
     from contextlib import ExitStack
 
     from fastseg.errors import FastsegError
-    from fastseg.training.lr_find import holding_folder
+    from fastseg.folder_lock import LOCK, holding
 
     out = tmp_path / "lr"
     real_open, first, started = os.open, ExitStack(), []
 
     def the_first_takes_it_meanwhile(path, *args, **kwargs):
-        if Path(path) == out and not started:  # between the second's mkdir and its lock
+        if Path(path) == out / LOCK and not started:  # between the second's mkdir and its lock
             started.append(True)
-            first.enter_context(holding_folder(out))
+            first.enter_context(holding(out, "lr-find", "hint"))
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", the_first_takes_it_meanwhile)
     with first:
-        refused = pytest.raises(FastsegError, match="another fastseg lr-find is writing into this folder")
-        with refused, holding_folder(out):
+        refused = pytest.raises(FastsegError, match=r"another fastseg lr-find \(process \d+\) is using")
+        with refused, holding(out, "lr-find", "hint"):
             pass
         assert out.is_dir()  # the first still holds it
         monkeypatch.undo()

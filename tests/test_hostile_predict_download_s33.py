@@ -256,7 +256,7 @@ def test_two_downloads_into_one_root_at_once_the_second_is_refused(scripted, tmp
     from fastseg.errors import DownloadError
 
     try:
-        with pytest.raises(DownloadError, match="another fastseg download is writing into this folder"):
+        with pytest.raises(DownloadError, match=r"another fastseg download \(process \d+\) is using this folder; wait for it to end"):
             download_into(root, url)
     finally:
         release.set()

@@ -280,7 +280,7 @@ def test_a_second_training_into_a_locked_folder_is_refused_in_one_line(voc_root,
         result = CliRunner().invoke(main, train_arguments(voc_root, run, 1))
         assert result.exit_code == 1
         assert result.output.strip().splitlines()[-1] == (
-            f"Error: {run}: another fastseg train (process {os.getpid()}) is using this run folder; "
+            f"Error: {run}: another fastseg train (process {os.getpid()}) is using this folder; "
             "wait for it to end or choose another --out"
         )
     assert not run.exists()  # made only for the lock, and nothing else was written

@@ -13,16 +13,14 @@ the command starts at once. VOC 2012 (`fastseg.data.voc`) and SBD (`fastseg.data
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from fastseg.data.archive import file_md5, safe_extract
 from fastseg.data.fetch import TIMEOUT, Log, ProgressFactory, fetch_any, remove_file, silent
 from fastseg.errors import DownloadError
+from fastseg.folder_lock import holding
 from fastseg.paths import expanded
 
 MD5_TEXT = re.compile(r"[0-9a-fA-F]{32}")
@@ -69,37 +67,12 @@ def download(
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise DownloadError(f"{root}: cannot create the folder ({error.strerror})") from None
-    with only_download(root):
+    # two at once appended to one `.part`, and the second renamed it while the first still wrote
+    with holding(root, "download", "wait for it to end, then run this again", DownloadError):
         if (root / resource.marker).is_file():  # another download finished it while this one waited
             log(f"already present: {folder} (nothing to do)")
             return folder
         return _missing_steps(resource, root, folder, progress, log, timeout)
-
-
-@contextmanager
-def only_download(root: Path) -> Iterator[None]:
-    """Hold `root` for one download at a time: two at once appended to one `.part` file, the second
-    renamed it while the first was still writing, and the first ended in a traceback. The lock is the
-    kernel's (`flock` on the folder itself: no file left behind), released however the process
-    ends; where there is none (Windows), none is taken."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    try:
-        descriptor = os.open(root, os.O_RDONLY)
-    except OSError as error:
-        raise DownloadError(f"{root}: cannot open the folder ({error.strerror})") from None
-    try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DownloadError(f"{root}: another fastseg download is writing into this folder; wait "
-                                "for it to end, then run this again") from None  # fmt: skip
-        yield
-    finally:
-        os.close(descriptor)  # releases the lock
 
 
 def _missing_steps(resource: Resource, root: Path, folder: Path, progress: ProgressFactory | None,

@@ -1,6 +1,6 @@
 """The run folder `fastseg train` writes: the one module that knows its files' names, reads them
 back and writes its JSON files, `train.log` and the checkpoints (always atomically, through
-`fastseg.atomic`). `history.csv`'s format is `runs.history`'s, the lock `runs.lock`'s; the
+`fastseg.atomic`). `history.csv`'s format is `runs.history`'s, the lock `fastseg.folder_lock`'s; the
 figures (`fastseg.visualization`), `model.pth` (`fastseg.model.checkpoint`), the exports and the
 trackers' folders are written by their own modules at the paths named here.
 
@@ -34,11 +34,11 @@ import numpy as np
 from fastseg.atomic import TEMPORARY, atomic_path, remove_stale_temporaries, write_json, write_text
 from fastseg.data.split import Split
 from fastseg.errors import CheckpointError, DatasetError, FastsegError
+from fastseg.folder_lock import LOCK, holding
 from fastseg.model.config import MODEL_FILENAME  # the model package names its file
 from fastseg.paths import expanded
 from fastseg.runs import history
 from fastseg.runs.environment import git_commit, package_versions
-from fastseg.runs.lock import LOCK, hold_lock
 from fastseg.structured_files import StructuredFileError, finite_number, load_json
 
 if TYPE_CHECKING:
@@ -113,9 +113,11 @@ class RunFolder:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the folder's lock for the block (`fastseg.runs.lock`), then clear what a killed
-        process left half-written."""
-        with hold_lock(self.path):
+        """Hold the folder's lock for the block (`fastseg.folder_lock`: a second train into it is
+        one line), then clear what a killed process left half-written."""
+        if self.path.exists() and not self.path.is_dir():
+            raise FastsegError(f"{self.path}: is a file, not a run folder; choose another --out")
+        with holding(self.path, "train", "wait for it to end or choose another --out"):
             self.remove_stale_temporaries()
             yield
 

@@ -11,10 +11,8 @@ at that ratio to the decoder's, and the suggestion is the decoder's peak rate: w
 from __future__ import annotations
 
 import math
-import os
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,53 +95,6 @@ def find_learning_rate(
     if not (math.isfinite(suggestion) and suggestion > 0):
         raise FastsegError(f"the learning-rate finder suggested {suggestion}: the loss never fell")
     return LrFound(lrs, losses, suggestion)
-
-
-@contextmanager
-def holding_folder(out: Path) -> Iterator[None]:
-    """Hold `out` for one lr-find from before its sweep to its last file: a second lr-find into
-    the same folder is one line at once, not minutes later (or a plot of one beside the sweep of
-    the other). The lock is the kernel's `flock` on the folder itself, so no file is added and a
-    killed lr-find holds nothing. Folders its own mkdir made are removed if nothing was written,
-    and only by the lr-find that held them: one refused leaves the holder's folder alone."""
-    out = Path(out)
-    made: list[Path] = []  # by this lr-find's own mkdir, innermost first: another may make them too
-    try:
-        for folder in (*reversed(out.parents), out):
-            if not folder.exists():
-                try:
-                    folder.mkdir()
-                    made.insert(0, folder)
-                except FileExistsError:
-                    pass
-        descriptor = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError as error:
-        for folder in made:
-            with suppress(OSError):
-                folder.rmdir()
-        raise FastsegError(f"{out}: cannot create the output folder ({error.strerror})") from None
-    held = False
-    try:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no lock
-            fcntl = None
-        if fcntl is not None:
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:  # the holder's folder, whoever made it: left as it is
-                raise FastsegError(f"{out}: another fastseg lr-find is writing into this folder; wait for "
-                                   "it to end or choose another --out") from None  # fmt: skip
-        held = True
-        yield
-    finally:
-        # removed while still held, so no lr-find that takes the lock next finds it gone
-        for folder in made if held else ():  # innermost first; one holding anything stays, and its parents
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-        os.close(descriptor)
 
 
 PLOT_FILENAME = "lr_find.png"
