@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cli.errors import one_line_each, user_errors
+from cli.errors import user_errors
 from cli.options import recipe_option, verbose_option
 from fastseg.number_style import quantity
 
@@ -26,10 +26,9 @@ def command(out: Path, epochs: int, recipe_name: str, force: bool, quiet: bool) 
     from fastseg.demo import run_demo
 
     interactive = sys.stdout.isatty() and not quiet  # else no bars: a log file keeps their fragments
-    with one_line_each():
-        result = run_demo(out, epochs=epochs, force=force, show_progress=interactive, recipe_name=recipe_name,
-                          echo=None if quiet or interactive else click.echo,
-                          stage=None if quiet else click.echo)  # fmt: skip
+    result = run_demo(out, epochs=epochs, force=force, show_progress=interactive, recipe_name=recipe_name,
+                      echo=None if quiet or interactive else click.echo,
+                      stage=None if quiet else click.echo)  # fmt: skip
     training = result.training
     click.echo(f"data: {result.data}")
     click.echo(f"run: {training.run_dir} ({training.epochs_run} epochs)")

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from cli.errors import one_line_each, user_errors
+from cli.errors import user_errors
 from cli.options import verbose_option
 
 # Neither module imports torch at the top (voc, sbd: numpy and the standard library), so the
@@ -72,15 +72,14 @@ def command(
     from fastseg.data.voc import download_voc
 
     bars = None if quiet else ByteBar
-    with one_line_each():
-        folder = download_voc(root, urls=urls, md5=md5, progress=bars, log=echo)
-        echo(f"VOC 2012 ready in {folder}: fastseg train --data {root}")
-        if sbd:
-            from fastseg.data.sbd import download_sbd
-            from fastseg.data.voc import VOCFolder
+    folder = download_voc(root, urls=urls, md5=md5, progress=bars, log=echo)
+    echo(f"VOC 2012 ready in {folder}: fastseg train --data {root}")
+    if sbd:
+        from fastseg.data.sbd import download_sbd
+        from fastseg.data.voc import VOCFolder
 
-            ids = download_sbd(root, VOCFolder(folder), urls=sbd_urls, md5=sbd_md5, progress=bars, log=echo)
-            echo(f"trainaug ready ({len(ids)} ids): fastseg train --data {root} --train-set trainaug")
+        ids = download_sbd(root, VOCFolder(folder), urls=sbd_urls, md5=sbd_md5, progress=bars, log=echo)
+        echo(f"trainaug ready ({len(ids)} ids): fastseg train --data {root} --train-set trainaug")
 
 
 def echo(line: str) -> None:
@@ -99,10 +98,14 @@ class ByteBar:
         self.total: int | None = None
         self.shown = 0
         self.throttle: Any = None
+        self.counting: int | None = None  # bytes shown by the count of a download of unknown size
 
     def __call__(self, done: int, total: int | None) -> None:
         if not sys.stdout.isatty():
             self._line(done, total, click.echo)
+            return
+        if total is None:  # no Content-Length: click draws no bar without a length (a TypeError)
+            self._count(done)
             return
         if self.bar is None or total != self.total or done < self.shown:
             self.close()
@@ -125,7 +128,19 @@ class ByteBar:
             of = "" if total is None else f" / {total >> 20}"
             echo(f"{self.label}: {done >> 20}{of} MB")
 
+    def _count(self, done: int) -> None:
+        """A download of unknown size on a terminal: its megabytes so far, redrawn in place."""
+        if self.bar is not None or self.total is not None:  # a bar of a known size was drawn before
+            self.close()
+            self.total = None
+        if self.counting is None or done >> 20 != self.counting >> 20:
+            click.echo(f"\r{self.label}: {done >> 20} MB", nl=False)
+        self.counting = done
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
             self.bar = None
+        if self.counting is not None:  # the count's line ends
+            click.echo()
+            self.counting = None

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import errno
 import functools
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
@@ -27,24 +26,26 @@ def resource_message(error: OSError) -> str:
 
 def user_errors(function: F) -> F:
     """Report `FastsegError` (a user's mistake, not a bug) as `Error: ...` and exit 1, no traceback;
-    `OptionError` (options that cannot work together) as a usage error, exit 2.
+    `OptionError` (options that cannot work together) as a usage error, exit 2. Each is one line
+    (a newline in a name it quotes is escaped), or one line per problem where the error lists
+    `lines`.
 
     An error's `details` (every mismatched weight of a model file, say) follow its line under the
     command's `--verbose` flag, which is consumed here; without it the line says they exist."""
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from fastseg.errors import FastsegError, OptionError
+        from fastseg.errors import FastsegError, OptionError, shown
 
         verbose = kwargs.pop("verbose", None)  # None: the command has no --verbose
         try:
             return function(*args, **kwargs)
         except OptionError as error:
-            raise click.UsageError(str(error)) from None
+            raise click.UsageError("\n".join(error.shown_lines())) from None
         except FastsegError as error:
-            message = str(error)
+            message = "\n".join(error.shown_lines())
             if error.details and verbose:
-                message = f"{message}\n{error.details}"
+                message = "\n".join([message, *map(shown, error.details.splitlines())])
             elif error.details and verbose is not None:
                 message = f"{message} (--verbose: every key)"
             raise click.ClickException(message) from None
@@ -54,18 +55,3 @@ def user_errors(function: F) -> F:
             raise click.ClickException(resource_message(error)) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-@contextmanager
-def one_line_each() -> Iterator[None]:
-    """A `FastsegError` raised in the block as one line (`errors.shown`): a newline in a path or a
-    URL it names (a pasted URL, a script's variable) no longer splits the `Error:` line. Its type,
-    and so its exit status, is kept. For a command whose messages are one line each (not
-    `check-data`'s, one line per problem)."""
-    from fastseg.errors import FastsegError, shown
-
-    try:
-        yield
-    except FastsegError as error:
-        error.args = (shown(error),)
-        raise

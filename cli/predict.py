@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cli.errors import one_line_each, user_errors
+from cli.errors import user_errors
 from cli.options import inference_options, replace_foreign_option
 from cli.progress import counted
 from fastseg.inference.runtime_choice import RUNTIME_HELP, RUNTIMES
@@ -61,8 +61,7 @@ def command(model: Path, inputs: tuple[Path, ...], out: Path, quiet: bool, **opt
     rank, _ = rank_and_world()
     progress = no_progress if quiet or rank else counted("predict batches")
     announce = None if quiet or rank else click.echo  # the runtime chosen, and why: one line
-    with one_line_each():
-        summary = predict(model, list(inputs), out, progress=progress, announce=announce, **options)
+    summary = predict(model, list(inputs), out, progress=progress, announce=announce, **options)
     for path, reason in summary.failures:
         click.echo(shown(f"{path}: {reason}"), err=True)  # a newline in a file's name: still one line
     if rank:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 def bytes_escaped(text: str) -> str:
     """`text` as UTF-8 can hold it. A name's bytes that are not UTF-8 (Linux allows them; Python
@@ -33,12 +35,19 @@ def first_line(error: BaseException) -> str:
 class FastsegError(Exception):
     """A problem the user can fix (bad path, bad data, bad option); never a bug.
 
-    The message is one line. `details`, when there are any, is the full story (every mismatched
-    weight of a model file, say), which the CLI prints under `--verbose`."""
+    The message is one line; the CLI escapes any newline a name in it holds (`shown`), so a path
+    with a newline cannot split it. An error that lists several problems gives them as `lines`,
+    each then one line of the output. `details`, when there are any, is the full story (every
+    mismatched weight of a model file, say), which the CLI prints under `--verbose`."""
 
-    def __init__(self, message: str = "", details: str = "") -> None:
-        super().__init__(message)
+    def __init__(self, message: str = "", details: str = "", lines: Sequence[str] = ()) -> None:
+        self.lines = [shown(line) for line in lines] or [message]  # a listed problem: one line each
+        super().__init__("\n".join(self.lines))
         self.details = details
+
+    def shown_lines(self) -> list[str]:
+        """The lines the CLI prints: each problem one line, whatever the names in it hold."""
+        return [shown(line) for line in self.lines]
 
 
 class OptionError(FastsegError):

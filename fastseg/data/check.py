@@ -12,7 +12,7 @@ import numpy as np
 from fastseg.data.class_weights import mask_pixel_counts
 from fastseg.data.dataset import SegmentationData
 from fastseg.data.split import Split
-from fastseg.errors import DatasetError, shown
+from fastseg.errors import DatasetError
 from fastseg.launch.device import cores_per_process
 
 
@@ -83,10 +83,8 @@ def check_ids(dataset: SegmentationData, ids: list[str], action: str, threads: i
 
 def _raise_problems(dataset: SegmentationData, problems: list[str], action: str) -> None:
     if problems:
-        raise DatasetError(
-            f"{len(problems)} problem(s) in {dataset.root}, {action} not started:\n"
-            + "\n".join(map(shown, problems))
-        )
+        raise DatasetError(lines=[f"{len(problems)} problem(s) in {dataset.root}, {action} not started:",
+                                  *problems])  # fmt: skip
 
 
 def all_void_problem(images: int) -> str:

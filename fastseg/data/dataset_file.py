@@ -98,7 +98,7 @@ def read_dataset_file(path: Path) -> DatasetFile:
             problems.append(f"masks: {masks[:200]!r} cannot be used ({path_problem(error)})")
     mask_values = _mask_values(values.get("mask_values"), len(names), mask_format, problems)
     if problems:
-        raise DatasetError("\n".join(f"{path}: {problem}" for problem in problems))
+        raise DatasetError(lines=[f"{path}: {problem}" for problem in problems])
     classes = Classes.create(names, colors, ignore_index)
     return DatasetFile(path, classes, splits, masks, mask_format,
                        tuple(ignore_color) if ignore_color is not None else None, mask_values)  # fmt: skip

@@ -185,7 +185,7 @@ def _missing_hint(missing: int, total: int, problems: list[str]) -> None:
 
 def _refused(problems: list[str], out: Path) -> ImportProblems:
     lines = list(dict.fromkeys(problems))
-    return ImportProblems("\n".join([*lines, f"{len(lines)} problem(s): {shown(out)} was not created"]))
+    return ImportProblems(lines=[*lines, f"{len(lines)} problem(s): {out} was not created"])
 
 
 # --- the destination ----------------------------------------------------------------------------
