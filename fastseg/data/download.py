@@ -22,6 +22,7 @@ from fastseg.data.fetch import TIMEOUT, Log, ProgressFactory, fetch_any, remove_
 from fastseg.errors import DownloadError
 from fastseg.folder_lock import holding
 from fastseg.paths import expanded
+from fastseg.structured_files import file_kind
 
 MD5_TEXT = re.compile(r"[0-9a-fA-F]{32}")
 
@@ -86,8 +87,8 @@ def _missing_steps(resource: Resource, root: Path, folder: Path, progress: Progr
         verify_md5(archive, resource.md5)
     else:
         if archive.exists() or archive.is_symlink():  # the download could not be renamed there
-            kind = ("a folder" if archive.is_dir() else "a symbolic link to nothing" if archive.is_symlink()
-                    else "not a regular file")  # fmt: skip
+            kind = ("a symbolic link to nothing" if not archive.exists()
+                    else file_kind(archive.stat().st_mode))  # fmt: skip
             raise DownloadError(f"{archive}: {kind} where the tar goes; remove it or choose another root")
         partial = archive.with_name(archive.name + ".part")
         fetch_any(resource.urls, partial, root, progress=progress, log=log, timeout=timeout)
