@@ -11,8 +11,9 @@ from __future__ import annotations
 import errno
 import os
 import re
+import time
 from collections.abc import Callable, Sequence
-from http.client import HTTPException
+from http.client import HTTPException, IncompleteRead
 from pathlib import Path
 from typing import IO, Any, Protocol
 from urllib.error import HTTPError
@@ -23,6 +24,9 @@ from fastseg.errors import DownloadError
 
 CHUNK = 1 << 20  # bytes per read
 TIMEOUT = 30.0  # seconds without a byte before a mirror counts as down
+# A mirror sending less than this, averaged over a whole TIMEOUT, counts as down too: each read
+# has its own timeout, so a byte every 29 s kept a 2 GB download waiting for ever.
+MIN_BYTES_PER_SECOND = 1024
 
 Progress = Callable[[int, int | None], None]  # (bytes so far, total bytes or None when unknown)
 Log = Callable[[str], None]
@@ -37,6 +41,11 @@ class ByteProgress(Protocol):
 
 
 ProgressFactory = Callable[[str], ByteProgress]  # file name -> the progress of one request for it
+
+
+class NotTheFile(OSError):
+    """An answer that is not the file asked for (an HTML page): that mirror's failure, like a
+    network error, so the next one is tried and the `.part` is left as it was."""
 
 
 def fetch_any(
@@ -76,9 +85,13 @@ def fetch_any(
 def fetch(url: str, partial: Path, progress: Progress | None = None, timeout: float = TIMEOUT) -> None:
     """Bring `partial` up to the whole of `url`, asking only for the bytes it lacks (HTTP Range).
 
-    A server that ignores Range (200) or answers a different range is restarted from byte 0, since
-    appending its body would corrupt the file. Raises `OSError` for network trouble (the caller
-    tries another mirror) and `DownloadError` when the file cannot be written.
+    A server that ignores Range (200) sends the file from byte 0: the bytes `partial` holds are
+    compared with it and kept while they agree, so a mirror failing midway never shortens it, and
+    the `.part` of another file is replaced from its first differing byte. A 206 of a range not
+    asked for is asked again for the whole file. An HTML page (a mirror's error page or a captive
+    portal's, sent with 200) is never written. Raises `OSError` for network trouble, a cut answer
+    or a mirror slower than `MIN_BYTES_PER_SECOND` over `timeout` seconds (the caller tries another
+    mirror), and `DownloadError` when the file cannot be written.
     """
     done = partial.stat().st_size if partial.is_file() and not partial.is_symlink() else 0
     # Some hosts refuse urllib's default agent; an honest named one is accepted.
@@ -92,28 +105,106 @@ def fetch(url: str, partial: Path, progress: Progress | None = None, timeout: fl
             return
         raise
     with response:
-        if done and (response.status != 206 or _range_start(response) != done):
-            if response.status == 206:  # a range we did not ask for: ask again for the whole file
-                response.close()
-                remove_file(partial)
-                fetch(url, partial, progress, timeout)
-                return
-            done = 0  # 200: the server ignored Range and sends everything
-        length = response.headers.get("Content-Length")
-        total = done + int(length) if length and length.isascii() and length.isdigit() else None  # not "²"
-        if progress:
-            progress(done, total)
-        with _open_for_writing(partial, append=done > 0) as file:
-            while chunk := response.read(CHUNK):
-                try:
-                    file.write(chunk)
-                except OSError as error:
-                    raise DownloadError(f"{partial}: cannot write ({error.strerror})") from None
-                done += len(chunk)
-                if progress:
-                    progress(done, total)
-    if total is not None and done < total:
-        raise ConnectionError(f"connection closed after {done} of {total} bytes")
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if media_type == "text/html":  # no data set is one; an error page would replace the .part
+            raise NotTheFile("the server sent an HTML page (text/html), not the file")
+        if done and response.status == 206 and _range_start(response) != done:
+            # a range we did not ask for: ask again for the whole file
+            response.close()
+            remove_file(partial)
+            fetch(url, partial, progress, timeout)
+            return
+        start = done if done and response.status == 206 else 0  # 200: the server sends everything
+        _receive(response, partial, start, done, progress, timeout)
+
+
+def _receive(response: Any, partial: Path, start: int, held: int, progress: Progress | None,
+             timeout: float) -> None:  # fmt: skip
+    """Write `response`'s body, which begins at byte `start` of the file, into `partial`, which
+    holds `held` bytes: those the body also covers are compared and kept while they agree.
+
+    Reads take what has arrived (`read1`), so progress moves with the bytes and a trickle is seen."""
+    total = _total(response, start)
+    read = getattr(response, "read1", response.read)
+    position = start  # the file's offset of the body's next byte
+    window_start, window_bytes = time.monotonic(), 0
+    if progress:
+        progress(position, total)
+    with _open_part(partial) as file:
+        file.seek(position)
+        while True:
+            try:
+                chunk = read(CHUNK)
+            except IncompleteRead:  # a chunked answer cut: http.client's words name no byte count
+                raise ConnectionError(f"connection closed after {position} bytes, before the end of "
+                                      "the answer") from None  # fmt: skip
+            if not chunk:
+                break
+            try:
+                held = _write_or_compare(file, chunk, position, held)
+            except OSError as error:
+                raise DownloadError(f"{partial}: cannot write ({error.strerror})") from None
+            position += len(chunk)
+            if progress:
+                progress(position, total)
+            window_bytes += len(chunk)
+            elapsed = time.monotonic() - window_start
+            if elapsed >= timeout:  # each read has its own timeout; a trickle never trips it
+                if window_bytes < MIN_BYTES_PER_SECOND * elapsed:
+                    raise TimeoutError(f"too slow: {window_bytes} bytes in the last {elapsed:.0f} s "
+                                       f"(under {MIN_BYTES_PER_SECOND >> 10} KB/s)")  # fmt: skip
+                window_start, window_bytes = time.monotonic(), 0
+        try:
+            file.flush()  # here, not in `close`, where a full disk would pass for a network error
+        except OSError as error:
+            raise DownloadError(f"{partial}: cannot write ({error.strerror})") from None
+        if total is not None and position < total:
+            raise ConnectionError(f"connection closed after {position} of {total} bytes")
+        if position < held:  # the file is shorter than the .part, whose every byte it agreed with
+            if total is None and not getattr(response, "chunked", False):
+                # only the connection's close ended this answer: perhaps a cut, keep the bytes
+                raise ConnectionError(f"connection closed after {position} bytes, before the {held} "
+                                      "already downloaded")  # fmt: skip
+            try:
+                file.truncate(position)
+            except OSError as error:
+                raise DownloadError(f"{partial}: cannot write ({error.strerror})") from None
+
+
+def _write_or_compare(file: IO[bytes], chunk: bytes, position: int, held: int) -> int:
+    """Put `chunk` (the file's bytes from `position`, where `file` stands) into the `.part` that
+    holds `held` bytes; return how many it holds now.
+
+    Bytes the `.part` has are compared rather than written: while they agree nothing changes; at
+    the first that differs, the `.part` (another file's) is cut there and written on from it."""
+    agreed = 0
+    if position < held:
+        kept = file.read(min(len(chunk), held - position))
+        agreed = len(kept) if chunk.startswith(kept) else _first_difference(kept, chunk)
+        if agreed < len(kept):
+            file.seek(position + agreed)
+            file.truncate()
+            held = position + agreed
+    file.write(chunk[agreed:])
+    return max(held, position + len(chunk))
+
+
+def _first_difference(kept: bytes, chunk: bytes) -> int:
+    """Index of the first byte where `kept` and `chunk` differ (they do, within `kept`)."""
+    return next(index for index, (old, new) in enumerate(zip(kept, chunk, strict=False)) if old != new)
+
+
+def _total(response: Any, start: int) -> int | None:
+    """The whole file's size, or None when the answer does not say: Content-Length (after the
+    `start` bytes a 206 skips), else a 206's `Content-Range: bytes A-B/TOTAL`, the only way a cut
+    in an answer without a length can be seen before the MD5."""
+    length = response.headers.get("Content-Length")
+    if length and length.isascii() and length.isdigit():  # not "²"
+        return start + int(length)
+    if response.status == 206:
+        match = re.fullmatch(r"\s*bytes\s+\d+-\d+/(\d+)\s*", response.headers.get("Content-Range", ""))
+        return int(match.group(1)) if match else None
+    return None
 
 
 def _reason(error: Exception) -> str:
@@ -131,14 +222,15 @@ def _range_start(response: Any) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _open_for_writing(path: Path, append: bool) -> IO[bytes]:
-    """`path` opened to append to or to start again, never through a symbolic link: a link at a
-    `.part`'s name (planted in a shared folder) wrote the download outside the root."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC) | getattr(os, "O_NOFOLLOW", 0)
+def _open_part(path: Path) -> IO[bytes]:
+    """`path` opened to read and write from any offset (created if missing), never through a
+    symbolic link: a link at a `.part`'s name (planted in a shared folder) wrote the download
+    outside the root."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
     if path.is_symlink():  # O_NOFOLLOW refuses one too (ELOOP), should it be put there from now on
         raise DownloadError(f"{path}: a symbolic link, not a partial download; remove it")
     try:
-        return os.fdopen(os.open(path, flags, 0o644), "ab" if append else "wb")
+        return os.fdopen(os.open(path, flags, 0o644), "r+b")
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise DownloadError(f"{path}: a symbolic link, not a partial download; remove it") from None
