@@ -181,12 +181,13 @@ def test_one_tile_equals_the_whole_image_path(model_file, tmp_path):
 
 def test_an_image_smaller_than_a_tile_is_the_model_on_its_padded_picture(model_file):
     """A 30x20 picture under a 64 tile: the model on the picture padded bottom-right with the
-    letterbox colour, cropped back, logits to float rounding and labels exactly."""
+    letterbox colour to 32² (the window shrinks to the image, rounded up to the deepest stride:
+    s34, tests/test_hostile_tiling_s34.py), cropped back, logits to float rounding and labels exactly."""
     from fastseg.model.checkpoint import load_model
 
     picture = np.random.default_rng(2).integers(0, 255, (20, 30, 3), dtype=np.uint8)
     segmenter = Segmenter.with_torch(load_model(model_file), torch.device("cpu"), precision="fp32")
-    padded = np.empty((64, 64, 3), dtype=np.uint8)
+    padded = np.empty((32, 32, 3), dtype=np.uint8)
     padded[:] = IMAGE_FILL
     padded[:20, :30] = picture
     expected = segmenter.logits(normalise(padded)[None])[0, :, :20, :30]

@@ -31,13 +31,16 @@ from fastseg.inference.segmented import Progress, Segmented, SegmenterLike, no_p
 from fastseg.inference.tiling import Tiling
 
 
-def tile_input(picture: np.ndarray, top: int, left: int, tile: int, segmenter: SegmenterLike) -> torch.Tensor:
-    """The normalised `(3, tile, tile)` input of the window at `(top, left)` of `picture`
-    `(H, W, 3)` uint8, padded at the bottom and right as a letterbox is (only an image smaller
-    than a tile needs it), normalised by the same arithmetic as whole-image inputs."""
-    piece = picture[top : top + tile, left : left + tile]
-    if piece.shape[:2] != (tile, tile):
-        padded = np.empty((tile, tile, 3), dtype=np.uint8)
+def tile_input(
+    picture: np.ndarray, top: int, left: int, window: tuple[int, int], segmenter: SegmenterLike
+) -> torch.Tensor:
+    """The normalised `(3, rows, columns)` input of the `window` `(rows, columns)` at `(top, left)`
+    of `picture` `(H, W, 3)` uint8, padded at the bottom and right as a letterbox is (only along a
+    side shorter than a tile, up to `Tiling.side`), normalised as whole-image inputs are."""
+    rows, columns = window
+    piece = picture[top : top + rows, left : left + columns]
+    if piece.shape[:2] != window:
+        padded = np.empty((rows, columns, 3), dtype=np.uint8)
         padded[:] = IMAGE_FILL
         padded[: piece.shape[0], : piece.shape[1]] = piece
         piece = padded
@@ -57,6 +60,7 @@ def blended_bands(
     height, width = picture.shape[:2]
     tile, device = tiling.tile, segmenter.device
     tops, lefts = tiling.starts(height), tiling.starts(width)
+    shape = tiling.side(height), tiling.side(width)  # a tile, or less along a side shorter than one
     window = torch.from_numpy(tiling.window()).to(device)
     span = min(tile, height)  # rows a row of tiles covers
     scores: torch.Tensor | None = None  # (C, span, W), allocated once the model says C
@@ -65,7 +69,7 @@ def blended_bands(
         rows = min(tile, height - top)
         for first in range(0, len(lefts), batch_size):
             batch = lefts[first : first + batch_size]
-            inputs = torch.stack([tile_input(picture, top, left, tile, segmenter) for left in batch])
+            inputs = torch.stack([tile_input(picture, top, left, shape, segmenter) for left in batch])
             started = time.perf_counter()
             logits = torch.as_tensor(segmenter.logits(inputs))  # an ONNX graph's come as an array
             if clock is not None:

@@ -10,7 +10,7 @@ from fastseg.errors import OptionError
 
 DEFAULT_HOST = "127.0.0.1"  # a laptop's model is not offered to the whole network unless asked
 DEFAULT_PORT = 8000
-MAX_TILE = 2048  # a served `tile` pads a smaller image to tile²: bounded so one request cannot ask for GBs
+MAX_TILE = 2048  # a large upload's windows are tile² each: bounded so one request cannot ask for GBs
 # A served `overlap` multiplies a request's forward passes by up to (1 / (1 - overlap))²: at 0.99 a
 # window started every pixel (940,000 passes for a 1000² upload at tile=32); 0.75 computes a pixel
 # at most 16 times. `fastseg predict` on one's own machine keeps the whole range below 1.

@@ -74,13 +74,14 @@ async def segment(
     """Segment one image: multipart field `file`, or the image itself as the body."""
     if overlay and format is not Format.png:
         raise ServeError(422, "overlay=1 answers a JPEG; leave format out")
+    # serve's own limit on the overlap before make_tiling's (predict's, larger), which would name it
+    if tile and overlap is not None and MAX_OVERLAP < overlap < 1:
+        raise ServeError(422, f"overlap {overlap}: at most {MAX_OVERLAP:g} here (each pixel is "
+                              f"computed up to (1 / (1 - overlap))² times)")  # fmt: skip
     try:
         tiling = make_tiling(tile, overlap)
     except OptionError as error:
         raise ServeError(422, str(error).replace("--", "")) from None
-    if tiling is not None and tiling.overlap > MAX_OVERLAP:
-        raise ServeError(422, f"overlap {tiling.overlap:g}: at most {MAX_OVERLAP:g} here (each pixel is "
-                              f"computed up to (1 / (1 - overlap))² times)")  # fmt: skip
     result = await served.segment(image.data, tta, tiling, keep_original=overlay)
     classes = served.segmenter.loaded.class_set
     if overlay:
