@@ -77,3 +77,121 @@ def test_crop_size_with_squish_from_a_yaml_file_names_both(voc_root, tmp_path):
     line = usage_error_line(result)
     assert "--crop-size" in line and "--squish" in line, line
     assert not run.exists()
+
+
+# --- 2. a resume under another number of processes keeps the run's global batch -------------------
+
+
+def resume_config(voc_root, run, batch_size=2, epochs=3):
+    from fastseg.training.recipes import recipe
+
+    return recipe("fast", data=str(voc_root), out=str(run), train_set="train", size=32, crop_size=32,
+                  batch_size=batch_size, epochs=epochs, pretrained=False, num_workers=0, seed=3,
+                  device="cpu")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("processes", "world", "recorded", "fitted", "expected"),
+    [
+        (2, 2, 8, 8, (8, 1, None)),  # the same launch
+        (None, 1, 8, 8, (8, 1, None)),  # a checkpoint of an earlier fastseg: nothing known, nothing said
+        (2, 1, 8, 8, (8, 2, "2 batches of 8 per optimiser step, keeping the run's global batch of 16")),
+        (8, 2, 4, 4, (4, 4, "adds up 4 batches of 4")),
+        (1, 2, 8, 8, (4, 1, "batches of 4 per process keep the run's global batch of 8")),
+        (1, 2, 6, 3, (3, 1, None)),  # fitted to the share already: 2 x 3 is the run's 6
+        (2, 1, 3, 3, (3, 2, "adds up 2 batches of 3")),  # a fitted run's batch, the other way
+        (3, 2, 8, 8, (8, 1, "the global batch is 16 where it was 24")),  # 12 a process would not fit
+        (1, 2, 7, 7, (7, 1, "the global batch is 14 where it was 7")),  # no whole batch each
+    ],
+)
+def test_a_resume_keeps_the_global_batch_or_says_it_cannot(processes, world, recorded, fitted, expected):
+    from dataclasses import replace
+
+    from fastseg.training.config import TrainConfig
+    from fastseg.training.trainer import kept_global_batch
+
+    asked = TrainConfig(batch_size=recorded)
+    config, steps, note = kept_global_batch(replace(asked, batch_size=fitted), asked, processes, world)
+    assert (config.batch_size, steps) == expected[:2]
+    if expected[2] is None:
+        assert note is None
+    else:
+        under = f"resumed under {world} process{'es' if world > 1 else ''}, the run started under {processes}"
+        assert expected[2] in note and note.startswith(under), note
+
+
+def test_a_hand_edited_process_count_in_last_json_is_one_line(tmp_path):
+    from fastseg.errors import FastsegError
+    from fastseg.runs.folder import RunFolder
+    from fastseg.training.resume import run_processes
+
+    (tmp_path / "last.json").write_text('{"completed_epochs": 1, "processes": "two"}')
+    with pytest.raises(FastsegError, match=r"last.json: processes must be a whole number >= 1, got 'two'"):
+        run_processes(RunFolder(tmp_path))
+    (tmp_path / "last.json").write_text('{"completed_epochs": 1}')  # an earlier fastseg's
+    assert run_processes(RunFolder(tmp_path)) is None
+
+
+STARTED_UNDER_TWO = """
+import sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from test_resume_schedule import KillAfter, Killed
+from test_hostile_train_options_s34 import resume_config
+from fastseg.training.trainer import train
+import os
+try:
+    run = Path({run!r})
+    train(resume_config(Path({data!r}), run), run, show_progress=False, callbacks=[KillAfter(0)])
+except Killed:  # rank 0, after last.pth was written
+    sys.exit(0)
+except RuntimeError:  # the other rank, whose peer is gone
+    sys.exit(0 if os.environ["RANK"] != "0" else 3)
+sys.exit(3)
+"""
+
+
+@pytest.mark.slow
+def test_a_run_started_under_two_processes_resumes_under_one_with_its_global_batch(tmp_path, monkeypatch):
+    """torchrun 2 processes of batch 2 (global 4, 2 optimiser steps an epoch over 8 images), stopped
+    after epoch 0, resumed by a plain process: the batch of 2 stayed and each epoch took 4 steps of
+    half the images at the run's learning rates, without a word. Now each step adds up 2 batches
+    (2 steps an epoch again), said once in the output and in train.log."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from fastai.callback.core import Callback
+
+    from fastseg.data.demo_voc import make_demo_voc
+    from fastseg.runs.folder import RunFolder
+    from fastseg.training.trainer import train
+
+    voc_root, run = tmp_path / "data", tmp_path / "run"
+    make_demo_voc(voc_root, n_train=8, n_val=4, seed=2, min_size=32, max_size=48)
+    script = tmp_path / "start.py"
+    script.write_text(STARTED_UNDER_TWO.format(tests=str(Path(__file__).parent), data=str(voc_root),
+                                               run=str(run)))  # fmt: skip
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    command = [torchrun, "--standalone", "--nproc_per_node", "2", str(script)]
+    started = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert started.returncode == 0, started.stderr[-3000:]
+    assert RunFolder(run).read_resume_state()["completed_epochs"] == 1
+
+    class Steps(Callback):
+        def __init__(self):
+            self.per_epoch = {}
+
+        def after_step(self):
+            self.per_epoch[self.learn.epoch] = self.per_epoch.get(self.learn.epoch, 0) + 1
+
+    steps, lines = Steps(), []
+    config = RunFolder(run).read_train_config()
+    train(config, run, resume=True, show_progress=False, echo=lines.append, callbacks=[steps])
+    assert steps.per_epoch == {1: 2, 2: 2}
+    said = [line for line in lines if "global batch" in line]
+    assert said == ["resumed under 1 process, the run started under 2: each process adds up 2 batches of 2 "
+                    "per optimiser step, keeping the run's global batch of 4"], lines  # fmt: skip
+    assert said[0] in (run / "train.log").read_text().splitlines()
+

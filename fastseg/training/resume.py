@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from fastai.callback.core import Callback, TrainEvalCallback
 from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
+from fastai.callback.training import GradientAccumulation
 from fastai.learner import Learner, Recorder
 
 from fastseg.errors import CheckpointError, FastsegError
@@ -42,6 +43,9 @@ COMPLETED_EPOCHS = "completed_epochs"  # progress key: main-schedule epochs done
 WARMUP_EPOCHS = "warmup_epochs"  # a progress key only while the `--freeze-epochs` warm-up runs
 SMOOTH_LOSS = "smooth_loss"  # a progress key: fastai's smoothed training loss, [value, batches]
 TRAINED_WITH = "trained_with"  # a key of last.pth's progress: the options that shaped what was trained
+# a progress key: the processes config.json's per-process batch_size was for (the run's first
+# launch), so a resume under another count knows the run's global batch (`trainer.kept_global_batch`)
+PROCESSES = "processes"
 # Options that do not change what is trained: a resume may find the data set moved, or run on
 # another device with other loader workers, trackers or compilation
 RESUME_MAY_CHANGE = ("data", "out", "device", "num_workers", "trackers", "compile")
@@ -92,9 +96,10 @@ class ResumableCheckpoint(Callback):
 
     def __init__(self, run: RunFolder, start_epoch: int = 0, early: EarlyStoppingCallback | None = None,
                  saver: SaveModelCallback | None = None, resumed: dict[str, Any] | None = None,
-                 warm_up: bool = False, writes: bool = True,
-                 config: TrainConfig | None = None):  # fmt: skip
+                 warm_up: bool = False, writes: bool = True, config: TrainConfig | None = None,
+                 processes: int | None = None):  # fmt: skip
         self.trained_with = None if config is None else trained_with(config)
+        self.processes = processes  # PROCESSES: the run's, not this launch's, when they differ
         self.folder = run  # not `run`: fastai's Callback.run says whether the callback runs
         # the epochs done so far: a Ctrl-C before this fit's first epoch ends keeps the resumed
         # run's count (it saved 0, and the next resume retrained done epochs on trained weights)
@@ -154,6 +159,8 @@ class ResumableCheckpoint(Callback):
         else:
             progress = {COMPLETED_EPOCHS: completed_epochs, **tracker_state(self.early, self.saver),
                         **smoothing_state(learn)}  # fmt: skip
+        if self.processes is not None:
+            progress[PROCESSES] = self.processes
         recorded = progress if self.trained_with is None else {**progress, TRAINED_WITH: self.trained_with}
         save_checkpoint(learn, self.folder, LAST, with_opt=True, progress=recorded)
         self.folder.write_resume_state(progress)
@@ -192,6 +199,35 @@ def tracker_state(early: EarlyStoppingCallback | None, saver: SaveModelCallback 
         "best": best if best is not None and math.isfinite(best) else None,
         "wait": int(getattr(early, "wait", 0)) if early is not None else 0,
     }
+
+
+class KeptGlobalBatch(GradientAccumulation):
+    """A run resumed under fewer processes than it started with: each process adds up the
+    gradients of `steps` of its batches before the optimiser steps, so every step still averages
+    the run's global batch (and an epoch takes the run's number of steps, at its learning rates),
+    in each process's memory as before. fastai's `GradientAccumulation`, whose count also went on
+    across epochs: a partial count left at an epoch's end is dropped, as `last.pth` (written
+    then) cannot hold it."""
+
+    def __init__(self, batch_size: int, steps: int):
+        super().__init__(n_acc=batch_size * steps)
+        self.steps = steps
+
+    def before_train(self) -> None:
+        self.count = 0
+        self.learn.opt.zero_grad()
+
+
+def run_processes(run: RunFolder) -> int | None:
+    """The processes the run's config.json batch_size is per (`PROCESSES` in last.json, which
+    mirrors last.pth); None for a checkpoint of an earlier fastseg, which did not record them."""
+    processes = run.read_resume_state().get(PROCESSES)
+    if processes is None:
+        return None
+    if type(processes) is not int or processes < 1:
+        raise FastsegError(f"{run.file(LAST_STATE)}: processes must be a whole number >= 1, got "
+                           f"{processes!r}; restore the file or start a new run")  # fmt: skip
+    return processes
 
 
 def finished_model(run: RunFolder) -> Path | None:

@@ -45,9 +45,11 @@ from fastseg.training.losses import absent_class_note
 from fastseg.training.reporting import RunReporter
 from fastseg.training.result import TrainResult
 from fastseg.training.resume import (
+    KeptGlobalBatch,
     ResumableCheckpoint,
     finished_model,
     resume_from_checkpoint,
+    run_processes,
     saved_on_interrupt,
 )
 from fastseg.training.samples import save_dataset_samples
@@ -71,6 +73,8 @@ class Prepared:
     split: Split
     weights: np.ndarray
     model_config: ModelConfig
+    processes: int | None = None  # the run's (`resume.PROCESSES`); None: a checkpoint that did not say
+    accumulate: int = 1  # batches a process adds up per optimiser step (`kept_global_batch`)
 
 
 def prepare_run(
@@ -107,6 +111,12 @@ def prepare_run(
         raise FastsegError(f"{config.data}: {all_void_problem(len(split.train))}")
     asked = config
     config = fitted_batch_size(config, len(split.train), launch.world, echo if launch.main else None)
+    processes = run_processes(run) if resume else launch.world
+    config, accumulate, note = kept_global_batch(config, asked, processes, launch.world)
+    if note and launch.main and write:
+        run.append_log(note)
+        if echo:
+            echo(note)
     model_config = ModelConfig(num_classes=len(data.classes), encoder=config.encoder)
     weights = class_weights(counts, config.class_weights)
     if launch.main and not resume and echo:  # a resumed run was warned when it started
@@ -122,7 +132,8 @@ def prepare_run(
         note = run.refresh_class_weights(weights, counts, config.class_weights, data.classes.names)
         if note and echo:
             echo(note)
-    return Prepared(config, asked if resume else config, data, split, weights, model_config)
+    recorded = asked if resume else config
+    return Prepared(config, recorded, data, split, weights, model_config, processes, accumulate)
 
 
 def fitted_batch_size(
@@ -145,6 +156,39 @@ def fitted_batch_size(
         echo(f"--batch-size {config.batch_size} is more than the {share} training images{per}: "
              f"training with batches of {share}")  # fmt: skip
     return replace(config, batch_size=share)
+
+
+def kept_global_batch(
+    config: TrainConfig, recorded: TrainConfig, processes: int | None, world: int
+) -> tuple[TrainConfig, int, str | None]:
+    """A run resumed under another number of processes keeps its global batch (config.json's
+    per-process batch_size x the run's `processes`): each optimiser step still averages as many
+    images, so an epoch takes the run's number of steps at the run's learning rates. Under fewer
+    processes each adds up the gradients of several of its batches before a step (memory as
+    before; a batch grown to the global one would not fit where the run was sized to the
+    device, and --resume takes no --batch-size); under more, each takes a smaller batch. Where
+    the numbers do not divide, the global batch changes, and the note says so.
+
+    Returns the config to train with, the batches a process adds up per step, and the one line
+    to print and log (None when nothing changed). `config` is `recorded` with its batch fitted
+    to this launch's share of the training set (`fitted_batch_size`, which said so itself)."""
+    if processes is None or processes == world:
+        return config, 1, None
+    run_batch, batch = recorded.batch_size * processes, config.batch_size
+    before = f"resumed under {world} process{'es' if world > 1 else ''}, the run started under {processes}"
+    if batch * world == run_batch:  # the fitted batch already keeps it
+        return config, 1, None
+    if batch * world < run_batch and run_batch % (batch * world) == 0:
+        steps = run_batch // (batch * world)
+        return config, steps, (f"{before}: each process adds up {steps} batches of {batch} per optimiser "
+                               f"step, keeping the run's global batch of {run_batch}")  # fmt: skip
+    smaller = run_batch // world
+    if run_batch % world == 0 and smaller < batch and not batch_norm_problem(smaller, config.train_size):
+        kept = f"{before}: batches of {smaller} per process keep the run's global batch of {run_batch}"
+        return replace(config, batch_size=smaller), 1, kept
+    return config, 1, (f"{before}: the global batch is {batch * world} where it was {run_batch} (no whole "
+                       "number of batches per process keeps it), so an epoch takes another number of "
+                       "optimiser steps at the same learning rates")  # fmt: skip
 
 
 def out_of_memory_message(config: TrainConfig, device: object, error: BaseException) -> str:
@@ -187,40 +231,41 @@ def make_learner(config: TrainConfig, run: RunFolder, prepared: Prepared, launch
 
 
 def start_weights(learn: Learner, config: TrainConfig, run: RunFolder, resuming: bool,
-                  launch: Launch, recorded: TrainConfig) -> dict[str, Any]:  # fmt: skip
+                  launch: Launch, prepared: Prepared) -> dict[str, Any]:  # fmt: skip
     """A resumed run's checkpoint, or the encoder's ImageNet (or given) weights; then what is left
     of the optional decoder-only warm-up. Returns the progress the main schedule starts from
-    (empty when it starts from its first epoch). `recorded`: `Prepared.recorded`."""
+    (empty when it starts from its first epoch)."""
     if resuming:
-        progress, warmed_up = resume_from_checkpoint(learn, run, config.freeze_epochs, recorded)
+        progress, warmed_up = resume_from_checkpoint(learn, run, config.freeze_epochs, prepared.recorded)
     else:
         load_encoder_weights(uncompiled(learn.model), config.pretrained, config.encoder_weights)
         progress, warmed_up = {}, 0
     if warmed_up < config.freeze_epochs:
-        warm_up(learn, config, run, warmed_up, launch, recorded)
+        warm_up(learn, config, run, warmed_up, launch, prepared)
         return {}
     return progress
 
 
 def warm_up(learn: Learner, config: TrainConfig, run: RunFolder, start_epoch: int, launch: Launch,
-            recorded: TrainConfig) -> None:  # fmt: skip
+            prepared: Prepared) -> None:  # fmt: skip
     """`--freeze-epochs`: the decoder (and BatchNorm) trained alone on a one-cycle schedule of
     its own, checkpointed after every epoch and on Ctrl-C as the main schedule is, so an
     interrupted warm-up resumes where it stopped."""
     learn.freeze()
-    checkpoint = ResumableCheckpoint(run, start_epoch, warm_up=True, writes=launch.main, config=recorded)
+    checkpoint = ResumableCheckpoint(run, start_epoch, warm_up=True, writes=launch.main,
+                                     config=prepared.recorded, processes=prepared.processes)  # fmt: skip
     with saved_on_interrupt(learn, checkpoint, "in the decoder-only warm-up (epoch {epoch})"):
         fit_one_cycle(learn, config.freeze_epochs, learning_rates(config), start_epoch,
-                      wd=config.weight_decay, cbs=[checkpoint] if launch.main else [],
-                      seed=config.seed, phase="warm-up")  # fmt: skip
+                      wd=config.weight_decay, seed=config.seed, phase="warm-up",
+                      cbs=[*accumulation(prepared), *([checkpoint] if launch.main else [])])  # fmt: skip
     learn.unfreeze()
 
 
 def fit(learn: Learner, config: TrainConfig, run: RunFolder, progress: dict[str, Any], launch: Launch,
-        recorded: TrainConfig, loggers: Sequence[Callback] = ()) -> None:  # fmt: skip
+        prepared: Prepared, loggers: Sequence[Callback] = ()) -> None:  # fmt: skip
     """The one-cycle schedule from the epoch `progress` reached, keeping the best epoch by
     validation mIoU and stopping early; Ctrl-C saves a resumable checkpoint first (recording
-    `recorded`: `Prepared.recorded`)."""
+    `Prepared.recorded` and the run's processes)."""
     # keep "best": the best validation epoch is saved, stopping early once it stops improving;
     # keep "final": the schedule runs to its annealed end, whose weights model.pth takes.
     keeps_best = config.keep == "best"
@@ -231,11 +276,20 @@ def fit(learn: Learner, config: TrainConfig, run: RunFolder, progress: dict[str,
     start_epoch = int(progress.get("completed_epochs", 0))
     # every process puts the saved progress back; only the main one writes checkpoints and logs
     checkpoint = ResumableCheckpoint(run, start_epoch, early_stopping, saver, resumed=progress or None,
-                                     writes=launch.main, config=recorded)  # fmt: skip
+                                     writes=launch.main, config=prepared.recorded,
+                                     processes=prepared.processes)  # fmt: skip
     logging = [HistoryLogger(run, start_epoch), *loggers] if launch.main else []
     with saved_on_interrupt(learn, checkpoint, "in epoch {epoch}"):
         fit_one_cycle(learn, config.epochs, learning_rates(config), start_epoch, wd=config.weight_decay,
-                      cbs=[*trackers, *logging, checkpoint], seed=config.seed)  # fmt: skip
+                      cbs=[*accumulation(prepared), *trackers, *logging, checkpoint],
+                      seed=config.seed)  # fmt: skip
+
+
+def accumulation(prepared: Prepared) -> list[Callback]:
+    """`KeptGlobalBatch` where a resume under fewer processes adds up batches (`kept_global_batch`)."""
+    if prepared.accumulate == 1:
+        return []
+    return [KeptGlobalBatch(prepared.config.batch_size, prepared.accumulate)]
 
 
 def finish_run(learn: Learner, config: TrainConfig, run: RunFolder, prepared: Prepared) -> TrainResult:
@@ -304,10 +358,8 @@ def train(
             # resumed run whose batch was fitted again ("Changing param values is not allowed")
             with RunReporter(run, prepared.recorded, MONITOR, best_so_far, echo, not show_progress,
                              launch.main) as reporter:  # fmt: skip
-                progress = start_weights(learn, config, run, resume, launch, prepared.recorded)
-                fit(
-                    learn, config, run, progress, launch, prepared.recorded, [*reporter.callbacks, *callbacks]
-                )
+                progress = start_weights(learn, config, run, resume, launch, prepared)
+                fit(learn, config, run, progress, launch, prepared, [*reporter.callbacks, *callbacks])
                 result = finish_run(learn, config, run, prepared) if launch.main else None
                 reporter.finish(result)
         except BaseException as error:
