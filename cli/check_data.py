@@ -10,6 +10,7 @@ import click
 
 from cli.errors import user_errors
 from cli.options import DATA_HELP, RequiredInHelp, positional_alias, verbose_option
+from cli.output import say
 from cli.progress import counted_with_total
 
 if TYPE_CHECKING:
@@ -48,13 +49,13 @@ def show_survey(survey: DataSurvey, problems_are: str) -> None:
     is a problem. `fastseg import` shows the data set it wrote the same way."""
     from fastseg.data.survey import survey_table
 
-    click.echo(survey.description)
+    say(survey.description)
     for line in survey_table(survey):
         click.echo(line)
     for note in survey.notes:
-        click.echo(f"note: {note}")
+        say(f"note: {note}")
     for problem in survey.problems:
-        click.echo(problem)
+        say(problem)
     if survey.problems:
-        click.echo(f"{len(survey.problems)} {problems_are}", err=True)
+        say(f"{len(survey.problems)} {problems_are}", err=True)
         sys.exit(1)

@@ -9,6 +9,7 @@ import click
 
 from cli.errors import user_errors
 from cli.options import recipe_option, verbose_option
+from cli.output import say
 from fastseg.number_style import quantity
 
 
@@ -27,23 +28,23 @@ def command(out: Path, epochs: int, recipe_name: str, force: bool, quiet: bool) 
 
     interactive = sys.stdout.isatty() and not quiet  # else no bars: a log file keeps their fragments
     result = run_demo(out, epochs=epochs, force=force, show_progress=interactive, recipe_name=recipe_name,
-                      echo=None if quiet or interactive else click.echo,
-                      stage=None if quiet else click.echo)  # fmt: skip
+                      echo=None if quiet or interactive else say,
+                      stage=None if quiet else say)  # fmt: skip
     training = result.training
-    click.echo(f"data: {result.data}")
-    click.echo(f"run: {training.run_dir} ({training.epochs_run} epochs)")
+    say(f"data: {result.data}")
+    say(f"run: {training.run_dir} ({training.epochs_run} epochs)")
     if training.best_miou is not None:
-        click.echo(
+        say(
             f"{training.kept} validation mIoU {training.best_miou:.3f}, pixel accuracy "
             f"{training.best_pixel_accuracy:.3f} (epoch {training.best_epoch})"
         )
     predictions = result.predictions
-    click.echo(
+    say(
         f"predictions: {predictions.segmented} segmented, {predictions.failed} failed "
         f"-> {predictions.csv_path.parent}"
     )
     scores = result.report.scores
-    click.echo(
+    say(
         f"test half ({quantity(result.report.images, 'image')}, original size): "
         f"pixel accuracy {scores.pixel_accuracy:.3f}, mIoU {scores.mean_iou:.3f} "
         f"-> {result.report.out / 'report.html'}"

@@ -11,6 +11,7 @@ import click
 
 from cli.errors import user_errors
 from cli.options import verbose_option
+from cli.output import say
 
 # Neither module imports torch at the top (voc, sbd: numpy and the standard library), so the
 # defaults are shown in `--help` at once.
@@ -72,19 +73,14 @@ def command(
     from fastseg.data.voc import download_voc
 
     bars = None if quiet else ByteBar
-    folder = download_voc(root, urls=urls, md5=md5, progress=bars, log=echo)
-    echo(f"VOC 2012 ready in {folder}: fastseg train --data {root}")
+    folder = download_voc(root, urls=urls, md5=md5, progress=bars, log=say)
+    say(f"VOC 2012 ready in {folder}: fastseg train --data {root}")
     if sbd:
         from fastseg.data.sbd import download_sbd
         from fastseg.data.voc import VOCFolder
 
-        ids = download_sbd(root, VOCFolder(folder), urls=sbd_urls, md5=sbd_md5, progress=bars, log=echo)
-        echo(f"trainaug ready ({len(ids)} ids): fastseg train --data {root} --train-set trainaug")
-
-
-def echo(line: str) -> None:
-    """A progress line as one line: a newline in a URL or a root (a pasted URL) escaped."""
-    click.echo(shown(line))
+        ids = download_sbd(root, VOCFolder(folder), urls=sbd_urls, md5=sbd_md5, progress=bars, log=say)
+        say(f"trainaug ready ({len(ids)} ids): fastseg train --data {root} --train-set trainaug")
 
 
 class ByteBar:
@@ -102,7 +98,7 @@ class ByteBar:
 
     def __call__(self, done: int, total: int | None) -> None:
         if not sys.stdout.isatty():
-            self._line(done, total, click.echo)
+            self._line(done, total, say)
             return
         if total is None:  # no Content-Length: click draws no bar without a length (a TypeError)
             self._count(done)

@@ -9,6 +9,7 @@ from click.core import ParameterSource
 
 from cli.errors import user_errors
 from cli.options import RequiredInHelp, positional_alias, renamed_flag, verbose_option
+from cli.output import say
 from cli.progress import counted
 from fastseg.export import CALIBRATION_IMAGES, FORMATS
 from fastseg.number_style import score, score_change
@@ -97,10 +98,10 @@ def command(model: Path, quiet: bool, accept_int8_loss: bool, **options) -> None
     result = export(model, progress=progress, force=accept_int8_loss, **options)
     if result.check is not None:
         check = result.check
-        click.echo(
+        say(
             f"validation mIoU on {check.validation_images} images: fp32 {score(check.fp32_miou)}, "
             f"INT8 {score(check.int8_miou)} ({score_change(check.int8_miou - check.fp32_miou)}; "
             f"calibrated on {check.calibration_images} training images)"
         )
     size = result.path.stat().st_size / 2**20
-    click.echo(f"{result.precision} ONNX model: {result.path} ({size:.1f} MiB)")
+    say(f"{result.precision} ONNX model: {result.path} ({size:.1f} MiB)")

@@ -9,8 +9,8 @@ import click
 from cli.check_data import show_survey
 from cli.errors import user_errors
 from cli.options import force_option, verbose_option
+from cli.output import say
 from cli.progress import counted_with_total
-from fastseg.errors import shown
 from fastseg.importing import FORMATS
 
 
@@ -117,10 +117,10 @@ def command(
     progress = None if quiet else counted_with_total("images imported")
     result = import_dataset(format_name, source, out, options, read_options, progress)
     for note in result.notes:
-        click.echo(f"note: {note}")
+        say(f"note: {note}")
     splits = ", ".join(f"{split} {count}" for split, count in result.counts.items())
-    click.echo(
-        f"{shown(result.out)}: {sum(result.counts.values())} images ({splits}), {len(result.names)} classes; "
+    say(
+        f"{result.out}: {sum(result.counts.values())} images ({splits}), {len(result.names)} classes; "
         f"images linked {result.linked}, copied {result.copied}; "
         f"{result.contested} pixel(s) contested between classes"
     )

@@ -10,6 +10,7 @@ import click
 
 from cli.errors import user_errors
 from cli.options import force_option
+from cli.output import say
 from cli.train import command as train_command
 from cli.train import new_config
 
@@ -53,7 +54,7 @@ def command(out: Path | None, iterations: int, quiet: bool, force: bool, config_
     # a second lr-find into `out` is refused at once, not after its sweep
     with holding(out, "lr-find", "wait for it to end or choose another --out"):
         found = find_learning_rate(config, iterations, show_progress=sys.stdout.isatty() and not quiet,
-                                   echo=None if quiet else click.echo)  # fmt: skip
+                                   echo=None if quiet else say)  # fmt: skip
         plot = save_lr_find(found, out, force)
-    click.echo(f"suggested --lr {found.suggestion:.3g} (fastai lr_find valley, {len(found.lrs)} batches)")
-    click.echo(f"plot: {plot}")
+    say(f"suggested --lr {found.suggestion:.3g} (fastai lr_find valley, {len(found.lrs)} batches)")
+    say(f"plot: {plot}")

@@ -9,6 +9,7 @@ import click
 
 from cli.errors import user_errors
 from cli.options import inference_options, replace_foreign_option
+from cli.output import say
 from cli.progress import counted
 from fastseg.inference.runtime_choice import RUNTIME_HELP, RUNTIMES
 
@@ -53,21 +54,20 @@ def command(model: Path, inputs: tuple[Path, ...], out: Path, quiet: bool, **opt
     `--force` still works as the old spelling of `--replace-foreign` (the same effect, and a note
     naming the new flag): `--force` now means "replace fastseg's own earlier output" on every
     command, and predict replaces its own earlier masks without being asked."""
-    from fastseg.errors import shown
     from fastseg.inference.predict import predict
     from fastseg.inference.segmented import no_progress
     from fastseg.launch.processes import rank_and_world
 
     rank, _ = rank_and_world()
     progress = no_progress if quiet or rank else counted("predict batches")
-    announce = None if quiet or rank else click.echo  # the runtime chosen, and why: one line
+    announce = None if quiet or rank else say  # the runtime chosen, and why: one line
     summary = predict(model, list(inputs), out, progress=progress, announce=announce, **options)
     for path, reason in summary.failures:
-        click.echo(shown(f"{path}: {reason}"), err=True)  # a newline in a file's name: still one line
+        say(f"{path}: {reason}", err=True)
     if rank:
         sys.exit(1 if summary.failed else 0)
     skipped = f", {summary.skipped} skipped (already done)" if summary.skipped else ""
-    click.echo(
+    say(
         f"{summary.segmented} segmented, {summary.failed} failed{skipped}; summary: {summary.csv_path}"
     )
     if summary.failed:

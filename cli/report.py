@@ -8,6 +8,7 @@ import click
 
 from cli.errors import user_errors
 from cli.options import inference_options, replace_foreign_option
+from cli.output import say
 from cli.progress import counted
 from fastseg.data.split import SUBSETS
 from fastseg.inference.ranking import DEFAULT_RANKING, RANKINGS
@@ -66,16 +67,16 @@ def command(quiet: bool, **options) -> None:
     result = report(progress=no_progress if quiet else counted("report batches"), **options)
     scores = result.scores
     images = quantity(result.images, "image")
-    click.echo(f"{result.subset} split, {images}, original resolution, void excluded")
+    say(f"{result.subset} split, {images}, original resolution, void excluded")
     for name, value in (
         ("pixel accuracy", scores.pixel_accuracy),
         ("mean class accuracy", scores.mean_class_accuracy),
         ("mean IoU", scores.mean_iou),
         ("frequency-weighted IoU", scores.frequency_weighted_iou),
     ):
-        click.echo(f"  {name:<24}{score(value)}")
+        say(f"  {name:<24}{score(value)}")
     replaced = " (replaced the earlier report there)" if result.replaced else ""
-    click.echo(f"report: {result.out / 'report.html'}{replaced}")
+    say(f"report: {result.out / 'report.html'}{replaced}")
 
 
 def chosen_model(model: Path, runtime: str | None, device: str, precision: str, quiet: bool) -> Path:
@@ -93,5 +94,5 @@ def chosen_model(model: Path, runtime: str | None, device: str, precision: str, 
     if runtime in ("onnx", "int8"):  # the file must hold the precision asked for
         check_opened(choice, open_onnx(choice.path)[0], runtime)
     if not quiet:
-        click.echo(choice.line(planned_label(choice, target, precision)))
+        say(choice.line(planned_label(choice, target, precision)))
     return model if Path(model).is_dir() and choice.kind == "torch" else choice.path

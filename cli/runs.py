@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from cli.errors import user_errors
+from cli.output import say
 from fastseg.errors import shown
 from fastseg.number_style import score
 from fastseg.runs.table import COLUMNS
@@ -57,4 +58,4 @@ def command(folder: Path, sort: str, reverse: bool, as_json: bool) -> None:
     elif rows:
         click.echo(format_table(rows))
     else:
-        click.echo(f"no runs in {folder}")
+        say(f"no runs in {folder}")

@@ -9,6 +9,7 @@ import click
 
 from cli.errors import user_errors
 from cli.options import RequiredInHelp, positional_alias
+from cli.output import say
 from fastseg.inference.precision import PRECISIONS
 from fastseg.launch.device import DEVICES
 from fastseg.serving.settings import (
@@ -109,7 +110,7 @@ def command(model: Path, host: str, port: int, device: str, precision: str, acce
     if not local and not settings.token:
         warning = f"warning: serving on {host} without --token: anyone who can reach it can use the model"
         click.echo(warning, err=True)
-    click.echo(f"fastseg serve: {model} on http://{host}:{port} (page at /, API docs at /docs)", err=True)
+    say(f"fastseg serve: {model} on http://{host}:{port} (page at /, API docs at /docs)", err=True)
     log = logging.getLogger("fastseg.serve")
     if not log.handlers:
         handler = logging.StreamHandler()

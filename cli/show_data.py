@@ -8,6 +8,7 @@ import click
 
 from cli.errors import user_errors
 from cli.options import DATA_HELP, from_recipe, recipe_option, train_default
+from cli.output import say
 
 
 @click.command(context_settings={"show_default": True})
@@ -44,7 +45,7 @@ def command(data: Path, out: Path, recipe_name: str, size: int | None, rows: int
     if shown < 1:
         raise DatasetError(f"{data}: show-data needs a training and a validation image")
     if shown < rows:
-        click.echo(f"note: {shown} row(s): the data set has {len(split.train)} training and "
+        say(f"note: {shown} row(s): the data set has {len(split.train)} training and "
                    f"{len(split.valid)} validation image(s)")  # fmt: skip
     rows = shown
     # a smaller --size shrinks the crop; the recipe checks --seed as train does (torch's seed is 64-bit)
@@ -55,4 +56,4 @@ def command(data: Path, out: Path, recipe_name: str, size: int | None, rows: int
         num_workers=0, seed=seed, crop_size=config.train_size,
     )  # fmt: skip
     for path in save_dataset_samples(dls, out, rows=rows, classes=folder.classes):
-        click.echo(f"wrote {path}")
+        say(f"wrote {path}")
