@@ -25,7 +25,7 @@ from fastseg.data.class_weights import METHODS
 from fastseg.launch.device import DEVICES
 from fastseg.number_style import score
 from fastseg.training.config import KEEP_RULES, LOSSES, TRACKERS, TRAIN_SETS, TrainConfig
-from fastseg.training.recipes import recipe
+from fastseg.training.recipes import fast_recipe, recipe
 
 # In --help's order: what the run trains and how, each left out to the recipe (`from_recipe`),
 # and --encoder-weights, which no recipe sets, where it reads best (after --pretrained).
@@ -60,7 +60,8 @@ TRAINING_OPTIONS = (
         "--crop-size",
         click.IntRange(min=32),
         "Training crop side with random-scale crops.",
-        show_default=f"fast: {recipe('fast').crop_size}, seed: squishes, no crop",
+        # the preset unchecked: importing the command reads no launcher variable (WORLD_SIZE=abc)
+        show_default=f"fast: {fast_recipe().crop_size}, seed: squishes, no crop",
     ),
     RecipeOption("--l1", click.FloatRange(min=0), "L1 regularisation coefficient (0 disables)."),
     RecipeOption(

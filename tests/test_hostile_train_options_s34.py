@@ -7,6 +7,7 @@ Each test here failed before its fix. Tiny generated data (`--size 32`), at most
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -159,7 +160,6 @@ def test_a_run_started_under_two_processes_resumes_under_one_with_its_global_bat
     (2 steps an epoch again), said once in the output and in train.log."""
     import subprocess
     import sys
-    from pathlib import Path
 
     from fastai.callback.core import Callback
 
@@ -195,3 +195,72 @@ def test_a_run_started_under_two_processes_resumes_under_one_with_its_global_bat
                     "per optimiser step, keeping the run's global batch of 4"], lines  # fmt: skip
     assert said[0] in (run / "train.log").read_text().splitlines()
 
+
+# --- 3. the launcher's variables as the loader-worker cap reads them ------------------------------
+
+LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+@pytest.fixture
+def launch_env(monkeypatch):
+    def set_variables(**values: str) -> None:
+        for name in LAUNCH_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+
+    return set_variables
+
+
+def test_more_processes_on_a_machine_than_in_the_launch_is_one_line(launch_env, monkeypatch):
+    """LOCAL_WORLD_SIZE=8 beside WORLD_SIZE=2 (a hand-made environment: no launcher puts more
+    processes on one machine than the launch has) divided the cores by 8: a quarter of the loader
+    workers, and --num-workers refused for '8 processes' that did not exist."""
+    from fastseg.errors import FastsegError
+    from fastseg.launch import device, processes
+
+    monkeypatch.setattr(device, "available_cores", lambda: 16)
+    launch_env(WORLD_SIZE="2", RANK="0", LOCAL_WORLD_SIZE="8")
+    for read in (device.processes_on_machine, lambda: device.loader_workers(8), processes.local_rank):
+        with pytest.raises(FastsegError, match=r"^LOCAL_WORLD_SIZE=8 is more than WORLD_SIZE=2: "):
+            read()
+    launch_env(WORLD_SIZE="16", RANK="0", LOCAL_WORLD_SIZE="8")  # 2 machines of 8: as before
+    assert (device.processes_on_machine(), device.loader_workers(8)) == (8, 8)
+    launch_env(LOCAL_WORLD_SIZE="2")  # no WORLD_SIZE: as before, the machine's count stands
+    assert device.processes_on_machine() == 2
+
+
+def test_a_world_size_without_a_launcher_is_named_not_blamed_on_num_workers(voc_root, tmp_path, launch_env,
+                                                                            monkeypatch):  # fmt: skip
+    """WORLD_SIZE=4 left in a shell without RANK: train's loader cap, checked first, divided the cores
+    by 4 and refused `--num-workers 4` as 'at most 2 a process here (..., 4 processes)' (exit 2); the
+    environment was the mistake, which the launch check names once it is reached."""
+    from test_hostile_training_s32 import one_error_line
+
+    from fastseg.launch import device
+
+    monkeypatch.setattr(device, "available_cores", lambda: 2)
+    launch_env(WORLD_SIZE="4")
+    run = tmp_path / "run"
+    options = ["--size", "32", "--crop-size", "32", "--batch-size", "4", "--no-pretrained", "--device", "cpu",
+               "--train-set", "train", "--epochs", "1", "--quiet"]  # fmt: skip
+    line = one_error_line(invoke("train", "--data", voc_root, "--out", run, *options, "--num-workers", "4"))
+    assert line.startswith("Error: WORLD_SIZE=4 without RANK"), line
+    assert not run.exists()
+
+
+def test_train_help_reads_no_launcher_variable(tmp_path):
+    """`fastseg train --help` under WORLD_SIZE=abc on a machine of more than 2 cores: the module's
+    --crop-size help ran the fast recipe's checks at import, whose loader cap read WORLD_SIZE, a
+    traceback before click could print anything."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import fastseg.launch.device as device; device.available_cores = lambda: 16\n"
+            "from cli.main import main; main(['train', '--help'])")  # fmt: skip
+    environment = {**os.environ, "WORLD_SIZE": "abc"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment,
+                            cwd=Path(__file__).parent.parent, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--crop-size" in result.stdout and "Traceback" not in result.stderr

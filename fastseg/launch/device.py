@@ -105,10 +105,25 @@ def launcher_number(name: str, default: int) -> int:
         raise FastsegError(f"{name}={value!r}: not a whole number (the launcher sets it)") from None
 
 
+def local_world_size() -> int | None:
+    """LOCAL_WORLD_SIZE, the processes torchrun started on this machine (None where unset). A
+    launch's WORLD_SIZE bounds it: more on one machine than in the whole launch is a hand-made
+    environment gone wrong, which divided the cores (and the loader workers) by a count of
+    processes that did not exist."""
+    if "LOCAL_WORLD_SIZE" not in os.environ:
+        return None
+    local, world = launcher_number("LOCAL_WORLD_SIZE", 0), launcher_number("WORLD_SIZE", 0)  # 0: unset
+    if world >= 1 and local > world:
+        raise FastsegError(f"LOCAL_WORLD_SIZE={local} is more than WORLD_SIZE={world}: a launcher starts at "
+                           "most the launch's processes on one machine")  # fmt: skip
+    return local
+
+
 def processes_on_machine() -> int:
-    """Processes a launcher started on this machine (torchrun's LOCAL_WORLD_SIZE); 1 alone."""
-    name = next((name for name in ("LOCAL_WORLD_SIZE", "WORLD_SIZE") if name in os.environ), "WORLD_SIZE")
-    return max(1, launcher_number(name, 1))
+    """Processes a launcher started on this machine (torchrun's LOCAL_WORLD_SIZE, else WORLD_SIZE:
+    ranks started by hand on one machine); 1 alone."""
+    local = local_world_size()
+    return max(1, local if local is not None else launcher_number("WORLD_SIZE", 1))
 
 
 def processes_sharing_cores() -> int:

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastseg.errors import FastsegError
-from fastseg.launch.device import cuda_devices_line, launcher_number, resolve_device, surely_cpu
+from fastseg.launch.device import (
+    cuda_devices_line,
+    launcher_number,
+    local_world_size,
+    resolve_device,
+    surely_cpu,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -123,7 +129,7 @@ def rank_and_world() -> tuple[int, int]:
 def local_rank() -> int:
     """LOCAL_RANK (0 unset): this process's number on its machine, below LOCAL_WORLD_SIZE."""
     local = launcher_number("LOCAL_RANK", 0)
-    processes = launcher_number("LOCAL_WORLD_SIZE", 0)  # 0: not said
+    processes = local_world_size() or 0  # 0: not said
     if local < 0 or (processes and local >= processes):
         raise FastsegError(f"LOCAL_RANK={local} is outside LOCAL_WORLD_SIZE={processes or '(unset)'}: "
                            "a launcher numbers a machine's processes from 0")  # fmt: skip

@@ -9,7 +9,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from fastseg.errors import FastsegError
+from fastseg.errors import FastsegError, OptionError
 from fastseg.extras import install_hint
 from fastseg.imaging.geometry import LETTERBOX, SQUISH
 from fastseg.launch.device import MAX_LOADER_WORKERS, loader_workers
@@ -42,6 +42,17 @@ def require_trackers(names: tuple[str, ...] | list[str]) -> None:
         missing = [module for module in TRACKERS[name] if find_spec(module) is None]
         if missing:
             raise FastsegError(f"--log {name} needs {', '.join(missing)}: {install_hint(name)}")
+
+
+def check_launch() -> None:
+    """The launcher's variables (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE) checked as a launch
+    will check them, where the loader cap refused `--num-workers`: WORLD_SIZE=4 left in a shell
+    without RANK divided the cores by 4, and the cap blamed `--num-workers` for processes that did
+    not exist before the launch could name the variable."""
+    from fastseg.launch.processes import local_rank, rank_and_world
+
+    rank_and_world()
+    local_rank()
 
 
 def check_out_folder(path: Path | str) -> None:
@@ -163,7 +174,11 @@ class TrainConfig:
         problem = batch_norm_problem(self.batch_size, self.train_size)
         if problem:
             raise FastsegError(problem)
-        loader_workers(self.num_workers)  # more than this machine holds: one line before the run folder
+        try:
+            loader_workers(self.num_workers)  # more than this machine holds: one line before the run folder
+        except OptionError:  # the cap counts the launch's processes: a broken launch is the mistake
+            check_launch()
+            raise
         if self.augment.random_scale_crop and self.train_size > self.size:
             raise FastsegError(
                 f"--crop-size {self.train_size} is larger than --size {self.size}: most of every crop "
