@@ -196,6 +196,35 @@ def test_a_run_started_under_two_processes_resumes_under_one_with_its_global_bat
     assert said[0] in (run / "train.log").read_text().splitlines()
 
 
+@pytest.mark.slow
+def test_a_run_started_alone_resumes_under_two_processes_with_its_global_batch(tmp_path):
+    """The other way: one process of batch 4 over 8 images, resumed under torchrun with 2 processes,
+    trained on with 2 x 4 (half the steps an epoch) without a word; now 2 x 2, said in one line."""
+    import subprocess
+    import sys
+
+    from test_resume_schedule import KillAfter, Killed
+
+    from fastseg.data.demo_voc import make_demo_voc
+    from fastseg.runs.folder import RunFolder
+    from fastseg.training.trainer import train
+
+    voc_root, run = tmp_path / "data", tmp_path / "run"
+    make_demo_voc(voc_root, n_train=8, n_val=4, seed=2, min_size=32, max_size=48)
+    with pytest.raises(Killed):
+        train(resume_config(voc_root, run, batch_size=4), run, show_progress=False, callbacks=[KillAfter(0)])
+    assert RunFolder(run).read_resume_state()["processes"] == 1
+    command = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2",
+               "-m", "fastseg", "train", "--resume", str(run), "--device", "cpu"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = ("resumed under 2 processes, the run started under 1: batches of 2 per process keep the run's "
+            "global batch of 4")  # fmt: skip
+    assert result.stdout.count(line) == 1, result.stdout
+    assert line in (run / "train.log").read_text().splitlines()
+    assert RunFolder(run).read_train_config().batch_size == 4  # config.json is left as it was
+
+
 # --- 3. the launcher's variables as the loader-worker cap reads them ------------------------------
 
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
