@@ -21,6 +21,7 @@ from cli.options import (
     train_default,
     verbose_option,
 )
+from cli.output import say
 from fastseg.data.class_weights import METHODS
 from fastseg.launch.device import DEVICES
 from fastseg.number_style import score
@@ -196,7 +197,7 @@ def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, con
         _nothing_given_beside_resume(resume)
     if resume is not None and (model := finished_model(RunFolder(resume))) is not None:
         if rank_and_world()[0] == 0:  # a retry after the run ended: nothing to do, nothing touched
-            click.echo(f"{resume}: this run already finished; its model is {model}")
+            say(f"{resume}: this run already finished; its model is {model}")
         return
     if resume is not None:  # a folder without a checkpoint, said before its config.json is missed
         RunFolder(resume).check_can_start(resume=True, force=False)
@@ -207,16 +208,16 @@ def command(resume: Path | None, force: bool, quiet: bool, out: Path | None, con
     main_process = rank_and_world()[0] == 0
     interactive = sys.stdout.isatty() and not quiet  # else no bars: a log file keeps their fragments
     if main_process and not quiet:
-        click.echo(f"run folder: {run_dir}")
+        say(f"run folder: {run_dir}")
     if find_lr:
         config = _with_found_lr(config, run_dir, force, interactive, quiet)
     result = train(config, run_dir, resume=resume is not None, force=force, show_progress=interactive,
-                   echo=None if quiet or interactive else click.echo)  # fmt: skip
+                   echo=None if quiet or interactive else say)  # fmt: skip
     if not main_process:
         return
     kept = "n/a" if result.best_miou is None else f"{score(result.best_miou)} (epoch {result.best_epoch})"
-    click.echo(f"done: {result.epochs_run} epochs, {result.kept} validation mIoU {kept}")
-    click.echo(f"model: {result.run_dir / 'model.pth'}")
+    say(f"done: {result.epochs_run} epochs, {result.kept} validation mIoU {kept}")
+    say(f"model: {result.run_dir / 'model.pth'}")
 
 
 # what --resume leaves to the user: how much is printed, and the machine's own settings (where the
@@ -300,7 +301,7 @@ def _with_found_lr(
     RunFolder(run_dir).check_can_start(resume=False, force=force)
     found = find_learning_rate(config, show_progress=interactive)
     if not quiet:
-        click.echo(f"--lr auto: {found.suggestion:.3g} (fastai lr_find valley, {len(found.lrs)} batches)")
+        say(f"--lr auto: {found.suggestion:.3g} (fastai lr_find valley, {len(found.lrs)} batches)")
     return dataclasses.replace(config, lr=found.suggestion)
 
 
@@ -336,7 +337,7 @@ def new_config(options: dict, out: Path | None, config_file: Path | None):  # no
     config = recipe(recipe_name, **values)
     if "patience" in given and config.keep != "best":  # read by early stopping alone; a note, not an
         # error: scripts pass --patience EPOCHS to mean "no early stop" (benchmarks/size_accuracy.py)
-        click.echo(f"note: --patience is early stopping's, which runs with --keep best; this run keeps the "
-                   f"{config.keep} epoch ({recipe_name} recipe), so it trains all {config.epochs} epochs "
-                   "(add --keep best to stop early)", err=True)  # fmt: skip
+        say(f"note: --patience is early stopping's, which runs with --keep best; this run keeps the "
+            f"{config.keep} epoch ({recipe_name} recipe), so it trains all {config.epochs} epochs "
+            "(add --keep best to stop early)", err=True)  # fmt: skip
     return config, run_dir, find_lr

@@ -374,8 +374,8 @@ def test_two_lr_finds_into_one_folder_the_second_is_refused_at_once(voc_root, tm
     out = tmp_path / "lr"
     with holding(out, "lr-find", "hint"):
         line = one_error_line(invoke("lr-find", "--data", voc_root, "--out", out, *LR_FIND))
-        assert line == (f"Error: {out}: another fastseg lr-find (process {os.getpid()}) is using this folder; "
-                        "wait for it to end or choose another --out")  # fmt: skip
+        assert line == (f"Error: {out}: another fastseg lr-find (process {os.getpid()}) is using this "
+                        "folder; wait for it to end or choose another --out")  # fmt: skip
         assert list(out.iterdir()) == [out / LOCK]
     assert not out.exists()  # made for the lock alone: removed again
 

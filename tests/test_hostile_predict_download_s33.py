@@ -256,7 +256,8 @@ def test_two_downloads_into_one_root_at_once_the_second_is_refused(scripted, tmp
     from fastseg.errors import DownloadError
 
     try:
-        with pytest.raises(DownloadError, match=r"another fastseg download \(process \d+\) is using this folder; wait for it to end"):
+        busy = r"another fastseg download \(process \d+\) is using this folder; wait for it to end"
+        with pytest.raises(DownloadError, match=busy):
             download_into(root, url)
     finally:
         release.set()

@@ -137,3 +137,40 @@ def test_workers_fastseg_accepts_bring_no_warning_from_torch(inputs, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Warning" not in result.stdout + result.stderr, result.stderr
     assert result.stdout.startswith("1 segmented, 0 failed")
+
+
+@pytest.fixture(scope="module")
+def odd_inputs(inputs, tmp_path_factory):
+    """`inputs` again, under a folder whose name holds a newline and a tab: every path a command
+    prints comes from the user, and a script's variable can hold anything."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("odd") / "a\nb\tc"
+    root.mkdir()
+    copied = {}
+    for name, path in inputs.items():
+        copied[name] = root / Path(path).name
+        shutil.copytree(path, copied[name])
+    return copied
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["download", "import", "check-data", "show-data", "train", "lr-find",
+                                  "predict", "export", "report", "runs", "serve", "demo"])  # fmt: skip
+def test_a_path_holding_a_newline_is_printed_on_one_line_by_every_command(odd_inputs, tmp_path, monkeypatch,
+                                                                          alarm, name):  # fmt: skip
+    """The paths given (the data, the run) and made (--out) all lie under `a<newline>b<tab>c`:
+    whatever a command prints, the name is escaped (`errors.shown`), so no line is split in two."""
+    import uvicorn
+
+    def listen(*args, **kwargs):
+        raise Listening
+
+    monkeypatch.setattr(uvicorn, "run", listen)
+    out = tmp_path / "x\ny" / "out"
+    result = CliRunner().invoke(main, command_line(name, odd_inputs, out))
+    assert result.exception is None or isinstance(result.exception, (SystemExit, Listening)), repr(
+        result.exception)  # fmt: skip
+    assert "Traceback" not in result.output
+    assert "a\nb" not in result.output and "x\ny" not in result.output, result.output
+    assert "\t" not in result.output, result.output
