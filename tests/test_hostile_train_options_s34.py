@@ -96,7 +96,8 @@ def resume_config(voc_root, run, batch_size=2, epochs=3):
     [
         (2, 2, 8, 8, (8, 1, None)),  # the same launch
         (None, 1, 8, 8, (8, 1, None)),  # a checkpoint of an earlier fastseg: nothing known, nothing said
-        (2, 1, 8, 8, (8, 2, "2 batches of 8 per optimiser step, keeping the run's global batch of 16")),
+        (2, 1, 8, 8, (8, 2, "2 batches of 8 per optimiser step, keeping the run's global batch of 16 "
+                           "(BatchNorm's statistics still come from one batch at a time)")),
         (8, 2, 4, 4, (4, 4, "adds up 4 batches of 4")),
         (1, 2, 8, 8, (4, 1, "batches of 4 per process keep the run's global batch of 8")),
         (1, 2, 6, 3, (3, 1, None)),  # fitted to the share already: 2 x 3 is the run's 6
@@ -192,7 +193,8 @@ def test_a_run_started_under_two_processes_resumes_under_one_with_its_global_bat
     assert steps.per_epoch == {1: 2, 2: 2}
     said = [line for line in lines if "global batch" in line]
     assert said == ["resumed under 1 process, the run started under 2: each process adds up 2 batches of 2 "
-                    "per optimiser step, keeping the run's global batch of 4"], lines  # fmt: skip
+                    "per optimiser step, keeping the run's global batch of 4 (BatchNorm's statistics still "
+                    "come from one batch at a time)"], lines  # fmt: skip
     assert said[0] in (run / "train.log").read_text().splitlines()
 
 

@@ -203,11 +203,13 @@ def tracker_state(early: EarlyStoppingCallback | None, saver: SaveModelCallback 
 
 class KeptGlobalBatch(GradientAccumulation):
     """A run resumed under fewer processes than it started with: each process adds up the
-    gradients of `steps` of its batches before the optimiser steps, so every step still averages
-    the run's global batch (and an epoch takes the run's number of steps, at its learning rates),
-    in each process's memory as before. fastai's `GradientAccumulation`, whose count also went on
-    across epochs: a partial count left at an epoch's end is dropped, as `last.pth` (written
-    then) cannot hold it."""
+    gradients of `steps` of its batches before the optimiser steps, so every step's gradient
+    still averages the run's global batch (and an epoch takes the run's number of steps, at its
+    learning rates: `schedule.RunScheduler` places a step's batches at its first), in each
+    process's memory as before. BatchNorm's statistics cover one batch at a time, fewer images
+    than the run's step: such a resume is close to the run, not bit for bit. fastai's
+    `GradientAccumulation`, whose count also went on across epochs: a partial count left at an
+    epoch's end is dropped, as `last.pth` (written then) cannot hold it."""
 
     def __init__(self, batch_size: int, steps: int):
         super().__init__(n_acc=batch_size * steps)

@@ -24,18 +24,26 @@ from fastai.callback.core import Callback
 from fastai.callback.schedule import ParamScheduler, combined_cos
 from fastai.torch_core import set_seed
 
-from fastseg.training.resume import EpochOffset
+from fastseg.training.resume import EpochOffset, KeptGlobalBatch
 
 
 class RunScheduler(ParamScheduler):
-    """fastai's `ParamScheduler`, at position `(epoch + batch / batches) / total_epochs` of the run."""
+    """fastai's `ParamScheduler`, at position `(epoch + batch / batches) / total_epochs` of the run.
+
+    Where a step adds up the gradients of several batches (`resume.KeptGlobalBatch`: a run resumed
+    under fewer processes), every batch of a step is placed at the step's first batch: the step
+    then takes the rate the run's own step took there, not the rate of its last batch (half a
+    step late with two batches a step: 3.5 times the first step's rate, a quarter of the last's)."""
 
     def __init__(self, schedules: dict, total_epochs: int):
         super().__init__(schedules)
         self.total_epochs = total_epochs
 
     def before_batch(self) -> None:
-        self._update_val((self.learn.epoch + self.learn.iter / self.learn.n_iter) / self.total_epochs)
+        kept = [callback.steps for callback in self.learn.cbs if isinstance(callback, KeptGlobalBatch)]
+        steps = kept[0] if kept else 1
+        first = self.learn.iter - self.learn.iter % steps
+        self._update_val((self.learn.epoch + first / self.learn.n_iter) / self.total_epochs)
 
 
 class SeededEpochs(Callback):

@@ -181,7 +181,8 @@ def kept_global_batch(
     if batch * world < run_batch and run_batch % (batch * world) == 0:
         steps = run_batch // (batch * world)
         return config, steps, (f"{before}: each process adds up {steps} batches of {batch} per optimiser "
-                               f"step, keeping the run's global batch of {run_batch}")  # fmt: skip
+                               f"step, keeping the run's global batch of {run_batch} (BatchNorm's statistics "
+                               "still come from one batch at a time)")  # fmt: skip
     smaller = run_batch // world
     if run_batch % world == 0 and smaller < batch and not batch_norm_problem(smaller, config.train_size):
         kept = f"{before}: batches of {smaller} per process keep the run's global batch of {run_batch}"
