@@ -9,9 +9,9 @@ command, so the second command's line says which process to wait for.
 
 The file is removed while still held when the block ends; a command that opened it just before
 (and so would lock a file no longer in the folder, beside a newer one) sees that the name now
-leads elsewhere and is refused like any other second command. Where the system has no `flock`
-(Windows) or the file system refuses it (ENOLCK, EOPNOTSUPP), the block runs without a lock, as
-it did before locks existed.
+leads elsewhere and opens the name again. Where the system has no `flock` (Windows) or the file
+system refuses it (ENOLCK, EOPNOTSUPP), the block runs without a lock, as it did before locks
+existed.
 """
 
 from __future__ import annotations
@@ -42,32 +42,52 @@ def holding(
         raise error(f"{folder}: is a file, not a folder; choose another")
     lock = folder / LOCK
     made = _make_folders(folder, error)
-    try:  # O_NOFOLLOW: a link planted at the name is refused (ELOOP), never written through
-        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    except OSError as failure:
-        _remove_empty(made)
-        what = "a symbolic link, not fastseg's lock file; remove it" if lock.is_symlink() else (
-            f"cannot create fastseg's lock file ({failure.strerror or failure})")  # fmt: skip
-        raise error(f"{lock}: {what}") from None
-    state = "busy"  # until known: nothing is removed if the lock cannot be asked
+    descriptor, state = _taken(lock, made, error)
+    if descriptor is None or state == "busy":
+        if descriptor is not None:
+            os.close(descriptor)
+        pid, holder_command = _holder(lock)
+        raise _busy(folder, pid, holder_command or command, busy_hint, error)
     try:
-        state = _lock_exclusively(descriptor)
-        if state == "held" and not _same_file(descriptor, lock):  # removed by a holder that just ended
-            state = "busy"
-            raise _busy(folder, "", command, busy_hint, error)
-        if state == "busy":
-            pid, holder_command = _holder(lock)
-            raise _busy(folder, pid, holder_command or command, busy_hint, error)
         if state == "held":
             os.ftruncate(descriptor, 0)
             os.write(descriptor, f"{os.getpid()} {command}\n".encode())
         yield
-    finally:
-        if state != "busy":  # removed while still held: see the module's docstring
-            with suppress(OSError):
-                lock.unlink()
-            _remove_empty(made)
+    finally:  # removed while still held: see the module's docstring
+        with suppress(OSError):
+            lock.unlink()
+        _remove_empty(made)
         os.close(descriptor)  # releases the lock
+
+
+ATTEMPTS = 3  # a holder ending removes its file: the next attempt opens the one made since
+
+
+def _taken(lock: Path, made: list[Path], error: type[FastsegError]) -> tuple[int | None, str]:
+    """The lock file opened and asked for the lock: its descriptor and "held", "busy" or
+    "unsupported". A file the holder removed between the open and the lock is not taken (the name
+    leads to another file, which another command may hold): the name is opened again."""
+    for _ in range(ATTEMPTS):
+        try:  # O_NOFOLLOW: a link planted at the name is refused (ELOOP), never written through
+            descriptor = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as failure:
+            _remove_empty(made)
+            what = "a symbolic link, not fastseg's lock file; remove it" if lock.is_symlink() else (
+                f"cannot create fastseg's lock file ({failure.strerror or failure})")  # fmt: skip
+            raise error(f"{lock}: {what}") from None
+        try:
+            state = _lock_exclusively(descriptor)
+        except OSError as failure:  # EIO, EBADF: the file system, not another command
+            os.close(descriptor)
+            if made and made[0] == lock.parent:  # a folder this call made: the file is its own
+                with suppress(OSError):
+                    lock.unlink()
+            _remove_empty(made)
+            raise error(f"{lock}: cannot lock it ({failure.strerror or failure})") from None
+        if state != "held" or _same_file(descriptor, lock):
+            return descriptor, state
+        os.close(descriptor)  # the removed file: unlocked, and no longer anyone's
+    return None, "busy"  # replaced under it every time: commands starting and ending meanwhile
 
 
 def _make_folders(folder: Path, error: type[FastsegError]) -> list[Path]:

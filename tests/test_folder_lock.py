@@ -133,24 +133,47 @@ def test_a_file_system_without_locks_runs_the_block_unlocked(tmp_path, monkeypat
     assert ran == [True] and not (tmp_path / "run").exists()
 
 
-def test_a_lock_file_removed_by_the_holder_that_just_ended_is_not_taken(tmp_path, monkeypatch):
+@pytest.mark.parametrize("replaced", [1, 99])
+def test_a_lock_file_removed_by_the_holder_that_just_ended_is_not_taken(tmp_path, monkeypatch, replaced):
     """A opens the lock file, the holder then removes it and ends, and a third command makes a new
-    one and locks it: A's `flock` on the removed file succeeds, and without a check two would hold
-    the folder. The name must still lead to the file A locked."""
+    one: A's `flock` on the removed file succeeds, and without a check two would hold the folder.
+    A opens the name again and takes the new file (refused only where it is replaced every time,
+    and it was refused at once, naming a holder who had left, before the review)."""
     import fastseg.folder_lock as folder_lock
 
     folder = tmp_path / "run"
-    real = folder_lock._lock_exclusively
+    real, calls = folder_lock._lock_exclusively, []
 
     def replaced_meanwhile(descriptor):
-        (folder / LOCK).unlink()
-        (folder / LOCK).write_text("77 train\n")  # the third command's new file
+        calls.append(descriptor)
+        if len(calls) <= replaced:
+            (folder / LOCK).unlink()
+            (folder / LOCK).write_text("77 train\n")  # the third command's new file, since ended
         return real(descriptor)
 
     monkeypatch.setattr(folder_lock, "_lock_exclusively", replaced_meanwhile)
-    with pytest.raises(FastsegError, match="another fastseg train is using this folder"):
-        attempt(folder)
-    assert (folder / LOCK).read_text() == "77 train\n"  # the other's file left alone
+    if replaced == 1:
+        with holding(folder, "lr-find", HINT):
+            assert (folder / LOCK).read_text() == f"{os.getpid()} lr-find\n"
+        assert len(calls) == 2 and not folder.exists()
+    else:
+        with pytest.raises(FastsegError, match="another fastseg train .process 77. is using this folder"):
+            attempt(folder)
+        assert len(calls) == folder_lock.ATTEMPTS
+        assert (folder / LOCK).read_text() == "77 train\n"  # the other's file left alone
+
+
+def test_a_lock_the_file_system_fails_is_one_line(tmp_path, monkeypatch):
+    """EIO from `flock` (a failing disk, a network file system gone): a traceback before."""
+
+    def broken(descriptor, operation):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(fcntl, "flock", broken)
+    failing = pytest.raises(DownloadError, match=r"\.fastseg\.lock: cannot lock it \(Input/output error\)")
+    with failing, holding(tmp_path / "root", "download", HINT, DownloadError):
+        pass
+    assert not (tmp_path / "root").exists()
 
 
 def test_a_symbolic_link_or_a_folder_at_the_lock_name_is_one_line_and_left_alone(tmp_path):
