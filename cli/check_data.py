@@ -51,7 +51,7 @@ def show_survey(survey: DataSurvey, problems_are: str) -> None:
 
     say(survey.description)
     for line in survey_table(survey):
-        click.echo(line)
+        say(line)
     for note in survey.notes:
         say(f"note: {note}")
     for problem in survey.problems:

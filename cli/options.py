@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 import click
 
+from cli.output import say
 from fastseg.inference.precision import PRECISIONS
 from fastseg.inference.tiling import DEFAULT_OVERLAP, MIN_TILE
 from fastseg.launch.device import DEVICES, MAX_LOADER_WORKERS
@@ -200,7 +201,7 @@ def renamed_flag(old: str, new: str, parameter: str) -> Callable:
             if kwargs.pop(hidden_name):
                 command_path = click.get_current_context().command_path
                 note = f"note: `{command_path} {old}` is the old spelling of {new} (same effect)"
-                click.echo(note, err=True)
+                say(note, err=True)
                 kwargs[parameter] = True
             return function(*args, **kwargs)
 

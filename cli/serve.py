@@ -109,7 +109,7 @@ def command(model: Path, host: str, port: int, device: str, precision: str, acce
     )
     if not local and not settings.token:
         warning = f"warning: serving on {host} without --token: anyone who can reach it can use the model"
-        click.echo(warning, err=True)
+        say(warning, err=True)
     say(f"fastseg serve: {model} on http://{host}:{port} (page at /, API docs at /docs)", err=True)
     log = logging.getLogger("fastseg.serve")
     if not log.handlers:
