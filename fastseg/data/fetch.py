@@ -108,7 +108,7 @@ def fetch(url: str, partial: Path, progress: Progress | None = None, timeout: fl
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if media_type == "text/html":  # no data set is one; an error page would replace the .part
             raise NotTheFile("the server sent an HTML page (text/html), not the file")
-        if done and response.status == 206 and _range_start(response) != done:
+        if done and response.status == 206 and _content_range(response)[0] != done:
             # a range we did not ask for: ask again for the whole file
             response.close()
             remove_file(partial)
@@ -201,10 +201,7 @@ def _total(response: Any, start: int) -> int | None:
     length = response.headers.get("Content-Length")
     if length and length.isascii() and length.isdigit():  # not "²"
         return start + int(length)
-    if response.status == 206:
-        match = re.fullmatch(r"\s*bytes\s+\d+-\d+/(\d+)\s*", response.headers.get("Content-Range", ""))
-        return int(match.group(1)) if match else None
-    return None
+    return _content_range(response)[1] if response.status == 206 else None
 
 
 def _reason(error: Exception) -> str:
@@ -216,10 +213,17 @@ def _reason(error: Exception) -> str:
     return " ".join(text.split())
 
 
-def _range_start(response: Any) -> int | None:
-    """First byte of a 206 answer, from `Content-Range: bytes START-END/TOTAL`."""
-    match = re.match(r"\s*bytes\s+(\d+)-", response.headers.get("Content-Range", ""))
-    return int(match.group(1)) if match else None
+CONTENT_RANGE = re.compile(r"\s*bytes\s+(\d+)-\d*(?:/(\d+|\*))?\s*$")
+
+
+def _content_range(response: Any) -> tuple[int | None, int | None]:
+    """A 206's `Content-Range: bytes START-END/TOTAL`: its first byte and the whole file's size
+    (None where it is missing, malformed, or `*`: unknown)."""
+    match = CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+    if match is None:
+        return None, None
+    total = match.group(2)
+    return int(match.group(1)), int(total) if total and total != "*" else None
 
 
 def _open_part(path: Path) -> IO[bytes]:
