@@ -94,6 +94,7 @@ def prepare_run(
         raise FastsegError(f"train_set {config.train_set!r} names a VOC list; {config.data} trains on "
                            "its dataset.yaml's train split (leave --train-set out)")  # fmt: skip
     split = run.read_split(data) if resume else data.split(config.train_set, config.split_seed)
+    processes = run_processes(run) if resume else launch.world  # a hand-edited last.json: before the check
     if launch.main and not resume and split.test_from and echo:
         echo(f"{config.data}: no test split, so val is halved (seed {split.seed}): {len(split.valid)} "
              f"validation and {len(split.test)} test images, recorded in split.json")  # fmt: skip
@@ -111,7 +112,6 @@ def prepare_run(
         raise FastsegError(f"{config.data}: {all_void_problem(len(split.train))}")
     asked = config
     config = fitted_batch_size(config, len(split.train), launch.world, echo if launch.main else None)
-    processes = run_processes(run) if resume else launch.world
     config, accumulate, note = kept_global_batch(config, asked, processes, launch.world)
     if note and launch.main and write:
         run.append_log(note)
