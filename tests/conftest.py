@@ -78,3 +78,19 @@ def alarm():
     yield
     signal.alarm(0)
     signal.signal(signal.SIGALRM, previous)
+
+
+LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+@pytest.fixture
+def launch_env(monkeypatch):
+    """`launch_env(RANK="1", ...)`: exactly these launcher variables set, none of the others."""
+
+    def set_variables(**values: str) -> None:
+        for name in LAUNCH_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+
+    return set_variables

@@ -17,24 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import LAUNCH_VARIABLES
 from test_hostile_training_s32 import invoke, one_error_line
 
 TINY = ["--size", "32", "--crop-size", "32", "--batch-size", "2", "--no-pretrained", "--num-workers", "0",
         "--device", "cpu", "--train-set", "train", "--epochs", "1", "--quiet"]  # fmt: skip
-LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-
-
-@pytest.fixture
-def launch_env(monkeypatch):
-    """`launch_env(RANK="1", ...)`: exactly these launcher variables set, none of the others."""
-
-    def set_variables(**values: str) -> None:
-        for name in LAUNCH_VARIABLES:
-            monkeypatch.delenv(name, raising=False)
-        for name, value in values.items():
-            monkeypatch.setenv(name, value)
-
-    return set_variables
 
 
 def free_port() -> int:

@@ -22,6 +22,7 @@ import torch
 from click.testing import CliRunner
 from model_files import save_seeded_voc_model, save_untrained_voc_model, write_run_files
 from PIL import Image
+from test_hostile_training_s32 import usage_error_line
 from test_serve import check_error, encoded, noise, served_client
 from test_tiling import Identity, segmenter_of
 
@@ -69,13 +70,6 @@ def invoke(*arguments: object):
     return CliRunner().invoke(main, [str(argument) for argument in arguments])
 
 
-def usage_error_line(result) -> str:
-    """The `Error:` line of a refused option (exit 2, as click's own usage errors), no traceback."""
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.output
-    return errors[0]
 
 
 @pytest.fixture(scope="module")

@@ -229,18 +229,7 @@ def test_a_run_started_alone_resumes_under_two_processes_with_its_global_batch(t
 
 # --- 3. the launcher's variables as the loader-worker cap reads them ------------------------------
 
-LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-
-
-@pytest.fixture
-def launch_env(monkeypatch):
-    def set_variables(**values: str) -> None:
-        for name in LAUNCH_VARIABLES:
-            monkeypatch.delenv(name, raising=False)
-        for name, value in values.items():
-            monkeypatch.setenv(name, value)
-
-    return set_variables
+# `launch_env`: tests/conftest.py
 
 
 def test_more_processes_on_a_machine_than_in_the_launch_is_one_line(launch_env, monkeypatch):
