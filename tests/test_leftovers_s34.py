@@ -53,3 +53,46 @@ def test_a_hand_edited_process_count_is_said_before_the_data_check(voc_root, tmp
     with pytest.raises(FastsegError, match="processes must be a whole number"):
         trainer.train(RunFolder(run).read_train_config(), run, resume=True, show_progress=False)
     assert checked == []
+
+
+def test_extraction_reports_each_member_once_written_and_the_download_says_so(tmp_path, monkeypatch):
+    """After "extracting ...", VOC's 40,000 members took tens of seconds without a word. The count
+    follows the writing: each report comes after its member is on disk, the last is the total."""
+    from test_download import make_tar
+
+    from fastseg.data import download as download_module
+    from fastseg.data.archive import safe_extract
+
+    members = {f"f{index:02d}.txt": f"{index}".encode() for index in range(25)}
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(make_tar(members))
+    seen = []
+
+    def progress(done, total):
+        assert (tmp_path / "out" / f"f{done - 1:02d}.txt").is_file()  # written before it is counted
+        seen.append((done, total))
+
+    safe_extract(archive, tmp_path / "out", progress=progress)
+    assert seen == [(done, 25) for done in range(1, 26)]
+
+    class Every:  # a line at every member, as a 30 s throttle would give on a slow disk
+        def due(self, done, total):
+            return True
+
+    monkeypatch.setattr(download_module, "LineThrottle", Every)
+    from fastseg.data.download import Resource, download
+
+    marker = "data/marker.txt"
+    payload = make_tar({**{f"data/{name}": data for name, data in members.items()}, marker: b"x"})
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "data.tar").write_bytes(payload)
+    import hashlib
+
+    resource = Resource(urls=("http://127.0.0.1:9/never",), filename="data.tar",
+                        md5=hashlib.md5(payload).hexdigest(), folder="data", marker=marker)  # fmt: skip
+    lines = []
+    download(resource, root, log=lines.append)
+    counts = [line for line in lines if line.startswith("extracting: ")]
+    assert counts[0] == "extracting: 1 of 26 files" and counts[-1] == "extracting: 26 of 26 files"
+    assert len(counts) == 26 and (root / marker).is_file()

@@ -22,6 +22,7 @@ from fastseg.data.fetch import TIMEOUT, Log, ProgressFactory, fetch_any, remove_
 from fastseg.errors import DownloadError
 from fastseg.folder_lock import holding
 from fastseg.paths import expanded
+from fastseg.progress_lines import LineThrottle
 from fastseg.structured_files import file_kind
 
 MD5_TEXT = re.compile(r"[0-9a-fA-F]{32}")
@@ -96,7 +97,13 @@ def _missing_steps(resource: Resource, root: Path, folder: Path, progress: Progr
         verify_md5(partial, resource.md5, downloaded=True)
         partial.replace(archive)
     log(f"extracting {archive} into {root}")
-    safe_extract(archive, root, last=resource.marker)
+    throttle = LineThrottle()  # a line a tenth of the way at most, and every 30 s at most
+
+    def extracted(done: int, total: int) -> None:
+        if throttle.due(done, total):
+            log(f"extracting: {done:,} of {total:,} files")
+
+    safe_extract(archive, root, last=resource.marker, progress=extracted)
     if not (root / resource.marker).is_file():
         raise DownloadError(f"{archive}: extracted, but it holds no {resource.marker}")
     return folder
