@@ -13,7 +13,7 @@ import click
 
 from cli.output import say
 from fastseg.inference.precision import PRECISIONS
-from fastseg.inference.tiling import DEFAULT_OVERLAP, MIN_TILE
+from fastseg.inference.tiling import DEFAULT_OVERLAP, MAX_PASSES, MIN_TILE
 from fastseg.launch.device import DEVICES, MAX_LOADER_WORKERS
 from fastseg.paths import expanded
 from fastseg.training.config import TrainConfig
@@ -103,7 +103,8 @@ def inference_options(command: Callable) -> Callable:
             type=float,
             default=None,
             show_default=f"{DEFAULT_OVERLAP} with --tile",
-            help="Fraction of a tile its neighbours overlap, at least 0 and below 1.",
+            help=f"Fraction of a tile its neighbours overlap: at least 0, and at most what runs each pixel "
+            f"through the model {MAX_PASSES} times (0.875 for most tiles).",
         ),
         click.option("--quiet", is_flag=True, help="No progress lines."),
         verbose_option,
