@@ -142,14 +142,19 @@ from test_resume_schedule import KillAfter, Killed
 from test_hostile_train_options_s34 import resume_config
 from fastseg.training.trainer import train
 import os
+code = 3
 try:
     run = Path({run!r})
     train(resume_config(Path({data!r}), run), run, show_progress=False, callbacks=[KillAfter(0)])
-except Killed:  # rank 0, after last.pth was written
-    sys.exit(0)
+except Killed:  # after epoch 0 (rank 0: after last.pth was written)
+    code = 0
 except RuntimeError:  # the other rank, whose peer is gone
-    sys.exit(0 if os.environ["RANK"] != "0" else 3)
-sys.exit(3)
+    code = 0 if os.environ["RANK"] != "0" else 3
+sys.stdout.flush()
+sys.stderr.flush()
+# as kill -9 would: no interpreter teardown, in which gloo's threads, still joinable with the process
+# group never destroyed, aborted rank 1 now and then ("terminate called without an active exception")
+os._exit(code)
 """
 
 
