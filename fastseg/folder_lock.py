@@ -23,6 +23,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from fastseg.errors import FastsegError
+from fastseg.paths import UNUSABLE_PATH, path_problem
 
 LOCK = ".fastseg.lock"
 COMMANDS = ("train", "download", "lr-find")  # what a lock file may name as its holder
@@ -38,7 +39,11 @@ def holding(
     (process PID) is using this folder; BUSY_HINT". Folders this call made are removed again if
     nothing was written into them, by the holder only (one refused leaves the holder's alone)."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
+    try:  # a name over the file system's limit: one line naming it, not a traceback
+        a_file = folder.exists() and not folder.is_dir()
+    except UNUSABLE_PATH as failure:
+        raise error(f"{folder}: cannot be used ({path_problem(failure)})") from None
+    if a_file:
         raise error(f"{folder}: is a file, not a folder; choose another")
     lock = folder / LOCK
     made = _make_folders(folder, error)

@@ -210,3 +210,15 @@ def test_the_three_commands_use_the_one_lock():
         if "flock(" in path.read_text(encoding="utf-8")
     )
     assert users == ["fastseg/folder_lock.py"]
+
+
+def test_a_folder_name_over_the_file_systems_limit_is_one_line(tmp_path):
+    """`Path.exists` raises ENAMETOOLONG rather than answering False: a traceback from the lock, and
+    from `download --root` before it (the marker's check)."""
+    from fastseg.data.voc import download_voc
+
+    long = tmp_path / ("a" * 300)
+    with pytest.raises(FastsegError, match=r"a{300}: cannot be used \(File name too long\)"):
+        attempt(long)
+    with pytest.raises(DownloadError, match=r"a{300}: cannot be used as the root \(File name too long\)"):
+        download_voc(long, urls=["http://127.0.0.1:9/never"])

@@ -21,7 +21,7 @@ from fastseg.data.archive import file_md5, safe_extract
 from fastseg.data.fetch import TIMEOUT, Log, ProgressFactory, fetch_any, remove_file, silent
 from fastseg.errors import DownloadError
 from fastseg.folder_lock import holding
-from fastseg.paths import expanded
+from fastseg.paths import UNUSABLE_PATH, expanded, path_problem
 from fastseg.progress_lines import LineThrottle
 from fastseg.structured_files import file_kind
 
@@ -59,7 +59,11 @@ def download(
     log = log or silent
     root = expanded(root)  # `~nosuchuser/x` stays as written, as the shell leaves it
     folder = root / resource.folder
-    if (root / resource.marker).is_file():
+    try:  # a name over the file system's limit, a NUL: one line, not a traceback
+        present = (root / resource.marker).is_file()
+    except UNUSABLE_PATH as error:
+        raise DownloadError(f"{root}: cannot be used as the root ({path_problem(error)})") from None
+    if present:
         log(f"already present: {folder} (nothing to do)")
         return folder
     if not MD5_TEXT.fullmatch(resource.md5):  # it could match nothing: 2 GB fetched, then deleted
