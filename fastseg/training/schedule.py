@@ -39,10 +39,13 @@ class RunScheduler(ParamScheduler):
         super().__init__(schedules)
         self.total_epochs = total_epochs
 
-    def before_batch(self) -> None:
+    def before_fit(self) -> None:
+        super().before_fit()
         kept = [callback.steps for callback in self.learn.cbs if isinstance(callback, KeptGlobalBatch)]
-        steps = kept[0] if kept else 1
-        first = self.learn.iter - self.learn.iter % steps
+        self.batches_a_step = kept[0] if kept else 1  # looked up once, not before every batch
+
+    def before_batch(self) -> None:
+        first = self.learn.iter - self.learn.iter % self.batches_a_step
         self._update_val((self.learn.epoch + first / self.learn.n_iter) / self.total_epochs)
 
 
