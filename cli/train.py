@@ -323,7 +323,8 @@ def new_config(options: dict, out: Path | None, config_file: Path | None):  # no
         if context.get_parameter_source(parameter.get(key, key)) is not ParameterSource.DEFAULT
     }
     explicit_recipe = given.pop("recipe_name", None)
-    values = {**(read_config_file(config_file) if config_file else {}), **given}
+    from_file = read_config_file(config_file) if config_file else {}
+    values = {**from_file, **given}
     if not values.get("data"):
         raise click.UsageError("--data is required (a dataset.yaml, a folder holding one, or a VOC root)")
     _own_data_trains_on_its_train_split(values)
@@ -335,9 +336,27 @@ def new_config(options: dict, out: Path | None, config_file: Path | None):  # no
     run_dir = out or (Path(values["out"]) if values.get("out") else default_run_dir())
     values["out"] = str(run_dir)
     config = recipe(recipe_name, **values)
-    if "patience" in given and config.keep != "best":  # read by early stopping alone; a note, not an
-        # error: scripts pass --patience EPOCHS to mean "no early stop" (benchmarks/size_accuracy.py)
-        say(f"note: --patience is early stopping's, which runs with --keep best; this run keeps the "
-            f"{config.keep} epoch ({recipe_name} recipe), so it trains all {config.epochs} epochs "
-            "(add --keep best to stop early)", err=True)  # fmt: skip
+    _say_unread_patience(config, recipe_name, given, from_file, config_file)
     return config, run_dir, find_lr
+
+
+def _say_unread_patience(
+    config: TrainConfig, recipe_name: str, given: dict, from_file: dict, config_file: Path | None
+) -> None:
+    """A note where patience was asked for but early stopping, which alone reads it, is off
+    (the run keeps its final epoch): a note, not an error, as scripts pass `--patience EPOCHS` to
+    mean "no early stop" (benchmarks/size_accuracy.py). From a --config file it counts only where
+    it differs from the recipe's: a run's config.json records every field."""
+    from fastseg.training.recipes import RECIPES
+
+    if config.keep == "best":
+        return
+    if "patience" in given:
+        asked = "--patience"
+    elif "patience" in from_file and from_file["patience"] != RECIPES[recipe_name]().patience:
+        asked = f"patience: {from_file['patience']} in {config_file}"
+    else:
+        return
+    say(f"note: {asked} is early stopping's, which runs with --keep best; this run keeps the "
+        f"{config.keep} epoch ({recipe_name} recipe), so it trains all {config.epochs} epochs "
+        "(add --keep best to stop early)", err=True)  # fmt: skip

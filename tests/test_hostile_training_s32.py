@@ -309,6 +309,37 @@ def test_patience_with_the_final_epoch_kept_is_said(voc_root, tmp_path, monkeypa
     assert "note:" not in invoke("train", *options, "--patience", "3", "--keep", "best").output
 
 
+def test_patience_from_a_config_file_with_the_final_epoch_kept_is_said(voc_root, tmp_path, monkeypatch):
+    """`patience: 3` in a --config YAML on the fast recipe was dropped without a word (the note
+    looked at the command line alone). A run's own config.json, which records every field, holds
+    the recipe's patience and gets no note when it is repeated."""
+    import fastseg.training.trainer
+    from fastseg.training.result import TrainResult
+
+    def fake_train(config, run_dir, **kw):
+        return TrainResult(run_dir, epochs_run=1, best_epoch=None, best_miou=None, best_pixel_accuracy=None,
+                           stopped_early=False)  # fmt: skip
+
+    monkeypatch.setattr(fastseg.training.trainer, "train", fake_train)
+    options = ["--data", voc_root, "--train-set", "train", "--epochs", "7", *TINY]
+    yaml_file = tmp_path / "my.yaml"
+    yaml_file.write_text("patience: 3\n", encoding="utf-8")
+    result = invoke("train", *options, "--out", tmp_path / "a", "--config", yaml_file)
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "patience: 3" in notes[0] and "my.yaml" in notes[0], result.output
+    assert "all 7 epochs" in notes[0] and "--keep best" in notes[0]
+    yaml_file.write_text("patience: 3\nkeep: best\n", encoding="utf-8")
+    assert "note:" not in invoke("train", *options, "--out", tmp_path / "b", "--config", yaml_file).output
+    run_config = tmp_path / "config.json"  # as a fast-recipe run writes it: every field, patience 20
+    from fastseg.training.recipes import RECIPES
+
+    fields = {"recipe": "fast", "keep": "final", "patience": RECIPES["fast"]().patience, "epochs": 7}
+    run_config.write_text(json.dumps({"train": fields}), encoding="utf-8")
+    result = invoke("train", *options, "--out", tmp_path / "c", "--config", run_config)
+    assert result.exit_code == 0 and "note:" not in result.output, result.output
+
+
 def test_patience_with_the_best_epoch_kept_is_taken(voc_root, tmp_path, monkeypatch):
     import fastseg.training.trainer
 
