@@ -9,15 +9,27 @@ bar is `cli.download.ByteBar`).
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
+import socket
+import string
 import time
 from collections.abc import Callable, Sequence
-from http.client import HTTPException, IncompleteRead
+from email.message import Message
+from http.client import HTTPConnection, HTTPException, HTTPResponse, HTTPSConnection, IncompleteRead
 from pathlib import Path
 from typing import IO, Any, Protocol
 from urllib.error import HTTPError
-from urllib.request import Request, urlopen
+from urllib.parse import quote, urljoin, urlsplit
+from urllib.request import (
+    HTTPHandler,
+    HTTPRedirectHandler,
+    HTTPSHandler,
+    OpenerDirector,
+    Request,
+    build_opener,
+)
 
 from fastseg import __version__
 from fastseg.errors import DownloadError
@@ -27,6 +39,10 @@ TIMEOUT = 30.0  # seconds without a byte before a mirror counts as down
 # A mirror sending less than this, averaged over a whole TIMEOUT, counts as down too: each read
 # has its own timeout, so a byte every 29 s kept a 2 GB download waiting for ever.
 MIN_BYTES_PER_SECOND = 1024
+# The status line and headers must all arrive within this many seconds: each read has its own
+# TIMEOUT, so a server sending them a byte at a time held the download for ever.
+HEADERS_DEADLINE = 60.0
+MAX_REDIRECTS = 10  # as urllib's own bound
 
 Progress = Callable[[int, int | None], None]  # (bytes so far, total bytes or None when unknown)
 Log = Callable[[str], None]
@@ -44,8 +60,9 @@ ProgressFactory = Callable[[str], ByteProgress]  # file name -> the progress of 
 
 
 class NotTheFile(OSError):
-    """An answer that is not the file asked for (an HTML page): that mirror's failure, like a
-    network error, so the next one is tried and the `.part` is left as it was."""
+    """An answer that is not the file asked for (an HTML page, bytes from another offset than
+    asked, a redirect not followed): that mirror's failure, like a network error, so the next one
+    is tried and the `.part` is left as it was."""
 
 
 def fetch_any(
@@ -87,35 +104,58 @@ def fetch(url: str, partial: Path, progress: Progress | None = None, timeout: fl
 
     A server that ignores Range (200) sends the file from byte 0: the bytes `partial` holds are
     compared with it and kept while they agree, so a mirror failing midway never shortens it, and
-    the `.part` of another file is replaced from its first differing byte. A 206 of a range not
-    asked for is asked again for the whole file. An HTML page (a mirror's error page or a captive
-    portal's, sent with 200) is never written. Raises `OSError` for network trouble, a cut answer
-    or a mirror slower than `MIN_BYTES_PER_SECOND` over `timeout` seconds (the caller tries another
-    mirror), and `DownloadError` when the file cannot be written.
+    the `.part` of another file is replaced from its first differing byte. A 206 of a range
+    beginning before the one asked (or not saying which) is asked again for the whole file, the
+    same way; one beginning after it leaves a gap, and fails. An HTML page (a mirror's error page
+    or a captive portal's, sent with 200) is never written. Raises `OSError` for network trouble,
+    a cut answer, headers not all there within `HEADERS_DEADLINE`, a redirect not followed
+    (`OPENER`) or a mirror slower than `MIN_BYTES_PER_SECOND` over `timeout` seconds (the caller
+    tries another mirror), and `DownloadError` when the file cannot be written.
     """
-    done = partial.stat().st_size if partial.is_file() and not partial.is_symlink() else 0
+    held = partial.stat().st_size if partial.is_file() and not partial.is_symlink() else 0
+    _fetch_from(url, partial, held, held, progress, timeout)
+
+
+def _fetch_from(url: str, partial: Path, held: int, asked: int, progress: Progress | None,
+                timeout: float) -> None:  # fmt: skip
+    """`fetch`, asking for the bytes from `asked` (0: the whole file, no Range) while `partial`
+    holds `held` bytes."""
     # Some hosts refuse urllib's default agent; an honest named one is accepted.
     headers = {"User-Agent": f"fastseg/{__version__}"}
-    if done:
-        headers["Range"] = f"bytes={done}-"
+    if asked:
+        headers["Range"] = f"bytes={asked}-"
     try:
-        response = urlopen(Request(url, headers=headers), timeout=timeout)
+        response = OPENER.open(Request(url, headers=headers), timeout=timeout)
     except HTTPError as error:
-        if error.code == 416 and done:  # Range Not Satisfiable: the part file already holds every byte
+        if error.code == 416 and asked:  # Range Not Satisfiable: the part file may hold every byte
+            _check_whole(error.headers, held)
             return
         raise
     with response:
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if media_type == "text/html":  # no data set is one; an error page would replace the .part
             raise NotTheFile("the server sent an HTML page (text/html), not the file")
-        if done and response.status == 206 and _content_range(response)[0] != done:
-            # a range we did not ask for: ask again for the whole file
-            response.close()
-            remove_file(partial)
-            fetch(url, partial, progress, timeout)
-            return
-        start = done if done and response.status == 206 else 0  # 200: the server sends everything
-        _receive(response, partial, start, done, progress, timeout)
+        # A 206 must say where its bytes begin (RFC 9110): they are written there, nowhere else.
+        first = _content_range(response)[0] if response.status == 206 else 0
+        if first != asked and response.status == 206:
+            if asked and (first is None or first < asked):  # ask again for the whole file
+                response.close()
+                _fetch_from(url, partial, held, 0, progress, timeout)
+                return
+            raise NotTheFile(f"the server sent the bytes from {first}, not from {asked} as asked"
+                             if first is not None else "a partial answer (HTTP 206) that does not say "
+                             "which bytes it holds (no readable Content-Range)")  # fmt: skip
+        _receive(response, partial, first, held, progress, timeout)
+
+
+def _check_whole(headers: Message, held: int) -> None:
+    """A 416 answered to a resume from `held`: the `.part` is whole unless the answer's
+    `Content-Range: bytes */TOTAL` names another size (then that mirror fails: a `.part` taken for
+    whole fails its MD5 and is removed, with every good byte in it). Without one, the MD5 judges."""
+    match = UNSATISFIED_RANGE.match(headers.get("Content-Range", "") if headers else "")
+    if match is not None and int(match.group(1)) != held:
+        raise NotTheFile(f"HTTP 416: the server's file has {int(match.group(1))} bytes, the partial "
+                         f"download {held}")  # fmt: skip
 
 
 def _receive(response: Any, partial: Path, start: int, held: int, progress: Progress | None,
@@ -205,15 +245,22 @@ def _total(response: Any, start: int) -> int | None:
 
 
 def _reason(error: Exception) -> str:
-    """One line saying why a URL failed: `HTTP 404 Not Found`, `[Errno 111] Connection refused`."""
+    """One line saying why a URL failed: `HTTP 404 Not Found`, `[Errno 111] Connection refused`;
+    cut short, since a server chooses its words (a reason phrase can be 64 kB long)."""
     if isinstance(error, HTTPError):
         text = f"HTTP {error.code} {error.reason}"
     else:
         text = str(getattr(error, "reason", None) or error) or type(error).__name__
-    return " ".join(text.split())
+    return _short(" ".join(text.split()), 200)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """`text`, or its first `limit` characters and `...`: a server's words in a line."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 CONTENT_RANGE = re.compile(r"\s*bytes\s+(\d+)-\d*(?:/(\d+|\*))?\s*$")
+UNSATISFIED_RANGE = re.compile(r"\s*bytes\s+\*/(\d+)\s*$")  # a 416's: the file's size
 
 
 def _content_range(response: Any) -> tuple[int | None, int | None]:
@@ -247,6 +294,125 @@ def remove_file(path: Path) -> None:
         path.unlink(missing_ok=True)
     except OSError as error:
         raise DownloadError(f"{path}: cannot remove ({error.strerror})") from None
+
+
+class _HeadersBefore(io.RawIOBase):
+    """A socket's reads that end with `TimeoutError` once `deadline` (a `time.monotonic`) passes,
+    whatever trickles in; `deadline = None` lifts it (the body has its own bound, in `_receive`)."""
+
+    def __init__(self, raw: io.RawIOBase, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self.raw, self.sock, self.deadline = raw, sock, deadline
+        self.timeout = sock.gettimeout()  # each read's own, put back after every read
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+    def readinto(self, buffer: Any) -> int | None:
+        if self.deadline is None:
+            return self.raw.readinto(buffer)
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise self.late()
+        self.sock.settimeout(left if self.timeout is None else min(self.timeout, left))
+        try:
+            return self.raw.readinto(buffer)
+        except TimeoutError:
+            if time.monotonic() < self.deadline:
+                raise  # the read's own timeout
+            raise self.late() from None
+        finally:
+            self.sock.settimeout(self.timeout)
+
+    @staticmethod
+    def late() -> TimeoutError:
+        """The mirror's failure once the deadline has passed."""
+        return TimeoutError(f"the server sent no complete headers in {HEADERS_DEADLINE:g} s")
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+class _TimedHeaders(HTTPResponse):
+    """An answer whose status line and headers (and any `100 Continue`s before them) must all
+    come within `HEADERS_DEADLINE` seconds of the first read."""
+
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        self._headers_before = _HeadersBefore(self.fp.detach(), sock, time.monotonic() + HEADERS_DEADLINE)
+        self.fp = io.BufferedReader(self._headers_before)
+
+    def begin(self) -> None:
+        super().begin()
+        self._headers_before.deadline = None
+
+
+class _HTTPConnection(HTTPConnection):
+    response_class = _TimedHeaders
+
+
+class _HTTPSConnection(HTTPSConnection):
+    response_class = _TimedHeaders
+
+
+class _HTTPHandler(HTTPHandler):
+    def http_open(self, req: Request) -> HTTPResponse:
+        return self.do_open(_HTTPConnection, req)
+
+
+class _HTTPSHandler(HTTPSHandler):
+    def do_open(self, http_class: Any, req: Request, **kwargs: Any) -> HTTPResponse:
+        return super().do_open(_HTTPSConnection, req, **kwargs)
+
+
+class _Redirects(HTTPRedirectHandler):
+    """Redirects followed only to http(s), never from https down to http (the user chose https:
+    the bytes could be read or changed on the way), at most `MAX_REDIRECTS`, never in a loop. The
+    redirect's own body is never read: urllib read it whole first, so a 302 whose body trickled or
+    never ended held the download (and its memory). A refused one is `NotTheFile`: that mirror's
+    failure. urllib followed ftp:// (in plain text, without Range) and refused file:// in its own
+    words, quoting the whole Location however long."""
+
+    def http_error_302(self, req: Request, fp: Any, code: int, msg: str, headers: Message) -> Any:
+        location = headers.get("Location", headers.get("URI"))
+        if location is None:
+            return None  # urllib's answer: `HTTP 302 Found`, the mirror's failure
+        fp.close()
+        target = _redirect_target(req.full_url, location)
+        visited = getattr(req, "visited", [req.full_url])
+        if target in visited:
+            raise NotTheFile(f"a redirect loop (back to {_short(target)})")
+        if len(visited) > MAX_REDIRECTS:
+            raise NotTheFile(f"more than {MAX_REDIRECTS} redirects")
+        new = self.redirect_request(req, fp, code, msg, headers, target)
+        new.visited = [*visited, target]
+        return self.parent.open(new, timeout=req.timeout)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+def _redirect_target(source: str, location: str) -> str:
+    """The URL a redirect from `source` to `location` leads to, or `NotTheFile` saying why it is
+    not followed. Non-ASCII is percent-encoded as urllib does (headers are read as Latin-1)."""
+    try:
+        target = urljoin(source, quote(location, encoding="iso-8859-1", safe=string.punctuation))
+        scheme = urlsplit(target).scheme.lower()
+    except ValueError:
+        raise NotTheFile(f"redirected to an address that is no URL ({_short(location)!r})") from None
+    if scheme == "http" and urlsplit(source).scheme.lower() == "https":
+        raise NotTheFile(f"redirected from https to {_short(target)}, not followed (only to https)")
+    if scheme not in ("http", "https"):
+        raise NotTheFile(f"redirected to {_short(target)}, not followed (only http and https are)")
+    return target
+
+
+# What fetches: urllib's opener, with the bounds above on headers and redirects. A URL the user
+# gives (file://, ftp://) is still opened by urllib's own handlers: that is the user's choice.
+OPENER: OpenerDirector = build_opener(_HTTPHandler, _HTTPSHandler, _Redirects)
 
 
 def silent(message: str) -> None:
