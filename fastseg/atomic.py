@@ -14,7 +14,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,7 @@ def atomic_path(path: Path | str, durable: bool = False) -> Iterator[Path]:
     keeps its previous content.
     """
     path = Path(path)
-    # `.` + `.` + `.tmp` around the name and the process id: 6 bytes ('..tmp' left one out, hidden
-    # by the id's slack: 10 digits kept, 7 at most on Linux)
-    temporary = path.with_name(f".{sibling_key(path.name, len('...tmp') + PID_DIGITS)}.{os.getpid()}.tmp")
+    temporary = path.with_name(f".{temporary_key(path.name)}.{os.getpid()}.tmp")
     try:
         yield temporary
         if durable:
@@ -73,6 +71,14 @@ def sibling_key(name: str, reserved: int) -> str:
     while start and len(os.fsencode(start)) + len(digest) + reserved > NAME_MAX:
         start = start[:-1]  # by characters: a UTF-8 name is never cut inside a character
     return start + digest
+
+
+def temporary_key(name: str) -> str:
+    """`name` as `atomic_path`'s temporary for it holds it (`.KEY.PID.tmp`), which is how a
+    cleaner tells a file's own temporaries from any other hidden file of the folder."""
+    # `.` + `.` + `.tmp` around the name and the process id: 6 bytes ('..tmp' left one out, hidden
+    # by the id's slack: 10 digits kept, 7 at most on Linux)
+    return sibling_key(name, len("...tmp") + PID_DIGITS)
 
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # the machine, not the program: a full disk or quota
@@ -131,21 +137,43 @@ def _fsync_folder(folder: Path) -> None:
 TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$")  # what `atomic_path` writes before its rename
 
 
-def remove_stale_temporaries(folder: Path | str) -> list[Path]:
+def remove_stale_temporaries(folder: Path | str, names: Iterable[str] | None = None) -> list[Path]:
     """Temporary files in `folder` left by a killed process (its rename never came): whole files
     are always under their real names, so these are only ever incomplete copies. Files of a
     process still alive (this one, or another fastseg writing there now) are left, and so are
     folders of that shape (a report or an import built beside its place), which their own
-    writers clear: one may hold an earlier report or import moved aside, to be put back."""
+    writers clear: one may hold an earlier report or import moved aside, to be put back.
+
+    `names`: only the temporaries of files of those names. A writer into a folder that is not
+    fastseg's alone (export's `--out ~/model.onnx`, predict's `--out`) gives the files it writes:
+    every hidden `.NAME.NUMBER.tmp` there was removed, another program's half-written file or a
+    user's own note (on a shared disk, a process alive on another machine looks dead here)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
+    keys = None if names is None else {temporary_key(name) for name in names}
     matches = [(entry, TEMPORARY.match(entry.name)) for entry in folder.iterdir()]
     files = [(entry, match) for entry, match in matches if match and not _real_folder(entry)]
+    if keys is not None:  # `.KEY.PID.tmp`: the key is what lies between the dot and `.PID.tmp`
+        files = [(entry, match) for entry, match in files if entry.name[1 : match.start(1) - 1] in keys]
     stale = [entry for entry, match in files if not process_alive(int(match.group(1)))]
     for entry in stale:
         entry.unlink(missing_ok=True)
     return stale
+
+
+def live_writers(folder: Path | str) -> list[tuple[int, Path]]:
+    """(process id, temporary) of each live process writing into `folder` or a folder inside it
+    now, by the temporaries `atomic_path` names after it (a predict holds its log's for its whole
+    run): a folder to be moved or replaced whole (a report's) would take their unfinished files
+    with it. This process counts as alive: a file of a dead one whose id it has is named too."""
+    found = []
+    for parent, _, files in os.walk(folder):  # links to folders are not followed; a vanished entry passes
+        for name in files:
+            match = TEMPORARY.match(name)
+            if match and process_alive(int(match.group(1))):
+                found.append((int(match.group(1)), Path(parent) / name))
+    return sorted(found)
 
 
 def _real_folder(path: Path) -> bool:

@@ -8,11 +8,16 @@ written whole or not at all (`fastseg.atomic`).
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastseg.atomic import remove_stale_temporaries
+from fastseg.atomic import DISK_FULL, process_alive, remove_stale_temporaries
 from fastseg.data.factory import open_dataset
 from fastseg.errors import CheckpointError, FastsegError, OptionError
 from fastseg.export import CALIBRATION_IMAGES, FORMATS
@@ -65,7 +70,8 @@ def export(
     if out.suffix.lower() != ONNX_SUFFIX:  # predict, report and serve tell an ONNX file by its suffix
         raise FastsegError(f"{out}: an ONNX file's name ends in {ONNX_SUFFIX} (predict, report and serve "
                            "would read any other as a torch model.pth); choose another --out")  # fmt: skip
-    remove_stale_temporaries(out.parent)  # the .model.onnx.PID.tmp of an export killed with -9
+    remove_stale_temporaries(out.parent, [out.name])  # the .model.onnx.PID.tmp of an export killed with -9
+    remove_dead_scratch()  # and an INT8 export's scratch folder
     try:  # a folder nothing can be written in (/proc, /sys): said now, not after tracing the graph
         tempfile.TemporaryFile(dir=out.parent, prefix=f".{out.name[:200]}.").close()
     except OSError as error:
@@ -93,12 +99,54 @@ def export(
     if not int8:
         save_onnx(with_description(export_graph(loaded), loaded, precision="fp32", **source), out)
         return ExportResult(out, "fp32")
-    with tempfile.TemporaryDirectory(prefix="fastseg-export-") as scratch:
+    with scratch_folder() as scratch:
         fp32 = save_onnx(with_description(export_graph(loaded), loaded, precision="fp32", **source),
-                         Path(scratch) / ONNX_FILENAME)  # fmt: skip
+                         scratch / ONNX_FILENAME)  # fmt: skip
         proto, check = quantize_checked(fp32, loaded, dataset, split.train, split.valid, calibration_images,
                                         batch_size, loader_workers(num_workers), max_drop, force,
                                         progress)  # fmt: skip
     check_record = {**check.to_dict(), "forced": force}
     save_onnx(with_description(proto, loaded, precision="int8", int8=check_record, **source), out)
     return ExportResult(out, "int8", check)
+
+
+SCRATCH_PREFIX = "fastseg-export."
+SCRATCH = re.compile(r"^fastseg-export\.(\d+)\.[a-z0-9_]{8}$")  # `tempfile.mkdtemp`'s 8 characters
+
+
+@contextmanager
+def scratch_folder() -> Iterator[Path]:
+    """A folder in the system's temporary folder for INT8's intermediate graphs (the fp32 graph,
+    the prepared one, onnxruntime's own temporaries: `tempfile.tempdir` points into it meanwhile,
+    so its `ort.quant.*` go there too), removed at the end. Named after this process
+    (`fastseg-export.PID.XXXXXXXX`): a `kill -9` (the OOM killer, in calibration) left 75 MB there
+    for VGG16-BN, for ever, and the next export removes it now (`remove_dead_scratch`). A full
+    disk there, as write(2) says it, names no file: the folder is named, so its disk, not --out's.
+    `tempfile.tempdir` is the process's: not for an export on one thread beside other work."""
+    folder = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}."))
+    before = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield folder
+    except OSError as error:
+        if error.errno in DISK_FULL and not error.filename:
+            raise OSError(error.errno, error.strerror, str(folder)) from error
+        raise
+    finally:
+        tempfile.tempdir = before
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_dead_scratch() -> list[Path]:
+    """The scratch folders (`scratch_folder`) of exports whose process is gone; another user's,
+    which this one cannot remove, are passed over."""
+    root = Path(tempfile.gettempdir())
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return []
+    dead = [entry for entry in entries if (match := SCRATCH.match(entry.name)) and entry.is_dir()
+            and not entry.is_symlink() and not process_alive(int(match.group(1)))]  # fmt: skip
+    for entry in dead:
+        shutil.rmtree(entry, ignore_errors=True)
+    return dead

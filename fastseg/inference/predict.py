@@ -24,6 +24,7 @@ from fastseg.inference.output_writer import OUTPUT_THREADS, write_outputs
 from fastseg.inference.prediction_log import (
     PredictionLog,
     csv_fields,
+    log_time,
     merge_rank_csvs,
     previous_rows,
     skipped_rows,
@@ -52,12 +53,16 @@ class PredictSummary:
     runtime: str = ""  # what ran the model: `torch bf16`, `onnxruntime int8`, ...
 
 
-def prepare_out(out: Path, force: bool = False, folders: Iterable[Path] = (), clean: bool = True) -> None:
+def prepare_out(out: Path, force: bool = False, folders: Iterable[Path] = (), clean: bool = True,
+                outputs: Iterable[Path] | None = None) -> None:  # fmt: skip
     """Create `out` and check that files can be written into it, before any image is decoded: a
     folder that cannot take the outputs would otherwise fail at the first mask. A `predictions.csv`
     there that fastseg did not write is refused unless `force` (`fastseg.outputs`), as a mask's is.
     With `clean`, the temporaries of a killed predict are removed from `out` and from the
-    `folders` this run writes into (its subfolders: `out/sub/.a.png.PID.tmp` was left forever).
+    `folders` this run writes into (its subfolders: `out/sub/.a.png.PID.tmp` was left forever):
+    given the `outputs` this run writes (masks, overlays), only theirs and its logs' (`--out` may
+    be a folder of the user's: every hidden `.NAME.NUMBER.tmp` of it was removed); without them,
+    every dead process's temporary there.
 
     `os.access` asks the kernel with the user's own rights (root passes every permission check).
     """
@@ -72,8 +77,17 @@ def prepare_out(out: Path, force: bool = False, folders: Iterable[Path] = (), cl
         kind = "a folder" if log.is_dir() else "not a regular file"
         raise FastsegError(f"{log}: {kind}, where predict writes its log; remove it or choose another --out")
     guard(log, "predictions log", force, option="--replace-foreign")
-    for folder in {out, *folders} if clean else ():  # e.g. a predict killed with -9: .predictions.csv.PID.tmp
-        remove_stale_temporaries(folder)
+    if not clean:
+        return
+    if outputs is None:
+        for folder in {out, *folders}:  # e.g. a predict killed with -9: .predictions.csv.PID.tmp
+            remove_stale_temporaries(folder)
+        return
+    names: dict[Path, set[str]] = {out: {log.name}}
+    for path in outputs:
+        names.setdefault(path.parent, set()).add(path.name)
+    for folder, written in names.items():
+        remove_stale_temporaries(folder, written)
 
 
 def predict(
@@ -128,14 +142,17 @@ def predict(
             announce(choice.line(label))
         # the main process alone clears a killed run's temporaries, before any process writes: a
         # rank on another machine (its own process ids) took the others' fresh ones for stale
-        prepare_out(out, force, {job.mask.parent for job in jobs}, clean=launch.main)
+        # its files' names (an earlier run's overlay too): the only temporaries it may clear
+        logs = [out / f"predictions.rank{rank}.csv" for rank in range(launch.world) if launch.world > 1]
+        outputs = [*(path for job in jobs for path in (job.mask, job.overlay)), *logs]
+        prepare_out(out, force, clean=launch.main, outputs=outputs)
         barrier()
         jobs, failures = jobs[launch.rank :: launch.world], failures[launch.rank :: launch.world]
         fields = csv_fields(segmenter.loaded.classes)
+        logged_ns = log_time(out / "predictions.csv") if skip_existing else None  # before it is read
         previous = previous_rows(out / "predictions.csv", fields) if skip_existing else {}
-        skipped = (
-            skipped_rows(jobs, overlay, previous, len(segmenter.loaded.classes)) if skip_existing else {}
-        )
+        classes = len(segmenter.loaded.classes)
+        skipped = skipped_rows(jobs, overlay, previous, classes, logged_ns) if skip_existing else {}
         todo = [job for job in jobs if job not in skipped]
         results = segment(segmenter, segmenter.dataset([job.source for job in todo], keep_original=overlay),
                           batch_size, loader_workers(num_workers), progress)  # fmt: skip

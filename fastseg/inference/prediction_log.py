@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -92,25 +93,53 @@ def previous_rows(path: Path, fields: list[str]) -> dict[str, list[str]]:
     return {row[0]: row for row in rows[1:] if len(row) == len(fields) and row[1]}
 
 
+def log_time(path: Path) -> int | None:
+    """When `path` (an earlier `predictions.csv`) was last written, in ns; None without one. Asked
+    before the log is read: a log replaced between the two is then taken for older than it is,
+    which only sends more masks to be read back (`skipped_rows`)."""
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
 def skipped_rows(
-    jobs: list[Job], overlay: bool, previous: dict[str, list[str]], num_classes: int
-) -> dict[Job, list]:
+    jobs: list[Job], overlay: bool, previous: dict[str, list[str]], num_classes: int,
+    logged_ns: int | None = None,
+) -> dict[Job, list]:  # fmt: skip
     """The log rows of the jobs `--skip-existing` leaves (`is_done`), with the size, time and class
     fractions of the earlier run's row, or, without one (an interrupted run writes no CSV), the
-    size and fractions read back from the mask. A mask that cannot be read is not done."""
+    size and fractions read back from the mask. A mask that cannot be read is not done, unless
+    the log lists it (`jobs._cut_short`: such a file is left).
+
+    An earlier row stands only for a mask written no later than its log (`logged_ns`, the log's
+    `log_time`; None: no row does): a run killed or stopped after rewriting some masks leaves the
+    log of the run before it, whose rows for those masks gave another model's (another `--size`'s)
+    class shares for the labels now there."""
     rows = {}
     for job in (job for job in jobs if is_done(job, overlay)):
         earlier = previous.get(logged_text(job.source))
         if earlier is not None:
-            rows[job] = [job.source, *earlier[1:3], "skipped", "", *earlier[5:]]  # its time, runtime, shares
-            continue
+            earlier = [job.source, *earlier[1:3], "skipped", "", *earlier[5:]]  # its time, runtime, shares
+            if logged_ns is not None and _written_ns(job.mask) <= logged_ns:
+                rows[job] = earlier
+                continue
         try:
             labels = read_mask(job.mask)
         except DatasetError:
+            if earlier is not None:  # no mask to read: left as the log lists it, as before
+                rows[job] = earlier
             continue
         fractions = class_fractions(labels, num_classes)
         rows[job] = csv_row(job.source, "skipped", size=labels.shape, fractions=fractions)
     return rows
+
+
+def _written_ns(path: Path) -> float:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:  # gone since `is_done` saw it: read back (and then not done)
+        return math.inf
 
 
 def merge_rank_csvs(out: Path, launch: Launch, fields: list[str]) -> Path:

@@ -28,7 +28,13 @@ from fastseg.data.factory import open_dataset
 from fastseg.errors import DatasetError, FastsegError
 from fastseg.imaging.masks import VOID_LABEL
 from fastseg.inference.ranking import DEFAULT_RANKING, RANKING_WORDS, RANKINGS, choose_examples, rank
-from fastseg.inference.report_folder import building, check_place, check_writable, remove_stale
+from fastseg.inference.report_folder import (
+    building,
+    check_not_written,
+    check_place,
+    check_writable,
+    remove_stale,
+)
 from fastseg.inference.report_page import (
     config_note,
     config_rows,
@@ -299,6 +305,7 @@ def report(
     check_place(out)
     check_writable(out)
     remove_stale(out)  # a killed report's: its earlier report back in place, or its temporaries gone
+    check_not_written(out)  # a predict writing into it now: said before the evaluation's minutes
     if out.is_file() or (out.is_dir() and any(out.iterdir())):
         guard(out, "report", force, option="--replace-foreign")  # cli/report.py
     if rank_by not in RANKINGS:

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastseg.atomic import PID_DIGITS, TEMPORARY, process_alive, sibling_key
+from fastseg.atomic import PID_DIGITS, TEMPORARY, live_writers, process_alive, sibling_key
 from fastseg.errors import FastsegError
 from fastseg.outputs import guard, written_by_fastseg
 
@@ -150,6 +150,24 @@ def check_writable(out: Path) -> None:
         raise FastsegError(f"{out}: cannot create the report folder there ({reason})") from None
 
 
+def check_not_written(out: Path) -> None:
+    """Refuse a folder some live process is writing into (its temporaries in it say so: a
+    `fastseg predict --out` there holds its log's for its whole run). Swapped out whole, the
+    folder took the writer's unfinished files with it: the predict ended in a traceback and its
+    predictions.csv was lost. Asked before the evaluation and again at the swap; a writer that
+    begins between that last look and the swap (microseconds) is not seen (no lock: predict
+    takes none, and two predicts into one folder each end whole)."""
+    out = absolute(out)
+    if not out.is_dir() or out.is_symlink():
+        return
+    writers = live_writers(out)
+    if writers:  # the file named: one a dead process left under a live one's id can be removed
+        pid, temporary = writers[0]
+        raise FastsegError(f"{out}: process {pid} is writing into it ({temporary.relative_to(out)}); "
+                           "a report replaces its folder whole: run the report when it ends, or choose "
+                           "another --out")  # fmt: skip
+
+
 def install(folder: Path, out: Path, force: bool, option: str) -> Path | None:
     """Put the finished `folder` in `out`'s place; returns where the earlier report at `out`
     went (`folder` itself after the one-step swap), None where there was none."""
@@ -161,6 +179,7 @@ def install(folder: Path, out: Path, force: bool, option: str) -> Path | None:
         except OSError as error:
             if error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
                 raise
+    check_not_written(out)  # a predict begun since the evaluation did
     guard(out, "report", force, option=option)  # it may have changed since the evaluation began
     if out.is_dir() and not out.is_symlink() and _exchange(folder, out):
         return folder  # the swap left the earlier report under the temporary name
