@@ -156,7 +156,7 @@ def remove_stale_temporaries(folder: Path | str, names: Iterable[str] | None = N
     files = [(entry, match) for entry, match in matches if match and not _real_folder(entry)]
     if keys is not None:  # `.KEY.PID.tmp`: the key is what lies between the dot and `.PID.tmp`
         files = [(entry, match) for entry, match in files if entry.name[1 : match.start(1) - 1] in keys]
-    stale = [entry for entry, match in files if not process_alive(int(match.group(1)))]
+    stale = [entry for entry, match in files if left_by_dead_process(entry, int(match.group(1)))]
     for entry in stale:
         entry.unlink(missing_ok=True)
     return stale
@@ -166,12 +166,12 @@ def live_writers(folder: Path | str) -> list[tuple[int, Path]]:
     """(process id, temporary) of each live process writing into `folder` or a folder inside it
     now, by the temporaries `atomic_path` names after it (a predict holds its log's for its whole
     run): a folder to be moved or replaced whole (a report's) would take their unfinished files
-    with it. This process counts as alive: a file of a dead one whose id it has is named too."""
+    with it."""
     found = []
     for parent, _, files in os.walk(folder):  # links to folders are not followed; a vanished entry passes
         for name in files:
             match = TEMPORARY.match(name)
-            if match and process_alive(int(match.group(1))):
+            if match and not left_by_dead_process(Path(parent) / name, int(match.group(1))):
                 found.append((int(match.group(1)), Path(parent) / name))
     return sorted(found)
 
@@ -192,3 +192,37 @@ def process_alive(pid: int) -> bool:
     except OverflowError:  # not a process id at all
         return False
     return True
+
+
+START_SLACK = 2.0  # seconds: /proc/stat's boot time is whole seconds, a start time so much less sure
+
+
+def left_by_dead_process(path: Path, pid: int) -> bool:
+    """Whether `path`, a temporary named after process `pid`, was left by a process now gone: none
+    has that id, or (Linux) the one that has it started after `path` last changed. Ids are reused:
+    a container's command is process 1, say, every time it runs, so a kill -9'd predict's
+    `.a.png.1.tmp` looked like the next run's own (this process counts as alive) and stayed, and a
+    report refused the folder as being written into. The change time (`st_ctime`, which a rename
+    sets too) only errs towards alive: a writer cannot change a file before it started."""
+    if not process_alive(pid):
+        return True
+    started = _start_time(pid)
+    if started is None:
+        return False
+    try:
+        changed = path.lstat().st_ctime
+    except OSError:  # gone meanwhile: nothing to remove
+        return False
+    return changed < started - START_SLACK
+
+
+def _start_time(pid: int) -> float | None:
+    """When process `pid` started (seconds since the epoch), from /proc; None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+        boot = next(line for line in Path("/proc/stat").read_text(encoding="utf-8").splitlines()
+                    if line.startswith("btime "))  # fmt: skip
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22; the name before ")" may hold spaces
+        return int(boot.split()[1]) + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None

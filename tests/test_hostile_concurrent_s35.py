@@ -296,3 +296,36 @@ def test_a_full_temporary_folder_during_int8_is_one_line_naming_it(run, tmp_path
     assert lines[0].startswith(f"Error: {scratch}{os.sep}fastseg-export.{os.getpid()}.")
     assert ": No space left on device; every file written before is whole" in lines[0]
     assert list(scratch.iterdir()) == [] and not out.exists()
+
+
+def test_a_temporary_older_than_the_process_of_its_id_is_stale(models, run, tmp_path, monkeypatch):
+    """Process ids are reused (a container's command is process 1 every time it runs): a killed
+    predict's `.img0.png.PID.tmp` under the id the next run has was taken for that run's own, so
+    it stayed, and a report refused the folder as being written into. A temporary that last
+    changed before the process of its id started is a dead one's. (Here the process that has the
+    id, this one, is said to have started a minute after the files were left.)"""
+    import time
+
+    import fastseg.atomic as atomic
+
+    source, out = images(tmp_path / "in", 2), tmp_path / "X"
+    out.mkdir()
+    left = [out / f".img0.png.{os.getpid()}.tmp", out / f".predictions.csv.{os.getpid()}.tmp"]
+    for path in left:
+        path.write_text("cut short")
+    real_start = atomic._start_time
+    monkeypatch.setattr(atomic, "_start_time", lambda pid: time.time() + 60 if pid == os.getpid() else
+                        real_start(pid))  # fmt: skip
+    report_arguments = ["report", "--model", run, "--out", out, "--quiet", "--num-workers", "0",
+                        "--replace-foreign"]  # fmt: skip
+    result = invoke(*report_arguments)
+    assert result.exit_code == 0 and "is writing into it" not in result.output, result.output
+    assert not [path for path in left if path.exists()]  # carried over? no: removed with the old folder
+    for path in left:
+        path.write_text("cut short")
+    assert predict(models[0], source, "--out", out).exit_code == 0
+    assert not [path.name for path in out.iterdir() if path.name.startswith(".")]
+    monkeypatch.setattr(atomic, "_start_time", real_start)  # the truth: this process wrote them
+    for path in left:
+        path.write_text("being written")
+    assert atomic.remove_stale_temporaries(out) == [] and all(path.exists() for path in left)

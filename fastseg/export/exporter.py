@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastseg.atomic import DISK_FULL, process_alive, remove_stale_temporaries
+from fastseg.atomic import DISK_FULL, left_by_dead_process, remove_stale_temporaries
 from fastseg.data.factory import open_dataset
 from fastseg.errors import CheckpointError, FastsegError, OptionError
 from fastseg.export import CALIBRATION_IMAGES, FORMATS
@@ -146,7 +146,7 @@ def remove_dead_scratch() -> list[Path]:
     except OSError:
         return []
     dead = [entry for entry in entries if (match := SCRATCH.match(entry.name)) and entry.is_dir()
-            and not entry.is_symlink() and not process_alive(int(match.group(1)))]  # fmt: skip
+            and not entry.is_symlink() and left_by_dead_process(entry, int(match.group(1)))]  # fmt: skip
     for entry in dead:
         shutil.rmtree(entry, ignore_errors=True)
     return dead
