@@ -140,9 +140,8 @@ def scratch_folder() -> Iterator[Path]:
 def remove_dead_scratch() -> list[Path]:
     """The scratch folders (`scratch_folder`) of exports whose process is gone; another user's,
     which this one cannot remove, are passed over."""
-    root = Path(tempfile.gettempdir())
-    try:
-        entries = list(root.iterdir())
+    try:  # no usable temporary folder at all (FileNotFoundError): nothing to clear in it
+        entries = list(Path(tempfile.gettempdir()).iterdir())
     except OSError:
         return []
     dead = [entry for entry in entries if (match := SCRATCH.match(entry.name)) and entry.is_dir()
