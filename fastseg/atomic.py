@@ -199,13 +199,15 @@ START_SLACK = 2.0  # seconds: /proc/stat's boot time is whole seconds, a start t
 
 def left_by_dead_process(path: Path, pid: int) -> bool:
     """Whether `path`, a temporary named after process `pid`, was left by a process now gone: none
-    has that id, or (Linux) the one that has it started after `path` last changed. Ids are reused:
-    a container's command is process 1, say, every time it runs, so a kill -9'd predict's
-    `.a.png.1.tmp` looked like the next run's own (this process counts as alive) and stayed, and a
-    report refused the folder as being written into. The change time (`st_ctime`, which a rename
-    sets too) only errs towards alive: a writer cannot change a file before it started."""
-    if not process_alive(pid):
-        return True
+    has that id, or the id is this process's and `path` last changed before it started (Linux).
+    Ids are reused: a container's command is process 1, say, every time it runs, so a kill -9'd
+    predict's `.a.png.1.tmp` looked like the next run's own and stayed, and a report refused the
+    folder as being written into. The change time (`st_ctime`, which a rename sets too) only errs
+    towards alive: a writer cannot change a file before it started. Another live process is
+    never second-guessed: a wall clock stepped forward while it writes would make its files look
+    older than its start, and removing them would break it (this process clears before it writes)."""
+    if pid != os.getpid():
+        return not process_alive(pid)
     started = _start_time(pid)
     if started is None:
         return False
