@@ -305,9 +305,10 @@ def report(
     check_place(out)
     check_writable(out)
     remove_stale(out)  # a killed report's: its earlier report back in place, or its temporaries gone
-    check_not_written(out)  # a predict writing into it now: said before the evaluation's minutes
     if out.is_file() or (out.is_dir() and any(out.iterdir())):
         guard(out, "report", force, option="--replace-foreign")  # cli/report.py
+    check_not_written(out)  # a predict writing into it now: said before the evaluation's minutes
+    # (after the guard: it walks the folder, which for a mistaken `--out ~` is the whole home)
     if rank_by not in RANKINGS:
         raise FastsegError(f"--rank-by {rank_by}: choose one of {', '.join(RANKINGS)}")
     run = RunFolder.of_model(model)

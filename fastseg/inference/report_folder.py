@@ -179,8 +179,8 @@ def install(folder: Path, out: Path, force: bool, option: str) -> Path | None:
         except OSError as error:
             if error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
                 raise
-    check_not_written(out)  # a predict begun since the evaluation did
     guard(out, "report", force, option=option)  # it may have changed since the evaluation began
+    check_not_written(out)  # a predict begun since the evaluation did
     if out.is_dir() and not out.is_symlink() and _exchange(folder, out):
         return folder  # the swap left the earlier report under the temporary name
     earlier = replaced_folder(out)
