@@ -235,6 +235,26 @@ def test_predict_removes_its_own_dead_temporaries_and_no_one_elses(models, tmp_p
     )
 
 
+def test_lr_find_removes_its_own_dead_temporaries_and_no_one_elses(tmp_path):
+    """lr-find's `--out` may be any folder of the user's: it removed every hidden
+    `.NAME.NUMBER.tmp` there whose number was no live process, as export did. Only its two
+    files' temporaries are its own to remove."""
+    from fastseg.training.lr_find import PLOT_FILENAME, SWEEP_FILENAME, LrFound, save_lr_find
+
+    out, dead = tmp_path / "mine", dead_process_id()
+    out.mkdir()
+    theirs = [out / f".notes.{dead}.tmp", out / f".lr_find.png.old.{dead}.tmp"]
+    ours = [out / f".{PLOT_FILENAME}.{dead}.tmp", out / f".{SWEEP_FILENAME}.{dead}.tmp"]
+    for path in [*theirs, *ours]:
+        path.write_text("x")
+    lrs = [1e-5 * 1.5**step for step in range(30)]
+    found = LrFound(lrs=lrs, losses=[2.0 - 0.03 * step for step in range(30)], suggestion=1e-3)
+    save_lr_find(found, out)
+    assert sorted(path.name for path in out.iterdir()) == sorted(
+        [PLOT_FILENAME, SWEEP_FILENAME, *(path.name for path in theirs)]
+    )
+
+
 KILLED_EXPORT = """
 import os, sys
 import fastseg.export.int8 as int8

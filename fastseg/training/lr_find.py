@@ -130,7 +130,7 @@ def save_lr_find(found: LrFound, out: Path, force: bool = False) -> Path:
     from fastseg.visualization.charts import save_lr_find_curve
 
     check_outputs(out, force)
-    remove_stale_temporaries(out)  # what an lr-find killed while writing left
+    remove_stale_temporaries(out, OUTPUTS)  # an lr-find killed while writing left: its own files' alone
     plot = save_lr_find_curve(found.lrs, found.losses, found.suggestion, Path(out) / PLOT_FILENAME)
     rows = "".join(f"{lr!r},{loss!r}\n" for lr, loss in zip(found.lrs, found.losses, strict=True))
     write_text(Path(out) / SWEEP_FILENAME, f"{SWEEP_HEADER}\n{rows}")
