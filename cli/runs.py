@@ -47,8 +47,9 @@ def format_table(rows: list[dict]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of rows, for scripts.")
 @user_errors
 def command(folder: Path, sort: str, reverse: bool, as_json: bool) -> None:
-    """List the run folders under FOLDER: recipe, data set, epochs run / planned, best validation
-    mIoU and pixel accuracy, test mIoU (from RUN/report/metrics.json, `fastseg report`'s default
+    """List the run folders under FOLDER: recipe, data set, epochs run / planned, validation
+    mIoU and pixel accuracy of the kept weights (the best epoch's under --keep best, the last
+    epoch's under --keep final), test mIoU (from RUN/report/metrics.json, `fastseg report`'s default
     output), time spent training, start date and status (finished / resumable / interrupted)."""
     from fastseg.runs.table import runs_table
 

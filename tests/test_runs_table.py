@@ -12,11 +12,15 @@ from cli.main import main
 HISTORY = "epoch,train_loss,valid_loss,valid_pixel_accuracy,valid_miou,time\n"
 
 
-def make_run(folder, recipe, train_set, planned, rows, state=None, checkpoint=False, report=None, when=0):
-    """A run folder as `fastseg train` leaves it, written by hand: `rows` are (miou, accuracy, time)."""
+def make_run(folder, recipe, train_set, planned, rows, state=None, checkpoint=False, report=None, when=0,
+             keep=None):  # fmt: skip
+    """A run folder as `fastseg train` leaves it, written by hand: `rows` are (miou, accuracy, time);
+    `keep` None: a config.json from before `--keep` (which kept the best epoch)."""
     folder.mkdir(parents=True)
     config = folder / "config.json"
     train = {"recipe": recipe, "data": "/data/voc", "train_set": train_set, "epochs": planned}
+    if keep is not None:
+        train["keep"] = keep
     config.write_text(json.dumps({"train": train}))
     os.utime(config, (1_800_000_000 + when, 1_800_000_000 + when))
     lines = [f"{epoch},1.0,1.0,{accuracy},{miou},{time}" for epoch, (miou, accuracy, time) in enumerate(rows)]
@@ -218,3 +222,35 @@ def test_a_config_field_of_the_wrong_type_is_a_damaged_row_naming_the_file(tmp_p
     table = CliRunner().invoke(main, ["runs", str(tmp_path)])
     assert table.exit_code == 0 and "5/train" not in table.output and "['a'" not in table.output, table.output
     assert len(table.output.strip().splitlines()) == 2 + len(TEXT_DAMAGES)
+
+
+def test_the_scores_shown_are_those_of_the_weights_the_run_keeps(tmp_path):
+    """The fast recipe keeps the final epoch (`keep: final`), yet the table showed the best
+    epoch's validation scores: a run whose model.pth scores 0.228 was listed at 0.261, above a
+    run whose kept weights were better. Under `keep: best` (and in runs from before `--keep`)
+    the best epoch is what model.pth holds."""
+    rows = [(0.26, 0.74, "00:10"), (0.23, 0.70, "00:10")]
+    make_run(tmp_path / "final", "fast", "train", 2, rows, keep="final", state={"finished": True})
+    make_run(tmp_path / "best", "seed", "train", 2, rows, keep="best", state={"finished": True}, when=1)
+    make_run(tmp_path / "old", "seed", "train", 2, rows, state={"finished": True}, when=2)
+    make_run(tmp_path / "running", "fast", "train", 9, rows, keep="final", state={"completed_epochs": 2},
+             checkpoint=True, when=3)  # fmt: skip
+    result = CliRunner().invoke(main, ["runs", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    scores = {
+        row["name"]: (row["valid_miou"], row["valid_pixel_accuracy"]) for row in json.loads(result.output)
+    }
+    assert scores == {
+        "final": (0.23, 0.70),
+        "best": (0.26, 0.74),
+        "old": (0.26, 0.74),
+        "running": (0.23, 0.70),
+    }
+
+
+def test_a_keep_rule_of_the_wrong_type_is_a_damaged_row(tmp_path):
+    make_run(tmp_path / "bad", "fast", "train", 2, [(0.26, 0.74, "00:10")], keep=["final"])
+    result = CliRunner().invoke(main, ["runs", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.output)
+    assert "keep" in row["status"] and "config.json" in row["status"], row

@@ -22,7 +22,8 @@ NUMBERS = ("epochs", "planned_epochs", "valid_miou", "valid_pixel_accuracy", "te
 SCORES = ("valid_miou", "valid_pixel_accuracy", "test_miou")  # shares: a value outside 0-1 is no score
 # config.json's fields a row shows as text: anything else there (`"data": 5`) is a damaged file,
 # never a made-up name ("5/train")
-TEXT_FIELDS = {"recipe": "a recipe's name", "data": "the data set's path", "train_set": "a list's name"}
+TEXT_FIELDS = {"recipe": "a recipe's name", "data": "the data set's path", "train_set": "a list's name",
+               "keep": "best or final"}  # fmt: skip
 # What describing one run may raise when one of its files is damaged or edited by hand.
 DAMAGE = (OSError, ValueError, TypeError, KeyError, AttributeError, IndexError, FastsegError)
 
@@ -70,16 +71,30 @@ def run_row(run: RunFolder, root: Path) -> dict[str, Any]:
     if run.file(HISTORY).is_file():
         history = run.read_history()
         row["epochs"] = len(history)
-        if len(history) and history["valid_miou"].notna().any():
-            best = history.loc[history["valid_miou"].idxmax()]
-            row["valid_miou"] = float(best["valid_miou"])
-            row["valid_pixel_accuracy"] = float(best["valid_pixel_accuracy"])
+        kept = _kept_epoch(history, train.get("keep") or "best")  # a run from before --keep: best
+        if kept is not None:
+            row["valid_miou"] = float(kept["valid_miou"])
+            row["valid_pixel_accuracy"] = float(kept["valid_pixel_accuracy"])
         row["duration"] = sum(run.read_epoch_seconds())
     report = run.read_report_metrics()  # damaged: the row says so (`checked_row`)
     exported = report and Path(str(report.get("model", ""))).suffix == ".onnx"  # not model.pth's score
     if report and not exported and report.get("subset") == "test" and report.get("mean_iou") is not None:
         row["test_miou"] = report["mean_iou"]  # checked by `checked_row`
     return row
+
+
+def _kept_epoch(history: Any, keep: str) -> Any:  # noqa: ANN401 - a pandas row, or None
+    """history.csv's row of the epoch whose weights model.pth holds (or will, for a run still
+    going): the best validation mIoU under `keep: best`, the last epoch under `keep: final` (the
+    fast recipe's). The table showed the best epoch's for both, so a fast run was listed above
+    the score of the model it made. None where no epoch has a score."""
+    scored = history[history["valid_miou"].notna()]
+    if not len(scored):
+        return None
+    if keep == "best":
+        return scored.loc[scored["valid_miou"].idxmax()]
+    last = history.iloc[-1]
+    return None if math.isnan(float(last["valid_miou"])) else last
 
 
 def _check_text_fields(train: Any, path: Path) -> None:
