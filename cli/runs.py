@@ -9,7 +9,7 @@ import click
 
 from cli.errors import user_errors
 from cli.output import say
-from fastseg.errors import shown
+from fastseg.errors import FastsegError, shown
 from fastseg.number_style import score
 from fastseg.runs.table import COLUMNS
 
@@ -53,6 +53,10 @@ def command(folder: Path, sort: str, reverse: bool, as_json: bool) -> None:
     output), time spent training, start date and status (finished / resumable / interrupted)."""
     from fastseg.runs.table import runs_table
 
+    source = click.get_current_context().get_parameter_source("folder")
+    if source is click.core.ParameterSource.DEFAULT and not folder.is_dir():
+        raise FastsegError(f"{folder}: no such folder; `fastseg train` puts runs made without --out "
+                           "there: name the folder that holds yours (fastseg runs FOLDER)")  # fmt: skip
     rows = runs_table(folder, sort=sort, reverse=reverse)
     if as_json:
         click.echo(json.dumps(rows, indent=1))

@@ -93,6 +93,16 @@ def test_runs_of_a_missing_folder_is_one_line(tmp_path):
     assert result.exit_code == 1 and result.output == f"Error: {tmp_path / 'nope'}: no such folder\n"
 
 
+def test_runs_without_a_folder_and_no_default_one_says_what_to_give(tmp_path, monkeypatch):
+    """`fastseg runs` in a folder with no outputs/runs said only "outputs/runs: no such folder",
+    which reads like a broken install: it is train's default place, and the folder is a choice."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["runs"])
+    assert result.exit_code == 1 and result.output.startswith("Error: outputs/runs: no such folder")
+    assert result.output.count("\n") == 1, result.output
+    assert "without --out" in result.output and "fastseg runs FOLDER" in result.output
+
+
 DAMAGES = {  # issue #19 (3): each of these made the whole table die with a traceback
     "last-list": lambda run: (run / "last.json").write_text("[1]"),
     "history-binary": lambda run: (run / "history.csv").write_bytes(b"\x00\xff\xfe binary"),
