@@ -7,8 +7,10 @@ a plain `fastseg` process has none and is rank 0 of 1, so single-process code pa
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -161,10 +163,15 @@ def process_group(device: torch.device) -> Iterator[None]:
     After a block that ended well, every process meets at a barrier before the group is torn
     down: without it the first process out closes its gloo connections while another may still
     be finishing its last collective, which aborts that one at exit (seen, rarely, as
-    "terminate called without an active exception" from 2-process CPU runs)."""
+    "terminate called without an active exception" from 2-process CPU runs).
+
+    A process whose peer stopped first (its own error, a kill) finds its connections closed in
+    its next collective: that is one line saying so (`peers_lost`), the peer's own line says why.
+    A block that failed lets the backend's threads finish before the process may exit
+    (`let_backend_finish`)."""
     import torch.distributed as dist
 
-    _, world = rank_and_world()
+    rank, world = rank_and_world()
     started = world > 1 and not dist.is_initialized()
     if started:
         try:
@@ -173,13 +180,63 @@ def process_group(device: torch.device) -> Iterator[None]:
             where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise FastsegError(f"cannot join the launcher's {world} processes at {where} ({first})") from None
+    ended_well = False
     try:
         yield
         if started:
             dist.barrier()
+        ended_well = True
+    except RuntimeError as error:
+        if not (started and peers_lost(error)):
+            raise
+        reason = transport_reason(error)
+        lost = f"rank {rank} of {world} lost the other processes of its launch ({reason})"
+        raise FastsegError(f"{lost}: another one stopped or stalled first; its own output says why") from None
     finally:
         if started:
             dist.destroy_process_group()
+            if not ended_well:
+                let_backend_finish()
+
+
+# How gloo words a collective that lost a peer: "[.../gloo/transport/tcp/pair.cc:561] Connection
+# closed by peer [ADDRESS]:PORT. This is typically caused by ..." (also reset, timed out); fastai
+# puts "Exception occured in `Recorder` when calling event `after_train`:" on a line before it
+GLOO_TRANSPORT = re.compile(r"^\s*\[[^\]\n]*gloo/transport/[^\]\n]*\]\s*(?P<reason>[^\n]*)", re.MULTILINE)
+
+
+def peers_lost(error: BaseException) -> bool:
+    """Whether `error` is a collective that found its connection to another process gone (gloo's
+    transport, or torch's network error): the consequence of a peer that stopped, not a bug here."""
+    import torch.distributed as dist
+
+    return isinstance(error, dist.DistNetworkError) or GLOO_TRANSPORT.search(str(error)) is not None
+
+
+def transport_reason(error: BaseException) -> str:
+    """The reason gloo gives, without its source location and its advice: "Connection closed by
+    peer [127.0.0.1]:47018"."""
+    found = GLOO_TRANSPORT.search(str(error))
+    text = found["reason"] if found else (str(error).strip().splitlines() or [type(error).__name__])[-1]
+    return text.split(". ", 1)[0].strip().rstrip(".")
+
+
+# Long enough for a thread already waiting on the GIL to take it (1 ms sufficed in every run
+# measured) with room for a busy machine's scheduler; paid only by a process that failed
+BACKEND_FINISH_SECONDS = 0.2
+
+
+def let_backend_finish() -> None:
+    """Give the backend's threads the GIL before this process may exit. Each collective launched
+    in a backward (DDP's gradient all_reduce) keeps the thread state of its caller, which holds a
+    Python object (backward's context); the gloo thread that ran it drops it afterwards and needs
+    the GIL for that. A process that failed goes from its error to the interpreter's exit in a few
+    milliseconds, without letting go of the GIL: the thread then asked for it during finalization,
+    which ends such a thread inside C++ code that may not be unwound, and the process died by
+    SIGABRT ("terminate called without an active exception") after its `Error:` line, about one
+    run in three. The group cannot be joined instead: DDP keeps it alive (and its threads with
+    it) past `destroy_process_group`. Sleeping lets go of the GIL."""
+    time.sleep(BACKEND_FINISH_SECONDS)
 
 
 def joined_group() -> Any | None:  # noqa: ANN401 - the torch.distributed module
