@@ -162,18 +162,50 @@ def remove_stale_temporaries(folder: Path | str, names: Iterable[str] | None = N
     return stale
 
 
+WALK_DEPTH = 64  # folders below the one asked: a predict's masks mirror its inputs' tree
+
+
 def live_writers(folder: Path | str) -> list[tuple[int, Path]]:
     """(process id, temporary) of each live process writing into `folder` or a folder inside it
-    now, by the temporaries `atomic_path` names after it (a predict holds its log's for its whole
-    run): a folder to be moved or replaced whole (a report's) would take their unfinished files
-    with it."""
+    (up to `WALK_DEPTH` below) now, by the temporaries `atomic_path` names after it (a predict
+    holds its log's for its whole run): a folder to be moved or replaced whole (a report's) would
+    take their unfinished files with it. Only for refusing, never for removing, so a process that
+    started after the file last changed counts as not its writer (`_written_since_start`): a
+    stray `.notes.1.tmp` under a container's process 1, or a dead predict's under a reused id,
+    refused the report for good. Walked with a stack: `os.walk` recursed, a RecursionError for a
+    tree 1,100 folders deep."""
     found = []
-    for parent, _, files in os.walk(folder):  # links to folders are not followed; a vanished entry passes
-        for name in files:
-            match = TEMPORARY.match(name)
-            if match and not left_by_dead_process(Path(parent) / name, int(match.group(1))):
-                found.append((int(match.group(1)), Path(parent) / name))
+    stack = [(Path(folder), 0)]
+    while stack:
+        parent, depth = stack.pop()
+        try:
+            entries = list(os.scandir(parent))
+        except OSError:  # vanished or unreadable meanwhile: nothing of a writer's can be seen there
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if depth < WALK_DEPTH:
+                    stack.append((Path(entry.path), depth + 1))
+                continue
+            match = TEMPORARY.match(entry.name)
+            if match and _written_since_start(Path(entry.path), int(match.group(1))):
+                found.append((int(match.group(1)), Path(entry.path)))
     return sorted(found)
+
+
+def _written_since_start(path: Path, pid: int) -> bool:
+    """Whether process `pid` may be writing `path` now: it is alive and, where /proc says when it
+    started, started before the file last changed."""
+    if left_by_dead_process(path, pid):
+        return False
+    if pid == os.getpid():
+        return True
+    started = _start_time(pid)
+    try:
+        changed = path.lstat().st_ctime
+    except OSError:  # renamed into place meanwhile: that writer is done with it
+        return False
+    return started is None or changed >= started - START_SLACK
 
 
 def _real_folder(path: Path) -> bool:
@@ -206,6 +238,8 @@ def left_by_dead_process(path: Path, pid: int) -> bool:
     towards alive: a writer cannot change a file before it started. Another live process is
     never second-guessed: a wall clock stepped forward while it writes would make its files look
     older than its start, and removing them would break it (this process clears before it writes)."""
+    if pid <= 0:  # no process has such an id (`kill(0, 0)` asks this process's group)
+        return True
     if pid != os.getpid():
         return not process_alive(pid)
     started = _start_time(pid)

@@ -155,8 +155,8 @@ def test_a_report_is_not_swapped_into_a_folder_a_predict_is_writing(run, tmp_pat
     [refused] = reports
     lines = refused.output.strip().splitlines()
     assert refused.exit_code == 1 and len(lines) == 1, refused.output
-    assert lines[0].startswith(f"Error: {tmp_path / 'X'}: process {os.getpid()} is writing into it")
-    assert "run the report when it ends, or choose another --out" in lines[0]
+    assert lines[0].startswith(f"Error: {tmp_path / 'X'}: process {os.getpid()} may be writing into it")
+    assert "run it when that process ends, or choose another --out" in lines[0]
     assert page.stat().st_mtime_ns == before  # the earlier report is untouched
     masks = sorted(path.name for path in (tmp_path / "X").glob("img*.png"))
     assert masks == [f"img{index}.png" for index in range(4)]
@@ -185,7 +185,7 @@ def test_a_predict_begun_during_the_evaluation_stops_the_swap(run, tmp_path, mon
     monkeypatch.setattr(report_module, "write_tables", predict_begins)
     refused = invoke(*report_arguments)
     assert refused.exit_code == 1 and len(refused.output.strip().splitlines()) == 1, refused.output
-    assert f"{out}: process {os.getpid()} is writing into it ({writing.name}); a report" in refused.output
+    assert f"{out}: process {os.getpid()} may be writing into it ({writing.name}); a report" in refused.output
     writing.unlink()  # the predict ends
     assert {path.name: path.stat().st_mtime_ns for path in out.iterdir()} == before
     assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".")]
@@ -339,7 +339,7 @@ def test_a_temporary_older_than_the_process_of_its_id_is_stale(models, run, tmp_
     report_arguments = ["report", "--model", run, "--out", out, "--quiet", "--num-workers", "0",
                         "--replace-foreign"]  # fmt: skip
     result = invoke(*report_arguments)
-    assert result.exit_code == 0 and "is writing into it" not in result.output, result.output
+    assert result.exit_code == 0 and "may be writing into it" not in result.output, result.output
     assert not [path for path in left if path.exists()]  # carried over? no: removed with the old folder
     for path in left:
         path.write_text("cut short")
@@ -349,3 +349,78 @@ def test_a_temporary_older_than_the_process_of_its_id_is_stale(models, run, tmp_
     for path in left:
         path.write_text("being written")
     assert atomic.remove_stale_temporaries(out) == [] and all(path.exists() for path in left)
+
+
+# --- the review of the change above ---------------------------------------------------------------
+
+
+def test_a_temporary_no_live_process_can_be_writing_never_refuses_a_report(tmp_path, monkeypatch):
+    """`live_writers` took any `.X.N.tmp` under a live id N for a writer: `.x.0.tmp` (kill(0, 0)
+    asks this process's group), or a dead predict's left under an id the kernel gave since to a
+    newer process, refused the report for good, and the line invited the user to wait for, or
+    kill, an unrelated process. A process that started after the file last changed is not its
+    writer; one that may be is named, with what to do if it is not fastseg's."""
+    import time
+
+    import fastseg.atomic as atomic
+
+    out = tmp_path / "X"
+    (out / "sub").mkdir(parents=True)
+    (out / "sub" / ".a.png.0.tmp").write_text("no process has id 0")
+    assert atomic.live_writers(out) == []
+    newer = os.getppid()  # alive; said below to have started a minute after the file was left
+    left = out / "sub" / f".a.png.{newer}.tmp"
+    left.write_text("a dead predict's, under a reused id")
+    real_start = atomic._start_time
+    monkeypatch.setattr(
+        atomic, "_start_time", lambda pid: time.time() + 60 if pid == newer else real_start(pid)
+    )
+    assert atomic.live_writers(out) == []
+    monkeypatch.setattr(atomic, "_start_time", real_start)  # the parent did start before the file
+    assert atomic.live_writers(out) == [(newer, left)]
+    from fastseg.errors import FastsegError
+    from fastseg.inference.report_folder import check_not_written
+
+    with pytest.raises(FastsegError, match=r"may be writing into it .*remove that file\)$"):
+        check_not_written(out)
+
+
+def test_a_folder_tree_deeper_than_pythons_recursion_is_walked(tmp_path):
+    """`live_writers` used `os.walk`, which recursed: a tree 1,100 folders deep under a report's
+    --out was a RecursionError traceback. It walks with a stack, `WALK_DEPTH` folders down."""
+    import fastseg.atomic as atomic
+
+    deepest = tmp_path
+    for _ in range(1100):  # one at a time: pathlib's `mkdir(parents=True)` recurses too
+        deepest = deepest / "d"
+        deepest.mkdir()
+    near = tmp_path.joinpath(*["d"] * 3) / f".a.png.{os.getpid()}.tmp"
+    near.write_text("x")
+    (deepest / f".b.png.{os.getpid()}.tmp").write_text("below WALK_DEPTH: not looked at")
+    try:
+        assert atomic.live_writers(tmp_path) == [(os.getpid(), near)]
+    finally:  # from the bottom up: shutil.rmtree (pytest's clean-up) recurses as os.walk did
+        (deepest / f".b.png.{os.getpid()}.tmp").unlink()
+        while deepest != tmp_path.joinpath(*["d"] * 3):
+            deepest.rmdir()
+            deepest = deepest.parent
+
+
+def test_a_killed_reports_folder_under_this_processs_reused_id_is_put_back(tmp_path, monkeypatch):
+    """ccdb802 saw reused ids (a container's command is process 1 on every run) for atomic
+    temporaries alone: a report killed with its earlier report moved aside left
+    `.OUT.replaced.PID.tmp`, which the next report under the same id took for its own and never
+    put back. The same start-time rule now holds for the report's and the import's folders."""
+    import time
+
+    import fastseg.atomic as atomic
+    from fastseg.inference.report_folder import REPLACED, _key, remove_stale
+
+    out = tmp_path / "report"
+    aside = tmp_path / f".{_key(out)}.{REPLACED}.{os.getpid()}.tmp"
+    aside.mkdir()
+    (aside / "report.html").write_text("the earlier report")
+    assert remove_stale(out) == [] and aside.is_dir()  # this process's own: it may be using it
+    monkeypatch.setattr(atomic, "_start_time", lambda pid: time.time() + 60)  # left before it started
+    assert remove_stale(out) == [aside]
+    assert (out / "report.html").read_text() == "the earlier report" and not aside.exists()

@@ -33,7 +33,7 @@ import numpy as np
 import yaml
 from PIL import Image, UnidentifiedImageError
 
-from fastseg.atomic import atomic_path, process_alive, write_json, write_text
+from fastseg.atomic import atomic_path, left_by_dead_process, write_json, write_text
 from fastseg.classes import MAX_CLASSES, Classes, default_colors
 from fastseg.data.factory import DATASET_FILE  # the file `--data` opens: one name for both
 from fastseg.errors import FastsegError, OptionError
@@ -211,7 +211,7 @@ def _remove_stale(out: Path) -> None:
     """A killed import's temporary folders (its process is gone). A build is partial: removed. An
     earlier import moved aside by `--force` is whole: put back if the kill came before the new one
     took its place (else it was replaced and is removed)."""
-    stale = [(folder, kind) for folder, kind, pid in _temporaries(out) if not process_alive(pid)]
+    stale = [(folder, kind) for folder, kind, pid in _temporaries(out) if left_by_dead_process(folder, pid)]
     for folder, kind in sorted(stale, key=lambda pair: pair[1] != "replaced"):
         if kind == "replaced" and not (out.exists() or out.is_symlink()):
             os.rename(folder, out)

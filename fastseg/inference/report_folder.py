@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastseg.atomic import PID_DIGITS, TEMPORARY, live_writers, process_alive, sibling_key
+from fastseg.atomic import PID_DIGITS, TEMPORARY, left_by_dead_process, live_writers, sibling_key
 from fastseg.errors import FastsegError
 from fastseg.outputs import guard, written_by_fastseg
 
@@ -163,9 +163,10 @@ def check_not_written(out: Path) -> None:
     writers = live_writers(out)
     if writers:  # the file named: one a dead process left under a live one's id can be removed
         pid, temporary = writers[0]
-        raise FastsegError(f"{out}: process {pid} is writing into it ({temporary.relative_to(out)}); "
-                           "a report replaces its folder whole: run the report when it ends, or choose "
-                           "another --out")  # fmt: skip
+        raise FastsegError(f"{out}: process {pid} may be writing into it ({temporary.relative_to(out)}); "
+                           "a report replaces its folder whole: run it when that process ends, or "
+                           "choose another --out (if no fastseg command writes there, remove that "
+                           "file)")  # fmt: skip
 
 
 def install(folder: Path, out: Path, force: bool, option: str) -> Path | None:
@@ -204,7 +205,7 @@ def remove_stale(out: Path) -> list[Path]:
     files that are not a report's move into `out`; the rest is removed. Returns what was there."""
     out, found = absolute(out), []
     for path, kind, pid in _temporaries(out):
-        if process_alive(pid):
+        if not left_by_dead_process(path, pid):  # a reused id (a container's process 1) is seen
             continue
         found.append(path)
         if kind == REPLACED and not (out.exists() or out.is_symlink()):
