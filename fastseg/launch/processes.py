@@ -191,7 +191,7 @@ def process_group(device: torch.device) -> Iterator[None]:
             raise
         reason = transport_reason(error)
         lost = f"rank {rank} of {world} lost the other processes of its launch ({reason})"
-        raise FastsegError(f"{lost}: another one stopped or stalled first; its own output says why") from None
+        raise FastsegError(f"{lost}: another one stopped first; its own output says why") from error
     finally:
         if started:
             dist.destroy_process_group()
@@ -200,9 +200,17 @@ def process_group(device: torch.device) -> Iterator[None]:
 
 
 # How gloo words a collective that lost a peer: "[.../gloo/transport/tcp/pair.cc:561] Connection
-# closed by peer [ADDRESS]:PORT. This is typically caused by ..." (also reset, timed out); fastai
-# puts "Exception occured in `Recorder` when calling event `after_train`:" on a line before it
-GLOO_TRANSPORT = re.compile(r"^\s*\[[^\]\n]*gloo/transport/[^\]\n]*\]\s*(?P<reason>[^\n]*)", re.MULTILINE)
+# closed by peer [ADDRESS]:PORT. This is typically caused by ..." (also "Read error [...]:
+# Connection reset by peer", a broken pipe); fastai puts "Exception occured in `Recorder` when
+# calling event `after_train`:" on a line before it. Only these words: gloo's other transport
+# errors ("enforce fail ... op.preamble.length <= op.nbytes", ranks disagreeing on a collective;
+# "Timed out waiting", a rank stalled or a collective missing) may be a bug here, and keep their
+# traceback.
+GLOO_TRANSPORT = re.compile(
+    r"^\s*\[(?!enforce fail)[^\]\n]*gloo/transport/[^\]\n]*\]\s*"
+    r"(?P<reason>[^\n]*?(?:by peer|Broken pipe|Connection refused)[^\n]*)",
+    re.MULTILINE,
+)
 
 
 def peers_lost(error: BaseException) -> bool:
