@@ -104,9 +104,9 @@ def test_a_redirect_to_a_local_file_is_never_read(scripted, tmp_path):
 
 def redirect_from(source: str, location: str):
     """What the redirect handler does with `302 Location: location` answered to `source`."""
-    from fastseg.data.fetch import OPENER, NotTheFile
+    from fastseg.data.fetch import NotTheFile, opener
 
-    shared = next(handler for handler in OPENER.handlers if hasattr(handler, "http_error_302"))
+    shared = next(handler for handler in opener().handlers if hasattr(handler, "http_error_302"))
     handler = type(shared)()  # a fresh one: the module's own keeps its opener
     headers = email.message.Message()
     headers["Location"] = location

@@ -9,6 +9,7 @@ bar is `cli.download.ByteBar`).
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
 import re
@@ -109,7 +110,7 @@ def fetch(url: str, partial: Path, progress: Progress | None = None, timeout: fl
     same way; one beginning after it leaves a gap, and fails. An HTML page (a mirror's error page
     or a captive portal's, sent with 200) is never written. Raises `OSError` for network trouble,
     a cut answer, headers not all there within `HEADERS_DEADLINE`, a redirect not followed
-    (`OPENER`) or a mirror slower than `MIN_BYTES_PER_SECOND` over `timeout` seconds (the caller
+    (`opener`) or a mirror slower than `MIN_BYTES_PER_SECOND` over `timeout` seconds (the caller
     tries another mirror), and `DownloadError` when the file cannot be written.
     """
     held = partial.stat().st_size if partial.is_file() and not partial.is_symlink() else 0
@@ -125,7 +126,7 @@ def _fetch_from(url: str, partial: Path, held: int, asked: int, progress: Progre
     if asked:
         headers["Range"] = f"bytes={asked}-"
     try:
-        response = OPENER.open(Request(url, headers=headers), timeout=timeout)
+        response = opener().open(Request(url, headers=headers), timeout=timeout)
     except HTTPError as error:
         if error.code == 416 and asked:  # Range Not Satisfiable: the part file may hold every byte
             _check_whole(error.headers, held)
@@ -339,7 +340,7 @@ class _HeadersBefore(io.RawIOBase):
 
 class _TimedHeaders(HTTPResponse):
     """An answer whose status line and headers (and any `100 Continue`s before them) must all
-    come within `HEADERS_DEADLINE` seconds of the first read."""
+    come within `HEADERS_DEADLINE` seconds of the request being sent (this object is made then)."""
 
     def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
         super().__init__(sock, *args, **kwargs)
@@ -410,9 +411,13 @@ def _redirect_target(source: str, location: str) -> str:
     return target
 
 
-# What fetches: urllib's opener, with the bounds above on headers and redirects. A URL the user
-# gives (file://, ftp://) is still opened by urllib's own handlers: that is the user's choice.
-OPENER: OpenerDirector = build_opener(_HTTPHandler, _HTTPSHandler, _Redirects)
+@functools.cache
+def opener() -> OpenerDirector:
+    """What fetches: urllib's opener, with the bounds above on headers and redirects. A URL the
+    user gives (file://, ftp://) is still opened by urllib's own handlers: that is the user's
+    choice. Built at the first download, not at import, as urllib builds its own: the proxy
+    variables (`https_proxy`, ...) are read then."""
+    return build_opener(_HTTPHandler, _HTTPSHandler, _Redirects)
 
 
 def silent(message: str) -> None:
