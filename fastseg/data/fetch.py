@@ -137,7 +137,7 @@ def _fetch_from(url: str, partial: Path, held: int, asked: int, progress: Progre
         if media_type == "text/html":  # no data set is one; an error page would replace the .part
             raise NotTheFile("the server sent an HTML page (text/html), not the file")
         # A 206 must say where its bytes begin (RFC 9110): they are written there, nowhere else.
-        first = _content_range(response)[0] if response.status == 206 else 0
+        first = _content_range(response.headers)[0] if response.status == 206 else 0
         if first != asked and response.status == 206:
             if asked and (first is None or first < asked):  # ask again for the whole file
                 response.close()
@@ -153,10 +153,9 @@ def _check_whole(headers: Message, held: int) -> None:
     """A 416 answered to a resume from `held`: the `.part` is whole unless the answer's
     `Content-Range: bytes */TOTAL` names another size (then that mirror fails: a `.part` taken for
     whole fails its MD5 and is removed, with every good byte in it). Without one, the MD5 judges."""
-    match = UNSATISFIED_RANGE.match(headers.get("Content-Range", "") if headers else "")
-    if match is not None and int(match.group(1)) != held:
-        raise NotTheFile(f"HTTP 416: the server's file has {int(match.group(1))} bytes, the partial "
-                         f"download {held}")  # fmt: skip
+    total = _content_range(headers)[1] if headers else None
+    if total is not None and total != held:
+        raise NotTheFile(f"HTTP 416: the server's file has {total} bytes, the partial download {held}")
 
 
 def _receive(response: Any, partial: Path, start: int, held: int, progress: Progress | None,
@@ -242,7 +241,7 @@ def _total(response: Any, start: int) -> int | None:
     length = response.headers.get("Content-Length")
     if length and length.isascii() and length.isdigit():  # not "²"
         return start + int(length)
-    return _content_range(response)[1] if response.status == 206 else None
+    return _content_range(response.headers)[1] if response.status == 206 else None
 
 
 def _reason(error: Exception) -> str:
@@ -260,18 +259,18 @@ def _short(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-CONTENT_RANGE = re.compile(r"\s*bytes\s+(\d+)-\d*(?:/(\d+|\*))?\s*$")
-UNSATISFIED_RANGE = re.compile(r"\s*bytes\s+\*/(\d+)\s*$")  # a 416's: the file's size
+# `bytes START-END/TOTAL` (a 206's), `bytes */TOTAL` (a 416's: the file's size alone)
+CONTENT_RANGE = re.compile(r"\s*bytes\s+(?:(\d+)-\d*|\*)(?:/(\d+|\*))?\s*$")
 
 
-def _content_range(response: Any) -> tuple[int | None, int | None]:
-    """A 206's `Content-Range: bytes START-END/TOTAL`: its first byte and the whole file's size
-    (None where it is missing, malformed, or `*`: unknown)."""
-    match = CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+def _content_range(headers: Message) -> tuple[int | None, int | None]:
+    """An answer's `Content-Range: bytes START-END/TOTAL` (or a 416's `bytes */TOTAL`): its first
+    byte and the whole file's size (None where it is missing, malformed, or `*`: unknown)."""
+    match = CONTENT_RANGE.match(headers.get("Content-Range", ""))
     if match is None:
         return None, None
-    total = match.group(2)
-    return int(match.group(1)), int(total) if total and total != "*" else None
+    first, total = match.groups()
+    return (int(first) if first else None), (int(total) if total and total != "*" else None)
 
 
 def _open_part(path: Path) -> IO[bytes]:
