@@ -258,9 +258,12 @@ def test_the_scores_shown_are_those_of_the_weights_the_run_keeps(tmp_path):
     }
 
 
-def test_a_keep_rule_of_the_wrong_type_is_a_damaged_row(tmp_path):
-    make_run(tmp_path / "bad", "fast", "train", 2, [(0.26, 0.74, "00:10")], keep=["final"])
+@pytest.mark.parametrize("keep", [["final"], "FINAL", "<b>newest</b>"])
+def test_a_keep_rule_train_does_not_know_is_a_damaged_row(tmp_path, keep):
+    """A `keep` of the wrong type, or a text that is no rule (it was shown as `final`)."""
+    make_run(tmp_path / "bad", "fast", "train", 2, [(0.26, 0.74, "00:10")], keep=keep)
     result = CliRunner().invoke(main, ["runs", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.output)
-    assert "keep" in row["status"] and "config.json" in row["status"], row
+    assert row["status"].startswith("damaged") and "'keep'" in row["status"], row
+    assert "config.json" in row["status"] and row["valid_miou"] is None, row

@@ -71,7 +71,7 @@ def run_row(run: RunFolder, root: Path) -> dict[str, Any]:
     if run.file(HISTORY).is_file():
         history = run.read_history()
         row["epochs"] = len(history)
-        kept = _kept_epoch(history, train.get("keep") or "best")  # a run from before --keep: best
+        kept = _kept_epoch(history, _keep_rule(train, config_path))
         if kept is not None:
             row["valid_miou"] = float(kept["valid_miou"])
             row["valid_pixel_accuracy"] = float(kept["valid_pixel_accuracy"])
@@ -95,6 +95,18 @@ def _kept_epoch(history: Any, keep: str) -> Any:  # noqa: ANN401 - a pandas row,
         return scored.loc[scored["valid_miou"].idxmax()]
     last = history.iloc[-1]
     return None if math.isnan(float(last["valid_miou"])) else last
+
+
+def _keep_rule(train: dict[str, Any], path: Path) -> str:
+    """config.json's `keep` (`best` for a run from before `--keep`, which kept the best epoch), or
+    a `FastsegError` naming the file where it is no rule `train` knows: it was shown as `final`."""
+    from fastseg.training.config import KEEP_RULES  # no fastai: the training package's plain config
+
+    keep = train.get("keep") or "best"
+    if keep not in KEEP_RULES:
+        raise FastsegError(f"{path}: 'train' field 'keep' must be one of {', '.join(KEEP_RULES)}, got "
+                           f"{str(keep)[:40]!r}")  # fmt: skip
+    return keep
 
 
 def _check_text_fields(train: Any, path: Path) -> None:
