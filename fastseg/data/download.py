@@ -96,7 +96,8 @@ def _missing_steps(resource: Resource, root: Path, folder: Path, progress: Progr
                     else file_kind(archive.stat().st_mode))  # fmt: skip
             raise DownloadError(f"{archive}: {kind} where the tar goes; remove it or choose another root")
         partial = archive.with_name(archive.name + ".part")
-        fetch_any(resource.urls, partial, root, progress=progress, log=log, timeout=timeout)
+        fetch_any(resource.urls, partial, root, progress=progress, log=log, timeout=timeout,
+                  md5=resource.md5)
         log(f"checking MD5 of {partial}")
         verify_md5(partial, resource.md5, downloaded=True)
         partial.replace(archive)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import hashlib
 import io
 import os
 import re
@@ -73,12 +74,14 @@ def fetch_any(
     progress: ProgressFactory | None = None,
     log: Log | None = None,
     timeout: float = TIMEOUT,
+    md5: str | None = None,
 ) -> None:
     """Try each URL in turn until `partial` holds the whole file; each mirror resumes the last one's bytes.
 
     Network failures move on to the next URL; if all fail, the one-line error tells the user how to
     proceed without a network. Disk errors (`DownloadError` from `fetch`) stop at once: another
-    mirror would not help.
+    mirror would not help. `md5`, the whole file's, lets `fetch` judge a mirror whose whole file
+    is shorter than the `.part`.
     """
     log = log or silent
     filename = partial.name.removesuffix(".part")
@@ -87,7 +90,7 @@ def fetch_any(
         log(f"downloading {url}")
         bar = progress(filename) if progress else None
         try:
-            fetch(url, partial, progress=bar, timeout=timeout)
+            fetch(url, partial, progress=bar, timeout=timeout, md5=md5)
             return
         except (OSError, HTTPException, ValueError) as error:  # URLError, timeouts, refusals, bad URLs
             reason = _reason(error)
@@ -100,25 +103,28 @@ def fetch_any(
     raise DownloadError(f"could not download {filename} ({tried}); put {filename} in {root} and run again")
 
 
-def fetch(url: str, partial: Path, progress: Progress | None = None, timeout: float = TIMEOUT) -> None:
+def fetch(url: str, partial: Path, progress: Progress | None = None, timeout: float = TIMEOUT,
+          md5: str | None = None) -> None:  # fmt: skip
     """Bring `partial` up to the whole of `url`, asking only for the bytes it lacks (HTTP Range).
 
     A server that ignores Range (200) sends the file from byte 0: the bytes `partial` holds are
     compared with it and kept while they agree, so a mirror failing midway never shortens it, and
     the `.part` of another file is replaced from its first differing byte. A 206 of a range
     beginning before the one asked (or not saying which) is asked again for the whole file, the
-    same way; one beginning after it leaves a gap, and fails. An HTML page (a mirror's error page
+    same way; one beginning after it leaves a gap, and fails. A whole file shorter than `partial`
+    (every byte of it agreeing) cuts `partial` to it only where its MD5 is `md5` (or none is
+    given): a mirror's stale or cut copy cost a good `.part`. An HTML page (a mirror's error page
     or a captive portal's, sent with 200) is never written. Raises `OSError` for network trouble,
     a cut answer, headers not all there within `HEADERS_DEADLINE`, a redirect not followed
     (`opener`) or a mirror slower than `MIN_BYTES_PER_SECOND` over `timeout` seconds (the caller
     tries another mirror), and `DownloadError` when the file cannot be written.
     """
     held = partial.stat().st_size if partial.is_file() and not partial.is_symlink() else 0
-    _fetch_from(url, partial, held, held, progress, timeout)
+    _fetch_from(url, partial, held, held, progress, timeout, md5)
 
 
 def _fetch_from(url: str, partial: Path, held: int, asked: int, progress: Progress | None,
-                timeout: float) -> None:  # fmt: skip
+                timeout: float, md5: str | None) -> None:  # fmt: skip
     """`fetch`, asking for the bytes from `asked` (0: the whole file, no Range) while `partial`
     holds `held` bytes."""
     # Some hosts refuse urllib's default agent; an honest named one is accepted.
@@ -141,12 +147,12 @@ def _fetch_from(url: str, partial: Path, held: int, asked: int, progress: Progre
         if first != asked and response.status == 206:
             if asked and (first is None or first < asked):  # ask again for the whole file
                 response.close()
-                _fetch_from(url, partial, held, 0, progress, timeout)
+                _fetch_from(url, partial, held, 0, progress, timeout, md5)
                 return
             raise NotTheFile(f"the server sent the bytes from {first}, not from {asked} as asked"
                              if first is not None else "a partial answer (HTTP 206) that does not say "
                              "which bytes it holds (no readable Content-Range)")  # fmt: skip
-        _receive(response, partial, first, held, progress, timeout)
+        _receive(response, partial, first, held, progress, timeout, md5)
 
 
 def _check_whole(headers: Message, held: int) -> None:
@@ -159,7 +165,7 @@ def _check_whole(headers: Message, held: int) -> None:
 
 
 def _receive(response: Any, partial: Path, start: int, held: int, progress: Progress | None,
-             timeout: float) -> None:  # fmt: skip
+             timeout: float, md5: str | None) -> None:  # fmt: skip
     """Write `response`'s body, which begins at byte `start` of the file, into `partial`, which
     holds `held` bytes: those the body also covers are compared and kept while they agree.
 
@@ -206,6 +212,14 @@ def _receive(response: Any, partial: Path, start: int, held: int, progress: Prog
                 raise ConnectionError(f"connection closed after {position} bytes, before the {held} "
                                       "already downloaded")  # fmt: skip
             try:
+                stale = md5 is not None and _md5_of_first(file, position) != md5.lower()
+            except OSError as error:
+                raise DownloadError(f"{partial}: cannot read ({error.strerror})") from None
+            if stale:
+                raise NotTheFile(f"the server's whole file has {position} bytes, fewer than the {held} "
+                                 "already downloaded, and not the MD5 expected; the partial download "
+                                 "is kept")  # fmt: skip
+            try:
                 file.truncate(position)
             except OSError as error:
                 raise DownloadError(f"{partial}: cannot write ({error.strerror})") from None
@@ -227,6 +241,19 @@ def _write_or_compare(file: IO[bytes], chunk: bytes, position: int, held: int) -
             held = position + agreed
     file.write(chunk[agreed:])
     return max(held, position + len(chunk))
+
+
+def _md5_of_first(file: IO[bytes], size: int) -> str:
+    """MD5 of `file`'s first `size` bytes (read back: only a shorter whole file asks for it)."""
+    digest = hashlib.md5(usedforsecurity=False)  # a checksum, as `archive.file_md5`
+    file.seek(0)
+    while size > 0:
+        block = file.read(min(CHUNK, size))
+        if not block:
+            break
+        digest.update(block)
+        size -= len(block)
+    return digest.hexdigest()
 
 
 def _first_difference(kept: bytes, chunk: bytes) -> int:
