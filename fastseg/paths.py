@@ -1,10 +1,13 @@
 """What a path from a user or an export names, asked without a traceback: `~` expanded as the
-shell does, and the errors asking about a path may raise (a symbolic link loop, a name past the
-file system's limit, a NUL byte) told in a few words for the one line that names it."""
+shell does, the errors asking about a path may raise (a symbolic link loop, a name past the
+file system's limit, a NUL byte) told in a few words for the one line that names it, and a
+folder's tree walked however deep it goes."""
 
 from __future__ import annotations
 
 import errno
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 # What asking about a path may raise: OSError (a name too long), ValueError (a NUL byte),
@@ -26,3 +29,54 @@ def expanded(path: Path | str) -> Path:
         return Path(path).expanduser()
     except RuntimeError:
         return Path(path)
+
+
+def walk(root: Path | str) -> Iterator[Path]:
+    """Every file and folder below `root`, as `Path(root).rglob("*")` lists them (a symbolic link
+    to a folder listed, not entered; a folder that cannot be read passed over), lazily, in no set
+    order. Walked with a stack: Python 3.11's `rglob` recursed once per level, so a tree about
+    1,000 folders deep was a RecursionError traceback from `predict`, `check-data` or `runs`."""
+    stack = [Path(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except OSError:  # unreadable, vanished, or no folder at all: as `rglob`, nothing below it
+            continue
+        for entry in entries:
+            path = folder / entry.name
+            yield path
+            try:
+                below = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                below = False
+            if below:
+                stack.append(path)
+
+
+def make_folders(path: Path | str, exist_ok: bool = True) -> None:
+    """`Path(path).mkdir(parents=True, exist_ok=exist_ok)`, the same errors, without its recursion:
+    Python 3.11's called itself once per missing folder, so a predict mirroring an input tree
+    about 1,000 folders deep ended in a RecursionError traceback."""
+    leaf = path = Path(path)
+    missing = []
+    while True:  # up to the first folder there, as `mkdir` does
+        try:
+            path.mkdir()
+        except FileNotFoundError:
+            if path.parent == path:
+                raise
+            missing.append(path)
+            path = path.parent
+            continue
+        except OSError:
+            if (path == leaf and not exist_ok) or not path.is_dir():
+                raise
+        break
+    for folder in reversed(missing):  # then down again; only the last, `path` itself, must be new
+        try:
+            folder.mkdir()
+        except OSError:
+            if (folder == leaf and not exist_ok) or not folder.is_dir():
+                raise

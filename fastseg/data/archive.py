@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fastseg.errors import DownloadError, shown
+from fastseg.paths import make_folders
 
 CHUNK = 1 << 20  # bytes per MD5 update
 # tarfile's `data` filter refusing a member while writing: what the checks before writing cannot
@@ -83,7 +84,7 @@ def safe_extract(
                                     "(free some space, or choose another root)")  # fmt: skip
             if last is not None:
                 members.sort(key=lambda member: PurePosixPath(member.name) == PurePosixPath(last))
-            target.mkdir(parents=True, exist_ok=True)
+            make_folders(target)
             extra: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
             tar.extractall(target, members=_reported(members, progress), **extra)
     except FILTER_ERRORS as error:  # a link already on disk in `target` leads out of it

@@ -22,6 +22,7 @@ from fastseg.atomic import TEMPORARY, atomic_path, remove_stale_temporaries, wri
 from fastseg.data.voc import NUM_CLASSES
 from fastseg.imaging.masks import VOID_LABEL, write_mask
 from fastseg.outputs import written_by_fastseg
+from fastseg.paths import make_folders, walk
 
 DEMO_CLASSES: tuple[int, ...] = (15, 7, 8, 1, 12)  # person, car, cat, aeroplane, dog
 # A base colour per class, far apart in RGB and from the grey background, so colour nearly
@@ -142,7 +143,7 @@ def make_demo_voc(
     _check_arguments(n_train, n_val, min_size, max_size, classes)
     voc = Path(root) / "VOCdevkit" / "VOC2012"
     for sub in DEMO_FOLDERS:
-        (voc / sub).mkdir(parents=True, exist_ok=True)
+        make_folders(voc / sub)
         remove_stale_temporaries(voc / sub)
     rng = np.random.default_rng(seed)
     ids = demo_ids(n_train + n_val)
@@ -175,7 +176,7 @@ def foreign_file(root: Path) -> Path | None:
     root = Path(root)
     voc = root / "VOCdevkit" / "VOC2012"
     folders = {root / "VOCdevkit", voc, voc / "ImageSets", *(voc / sub for sub in DEMO_FOLDERS)}
-    for path in root.rglob("*"):  # stops at the first: a real VOC's 35,000 files are not all read
+    for path in walk(root):  # stops at the first: a real VOC's 35,000 files are not all read
         if path.is_symlink() or not (path in folders if path.is_dir() else _demo_file(path, voc)):
             return path
     return None

@@ -21,7 +21,7 @@ from fastseg.data.archive import file_md5, safe_extract
 from fastseg.data.fetch import TIMEOUT, Log, ProgressFactory, fetch_any, remove_file, silent
 from fastseg.errors import DownloadError
 from fastseg.folder_lock import holding
-from fastseg.paths import UNUSABLE_PATH, expanded, path_problem
+from fastseg.paths import UNUSABLE_PATH, expanded, make_folders, path_problem
 from fastseg.progress_lines import LineThrottle
 from fastseg.structured_files import file_kind
 
@@ -70,7 +70,7 @@ def download(
         raise DownloadError(f"{resource.filename}: the expected MD5 {resource.md5!r} is no MD5 "
                             "(32 hexadecimal digits)")  # fmt: skip
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        make_folders(root)
     except OSError as error:
         raise DownloadError(f"{root}: cannot create the folder ({error.strerror})") from None
     # two at once appended to one `.part`, and the second renamed it while the first still wrote
@@ -96,8 +96,7 @@ def _missing_steps(resource: Resource, root: Path, folder: Path, progress: Progr
                     else file_kind(archive.stat().st_mode))  # fmt: skip
             raise DownloadError(f"{archive}: {kind} where the tar goes; remove it or choose another root")
         partial = archive.with_name(archive.name + ".part")
-        fetch_any(resource.urls, partial, root, progress=progress, log=log, timeout=timeout,
-                  md5=resource.md5)
+        fetch_any(resource.urls, partial, root, progress=progress, log=log, timeout=timeout, md5=resource.md5)
         log(f"checking MD5 of {partial}")
         verify_md5(partial, resource.md5, downloaded=True)
         partial.replace(archive)

@@ -23,7 +23,7 @@ from fastseg.data.split import Split, halve
 from fastseg.errors import DatasetError
 from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.imaging.masks import VOID_LABEL
-from fastseg.paths import UNUSABLE_PATH, path_problem
+from fastseg.paths import UNUSABLE_PATH, path_problem, walk
 
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif")  # lossless: a JPEG mask's edges are noise
 SINGLE_CHANNEL_MODES = ("L", "P", "1", "I", "I;16", "I;16B", "I;16L", "I;16N")
@@ -167,7 +167,7 @@ class FolderDataset(SegmentationData):
         if location.suffix == ".txt" and location.is_file():
             images = self._listed_images(split, location)
         elif location.is_dir():
-            images = sorted(path for path in location.rglob("*")
+            images = sorted(path for path in walk(location)
                             if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())  # fmt: skip
             self._note_orphan_masks(split, location, images)
         else:
@@ -270,7 +270,7 @@ class FolderDataset(SegmentationData):
         if placeholder is None or not placeholder.parent.is_dir():
             return
         stems = {self._mask_stem(image) for image in images}
-        for mask in sorted(placeholder.parent.rglob("*")):
+        for mask in sorted(walk(placeholder.parent)):
             if mask.suffix.lower() in MASK_SUFFIXES and mask.is_file() and mask.with_suffix("") not in stems:
                 self.problems.append(f"{mask}: mask without an image ({split})")
 

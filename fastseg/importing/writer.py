@@ -41,7 +41,7 @@ from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.imaging.masks import VOID_LABEL, write_mask
 from fastseg.importing import raster
 from fastseg.importing.source import BACKGROUND, ImportProblems, Item, ItemProblem, Source, outside, shown
-from fastseg.paths import UNUSABLE_PATH, path_problem
+from fastseg.paths import UNUSABLE_PATH, make_folders, path_problem, walk
 from fastseg.structured_files import StructuredFileError, load_json
 
 MARKER = ".fastseg-import.json"
@@ -141,7 +141,7 @@ def write_dataset(
     if temporary.exists():  # a dead process's that had this process id: partial, and named as ours
         shutil.rmtree(temporary)
     made = [folder for folder in [out.parent, *out.parent.parents] if not folder.exists()]
-    temporary.mkdir(parents=True)
+    make_folders(temporary, exist_ok=False)
     installed = False
     try:
         written = _write_items(source.items, splits, temporary, index, rank, classes, options, progress)
@@ -268,7 +268,7 @@ def _not_imported(out: Path) -> list[str]:
     files = marker.get("files") if isinstance(marker, dict) and marker.get("kind") == MARKER_KIND else None
     # a list of names, or the marker is damaged (edited by hand): the folder is not known to be ours
     listed = set(files) if isinstance(files, list) and all(isinstance(name, str) for name in files) else None
-    present = [path.relative_to(out).as_posix() for path in out.rglob("*") if not path.is_dir()]
+    present = [path.relative_to(out).as_posix() for path in walk(out) if not path.is_dir()]
     if listed is None:
         return present or [f"{out} (no {MARKER}: not an import's folder)"]
     return sorted(name for name in present if name != MARKER and name not in listed)
@@ -457,8 +457,8 @@ def _write_items(
     progress: Callable[[Iterable, int], Iterable] | None,
 ) -> _Written:
     for split in set(splits):
-        (temporary / "images" / split).mkdir(parents=True)
-        (temporary / "masks" / split).mkdir(parents=True)
+        make_folders(temporary / "images" / split, exist_ok=False)
+        make_folders(temporary / "masks" / split, exist_ok=False)
     palette = classes.palette()
     written = _Written()
 

@@ -19,7 +19,7 @@ import numpy as np
 from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.importing import raster
 from fastseg.importing.source import BACKGROUND, MAX_EXPORT_BYTES, Item, Layer, ReadOptions, Source, shown
-from fastseg.paths import UNUSABLE_PATH, path_problem
+from fastseg.paths import UNUSABLE_PATH, path_problem, walk
 from fastseg.structured_files import StructuredFileError, load_yaml, read_utf8
 
 NORMALISED_TOLERANCE = 1e-3  # rounding in exporters: 1.0004 is the edge, 1.2 another image
@@ -104,7 +104,7 @@ def _split_images(root: Path, given: Any, split: str, yaml_file: Path, problems:
             problems.append(f"{shown(yaml_file)}: {split}: {shown(entry[:200])!r} cannot be used ({reason})")
             continue
         if kind == "folder":
-            images += sorted(path for path in location.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES)
+            images += sorted(path for path in walk(location) if path.suffix.lower() in IMAGE_SUFFIXES)
         elif kind == "list":
             for line in location.read_text(encoding="utf-8", errors="replace").splitlines():
                 if line.strip():

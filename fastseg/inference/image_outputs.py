@@ -22,6 +22,7 @@ from fastseg.imaging.palette import colorize
 from fastseg.inference.jobs import Job
 from fastseg.inference.segmented import Segmented
 from fastseg.outputs import OVERLAY_COMMENT
+from fastseg.paths import make_folders
 
 ROWS_PER_CHUNK = 256  # rows of labels counted / overlay rows blended at a time: bounded memory
 
@@ -87,7 +88,7 @@ def save_outputs(result: Segmented, job: Job, overlay: bool) -> np.ndarray:
     labels = result.labels()
     classes = result.segmenter.loaded.class_set
     with writing(job.mask):
-        job.mask.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(job.mask.parent)
         write_mask(job.mask, labels, classes.palette())
     if overlay:
         with writing(job.overlay):

@@ -11,6 +11,7 @@ from pathlib import Path
 from fastseg.errors import FastsegError, shown
 from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.outputs import OutputRefused, guard, written_by_fastseg
+from fastseg.paths import walk
 from fastseg.structured_files import file_kind
 
 
@@ -110,7 +111,7 @@ def image_files(folder: Path, out: Path) -> list[Path]:
     would overwrite them."""
     out, root = out.resolve(), folder.resolve()
     skipped = out.relative_to(root).parts if out.is_relative_to(root) else ()
-    files = [path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()]
+    files = [path for path in walk(folder) if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()]
     if skipped:
         files = [path for path in files if path.relative_to(folder).parts[: len(skipped)] != skipped]
     elif out == root:

@@ -36,6 +36,7 @@ from pathlib import Path
 from fastseg.atomic import PID_DIGITS, TEMPORARY, left_by_dead_process, live_writers, sibling_key
 from fastseg.errors import FastsegError
 from fastseg.outputs import guard, written_by_fastseg
+from fastseg.paths import make_folders
 
 # Every file a report writes (`fastseg.inference.report`): the new report's set replaces the
 # earlier one's whole, so a grid the new report does not draw is not left from the earlier one.
@@ -92,7 +93,7 @@ def building(out: Path, force: bool = False, option: str = "--replace-foreign") 
         try:
             if folder.exists() or folder.is_symlink():  # a dead process's of the same id: partial
                 _remove(folder)
-            folder.mkdir(parents=True)
+            make_folders(folder, exist_ok=False)
             yield build
         except OSError as error:
             named = _named_in(error, folder, given)
@@ -141,7 +142,7 @@ def check_writable(out: Path) -> None:
     out = absolute(out)
     probe = building_folder(out)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(out.parent)
         if not (probe.exists() or probe.is_symlink()):  # else a dead process's, which `building` replaces
             probe.mkdir()
             probe.rmdir()

@@ -36,7 +36,7 @@ from fastseg.data.split import Split
 from fastseg.errors import CheckpointError, DatasetError, FastsegError
 from fastseg.folder_lock import LOCK, holding
 from fastseg.model.config import MODEL_FILENAME  # the model package names its file
-from fastseg.paths import expanded
+from fastseg.paths import expanded, make_folders
 from fastseg.runs import history
 from fastseg.runs.environment import git_commit, package_versions
 from fastseg.structured_files import StructuredFileError, finite_number, load_json
@@ -178,7 +178,7 @@ class RunFolder:
 
     def create(self) -> None:
         """Make the folder; with `--force`, remove our own files from it, never anything else."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        make_folders(self.path)
         for name in ARTEFACTS:
             self.file(name).unlink(missing_ok=True)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fastseg.errors import FastsegError, first_line
-from fastseg.paths import expanded
+from fastseg.paths import expanded, walk
 from fastseg.runs.folder import CONFIG, HISTORY, LAST_STATE, MODEL_FILENAME, RunFolder
 from fastseg.structured_files import load_json
 
@@ -39,7 +39,7 @@ def find_runs(root: Path) -> list[RunFolder]:
     if not root.is_dir():
         raise FastsegError(f"{root}: no such folder")
     runs = []
-    for config in sorted(root.rglob(CONFIG)):
+    for config in sorted(path for path in walk(root) if path.name == CONFIG):
         try:
             ours = isinstance(load_json(config, "run config").get("train"), dict)
         except (FastsegError, AttributeError):  # unreadable (not UTF-8, not JSON, a FIFO), or not a mapping

@@ -26,6 +26,7 @@ from fastseg.data.voc import VOC
 from fastseg.imaging.masks import VOID_LABEL
 from fastseg.imaging.normalise import IMAGENET_MEAN, IMAGENET_STD
 from fastseg.imaging.palette import colorize, colour_table
+from fastseg.paths import make_folders
 
 Drawn = TypeVar("Drawn", bound=Callable)
 
@@ -72,7 +73,7 @@ def class_legend(masks: Sequence[np.ndarray], classes: Classes = VOC) -> list[Pa
 def save_figure(figure: Figure, path: Path, text: dict[str, str] | None = None) -> Path:
     """Render `figure` to the PNG `path`, atomically; `text`: PNG text chunks to carry, such as
     the role `fastseg.outputs` recognises its own outputs by."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(path.parent)
     FigureCanvasAgg(figure)
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=100, bbox_inches="tight", metadata=text)

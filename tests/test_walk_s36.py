@@ -1,0 +1,179 @@
+"""Session 36: `fastseg.paths.walk`, the one walk of a folder's tree, against `Path.rglob("*")`,
+which Python 3.11 wrote as a recursion: a tree about 1,000 folders deep was a RecursionError
+traceback wherever a command listed a folder (predict's inputs, check-data's splits, runs)."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from model_files import save_untrained_voc_model
+from PIL import Image
+
+from cli.main import main
+from fastseg.paths import make_folders, walk
+
+DEPTH = 1100  # past Python's default recursion limit of 1,000
+
+# a tree: each entry (a folder's index, a kind) adds one file, folder, link to a folder, broken
+# link or link to an ancestor (a loop) inside an earlier folder
+ENTRIES = st.lists(st.tuples(st.integers(0, 50), st.sampled_from(["file", "folder", "up", "broken", "side"])),
+                   max_size=25)  # fmt: skip
+
+
+def build(root: Path, entries) -> None:
+    folders = [root]
+    for number, (index, kind) in enumerate(entries):
+        parent = folders[index % len(folders)]
+        path = parent / f"e{number}"
+        if kind == "file":
+            path.write_bytes(b"x")
+        elif kind == "folder":
+            path.mkdir()
+            folders.append(path)
+        elif kind == "up":
+            path.symlink_to(root, target_is_directory=True)
+        elif kind == "broken":
+            path.symlink_to(root / "nothing")
+        else:
+            path.symlink_to(folders[-1], target_is_directory=True)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(entries=ENTRIES)
+def test_walk_lists_what_rglob_lists(tmp_path_factory, entries):
+    root = tmp_path_factory.mktemp("tree")
+    build(root, entries)
+    walked = list(walk(root))
+    assert len(walked) == len(set(walked))  # each once: a loop of links is never entered
+    assert set(walked) == set(root.rglob("*"))
+
+
+def test_walk_passes_over_a_folder_it_cannot_read_as_rglob_does(tmp_path, monkeypatch):
+    """(Made unreadable by a stand-in `scandir`: CI runs as root, who reads every folder.)"""
+    (tmp_path / "closed").mkdir()
+    (tmp_path / "closed" / "a.png").write_bytes(b"x")
+    (tmp_path / "open").mkdir()
+    (tmp_path / "open" / "b.png").write_bytes(b"x")
+    real = os.scandir
+
+    def scandir(path):
+        if Path(path).name == "closed":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr("fastseg.paths.os.scandir", scandir)
+    assert set(walk(tmp_path)) == {tmp_path / "closed", tmp_path / "open", tmp_path / "open" / "b.png"}
+
+
+def test_walk_of_no_folder_is_empty(tmp_path):
+    (tmp_path / "file").write_bytes(b"x")
+    assert list(walk(tmp_path / "missing")) == list(walk(tmp_path / "file")) == []
+
+
+@pytest.fixture
+def deep(tmp_path):
+    """`tmp_path/in/d/d/.../d` (`DEPTH` folders), removed bottom-up afterwards: pytest's own
+    removal recurses too."""
+    top = tmp_path / "in"
+    top.mkdir()
+    here = os.getcwd()
+    os.chdir(top)
+    try:
+        for _ in range(DEPTH):
+            os.mkdir("d")
+            os.chdir("d")
+    finally:
+        os.chdir(here)
+    yield top
+    remove_deep(top)
+
+
+def remove_deep(top: Path) -> None:
+    """Remove `top`'s chain of `d` folders (and the files in them) from the bottom up, without
+    recursion."""
+    if not top.is_dir():
+        return
+    here = os.getcwd()
+    os.chdir(top)
+    try:
+        depth = 0
+        while os.path.isdir("d"):
+            os.chdir("d")
+            depth += 1
+        for name in os.listdir("."):
+            os.remove(name)
+        for _ in range(depth):
+            os.chdir("..")
+            for name in os.listdir("d"):
+                if name != "d":
+                    os.remove(os.path.join("d", name))
+            os.rmdir("d")
+    finally:
+        os.chdir(here)
+
+
+def test_a_tree_deeper_than_the_recursion_limit_is_walked(deep):
+    assert sum(1 for _ in walk(deep)) == DEPTH
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    return save_untrained_voc_model(tmp_path_factory.mktemp("model") / "model.pth", 32)
+
+
+def test_predict_on_a_tree_deeper_than_the_recursion_limit_writes_the_deepest_mask(
+    deep, model_file, tmp_path
+):
+    """`predict` listed its inputs with `rglob`: a RecursionError traceback. The one image at the
+    bottom is found, and its mask written at the same depth under `--out`."""
+    image = deep / Path(*["d"] * DEPTH) / "a.png"
+    Image.fromarray(np.full((16, 20, 3), 90, dtype=np.uint8)).save(image)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["predict", "--model", str(model_file), "--quiet", "--num-workers", "0",
+                                       str(deep), "--out", str(out)])  # fmt: skip
+    try:
+        assert result.exit_code == 0, result.output
+        mask = out / Path(*["d"] * DEPTH) / "a.png"
+        assert np.asarray(Image.open(mask)).shape == (16, 20)
+    finally:
+        remove_deep(out)
+
+
+def outcome(make, path):
+    try:
+        make(path)
+    except OSError as error:
+        return type(error).__name__
+    return "made" if path.is_dir() else "nothing"
+
+
+@pytest.mark.parametrize("exist_ok", [True, False])
+@pytest.mark.parametrize(
+    "case", ["new/a/b", "there", "there/a/b", "file", "file/a", "there/file/a", "link_to_there/a"]
+)
+def test_make_folders_does_what_mkdir_parents_does(tmp_path, case, exist_ok):
+    """The same folders and the same error class as `Path.mkdir(parents=True, exist_ok=...)`."""
+    results = []
+    for side in ("pathlib", "ours"):
+        root = tmp_path / side
+        (root / "there").mkdir(parents=True)
+        (root / "file").write_bytes(b"x")
+        (root / "there" / "file").write_bytes(b"x")
+        (root / "link_to_there").symlink_to(root / "there")
+        make = (lambda path: path.mkdir(parents=True, exist_ok=exist_ok)) if side == "pathlib" else (
+            lambda path: make_folders(path, exist_ok=exist_ok))  # fmt: skip
+        results.append((outcome(make, root / case), sorted(p.relative_to(root) for p in walk(root))))
+    assert results[0] == results[1]
+
+
+def test_make_folders_makes_a_chain_deeper_than_the_recursion_limit(tmp_path):
+    top = tmp_path / "top"
+    make_folders(top / Path(*["d"] * DEPTH))
+    try:
+        assert sum(1 for _ in walk(top)) == DEPTH
+    finally:
+        remove_deep(top)
