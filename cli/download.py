@@ -17,7 +17,7 @@ from cli.output import say
 # defaults are shown in `--help` at once.
 from fastseg.data.sbd import SBD_MD5, SBD_URLS
 from fastseg.data.voc import VOC_MD5, VOC_URLS
-from fastseg.errors import shown
+from fastseg.errors import quoted, shown
 
 
 def md5_text(context: click.Context, option: click.Parameter, value: str) -> str:
@@ -26,7 +26,7 @@ def md5_text(context: click.Context, option: click.Parameter, value: str) -> str
     from fastseg.data.download import MD5_TEXT
 
     if not MD5_TEXT.fullmatch(value):
-        raise click.BadParameter(f"{shown(value)[:80]!r} is no MD5 (32 hexadecimal digits)")
+        raise click.BadParameter(f"{quoted(shown(value), 80)} is no MD5 (32 hexadecimal digits)")
     return value
 
 

@@ -24,6 +24,18 @@ def shown(text: object) -> str:
     return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def clipped(text: str, limit: int = 200) -> str:
+    """`text`, or its first `limit` characters and `...`: a name, a path or another program's
+    words inside one line of ours, which a 60 kB one would swamp. The `...` says it was cut."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def quoted(text: str, limit: int = 200) -> str:
+    """`text` quoted (`repr`), cut as `clipped` does with the `...` outside the quotes, so a name
+    that itself ends in dots is not taken for a cut one."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
+
+
 def first_line(error: BaseException) -> str:
     """The first line of `error`'s message, or its type's name when it has none: a library's
     error (torch, Pillow, onnxruntime, MLflow) quoted inside one line of ours, never its

@@ -23,7 +23,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from fastseg.errors import FastsegError
+from fastseg.errors import FastsegError, clipped
 
 MAX_ALIASES = 64  # anchors reused by hand stay far below this; an alias bomb needs thousands
 MAX_BYTES = 16 * 1024 * 1024  # no config, dataset.yaml or run file comes near this
@@ -161,7 +161,7 @@ def load_yaml(path: Path | str, what: str = "YAML file") -> Any:
         problem = getattr(error, "problem", None) or type(error).__name__
         raise StructuredFileError(f"{path}: not valid YAML{where} ({problem})") from None
     except (ValueError, TypeError, OverflowError) as error:  # a tagged value it cannot build: 2001-13-99
-        reason = (str(error).splitlines() or [type(error).__name__])[0][:80]
+        reason = clipped((str(error).splitlines() or [type(error).__name__])[0], 80)
         raise StructuredFileError(f"{path}: not valid YAML ({reason})") from None
     except RecursionError:
         raise StructuredFileError(f"{path}: nested too deeply to be a {what}") from None

@@ -15,7 +15,8 @@ from urllib.request import Request
 import pytest
 from test_hostile_fetch_archive_s34 import HALF, PAYLOAD, TAR_NAME, answer_whole, download_into, scripted
 
-from fastseg.errors import DownloadError
+from fastseg.data.fetch import URL_SHOWN
+from fastseg.errors import DownloadError, clipped
 
 __all__ = ["scripted"]  # session 34's local HTTP server fixture, used here by name
 
@@ -97,7 +98,7 @@ def test_a_redirect_to_a_local_file_is_never_read(scripted, tmp_path):
     lines = []
     download_into(root, [url, url + "?mirror"], log=lines.append)
     assert failed_lines(lines) == [
-        f"failed: redirected to {secret.as_uri()}, not followed (only http and https are)"
+        f"failed: redirected to {clipped(secret.as_uri(), URL_SHOWN)}, not followed (only http and https are)"
     ]
     assert asked == [None, None]  # the second mirror fetched the file
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from fastseg.errors import DownloadError, shown
+from fastseg.errors import DownloadError, quoted, shown
 from fastseg.paths import make_folders
 
 CHUNK = 1 << 20  # bytes per MD5 update
@@ -75,7 +75,7 @@ def safe_extract(
                 problem = _problem(member, links)
                 if problem:
                     raise DownloadError(
-                        f"{archive}: refusing to extract {_shortened(member.name)} ({problem}); nothing was "
+                        f"{archive}: refusing to extract {quoted(member.name, 100)} ({problem}); nothing was "
                         "extracted"
                     )
             space = _space_problem(members, target)
@@ -145,11 +145,6 @@ def _file_size(path: Path) -> int:
     except (OSError, ValueError):
         return 0
     return status.st_size if stat.S_ISREG(status.st_mode) else 0
-
-
-def _shortened(name: str) -> str:
-    """A member's name quoted for an error line: its first 100 characters, if it is longer."""
-    return repr(name) if len(name) <= 100 else f"{name[:100]!r}..."
 
 
 def _unreadable_tar(archive: Path, error: tarfile.TarError) -> str:

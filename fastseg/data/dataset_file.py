@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fastseg.classes import MAX_CLASSES, Classes, Colour, default_colors
-from fastseg.errors import DatasetError
+from fastseg.errors import DatasetError, quoted
 from fastseg.imaging.masks import VOID_LABEL
 from fastseg.paths import UNUSABLE_PATH, path_problem
 from fastseg.structured_files import StructuredFileError, load_yaml
@@ -95,7 +95,7 @@ def read_dataset_file(path: Path) -> DatasetFile:
         try:
             (path.parent / masks).exists()
         except UNUSABLE_PATH as error:  # a name over the file system's limit
-            problems.append(f"masks: {masks[:200]!r} cannot be used ({path_problem(error)})")
+            problems.append(f"masks: {quoted(masks)} cannot be used ({path_problem(error)})")
     mask_values = _mask_values(values.get("mask_values"), len(names), mask_format, problems)
     if problems:
         raise DatasetError(lines=[f"{path}: {problem}" for problem in problems])
@@ -225,7 +225,7 @@ def _splits(root: Path, values: dict[str, Any], problems: list[str]) -> dict[str
             inside = _inside(location, root)
             kind = "folder" if location.is_dir() else "file" if location.exists() else None
         except UNUSABLE_PATH as error:  # a link loop, a name over the file system's limit
-            problems.append(f"{split}: {given[:200]!r} cannot be used ({path_problem(error)})")
+            problems.append(f"{split}: {quoted(given)} cannot be used ({path_problem(error)})")
             continue
         if not inside:
             problems.append(f"{split}: {given!r} is outside the data folder {root}; "

@@ -34,7 +34,7 @@ from urllib.request import (
 )
 
 from fastseg import __version__
-from fastseg.errors import DownloadError
+from fastseg.errors import DownloadError, clipped, quoted
 
 CHUNK = 1 << 20  # bytes per read
 TIMEOUT = 30.0  # seconds without a byte before a mirror counts as down
@@ -45,6 +45,7 @@ MIN_BYTES_PER_SECOND = 1024
 # TIMEOUT, so a server sending them a byte at a time held the download for ever.
 HEADERS_DEADLINE = 60.0
 MAX_REDIRECTS = 10  # as urllib's own bound
+URL_SHOWN = 80  # characters of a redirect's target in a line
 
 Progress = Callable[[int, int | None], None]  # (bytes so far, total bytes or None when unknown)
 Log = Callable[[str], None]
@@ -278,12 +279,7 @@ def _reason(error: Exception) -> str:
         text = f"HTTP {error.code} {error.reason}"
     else:
         text = str(getattr(error, "reason", None) or error) or type(error).__name__
-    return _short(" ".join(text.split()), 200)
-
-
-def _short(text: str, limit: int = 80) -> str:
-    """`text`, or its first `limit` characters and `...`: a server's words in a line."""
-    return text if len(text) <= limit else text[:limit] + "..."
+    return clipped(" ".join(text.split()))
 
 
 # `bytes START-END/TOTAL` (a 206's), `bytes */TOTAL` (a 416's: the file's size alone)
@@ -412,7 +408,7 @@ class _Redirects(HTTPRedirectHandler):
         target = _redirect_target(req.full_url, location)
         visited = getattr(req, "visited", [req.full_url])
         if target in visited:
-            raise NotTheFile(f"a redirect loop (back to {_short(target)})")
+            raise NotTheFile(f"a redirect loop (back to {clipped(target, URL_SHOWN)})")
         if len(visited) > MAX_REDIRECTS:
             raise NotTheFile(f"more than {MAX_REDIRECTS} redirects")
         new = self.redirect_request(req, fp, code, msg, headers, target)
@@ -429,11 +425,12 @@ def _redirect_target(source: str, location: str) -> str:
         target = urljoin(source, quote(location, encoding="iso-8859-1", safe=string.punctuation))
         scheme = urlsplit(target).scheme.lower()
     except ValueError:
-        raise NotTheFile(f"redirected to an address that is no URL ({_short(location)!r})") from None
+        raise NotTheFile(f"redirected to an address that is no URL ({quoted(location, URL_SHOWN)})") from None
+    shown = clipped(target, URL_SHOWN)
     if scheme == "http" and urlsplit(source).scheme.lower() == "https":
-        raise NotTheFile(f"redirected from https to {_short(target)}, not followed (only to https)")
+        raise NotTheFile(f"redirected from https to {shown}, not followed (only to https)")
     if scheme not in ("http", "https"):
-        raise NotTheFile(f"redirected to {_short(target)}, not followed (only http and https are)")
+        raise NotTheFile(f"redirected to {shown}, not followed (only http and https are)")
     return target
 
 

@@ -20,7 +20,7 @@ from fastseg.classes import Colour
 from fastseg.data.dataset import SegmentationData
 from fastseg.data.dataset_file import DatasetFile, read_dataset_file
 from fastseg.data.split import Split, halve
-from fastseg.errors import DatasetError
+from fastseg.errors import DatasetError, quoted
 from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.imaging.masks import VOID_LABEL
 from fastseg.paths import UNUSABLE_PATH, path_problem, walk
@@ -220,7 +220,7 @@ class FolderDataset(SegmentationData):
                 found = None if outside else next((path for path in candidates if path.is_file()), None)
             except UNUSABLE_PATH as error:  # a link loop, a name over the file system's limit
                 self.problems.append(
-                    f"{listing}:{number}: {entry[:200]!r} cannot be used ({path_problem(error)})"
+                    f"{listing}:{number}: {quoted(entry)} cannot be used ({path_problem(error)})"
                 )
                 continue
             if outside:

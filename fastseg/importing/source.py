@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import numpy as np
 
 from fastseg.classes import Colour
-from fastseg.errors import DatasetError, shown
+from fastseg.errors import DatasetError, quoted, shown
 from fastseg.paths import UNUSABLE_PATH, path_problem
 
 BACKGROUND = "background"
@@ -158,7 +158,7 @@ def image_under(base: Path, relative: str, where: str, problems: list[str]) -> P
         candidate.exists()  # raises for what pathlib does not read as "no such file"
     except UNUSABLE_PATH as error:
         problems.append(
-            f"{where}: image path {shown(relative[:200])!r} cannot be used ({path_problem(error)})"
+            f"{where}: image path {quoted(shown(relative))} cannot be used ({path_problem(error)})"
         )
         return None
     if leaves:

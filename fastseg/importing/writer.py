@@ -36,7 +36,7 @@ from PIL import Image, UnidentifiedImageError
 from fastseg.atomic import atomic_path, left_by_dead_process, write_json, write_text
 from fastseg.classes import MAX_CLASSES, Classes, default_colors
 from fastseg.data.factory import DATASET_FILE  # the file `--data` opens: one name for both
-from fastseg.errors import FastsegError, OptionError
+from fastseg.errors import FastsegError, OptionError, clipped
 from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.imaging.masks import VOID_LABEL, write_mask
 from fastseg.importing import raster
@@ -230,7 +230,7 @@ def _check_parent(out: Path) -> None:
                 break
             ancestor = ancestor.parent
     except OSError as error:
-        raise FastsegError(f"--out {shown(str(out)[:200])}: {error.strerror}") from None
+        raise FastsegError(f"--out {clipped(shown(out))}: {error.strerror}") from None
     if not ancestor.is_dir():
         raise FastsegError(f"--out {shown(out)}: {shown(ancestor)} is not a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):
@@ -574,7 +574,7 @@ def _open_image(item: Item, problems: list[str]) -> tuple[int, int, str, int] | 
             found = item.image is not None and item.image.is_file()
         except UNUSABLE_PATH as error:  # a YOLO list's line past the file system's limit, a link loop
             problems.append(
-                f"{item.where}: image {shown(str(item.image)[:200])} cannot be used ({path_problem(error)})"
+                f"{item.where}: image {clipped(shown(item.image))} cannot be used ({path_problem(error)})"
             )
             return None
         if not found:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from fastseg.errors import quoted
 from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.importing import raster
 from fastseg.importing.source import BACKGROUND, MAX_EXPORT_BYTES, Item, Layer, ReadOptions, Source, shown
@@ -44,7 +45,7 @@ def read(path: Path, options: ReadOptions) -> Source:
         try:
             root = candidate if candidate.is_dir() else root
         except UNUSABLE_PATH as error:  # a name past the file system's limit, a link loop
-            problems.append(f"{shown(yaml_file)}: path: {shown(data['path'][:200])!r} cannot be used "
+            problems.append(f"{shown(yaml_file)}: path: {quoted(shown(data['path']))} cannot be used "
                             f"({path_problem(error)})")  # fmt: skip
     if options.images is not None:
         root = options.images
@@ -101,7 +102,7 @@ def _split_images(root: Path, given: Any, split: str, yaml_file: Path, problems:
             kind = "folder" if location.is_dir() else "list" if listed else None
         except UNUSABLE_PATH as error:  # a name past the file system's limit, a link loop
             reason = path_problem(error)
-            problems.append(f"{shown(yaml_file)}: {split}: {shown(entry[:200])!r} cannot be used ({reason})")
+            problems.append(f"{shown(yaml_file)}: {split}: {quoted(shown(entry))} cannot be used ({reason})")
             continue
         if kind == "folder":
             images += sorted(path for path in walk(location) if path.suffix.lower() in IMAGE_SUFFIXES)

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from fastseg.errors import clipped
 from fastseg.imaging.geometry import content_size
 from fastseg.inference.segmented import labels_of, rows_per_band
 
@@ -126,7 +127,7 @@ def _resized(scores: np.ndarray, height: int, width: int, outputs: list[str]) ->
         text = str(error)
         if ALLOCATION_FAILURE not in text:
             raise
-        raise MemoryError(f"onnxruntime: {text[text.index(ALLOCATION_FAILURE) :][:120]}") from None
+        raise MemoryError(f"onnxruntime: {clipped(text[text.index(ALLOCATION_FAILURE) :], 120)}") from None
 
 
 def _content(logits: np.ndarray, height: int, width: int, resize: str) -> np.ndarray:

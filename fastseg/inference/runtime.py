@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from fastseg.errors import CheckpointError, FastsegError, OptionError, first_line
+from fastseg.errors import CheckpointError, FastsegError, OptionError, clipped, first_line
 from fastseg.extras import install_hint
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ class OnnxRuntime:
         except Exception as error:  # noqa: BLE001 - onnxruntime's own types (InvalidArgument, Fail, ...)
             reason = first_line(error)
             raise CheckpointError(f"{self.path}: the graph failed on a batch of shape {tuple(array.shape)} "
-                                  f"({reason[:200]})") from None  # fmt: skip
+                                  f"({clipped(reason)})") from None  # fmt: skip
 
 
 def onnx_session(path: Path, threads: int | None = None) -> Any:

@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.requests import ClientDisconnect
 
+from fastseg.errors import quoted
 from fastseg.serving.engine import Engine
 from fastseg.serving.errors import ServeError
 from fastseg.serving.settings import ServeSettings
@@ -49,7 +50,7 @@ def trusted_host(request: Request, config: Settings) -> None:
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
     if name.lower() not in config.allowed_hosts:
         raise ServeError(
-            421, f"host {host[:80]!r} is not served here (fastseg serve --host names the address)"
+            421, f"host {quoted(host, 80)} is not served here (fastseg serve --host names the address)"
         )
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from fastseg.errors import FastsegError, OptionError
+from fastseg.errors import FastsegError, OptionError, quoted
 
 POLL_SECONDS = 0.1
 STOP_SECONDS = 30  # after SIGTERM; then SIGKILL
@@ -34,7 +34,7 @@ def became_ready(url: str, timeout: float, running: Callable[[], bool] = lambda:
     `timeout` seconds. False as soon as `running()` is false: a server process that has ended
     will not become ready, and its output says why sooner than a timeout would."""
     if not url.startswith(("http://", "https://")):
-        raise OptionError(f"{url[:200]!r}: a server's http:// or https:// address")
+        raise OptionError(f"{quoted(url)}: a server's http:// or https:// address")
     if not timeout >= 0:  # NaN would never pass the deadline
         raise OptionError(f"timeout {timeout}: seconds, 0 or more")
     deadline = time.monotonic() + timeout

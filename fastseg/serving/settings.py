@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from fastseg.errors import OptionError
+from fastseg.errors import OptionError, quoted
 
 DEFAULT_HOST = "127.0.0.1"  # a laptop's model is not offered to the whole network unless asked
 DEFAULT_PORT = 8000
@@ -28,7 +28,7 @@ def check_label_studio_url(url: str | None, name: str = "label_studio_url") -> N
         return
     scheme, separator, _ = url.partition("://") if isinstance(url, str) else ("", "", "")
     if not (separator and scheme.isascii() and scheme.lower() in ("http", "https")):
-        raise OptionError(f"{name} {str(url)[:200]!r}: an http:// or https:// address")
+        raise OptionError(f"{name} {quoted(str(url))}: an http:// or https:// address")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from fastseg.errors import quoted
 from fastseg.serving.dependencies import Settings, authorised
 from fastseg.serving.errors import ServeError
 
@@ -86,6 +87,6 @@ def swagger_ui(request: Request) -> HTMLResponse:
 @router.get(ASSET_URL + "/{name}")
 def docs_asset(name: str) -> Response:
     if name not in ASSETS:
-        raise ServeError(404, f"no docs file {name[:80]!r}")
+        raise ServeError(404, f"no docs file {quoted(name, 80)}")
     headers = {"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"}
     return Response(asset(name), media_type=ASSETS[name], headers=headers)
