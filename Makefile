@@ -15,14 +15,15 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(BIN)/fastseg demo --out outputs/demo --force
 
+# -n auto: a pytest-xdist worker per core, at most 4 (tests/conftest.py); -n 0 runs in one process
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 # The edit loop: the tests not marked slow. CI runs `make test`, all of them.
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -n auto -m "not slow" -q
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
