@@ -10,6 +10,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from fastseg.errors import FastsegError, shown
+
 # What asking about a path may raise: OSError (a name too long), ValueError (a NUL byte),
 # RuntimeError (a symbolic link loop, from Python 3.11's `Path.resolve`; later versions: OSError)
 UNUSABLE_PATH = (OSError, ValueError, RuntimeError)
@@ -32,27 +34,35 @@ def expanded(path: Path | str) -> Path:
 
 
 def walk(root: Path | str) -> Iterator[Path]:
-    """Every file and folder below `root`, as `Path(root).rglob("*")` lists them (a symbolic link
-    to a folder listed, not entered; a folder that cannot be read passed over), lazily, in no set
-    order. Walked with a stack: Python 3.11's `rglob` recursed once per level, so a tree about
-    1,000 folders deep was a RecursionError traceback from `predict`, `check-data` or `runs`."""
+    """Every file and folder below `root`, as `Path(root).rglob("*")` lists them and in its order
+    (each folder's entries, then its subfolders' in turn; a symbolic link to a folder listed, not
+    entered; a folder this user may not read passed over), lazily. Walked with a stack: Python
+    3.11's `rglob` recursed once per level, so a tree about 1,000 folders deep was a
+    RecursionError traceback from `predict`, `check-data` or `runs`.
+
+    A folder that cannot be listed for another reason (a path past the system's 4,096 bytes, an
+    I/O error) raises `FastsegError` naming it: passing over it would leave its images out
+    without a word, and `rglob`'s OSError was a traceback."""
     stack = [Path(root)]
     while stack:
         folder = stack.pop()
         try:
             with os.scandir(folder) as listing:
                 entries = list(listing)
-        except OSError:  # unreadable, vanished, or no folder at all: as `rglob`, nothing below it
+        except (PermissionError, FileNotFoundError, NotADirectoryError):  # as `rglob`: not there
             continue
+        except OSError as error:
+            raise FastsegError(f"{shown(folder)}: cannot be listed ({path_problem(error)})") from None
+        folders = []
         for entry in entries:
             path = folder / entry.name
             yield path
             try:
-                below = entry.is_dir(follow_symlinks=False)
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(path)
             except OSError:
-                below = False
-            if below:
-                stack.append(path)
+                pass  # vanished meanwhile: nothing below it to list
+        stack.extend(reversed(folders))
 
 
 def make_folders(path: Path | str, exist_ok: bool = True) -> None:

@@ -14,6 +14,7 @@ from model_files import save_untrained_voc_model
 from PIL import Image
 
 from cli.main import main
+from fastseg.errors import FastsegError
 from fastseg.paths import make_folders, walk
 
 DEPTH = 1100  # past Python's default recursion limit of 1,000
@@ -49,7 +50,7 @@ def test_walk_lists_what_rglob_lists(tmp_path_factory, entries):
     build(root, entries)
     walked = list(walk(root))
     assert len(walked) == len(set(walked))  # each once: a loop of links is never entered
-    assert set(walked) == set(root.rglob("*"))
+    assert walked == list(root.rglob("*"))  # and in its order: two callers show the first found
 
 
 def test_walk_passes_over_a_folder_it_cannot_read_as_rglob_does(tmp_path, monkeypatch):
@@ -74,44 +75,51 @@ def test_walk_of_no_folder_is_empty(tmp_path):
     assert list(walk(tmp_path / "missing")) == list(walk(tmp_path / "file")) == []
 
 
+def chain(top: Path, levels: int, name: str = "d") -> Path:
+    """`top/name/name/.../name` (`levels` folders), made by stepping down (a path that long cannot
+    be named whole); returns the deepest, as a path."""
+    top.mkdir()
+    here = os.getcwd()
+    os.chdir(top)
+    try:
+        for _ in range(levels):
+            os.mkdir(name)
+            os.chdir(name)
+    finally:
+        os.chdir(here)
+    return top / Path(*[name] * levels)
+
+
 @pytest.fixture
 def deep(tmp_path):
     """`tmp_path/in/d/d/.../d` (`DEPTH` folders), removed bottom-up afterwards: pytest's own
     removal recurses too."""
     top = tmp_path / "in"
-    top.mkdir()
-    here = os.getcwd()
-    os.chdir(top)
-    try:
-        for _ in range(DEPTH):
-            os.mkdir("d")
-            os.chdir("d")
-    finally:
-        os.chdir(here)
+    chain(top, DEPTH)
     yield top
     remove_deep(top)
 
 
-def remove_deep(top: Path) -> None:
-    """Remove `top`'s chain of `d` folders (and the files in them) from the bottom up, without
-    recursion."""
+def remove_deep(top: Path, name: str = "d") -> None:
+    """Remove `top`'s chain of `name` folders (and the files in them) from the bottom up, without
+    recursion and without naming a path past the system's limit."""
     if not top.is_dir():
         return
     here = os.getcwd()
     os.chdir(top)
     try:
         depth = 0
-        while os.path.isdir("d"):
-            os.chdir("d")
+        while os.path.isdir(name):
+            os.chdir(name)
             depth += 1
-        for name in os.listdir("."):
-            os.remove(name)
+        for entry in os.listdir("."):
+            os.remove(entry)
         for _ in range(depth):
             os.chdir("..")
-            for name in os.listdir("d"):
-                if name != "d":
-                    os.remove(os.path.join("d", name))
-            os.rmdir("d")
+            for entry in os.listdir(name):
+                if entry != name:
+                    os.remove(os.path.join(name, entry))
+            os.rmdir(name)
     finally:
         os.chdir(here)
 
@@ -177,3 +185,53 @@ def test_make_folders_makes_a_chain_deeper_than_the_recursion_limit(tmp_path):
         assert sum(1 for _ in walk(top)) == DEPTH
     finally:
         remove_deep(top)
+
+
+LONG_NAME, LONG_LEVELS = "d" * 10, 420  # 4,620 bytes below the top: past Linux's 4,096
+
+
+@pytest.fixture
+def too_long(tmp_path):
+    """A chain of folders whose deepest ones no path can name, an image at its bottom."""
+    top = tmp_path / "long"
+    chain(top, LONG_LEVELS, LONG_NAME)
+    here = os.getcwd()
+    os.chdir(top)
+    try:
+        for _ in range(LONG_LEVELS):
+            os.chdir(LONG_NAME)
+        Image.fromarray(np.full((16, 20, 3), 90, dtype=np.uint8)).save("a.png")
+    finally:
+        os.chdir(here)
+    yield top
+    remove_deep(top, LONG_NAME)
+
+
+def test_a_folder_no_path_can_name_is_an_error_naming_it_not_passed_over(too_long):
+    """The review found `walk` passed over every folder it could not list: the image at the
+    bottom was left out without a word (`rglob` raised the OSError, a traceback). A folder this
+    user may not read is still passed over, as `rglob` does."""
+    with pytest.raises(FastsegError, match=r"dddddddddd: cannot be listed \(File name too long\)$"):
+        list(walk(too_long))
+
+
+def test_predict_over_a_folder_no_path_can_name_is_one_line(too_long, model_file, tmp_path):
+    result = CliRunner().invoke(main, ["predict", "--model", str(model_file), "--quiet", "--num-workers", "0",
+                                       str(too_long), "--out", str(tmp_path / "out")])  # fmt: skip
+    assert result.exit_code == 1 and result.exception is not None and isinstance(result.exception, SystemExit)
+    lines = result.output.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {too_long}/") and "File name too long" in lines[0]
+
+
+def test_a_run_whose_config_json_is_a_link_to_nothing_is_a_damaged_row(tmp_path):
+    """`rglob("config.json")` listed only names that exist, so a run folder whose config.json is
+    a link to nothing was left out of `fastseg runs` without a word; `walk` lists the link, and
+    beside the run's other files it is a damaged row naming the problem."""
+    run = tmp_path / "r1"
+    run.mkdir()
+    (run / "history.csv").write_text("epoch,train_loss\n0,1.0\n")
+    (run / "config.json").symlink_to(tmp_path / "gone.json")
+    result = CliRunner().invoke(main, ["runs", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if line.startswith("r1 "))
+    assert "damaged" in row and "No such file or directory" in row

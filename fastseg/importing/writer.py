@@ -268,7 +268,7 @@ def _not_imported(out: Path) -> list[str]:
     files = marker.get("files") if isinstance(marker, dict) and marker.get("kind") == MARKER_KIND else None
     # a list of names, or the marker is damaged (edited by hand): the folder is not known to be ours
     listed = set(files) if isinstance(files, list) and all(isinstance(name, str) for name in files) else None
-    present = [path.relative_to(out).as_posix() for path in walk(out) if not path.is_dir()]
+    present = sorted(path.relative_to(out).as_posix() for path in walk(out) if not path.is_dir())
     if listed is None:
         return present or [f"{out} (no {MARKER}: not an import's folder)"]
     return sorted(name for name in present if name != MARKER and name not in listed)
