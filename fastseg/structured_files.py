@@ -98,7 +98,7 @@ def parse_json(text: str, source: Path | str, what: str = "JSON text") -> Any:
     def finite_float(literal: str) -> float:
         value = float(literal)
         if not math.isfinite(value):  # 1e999 is inf to Python, a number too large to any reader
-            raise StructuredFileError(f"{source}: {literal[:20]} is too large a number")
+            raise StructuredFileError(f"{source}: {clipped(literal, 20)} is too large a number")
         return value
 
     def bounded_int(literal: str) -> int:

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from fastseg.errors import DatasetError
+from fastseg.errors import DatasetError, quoted
 
 SUBSETS = ("test", "val", "train")  # what `fastseg report --split` evaluates
 
@@ -49,7 +49,7 @@ class Split:
         for name in ("train", "valid", "test"):
             ids = values.get(name)
             if not isinstance(ids, list) or not all(isinstance(item, str) for item in ids):
-                raise DatasetError(f"{name!r} must be a list of image ids, got {str(ids)[:40]!r}")
+                raise DatasetError(f"{name!r} must be a list of image ids, got {quoted(str(ids), 40)}")
             escaping = [item for item in ids if not _plain_id(item)]
             if escaping:
                 raise DatasetError(f"{name!r} id {escaping[0]!r} is not a name inside the data folder")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastseg.classes import Classes, default_colors
-from fastseg.errors import CheckpointError
+from fastseg.errors import CheckpointError, clipped
 from fastseg.imaging.geometry import RESIZE_MODES, SQUISH
 from fastseg.model.config import MAX_SIZE, MIN_SIZE, MODEL_FILENAME, ModelConfig
 from fastseg.paths import expanded
@@ -150,6 +150,5 @@ def _three_finite(values: Any) -> bool:
 def _require(condition: bool, path: Path, name: str, problem: str, value: Any) -> None:
     """`CheckpointError` "PATH: field 'NAME' PROBLEM, got VALUE" unless `condition` holds."""
     if not condition:
-        shown = repr(value)
-        shown = shown if len(shown) <= 60 else f"{shown[:57]}..."  # a crafted value may be megabytes long
+        shown = clipped(repr(value), 60)  # a crafted value may be megabytes long
         raise CheckpointError(f"{path}: field {name!r} {problem}, got {shown}")

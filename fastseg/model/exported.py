@@ -15,7 +15,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from fastseg.errors import CheckpointError, first_line
+from fastseg.errors import CheckpointError, clipped, first_line
 from fastseg.model.description import FORMAT, LoadedModel, checked_fields
 from fastseg.structured_files import StructuredFileError, parse_json
 
@@ -73,7 +73,7 @@ def description_json(loaded: LoadedModel, **extra: Any) -> str:
         text = json.dumps(values, allow_nan=False)
         read_back = parse_json(text, "the model's metadata", "model description")
     except (TypeError, ValueError, RecursionError, StructuredFileError) as error:
-        reason = first_line(error)[:160]
+        reason = clipped(first_line(error), 160)
         raise CheckpointError(f"its metadata holds a value an exported file cannot carry ({reason}); "
                               "only JSON numbers, text, lists and mappings export") from None  # fmt: skip
     values[DESCRIPTION_DIGEST] = description_sha256(read_back)  # the values as predict will read them

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from fastseg.errors import FastsegError, first_line
+from fastseg.errors import FastsegError, clipped, first_line, quoted
 from fastseg.paths import expanded, walk
 from fastseg.runs.folder import CONFIG, HISTORY, LAST_STATE, MODEL_FILENAME, RunFolder
 from fastseg.structured_files import load_json
@@ -105,7 +105,7 @@ def _keep_rule(train: dict[str, Any], path: Path) -> str:
     keep = train.get("keep") or "best"
     if keep not in KEEP_RULES:
         raise FastsegError(f"{path}: 'train' field 'keep' must be one of {', '.join(KEEP_RULES)}, got "
-                           f"{str(keep)[:40]!r}")  # fmt: skip
+                           f"{quoted(str(keep), 40)}")  # fmt: skip
     return keep
 
 
@@ -155,7 +155,7 @@ def checked_row(run: RunFolder, root: Path) -> dict[str, Any]:
     except DAMAGE as error:
         reason = first_line(error)
         row = {name: None for name in COLUMNS}
-        status = f"damaged ({type(error).__name__}: {reason[:240]})"  # room for the file's path
+        status = f"damaged ({type(error).__name__}: {clipped(reason, 240)})"  # room for the file's path
         row.update(name=_name(run, root), epochs=0, status=status)
         return row
     unreadable = [name for name in NUMBERS if row[name] is not None and not _number(row[name])]

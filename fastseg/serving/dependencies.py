@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.requests import ClientDisconnect
 
-from fastseg.errors import quoted
+from fastseg.errors import clipped, quoted
 from fastseg.serving.engine import Engine
 from fastseg.serving.errors import ServeError
 from fastseg.serving.settings import ServeSettings
@@ -103,7 +103,7 @@ async def body(request: Request, config: Settings) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise ServeError(400, f"Content-Length {declared[:40]!r} is not a number")
+            raise ServeError(400, f"Content-Length {quoted(declared, 40)} is not a number")
         if int(declared) > limit:
             raise ServeError(
                 413, f"body of {int(declared)} bytes is over the limit of {limit} (--max-upload-mb)"
@@ -145,7 +145,7 @@ async def upload(request: Request, raw: Body) -> Upload:
         return multipart_file(raw, content_type)
     if kind.startswith(RAW_TYPES):
         return Upload(raw, "")
-    shown = kind[:60] or "none"
+    shown = clipped(kind, 60) or "none"
     raise ServeError(415, f"content type {shown}: send multipart/form-data with a '{FILE_FIELD}' field, "
                           "or the image itself as image/*")  # fmt: skip
 
