@@ -17,10 +17,13 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """`-n auto`: one worker per core this process may use, at most `MAX_WORKERS`. The suite keeps
-    about 1.4 of 2 cores busy alone (process starts, waits on subprocesses and servers); two
-    workers took it from 18-22 min to about 12 on 2 cores."""
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """`-n auto`: one worker per core this process may use, at most `MAX_WORKERS`, unless
+    PYTEST_XDIST_AUTO_NUM_WORKERS says otherwise (None: xdist reads it). The suite keeps about
+    1.4 of 2 cores busy alone (process starts, waits on subprocesses and servers); two workers
+    took it from 18-22 min to about 12 on 2 cores."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
     return max(1, min(cores(), MAX_WORKERS))
 
 
