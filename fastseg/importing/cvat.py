@@ -323,9 +323,11 @@ def _box(x0: float, y0: float, x1: float, y1: float, rotation: float) -> tuple[n
     corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
     if rotation == 0:
         return corners, corners
-    angle, centre = math.radians(rotation), corners.mean(axis=0)
+    # halves first: corners at +-1e308 summed to inf (a centre of "inf", a warning on stderr)
+    angle, centre = math.radians(rotation), np.array([x0 / 2 + x1 / 2, y0 / 2 + y1 / 2])
     turn = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    return (corners - centre) @ turn.T + centre, centre[None]
+    with np.errstate(over="ignore", invalid="ignore"):  # corners past float's range: named when drawn
+        return (corners - centre) @ turn.T + centre, centre[None]
 
 
 def _ellipse(cx: float, cy: float, rx: float, ry: float, rotation: float) -> tuple[np.ndarray, np.ndarray]:

@@ -25,6 +25,7 @@ from fastseg.extras import install_hint
 from fastseg.importing.source import Item, ItemProblem, shown
 
 EXTRA = "import"  # setup.cfg's extra that brings pycocotools
+REACH = 8  # image sizes beyond an edge past which a polygon is cut before pycocotools draws it
 NOT_A_LABEL = 256  # in a label PNG's lookup table: a value the data set does not define
 # what Pillow raises for a mask it cannot read: a damaged file, or more pixels than it opens
 UNREADABLE = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
@@ -42,10 +43,55 @@ def coco_mask_module():  # noqa: ANN201 - pycocotools.mask, typed by pycocotools
 
 
 def polygons(flat_polygons: Sequence[Sequence[float]], height: int, width: int) -> np.ndarray:
-    """Bool `(H, W)`: the union of polygons given as flat [x1, y1, x2, y2, ...] pixel lists."""
+    """Bool `(H, W)`: the union of polygons given as flat [x1, y1, x2, y2, ...] pixel lists.
+
+    A polygon reaching further than `REACH` image sizes beyond an edge (a CVAT ellipse or turned
+    box, whose centre alone is checked, with a radius of 1e9) is cut to that window first
+    (`within_reach`): pycocotools walks every edge at 5 points a pixel in C ints, so such a vertex
+    took memory in proportion to its distance, overflowed (an empty mask) or killed the process
+    (SIGSEGV). A polygon within the window is drawn exactly as given; a cut one covers the same part
+    of the image up to pycocotools' rounding of each vertex to a fifth of a pixel (a border pixel
+    along an edge that was cut may differ)."""
     mask = coco_mask_module()
-    rles = mask.frPyObjects([[float(value) for value in polygon] for polygon in flat_polygons], height, width)
+    reachable = [
+        within_reach([float(value) for value in polygon], height, width) for polygon in flat_polygons
+    ]
+    reachable = [polygon for polygon in reachable if polygon]  # []: wholly outside the window
+    if not reachable:
+        return np.zeros((height, width), dtype=bool)
+    rles = mask.frPyObjects(reachable, height, width)
     return mask.decode(mask.merge(rles)).view(bool)  # (H, W) column-major, as COCO stores masks
+
+
+def within_reach(flat: list[float], height: int, width: int) -> list[float]:
+    """`flat` unchanged when every vertex lies within `REACH` image sizes of the image, else
+    the polygon cut to that window (Sutherland-Hodgman, one window edge at a time): the same area
+    inside the image, a drawing of bounded cost; [] when nothing of it is inside the window.
+    `ItemProblem` for a coordinate that is no finite number (a turned box whose corners left
+    float's range)."""
+    points = np.asarray(flat, dtype=np.float64).reshape(-1, 2)
+    reach = float(REACH * max(height, width))
+    low, high = np.array([-reach, -reach]), np.array([width + reach, height + reach])
+    if not np.isfinite(points).all():
+        raise ItemProblem("its outline's coordinates are not finite numbers")
+    if ((points >= low) & (points <= high)).all():
+        return flat
+    for axis in (0, 1):
+        for bound, keeps in ((low[axis], np.greater_equal), (high[axis], np.less_equal)):
+            following = np.roll(points, -1, axis=0)
+            kept, next_kept = keeps(points[:, axis], bound), keeps(following[:, axis], bound)
+            with np.errstate(divide="ignore", invalid="ignore"):  # halves: no overflow at 1e308
+                share = (bound / 2 - points[:, axis] / 2) / (following[:, axis] / 2 - points[:, axis] / 2)
+            share = np.where(kept != next_kept, share, 0.0)[:, None]
+            crossing = points * (1 - share) + following * share
+            crossing[:, axis] = bound
+            # each edge gives its start (if kept) and its crossing of the bound (if it crosses)
+            points = np.stack([points, crossing], axis=1)[np.stack([kept, kept != next_kept], axis=1)]
+            if len(points) < 3:
+                return []
+    if not np.isfinite(points).all():
+        raise ItemProblem("its outline's coordinates are not finite numbers")
+    return points.ravel().tolist()
 
 
 def coco_rle(rle: dict, height: int, width: int) -> np.ndarray:

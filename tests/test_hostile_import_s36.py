@@ -1,0 +1,75 @@
+"""`fastseg import`: what a stranger's hostile pass (session 36) found in the readers, each a test
+that failed before its fix. Every import runs in a child process where a crash is possible: a
+segmentation fault in pycocotools would take pytest with it."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fastseg.importing.writer import MARKER
+
+ONE_CAR = "<meta><task><labels><label><name>car</name><color>#fa3253</color></label></labels></task></meta>"
+
+
+def write_image(path, width=40, height=30):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
+def import_in_child(*arguments):
+    """`fastseg import ARGUMENTS` in its own process: (exit status, stdout + stderr)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "from cli.main import main; main()", "import", *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def cvat_export(root, shape):
+    """annotations.xml: image a.png (40x30) holding `shape`, image b.png with nothing."""
+    write_image(root / "images" / "a.png")
+    write_image(root / "images" / "b.png")
+    (root / "annotations.xml").write_text(
+        f'<annotations>{ONE_CAR}<image id="0" name="a.png" width="40" height="30">{shape}</image>'
+        '<image id="1" name="b.png" width="40" height="30"/></annotations>'
+    )
+    return root / "annotations.xml"
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        '<ellipse label="car" cx="20" cy="15" rx="1e9" ry="1e9"/>',  # was a segmentation fault
+        '<ellipse label="car" cx="20" cy="15" rx="1e300" ry="1e300"/>',  # was a segmentation fault
+        '<box label="car" xtl="-1e12" ytl="-1e12" xbr="1e12" ybr="1e12" rotation="10"/>',  # was empty
+    ],
+)
+def test_a_cvat_shape_far_larger_than_its_image_covers_it(tmp_path, shape):
+    """Only an ellipse's or a turned box's centre is checked against the image (CVAT lets their
+    outline leave it), so an outline of vertices 10^9 pixels away reached pycocotools, whose
+    integer arithmetic overflowed: the process died (SIGSEGV) or the mask came out empty. The
+    polygon is now cut to a window around the image before it is drawn: such a shape covers the
+    whole image."""
+    out = tmp_path / "data"
+    status, output = import_in_child(
+        "cvat", cvat_export(tmp_path / "cvat", shape), "--out", out, "--quiet", "--test", 0, "--val", 0.5
+    )
+    assert status in (0, 1), output  # 1: check-data's note on the result, after the import
+    assert "Traceback" not in output and (out / MARKER).is_file(), output
+    masks = {path.stem: np.asarray(Image.open(path)) for path in (out / "masks").rglob("*.png")}
+    assert (masks["a"] == 1).all() and (masks["b"] == 0).all()
+
+
+def test_a_cvat_turned_box_past_floats_range_is_one_line(tmp_path):
+    """Corners +-1.7e308 turned by 45 degrees leave float's range (inf): named, nothing created."""
+    out = tmp_path / "data"
+    shape = '<box label="car" xtl="-1.7e308" ytl="-1.7e308" xbr="1.7e308" ybr="1.7e308" rotation="45"/>'
+    status, output = import_in_child("cvat", cvat_export(tmp_path / "cvat", shape), "--out", out, "--quiet")
+    assert status == 1 and "Traceback" not in output, output
+    assert "a.png box 0 (car)" in output and "not finite" in output and not out.exists()
