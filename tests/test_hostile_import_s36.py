@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from fastseg.importing.writer import MARKER
@@ -73,3 +74,24 @@ def test_a_cvat_turned_box_past_floats_range_is_one_line(tmp_path):
     status, output = import_in_child("cvat", cvat_export(tmp_path / "cvat", shape), "--out", out, "--quiet")
     assert status == 1 and "Traceback" not in output, output
     assert "a.png box 0 (car)" in output and "not finite" in output and not out.exists()
+
+
+def test_an_ade20k_class_list_with_an_index_of_5000_digits_is_one_line(tmp_path):
+    """objectInfo150.txt's Idx column went through int(), which refuses more than 4,300 digits with
+    a ValueError: a traceback. Such a row is no class row, passed over as a row of no number is."""
+    root = tmp_path / "ADEChallengeData2016"
+    rows = ["Idx\tRatio\tTrain\tVal\tName", *[f"{index}\t0\t0\t0\tthing{index}" for index in range(1, 151)]]
+    rows.append(f"{'9' * 5000}\t0\t0\t0\tlast")
+    root.mkdir()
+    (root / "objectInfo150.txt").write_text("\n".join(rows) + "\n")
+    for folder, stem in (("training", "a"), ("training", "b"), ("validation", "c")):
+        write_image(root / "images" / folder / f"{stem}.jpg", 3, 2)
+        (root / "annotations" / folder).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.ones((2, 3), dtype=np.uint8), "L").save(
+            root / "annotations" / folder / f"{stem}.png"
+        )
+    out = tmp_path / "data"
+    status, output = import_in_child("ade20k", root, "--out", out, "--quiet")
+    assert status == 0 and "Traceback" not in output, output
+    names = yaml.safe_load((out / "dataset.yaml").read_text())["names"]
+    assert names[0] == "thing1" and names[-1] == "thing150" and len(names) == 150

@@ -66,7 +66,8 @@ def _names(path: Path, problems: list[str]) -> list[str]:
     )
     names: dict[int, str] = {}
     for row in rows[1:]:
-        if len(row) >= 5 and row[0].strip().isdecimal():  # isdigit takes "²", which int() refuses
+        # isdigit takes "²", which int() refuses; a number of 4,300+ digits int() refuses too
+        if len(row) >= 5 and row[0].strip().isdecimal() and len(row[0].strip()) <= 9:
             names[int(row[0])] = row[4].replace(";", ",").split(",")[0].strip()
     if sorted(names) != list(range(1, CLASS_COUNT + 1)) or not all(names.values()):
         problems.append(f"{shown(listing)}: expected {CLASS_COUNT} rows Idx 1-{CLASS_COUNT} with a Name")
