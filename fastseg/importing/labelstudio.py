@@ -216,7 +216,11 @@ def decode_brush(rle: list[int], height: int, width: int) -> np.ndarray:
     and one word (repeat) or that many words."""
     if not all(type(byte) is int and 0 <= byte <= 255 for byte in rle):
         raise ValueError("rle must be a list of bytes 0-255")
-    bits = np.unpackbits(np.asarray(rle, dtype=np.uint8)).tolist()
+    # only the bytes a stream of this image's values can use (the header, then at worst a run of
+    # one value each: 1 + 2 + 16 + 32 bits) are unpacked, one list item a bit: bytes past them
+    # were unpacked too, 64 bytes of memory each, whatever the image's size
+    usable = (32 + 5 + 16 + height * width * 4 * (1 + 2 + 16 + 32)) // 8 + 1
+    bits = np.unpackbits(np.asarray(rle[:usable], dtype=np.uint8)).tolist()
     position = 0
 
     def take(count: int) -> int:
