@@ -115,3 +115,51 @@ def test_a_label_studio_brush_with_a_long_tail_is_decoded_in_memory_bounded_by_i
         tracemalloc.stop()
     np.testing.assert_array_equal(alpha, rgba[:, :, 3])
     assert peak < 20 * 1024**2, f"{peak / 1024**2:.0f} MiB"
+
+
+def two_images_export(root):
+    return cvat_export(root, '<polygon label="car" points="1,1;30,2;20,25"/>')
+
+
+def run_cli(*arguments):
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    return CliRunner().invoke(main, [str(argument) for argument in arguments])
+
+
+@pytest.mark.parametrize("moment", ["before_aside", "before_install"])
+def test_two_force_imports_into_one_out_at_once_never_trace_back(tmp_path, monkeypatch, moment):
+    """Two `--force` imports into one --out: while one swapped its build in (two renames), the other
+    found --out gone before its own first rename (FileNotFoundError), or a new folder there before
+    its second (ENOTEMPTY): a traceback, the earlier import left aside under a hidden name. Now the
+    first installs the build as a new import would; the second is the one line of a folder that
+    appeared meanwhile, the other import's folder kept."""
+    import fastseg.importing.writer as writer
+
+    export = two_images_export(tmp_path / "cvat")
+    out = tmp_path / "data"
+    arguments = ("cvat", export, "--out", out, "--quiet", "--test", 0, "--val", 0.5, "--force")
+    assert run_cli("import", *arguments).exit_code == 0
+    real_rename = writer.os.rename
+
+    def other_import_meanwhile(source, target):
+        moving_aside = str(source) == str(out) and ".replaced." in str(target)
+        if moment == "before_aside" and moving_aside:  # the other one moved it aside first
+            real_rename(out, tmp_path / "gone")
+        if moment == "before_install" and ".import." in str(source):  # and put its own there
+            out.mkdir()
+            (out / "other.txt").write_text("the other import's")
+        real_rename(source, target)
+
+    monkeypatch.setattr(writer.os, "rename", other_import_meanwhile)
+    result = run_cli("import", *arguments)
+    assert "Traceback" not in result.output and not isinstance(result.exception, OSError), result.exception
+    if moment == "before_aside":
+        assert result.exit_code == 0, result.output
+        assert (out / MARKER).is_file() and len(list((out / "masks").rglob("*.png"))) == 2
+    else:
+        assert result.exit_code == 1 and "appeared while importing" in result.output, result.output
+        assert [path.name for path in out.iterdir()] == ["other.txt"]
+    assert not list(tmp_path.glob(".data.*"))

@@ -275,23 +275,31 @@ def _not_imported(out: Path) -> list[str]:
 
 
 def _install(temporary: Path, out: Path, replacing: bool, force: bool) -> None:
-    """Rename the finished folder into place (the old import moved aside first, then removed)."""
+    """Rename the finished folder into place (the old import moved aside first, then removed).
+
+    Another `--force` import into the same --out may swap its own build in between these renames:
+    --out gone before the first (it was moved aside: this build goes in as a new import's would),
+    or a folder there again before the second (the other import's: kept, and this one stops)."""
     if replacing:
         if _not_imported(out):  # changed since the start: a file appeared there meanwhile
             _check_destination(out, force)
         aside = out.parent / f".{out.name}.replaced.{os.getpid()}.tmp"
-        os.rename(out, aside)
-        os.rename(temporary, out)
-        shutil.rmtree(aside, ignore_errors=True)
-        return
+        try:
+            os.rename(out, aside)
+        except FileNotFoundError:
+            replacing = False
     try:
         os.rename(temporary, out)
     except OSError:
         if out.exists():
+            if replacing:  # the other import's folder took the place of the one moved aside
+                shutil.rmtree(aside, ignore_errors=True)
             raise FastsegError(
                 f"{shown(out)} appeared while importing (another import?); nothing replaced"
             ) from None
         raise
+    if replacing:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 # --- classes, order, names, splits ------------------------------------------------------------------
