@@ -163,3 +163,68 @@ def test_two_force_imports_into_one_out_at_once_never_trace_back(tmp_path, monke
         assert result.exit_code == 1 and "appeared while importing" in result.output, result.output
         assert [path.name for path in out.iterdir()] == ["other.txt"]
     assert not list(tmp_path.glob(".data.*"))
+
+
+LONG = "n" * 5000
+
+
+def cvat_masks_export(root, labelmap):
+    write_image(root / "JPEGImages" / "a.png")
+    (root / "SegmentationClass").mkdir(parents=True)
+    Image.fromarray(np.zeros((30, 40, 3), dtype=np.uint8)).save(root / "SegmentationClass" / "a.png")
+    (root / "labelmap.txt").write_text(labelmap)
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (root / "ImageSets" / "Segmentation" / "default.txt").write_text("a\n")
+    return root
+
+
+def labelstudio_export(root, image, task_id=1):
+    write_image(root / "a.png")
+    task = {"id": task_id, "data": {"image": image}, "annotations": []}
+    (root / "export.json").write_text(__import__("json").dumps([task]))
+    return root / "export.json"
+
+
+def long_name_export(root, case):
+    """(format, source) of an export whose `case` is a 5,000-character name."""
+    if case == "labelmap line":
+        return "cvat", cvat_masks_export(root, f"background:0,0,0\ncar:{LONG}\n")
+    if case == "xml image name":
+        write_image(root / "images" / "a.png")
+        (root / "annotations.xml").write_text(
+            f'<annotations>{ONE_CAR}<image id="0" name="{LONG}.png" width="40" height="30"/></annotations>'
+        )
+        return "cvat", root / "annotations.xml"
+    if case == "xml label":
+        return "cvat", cvat_export(root, f'<polygon label="{LONG}" points="1,1;5,1;5,5"/>')
+    if case == "label studio image":
+        return "labelstudio", labelstudio_export(root, f"/data/local-files/?d={LONG}")
+    if case == "label studio escaping image":
+        return "labelstudio", labelstudio_export(root, f"/data/local-files/?d=../{LONG}")
+    return "labelstudio", labelstudio_export(root, "/x.png", task_id=LONG)
+
+
+LONG_NAMES = [
+    "labelmap line",
+    "xml image name",
+    "xml label",
+    "label studio image",
+    "label studio escaping image",
+    "label studio task id",
+]
+
+
+@pytest.mark.parametrize("case", LONG_NAMES)
+def test_a_name_of_5000_characters_in_an_export_is_cut_in_its_problem_line(tmp_path, case):
+    """A label, list line, image name or task id of the export stood whole in its problem line: a
+    5,000-character name made a 5,000-character line. Cut as every other name in an error line
+    is (`fastseg.errors.clipped` / `quoted`: 200 characters and `...`)."""
+    root = tmp_path / "export"
+    root.mkdir()
+    format_name, source = long_name_export(root, case)
+    out = tmp_path / "data"
+    result = run_cli("import", format_name, source, "--out", out, "--quiet")
+    assert result.exit_code == 1 and not out.exists(), result.output
+    assert "n" * 190 in result.output and "n" * 201 not in result.output, result.output
+    assert "..." in result.output  # said to be cut
+    assert max(map(len, result.output.splitlines())) < 600, result.output

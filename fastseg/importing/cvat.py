@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from fastseg.classes import Colour
+from fastseg.errors import clipped, quoted
 from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.importing import raster
 from fastseg.importing.source import (
@@ -98,11 +99,11 @@ def _labelmap(path: Path, problems: list[str]) -> tuple[list[str], list[Colour]]
             or not all(0 <= value <= 255 for value in colour)
         ):
             problems.append(
-                f"{shown(path)}:{number}: expected name:R,G,B[:parts:actions], got {shown(line)!r}"
+                f"{shown(path)}:{number}: expected name:R,G,B[:parts:actions], got {quoted(shown(line))}"
             )
             continue
         if fields[0] in names:
-            problems.append(f"{shown(path)}:{number}: label {shown(fields[0])!r} is given twice")
+            problems.append(f"{shown(path)}:{number}: label {quoted(shown(fields[0]))} is given twice")
             continue
         names.append(fields[0])
         colors.append(colour)  # type: ignore[arg-type]
@@ -219,7 +220,7 @@ def _read_xml(path: Path, options: ReadOptions) -> Source:
     images_dir = options.images or path.parent / "images"
     items, skipped = [], 0
     for number, image in enumerate(root.iter("image")):
-        where = f"{shown(path.name)}: image {shown(image.get('name', f'#{number}'))}"
+        where = f"{shown(path.name)}: image {clipped(shown(image.get('name', f'#{number}')))}"
         try:
             width, height = int(image.get("width", "")), int(image.get("height", ""))
         except ValueError:
@@ -285,9 +286,9 @@ def _floats(
 def _layer(shape: ElementTree.Element, where: str, names: list[str], problems: list[str]) -> Layer | None:
     label = shape.get("label")
     if label not in names:
-        problems.append(f"{where}: label {shown(label)!r} is not declared in <meta>")
+        problems.append(f"{where}: label {quoted(shown(label))} is not declared in <meta>")
         return None
-    where = f"{where} ({shown(label)})"
+    where = f"{where} ({clipped(shown(label))})"
     if shape.tag == "polygon":
         try:
             points = np.array(

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
 
+from fastseg.errors import clipped
 from fastseg.importing import raster
 from fastseg.importing.source import (
     BACKGROUND,
@@ -58,9 +59,8 @@ def read(path: Path, options: ReadOptions) -> Source:
     images_dir = options.images or path.parent
     items, labels, skipped = [], set(), 0
     for number, task in enumerate(data):
-        where = (
-            f"{shown(path.name)}: task {shown(task.get('id', number)) if isinstance(task, dict) else number}"
-        )
+        task_id = clipped(shown(task.get("id", number))) if isinstance(task, dict) else number
+        where = f"{shown(path.name)}: task {task_id}"
         item = _item(task, where, images_dir, problems)
         if item is None:
             continue
@@ -113,7 +113,7 @@ def _item(task: Any, where: str, images_dir: Path, problems: list[str]) -> Item 
     local = [image_under(images_dir, candidate, where, []) for candidate in candidates if candidate]
     image = next((path for path in local if path is not None and path.is_file()), None)
     if image is None:
-        name = shown(PurePosixPath(relative).name)
+        name = clipped(shown(PurePosixPath(relative).name))
         problems.append(f"{where}: image {name} not found under {shown(images_dir)} (--images DIR)")
         return None
     return Item(name=image.name, where=where, image=image)
@@ -125,17 +125,17 @@ def _layer(result: Any, where: str, item: Item, problems: list[str]) -> Layer | 
         return None
     kind = result.get("type")
     if not isinstance(kind, str):  # a list or object: no type at all (and unhashable)
-        problems.append(f"{where}: type {shown(kind)} is not a result type")
+        problems.append(f"{where}: type {clipped(shown(kind))} is not a result type")
         return None
     if kind not in KINDS:
         return "skip"
     value = result["value"]
     names = value.get(kind)
     if not isinstance(names, list) or len(names) != 1 or not isinstance(names[0], str):
-        problems.append(f"{where}: a region needs exactly one label in {kind}, got {shown(names)}")
+        problems.append(f"{where}: a region needs exactly one label in {kind}, got {clipped(shown(names))}")
         return None
     label = names[0]
-    where = f"{where} ({shown(label)}, {KINDS[kind]})"
+    where = f"{where} ({clipped(shown(label))}, {KINDS[kind]})"
     width, height = result.get("original_width"), result.get("original_height")
     if not (type(width) is int and type(height) is int and width > 0 and height > 0):
         problems.append(f"{where}: original_width and original_height must be positive whole numbers")

@@ -163,7 +163,7 @@ def image_under(base: Path, relative: str, where: str, problems: list[str]) -> P
         return None
     if leaves:
         problems.append(
-            f"{where}: image path {shown(relative)!r} leaves {shown(base)}; images must lie under it"
+            f"{where}: image path {quoted(shown(relative))} leaves {shown(base)}; images must lie under it"
         )
         return None
     return candidate
