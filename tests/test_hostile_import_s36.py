@@ -228,3 +228,23 @@ def test_a_name_of_5000_characters_in_an_export_is_cut_in_its_problem_line(tmp_p
     assert "n" * 190 in result.output and "n" * 201 not in result.output, result.output
     assert "..." in result.output  # said to be cut
     assert max(map(len, result.output.splitlines())) < 600, result.output
+
+
+def test_150_class_names_with_control_characters_are_one_line_of_bounded_length(tmp_path):
+    """ADE20K's 150 names, each holding an escape character, were all listed in one problem line
+    (2,500 characters; a name of 5,000 characters as long): the list is cut as names are."""
+    root = tmp_path / "ADEChallengeData2016"
+    rows = ["Idx\tRatio\tTrain\tVal\tName"]
+    rows += [f"{index}\t0\t0\t0\t\x1b[31m{index}" for index in range(1, 151)]
+    root.mkdir()
+    (root / "objectInfo150.txt").write_text("\n".join(rows) + "\n")
+    for folder, stem in (("training", "a"), ("training", "b"), ("validation", "c")):
+        write_image(root / "images" / folder / f"{stem}.jpg", 3, 2)
+        (root / "annotations" / folder).mkdir(parents=True, exist_ok=True)
+        mask = np.ones((2, 3), dtype=np.uint8)
+        Image.fromarray(mask, "L").save(root / "annotations" / folder / f"{stem}.png")
+    out = tmp_path / "data"
+    result = run_cli("import", "ade20k", root, "--out", out, "--quiet")
+    assert result.exit_code == 1 and not out.exists(), result.output
+    line = next(line for line in result.output.splitlines() if "hold control characters" in line)
+    assert "\\x1b[31m1'" in line and len(line) < 400, line

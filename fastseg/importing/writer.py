@@ -363,7 +363,7 @@ def _classes(
     unprintable = [name for name in names if not name.isprintable()]
     if unprintable:
         problems.append(
-            f"class name(s) {', '.join(map(repr, unprintable))} hold control characters "
+            f"class name(s) {clipped(', '.join(map(repr, unprintable)))} hold control characters "
             "(newlines, tabs); rename them in the export"
         )
     if colors is None or len(colors) != len(names):
