@@ -248,3 +248,42 @@ def test_150_class_names_with_control_characters_are_one_line_of_bounded_length(
     assert result.exit_code == 1 and not out.exists(), result.output
     line = next(line for line in result.output.splitlines() if "hold control characters" in line)
     assert "\\x1b[31m1'" in line and len(line) < 400, line
+
+
+def unreadable(monkeypatch, name):
+    """Reading a file called `name` fails as an unreadable file's read does (EACCES; as root, whom
+    permissions do not stop, the test cannot make a real one)."""
+    import pathlib
+
+    real = pathlib.Path.read_text
+
+    def read_text(self, *args, **kwargs):
+        if self.name == name:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "read_text", read_text)
+
+
+def test_an_unreadable_cvat_image_list_is_one_line(tmp_path, monkeypatch):
+    """ImageSets/Segmentation/train.txt that cannot be read was an OSError traceback."""
+    root = cvat_masks_export(tmp_path / "cvat", "background:0,0,0\ncar:1,2,3\n")
+    (root / "ImageSets" / "Segmentation" / "train.txt").write_text("a\n")
+    unreadable(monkeypatch, "train.txt")
+    out = tmp_path / "data"
+    result = run_cli("import", "cvat", root, "--out", out, "--quiet")
+    assert result.exit_code == 1 and not isinstance(result.exception, OSError), result.exception
+    assert "train.txt: cannot read (Permission denied)" in result.output and not out.exists()
+
+
+def test_an_unreadable_yolo_image_list_is_one_line(tmp_path, monkeypatch):
+    """A YOLO data.yaml's `train: train.txt` list that cannot be read was an OSError traceback."""
+    root = tmp_path / "yolo"
+    write_image(root / "images" / "a.jpg")
+    (root / "train.txt").write_text("images/a.jpg\n")
+    (root / "data.yaml").write_text("path: .\ntrain: train.txt\nval: train.txt\nnames:\n  0: car\n")
+    unreadable(monkeypatch, "train.txt")
+    out = tmp_path / "data"
+    result = run_cli("import", "yolo", root, "--out", out, "--quiet")
+    assert result.exit_code == 1 and not isinstance(result.exception, OSError), result.exception
+    assert "train.txt: cannot read (Permission denied)" in result.output and not out.exists()

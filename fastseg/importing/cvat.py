@@ -35,6 +35,7 @@ from fastseg.importing.source import (
     ReadOptions,
     Source,
     image_under,
+    listed_lines,
     shown,
 )
 from fastseg.paths import UNUSABLE_PATH, path_problem
@@ -123,7 +124,7 @@ def _read_masks(root: Path, options: ReadOptions) -> Source:
         if not listing.is_file():  # a FIFO named like a list blocked its read forever
             problems.append(f"{shown(listing)}: not a regular file")
             continue
-        for line in listing.read_text(encoding="utf-8", errors="replace").splitlines():
+        for line in listed_lines(listing, problems):
             if line.strip():
                 subsets.setdefault(line.strip(), SUBSETS.get(listing.stem.lower()))
     if not subsets:

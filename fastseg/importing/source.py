@@ -169,6 +169,17 @@ def image_under(base: Path, relative: str, where: str, problems: list[str]) -> P
     return candidate
 
 
+def listed_lines(path: Path, problems: list[str]) -> list[str]:
+    """The lines of one of the export's lists of names (CVAT's ImageSets, a YOLO split's .txt),
+    bytes that are not UTF-8 replaced (such a name matches no file, and is named so). A list that
+    cannot be read (permissions, an I/O error) is a problem listed with the others, not an OSError."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as error:
+        problems.append(f"{shown(path)}: cannot read ({error.strerror or shown(error)})")
+        return []
+
+
 @dataclass(frozen=True)
 class ReadOptions:
     """What a reader may need besides the export's path (each format uses its own)."""

@@ -19,7 +19,16 @@ import numpy as np
 from fastseg.errors import quoted
 from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.importing import raster
-from fastseg.importing.source import BACKGROUND, MAX_EXPORT_BYTES, Item, Layer, ReadOptions, Source, shown
+from fastseg.importing.source import (
+    BACKGROUND,
+    MAX_EXPORT_BYTES,
+    Item,
+    Layer,
+    ReadOptions,
+    Source,
+    listed_lines,
+    shown,
+)
 from fastseg.paths import UNUSABLE_PATH, path_problem, walk
 from fastseg.structured_files import StructuredFileError, load_yaml, read_utf8
 
@@ -107,7 +116,7 @@ def _split_images(root: Path, given: Any, split: str, yaml_file: Path, problems:
         if kind == "folder":
             images += sorted(path for path in walk(location) if path.suffix.lower() in IMAGE_SUFFIXES)
         elif kind == "list":
-            for line in location.read_text(encoding="utf-8", errors="replace").splitlines():
+            for line in listed_lines(location, problems):
                 if line.strip():
                     listed = Path(line.strip())
                     images.append(listed if listed.is_absolute() else location.parent / listed)
