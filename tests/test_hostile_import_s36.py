@@ -287,3 +287,22 @@ def test_an_unreadable_yolo_image_list_is_one_line(tmp_path, monkeypatch):
     result = run_cli("import", "yolo", root, "--out", out, "--quiet")
     assert result.exit_code == 1 and not isinstance(result.exception, OSError), result.exception
     assert "train.txt: cannot read (Permission denied)" in result.output and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "shape, named",
+    [
+        ('<foo label="car"/>', "image a.png foo 0: <foo> is not a CVAT shape"),
+        ("<a><b/></a>", "image a.png a 0: <a> is not a CVAT shape"),
+        ('<polygon points="1,1;5,1;5,5"/>', "image a.png polygon 0: no label"),
+        ('<polygon label="car" points="1,2,3;;x"/>', "polygon 0 (car): points must be 'x,y;x,y;...'"),
+    ],
+)
+def test_an_element_that_is_no_cvat_shape_is_named_as_such(tmp_path, shape, named):
+    """An element inside <image> that is no CVAT shape (an XInclude, a stray wrapper) or a shape
+    without a label attribute was "label 'None' is not declared in <meta>", and points that are no
+    numbers "polygon has 0 point(s)": the tag, the missing attribute, the format are named now."""
+    out = tmp_path / "data"
+    result = run_cli("import", "cvat", cvat_export(tmp_path / "cvat", shape), "--out", out, "--quiet")
+    assert result.exit_code == 1 and named in result.output and "'None'" not in result.output, result.output
+    assert not out.exists()

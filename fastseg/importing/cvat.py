@@ -285,7 +285,13 @@ def _floats(
 
 
 def _layer(shape: ElementTree.Element, where: str, names: list[str], problems: list[str]) -> Layer | None:
+    if shape.tag not in ("polygon", "mask", *_OUTLINED):  # an XInclude, a wrapper: no label to name
+        problems.append(f"{where}: <{shown(shape.tag)}> is not a CVAT shape")
+        return None
     label = shape.get("label")
+    if label is None:
+        problems.append(f"{where}: no label (a CVAT shape names its label)")
+        return None
     if label not in names:
         problems.append(f"{where}: label {quoted(shown(label))} is not declared in <meta>")
         return None
@@ -295,9 +301,9 @@ def _layer(shape: ElementTree.Element, where: str, names: list[str], problems: l
             points = np.array(
                 [[float(value) for value in pair.split(",")] for pair in shape.get("points", "").split(";")]
             )
-        except ValueError:
-            points = np.zeros((0, 2))
-        if points.ndim != 2 or points.shape[1:] != (2,) or not np.isfinite(points).all():
+        except ValueError:  # "1,2,3;;x": no x,y numbers (was told as "0 point(s)")
+            points = None
+        if points is None or points.ndim != 2 or points.shape[1:] != (2,) or not np.isfinite(points).all():
             problems.append(f"{where}: points must be 'x,y;x,y;...'")
             return None
         if len(points) < 3:
@@ -311,10 +317,7 @@ def _layer(shape: ElementTree.Element, where: str, names: list[str], problems: l
             return None
         outline, points = outline_of(*values)
         return Layer(label, partial(_polygon, outline.ravel().tolist()), where, points)
-    if shape.tag == "mask":
-        return _mask(shape, label, where, problems)
-    problems.append(f"{where}: <{shape.tag}> is not a CVAT shape")
-    return None
+    return _mask(shape, label, where, problems)
 
 
 def _box(x0: float, y0: float, x1: float, y1: float, rotation: float) -> tuple[np.ndarray, np.ndarray]:
