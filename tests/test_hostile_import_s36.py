@@ -306,3 +306,45 @@ def test_an_element_that_is_no_cvat_shape_is_named_as_such(tmp_path, shape, name
     result = run_cli("import", "cvat", cvat_export(tmp_path / "cvat", shape), "--out", out, "--quiet")
     assert result.exit_code == 1 and named in result.output and "'None'" not in result.output, result.output
     assert not out.exists()
+
+
+def cityscapes_tree(root, extra_image):
+    ids = np.array([[7, 8, 26, 0], [33, 1, 24, 23], [11, 11, 31, 3]], dtype=np.uint8)
+    for split, city, number in (("train", "aachen", 1), ("train", "bochum", 2), ("val", "frankfurt", 3)):
+        prefix = f"{city}_000000_{number:06d}"
+        write_image(root / "leftImg8bit" / split / city / f"{prefix}_leftImg8bit.png", 4, 3)
+        (root / "gtFine" / split / city).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(ids, "L").save(root / "gtFine" / split / city / f"{prefix}_gtFine_labelIds.png")
+    write_image(root / "leftImg8bit" / "train" / "aachen" / f"{extra_image}_leftImg8bit.png", 4, 3)
+    return root
+
+
+def ade20k_tree(root, extra_image):
+    rows = ["Idx\tRatio\tTrain\tVal\tName", *[f"{index}\t0\t0\t0\tthing{index}" for index in range(1, 151)]]
+    root.mkdir()
+    (root / "objectInfo150.txt").write_text("\n".join(rows) + "\n")
+    for folder, stem in (("training", "a"), ("training", "b"), ("validation", "c")):
+        write_image(root / "images" / folder / f"{stem}.jpg", 3, 2)
+        (root / "annotations" / folder).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.ones((2, 3), dtype=np.uint8), "L").save(
+            root / "annotations" / folder / f"{stem}.png"
+        )
+    write_image(root / "images" / "training" / f"{extra_image}.jpg", 3, 2)
+    return root
+
+
+@pytest.mark.parametrize(
+    "format_name, tree, said",
+    [
+        ("cityscapes", cityscapes_tree, "1 image(s) in leftImg8bit/train without a *_gtFine_labelIds.png"),
+        ("ade20k", ade20k_tree, "1 image(s) in images/training without a mask in annotations/training"),
+    ],
+)
+def test_benchmark_images_without_a_mask_are_said_to_be_left_out(tmp_path, format_name, tree, said):
+    """An image of Cityscapes or ADE20K whose mask is missing (half a download, a mask deleted) was
+    left out of the data set without a word; the import now says how many, and where."""
+    out = tmp_path / "data"
+    result = run_cli("import", format_name, tree(tmp_path / "tree", "extra"), "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert f"note: {said}: left out" in result.output, result.output
+    assert len(list((out / "masks").rglob("*.png"))) == 3

@@ -25,7 +25,7 @@ SPLITS = {"training": "train", "validation": "val"}
 def read(path: Path, options: ReadOptions) -> Source:
     problems: list[str] = []
     names = _names(path, problems)
-    items = []
+    items, notes = [], []
     table = np.full(256, raster.NOT_A_LABEL, dtype=np.uint16)
     table[0] = VOID_LABEL
     table[1 : CLASS_COUNT + 1] = np.arange(CLASS_COUNT)
@@ -35,6 +35,7 @@ def read(path: Path, options: ReadOptions) -> Source:
         if not masks.is_dir():
             problems.append(f"{shown(masks)}: not found (ADEChallengeData2016 has annotations/{folder}/)")
             continue
+        stems = set()
         for mask in sorted(masks.glob("*.png")):
             found = [
                 path / "images" / folder / f"{mask.stem}{suffix}"
@@ -42,7 +43,17 @@ def read(path: Path, options: ReadOptions) -> Source:
             ]
             image = next((candidate for candidate in found if candidate.is_file()), found[0])
             items.append(raster.label_item(path, image, mask, split, table, defined))
-    notes = ["ADE20K: value 0 (other) is void, values 1-150 are classes 0-149"]
+            stems.add(mask.stem)
+        # an image whose mask is missing (half a download) is left out: said, not silent
+        images = (path / "images" / folder).glob("*")
+        unmasked = sum(
+            1 for image in images if image.suffix.lower() in IMAGE_SUFFIXES and image.stem not in stems
+        )
+        if unmasked:
+            notes.append(
+                f"{unmasked} image(s) in images/{folder} without a mask in annotations/{folder}: left out"
+            )
+    notes = ["ADE20K: value 0 (other) is void, values 1-150 are classes 0-149", *notes]
     return Source(names, items, problems=problems, notes=notes, fixed_classes=True)
 
 

@@ -61,6 +61,9 @@ def read(path: Path, options: ReadOptions) -> Source:
     table = train_ids()
     defined = f"Cityscapes label ids (0-{LABEL_IDS - 1})"
     items = []
+    notes = [
+        "Cityscapes: label ids mapped to the 19 train ids (others void); test left out (no public labels)"
+    ]
     for split in ("train", "val"):
         for mask in sorted((path / "gtFine" / split).glob(f"*/*{MASK_SUFFIX}")):
             prefix = mask.name[: -len(MASK_SUFFIX)]
@@ -68,7 +71,9 @@ def read(path: Path, options: ReadOptions) -> Source:
             items.append(raster.label_item(path, image, mask, split, table, defined))
         if not any(item.split == split for item in items):
             problems.append(f"{shown(path / 'gtFine' / split)}: no *{MASK_SUFFIX} files")
-    notes = [
-        "Cityscapes: label ids mapped to the 19 train ids (others void); test left out (no public labels)"
-    ]
+        # an image whose mask is missing (half a download) is left out: said, not silent
+        imaged = set((path / "leftImg8bit" / split).glob(f"*/*{IMAGE_SUFFIX}"))
+        unmasked = len(imaged - {item.image for item in items})
+        if unmasked:
+            notes.append(f"{unmasked} image(s) in leftImg8bit/{split} without a *{MASK_SUFFIX}: left out")
     return Source(names, items, colors=colors, problems=problems, notes=notes, fixed_classes=True)
