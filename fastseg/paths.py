@@ -33,23 +33,29 @@ def expanded(path: Path | str) -> Path:
         return Path(path)
 
 
-def walk(root: Path | str) -> Iterator[Path]:
+def walk(root: Path | str, unreadable: list[Path] | None = None) -> Iterator[Path]:
     """Every file and folder below `root`, as `Path(root).rglob("*")` lists them and in its order
     (each folder's entries, then its subfolders' in turn; a symbolic link to a folder listed, not
     entered; a folder this user may not read passed over), lazily. Walked with a stack: Python
     3.11's `rglob` recursed once per level, so a tree about 1,000 folders deep was a
     RecursionError traceback from `predict`, `check-data` or `runs`.
 
-    A folder that cannot be listed for another reason (a path past the system's 4,096 bytes, an
-    I/O error) raises `FastsegError` naming it: passing over it would leave its images out
-    without a word, and `rglob`'s OSError was a traceback."""
+    A folder this user may not read is added to `unreadable` when one is given, for a caller to
+    say what it left out (`find` names each one too). A folder that cannot be listed for another
+    reason (a path past the system's 4,096 bytes, an I/O error) raises `FastsegError` naming it:
+    passing over it would leave its images out without a word, and `rglob`'s OSError was a
+    traceback."""
     stack = [Path(root)]
     while stack:
         folder = stack.pop()
         try:
             with os.scandir(folder) as listing:
                 entries = list(listing)
-        except (PermissionError, FileNotFoundError, NotADirectoryError):  # as `rglob`: not there
+        except PermissionError:
+            if unreadable is not None:
+                unreadable.append(folder)
+            continue
+        except (FileNotFoundError, NotADirectoryError):  # vanished meanwhile: as `rglob`, not there
             continue
         except OSError as error:
             raise FastsegError(f"{shown(folder)}: cannot be listed ({path_problem(error)})") from None

@@ -53,21 +53,17 @@ def test_walk_lists_what_rglob_lists(tmp_path_factory, entries):
     assert walked == list(root.rglob("*"))  # and in its order: two callers show the first found
 
 
-def test_walk_passes_over_a_folder_it_cannot_read_as_rglob_does(tmp_path, monkeypatch):
-    """(Made unreadable by a stand-in `scandir`: CI runs as root, who reads every folder.)"""
+def test_walk_passes_over_a_folder_it_may_not_read_and_names_it_when_asked(tmp_path, monkeypatch):
     (tmp_path / "closed").mkdir()
     (tmp_path / "closed" / "a.png").write_bytes(b"x")
     (tmp_path / "open").mkdir()
     (tmp_path / "open" / "b.png").write_bytes(b"x")
-    real = os.scandir
-
-    def scandir(path):
-        if Path(path).name == "closed":
-            raise PermissionError(13, "Permission denied")
-        return real(path)
-
-    monkeypatch.setattr("fastseg.paths.os.scandir", scandir)
-    assert set(walk(tmp_path)) == {tmp_path / "closed", tmp_path / "open", tmp_path / "open" / "b.png"}
+    closed_to_this_user(monkeypatch)
+    unreadable = []
+    listed = set(walk(tmp_path, unreadable))
+    assert listed == {tmp_path / "closed", tmp_path / "open", tmp_path / "open" / "b.png"}
+    assert unreadable == [tmp_path / "closed"]
+    assert set(walk(tmp_path)) == set(walk(tmp_path, []))  # as `rglob`: passed over, not an error
 
 
 def test_walk_of_no_folder_is_empty(tmp_path):
@@ -235,3 +231,47 @@ def test_a_run_whose_config_json_is_a_link_to_nothing_is_a_damaged_row(tmp_path)
     assert result.exit_code == 0, result.output
     row = next(line for line in result.output.splitlines() if line.startswith("r1 "))
     assert "damaged" in row and "No such file or directory" in row
+
+
+def closed_to_this_user(monkeypatch, name: str = "closed") -> None:
+    """Folders named `name` unreadable to `walk`, as a folder of mode 0 is to a user (the suite
+    runs as root in CI, who reads every folder)."""
+    real = os.scandir
+
+    def scandir(path):
+        if Path(path).name == name:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr("fastseg.paths.os.scandir", scandir)
+
+
+def test_predict_names_a_folder_it_may_not_read_as_a_failure(model_file, tmp_path, monkeypatch):
+    """`rglob` passed over an unreadable subfolder, and so did `walk`: its images were left out and
+    the run said "1 segmented, 0 failed", exit 0. The folder is a failed row now, named on stderr
+    and in predictions.csv, and the run exits 1; the images it could read are done."""
+    source = tmp_path / "in"
+    (source / "closed").mkdir(parents=True)
+    Image.fromarray(np.full((16, 20, 3), 90, dtype=np.uint8)).save(source / "a.png")
+    Image.fromarray(np.full((16, 20, 3), 90, dtype=np.uint8)).save(source / "closed" / "b.png")
+    closed_to_this_user(monkeypatch)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["predict", "--model", str(model_file), "--quiet", "--num-workers", "0",
+                                       str(source), "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert (out / "a.png").is_file() and not (out / "closed").exists()
+    reason = "a folder this user may not read (permission denied): its images are left out"
+    assert f"{source / 'closed'}: {reason}" in result.output.splitlines()
+    assert "1 segmented, 1 failed" in result.output
+    assert str(source / "closed") in (out / "predictions.csv").read_text()
+
+
+def test_predict_on_a_folder_it_may_not_read_says_so(model_file, tmp_path, monkeypatch):
+    """Not "no image files": the folder was never read."""
+    (tmp_path / "closed").mkdir()
+    closed_to_this_user(monkeypatch)
+    result = CliRunner().invoke(main, ["predict", "--model", str(model_file), "--quiet", "--num-workers", "0",
+                                       str(tmp_path / "closed"), "--out", str(tmp_path / "out")])  # fmt: skip
+    assert result.exit_code == 1
+    expected = f"Error: {tmp_path / 'closed'}: a folder this user may not read (permission denied)\n"
+    assert result.output == expected

@@ -42,10 +42,11 @@ def collect_jobs(inputs: Sequence[Path], out: Path, overlay: bool = False, force
     problem for that file only.
     """
     pairs: list[tuple[Path, Path]] = []
+    unreadable: list[Path] = []  # folders this user may not list: their images cannot be done
     for given in inputs:
         given = Path(given)
         if given.is_dir():
-            pairs += [(file, file.relative_to(given)) for file in image_files(given, out)]
+            pairs += [(file, file.relative_to(given)) for file in image_files(given, out, unreadable)]
         elif given.is_file():  # named, so meant: read by its content whatever its suffix
             pairs.append((given, Path(given.name)))
         elif given.exists():  # a FIFO or a device: open() would wait on it, or read without end
@@ -53,6 +54,8 @@ def collect_jobs(inputs: Sequence[Path], out: Path, overlay: bool = False, force
             raise FastsegError(f"{shown(given)}: {kind}, not a regular file or folder")
         else:
             raise FastsegError(f"{shown(given)}: no such file or folder")
+    if not pairs and unreadable:
+        raise FastsegError(f"{shown(unreadable[0])}: a folder this user may not read (permission denied)")
     if not pairs:  # "0 segmented, 0 failed", exit 0, looked like a finished job
         named = ", ".join(shown(path) for path in inputs[:3]) + (" ..." if len(inputs) > 3 else "")
         raise FastsegError(f"{named}: no image files (a folder's images are those named "
@@ -61,7 +64,10 @@ def collect_jobs(inputs: Sequence[Path], out: Path, overlay: bool = False, force
     for source, relative in pairs:
         firsts.setdefault(source.resolve(), (source, relative))
     sources = set(firsts)
-    jobs, problems, claimed = [], [], {}
+    jobs, claimed = [], {}
+    # each a failure: the run's summary and exit code say images were left out, as `find` does
+    problems = [(folder, "a folder this user may not read (permission denied): its images are left out")
+                for folder in unreadable]  # fmt: skip
     for source, relative in firsts.values():
         mask = out / relative.with_suffix(".png")
         key = mask.resolve()
@@ -103,15 +109,16 @@ def _cut_short(path: Path) -> bool:
         return True
 
 
-def image_files(folder: Path, out: Path) -> list[Path]:
+def image_files(folder: Path, out: Path, unreadable: list[Path] | None = None) -> list[Path]:
     """Image files under `folder`, walked recursively and sorted. An `out` inside `folder` is left
     out: a rerun would take its own masks for inputs (out/out/...). An `out` that *is* `folder` is
     walked without the masks and overlays fastseg wrote there (a rerun made `a.overlay.overlay.jpg`
     from the first run's overlay); the user's images in it are refused one by one, as their outputs
-    would overwrite them."""
+    would overwrite them. Folders this user may not read are added to `unreadable`."""
     out, root = out.resolve(), folder.resolve()
     skipped = out.relative_to(root).parts if out.is_relative_to(root) else ()
-    files = [path for path in walk(folder) if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()]
+    walked = walk(folder, unreadable)  # folders it may not read go to `unreadable`, for the caller
+    files = [path for path in walked if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()]
     if skipped:
         files = [path for path in files if path.relative_to(folder).parts[: len(skipped)] != skipped]
     elif out == root:
