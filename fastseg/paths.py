@@ -15,6 +15,8 @@ from fastseg.errors import FastsegError, shown
 # What asking about a path may raise: OSError (a name too long), ValueError (a NUL byte),
 # RuntimeError (a symbolic link loop, from Python 3.11's `Path.resolve`; later versions: OSError)
 UNUSABLE_PATH = (OSError, ValueError, RuntimeError)
+# what a command says of a folder `walk` could not list for want of permission
+UNREADABLE_FOLDER = "a folder this user may not read (permission denied)"
 
 
 def path_problem(error: Exception) -> str:

@@ -275,3 +275,25 @@ def test_predict_on_a_folder_it_may_not_read_says_so(model_file, tmp_path, monke
     assert result.exit_code == 1
     expected = f"Error: {tmp_path / 'closed'}: a folder this user may not read (permission denied)\n"
     assert result.output == expected
+
+
+def test_an_import_names_a_folder_of_the_export_it_may_not_read(tmp_path, monkeypatch):
+    """LabelMe and YOLO folders were walked with `rglob`, which passed over a folder this user may
+    not read: its labels or images were left out of the data set without a word. It is one of the
+    import's problems now, and nothing is created."""
+    from test_import import assert_refused, labelme_file, run_cli, write_image
+
+    labelme = tmp_path / "labelme"
+    (labelme / "closed").mkdir(parents=True)
+    labelme_file(labelme, "a", [("cat", "polygon", [[2, 2], [30, 2], [30, 20]])])
+    yolo = tmp_path / "yolo"
+    for split in ("train", "val"):
+        write_image(yolo / "images" / split / f"{split}.jpg", 50, 40)
+    (yolo / "images" / "train" / "closed").mkdir()
+    (yolo / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames:\n  0: car\n")
+    closed_to_this_user(monkeypatch)
+    for export, kind in ((labelme, "labelme"), (yolo / "data.yaml", "yolo")):
+        out = tmp_path / f"out-{kind}"
+        result = run_cli("import", kind, export, "--out", out, "--quiet")
+        closed = labelme / "closed" if kind == "labelme" else yolo / "images" / "train" / "closed"
+        assert_refused(result, out, f"{closed}: a folder this user may not read (permission denied)")

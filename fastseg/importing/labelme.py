@@ -36,7 +36,7 @@ from fastseg.importing.source import (
     read_json,
     shown,
 )
-from fastseg.paths import walk
+from fastseg.paths import UNREADABLE_FOLDER, walk
 from fastseg.structured_files import StructuredFileError, load_json
 
 TWO_POINTS = ("rectangle", "circle", "line")
@@ -51,8 +51,10 @@ def read(path: Path, options: ReadOptions) -> Source:
         files, root = [path], path.parent
     else:
         # hidden files and folders are no labeller's: an import's own marker and temporary folder
-        found = sorted(file for file in walk(path) if file.name.endswith(".json"))
+        unreadable: list[Path] = []
+        found = sorted(file for file in walk(path, unreadable) if file.name.endswith(".json"))
         files, root = [file for file in found if not _hidden(file, path)], path
+        problems += [f"{shown(folder)}: {UNREADABLE_FOLDER}" for folder in unreadable]
     if not files:
         problems.append(f"{shown(path)}: no LabelMe .json files here")
     items, labels, points = [], set(), 0

@@ -29,7 +29,7 @@ from fastseg.importing.source import (
     listed_lines,
     shown,
 )
-from fastseg.paths import UNUSABLE_PATH, path_problem, walk
+from fastseg.paths import UNREADABLE_FOLDER, UNUSABLE_PATH, path_problem, walk
 from fastseg.structured_files import StructuredFileError, load_yaml, read_utf8
 
 NORMALISED_TOLERANCE = 1e-3  # rounding in exporters: 1.0004 is the edge, 1.2 another image
@@ -114,7 +114,10 @@ def _split_images(root: Path, given: Any, split: str, yaml_file: Path, problems:
             problems.append(f"{shown(yaml_file)}: {split}: {quoted(shown(entry))} cannot be used ({reason})")
             continue
         if kind == "folder":
-            images += sorted(path for path in walk(location) if path.suffix.lower() in IMAGE_SUFFIXES)
+            unreadable: list[Path] = []
+            walked = walk(location, unreadable)
+            images += sorted(path for path in walked if path.suffix.lower() in IMAGE_SUFFIXES)
+            problems += [f"{shown(folder)}: {UNREADABLE_FOLDER}" for folder in unreadable]
         elif kind == "list":
             for line in listed_lines(location, problems):
                 if line.strip():

@@ -11,7 +11,7 @@ from pathlib import Path
 from fastseg.errors import FastsegError, shown
 from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.outputs import OutputRefused, guard, written_by_fastseg
-from fastseg.paths import walk
+from fastseg.paths import UNREADABLE_FOLDER, walk
 from fastseg.structured_files import file_kind
 
 
@@ -55,7 +55,7 @@ def collect_jobs(inputs: Sequence[Path], out: Path, overlay: bool = False, force
         else:
             raise FastsegError(f"{shown(given)}: no such file or folder")
     if not pairs and unreadable:
-        raise FastsegError(f"{shown(unreadable[0])}: a folder this user may not read (permission denied)")
+        raise FastsegError(f"{shown(unreadable[0])}: {UNREADABLE_FOLDER}")
     if not pairs:  # "0 segmented, 0 failed", exit 0, looked like a finished job
         named = ", ".join(shown(path) for path in inputs[:3]) + (" ..." if len(inputs) > 3 else "")
         raise FastsegError(f"{named}: no image files (a folder's images are those named "
@@ -66,8 +66,7 @@ def collect_jobs(inputs: Sequence[Path], out: Path, overlay: bool = False, force
     sources = set(firsts)
     jobs, claimed = [], {}
     # each a failure: the run's summary and exit code say images were left out, as `find` does
-    problems = [(folder, "a folder this user may not read (permission denied): its images are left out")
-                for folder in unreadable]  # fmt: skip
+    problems = [(folder, f"{UNREADABLE_FOLDER}: its images are left out") for folder in unreadable]
     for source, relative in firsts.values():
         mask = out / relative.with_suffix(".png")
         key = mask.resolve()
