@@ -297,3 +297,20 @@ def test_an_import_names_a_folder_of_the_export_it_may_not_read(tmp_path, monkey
         result = run_cli("import", kind, export, "--out", out, "--quiet")
         closed = labelme / "closed" if kind == "labelme" else yolo / "images" / "train" / "closed"
         assert_refused(result, out, f"{closed}: a folder this user may not read (permission denied)")
+
+
+def test_import_force_never_replaces_a_folder_it_may_not_read(tmp_path, monkeypatch):
+    """`--force` replaces only what an earlier import wrote; a folder in --out this user may not
+    read was passed over by the check (`rglob`), so whatever it held went with the old import."""
+    from test_import import coco_export, run_cli
+
+    export = coco_export(tmp_path / "export")
+    out = tmp_path / "data"
+    assert run_cli("import", "coco", export, "--out", out, "--quiet").exit_code == 0
+    (out / "images" / "closed").mkdir()
+    (out / "images" / "closed" / "thesis.tex").write_text("a user's file")
+    closed_to_this_user(monkeypatch)
+    forced = run_cli("import", "coco", export, "--out", out, "--quiet", "--force")
+    assert forced.exit_code == 1, forced.output
+    assert "1 file(s) there are not its (images/closed/ (a folder this user may not read" in forced.output
+    assert (out / "images" / "closed" / "thesis.tex").read_text() == "a user's file"

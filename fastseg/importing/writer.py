@@ -41,7 +41,7 @@ from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.imaging.masks import VOID_LABEL, write_mask
 from fastseg.importing import raster
 from fastseg.importing.source import BACKGROUND, ImportProblems, Item, ItemProblem, Source, outside, shown
-from fastseg.paths import UNUSABLE_PATH, make_folders, path_problem, walk
+from fastseg.paths import UNREADABLE_FOLDER, UNUSABLE_PATH, make_folders, path_problem, walk
 from fastseg.structured_files import StructuredFileError, load_json
 
 MARKER = ".fastseg-import.json"
@@ -258,7 +258,8 @@ def _check_destination(out: Path, force: bool) -> bool:
 
 
 def _not_imported(out: Path) -> list[str]:
-    """Files in `out` that its import marker does not list (everything when there is no marker)."""
+    """Files in `out` that its import marker does not list (everything when there is no marker),
+    and each folder there this user may not read: `--force` removed it whole, unread."""
     if out.is_symlink() or not out.is_dir():
         return [str(out)]
     try:
@@ -268,7 +269,9 @@ def _not_imported(out: Path) -> list[str]:
     files = marker.get("files") if isinstance(marker, dict) and marker.get("kind") == MARKER_KIND else None
     # a list of names, or the marker is damaged (edited by hand): the folder is not known to be ours
     listed = set(files) if isinstance(files, list) and all(isinstance(name, str) for name in files) else None
-    present = sorted(path.relative_to(out).as_posix() for path in walk(out) if not path.is_dir())
+    unreadable: list[Path] = []  # what it holds is unknown: perhaps the user's files
+    present = sorted(path.relative_to(out).as_posix() for path in walk(out, unreadable) if not path.is_dir())
+    present += [f"{folder.relative_to(out).as_posix()}/ ({UNREADABLE_FOLDER})" for folder in unreadable]
     if listed is None:
         return present or [f"{out} (no {MARKER}: not an import's folder)"]
     return sorted(name for name in present if name != MARKER and name not in listed)
