@@ -51,13 +51,17 @@ def command(folder: Path, sort: str, reverse: bool, as_json: bool) -> None:
     mIoU and pixel accuracy of the kept weights (the best epoch's under --keep best, the last
     epoch's under --keep final), test mIoU (from RUN/report/metrics.json, `fastseg report`'s default
     output), time spent training, start date and status (finished / resumable / interrupted)."""
+    from fastseg.paths import UNREADABLE_FOLDER
     from fastseg.runs.table import runs_table
 
     source = click.get_current_context().get_parameter_source("folder")
     if source is click.core.ParameterSource.DEFAULT and not folder.is_dir():
         raise FastsegError(f"{folder}: no such folder; `fastseg train` puts runs made without --out "
                            "there: name the folder that holds yours (fastseg runs FOLDER)")  # fmt: skip
-    rows = runs_table(folder, sort=sort, reverse=reverse)
+    unreadable: list[Path] = []
+    rows = runs_table(folder, sort=sort, reverse=reverse, unreadable=unreadable)
+    for skipped in unreadable:  # on stderr: --json's output stays the rows alone
+        say(f"{skipped}: {UNREADABLE_FOLDER}; runs in it are not listed", err=True)
     if as_json:
         click.echo(json.dumps(rows, indent=1))
     elif rows:

@@ -2,6 +2,7 @@
 which Python 3.11 wrote as a recursion: a tree about 1,000 folders deep was a RecursionError
 traceback wherever a command listed a folder (predict's inputs, check-data's splits, runs)."""
 
+import json
 import os
 from pathlib import Path
 
@@ -314,3 +315,21 @@ def test_import_force_never_replaces_a_folder_it_may_not_read(tmp_path, monkeypa
     assert forced.exit_code == 1, forced.output
     assert "1 file(s) there are not its (images/closed/ (a folder this user may not read" in forced.output
     assert (out / "images" / "closed" / "thesis.tex").read_text() == "a user's file"
+
+
+def test_runs_names_a_folder_it_may_not_read_on_stderr(tmp_path, monkeypatch):
+    """`fastseg runs` passed over a folder it may not read (rglob): the runs in it were missing from
+    the table without a word. It is named on stderr now; --json's output stays the rows alone."""
+    run = tmp_path / "r1"
+    run.mkdir()
+    (run / "history.csv").write_text("epoch,train_loss\n0,1.0\n")
+    (run / "config.json").write_text("{}")
+    (tmp_path / "closed").mkdir()
+    closed_to_this_user(monkeypatch)
+    for options in ([], ["--json"]):
+        result = CliRunner().invoke(main, ["runs", str(tmp_path), *options])
+        assert result.exit_code == 0, result.output
+        reason = "a folder this user may not read (permission denied); runs in it are not listed"
+        assert result.stderr.splitlines() == [f"{tmp_path / 'closed'}: {reason}"]
+        assert "r1" in result.stdout
+    assert [row["name"] for row in json.loads(result.stdout)] == ["r1"]

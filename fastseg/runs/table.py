@@ -33,13 +33,14 @@ COLUMNS = (
 )  # fmt: skip
 
 
-def find_runs(root: Path) -> list[RunFolder]:
-    """Every folder under `root` (itself included) holding a training config.json."""
+def find_runs(root: Path, unreadable: list[Path] | None = None) -> list[RunFolder]:
+    """Every folder under `root` (itself included) holding a training config.json; the folders
+    this user may not read, which are not searched, go to `unreadable` when one is given."""
     root = Path(root)
     if not root.is_dir():
         raise FastsegError(f"{root}: no such folder")
     runs = []
-    for config in sorted(path for path in walk(root) if path.name == CONFIG):
+    for config in sorted(path for path in walk(root, unreadable) if path.name == CONFIG):
         try:
             ours = isinstance(load_json(config, "run config").get("train"), dict)
         except (FastsegError, AttributeError):  # unreadable (not UTF-8, not JSON, a FIFO), or not a mapping
@@ -137,11 +138,13 @@ def data_set_label(train: dict[str, Any]) -> str:
     return "/".join(part for part in (name, None if own else train.get("train_set")) if part)
 
 
-def runs_table(root: Path, sort: str = "date", reverse: bool = False) -> list[dict[str, Any]]:
-    """The rows of every run under `root`, sorted by `sort` (runs without that value last)."""
+def runs_table(root: Path, sort: str = "date", reverse: bool = False,
+               unreadable: list[Path] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """The rows of every run under `root`, sorted by `sort` (runs without that value last); the
+    folders not searched, for want of permission, go to `unreadable` when one is given."""
     if sort not in COLUMNS:
         raise FastsegError(f"--sort {sort}: choose one of {', '.join(COLUMNS)}")
-    rows = [checked_row(run, Path(root)) for run in find_runs(root)]
+    rows = [checked_row(run, Path(root)) for run in find_runs(root, unreadable)]
     present = [row for row in rows if _known(row[sort])]
     missing = [row for row in rows if not _known(row[sort])]
     return sorted(present, key=lambda row: row[sort], reverse=reverse) + missing
