@@ -17,7 +17,7 @@ import numpy as np
 from fastseg.classes import Classes
 from fastseg.data.split import Split
 from fastseg.errors import DatasetError
-from fastseg.imaging.images import UnreadableImage, load_rgb
+from fastseg.imaging.images import UnreadableImage, load_rgb, turned_by_exif
 
 
 class SegmentationData(ABC):
@@ -82,5 +82,9 @@ class SegmentationData(ABC):
             return problem, None
         if mask.shape[::-1] != image_size:
             mask_size = f"{mask.shape[1]}x{mask.shape[0]}"
-            return f"{mask_path}: mask is {mask_size}, image is {image_size[0]}x{image_size[1]}", None
+            turned = ""
+            if mask.shape == image_size and turned_by_exif(image_path):  # width and height swapped
+                turned = (" (the image's EXIF orientation turns it upright: draw the mask on the upright "
+                          "view, or give the mask the same orientation tag)")  # fmt: skip
+            return f"{mask_path}: mask is {mask_size}, image is {image_size[0]}x{image_size[1]}{turned}", None
         return None, mask

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path, PurePath
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fastseg.classes import Colour
 from fastseg.data.dataset import SegmentationData
@@ -26,6 +26,7 @@ from fastseg.imaging.masks import VOID_LABEL
 from fastseg.paths import UNUSABLE_PATH, path_problem, walk
 
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif")  # lossless: a JPEG mask's edges are noise
+LOSSY_FORMATS = ("JPEG", "MPO")  # Pillow's names for a file's content, whatever its suffix
 SINGLE_CHANNEL_MODES = ("L", "P", "1", "I", "I;16", "I;16B", "I;16L", "I;16N")
 IMAGES_FOLDER = "images"
 
@@ -83,6 +84,11 @@ class FolderDataset(SegmentationData):
         path = self.mask_path(image_id)
         try:
             with Image.open(path) as image:
+                problem = _mask_file_problem(path, image)
+                if problem:
+                    return problem, None
+                # turned as its image is (load_rgb): a mask carrying the image's EXIF tag stays on it
+                ImageOps.exif_transpose(image, in_place=True)
                 image.load()
                 if self.spec.mask_format == "rgb":
                     opaque = image if image.mode == "RGB" else image.convert("RGB")  # alpha dropped
@@ -273,6 +279,18 @@ class FolderDataset(SegmentationData):
         for mask in sorted(walk(placeholder.parent)):
             if mask.suffix.lower() in MASK_SUFFIXES and mask.is_file() and mask.with_suffix("") not in stems:
                 self.problems.append(f"{mask}: mask without an image ({split})")
+
+
+def _mask_file_problem(path: Path, image: Image.Image) -> str | None:
+    """What makes an opened file no mask whatever its pixels: lossy compression (its edges hold
+    values between the classes, which can read as other classes) or several frames (which one?)."""
+    if image.format in LOSSY_FORMATS:
+        return (f"{path}: mask is a JPEG: its lossy compression leaves values between the classes "
+                "along every edge; save masks as PNG (lossless)")  # fmt: skip
+    if getattr(image, "is_animated", False):  # asked first: a GIF's n_frames reads the whole file
+        return (f"{path}: mask has {image.n_frames} frames (an animation or a multi-page file); "
+                "save one per mask")  # fmt: skip
+    return None
 
 
 _INVALID = 256  # in the index lookup table: a value that is neither a class nor void

@@ -29,6 +29,19 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+TURNING_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
+
+
+def turned_by_exif(path: Path | str) -> bool:
+    """Whether the file's EXIF orientation swaps its width and height as `load_rgb` applies it:
+    what explains a mask whose size is its image's turned (drawn on the stored pixels)."""
+    try:
+        with Image.open(path) as image:
+            return image.getexif().get(0x0112) in TURNING_ORIENTATIONS
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return False
+
+
 def load_rgb(path: Path | str | bytes) -> Image.Image:
     """Decode, apply EXIF orientation, convert to RGB; `UnreadableImage` says what is wrong.
 

@@ -1,0 +1,95 @@
+"""A stranger's hostile pass over a user's own data set (`dataset.yaml`) through `check-data`:
+each test is a defect it found, and failed before its fix. The promise: a clear line naming the
+file and the problem, never a mask read other than the user meant (turned against its image,
+classes taken from a lossy file's in-between values, one of two files silently dropped)."""
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from demo_folder import make_demo_folder
+from PIL import Image
+
+from cli.main import main
+from fastseg.data.folder_dataset import FolderDataset
+
+ORIENTATION = 0x0112  # the EXIF tag; 6: shown turned 90 degrees clockwise
+
+
+def run_cli(*arguments):
+    return CliRunner().invoke(main, [str(argument) for argument in arguments])
+
+
+def data_set(tmp_path):
+    """Three classes, 3 training and 2 validation pairs: `(dataset.yaml, images/train, masks/train)`."""
+    data = make_demo_folder(tmp_path / "data", ["background", "road", "car"], counts={"train": 3, "val": 2})
+    return data, data.parent / "images" / "train", data.parent / "masks" / "train"
+
+
+def picture(height=30, width=40):
+    return Image.fromarray(np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8))
+
+
+def labels(height=30, width=40):
+    """Classes 0, 1 and 2 in blocks: a JPEG of it holds 0-2 at and between the blocks' edges."""
+    mask = np.zeros((height, width), np.uint8)
+    mask[5:15, 5:20] = 1
+    mask[18:25, 20:35] = 2
+    return mask
+
+
+def exif(orientation):
+    values = Image.Exif()
+    values[ORIENTATION] = orientation
+    return values.tobytes()
+
+
+def problem_lines(result):
+    assert "Traceback" not in result.output
+    return [line for line in result.output.splitlines()
+            if line.startswith("/") and "dataset.yaml:" not in line]  # fmt: skip
+
+
+def test_a_mask_holding_a_jpeg_is_refused_whatever_its_suffix(tmp_path):
+    """A mask saved as JPEG (a .png holding JPEG bytes) was read as classes: its edges' in-between
+    values 0-2 all look like classes here, so check-data said 'no problems found'."""
+    data, images, masks = data_set(tmp_path)
+    picture().save(images / "x.jpg")
+    Image.fromarray(labels()).save(masks / "x.png", format="JPEG")
+    result = run_cli("check-data", "--data", data)
+    assert result.exit_code == 1, result.output
+    [line] = problem_lines(result)
+    assert line.startswith(f"{masks / 'x.png'}: mask is a JPEG") and "lossy" in line and "PNG" in line
+
+
+def test_a_mask_carrying_its_images_exif_orientation_is_turned_with_it(tmp_path):
+    """A phone photo tagged 'turn 90 degrees' and a mask drawn on its stored pixels carrying the same
+    tag (a tool copying the EXIF): the image was turned, the mask not, so the pair was refused as
+    'mask is 40x30, image is 30x40' (a square one trained on a mask turned against its image)."""
+    data, images, masks = data_set(tmp_path)
+    picture(30, 40).save(images / "x.jpg", exif=exif(6))
+    Image.fromarray(labels(30, 40)).save(masks / "x.png", exif=exif(6))
+    result = run_cli("check-data", "--data", data)
+    assert result.exit_code == 0, result.output
+    mask = FolderDataset.from_file(data).read_mask("images/train/x.jpg")
+    assert np.array_equal(mask, np.rot90(labels(30, 40), k=-1))  # as the image: turned clockwise
+
+
+def test_a_mask_drawn_on_a_turned_photos_stored_pixels_is_told_so(tmp_path):
+    """The image's EXIF turns it, its mask (no tag) has the stored pixels' size: the line said only
+    'mask is 40x30, image is 30x40', though both files are 40x30 on disk."""
+    data, images, masks = data_set(tmp_path)
+    picture(30, 40).save(images / "x.jpg", exif=exif(6))
+    Image.fromarray(labels(30, 40)).save(masks / "x.png")
+    [line] = problem_lines(run_cli("check-data", "--data", data))
+    assert line.startswith(f"{masks / 'x.png'}: mask is 40x30, image is 30x40") and "EXIF orientation" in line
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".tif"])
+def test_a_mask_of_several_frames_is_refused_not_read_as_its_first(tmp_path, suffix):
+    """An animated GIF or multi-page TIFF mask was read as its first frame without a word."""
+    data, images, masks = data_set(tmp_path)
+    picture().save(images / "x.jpg")
+    frames = [Image.fromarray(labels()), Image.fromarray(labels() * 0)]
+    frames[0].save(masks / f"x{suffix}", save_all=True, append_images=frames[1:])
+    [line] = problem_lines(run_cli("check-data", "--data", data))
+    assert line.startswith(f"{masks / f'x{suffix}'}: mask has 2 frames")
