@@ -61,6 +61,16 @@ def test_a_mask_holding_a_jpeg_is_refused_whatever_its_suffix(tmp_path):
     assert line.startswith(f"{masks / 'x.png'}: mask is a JPEG") and "lossy" in line and "PNG" in line
 
 
+def test_a_jpg_mask_beside_its_image_is_named_as_a_jpeg_not_as_missing(tmp_path):
+    """masks/train/x.jpg was passed over: 'no mask (expected masks/train/x.png)' while the user's
+    mask lay beside it; it is now found and refused for what it is."""
+    data, images, masks = data_set(tmp_path)
+    picture().save(images / "x.jpg")
+    Image.fromarray(labels()).save(masks / "x.jpg")
+    [line] = problem_lines(run_cli("check-data", "--data", data))
+    assert line.startswith(f"{masks / 'x.jpg'}: mask is a JPEG")
+
+
 def test_a_mask_carrying_its_images_exif_orientation_is_turned_with_it(tmp_path):
     """A phone photo tagged 'turn 90 degrees' and a mask drawn on its stored pixels carrying the same
     tag (a tool copying the EXIF): the image was turned, the mask not, so the pair was refused as
@@ -82,6 +92,48 @@ def test_a_mask_drawn_on_a_turned_photos_stored_pixels_is_told_so(tmp_path):
     Image.fromarray(labels(30, 40)).save(masks / "x.png")
     [line] = problem_lines(run_cli("check-data", "--data", data))
     assert line.startswith(f"{masks / 'x.png'}: mask is 40x30, image is 30x40") and "EXIF orientation" in line
+
+
+def test_two_masks_of_one_image_are_named_not_one_dropped(tmp_path):
+    """masks/train/x.png and x.tif for images/train/x.jpg: x.png was used and x.tif passed over
+    without a word (which one the user meant, nobody knows)."""
+    data, images, masks = data_set(tmp_path)
+    picture().save(images / "x.jpg")
+    Image.fromarray(labels()).save(masks / "x.png")
+    Image.fromarray(labels() * 0).save(masks / "x.tif")
+    result = run_cli("check-data", "--data", data)
+    assert result.exit_code == 1, result.output
+    [line] = problem_lines(result)
+    assert line.startswith(f"{images / 'x.jpg'}: 2 masks") and "x.png" in line and "x.tif" in line
+
+
+def test_a_listed_stem_naming_two_images_is_named_not_one_dropped(tmp_path):
+    """A .txt split listing 'train/x' while images/train holds x.jpg and x.png: x.jpg was taken
+    (the first suffix in sorted order) and x.png passed over without a word."""
+    data, images, masks = data_set(tmp_path)
+    picture().save(images / "x.jpg")
+    picture().save(images / "x.png")
+    Image.fromarray(labels()).save(masks / "x.png")
+    (data.parent / "train.txt").write_text("train/x\ntrain/train_0000\n")
+    data.write_text(data.read_text().replace("train: images/train", "train: train.txt"))
+    result = run_cli("check-data", "--data", data)
+    assert result.exit_code == 1, result.output
+    [line] = problem_lines(result)
+    assert line.startswith(f"{data.parent / 'train.txt'}:1: 'train/x' names 2 images")
+    assert "x.jpg" in line and "x.png" in line
+
+
+def test_a_mask_suffix_in_mixed_case_is_found(tmp_path):
+    """y.Png (as some cameras and Windows tools write it) was looked for as .png and .PNG only:
+    'no mask (expected masks/train/y.png)' with the mask beside it."""
+    data, images, masks = data_set(tmp_path)
+    picture().save(images / "y.Jpg")
+    Image.fromarray(labels()).save(masks / "y.Png", format="PNG")
+    result = run_cli("check-data", "--data", data)
+    assert result.exit_code == 0, result.output
+    dataset = FolderDataset.from_file(data)
+    assert dataset.mask_path("images/train/y.Jpg") == masks / "y.Png"
+    assert np.array_equal(dataset.read_mask("images/train/y.Jpg"), labels())
 
 
 @pytest.mark.parametrize("suffix", [".gif", ".tif"])

@@ -10,6 +10,7 @@ void is a data error, never silently made void.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path, PurePath
 
@@ -26,6 +27,8 @@ from fastseg.imaging.masks import VOID_LABEL
 from fastseg.paths import UNUSABLE_PATH, path_problem, walk
 
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif")  # lossless: a JPEG mask's edges are noise
+# looked for too (any case), so that a JPEG mask is named as one, not reported missing
+FOUND_MASK_SUFFIXES = frozenset({*MASK_SUFFIXES, ".jpg", ".jpeg"})
 LOSSY_FORMATS = ("JPEG", "MPO")  # Pillow's names for a file's content, whatever its suffix
 SINGLE_CHANNEL_MODES = ("L", "P", "1", "I", "I;16", "I;16B", "I;16L", "I;16N")
 IMAGES_FOLDER = "images"
@@ -45,6 +48,7 @@ class FolderDataset(SegmentationData):
         self.problems: list[str] = []
         self._images: dict[str, Path] = {}
         self._masks: dict[str, Path] = {}
+        self._folders: dict[Path, dict[str, list[Path]]] = {}  # `_files_by_stem`'s listings
         for split, location in spec.splits.items():
             self.ids[split] = self._list(split, location)
         self.problems += self._leaks()  # check-data names what `split` refuses
@@ -181,12 +185,17 @@ class FolderDataset(SegmentationData):
         ids = []
         for image in images:
             image_id = self._id(image)
-            mask = self._find_mask(image)
-            if mask is None:
+            masks = self._find_masks(image)
+            if not masks:
                 expected = self._mask_stem(image)
                 where = expected.with_suffix(".png") if expected else "(no images folder in its path to swap)"
                 self.problems.append(f"{image}: no mask ({split}; expected {where})")
                 continue
+            if len(masks) > 1:  # which one the user meant, nobody knows: neither is dropped silently
+                self.problems.append(f"{image}: {len(masks)} masks ({', '.join(map(str, masks))}); "
+                                     "keep the one that is its mask")  # fmt: skip
+                continue
+            mask = masks[0]
             if image_id in self._images and self._images[image_id] != image:
                 continue
             self._images[image_id], self._masks[image_id] = image, mask
@@ -221,8 +230,10 @@ class FolderDataset(SegmentationData):
                 continue
             try:
                 outside = not (base / entry).resolve().is_relative_to(resolved_base)
-                candidates = [base / entry] if Path(entry).suffix.lower() in IMAGE_SUFFIXES else [
-                    base / f"{entry}{suffix}" for suffix in sorted(IMAGE_SUFFIXES)]  # fmt: skip
+                named = base / entry
+                candidates = [named] if named.suffix.lower() in IMAGE_SUFFIXES else [
+                    path for path in self._files_by_stem(named.parent).get(named.name, [])
+                    if path.suffix.lower() in IMAGE_SUFFIXES]  # fmt: skip
                 found = None if outside else next((path for path in candidates if path.is_file()), None)
             except UNUSABLE_PATH as error:  # a link loop, a name over the file system's limit
                 self.problems.append(
@@ -234,6 +245,10 @@ class FolderDataset(SegmentationData):
                 continue
             if found is None:
                 self.problems.append(f"{listing}:{number}: no image {entry!r} in {base}")
+            elif len(candidates) > 1:  # a.jpg and a.png: either could be meant
+                names = ", ".join(path.name for path in candidates)
+                self.problems.append(f"{listing}:{number}: {entry!r} names {len(candidates)} images "
+                                     f"({names}); write the one meant with its suffix")  # fmt: skip
             elif found in first_line:
                 self.problems.append(f"{listing}:{number}: {entry!r} is the image of line "
                                      f"{first_line[found]} again; list each image once")  # fmt: skip
@@ -262,13 +277,30 @@ class FolderDataset(SegmentationData):
         parts[index] = self.spec.masks
         return Path(*parts).with_suffix("")
 
-    def _find_mask(self, image: Path) -> Path | None:
+    def _find_masks(self, image: Path) -> list[Path]:
+        """Every file that could be the image's mask: its stem under the masks folder, a mask
+        suffix in any case (`a.Png`); more than one is the user's to settle."""
         stem = self._mask_stem(image)
         if stem is None:
-            return None
-        suffixes = [*MASK_SUFFIXES, *(suffix.upper() for suffix in MASK_SUFFIXES)]
-        candidates = (stem.parent / f"{stem.name}{suffix}" for suffix in suffixes)
-        return next((path for path in candidates if path.is_file()), None)
+            return []
+        return [path for path in self._files_by_stem(stem.parent).get(stem.name, [])
+                if path.suffix.lower() in FOUND_MASK_SUFFIXES and path != image]  # fmt: skip
+
+    def _files_by_stem(self, folder: Path) -> dict[str, list[Path]]:
+        """The regular files of `folder` by stem, sorted, listed once per folder (not a stat per
+        suffix per image); a folder that cannot be listed holds none (its images have no mask)."""
+        if folder not in self._folders:
+            found: dict[str, list[Path]] = {}
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        if entry.is_file():
+                            path = folder / entry.name
+                            found.setdefault(path.stem, []).append(path)
+            except UNUSABLE_PATH:
+                found = {}
+            self._folders[folder] = {stem: sorted(paths) for stem, paths in found.items()}
+        return self._folders[folder]
 
     def _note_orphan_masks(self, split: str, location: Path, images: Iterable[Path]) -> None:
         """Masks under the split's masks folder whose image is missing: often a misnamed image."""
@@ -277,7 +309,9 @@ class FolderDataset(SegmentationData):
             return
         stems = {self._mask_stem(image) for image in images}
         for mask in sorted(walk(placeholder.parent)):
-            if mask.suffix.lower() in MASK_SUFFIXES and mask.is_file() and mask.with_suffix("") not in stems:
+            if mask.suffix.lower() not in FOUND_MASK_SUFFIXES or mask.with_suffix("") in stems:
+                continue
+            if mask.is_file():
                 self.problems.append(f"{mask}: mask without an image ({split})")
 
 
