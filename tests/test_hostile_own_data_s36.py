@@ -3,6 +3,8 @@ each test is a defect it found, and failed before its fix. The promise: a clear 
 file and the problem, never a mask read other than the user meant (turned against its image,
 classes taken from a lossy file's in-between values, one of two files silently dropped)."""
 
+import os
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -145,3 +147,54 @@ def test_a_mask_of_several_frames_is_refused_not_read_as_its_first(tmp_path, suf
     frames[0].save(masks / f"x{suffix}", save_all=True, append_images=frames[1:])
     [line] = problem_lines(run_cli("check-data", "--data", data))
     assert line.startswith(f"{masks / f'x{suffix}'}: mask has 2 frames")
+
+
+def bad_name_data_set(tmp_path):
+    """A data set whose one test image is named `bad\\xff.jpg` (bytes that are not UTF-8, as a
+    Latin-1 camera or an old Windows share writes them)."""
+    data = make_demo_folder(tmp_path / "data", ["background", "road", "car"],
+                            counts={"train": 3, "val": 1, "test": 1})  # fmt: skip
+    for kind, suffix, pixels in (("images", ".jpg", picture()), ("masks", ".png", Image.fromarray(labels()))):
+        folder = os.fsencode(data.parent / kind / "test")
+        with open(folder + b"/bad\xff" + suffix.encode(), "wb") as file:
+            pixels.save(file, format="JPEG" if suffix == ".jpg" else "PNG")
+    return data
+
+
+def test_an_image_named_in_bytes_that_are_not_utf8_has_an_id_utf8_can_hold(tmp_path):
+    """Its id was the name's lone surrogate (U+DCFF), which split.json hid as an escape but every
+    UTF-8 file `report` writes (per_image.csv) could not hold: a UnicodeEncodeError traceback. The
+    id is now the name as fastseg prints it (`bad\\xff.jpg`, errors.bytes_escaped), still naming
+    the file."""
+    dataset = FolderDataset.from_file(bad_name_data_set(tmp_path))
+    [bad] = [image_id for image_id in dataset.ids["test"] if image_id.startswith("images/test/bad")]
+    assert bad == "images/test/bad\\xff.jpg"
+    assert bad.encode("utf-8")
+    assert os.fsencode(dataset.image_path(bad)).endswith(b"/bad\xff.jpg")
+    assert dataset.read_mask(bad).shape == (30, 40)
+
+
+@pytest.mark.slow
+def test_report_writes_its_tables_for_an_image_named_in_bytes_that_are_not_utf8(tmp_path):
+    data = bad_name_data_set(tmp_path)
+    run = tmp_path / "run"
+    tiny = ["--recipe", "seed", "--size", 32, "--no-pretrained", "--num-workers", 0, "--quiet"]
+    trained = run_cli("train", "--data", data, "--out", run, *tiny, "--batch-size", 4, "--epochs", 1)
+    assert trained.exit_code == 0, trained.output
+    reported = run_cli("report", "--model", run, "--quiet", "--num-workers", 0)
+    assert reported.exit_code == 0, reported.output
+    assert "images/test/bad\\xff.jpg" in (run / "report" / "per_image.csv").read_text(encoding="utf-8")
+
+
+def test_two_images_whose_ids_would_be_one_are_named_not_one_dropped(tmp_path):
+    """With ids spelling such bytes `\\xff`, `bad\\xff.jpg` (bytes) and a file literally named
+    `bad\\\\xff.jpg` share an id; the listing passed over a second image of an id without a word (it
+    could not happen before, when ids were the names themselves). Both are named now."""
+    data = bad_name_data_set(tmp_path)
+    images, masks = data.parent / "images" / "test", data.parent / "masks" / "test"
+    picture().save(images / "bad\\xff.jpg")
+    Image.fromarray(labels()).save(masks / "bad\\xff.png")
+    result = run_cli("check-data", "--data", data)
+    assert result.exit_code == 1, result.output
+    [line] = problem_lines(result)
+    assert "its id 'images/test/bad\\\\xff.jpg' is also" in line and "rename one" in line

@@ -21,7 +21,7 @@ from fastseg.classes import Colour
 from fastseg.data.dataset import SegmentationData
 from fastseg.data.dataset_file import DatasetFile, read_dataset_file
 from fastseg.data.split import Split, halve
-from fastseg.errors import DatasetError, quoted
+from fastseg.errors import DatasetError, bytes_escaped, quoted
 from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.imaging.masks import VOID_LABEL
 from fastseg.paths import UNUSABLE_PATH, path_problem, walk
@@ -196,7 +196,9 @@ class FolderDataset(SegmentationData):
                                      "keep the one that is its mask")  # fmt: skip
                 continue
             mask = masks[0]
-            if image_id in self._images and self._images[image_id] != image:
+            if image_id in self._images and self._images[image_id] != image:  # `a\xff.jpg` written out
+                self.problems.append(f"{image}: its id {image_id!r} is also {self._images[image_id]}'s; "
+                                     "rename one")  # fmt: skip
                 continue
             self._images[image_id], self._masks[image_id] = image, mask
             ids.append(image_id)
@@ -258,10 +260,14 @@ class FolderDataset(SegmentationData):
         return images
 
     def _id(self, image: Path) -> str:
+        """The image's path under the YAML file's folder, with bytes that are not UTF-8 written as
+        fastseg prints them (`\\xff`): every file an id goes into (split.json, report's CSVs and
+        page) is UTF-8, which a name's lone surrogates cannot enter; `image_path` keeps the file."""
         try:
-            return image.relative_to(self.root).as_posix()
+            relative = image.relative_to(self.root).as_posix()
         except ValueError:
-            return image.as_posix()
+            relative = image.as_posix()
+        return bytes_escaped(relative)
 
     def _mask_stem(self, image: Path) -> Path | None:
         """The mask's path without suffix: the image's, with its `images` folder swapped for `masks`."""
