@@ -198,3 +198,16 @@ def test_two_images_whose_ids_would_be_one_are_named_not_one_dropped(tmp_path):
     assert result.exit_code == 1, result.output
     [line] = problem_lines(result)
     assert "its id 'images/test/bad\\\\xff.jpg' is also" in line and "rename one" in line
+
+
+def test_a_mask_whose_exif_cannot_be_read_is_one_line(tmp_path):
+    """Turning masks by their EXIF (above) read a damaged eXIf chunk, which Pillow raises as
+    SyntaxError: a traceback out of check-data's threads. It is the 'cannot read mask' line now,
+    as the same chunk in an image is load_rgb's 'corrupt or truncated image'."""
+    data, images, masks = data_set(tmp_path)
+    picture().save(images / "x.jpg")
+    Image.fromarray(labels()).save(masks / "x.png", exif=b"garbage")
+    result = run_cli("check-data", "--data", data)
+    assert result.exit_code == 1, result.output
+    [line] = problem_lines(result)
+    assert line.startswith(f"{masks / 'x.png'}: cannot read mask (") and "TIFF" in line

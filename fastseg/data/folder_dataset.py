@@ -91,8 +91,10 @@ class FolderDataset(SegmentationData):
                 problem = _mask_file_problem(path, image)
                 if problem:
                     return problem, None
-                # turned as its image is (load_rgb): a mask carrying the image's EXIF tag stays on it
-                ImageOps.exif_transpose(image, in_place=True)
+                try:  # turned as its image is (load_rgb): a mask carrying the image's EXIF tag stays on it
+                    ImageOps.exif_transpose(image, in_place=True)
+                except (SyntaxError, ValueError) as error:  # a damaged EXIF block: Pillow's TIFF reader
+                    return f"{path}: cannot read mask (its EXIF: {error})", None
                 image.load()
                 if self.spec.mask_format == "rgb":
                     opaque = image if image.mode == "RGB" else image.convert("RGB")  # alpha dropped
