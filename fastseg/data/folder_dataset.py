@@ -1,11 +1,13 @@
 """A data set of one's own: `images/` and `masks/` folders described by a `dataset.yaml`.
 
 Each image's mask has the same stem, in the same place under the masks folder (`images` swapped
-for `masks` in the path). Ids are the images' paths relative to the YAML file's folder, so
-`split.json` and `report`'s per-image table name files a user can open. Masks are decoded to class
-indices with void as 255 (`fastseg.classes`), from index masks (any single-channel format
-Pillow reads) or colour masks (`mask_format: rgb`); a value or colour that is neither a class nor
-void is a data error, never silently made void.
+for `masks` in the path); two files that could be one image's mask are a problem, never a choice.
+Ids are the images' paths relative to the YAML file's folder, so `split.json` and `report`'s
+per-image table name files a user can open. Masks are decoded to class indices with void as 255
+(`fastseg.classes`), from index masks (any single-channel lossless format Pillow reads) or colour
+masks (`mask_format: rgb`), turned by their EXIF orientation as images are; a value or colour
+that is neither a class nor void is a data error, never silently made void, and a JPEG mask (its
+edges hold values between the classes) or one of several frames is refused whole.
 """
 
 from __future__ import annotations
