@@ -26,7 +26,7 @@ from fastseg.data.split import Split, halve
 from fastseg.errors import DatasetError, bytes_escaped, quoted
 from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.imaging.masks import VOID_LABEL
-from fastseg.paths import UNUSABLE_PATH, path_problem, walk
+from fastseg.paths import UNREADABLE_FOLDER, UNUSABLE_PATH, path_problem, walk
 
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif")  # lossless: a JPEG mask's edges are noise
 # looked for too (any case), so that a JPEG mask is named as one, not reported missing
@@ -181,8 +181,10 @@ class FolderDataset(SegmentationData):
         if location.suffix == ".txt" and location.is_file():
             images = self._listed_images(split, location)
         elif location.is_dir():
-            images = sorted(path for path in walk(location)
+            unreadable: list[Path] = []  # its images cannot be read: the set is not whole
+            images = sorted(path for path in walk(location, unreadable)
                             if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())  # fmt: skip
+            self.problems += [f"{folder}: {UNREADABLE_FOLDER} ({split})" for folder in unreadable]
             self._note_orphan_masks(split, location, images)
         else:
             images = []
@@ -318,11 +320,13 @@ class FolderDataset(SegmentationData):
         if placeholder is None or not placeholder.parent.is_dir():
             return
         stems = {self._mask_stem(image) for image in images}
-        for mask in sorted(walk(placeholder.parent)):
+        unreadable: list[Path] = []
+        for mask in sorted(walk(placeholder.parent, unreadable)):
             if mask.suffix.lower() not in FOUND_MASK_SUFFIXES or mask.with_suffix("") in stems:
                 continue
             if mask.is_file():
                 self.problems.append(f"{mask}: mask without an image ({split})")
+        self.problems += [f"{folder}: {UNREADABLE_FOLDER} ({split})" for folder in unreadable]
 
 
 def _mask_file_problem(path: Path, image: Image.Image) -> str | None:
