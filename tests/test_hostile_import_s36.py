@@ -82,17 +82,7 @@ def test_a_cvat_turned_box_past_floats_range_is_one_line(tmp_path):
 def test_an_ade20k_class_list_with_an_index_of_5000_digits_is_one_line(tmp_path):
     """objectInfo150.txt's Idx column went through int(), which refuses more than 4,300 digits with
     a ValueError: a traceback. Such a row is no class row, passed over as a row of no number is."""
-    root = tmp_path / "ADEChallengeData2016"
-    rows = ["Idx\tRatio\tTrain\tVal\tName", *[f"{index}\t0\t0\t0\tthing{index}" for index in range(1, 151)]]
-    rows.append(f"{'9' * 5000}\t0\t0\t0\tlast")
-    root.mkdir()
-    (root / "objectInfo150.txt").write_text("\n".join(rows) + "\n")
-    for folder, stem in (("training", "a"), ("training", "b"), ("validation", "c")):
-        write_image(root / "images" / folder / f"{stem}.jpg", 3, 2)
-        (root / "annotations" / folder).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.ones((2, 3), dtype=np.uint8), "L").save(
-            root / "annotations" / folder / f"{stem}.png"
-        )
+    root = ade20k_tree(tmp_path / "ADEChallengeData2016", extra_rows=[f"{'9' * 5000}\t0\t0\t0\tlast"])
     out = tmp_path / "data"
     status, output = import_in_child("ade20k", root, "--out", out, "--quiet")
     assert status == 0 and "Traceback" not in output, output
@@ -319,8 +309,11 @@ def cityscapes_tree(root, extra_image):
     return root
 
 
-def ade20k_tree(root, extra_image):
+def ade20k_tree(root, extra_image=None, extra_rows=()):
+    """A tiny ADE20K tree: its 150 class rows (and `extra_rows`), 3 images with masks, and
+    `extra_image` without one."""
     rows = ["Idx\tRatio\tTrain\tVal\tName", *[f"{index}\t0\t0\t0\tthing{index}" for index in range(1, 151)]]
+    rows += extra_rows
     root.mkdir()
     (root / "objectInfo150.txt").write_text("\n".join(rows) + "\n")
     for folder, stem in (("training", "a"), ("training", "b"), ("validation", "c")):
@@ -329,7 +322,8 @@ def ade20k_tree(root, extra_image):
         Image.fromarray(np.ones((2, 3), dtype=np.uint8), "L").save(
             root / "annotations" / folder / f"{stem}.png"
         )
-    write_image(root / "images" / "training" / f"{extra_image}.jpg", 3, 2)
+    if extra_image is not None:
+        write_image(root / "images" / "training" / f"{extra_image}.jpg", 3, 2)
     return root
 
 
