@@ -350,3 +350,29 @@ def test_check_data_and_train_name_a_folder_of_the_data_set_they_may_not_read(tm
     reason = "a folder this user may not read (permission denied)"
     assert_refused(data, tmp_path, f"{data.parent / 'images' / 'train' / 'closed'}: {reason} (train)",
                    f"{data.parent / 'masks' / 'val' / 'closed'}: {reason} (val)")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("mode", "suffix", "hint"),
+    [
+        ("RGB", ".png", "for colour masks set mask_format: rgb in dataset.yaml"),
+        ("LA", ".png", "grey or palette with an alpha channel: save it without alpha"),
+        ("F", ".tif", "floating-point values: save the class indices as integers"),
+    ],
+)
+def test_a_mask_of_several_channels_gets_the_hint_its_mode_needs(tmp_path, mode, suffix, hint):
+    """Every mask that is not one channel was told to set `mask_format: rgb`; for a grey mask with
+    alpha (LA, helper B's finding) or a float one, that would make things worse."""
+    from demo_folder import make_demo_folder
+
+    data = make_demo_folder(tmp_path / "data", ["background", "car"], counts={"train": 2, "val": 2})
+    original = data.parent / "masks" / "train" / "train_0000.png"
+    with Image.open(original) as labels:
+        converted = labels.convert(mode)
+    original.unlink()
+    mask = original.with_suffix(suffix)
+    converted.save(mask)
+    result = CliRunner().invoke(main, ["check-data", str(data), "--quiet"])
+    assert result.exit_code == 1
+    expected = f"{mask}: mask has mode {mode}, expected one channel of class indices ({hint})"
+    assert expected in result.output.splitlines(), result.output

@@ -103,7 +103,7 @@ class FolderDataset(SegmentationData):
                     return self._decode_colours(path, np.asarray(opaque.convert("RGBA")))
                 if image.mode not in SINGLE_CHANNEL_MODES:
                     return (f"{path}: mask has mode {image.mode}, expected one channel of class indices "
-                            "(for colour masks set mask_format: rgb in dataset.yaml)"), None  # fmt: skip
+                            f"({_mode_hint(image.mode)})"), None  # fmt: skip
                 values = np.asarray(image)
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
             return f"{path}: cannot read mask ({error})", None
@@ -327,6 +327,16 @@ class FolderDataset(SegmentationData):
             if mask.is_file():
                 self.problems.append(f"{mask}: mask without an image ({split})")
         self.problems += [f"{folder}: {UNREADABLE_FOLDER} ({split})" for folder in unreadable]
+
+
+def _mode_hint(mode: str) -> str:
+    """What to do about an index mask of `mode`, which holds more than one channel of integers:
+    the colour-mask hint misled for a grey mask with alpha or one of floating-point values."""
+    if mode in ("LA", "La", "PA"):
+        return "grey or palette with an alpha channel: save it without alpha"
+    if mode == "F":
+        return "floating-point values: save the class indices as integers"
+    return "for colour masks set mask_format: rgb in dataset.yaml"
 
 
 def _mask_file_problem(path: Path, image: Image.Image) -> str | None:
