@@ -29,8 +29,9 @@ from fastseg.imaging.masks import VOID_LABEL
 from fastseg.paths import UNREADABLE_FOLDER, UNUSABLE_PATH, path_problem, walk
 
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif")  # lossless: a JPEG mask's edges are noise
-# looked for too (any case), so that a JPEG mask is named as one, not reported missing
-FOUND_MASK_SUFFIXES = frozenset({*MASK_SUFFIXES, ".jpg", ".jpeg"})
+# looked for too (any case), so that a JPEG mask is named as one, not reported missing; a WebP mask
+# is read when lossless and refused as lossy otherwise
+FOUND_MASK_SUFFIXES = frozenset({*MASK_SUFFIXES, ".jpg", ".jpeg", ".webp"})
 LOSSY_FORMATS = ("JPEG", "MPO")  # Pillow's names for a file's content, whatever its suffix
 SINGLE_CHANNEL_MODES = ("L", "P", "1", "I", "I;16", "I;16B", "I;16L", "I;16N")
 IMAGES_FOLDER = "images"
@@ -101,6 +102,8 @@ class FolderDataset(SegmentationData):
                 if self.spec.mask_format == "rgb":
                     opaque = image if image.mode == "RGB" else image.convert("RGB")  # alpha dropped
                     return self._decode_colours(path, np.asarray(opaque.convert("RGBA")))
+                if image.format == "WEBP":  # no grey mode in WebP: a grey mask comes back as RGB
+                    image = _grey_if_equal_channels(image)
                 if image.mode not in SINGLE_CHANNEL_MODES:
                     return (f"{path}: mask has mode {image.mode}, expected one channel of class indices "
                             f"({_mode_hint(image.mode)})"), None  # fmt: skip
@@ -345,10 +348,45 @@ def _mask_file_problem(path: Path, image: Image.Image) -> str | None:
     if image.format in LOSSY_FORMATS:
         return (f"{path}: mask is a JPEG: its lossy compression leaves values between the classes "
                 "along every edge; save masks as PNG (lossless)")  # fmt: skip
+    if image.format == "WEBP" and _lossy_webp(path):
+        return (f"{path}: mask is a lossy WebP: its compression leaves values between the classes "
+                "along every edge; save masks as PNG or lossless WebP")  # fmt: skip
     if getattr(image, "is_animated", False):  # asked first: a GIF's n_frames reads the whole file
         return (f"{path}: mask has {image.n_frames} frames (an animation or a multi-page file); "
                 "save one per mask")  # fmt: skip
     return None
+
+
+def _lossy_webp(path: Path) -> bool:
+    """Whether a WebP file holds a lossy (`VP8 `) bitstream: Pillow opens lossy and lossless alike
+    and says nothing of which, so the RIFF chunks are read (the first 64; a lossless file holds
+    one `VP8L`, and extended files an `ALPH` before a lossy one). Unreadable counts as lossy."""
+    try:
+        with open(path, "rb") as file:
+            if file.read(12)[8:] != b"WEBP":
+                return True
+            for _ in range(64):
+                header = file.read(8)
+                if len(header) < 8:
+                    return True
+                kind, size = header[:4], int.from_bytes(header[4:], "little")
+                if kind in (b"VP8 ", b"VP8L"):
+                    return kind == b"VP8 "
+                file.seek(size + size % 2, os.SEEK_CUR)  # chunks are padded to an even length
+    except OSError:
+        return True
+    return True
+
+
+def _grey_if_equal_channels(image: Image.Image) -> Image.Image:
+    """An RGB image whose three channels agree everywhere as its one channel (mode L), else as it
+    is: WebP stores a grey index mask as RGB."""
+    if image.mode != "RGB":
+        return image
+    pixels = np.asarray(image)
+    if np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(pixels[..., 0], pixels[..., 2]):
+        return Image.fromarray(np.ascontiguousarray(pixels[..., 0]))
+    return image
 
 
 _INVALID = 256  # in the index lookup table: a value that is neither a class nor void
