@@ -34,6 +34,7 @@ def command(data: Path, out: Path, recipe_name: str, size: int | None, rows: int
 
     from fastseg.data.factory import open_dataset
     from fastseg.errors import DatasetError
+    from fastseg.paths import create_folder
     from fastseg.training.data import build_dataloaders
     from fastseg.training.recipes import recipe
     from fastseg.training.samples import save_dataset_samples
@@ -48,6 +49,7 @@ def command(data: Path, out: Path, recipe_name: str, size: int | None, rows: int
         say(f"note: {shown} row(s): the data set has {len(split.train)} training and "
                    f"{len(split.valid)} validation image(s)")  # fmt: skip
     rows = shown
+    create_folder(out, "output folder")  # one line, not a traceback at the first figure
     # a smaller --size shrinks the crop; the recipe checks --seed as train does (torch's seed is 64-bit)
     config = recipe(recipe_name, seed=seed, **({"size": size} if size else {}))
     set_seed(seed)

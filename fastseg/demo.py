@@ -10,6 +10,7 @@ from fastseg.data.demo_voc import foreign_file, make_demo_voc
 from fastseg.errors import FastsegError, shown
 from fastseg.inference.predict import PredictSummary, predict
 from fastseg.inference.report import ReportResult, report
+from fastseg.paths import create_folder
 from fastseg.runs.folder import RunExists, RunFolder
 from fastseg.training.config import TrainConfig
 from fastseg.training.recipes import DEFAULT_RECIPE, recipe
@@ -64,6 +65,7 @@ def run_demo(
         shown_path = foreign or out / "data"
         raise FastsegError(f"{out / 'data'}: holds files fastseg demo did not write ({shown(shown_path)}); "
                            "choose another --out")  # fmt: skip
+    create_folder(out, "demo folder")  # one line, not a traceback from the data set's first folder
     run = out / "run"
     try:  # before the data is generated: train would refuse only after it
         RunFolder(run).check_can_start(resume=False, force=force)

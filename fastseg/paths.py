@@ -73,6 +73,30 @@ def walk(root: Path | str, unreadable: list[Path] | None = None) -> Iterator[Pat
         stack.extend(reversed(folders))
 
 
+def create_folder(path: Path | str, what: str = "folder") -> None:
+    """`make_folders(path)`, or one line naming the path and why it cannot be a folder: a command's
+    --out under a file or in /proc ended in a FileNotFoundError or NotADirectoryError traceback
+    (show-data, demo, import), or said "File exists" of `/dev/null/x` (report)."""
+    try:
+        make_folders(path)
+    except OSError as error:
+        reason = why_not_created(path, error)
+        raise FastsegError(f"{shown(path)}: cannot create the {what} ({reason})") from None
+
+
+def why_not_created(path: Path | str, error: OSError) -> str:
+    """Why `path` could not be made, in words: the first name on the way down that is a file says
+    more than mkdir's "File exists" or "Not a directory"."""
+    path = Path(path)
+    for step in (*reversed(path.parents), path):
+        try:
+            if step.exists() and not step.is_dir():
+                return f"{shown(step)} is not a folder"
+        except OSError:  # a name too long to ask about: mkdir's own words follow
+            break
+    return error.strerror or str(error)
+
+
 def make_folders(path: Path | str, exist_ok: bool = True) -> None:
     """`Path(path).mkdir(parents=True, exist_ok=exist_ok)`, the same errors, without its recursion:
     Python 3.11's called itself once per missing folder, so a predict mirroring an input tree

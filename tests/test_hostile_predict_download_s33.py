@@ -490,5 +490,5 @@ def test_predicts_error_naming_a_folder_with_a_newline_is_one_line(model_file, t
     out = tmp_path / "file" / "ma\nsks"
     result = predict(model_file, tmp_path / "a.png", "--out", out)
     assert result.exit_code == 1
-    expected = f"{tmp_path}/file/ma\\nsks: cannot create the output folder (Not a directory)"
+    expected = f"{tmp_path}/file/ma\\nsks: cannot create the output folder ({tmp_path}/file is not a folder)"
     assert result.output == f"Error: {expected}\n"

@@ -202,7 +202,9 @@ def decoded_paths(monkeypatch) -> list:
     return decoded
 
 
-@pytest.mark.parametrize(("parent", "reason"), [("file", "Not a directory"), ("locked", "Permission denied")])
+@pytest.mark.parametrize(
+    ("parent", "reason"), [("file", "{parent} is not a folder"), ("locked", "Permission denied")]
+)
 def test_out_that_cannot_be_created_is_one_line_before_any_image_is_decoded(
     model_file, tmp_path, monkeypatch, parent, reason
 ):
@@ -226,6 +228,7 @@ def test_out_that_cannot_be_created_is_one_line_before_any_image_is_decoded(
     decoded = decoded_paths(monkeypatch)
     result = run(model_file, tmp_path / "a.jpg", "--out", out)
     assert result.exit_code == 1
+    reason = reason.format(parent=tmp_path / parent)  # mkdir's "Not a directory" named no file
     assert result.output == f"Error: {out}: cannot create the output folder ({reason})\n"
     assert decoded == []
 

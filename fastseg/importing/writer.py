@@ -41,7 +41,7 @@ from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.imaging.masks import VOID_LABEL, write_mask
 from fastseg.importing import raster
 from fastseg.importing.source import BACKGROUND, ImportProblems, Item, ItemProblem, Source, outside, shown
-from fastseg.paths import UNREADABLE_FOLDER, UNUSABLE_PATH, make_folders, path_problem, walk
+from fastseg.paths import UNREADABLE_FOLDER, UNUSABLE_PATH, make_folders, path_problem, walk, why_not_created
 from fastseg.structured_files import StructuredFileError, load_json
 
 MARKER = ".fastseg-import.json"
@@ -141,7 +141,12 @@ def write_dataset(
     if temporary.exists():  # a dead process's that had this process id: partial, and named as ours
         shutil.rmtree(temporary)
     made = [folder for folder in [out.parent, *out.parent.parents] if not folder.exists()]
-    make_folders(temporary, exist_ok=False)
+    try:
+        make_folders(temporary, exist_ok=False)
+    except OSError as error:  # --out under a file, in /proc, on a read-only disk: a line, not a traceback
+        _remove_empty(made)
+        raise FastsegError(f"{shown(out)}: cannot create the data set there "
+                           f"({why_not_created(temporary, error)})") from None  # fmt: skip
     installed = False
     try:
         written = _write_items(source.items, splits, temporary, index, rank, classes, options, progress)
@@ -160,11 +165,8 @@ def write_dataset(
     finally:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)
-        for folder in [] if installed else made:  # deepest first: "not created" leaves nothing
-            try:
-                folder.rmdir()
-            except OSError:  # not empty (another process's meanwhile): kept
-                break
+        if not installed:
+            _remove_empty(made)
     empty = sum(1 for item in source.items if not item.layers and item.render is None)
     if empty:
         notes.append(f"{empty} image(s) have no annotation: all background")
@@ -174,6 +176,15 @@ def write_dataset(
             "upright view, as the labelling tools show it and as fastseg reads the image"
         )
     return ImportResult(out, counts, names, written.contested, written.linked, written.copied, notes)
+
+
+def _remove_empty(made: list[Path]) -> None:
+    """The parent folders this import made, deepest first: "not created" leaves nothing."""
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another process's meanwhile): kept
+            break
 
 
 def _missing_hint(missing: int, total: int, problems: list[str]) -> None:

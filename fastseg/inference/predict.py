@@ -37,7 +37,7 @@ from fastseg.inference.tiling import make_tiling
 from fastseg.launch.device import loader_workers
 from fastseg.launch.processes import barrier, launched, sum_across_processes
 from fastseg.outputs import guard
-from fastseg.paths import make_folders
+from fastseg.paths import create_folder
 
 if TYPE_CHECKING:
     from fastseg.inference.tiling import Tiling
@@ -67,10 +67,7 @@ def prepare_out(out: Path, force: bool = False, folders: Iterable[Path] = (), cl
 
     `os.access` asks the kernel with the user's own rights (root passes every permission check).
     """
-    try:
-        make_folders(out)
-    except OSError as error:
-        raise FastsegError(f"{out}: cannot create the output folder ({error.strerror})") from None
+    create_folder(out, "output folder")
     if not os.access(out, os.W_OK | os.X_OK):
         raise FastsegError(f"{out}: cannot write into the output folder (permission denied)")
     log = out / "predictions.csv"

@@ -36,7 +36,7 @@ from pathlib import Path
 from fastseg.atomic import PID_DIGITS, TEMPORARY, left_by_dead_process, live_writers, sibling_key
 from fastseg.errors import FastsegError
 from fastseg.outputs import guard, written_by_fastseg
-from fastseg.paths import make_folders
+from fastseg.paths import make_folders, why_not_created
 
 # Every file a report writes (`fastseg.inference.report`): the new report's set replaces the
 # earlier one's whole, so a grid the new report does not draw is not left from the earlier one.
@@ -147,7 +147,7 @@ def check_writable(out: Path) -> None:
             probe.mkdir()
             probe.rmdir()
     except OSError as error:
-        reason = error.strerror or error
+        reason = why_not_created(probe, error)
         raise FastsegError(f"{out}: cannot create the report folder there ({reason})") from None
 
 

@@ -1,0 +1,77 @@
+"""Every command's output folder that cannot be made is one line naming it and why, never a
+traceback: show-data, demo and import ended in FileNotFoundError / NotADirectoryError tracebacks
+for an --out under a file or in /proc, and report said "File exists" of `/dev/null/x`."""
+
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+from demo_folder import make_demo_folder
+from test_import_leftovers_s33 import yolo_export
+
+from cli.main import main
+from fastseg.classes import Classes
+from fastseg.model.checkpoint import save_model
+from fastseg.model.config import ModelConfig
+from fastseg.model.network import SegmentationModel
+from fastseg.paths import create_folder, why_not_created
+
+
+@pytest.fixture
+def setting(tmp_path):
+    """A tiny data set, an untrained model.pth of its 3 classes, a YOLO export, and a file."""
+    torch.manual_seed(0)
+    data = make_demo_folder(tmp_path / "data", ["bg", "a", "b"], counts={"train": 2, "val": 2})
+    run = tmp_path / "run"
+    run.mkdir()
+    config = ModelConfig(num_classes=3)
+    save_model(run / "model.pth", SegmentationModel(config).eval(), config, 32,
+               classes=Classes.create(["bg", "a", "b"], None, 255))  # fmt: skip
+    (tmp_path / "a-file").write_text("mine\n")
+    return {"data": data, "run": run, "yolo": yolo_export(tmp_path / "yolo"), "file": tmp_path / "a-file"}
+
+
+COMMANDS = {
+    "show-data": lambda s, out: ["show-data", "--data", s["data"], "--size", "32", "--out", out],
+    "demo": lambda s, out: ["demo", "--out", out],
+    "import": lambda s, out: ["import", "yolo", s["yolo"], "--out", out, "--quiet"],
+    "predict": lambda s, out: ["predict", "--model", s["run"], s["data"].parent / "images", "--out", out],
+    "report": lambda s, out: ["report", "--model", s["run"], "--data", s["data"], "--out", out],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_an_out_under_a_file_is_one_line_naming_the_file(setting, command):
+    out = setting["file"] / "out"
+    result = CliRunner().invoke(main, [str(part) for part in COMMANDS[command](setting, out)])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # a traceback's exception is another
+    [line] = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert f"{setting['file'].name} is not a folder" in line and "out" in line, line
+    assert setting["file"].read_text() == "mine\n"  # the user's file untouched
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
+@pytest.mark.parametrize("command", ["show-data", "demo", "import"])
+def test_an_out_in_proc_is_one_line_with_the_systems_reason(setting, command):
+    result = CliRunner().invoke(main, [str(part) for part in COMMANDS[command](setting, "/proc/fastseg-out")])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    [line] = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert line.startswith("Error: /proc/fastseg-out: cannot create the") and "No such file" in line, line
+
+
+def test_create_folder_makes_every_missing_level_and_accepts_an_existing_one(tmp_path):
+    create_folder(tmp_path / "a" / "b" / "c")
+    create_folder(tmp_path / "a" / "b" / "c")
+    assert (tmp_path / "a" / "b" / "c").is_dir()
+
+
+def test_why_not_created_names_the_first_file_on_the_way_down(tmp_path):
+    (tmp_path / "f").write_text("")
+    error = NotADirectoryError(20, "Not a directory")
+    assert why_not_created(tmp_path / "f" / "g" / "h", error) == f"{tmp_path / 'f'} is not a folder"
+    exists = FileExistsError(17, "File exists")
+    assert why_not_created(tmp_path / "f", exists) == f"{tmp_path / 'f'} is not a folder"
+    assert why_not_created(tmp_path / "nothing" / "x", error) == "Not a directory"
