@@ -10,6 +10,7 @@ import click
 from cli.errors import user_errors
 from cli.options import RequiredInHelp, positional_alias
 from cli.output import say
+from fastseg.errors import clipped, shown
 from fastseg.inference.precision import PRECISIONS
 from fastseg.launch.device import DEVICES
 from fastseg.serving.settings import (
@@ -42,7 +43,8 @@ def require_serve_extra() -> None:
 
 def check_address(host: str, port: int) -> None:
     """Bind and release `host:port` before the model is loaded: a port in use is one line now,
-    not uvicorn's error after a model load and a warm-up."""
+    not uvicorn's error after a model load and a warm-up. A name the IDNA codec refuses (an empty
+    label, `a..b`, or one over 63 letters) is a UnicodeError, not an OSError: the same one line."""
     import socket
 
     try:
@@ -50,8 +52,14 @@ def check_address(host: str, port: int) -> None:
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
-    except OSError as error:
-        raise click.ClickException(f"cannot listen on {host}:{port} ({error.strerror or error})") from None
+    except (OSError, UnicodeError) as error:
+        reason = (
+            "not a host name: a part between dots is empty or over 63 letters"
+            if isinstance(error, UnicodeError)
+            else error.strerror or error
+        )
+        line = f"cannot listen on {clipped(host, 100)}:{port} ({reason})"
+        raise click.ClickException(shown(line)) from None
 
 
 @click.command(context_settings={"show_default": True})
