@@ -158,6 +158,8 @@ def choose_runtime(model: Path | str, runtime: str = "auto", device: torch.devic
             if odd:
                 raise OptionError(f"--runtime {runtime}: {file} is {odd}, not a model file ({make})")
             raise OptionError(f"--runtime {runtime}: {path} holds no {FILES[runtime]} ({make})")
+        if runtime == "int8":  # the run's INT8 export was asked for: proven as auto proves it, or refused
+            return _asked_int8(path, file, reuse=not _int8_unusable(device, precision, requested_device))
         return RuntimeChoice(file, runtime, f"--runtime {runtime}: {FILES[runtime]}")
     torch_file = path / MODEL_FILENAME
     int8_file = path / INT8_FILENAME
@@ -177,15 +179,42 @@ def choose_runtime(model: Path | str, runtime: str = "auto", device: torch.devic
         loaded, onnx_runtime = open_onnx(int8_file)
     except (CheckpointError, FastsegError) as error:
         return RuntimeChoice(torch_file, "torch", f"{MODEL_FILENAME}; {INT8_FILENAME} unusable: {error}")
-    passed, clause = int8_check(loaded.export or {})
-    if not passed:
-        return RuntimeChoice(torch_file, "torch", f"{MODEL_FILENAME}; {clause}")
-    differs = _other_model(torch_file, loaded)
-    if differs:
-        return RuntimeChoice(torch_file, "torch", f"{MODEL_FILENAME}; {INT8_FILENAME} is not its export "
-                                                  f"({differs})")  # fmt: skip
+    clause, unproven = int8_proof(torch_file, loaded)
+    if unproven:
+        return RuntimeChoice(torch_file, "torch", f"{MODEL_FILENAME}; {unproven}")
     return RuntimeChoice(int8_file, "int8", clause, Opened(loaded, onnx_runtime),
                          alternative=f"--runtime torch for {MODEL_FILENAME}")  # fmt: skip
+
+
+def int8_proof(torch_file: Path, loaded: Any, owner: str = "its") -> tuple[str, str]:  # noqa: ANN401 - LoadedModel
+    """(what the INT8 file's check says, why it is unproven or ""): proven when its recorded check
+    passed (`int8_check`) and it is the export of the run's `torch_file` (`_other_model`). The one
+    test both `auto` and `--runtime int8` on a run folder apply; `owner` names model.pth in the
+    reason ("its" after auto's "model.pth; ")."""
+    passed, clause = int8_check(loaded.export or {})
+    if not passed:
+        return clause, clause
+    differs = _other_model(torch_file, loaded)
+    return clause, f"{INT8_FILENAME} is not {owner} export ({differs})" if differs else ""
+
+
+def _asked_int8(folder: Path, int8_file: Path, reuse: bool) -> RuntimeChoice:
+    """`--runtime int8` on a run folder: its `model.int8.onnx` when `int8_proof` holds. An
+    unproven one (a failed check or none, another model's export) is an `OptionError` naming the
+    file and the reason: it ran before, said only as "--runtime int8: model.int8.onnx", with
+    other classes in predictions.csv or a loss the export had refused. The file given as
+    `--model` still runs as it is (`_given_file`). A file that does not open is its own one line.
+    The opened file is handed on only with `reuse` (the CPU, --precision auto): otherwise predict
+    opens it again, so that `open_model` refuses a GPU or a torch precision as for any ONNX file."""
+    from fastseg.inference.runtime import Opened, open_onnx
+
+    loaded, onnx_runtime = open_onnx(int8_file)
+    clause, unproven = int8_proof(folder / MODEL_FILENAME, loaded, owner=f"{MODEL_FILENAME}'s")
+    if unproven:
+        raise OptionError(f"--runtime int8: {int8_file}: {unproven}; --runtime auto runs {MODEL_FILENAME}, "
+                          f"--model {int8_file} runs this file as it is")  # fmt: skip
+    opened = Opened(loaded, onnx_runtime) if reuse else None
+    return RuntimeChoice(int8_file, "int8", f"--runtime int8: {clause}", opened)
 
 
 COMPARED = ("classes", "size", "resize", "colors", "ignore_index", "mean", "std", "metadata")
@@ -200,12 +229,20 @@ def _other_model(torch_file: Path, loaded: Any) -> str:  # noqa: ANN401 - the IN
     that model's export, described as it was: nothing to compare, and no torch to import.
     Otherwise (an older export, another model.pth, a description edited since) both sides go
     through the same field checks (defaults of older files applied); the weights are
-    memory-mapped, not read (a few ms). A `model.pth` that is absent or unreadable contradicts
-    nothing: `--runtime torch` reports its own problem."""
+    memory-mapped, not read (a few ms). A recorded source digest that differs is another
+    model.pth's export even when every field agrees: a retrained model.pth with the same
+    classes, size, config and metadata passed the comparison, and auto ran the old weights'
+    graph (fastseg writes a model.pth once; the same weights saved again, whose bytes differ by
+    the archive's name inside, come from outside it, and a new export is the way back). A
+    `model.pth` that is absent or unreadable contradicts nothing else: `--runtime torch` reports
+    its own problem."""
     if not torch_file.is_file():
         return ""
-    if _recorded_export_of(torch_file, loaded.export or {}):
+    recorded = _recorded_source(torch_file, loaded.export or {})
+    if recorded == "same":
         return ""
+    # the fields first (a differing one says more), the digest when they all agree
+    other = f"exported from another {MODEL_FILENAME}: the SHA-256 it records differs" if recorded else ""
     import torch
 
     from fastseg.model.checkpoint import FORMAT, _checked_fields
@@ -214,33 +251,35 @@ def _other_model(torch_file: Path, loaded: Any) -> str:  # noqa: ANN401 - the IN
     try:
         state = torch.load(torch_file, map_location="cpu", weights_only=True, mmap=True)
         if not isinstance(state, dict) or state.get("format") != FORMAT:
-            return ""
+            return other
         ours = _checked_fields(torch_file, state)
     except Exception:  # noqa: BLE001 - any unreadable model.pth: see the docstring
-        return ""
+        return other
     try:
         config = ModelConfig.from_dict((loaded.export or {}).get("model_config") or {})
     except FastsegError:
         return "different model_config"
     if config != ours["config"]:
         return "different model_config"
-    return next((f"different {name}" for name in COMPARED if ours[name] != getattr(loaded, name)), "")
+    return next((f"different {name}" for name in COMPARED if ours[name] != getattr(loaded, name)), other)
 
 
-def _recorded_export_of(torch_file: Path, export: dict[str, Any]) -> bool:
-    """Whether an export's description records `torch_file`'s SHA-256 as its source and its own
-    fields' SHA-256 as they still are (`fastseg.model.exported`)."""
+def _recorded_source(torch_file: Path, export: dict[str, Any]) -> str:
+    """`same` when an export's description records `torch_file`'s SHA-256 as its source and its
+    own fields' SHA-256 as they still are (`fastseg.model.exported`); `other` when it records a
+    source digest that is not `torch_file`'s; "" when it records none, or `torch_file` cannot be
+    read, or the fields were edited since (the field comparison then decides)."""
     from fastseg.model.exported import DESCRIPTION_DIGEST, SOURCE_DIGEST, description_sha256, file_sha256
 
     source, described = export.get(SOURCE_DIGEST), export.get(DESCRIPTION_DIGEST)
-    if not (isinstance(source, str) and isinstance(described, str)):
-        return False
-    if described != description_sha256(export):
-        return False
+    if not isinstance(source, str):
+        return ""
     try:
-        return file_sha256(torch_file) == source
+        if file_sha256(torch_file) != source:
+            return "other"
     except OSError:  # unreadable: the field comparison says what it can
-        return False
+        return ""
+    return "same" if isinstance(described, str) and described == description_sha256(export) else ""
 
 
 def _not_a_file(path: Path) -> str:

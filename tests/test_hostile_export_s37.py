@@ -1,0 +1,128 @@
+"""A stranger's hostile pass over `fastseg export` and predict's `--runtime` choice (session 37):
+each test here is a defect that pass found, each failing before its fix.
+
+The INT8 "model" is the hand-made identity graph of tests/model_files.py carrying an INT8
+export's description: it runs in milliseconds, and its masks tell it apart from model.pth's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from model_files import EXPORT_DESCRIPTION, identity_onnx, thirds
+
+from cli.main import main
+from fastseg.classes import Classes
+from fastseg.inference.runtime_choice import choose_runtime
+from fastseg.model.checkpoint import save_model
+from fastseg.model.config import ModelConfig
+from fastseg.model.exported import DESCRIPTION_DIGEST, SOURCE_DIGEST, description_sha256, file_sha256
+from fastseg.model.network import SegmentationModel
+
+PASSED = {"validation_miou_fp32": 0.8, "validation_miou_int8": 0.796, "validation_images": 8,
+          "calibration_images": 4, "forced": False}  # fmt: skip
+
+
+def three_class_model(path: Path, seed: int) -> Path:
+    """A 3-class 32² model.pth as the identity graph's description says; `seed` picks its weights,
+    every other field is the same whatever the seed (no metadata)."""
+    torch.manual_seed(seed)
+    config = ModelConfig(num_classes=3)
+    colours = [tuple(colour) for colour in EXPORT_DESCRIPTION["colors"]]
+    classes = Classes.create(EXPORT_DESCRIPTION["classes"], colours, 255)
+    return save_model(path, SegmentationModel(config).eval(), config, 32, classes=classes)
+
+
+def exported_from(model_pth: Path, int8_file: Path, **description: object) -> Path:
+    """`int8_file`: an INT8 export recording `model_pth`'s digest and its own description's, as
+    `fastseg export --int8` writes them; `description` overrides the check or other fields."""
+    values = {**EXPORT_DESCRIPTION, "precision": "int8", "int8": PASSED, **description}
+    recorded = {SOURCE_DIGEST: file_sha256(model_pth), DESCRIPTION_DIGEST: description_sha256(values)}
+    return identity_onnx(int8_file, **{**values, **recorded})
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    three_class_model(folder / "model.pth", seed=0)
+    return folder
+
+
+def test_auto_refuses_an_int8_file_exported_from_another_model_pth(run, tmp_path):
+    """The INT8 file records the SHA-256 of the model.pth it was exported from. When model.pth is
+    replaced by another training's weights whose fields (classes, size, config, metadata) happen
+    to be the same, the digest no longer matches and auto compared the fields instead: they
+    matched, and auto ran the old weights' INT8 graph for the new model.pth. A recorded digest
+    that differs is proof the file is another model.pth's export."""
+    pytest.importorskip("onnxruntime")
+    earlier = three_class_model(tmp_path / "earlier.pth", seed=1)  # the weights exported back then
+    exported_from(earlier, run / "model.int8.onnx")
+    choice = choose_runtime(run, "auto", "cpu")
+    assert (choice.kind, choice.path) == ("torch", run / "model.pth")
+    assert choice.reason == ("model.pth; model.int8.onnx is not its export (exported from another "
+                             "model.pth: the SHA-256 it records differs)")  # fmt: skip
+    exported_from(run / "model.pth", run / "model.int8.onnx")  # exported again: its own export
+    assert choose_runtime(run, "auto", "cpu").kind == "int8"
+
+
+def predict(model: Path, tmp_path: Path, *options: str):
+    source = thirds(tmp_path / "in")
+    arguments = ["--out", str(tmp_path / "out"), "--num-workers", "0", *options]
+    return CliRunner().invoke(main, ["predict", "--model", str(model), str(source), *arguments])
+
+
+@pytest.mark.parametrize(
+    ("description", "reason"),
+    [({"int8": {**PASSED, "validation_miou_int8": 0.5}}, "model.int8.onnx's check lost 0.300 mIoU on 8 "
+                                                          "validation images, more than 0.010"),
+     ({"int8": None}, "model.int8.onnx records no accuracy check"),
+     ({"classes": ["sky", "road", "car"]}, "model.int8.onnx is not model.pth's export (different classes)"),
+     ({"source": "another"}, "model.int8.onnx is not model.pth's export (exported from another model.pth")],
+    ids=["failed check", "no check", "another model's", "another model.pth's"],
+)  # fmt: skip
+def test_runtime_int8_on_a_run_folder_refuses_an_unproven_file(run, tmp_path, description, reason):
+    """`--runtime int8` on a run folder ran its model.int8.onnx whatever it was: a failed check, none
+    at all, or another model's export (other classes in predictions.csv), said only as
+    "--runtime int8: model.int8.onnx". It is the run's INT8 export that was asked for: an
+    unproven file is a usage error naming the file and the reason (the file given as --model
+    still runs as it is); a proven one runs."""
+    pytest.importorskip("onnxruntime")
+    int8_file = run / "model.int8.onnx"
+    if description.pop("source", None):
+        exported_from(three_class_model(tmp_path / "earlier.pth", seed=1), int8_file)
+    else:
+        values = {**EXPORT_DESCRIPTION, "precision": "int8", "int8": PASSED, **description}
+        identity_onnx(int8_file, **{key: value for key, value in values.items() if value is not None})
+    result = predict(run, tmp_path, "--runtime", "int8")
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"Error: --runtime int8: {int8_file}: {reason}")
+    assert f"--model {int8_file}" in errors[0]  # how to run it anyway
+    assert "Traceback" not in result.output and not (tmp_path / "out" / "a.png").exists()
+    given = CliRunner().invoke(main, ["predict", "--model", str(int8_file), str(tmp_path / "in"), "--out",
+                                      str(tmp_path / "given"), "--num-workers", "0"])  # fmt: skip
+    assert given.exit_code == 0, given.output
+
+
+def test_runtime_int8_on_a_run_folder_runs_a_proven_file(run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    exported_from(run / "model.pth", run / "model.int8.onnx")
+    result = predict(run, tmp_path, "--runtime", "int8")
+    assert result.exit_code == 0, result.output
+    clause = "model.int8.onnx: its check lost 0.004 mIoU on 8 validation images"
+    line = f"runtime: onnxruntime int8 (--runtime int8: {clause})"
+    assert line in result.output.splitlines()
+
+
+def test_runtime_int8_on_a_run_folder_still_refuses_torchs_precision(run, tmp_path):
+    """The proof opens the INT8 file; predict must not skip open_model's own refusal of
+    `--precision bf16` (torch's autocast) for a graph that runs in its own precision."""
+    pytest.importorskip("onnxruntime")
+    exported_from(run / "model.pth", run / "model.int8.onnx")
+    result = predict(run, tmp_path, "--runtime", "int8", "--precision", "bf16")
+    assert result.exit_code == 2, result.output
+    assert "Error: --precision bf16: an ONNX model runs in its own precision" in result.output
