@@ -2,24 +2,79 @@
 failed before its fix.
 
 - `--host a..b` (an empty label) or a 300-letter name: a UnicodeError traceback from the IDNA codec
-  instead of the one `cannot listen` line; a NUL in --host reached the terminal raw.
+  instead of the one `cannot listen` line; a NUL in --host reached the terminal raw;
+- a multipart body of 300,000 tiny parts (15 MB, under the upload limit) held the event loop for
+  seconds (every other request and /healthz waited) and ~250 MB per request: the parts are
+  capped, as Starlette's own form parser caps them (413);
+- a /predict body (JSON, the labeling config's XML) and a multipart body were parsed on the event
+  loop: a 14 MB list of tasks held it for 4 s; they are parsed off it, one body at a time, and a
+  list of tasks over the limit is refused before each task is validated.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import io
+import threading
+import time
 from pathlib import Path
 
+import httpx
+import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from model_files import save_seeded_voc_model
+from PIL import Image
 
 from cli.main import main
 from fastseg.inference.segmenter import Segmenter
+from fastseg.serving import dependencies
+from fastseg.serving.app import create_app
+from fastseg.serving.readiness import became_ready, free_port
+from fastseg.serving.routes import label_studio
+from fastseg.serving.settings import ServeSettings
+
+CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
     return save_seeded_voc_model(tmp_path_factory.mktemp("model") / "model.pth")
+
+
+@pytest.fixture(scope="module")
+def picture() -> bytes:
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def live_server(app):
+    """uvicorn serving `app` on a free port of 127.0.0.1 in a thread; stopped on exit."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert became_ready(url, 60, thread.is_alive), "server did not start"
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def check_error(response: httpx.Response, status: int, words: str) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert list(body) == ["error"] and words in body["error"], body
+    assert "\n" not in body["error"] and "Traceback" not in response.text
 
 
 # ---- start-up ----
@@ -40,3 +95,88 @@ def test_a_host_that_names_nothing_is_one_line(model_file, monkeypatch, host):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: cannot listen on "), result.output
     assert "\x00" not in result.output and "Traceback" not in result.output
+
+
+# ---- bodies ----
+
+
+def many_parts(count: int, image: bytes) -> bytes:
+    field = b'--b\r\nContent-Disposition: form-data; name="x"\r\n\r\nv\r\n'
+    file = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+    return field * count + file + image + b"\r\n--b--\r\n"
+
+
+def test_a_multipart_body_of_many_parts_is_refused(model_file, picture):
+    """300,000 parts took seconds of the event loop and ~250 MB to parse; a body of more parts
+    than Starlette's own form parser takes (1,000) is a 413 line, and a few extra fields still
+    pass beside the file."""
+    app = create_app(Segmenter.open(model_file, CPU), ServeSettings())
+    multipart = {"content-type": "multipart/form-data; boundary=b"}
+    with live_server(app) as url:
+        started = time.monotonic()
+        answer = httpx.post(f"{url}/v1/segment", content=many_parts(5000, picture), headers=multipart)
+        check_error(answer, 413, "over 1000 parts")
+        assert time.monotonic() - started < 10
+        answer = httpx.post(f"{url}/v1/segment", content=many_parts(20, picture), headers=multipart)
+        assert answer.status_code == 200 and answer.content.startswith(b"\x89PNG")
+        assert app.state.engine.in_flight == 0
+
+
+def slowed(function, seconds: float):
+    """`function`, taking `seconds` more (time.sleep: it holds whichever thread runs it)."""
+
+    def slow(*arguments, **options):
+        time.sleep(seconds)
+        return function(*arguments, **options)
+
+    return slow
+
+
+def health_seconds(url: str, request) -> float:
+    """How long /healthz takes to answer while `request()` (another client's) is being served."""
+    worker = threading.Thread(target=request)
+    worker.start()
+    time.sleep(0.5)  # the other request's body is in and being parsed
+    started = time.monotonic()
+    assert httpx.get(f"{url}/healthz", timeout=30).status_code == 200
+    took = time.monotonic() - started
+    worker.join(60)
+    return took
+
+
+@pytest.mark.slow
+def test_request_bodies_are_parsed_off_the_event_loop(model_file, picture, monkeypatch):
+    """A /predict JSON body (and its labeling config) and a multipart body were parsed on the event
+    loop: while one slow parse ran, /healthz and every other request waited. Each parse is made
+    3 s slower here; /healthz answers meanwhile, and both requests are still served."""
+    monkeypatch.setattr(label_studio, "parse_json", slowed(label_studio.parse_json, 3))
+    monkeypatch.setattr(dependencies, "multipart_file", slowed(dependencies.multipart_file, 3))
+    app = create_app(Segmenter.open(model_file, CPU), ServeSettings())
+    answers = []
+    data_url = "data:image/png;base64," + base64.b64encode(picture).decode()
+    with live_server(app) as url:
+
+        def predict():
+            answers.append(httpx.post(f"{url}/predict", json={"tasks": [{"data": {"image": data_url}}]},
+                                      timeout=60))  # fmt: skip
+
+        def segment():
+            answers.append(httpx.post(f"{url}/v1/segment", files={"file": ("a.png", picture)}, timeout=60))
+
+        assert health_seconds(url, predict) < 1.5
+        assert health_seconds(url, segment) < 1.5
+    assert [answer.status_code for answer in answers] == [200, 200], [answer.text for answer in answers]
+    assert answers[0].json()["results"][0]["result"] and answers[1].content.startswith(b"\x89PNG")
+
+
+def test_a_list_of_tasks_over_the_limit_is_refused_before_validation(model_file, monkeypatch):
+    """Validating each of a million tasks took seconds and a GB; the count is checked first."""
+    validated = []
+    real = label_studio.LabelStudioRequest.model_validate
+    monkeypatch.setattr(label_studio.LabelStudioRequest, "model_validate",
+                        lambda value: validated.append(1) or real(value))  # fmt: skip
+    app = create_app(Segmenter.open(model_file, CPU), ServeSettings())
+    with live_server(app) as url:
+        answer = httpx.post(f"{url}/predict", json={"tasks": [{"data": {}}] * 10_000})
+    check_error(answer, 413, "10000 tasks in one request; at most 64")
+    assert validated == []

@@ -72,6 +72,11 @@ class Engine:
         self.segmenter, self.settings = segmenter, settings
         self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="fastseg-serve")
         self.model_thread = ThreadPoolExecutor(1, thread_name_prefix="fastseg-model")
+        # request bodies (multipart, /predict's JSON and XML) are parsed here, off the event loop
+        # (a 14 MB list of tasks held it for 4 s: /healthz and every other request waited), and
+        # one at a time: a parse holds the GIL, so more threads would not be faster, only add
+        # each body's parsed objects (up to ~30x its size) to memory at once
+        self.parsing = ThreadPoolExecutor(1, thread_name_prefix="fastseg-parse")
         self.arriving = 0  # requests being decoded: the batcher waits for them, not for nobody
         self.batcher = Batcher(self._run_batch, self.model_thread, settings.max_batch,
                                max_wait=settings.max_wait_ms / 1000, max_queue=settings.max_queue,
@@ -105,9 +110,14 @@ class Engine:
             await asyncio.gather(self._worker, return_exceptions=True)
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.model_thread.shutdown(wait=False, cancel_futures=True)
+        self.parsing.shutdown(wait=False, cancel_futures=True)
 
     async def in_pool(self, function: Callable[..., T], *arguments: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.pool, function, *arguments)
+
+    async def parsed(self, function: Callable[..., T], *arguments: Any) -> T:
+        """`function(*arguments)`: a request body's parse, in the parsing thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.parsing, function, *arguments)
 
     async def segment(
         self, data: bytes, tta: bool | None = None, tiling: Tiling | None = None, keep_original: bool = False

@@ -141,24 +141,35 @@ def model_version(served: Engine) -> str:
     return f"fastseg-{__version__}-{served.segmenter.runtime.name}"
 
 
-@router.post("/predict", response_model=LabelStudioResponse,
-             dependencies=[Depends(authorised), Depends(admitted)])  # fmt: skip
-async def predict(raw: Body, served: Ready) -> LabelStudioResponse:
-    """Pre-annotations for Label Studio tasks, in its ML backend's response shape."""
+def read_request(raw: bytes) -> tuple[LabelStudioRequest, Tags]:
+    """The tasks of a /predict body and where their predictions go. Run off the event loop
+    (`Engine.parsed`): a body of up to --max-upload-mb of JSON and XML takes seconds to parse.
+    A list of tasks over `MAX_TASKS` is refused before each task is validated (a million took
+    seconds and a GB)."""
     try:  # the one strict loader: no NaN, no repeated key, no 5,000-digit number (a ValueError)
-        request = LabelStudioRequest.model_validate(parse_json(raw.decode("utf-8"), "body", "request"))
+        value = parse_json(raw.decode("utf-8"), "body", "request")
     except UnicodeDecodeError:
         raise ServeError(400, "the body is not JSON: not UTF-8") from None
     except StructuredFileError as error:
         reason = str(error).removeprefix("body: ")
         raise ServeError(400, f"the body is not JSON /predict takes ({reason})") from None
+    tasks = value.get("tasks") if isinstance(value, dict) else None
+    if isinstance(tasks, list) and len(tasks) > MAX_TASKS:
+        raise ServeError(413, f"{len(tasks)} tasks in one request; at most {MAX_TASKS}")
+    try:
+        request = LabelStudioRequest.model_validate(value)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
         raise ServeError(422, f"{where}: {first['msg']}") from None
-    if len(request.tasks) > MAX_TASKS:
-        raise ServeError(413, f"{len(request.tasks)} tasks in one request; at most {MAX_TASKS}")
-    tags = parse_label_config(request.label_config)
+    return request, parse_label_config(request.label_config)
+
+
+@router.post("/predict", response_model=LabelStudioResponse,
+             dependencies=[Depends(authorised), Depends(admitted)])  # fmt: skip
+async def predict(raw: Body, served: Ready) -> LabelStudioResponse:
+    """Pre-annotations for Label Studio tasks, in its ML backend's response shape."""
+    request, tags = await served.parsed(read_request, raw)
     if tags.labels is not None and not set(tags.labels) & set(served.segmenter.loaded.classes):
         raise ServeError(422, "the labeling config's BrushLabels name none of the model's classes "
                               f"({', '.join(served.segmenter.loaded.classes[:8])}...)")  # fmt: skip
