@@ -62,6 +62,18 @@ def check_address(host: str, port: int) -> None:
         raise click.ClickException(shown(line)) from None
 
 
+def announced(model: Path, host: str, port: int) -> str:
+    """The line saying where the server listens, as a browser opens it: an IPv6 address in
+    brackets (RFC 3986, 3.2.2); with port 0 the OS picks the port as uvicorn binds, so uvicorn's
+    line names it (an address ending in :0 is one where nothing listens)."""
+    name = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    if port == 0:
+        where = f"on a free port of {name} (uvicorn's next lines name it; "
+    else:
+        where = f"on http://{name}:{port} ("
+    return f"fastseg serve: {model} {where}page at /, API docs at /docs)"
+
+
 @click.command(context_settings={"show_default": True})
 @click.option("--model", cls=RequiredInHelp, type=MODEL_PATH,
               help="A run folder, its model.pth, or an .onnx file (fp32 or INT8).")  # fmt: skip
@@ -118,7 +130,7 @@ def command(model: Path, host: str, port: int, device: str, precision: str, acce
     if not local and not settings.token:
         warning = f"warning: serving on {host} without --token: anyone who can reach it can use the model"
         say(warning, err=True)
-    say(f"fastseg serve: {model} on http://{host}:{port} (page at /, API docs at /docs)", err=True)
+    say(announced(model, host, port), err=True)
     log = logging.getLogger("fastseg.serve")
     if not log.handlers:
         handler = logging.StreamHandler()

@@ -180,3 +180,27 @@ def test_a_list_of_tasks_over_the_limit_is_refused_before_validation(model_file,
         answer = httpx.post(f"{url}/predict", json={"tasks": [{"data": {}}] * 10_000})
     check_error(answer, 413, "10000 tasks in one request; at most 64")
     assert validated == []
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "said"),
+    [
+        ("::1", "8123", "on http://[::1]:8123 (page at /"),
+        ("127.0.0.1", "0", "on a free port of 127.0.0.1 (uvicorn's next lines name it; page at /"),
+        ("::1", "0", "on a free port of [::1] (uvicorn's next lines name it; page at /"),
+    ],
+)
+def test_the_address_line_names_an_address_one_can_open(model_file, monkeypatch, host, port, said):
+    """`--host ::1` was announced as http://::1:8000 (no brackets: not a URL a browser opens), and
+    `--port 0` as http://127.0.0.1:0, where nothing listens (the OS picks the port as uvicorn binds)."""
+    import uvicorn
+
+    ran = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: ran.append(options))
+    result = CliRunner().invoke(main, ["serve", str(model_file), "--host", host, "--port", port])
+    if result.exit_code == 1 and "cannot listen" in result.output:
+        pytest.skip(f"no {host} on this machine: {result.output.strip()}")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("fastseg serve: ")]
+    assert len(lines) == 1 and said in lines[0], result.output
+    assert ran == [{"host": host, "port": int(port), "log_level": "info", "access_log": False}]
