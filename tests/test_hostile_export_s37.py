@@ -7,8 +7,10 @@ export's description: it runs in milliseconds, and its masks tell it apart from 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -126,3 +128,46 @@ def test_runtime_int8_on_a_run_folder_still_refuses_torchs_precision(run, tmp_pa
     result = predict(run, tmp_path, "--runtime", "int8", "--precision", "bf16")
     assert result.exit_code == 2, result.output
     assert "Error: --precision bf16: an ONNX model runs in its own precision" in result.output
+
+
+def tiled_onnx(path: Path, classes: list[str]) -> Path:
+    """A graph whose class maps are its input tiled once per batch item (`Tile` by a count read
+    from the input's shape at run time), so the output's class dimension is unknown until it runs:
+    one image gives 3 maps, whatever `classes` its description names."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Shape", ["images"], ["batch"], start=0, end=1),
+             helper.make_node("Concat", ["one", "batch", "one", "one"], ["repeats"], axis=0),
+             helper.make_node("Tile", ["images", "repeats"], ["logits"])]  # fmt: skip
+    one = numpy_helper.from_array(np.array([1], np.int64), "one")
+    images = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", "c", "h", "w"])
+    model = helper.make_model(helper.make_graph(nodes, "g", [images], [logits], [one]),
+                              opset_imports=[helper.make_opsetid("", 18)])  # fmt: skip
+    model.ir_version = 8
+    colours = [[index, index, index] for index in range(len(classes))]
+    config = {**EXPORT_DESCRIPTION["model_config"], "num_classes": len(classes)}
+    description = {**EXPORT_DESCRIPTION, "precision": "fp32", "classes": classes, "colors": colours,
+                   "model_config": config}  # fmt: skip
+    helper.set_model_props(model, {"fastseg": json.dumps(description)})
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_graph_giving_other_maps_than_its_classes_at_run_time_is_one_line(tmp_path):
+    """`check_graph` compares the output's class dimension with the metadata's classes only where
+    the graph fixes it. A graph whose count is known only when it runs (here 3 maps for 2 named
+    classes) wrote masks holding class 2 of a 2-class model and a predictions.csv whose fractions
+    summed to 0.667, exit 0. The logits' maps are now counted as they come: one line naming the
+    file, nothing written."""
+    pytest.importorskip("onnxruntime")
+    model = tiled_onnx(tmp_path / "tiled.onnx", ["a", "b"])
+    result = predict(model, tmp_path, "--quiet")
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert lines == [f"Error: {model}: the graph gave 3 maps a pixel, but its metadata names 2 classes; "
+                     "export the model again with `fastseg export`"]  # fmt: skip
+    assert not (tmp_path / "out" / "a.png").exists()
+    three = predict(tiled_onnx(tmp_path / "three.onnx", ["a", "b", "c"]), tmp_path, "--quiet")
+    assert three.exit_code == 0, three.output  # as many maps as classes: it runs

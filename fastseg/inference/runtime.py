@@ -84,9 +84,10 @@ class OnnxRuntime:
 
     name = "onnxruntime"
 
-    def __init__(self, session: Any, path: Path | str = "the ONNX model") -> None:
+    def __init__(self, session: Any, path: Path | str = "the ONNX model", classes: int | None = None) -> None:
         self.session = session
         self.path = path
+        self.classes = classes  # the maps a pixel its description names; None: not checked
         self.input_name = session.get_inputs()[0].name
 
     @property
@@ -99,16 +100,25 @@ class OnnxRuntime:
     def logits(self, images: Any) -> np.ndarray:  # noqa: ANN401 - an array or a CPU tensor
         """`(N, C, S, S)` float32 array. A graph that `check_graph` let through can still refuse
         a batch at run time (a node of its own that fails on this size): one line naming the
-        file, not onnxruntime's trace."""
+        file, not onnxruntime's trace. Nor can `check_graph` count the class maps of a graph
+        that leaves their number free: counted here, where a wrong number wrote masks of
+        classes its description does not have."""
         if not isinstance(images, np.ndarray):  # a tensor (the sliding window's tiles)
             images = images.detach().cpu().numpy()
         array = np.ascontiguousarray(images, dtype=np.float32)
         try:
-            return self.session.run(None, {self.input_name: array})[0]
+            logits = self.session.run(None, {self.input_name: array})[0]
         except Exception as error:  # noqa: BLE001 - onnxruntime's own types (InvalidArgument, Fail, ...)
             reason = first_line(error)
             raise CheckpointError(f"{self.path}: the graph failed on a batch of shape {tuple(array.shape)} "
                                   f"({clipped(reason)})") from None  # fmt: skip
+        if self.classes is not None and (logits.ndim != 4 or logits.shape[1] != self.classes):
+            shape = logits.shape
+            gave = f"{shape[1]} maps a pixel" if logits.ndim == 4 else f"an array of shape {shape}"
+            named = f"its metadata names {self.classes} classes"
+            raise CheckpointError(f"{self.path}: the graph gave {gave}, but {named}; export the model again "
+                                  "with `fastseg export`")  # fmt: skip
+        return logits
 
 
 def onnx_session(path: Path, threads: int | None = None) -> Any:
@@ -137,7 +147,7 @@ def open_onnx(path: Path, threads: int | None = None) -> tuple[LoadedModel, Onnx
     session = onnx_session(path, threads)
     loaded = described_model(path, session.get_modelmeta().custom_metadata_map.get(METADATA_KEY))
     check_graph(path, session.get_inputs(), session.get_outputs(), len(loaded.classes), loaded.size)
-    return loaded, OnnxRuntime(session, path)
+    return loaded, OnnxRuntime(session, path, classes=len(loaded.classes))
 
 
 def check_graph(path: Path, inputs: list[Any], outputs: list[Any], num_classes: int, size: int) -> None:
