@@ -29,6 +29,7 @@ from model_files import save_seeded_voc_model
 from PIL import Image
 
 from cli.main import main
+from fastseg.errors import OptionError
 from fastseg.inference.segmenter import Segmenter
 from fastseg.serving import dependencies
 from fastseg.serving.app import create_app
@@ -204,3 +205,19 @@ def test_the_address_line_names_an_address_one_can_open(model_file, monkeypatch,
     lines = [line for line in result.output.splitlines() if line.startswith("fastseg serve: ")]
     assert len(lines) == 1 and said in lines[0], result.output
     assert ran == [{"host": host, "port": int(port), "log_level": "info", "access_log": False}]
+
+
+@pytest.mark.parametrize("url", ["http://", "https:///data", "http://\x00x", "http://a b", "http://x:99999"])
+def test_a_label_studio_url_naming_no_host_is_refused_at_start(model_file, monkeypatch, url):
+    """`--label-studio-url http://` (no host, a NUL, a space, port 99999) was taken at start-up and
+    every task image then failed, one request at a time. It is the one usage line at start."""
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("uvicorn started"))
+    with pytest.raises(OptionError, match="naming Label Studio's host"):
+        ServeSettings(label_studio_url=url)
+    result = CliRunner().invoke(main, ["serve", str(model_file), "--port", "0", "--label-studio-url", url])
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert result.exit_code == 2 and len(errors) == 1, result.output
+    assert errors[0].startswith("Error: --label-studio-url ") and "\x00" not in result.output
+    assert ServeSettings(label_studio_url="http://studio.example:8080/").label_studio_url

@@ -4,6 +4,7 @@ the defaults for `--help`)."""
 from __future__ import annotations
 
 import math
+import urllib.parse
 from dataclasses import dataclass
 
 from fastseg.errors import OptionError, quoted
@@ -29,6 +30,16 @@ def check_label_studio_url(url: str | None, name: str = "label_studio_url") -> N
     scheme, separator, _ = url.partition("://") if isinstance(url, str) else ("", "", "")
     if not (separator and scheme.isascii() and scheme.lower() in ("http", "https")):
         raise OptionError(f"{name} {quoted(str(url))}: an http:// or https:// address")
+    # no host (http://), a space or control character, or a port past 65535: every task image's
+    # fetch would fail, one request at a time; said once here, at start
+    parts = urllib.parse.urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - reading it checks it: a ValueError past 65535 or for no number
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if not host or not url.isprintable() or any(character.isspace() for character in url):
+        raise OptionError(f"{name} {quoted(url)}: an http:// or https:// address naming Label Studio's host")
 
 
 @dataclass(frozen=True)
