@@ -171,3 +171,32 @@ def test_a_graph_giving_other_maps_than_its_classes_at_run_time_is_one_line(tmp_
     assert not (tmp_path / "out" / "a.png").exists()
     three = predict(tiled_onnx(tmp_path / "three.onnx", ["a", "b", "c"]), tmp_path, "--quiet")
     assert three.exit_code == 0, three.output  # as many maps as classes: it runs
+
+
+def test_export_int8_without_onnxruntime_says_so_before_tracing(tmp_path, voc_root, monkeypatch):
+    """`export --int8` on a machine without onnxruntime (onnx and onnxscript installed) traced the
+    whole network to ONNX first (12 s for the 32² test model, minutes for a real one) and only then
+    said that INT8 needs onnxruntime's quantisation tools. The exporter's own rule is that a
+    wrong setup is told before the work: now it is, and nothing is written."""
+    pytest.importorskip("onnx")
+    import sys
+
+    from model_files import save_seeded_voc_model, write_run_files
+
+    from fastseg.export import exporter
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    save_seeded_voc_model(folder / "model.pth")
+    write_run_files(folder, voc_root)
+
+    def traced(*args, **kwargs):
+        raise AssertionError("the network was traced before the missing package was said")
+
+    monkeypatch.setattr(exporter, "export_graph", traced)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` raises ImportError
+    result = CliRunner().invoke(main, ["export", "--model", str(folder), "--int8"])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: --int8 needs onnxruntime's quantisation tools: ")
+    assert sorted(path.name for path in folder.iterdir()) == ["config.json", "model.pth", "split.json"]

@@ -21,7 +21,7 @@ from fastseg.atomic import DISK_FULL, left_by_dead_process, remove_stale_tempora
 from fastseg.data.factory import open_dataset
 from fastseg.errors import CheckpointError, FastsegError, OptionError
 from fastseg.export import CALIBRATION_IMAGES, FORMATS
-from fastseg.export.int8 import MAX_MIOU_DROP, Int8Check, quantize_checked
+from fastseg.export.int8 import MAX_MIOU_DROP, Int8Check, quantize_checked, require_quantization
 from fastseg.export.onnx_file import export_graph, require_onnx, save_onnx, with_description
 from fastseg.inference.runtime import ONNX_SUFFIX
 from fastseg.inference.segmented import Progress, no_progress
@@ -78,6 +78,7 @@ def export(
         raise FastsegError(f"{out}: cannot write there ({error.strerror or error})") from None
     require_onnx()
     if int8:  # the run's files first: a wrong folder is told before minutes of work
+        require_quantization()  # and a machine without onnxruntime (fp32 needs only onnx, onnxscript)
         run = RunFolder.of_model(path)  # a folder with split.json, or one line saying it is not a run
         dataset = open_dataset(data or run.data_folder())
         split = run.read_split(dataset, ("valid",))  # a lost validation image: one line naming split.json

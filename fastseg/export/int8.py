@@ -78,13 +78,23 @@ class Calibration:
         return None
 
 
-def quantize(fp32: Path, int8: Path, calibration: ImageFiles, batch_size: int = 8) -> None:
-    """Write the INT8 (QDQ) version of the ONNX graph `fp32` to `int8`."""
+def require_quantization() -> None:
+    """One line naming the extra when onnxruntime's quantisation tools do not import: asked by the
+    exporter before it traces the network (onnx and onnxscript alone export fp32), so a machine
+    without onnxruntime is told at once, not after the trace."""
     try:
-        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-        from onnxruntime.quantization.shape_inference import quant_pre_process
+        from onnxruntime.quantization import quantize_static  # noqa: F401
+        from onnxruntime.quantization.shape_inference import quant_pre_process  # noqa: F401
     except ImportError:
         raise FastsegError(f"--int8 needs onnxruntime's quantisation tools: {ONNX_EXTRA}") from None
+
+
+def quantize(fp32: Path, int8: Path, calibration: ImageFiles, batch_size: int = 8) -> None:
+    """Write the INT8 (QDQ) version of the ONNX graph `fp32` to `int8`."""
+    require_quantization()
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
     prepared = int8.with_name(f"{int8.stem}.prepared.onnx")
     quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)  # fuses, infers shapes
     input_name = onnx_session(prepared).get_inputs()[0].name
