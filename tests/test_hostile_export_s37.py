@@ -200,3 +200,33 @@ def test_export_int8_without_onnxruntime_says_so_before_tracing(tmp_path, voc_ro
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: --int8 needs onnxruntime's quantisation tools: ")
     assert sorted(path.name for path in folder.iterdir()) == ["config.json", "model.pth", "split.json"]
+
+
+def test_runtime_onnx_on_a_run_folder_refuses_another_model_pths_export(run, tmp_path):
+    """`fastseg export RUN` then a new model.pth in the run (trained again, same classes and size):
+    `--runtime onnx` ran the stale model.onnx of the old weights, said as "--runtime onnx:
+    model.onnx". It is now held to the same test as the INT8 file's (without a check, which fp32
+    has none of): another model.pth's export is a usage error naming the file and the reason; the
+    run's own export runs, and an INT8 file named model.onnx is still refused."""
+    pytest.importorskip("onnxruntime")
+    onnx_file = run / "model.onnx"
+    values = {**EXPORT_DESCRIPTION, "precision": "fp32"}
+    earlier = three_class_model(tmp_path / "earlier.pth", seed=1)
+    recorded = {SOURCE_DIGEST: file_sha256(earlier), DESCRIPTION_DIGEST: description_sha256(values)}
+    identity_onnx(onnx_file, **values, **recorded)
+    result = predict(run, tmp_path, "--runtime", "onnx")
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"Error: --runtime onnx: {onnx_file}: model.onnx is not model.pth's export (exported from another "
+        "model.pth: the SHA-256 it records differs)"
+    )
+    assert not (tmp_path / "out" / "a.png").exists()
+    recorded[SOURCE_DIGEST] = file_sha256(run / "model.pth")  # exported again from this model.pth
+    identity_onnx(onnx_file, **values, **recorded)
+    result = predict(run, tmp_path, "--runtime", "onnx")
+    assert result.exit_code == 0, result.output
+    assert "runtime: onnxruntime fp32 (--runtime onnx: model.onnx)" in result.output.splitlines()
+    identity_onnx(onnx_file, **{**values, "precision": "int8"}, **recorded)
+    result = predict(run, tmp_path, "--runtime", "onnx", "--force")
+    assert result.exit_code == 2 and "is an INT8 ONNX export" in result.output, result.output

@@ -158,8 +158,8 @@ def choose_runtime(model: Path | str, runtime: str = "auto", device: torch.devic
             if odd:
                 raise OptionError(f"--runtime {runtime}: {file} is {odd}, not a model file ({make})")
             raise OptionError(f"--runtime {runtime}: {path} holds no {FILES[runtime]} ({make})")
-        if runtime == "int8":  # the run's INT8 export was asked for: proven as auto proves it, or refused
-            return _asked_int8(path, file, reuse=not _int8_unusable(device, precision, requested_device))
+        if runtime != "torch":  # the run's export was asked for: model.pth's, proven as auto proves it
+            return _asked_export(path, runtime, reuse=not _int8_unusable(device, precision, requested_device))
         return RuntimeChoice(file, runtime, f"--runtime {runtime}: {FILES[runtime]}")
     torch_file = path / MODEL_FILENAME
     int8_file = path / INT8_FILENAME
@@ -198,23 +198,32 @@ def int8_proof(torch_file: Path, loaded: Any, owner: str = "its") -> tuple[str, 
     return clause, f"{INT8_FILENAME} is not {owner} export ({differs})" if differs else ""
 
 
-def _asked_int8(folder: Path, int8_file: Path, reuse: bool) -> RuntimeChoice:
-    """`--runtime int8` on a run folder: its `model.int8.onnx` when `int8_proof` holds. An
-    unproven one (a failed check or none, another model's export) is an `OptionError` naming the
-    file and the reason: it ran before, said only as "--runtime int8: model.int8.onnx", with
-    other classes in predictions.csv or a loss the export had refused. The file given as
-    `--model` still runs as it is (`_given_file`). A file that does not open is its own one line.
-    The opened file is handed on only with `reuse` (the CPU, --precision auto): otherwise predict
+def _asked_export(folder: Path, runtime: str, reuse: bool) -> RuntimeChoice:
+    """`--runtime onnx|int8` on a run folder: its `model.onnx` when it is the export of the run's
+    model.pth (`_other_model`), its `model.int8.onnx` when `int8_proof` holds (that, and a passed
+    check). Anything else is an `OptionError` naming the file and the reason: it ran before, said
+    only as "--runtime int8: model.int8.onnx", with the old weights after a new training, other
+    classes in predictions.csv, or a loss the export had refused. The file given as `--model`
+    still runs as it is (`_given_file`); a file that does not open is its own one line. The
+    opened file is handed on only with `reuse` (the CPU, --precision auto): otherwise predict
     opens it again, so that `open_model` refuses a GPU or a torch precision as for any ONNX file."""
     from fastseg.inference.runtime import Opened, open_onnx
 
-    loaded, onnx_runtime = open_onnx(int8_file)
-    clause, unproven = int8_proof(folder / MODEL_FILENAME, loaded, owner=f"{MODEL_FILENAME}'s")
+    file, torch_file = folder / FILES[runtime], folder / MODEL_FILENAME
+    loaded, onnx_runtime = open_onnx(file)
+    choice = RuntimeChoice(file, runtime, f"--runtime {runtime}: {FILES[runtime]}")
+    check_opened(choice, loaded, runtime)  # an INT8 graph is not --runtime onnx, nor fp32 --runtime int8
+    if runtime == "int8":
+        clause, unproven = int8_proof(torch_file, loaded, owner=f"{MODEL_FILENAME}'s")
+        choice.reason = f"--runtime int8: {clause}"
+    else:
+        differs = _other_model(torch_file, loaded)
+        unproven = f"{FILES[runtime]} is not {MODEL_FILENAME}'s export ({differs})" if differs else ""
     if unproven:
-        raise OptionError(f"--runtime int8: {int8_file}: {unproven}; --runtime auto runs {MODEL_FILENAME}, "
-                          f"--model {int8_file} runs this file as it is")  # fmt: skip
-    opened = Opened(loaded, onnx_runtime) if reuse else None
-    return RuntimeChoice(int8_file, "int8", f"--runtime int8: {clause}", opened)
+        raise OptionError(f"--runtime {runtime}: {file}: {unproven}; --runtime auto runs {MODEL_FILENAME}, "
+                          f"--model {file} runs this file as it is")  # fmt: skip
+    choice.opened = Opened(loaded, onnx_runtime) if reuse else None
+    return choice
 
 
 COMPARED = ("classes", "size", "resize", "colors", "ignore_index", "mean", "std", "metadata")
