@@ -7,8 +7,10 @@ when its file records an accuracy check that passed: the export scored the fp32 
 on the run's validation images and INT8 lost at most `MAX_MIOU_DROP` mIoU, and when its description
 is the run's model.pth's (classes, size, config, training metadata: a passed check of another
 model copied into the folder is no reason to run it). Without such a file,
-without onnxruntime, or on a GPU, `auto` is `model.pth` on torch. A model *file* given to
-`--model` is always that file; a `--runtime` that names another kind is a usage error.
+without onnxruntime, or on a GPU, `auto` is `model.pth` on torch. `--runtime onnx|int8` on a run
+folder holds its file to the same test (model.onnx has no check to pass) and refuses it in one
+line otherwise. A model *file* given to `--model` is always that file; a `--runtime` that names
+another kind is a usage error.
 
 torch is not imported at module level (nor `fastseg.model`, which imports it): the CLI reads
 `RUNTIMES` for `--help`.
@@ -37,7 +39,8 @@ RUNTIMES = ("auto", "torch", "onnx", "int8")  # `--runtime` of predict and repor
 RUNTIME_HELP = (
     "auto: a run folder's model.int8.onnx on onnxruntime when its accuracy check passed at export "
     "(masks may then differ from model.pth's by that check's figure), else model.pth on torch; "
-    "torch: model.pth; onnx: model.onnx; int8: model.int8.onnx. A model file is run as it is."
+    "torch: model.pth; onnx: model.onnx; int8: model.int8.onnx (each only as model.pth's export, "
+    "int8 with its check passed). A model file is run as it is."
 )
 FILES = {"torch": MODEL_FILENAME, "onnx": ONNX_FILENAME, "int8": INT8_FILENAME}
 
