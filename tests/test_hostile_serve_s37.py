@@ -221,3 +221,22 @@ def test_a_label_studio_url_naming_no_host_is_refused_at_start(model_file, monke
     assert result.exit_code == 2 and len(errors) == 1, result.output
     assert errors[0].startswith("Error: --label-studio-url ") and "\x00" not in result.output
     assert ServeSettings(label_studio_url="http://studio.example:8080/").label_studio_url
+
+
+def test_a_clients_words_reach_the_servers_log_escaped(model_file, caplog):
+    """A refused request's log line quoted the client's path and words as sent: an escape
+    sequence in them (ESC [2J clears the operator's terminal) reached the server's log raw."""
+    from fastapi.testclient import TestClient
+
+    app = create_app(Segmenter.open(model_file, CPU), ServeSettings(), warm_up=False)
+    client = TestClient(app, base_url="http://localhost", raise_server_exceptions=False)
+    with client, caplog.at_level("WARNING", logger="fastseg.serve"):
+        check_error(client.get("/a%1b[2Jb"), 404, "Not Found")
+        answer = client.post("/v1/segment", content=b"x", headers={"content-type": "text/\x1b[31mred"})
+        check_error(answer, 415, "content type text/\x1b[31mred")
+    refused = [record for record in caplog.records if record.name == "fastseg.serve" and record.levelno >= 30]
+    lines = [record.getMessage() for record in refused]
+    assert len(lines) == 2, lines
+    assert lines[0] == "GET /a\\x1b[2Jb -> 404 Not Found"
+    assert lines[1].startswith("POST /v1/segment -> 415 content type text/\\x1b[31mred: ")
+    assert not any("\x1b" in line for line in lines)

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from fastseg import __version__
+from fastseg.errors import shown
 from fastseg.inference.segmenter import Segmenter
 from fastseg.serving.dependencies import trusted_host
 from fastseg.serving.engine import Engine
@@ -77,7 +78,7 @@ def create_app(segmenter: Segmenter, settings: ServeSettings | None = None, warm
 
     @app.exception_handler(Exception)
     async def failed(request: Request, error: Exception) -> JSONResponse:
-        log.error("%s %s -> 500", asked_method(request), request.url.path, exc_info=error)
+        log.error("%s %s -> 500", asked_method(request), shown(request.url.path), exc_info=error)
         return JSONResponse({"error": f"internal error ({type(error).__name__}); see the server's log"},
                             status_code=500)  # fmt: skip
 
@@ -95,7 +96,9 @@ def report_failed_start(task: asyncio.Task) -> None:
 def answer(
     request: Request, status: int, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    """`{"error": message}` with `status`, and one log line saying who was refused and why."""
+    """`{"error": message}` with `status`, and one log line saying who was refused and why. The
+    path and the message quote what the client sent: escaped in the log (`shown`), where an
+    escape sequence would otherwise reach the operator's terminal (ESC [2J clears it)."""
     line = one_line(message)
-    log.warning("%s %s -> %d %s", asked_method(request), request.url.path, status, line)
+    log.warning("%s %s -> %d %s", asked_method(request), shown(request.url.path), status, shown(line))
     return JSONResponse({"error": line}, status_code=status, headers=headers)
