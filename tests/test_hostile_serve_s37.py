@@ -8,7 +8,11 @@ failed before its fix.
   capped, as Starlette's own form parser caps them (413);
 - a /predict body (JSON, the labeling config's XML) and a multipart body were parsed on the event
   loop: a 14 MB list of tasks held it for 4 s; they are parsed off it, one body at a time, and a
-  list of tasks over the limit is refused before each task is validated.
+  list of tasks over the limit is refused before each task is validated;
+- the start line announced `--host ::1` as http://::1:8000 and `--port 0` as http://127.0.0.1:0;
+- `--label-studio-url http://` (no host, a space, a NUL, port 99999) was taken at start and every
+  task image failed later, one request at a time;
+- an escape sequence in a refused request's path or header reached the server's log raw.
 """
 
 from __future__ import annotations
