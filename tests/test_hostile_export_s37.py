@@ -230,3 +230,29 @@ def test_runtime_onnx_on_a_run_folder_refuses_another_model_pths_export(run, tmp
     identity_onnx(onnx_file, **{**values, "precision": "int8"}, **recorded)
     result = predict(run, tmp_path, "--runtime", "onnx", "--force")
     assert result.exit_code == 2 and "is an INT8 ONNX export" in result.output, result.output
+
+
+@pytest.mark.parametrize("where", ["name", "folder", "loop"])
+def test_an_out_path_the_system_refuses_is_one_line(run, tmp_path, where, monkeypatch):
+    """`--out` with a name past the file system's 255 bytes, or inside such a folder, ended in a
+    traceback (Python's `is_dir` raises ENAMETOOLONG where it returns False for a missing path);
+    a folder that is a symbolic link loop was "no such folder". One line each, naming the path
+    and why, before any work."""
+    from fastseg.export import exporter
+
+    def traced(*args, **kwargs):
+        raise AssertionError("the network was traced for an --out that cannot be written")
+
+    monkeypatch.setattr(exporter, "export_graph", traced)
+    long = "b" * 260
+    if where == "loop":
+        (tmp_path / "one").symlink_to(tmp_path / "two")
+        (tmp_path / "two").symlink_to(tmp_path / "one")
+    out = {"name": tmp_path / f"{long}.onnx", "folder": tmp_path / long / "model.onnx",
+           "loop": tmp_path / "one" / "model.onnx"}[where]  # fmt: skip
+    result = CliRunner().invoke(main, ["export", "--model", str(run), "--out", str(out)])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    why = "a symbolic link loop" if where == "loop" else "File name too long"
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and why in lines[0], lines
+    assert (long if where != "loop" else "one") in lines[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from fastseg.launch.device import loader_workers
 from fastseg.model.checkpoint import load_model, resolve_model_path
 from fastseg.model.exported import SOURCE_DIGEST, description_json, file_sha256
 from fastseg.outputs import guard
+from fastseg.paths import UNUSABLE_PATH, path_problem
 from fastseg.runs.folder import INT8_FILENAME, ONNX_FILENAME, RunFolder
 
 
@@ -62,10 +64,7 @@ def export(
     if path.suffix.lower() == ONNX_SUFFIX:
         raise FastsegError(f"{path}: already an ONNX export; pass the run folder or its model.pth")
     out = Path(out) if out is not None else path.with_name(INT8_FILENAME if int8 else ONNX_FILENAME)
-    if out.is_dir():
-        raise FastsegError(f"{out}: is a folder; --out names the file to write")
-    if not out.parent.is_dir():
-        raise FastsegError(f"{out.parent}: no such folder for --out")
+    check_out_path(out)
     guard(out, "export", option=None)  # never a model.pth, a photo, or any file not an export
     if out.suffix.lower() != ONNX_SUFFIX:  # predict, report and serve tell an ONNX file by its suffix
         raise FastsegError(f"{out}: an ONNX file's name ends in {ONNX_SUFFIX} (predict, report and serve "
@@ -109,6 +108,25 @@ def export(
     check_record = {**check.to_dict(), "forced": force}
     save_onnx(with_description(proto, loaded, precision="int8", int8=check_record, **source), out)
     return ExportResult(out, "int8", check)
+
+
+def check_out_path(out: Path) -> None:
+    """One line unless `out` can name a new file in an existing folder: not a folder itself, its
+    folder there. Asked with `stat`, not `is_dir` alone: `is_dir` raised ENAMETOOLONG (a name past
+    255 bytes: a traceback) and answered False for a symbolic link loop ("no such folder")."""
+    for checked, role in ((out, "file"), (out.parent, "folder")):
+        try:
+            mode = checked.stat().st_mode
+        except FileNotFoundError:
+            if role == "folder":
+                raise FastsegError(f"{checked}: no such folder for --out") from None
+            continue
+        except UNUSABLE_PATH as error:
+            raise FastsegError(f"{checked}: unusable for --out ({path_problem(error)})") from None
+        if role == "file" and stat.S_ISDIR(mode):
+            raise FastsegError(f"{out}: is a folder; --out names the file to write")
+        if role == "folder" and not stat.S_ISDIR(mode):
+            raise FastsegError(f"{checked}: no such folder for --out (a file stands there)")
 
 
 SCRATCH_PREFIX = "fastseg-export."
