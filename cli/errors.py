@@ -13,6 +13,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 # The machine, not the program: a full disk or quota. Every file fastseg writes goes through a
 # temporary file renamed when whole (fastseg.atomic), so what was written before stays whole.
 RESOURCE_ERRORS = (errno.ENOSPC, errno.EDQUOT)
+# A name the user gave (or one made from it) that the system refuses whatever the program does:
+# one past 255 bytes, a path past 4,096, a symbolic link loop. Commands check the names they are
+# given where they can; this catches the rest (a traceback in check-data, runs, report, demo).
+NAME_ERRORS = (errno.ENAMETOOLONG, errno.ELOOP)
 
 
 def resource_message(error: OSError) -> str:
@@ -22,6 +26,17 @@ def resource_message(error: OSError) -> str:
         f"{where}{error.strerror or 'no space left'}; every file written before is whole (written "
         "atomically) and a partial one was discarded: free some space and run the command again"
     )
+
+
+def name_message(error: OSError) -> str:
+    """`NAME: File name too long (...)`: the name clipped, since it is the problem's size."""
+    from fastseg.errors import clipped, shown
+    from fastseg.paths import path_problem
+
+    where = f"{clipped(shown(error.filename), 120)}: " if error.filename else ""
+    long = error.errno == errno.ENAMETOOLONG
+    advice = "a name holds at most 255 bytes, a path 4,096" if long else "remove the loop"
+    return f"{where}{path_problem(error)} ({advice}); choose another name"
 
 
 def user_errors(function: F) -> F:
@@ -50,6 +65,8 @@ def user_errors(function: F) -> F:
                 message = f"{message} (--verbose: every key)"
             raise click.ClickException(message) from None
         except OSError as error:
+            if error.errno in NAME_ERRORS:
+                raise click.ClickException(name_message(error)) from None
             if error.errno not in RESOURCE_ERRORS:
                 raise  # a bug, or something no user did: the traceback is what a report needs
             raise click.ClickException(resource_message(error)) from None

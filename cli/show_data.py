@@ -49,10 +49,10 @@ def command(data: Path, out: Path, recipe_name: str, size: int | None, rows: int
         say(f"note: {shown} row(s): the data set has {len(split.train)} training and "
                    f"{len(split.valid)} validation image(s)")  # fmt: skip
     rows = shown
-    create_folder(out, "output folder")  # one line, not a traceback at the first figure
     # a smaller --size shrinks the crop; the recipe checks --seed as train does (torch's seed is 64-bit)
     config = recipe(recipe_name, seed=seed, **({"size": size} if size else {}))
     set_seed(seed)
+    create_folder(out, "output folder")  # one line, not a traceback at the first figure
     dls = build_dataloaders(
         folder, split.train, split.valid, size=config.size, batch_size=rows, augment=config.augment,
         num_workers=0, seed=seed, crop_size=config.train_size,

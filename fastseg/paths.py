@@ -90,10 +90,17 @@ def why_not_created(path: Path | str, error: OSError) -> str:
     path = Path(path)
     for step in (*reversed(path.parents), path):
         try:
-            if step.exists() and not step.is_dir():
-                return f"{shown(step)} is not a folder"
-        except OSError:  # a name too long to ask about: mkdir's own words follow
-            break
+            os.stat(step)
+        except FileNotFoundError:
+            if step.is_symlink():
+                return f"{shown(step)} is a broken symbolic link"
+            break  # missing: mkdir would have made it, so its own words follow
+        except OSError as failure:
+            if failure.errno == errno.ELOOP:
+                return f"{shown(step)} is a symbolic link loop"
+            break  # a name too long to ask about: mkdir's own words follow
+        if not step.is_dir():
+            return f"{shown(step)} is not a folder"
     return error.strerror or str(error)
 
 

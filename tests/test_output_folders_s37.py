@@ -2,6 +2,7 @@
 traceback: show-data, demo and import ended in FileNotFoundError / NotADirectoryError tracebacks
 for an --out under a file or in /proc, and report said "File exists" of `/dev/null/x`."""
 
+import os
 import sys
 
 import pytest
@@ -75,3 +76,46 @@ def test_why_not_created_names_the_first_file_on_the_way_down(tmp_path):
     exists = FileExistsError(17, "File exists")
     assert why_not_created(tmp_path / "f", exists) == f"{tmp_path / 'f'} is not a folder"
     assert why_not_created(tmp_path / "nothing" / "x", error) == "Not a directory"
+
+
+LONG = "x" * 300  # past the 255 bytes a name may hold
+NAMED = {
+    "predict --out": lambda s, name: ["predict", "--model", s["run"], s["data"].parent, "--out", name],
+    "report --out": lambda s, name: ["report", "--model", s["run"], "--data", s["data"], "--out", name],
+    "show-data --out": lambda s, name: ["show-data", "--data", s["data"], "--size", "32", "--out", name],
+    "demo --out": lambda s, name: ["demo", "--out", name],
+    "check-data --data": lambda s, name: ["check-data", "--data", name],
+    "train --data": lambda s, name: ["train", "--data", name, "--out", s["file"].parent / "new-run"],
+    "runs": lambda s, name: ["runs", name],
+}
+
+
+@pytest.mark.parametrize("command", sorted(NAMED))
+def test_a_name_past_the_systems_limit_is_one_line_on_every_command(setting, command, monkeypatch):
+    """A 300-byte name was an OSError traceback (ENAMETOOLONG) in all but train's and lr-find's
+    --out: `cli.errors` now says it in one line, the name cut, whatever command meets it."""
+    monkeypatch.chdir(setting["file"].parent)
+    result = CliRunner().invoke(main, [str(part) for part in NAMED[command](setting, LONG)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    [line] = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert "File name too long" in line and "255 bytes" in line and len(line) < 300, line
+
+
+@pytest.mark.parametrize("command", ["predict --out", "show-data --out", "demo --out"])
+@pytest.mark.parametrize(
+    ("link", "reason"), [("loop", "a symbolic link loop"), ("broken", "a broken symbolic link")]
+)
+def test_an_out_that_is_a_link_going_nowhere_says_which(setting, command, link, reason, monkeypatch):
+    """A link loop at predict's --out was a RuntimeError traceback (Path.resolve); show-data, demo
+    and report said mkdir's "File exists" of a loop or a broken link."""
+    folder = setting["file"].parent
+    monkeypatch.chdir(folder)
+    if link == "loop":
+        os.symlink("loop2", "loop")
+        os.symlink("loop", "loop2")
+    else:
+        os.symlink("nowhere", "broken")
+    result = CliRunner().invoke(main, [str(part) for part in NAMED[command](setting, link)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    [line] = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert line.endswith(f"({link} is {reason})"), line

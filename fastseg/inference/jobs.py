@@ -4,6 +4,7 @@ file fastseg did not write)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,18 +63,18 @@ def collect_jobs(inputs: Sequence[Path], out: Path, overlay: bool = False, force
                            f"{', '.join(sorted(IMAGE_SUFFIXES))})")  # fmt: skip
     firsts = {}  # resolved source -> its first (source, relative) pair
     for source, relative in pairs:
-        firsts.setdefault(source.resolve(), (source, relative))
+        firsts.setdefault(real(source), (source, relative))
     sources = set(firsts)
     jobs, claimed = [], {}
     # each a failure: the run's summary and exit code say images were left out, as `find` does
     problems = [(folder, f"{UNREADABLE_FOLDER}: its images are left out") for folder in unreadable]
     for source, relative in firsts.values():
         mask = out / relative.with_suffix(".png")
-        key = mask.resolve()
+        key = real(mask)
         job = Job(source, mask)
         outputs = [(mask, "mask"), *([(job.overlay, "overlay")] if overlay else [])]
         inputs_hit = [path for path, role in outputs
-                      if path.resolve() in sources and not written_by_fastseg(path, role)]  # fmt: skip
+                      if real(path) in sources and not written_by_fastseg(path, role)]  # fmt: skip
         if inputs_hit:
             problems.append((source, f"output {inputs_hit[0]} would overwrite an input; "
                                      "choose another --out"))  # fmt: skip
@@ -90,6 +91,12 @@ def collect_jobs(inputs: Sequence[Path], out: Path, overlay: bool = False, force
             claimed[key] = source
             jobs.append(job)
     return jobs, problems
+
+
+def real(path: Path) -> Path:
+    """`path.resolve()`, which in Python 3.11 raises RuntimeError on a symbolic link loop: an --out
+    that is one was a traceback here, before `prepare_out` could say so in one line."""
+    return Path(os.path.realpath(path))
 
 
 def _cut_short(path: Path) -> bool:
@@ -114,7 +121,7 @@ def image_files(folder: Path, out: Path, unreadable: list[Path] | None = None) -
     walked without the masks and overlays fastseg wrote there (a rerun made `a.overlay.overlay.jpg`
     from the first run's overlay); the user's images in it are refused one by one, as their outputs
     would overwrite them. Folders this user may not read are added to `unreadable`."""
-    out, root = out.resolve(), folder.resolve()
+    out, root = real(out), real(folder)
     skipped = out.relative_to(root).parts if out.is_relative_to(root) else ()
     walked = walk(folder, unreadable)  # folders it may not read go to `unreadable`, for the caller
     files = [path for path in walked if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()]
