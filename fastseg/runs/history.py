@@ -47,19 +47,32 @@ def read_history(path: Path) -> pd.DataFrame:
 
     history = _read_csv(path, ("epoch", "valid_miou", "valid_pixel_accuracy"))
     history = history[history["epoch"].astype(str) != "epoch"]
-    numeric = history.drop(columns=["time"], errors="ignore").apply(pd.to_numeric, errors="coerce")
+    try:  # pandas' "coerce" does not coerce a whole number past float's range: it raises
+        numeric = history.drop(columns=["time"], errors="ignore").apply(pd.to_numeric, errors="coerce")
+    except OverflowError:
+        raise _too_large(path) from None
     return numeric.drop_duplicates("epoch", keep="last").reset_index(drop=True)
 
 
 def read_epoch_seconds(path: Path) -> list[float]:
     """Each epoch's duration from the `time` column (fastai writes `mm:ss` or `h:mm:ss`)."""
-    times = _read_csv(path, ("time",))["time"].astype(str)
+    # an empty cell (a row cut short) is NaN, which pandas 3's astype(str) keeps as a float: no time
+    times = _read_csv(path, ("time",))["time"].dropna().astype(str)
     seconds = []
     for text in times[times != "time"]:  # a resumed run's repeated header
         parts = text.split(":")
         if all(part.isdecimal() for part in parts):  # isdigit takes "²", which int() refuses
-            seconds.append(float(sum(int(part) * 60**power for power, part in enumerate(parts[::-1]))))
+            try:
+                seconds.append(float(sum(int(part) * 60**power for power, part in enumerate(parts[::-1]))))
+            except (OverflowError, ValueError):  # ValueError: past Python's 4300 digits for int()
+                raise _too_large(path) from None
     return seconds
+
+
+def _too_large(path: Path) -> FastsegError:
+    """A number no float holds (400 digits): no training wrote it, and pandas and `float()` raise
+    an OverflowError that stopped `fastseg runs` for every run, not a `FastsegError` naming the file."""
+    return FastsegError(f"{path}: not a history fastseg wrote (a number too large for a float)")
 
 
 def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
