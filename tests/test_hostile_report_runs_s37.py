@@ -10,6 +10,7 @@ Defects covered:
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from cli.main import main
@@ -49,3 +50,53 @@ def test_a_history_cut_mid_row_is_read_without_its_time(tmp_path):
     _run(tmp_path / "cut", HISTORY + "0,1,1,0.8,0.5,00:10\n1,1,1,0.8")
     row = _rows(tmp_path)["cut"]
     assert (row["epochs"], row["valid_miou"], row["duration"], row["status"]) == (2, 0.5, 10.0, "interrupted")
+
+
+def _model_run(folder, voc_root, seed):
+    """A run folder as `fastseg train` leaves it, with an untrained model of seed `seed`."""
+    import torch
+
+    from fastseg.data.split import seed_split
+    from fastseg.data.voc import VOC, find_voc
+    from fastseg.model.checkpoint import save_model
+    from fastseg.model.config import ModelConfig
+    from fastseg.model.network import SegmentationModel
+    from fastseg.runs.folder import RunFolder
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    config = ModelConfig(num_classes=len(VOC))
+    save_model(folder / "model.pth", SegmentationModel(config).eval(), config, size=32, classes=VOC)
+    data = find_voc(voc_root)
+    RunFolder(folder).write_split(seed_split(data.ids("train"), data.ids("val")))
+    (folder / "config.json").write_text(json.dumps({"train": {"data": str(voc_root), "epochs": 1}}))
+
+
+def _report(model, *options):
+    result = CliRunner().invoke(main, ["report", "--model", str(model), "--quiet", "--num-workers", "0",
+                                       "--precision", "fp32", *options])  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.slow
+def test_runs_shows_no_test_miou_from_a_report_of_another_model(voc_root, tmp_path):
+    """RUN/report/metrics.json gives `fastseg runs` its test mIoU. A model.pth replaced after the
+    report (retrained with --force), or another run's report written there (`report --model B
+    --out A/report`), still gave A's row that score: a number of another model, silently."""
+    import shutil
+
+    runs = tmp_path / "runs"
+    _model_run(runs / "a", voc_root, seed=0)
+    _model_run(runs / "b", voc_root, seed=1)
+    _report(runs / "a")
+    shutil.copytree(runs / "a", runs / "copied")  # new modification times, the same bytes
+    _report(runs / "b", "--out", str(runs / "b" / "report"))
+    shutil.copytree(runs / "b" / "report", runs / "a" / "report", dirs_exist_ok=True)  # b's report in a
+    _model_run(runs / "b", voc_root, seed=2)  # b retrained after its report
+    rows = _rows(runs)
+    mean_iou = json.loads((runs / "copied" / "report" / "metrics.json").read_text())["mean_iou"]
+    copied = rows["copied"]
+    assert (copied["test_miou"], copied["status"]) == (pytest.approx(mean_iou), "interrupted")
+    for name in ("a", "b"):
+        assert rows[name]["test_miou"] is None, rows[name]
+        assert "report/metrics.json is of another model.pth" in rows[name]["status"], rows[name]

@@ -50,7 +50,7 @@ from fastseg.launch.device import loader_workers, resolve_device
 from fastseg.metrics import ConfusionMatrix, Scores, scores_from_matrix
 from fastseg.number_style import score
 from fastseg.outputs import guard
-from fastseg.runs.folder import REPORT, SPLIT, RunFolder
+from fastseg.runs.folder import REPORT, SPLIT, RunFolder, model_record
 from fastseg.visualization.charts import class_iou_chart, confusion_figure
 from fastseg.visualization.figures import image_grid, save_figure
 from fastseg.visualization.html import Example, ExampleSet, ReportPage, isolated, write_html
@@ -152,11 +152,16 @@ def per_class_table(scores: Scores, matrix: torch.Tensor, names: list[str]) -> p
 
 
 def write_tables(
-    out: Path, model: Path, subset: str, total: ConfusionMatrix, ranked: pd.DataFrame, names: list[str]
-) -> dict:
-    """metrics.json, per_class.csv, per_image.csv, confusion_matrix.csv; returns the metrics."""
+    out: Path, model: Path, subset: str, total: ConfusionMatrix, ranked: pd.DataFrame, names: list[str],
+    model_file: dict[str, Any] | None = None,
+) -> dict:  # fmt: skip
+    """metrics.json, per_class.csv, per_image.csv, confusion_matrix.csv; returns the metrics.
+    `model_file`: `runs.folder.model_record` of the file scored, by which `fastseg runs` tells
+    whether RUN/report still scores RUN/model.pth."""
     scores = total.scores()
     metrics = {"model": str(model), "subset": subset, "images": len(ranked), **asdict(scores)}
+    if model_file is not None:
+        metrics["model_file"] = model_file
     metrics["class_iou"] = dict(zip(names, scores.class_iou, strict=True))
     metrics["class_accuracy"] = dict(zip(names, scores.class_accuracy, strict=True))
     metrics["absent_classes"] = [name for name, iou in zip(names, scores.class_iou, strict=True)
@@ -319,8 +324,9 @@ def report(
         raise DatasetError(f"{run.file(SPLIT)}: the {subset} split lists no images; nothing to report")
     target = resolve_device(device)
     given = Path(model).expanduser()  # a run folder's model.pth, or the file named (an ONNX export)
-    segmenter = Segmenter.open(run.model if given.is_dir() else given, target, precision,
-                               requested_device=device, tiling=tiling)  # fmt: skip
+    evaluated = run.model if given.is_dir() else given  # the INT8 file's score is not model.pth's
+    model_file = model_record(evaluated) if evaluated.is_file() else None  # before it is opened
+    segmenter = Segmenter.open(evaluated, target, precision, requested_device=device, tiling=tiling)
     require_same_classes(segmenter.loaded.class_set, dataset)  # another data set: say that first
     run.check_split_images(split, dataset, (subset,))  # a lost image: one line naming split.json
     check_ids(dataset, ids, action="report")  # mask values outside the classes would stop the loss midway
@@ -329,10 +335,9 @@ def report(
                                 loader_workers(num_workers), progress)  # fmt: skip
     ranked = rank(per_image, rank_by)
     names = segmenter.loaded.classes
-    evaluated = run.model if given.is_dir() else given  # the INT8 file's score is not model.pth's
     with building(out, force, option="--replace-foreign") as build:  # swapped in once whole
         folder = build.folder
-        metrics = write_tables(folder, evaluated, subset, total, ranked, names)
+        metrics = write_tables(folder, evaluated, subset, total, ranked, names, model_file)
         examples = draw_figures(folder, segmenter, dataset, total, ranked, rank_by, seed)
         config, config_reason = read_config(run)
         history, history_reason = read_history(run)

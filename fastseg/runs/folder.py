@@ -379,6 +379,26 @@ class RunFolder:
             raise FastsegError(f"{path}: not a report's metrics (expected a mapping, got {kind})")
         return values
 
+    def scored_model_pth(self, metrics: dict[str, Any]) -> bool:
+        """Whether a report's `metrics` (`RUN/report/metrics.json`) scored this run's model.pth as it
+        is now, by the `model_file` record `model_record` made: a model.pth retrained after the
+        report, or another run's report written here (`report --model B --out A/report`), gave
+        `fastseg runs` a test mIoU of another model. Equal size and modification time are taken
+        as the same file; else the bytes decide (a copied run folder has new times, the same bytes).
+        A report from before the record has nothing to compare: taken as model.pth's, as it was."""
+        recorded = metrics.get("model_file")
+        if recorded is None:
+            return True
+        path = self.path / REPORT / "metrics.json"
+        if not isinstance(recorded, dict) or not isinstance(recorded.get("sha256"), str):
+            raise FastsegError(f"{path}: 'model_file' must be a mapping holding the model's sha256")
+        if not self.model.is_file():
+            return False
+        status = self.model.stat()
+        if (status.st_size, status.st_mtime_ns) == (recorded.get("bytes"), recorded.get("modified_ns")):
+            return True
+        return model_record(self.model)["sha256"] == recorded["sha256"]
+
     def status(self) -> str:
         """finished (model exported), resumable (a checkpoint to `--resume`), or interrupted
         (stopped before its first checkpoint)."""
@@ -401,6 +421,16 @@ class RunFolder:
 
     def write_history(self, header: str, rows: list[str]) -> None:
         history.write_history(self.file(HISTORY), header, rows)
+
+
+def model_record(path: Path) -> dict[str, Any]:
+    """What a report writes down of the model file it scores (metrics.json's `model_file`), so that
+    `RunFolder.scored_model_pth` can tell later whether model.pth is still that file: its size and
+    modification time (a cheap first look) and the SHA-256 of its bytes (70 ms for 75 MiB)."""
+    from fastseg.model.exported import file_sha256  # hashlib only; kept out of `runs --help`
+
+    status = path.stat()
+    return {"bytes": status.st_size, "modified_ns": status.st_mtime_ns, "sha256": file_sha256(path)}
 
 
 def _require_listed_images(path: Path, dataset: SegmentationData, id_lists: list[list[str]]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from fastseg.errors import FastsegError, clipped, first_line, quoted
 from fastseg.paths import expanded, walk
-from fastseg.runs.folder import CONFIG, HISTORY, LAST_STATE, MODEL_FILENAME, RunFolder
+from fastseg.runs.folder import CONFIG, HISTORY, LAST_STATE, MODEL_FILENAME, REPORT, RunFolder
 from fastseg.structured_files import load_json
 
 RUN_FILES = (HISTORY, LAST_STATE, MODEL_FILENAME)  # beside a config.json, they make a run folder
@@ -80,7 +80,10 @@ def run_row(run: RunFolder, root: Path) -> dict[str, Any]:
     report = run.read_report_metrics()  # damaged: the row says so (`checked_row`)
     exported = report and Path(str(report.get("model", ""))).suffix == ".onnx"  # not model.pth's score
     if report and not exported and report.get("subset") == "test" and report.get("mean_iou") is not None:
-        row["test_miou"] = report["mean_iou"]  # checked by `checked_row`
+        if run.scored_model_pth(report):
+            row["test_miou"] = report["mean_iou"]  # checked by `checked_row`
+        else:  # a score, but of another model: no test mIoU, and the row says why
+            row["status"] = f"{row['status']}; {REPORT}/metrics.json is of another {MODEL_FILENAME}"
     return row
 
 
