@@ -100,3 +100,46 @@ def test_runs_shows_no_test_miou_from_a_report_of_another_model(voc_root, tmp_pa
     for name in ("a", "b"):
         assert rows[name]["test_miou"] is None, rows[name]
         assert "report/metrics.json is of another model.pth" in rows[name]["status"], rows[name]
+
+
+LR_FIND = ["--recipe", "seed", "--size", "32", "--batch-size", "2", "--l1", "0", "--no-pretrained",
+           "--num-workers", "0", "--device", "cpu", "--encoder", "regnety_002",
+           "--iterations", "20"]  # fmt: skip
+
+
+@pytest.fixture
+def mostly_void(tmp_path):
+    """A data set of 4 training images, 3 of whose masks are all void: the seeded shuffle's first
+    batch of 2 holds no labelled pixel."""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from demo_folder import make_demo_folder
+
+    yaml = make_demo_folder(tmp_path / "data", ["background", "cat"], counts={"train": 4, "val": 2})
+    for mask in sorted((tmp_path / "data" / "masks" / "train").glob("*.png"))[:3]:
+        with Image.open(mask) as image:
+            void = np.full_like(np.array(image), 255)
+        Image.fromarray(void).save(mask)
+    return yaml
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [["lr-find"], ["train", "--lr", "auto", "--epochs", "1"]])
+def test_a_first_batch_without_a_labelled_pixel_is_named_when_lr_find_cannot_suggest(
+    mostly_void, tmp_path, command
+):
+    out = tmp_path / "out"
+    options = LR_FIND if command[0] == "lr-find" else LR_FIND[:-2]
+    result = CliRunner().invoke(
+        main, [*command, "--data", str(mostly_void.parent), "--out", str(out), *options]
+    )
+    assert result.exit_code == 1, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("Error: the learning-rate finder found no suggestion"), line
+    assert "no labelled pixel" in line and "--batch-size" in line and "out of bounds" not in line, line
+    assert "Traceback" not in result.output and not out.exists()

@@ -87,6 +87,13 @@ def find_learning_rate(
                     "the learning-rate finder found no suggestion: the loss was not a number "
                     "(NaN or infinite) from the first batch; check the data and --loss"
                 ) from None
+            if recorded[0] == 0:  # fastai stops once the loss passes 4 times its lowest: here, 0
+                raise FastsegError(
+                    f"the learning-rate finder found no suggestion: it stopped after {len(recorded)} of "
+                    f"{iterations} batches, as its first batch held no labelled pixel (every mask pixel "
+                    "void: a loss of 0, so any later loss read as divergence); use a larger --batch-size, "
+                    "or leave images whose masks are all void out of the training set"
+                ) from None
             raise FastsegError(f"the learning-rate finder found no suggestion ({error}); try more "
                                "--iterations or a larger --batch-size") from None  # fmt: skip
         lrs = [float(lr) for lr in learn.recorder.lrs]
