@@ -143,3 +143,15 @@ def test_a_first_batch_without_a_labelled_pixel_is_named_when_lr_find_cannot_sug
     assert line.startswith("Error: the learning-rate finder found no suggestion"), line
     assert "no labelled pixel" in line and "--batch-size" in line and "out of bounds" not in line, line
     assert "Traceback" not in result.output and not out.exists()
+
+
+def test_a_history_past_16_mb_is_refused_as_the_other_run_files_are(tmp_path):
+    """config.json and metrics.json past 16 MB were refused in one line; history.csv was read whole
+    by pandas (192 MB: 18 s and 1.1 GB of memory for one row of `fastseg runs`)."""
+    _run(tmp_path / "good", HISTORY + "0,1,1,0.8,0.5,00:10\n")
+    _run(tmp_path / "huge", HISTORY + "0,1.0,1.0,0.8,0.5,00:10\n" * 700_000)  # 16.8 MB
+    rows = _rows(tmp_path)
+    assert rows["good"]["valid_miou"] == 0.5
+    status = rows["huge"]["status"]
+    assert status.startswith("damaged") and "huge/history.csv" in status and "too large" in status, status
+    assert rows["huge"]["valid_miou"] is None
