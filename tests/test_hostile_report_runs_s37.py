@@ -155,3 +155,19 @@ def test_a_history_past_16_mb_is_refused_as_the_other_run_files_are(tmp_path):
     status = rows["huge"]["status"]
     assert status.startswith("damaged") and "huge/history.csv" in status and "too large" in status, status
     assert rows["huge"]["valid_miou"] is None
+
+
+def test_a_history_that_is_no_file_makes_a_damaged_row_not_an_empty_run(tmp_path):
+    """A history.csv that is a FIFO or a link to a device was passed over as absent: the row said
+    0 epochs and no score, as for a run that never ended an epoch."""
+    import os
+
+    _run(tmp_path / "fifo", HISTORY)
+    (tmp_path / "fifo" / "history.csv").unlink()
+    os.mkfifo(tmp_path / "fifo" / "history.csv")
+    _run(tmp_path / "device", HISTORY)
+    (tmp_path / "device" / "history.csv").unlink()
+    (tmp_path / "device" / "history.csv").symlink_to("/dev/zero")
+    rows = _rows(tmp_path)
+    assert "fifo/history.csv: a named pipe (FIFO), not a regular file" in rows["fifo"]["status"], rows["fifo"]
+    assert "device/history.csv: a character device" in rows["device"]["status"], rows["device"]

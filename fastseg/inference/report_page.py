@@ -80,7 +80,7 @@ def read_config(run: RunFolder) -> tuple[dict[str, Any] | None, str]:
 
 def read_history(run: RunFolder) -> tuple[pd.DataFrame | None, str]:
     path = run.file(HISTORY)
-    if not path.is_file():
+    if not path.exists():  # a FIFO or a device is no history either, but one that is there: said so
         return None, f"{path.name} not found in the run folder"
     try:
         history = run.read_history()

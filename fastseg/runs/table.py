@@ -69,7 +69,7 @@ def run_row(run: RunFolder, root: Path) -> dict[str, Any]:
         "date": datetime.fromtimestamp(config_path.stat().st_mtime).isoformat(" ", "minutes"),
         "status": run.status(),
     }
-    if run.file(HISTORY).is_file():
+    if run.file(HISTORY).exists():  # a FIFO or a device there is a damaged history, not none
         history = run.read_history()
         row["epochs"] = len(history)
         kept = _kept_epoch(history, _keep_rule(train, config_path))
