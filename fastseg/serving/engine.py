@@ -32,7 +32,7 @@ from fastseg.inference.segmenter import Segmenter, segment
 from fastseg.inference.tiling import Tiling
 from fastseg.serving.batching import Batcher, Busy
 from fastseg.serving.errors import ServeError
-from fastseg.serving.settings import ServeSettings
+from fastseg.serving.settings import MAX_TILED_PIXELS, WINDOW_COST_PIXELS, ServeSettings
 
 log = logging.getLogger("fastseg.serve")
 T = TypeVar("T")
@@ -129,6 +129,8 @@ class Engine:
             item = await self.in_pool(decode, segmenter, data, keep_original)
         finally:
             self.arriving -= 1  # and, with no await between, the item joins the queue
+        if not item["error"] and tiling is not None:
+            self._check_tiled_work(tiling, item["width"], item["height"])
         if item["error"]:
             status = (
                 413
@@ -179,6 +181,19 @@ class Engine:
             return images
         budget = self.settings.max_batch * self.segmenter.size**2
         return max(1, min(images, budget // tiling.tile**2))
+
+    @staticmethod
+    def _check_tiled_work(tiling: Tiling, width: int, height: int) -> None:
+        """`ServeError` 413 for a tiled request whose model work passes `MAX_TILED_PIXELS`: the
+        overlap limit bounds each pixel's passes, but not how many windows a large upload makes
+        at a small tile, and every request waits behind that one in the model thread."""
+        windows = len(tiling.starts(width)) * len(tiling.starts(height))
+        work = windows * (tiling.side(width) * tiling.side(height) + WINDOW_COST_PIXELS)
+        if work > MAX_TILED_PIXELS:
+            raise ServeError(413, f"tile={tiling.tile} overlap={tiling.overlap:g} on {width}x{height}: "
+                                  f"{windows:,} windows, {work / 2**20:,.0f} Mpx of model work; at most "
+                                  f"{MAX_TILED_PIXELS / 2**20:,.0f} here: a larger tile or less overlap "
+                                  "(or fastseg predict, which has no such limit)")  # fmt: skip
 
     def _failed(self, error: BaseException, item: dict[str, Any]) -> ServeError:
         if not out_of_memory(error):

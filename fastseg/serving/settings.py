@@ -16,6 +16,14 @@ MAX_TILE = 2048  # a large upload's windows are tile² each: bounded so one requ
 # window started every pixel (940,000 passes for a 1000² upload at tile=32); 0.75 computes a pixel
 # at most 16 times. `fastseg predict` on one's own machine keeps the whole range below 1.
 MAX_OVERLAP = 0.75
+# A tiled request's model work, counted in window pixels plus WINDOW_COST_PIXELS a window (its own
+# cost in passes, copies and blending: a 32² window took about as long as 1,000 more pixels on a
+# CPU). `tile=32&overlap=0.75` on a 5000² upload was 97,000 windows, the better part of an hour of
+# the one model thread every request shares. 96 Mpx lets a 6000x4000 photo through at tile=512
+# (23 Mpx) and 8192² at tile=2048 with no overlap (64 Mpx); `fastseg predict` on one's own machine
+# has no such limit.
+MAX_TILED_PIXELS = 96 * 2**20
+WINDOW_COST_PIXELS = 1024
 MAX_TASKS = 64  # Label Studio tasks in one /predict request
 LOCAL_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 
