@@ -40,8 +40,8 @@ def check_label_studio_url(url: str | None, name: str = "label_studio_url") -> N
         raise OptionError(f"{name} {quoted(str(url))}: an http:// or https:// address")
     # no host (http://), a space or control character, or a port past 65535: every task image's
     # fetch would fail, one request at a time; said once here, at start
-    parts = urllib.parse.urlsplit(url)
-    try:
+    try:  # urlsplit itself refuses a bracket left open (`http://[::1`) or not an address (`[zz]`)
+        parts = urllib.parse.urlsplit(url)
         parts.port  # noqa: B018 - reading it checks it: a ValueError past 65535 or for no number
         host = parts.hostname
     except ValueError:
