@@ -110,3 +110,42 @@ def test_two_masks_one_webp_one_png_are_named(tmp_path):
     result = check_data(data)
     assert result.exit_code == 1
     assert any("x.png" in line and "x.webp" in line for line in problem_lines(result)), result.output
+
+
+def test_an_animated_lossless_webp_mask_is_named_for_its_frames_not_as_lossy(tmp_path):
+    """Its VP8L bitstreams sit inside ANMF chunks, so the chunk reader found none and said "lossy":
+    the wrong advice (review)."""
+    data, images, masks = data_set(tmp_path)
+    picture().save(images / "x.jpg")
+    frames = [Image.fromarray(labels()), Image.fromarray(labels()[::-1].copy())]
+    frames[0].save(masks / "x.webp", save_all=True, append_images=frames[1:], lossless=True)
+    [line] = problem_lines(check_data(data))
+    assert line.startswith(f"{masks / 'x.webp'}: mask has 2 frames"), line
+
+
+@pytest.mark.parametrize("mask_format", ["index", "rgb"])
+def test_a_webp_mask_with_transparent_pixels_is_refused(tmp_path, mask_format):
+    """libwebp's lossless default drops the colour under alpha 0 (to 0,0,0): read with alpha dropped,
+    those pixels became black, a class if black is one; an index mask got the colour-mask hint."""
+    colours = [(0, 0, 0), (200, 30, 30), (30, 200, 30)]
+    data = make_demo_folder(tmp_path / "data", ["background", "road", "car"], counts={"train": 3, "val": 2},
+                            colors=colours, mask_format=mask_format)  # fmt: skip
+    images, masks = data.parent / "images" / "train", data.parent / "masks" / "train"
+    picture().save(images / "x.jpg")
+    alpha = np.full((30, 40), 255, np.uint8)
+    alpha[:5] = 0
+    painted = np.array(colours, np.uint8)[labels()] if mask_format == "rgb" else np.dstack([labels()] * 3)
+    Image.fromarray(np.dstack([painted, alpha])).save(masks / "x.webp", lossless=True)
+    [line] = problem_lines(check_data(data))
+    assert line.startswith(f"{masks / 'x.webp'}: mask is a WebP with transparent pixels"), line
+
+
+def test_an_opaque_rgba_webp_grey_mask_is_read_as_its_classes(tmp_path):
+    data, images, masks = data_set(tmp_path)
+    picture().save(images / "x.jpg")
+    opaque = np.dstack([labels()] * 3 + [np.full((30, 40), 255, np.uint8)])
+    Image.fromarray(opaque).save(masks / "x.webp", lossless=True)
+    assert check_data(data).exit_code == 0
+    dataset = FolderDataset(read_dataset_file(data))
+    [image_id] = [i for i in dataset.ids["train"] if i.endswith("x.jpg")]
+    np.testing.assert_array_equal(dataset.read_mask(image_id), labels())

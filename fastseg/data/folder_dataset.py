@@ -348,12 +348,15 @@ def _mask_file_problem(path: Path, image: Image.Image) -> str | None:
     if image.format in LOSSY_FORMATS:
         return (f"{path}: mask is a JPEG: its lossy compression leaves values between the classes "
                 "along every edge; save masks as PNG (lossless)")  # fmt: skip
-    if image.format == "WEBP" and _lossy_webp(path):
-        return (f"{path}: mask is a lossy WebP: its compression leaves values between the classes "
-                "along every edge; save masks as PNG or lossless WebP")  # fmt: skip
     if getattr(image, "is_animated", False):  # asked first: a GIF's n_frames reads the whole file
         return (f"{path}: mask has {image.n_frames} frames (an animation or a multi-page file); "
                 "save one per mask")  # fmt: skip
+    if image.format == "WEBP" and _lossy_webp(path):  # after frames: an animation's are inside ANMF
+        return (f"{path}: mask is a lossy WebP: its compression leaves values between the classes "
+                "along every edge; save masks as PNG or lossless WebP")  # fmt: skip
+    if image.format == "WEBP" and image.mode == "RGBA" and image.getextrema()[3][0] < 255:
+        return (f"{path}: mask is a WebP with transparent pixels: WebP may drop their colours "
+                "(libwebp's default), so they cannot be read as classes; save masks as PNG")  # fmt: skip
     return None
 
 
@@ -379,8 +382,10 @@ def _lossy_webp(path: Path) -> bool:
 
 
 def _grey_if_equal_channels(image: Image.Image) -> Image.Image:
-    """An RGB image whose three channels agree everywhere as its one channel (mode L), else as it
-    is: WebP stores a grey index mask as RGB."""
+    """An RGB (or opaque RGBA) image whose three channels agree everywhere as its one channel
+    (mode L), else as it is: WebP stores a grey index mask as RGB."""
+    if image.mode == "RGBA":  # opaque here: transparent WebP masks are refused before
+        image = image.convert("RGB")
     if image.mode != "RGB":
         return image
     pixels = np.asarray(image)
