@@ -6,6 +6,14 @@ Defects covered:
   history.csv is damaged and the other rows are listed.
 - runs: a history.csv cut in the middle of a row (no time) made that row say
   "AttributeError: 'float' object has no attribute 'split'"; the missing time now counts as none.
+- runs: RUN/report/metrics.json gave the run its test mIoU after model.pth was retrained, or when
+  another run's report was written there; report now records the file it scored and runs checks it.
+- lr-find: a first batch whose masks hold no labelled pixel (loss 0) stopped fastai's sweep after
+  two batches, and the error was "index 0 is out of bounds for dimension 0 with size 0" with advice
+  that did not name the cause; now one line says so, for lr-find and train --lr auto.
+- runs: history.csv was read whole whatever its size (192 MB: 18 s, 1.1 GB for one row); it is now
+  read as the other run files are, refused past 16 MB; and one that is a FIFO or a device was
+  passed over as absent (0 epochs), where it now damages its row (report: "could not be read").
 """
 
 import json
