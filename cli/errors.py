@@ -30,12 +30,12 @@ def resource_message(error: OSError) -> str:
 
 def name_message(error: OSError) -> str:
     """`NAME: File name too long (...)`: the name clipped, since it is the problem's size."""
-    from fastseg.errors import clipped, shown
+    from fastseg.errors import clipped_middle, shown
     from fastseg.paths import path_problem
 
-    where = f"{clipped(shown(error.filename), 120)}: " if error.filename else ""
-    long = error.errno == errno.ENAMETOOLONG
-    advice = "a name holds at most 255 bytes, a path 4,096" if long else "remove the loop"
+    where = f"{clipped_middle(shown(error.filename))}: " if error.filename else ""
+    too_long = error.errno == errno.ENAMETOOLONG
+    advice = "a name holds at most 255 bytes, a path 4,096" if too_long else "remove the loop"
     return f"{where}{path_problem(error)} ({advice}); choose another name"
 
 

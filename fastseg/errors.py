@@ -24,6 +24,15 @@ def shown(text: object) -> str:
     return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def clipped_middle(text: str, limit: int = 120) -> str:
+    """`text`, or its head and tail around `...`: a path whose length is the problem, where the
+    tail names the file and the head where it is."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 3) * 2 // 5
+    return f"{text[:head]}...{text[-(limit - 3 - head):]}"
+
+
 def clipped(text: str, limit: int = 200) -> str:
     """`text`, or its first `limit` characters and `...`: a name, a path or another program's
     words inside one line of ours, which a 60 kB one would swamp. The `...` says it was cut."""

@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from fastseg.errors import FastsegError, shown
+from fastseg.errors import FastsegError, clipped_middle, shown
 
 # What asking about a path may raise: OSError (a name too long), ValueError (a NUL byte),
 # RuntimeError (a symbolic link loop, from Python 3.11's `Path.resolve`; later versions: OSError)
@@ -81,7 +81,7 @@ def create_folder(path: Path | str, what: str = "folder") -> None:
         make_folders(path)
     except OSError as error:
         reason = why_not_created(path, error)
-        raise FastsegError(f"{shown(path)}: cannot create the {what} ({reason})") from None
+        raise FastsegError(f"{clipped_middle(shown(path))}: cannot create the {what} ({reason})") from None
 
 
 def why_not_created(path: Path | str, error: OSError) -> str:
@@ -100,7 +100,9 @@ def why_not_created(path: Path | str, error: OSError) -> str:
                 return f"{shown(step)} is a symbolic link loop"
             break  # a name too long to ask about: mkdir's own words follow
         if not step.is_dir():
-            return f"{shown(step)} is not a folder"
+            return f"{clipped_middle(shown(step))} is not a folder"
+    if error.errno == errno.ENAMETOOLONG:
+        return f"{error.strerror}: a name holds at most 255 bytes, a path 4,096"
     return error.strerror or str(error)
 
 

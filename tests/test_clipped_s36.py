@@ -28,3 +28,12 @@ def test_quoted_puts_the_mark_outside_the_quotes(text, limit):
 
 def test_a_name_ending_in_dots_is_not_taken_for_a_cut_one():
     assert quoted("wait...", 10) == "'wait...'" and quoted("x" * 12, 10) == "'xxxxxxxxxx'..."
+
+
+def test_clipped_middle_keeps_the_head_and_the_tail():
+    from fastseg.errors import clipped_middle
+
+    assert clipped_middle("short") == "short"
+    text = "/head/" + "m" * 300 + "/tail.png"
+    cut = clipped_middle(text, 120)
+    assert len(cut) == 120 and cut.startswith("/head/") and cut.endswith("/tail.png") and "..." in cut

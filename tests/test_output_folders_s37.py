@@ -4,11 +4,14 @@ for an --out under a file or in /proc, and report said "File exists" of `/dev/nu
 
 import os
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 from demo_folder import make_demo_folder
+from PIL import Image
 from test_import_leftovers_s33 import yolo_export
 
 from cli.main import main
@@ -16,7 +19,7 @@ from fastseg.classes import Classes
 from fastseg.model.checkpoint import save_model
 from fastseg.model.config import ModelConfig
 from fastseg.model.network import SegmentationModel
-from fastseg.paths import create_folder, why_not_created
+from fastseg.paths import create_folder, make_folders, why_not_created
 
 
 @pytest.fixture
@@ -119,3 +122,34 @@ def test_an_out_that_is_a_link_going_nowhere_says_which(setting, command, link, 
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
     [line] = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert line.endswith(f"({link} is {reason})"), line
+
+
+def test_one_images_mirrored_name_past_the_path_limit_fails_that_image_only(setting, tmp_path, monkeypatch):
+    """An image whose mirrored output path passes 4,096 bytes stopped the whole predict (one line
+    after this session's name errors, a traceback before): it is now that image's failed row, and
+    the others are segmented (review)."""
+    monkeypatch.chdir(tmp_path)  # relative names: the deep input stays under the limit itself
+    source = Path("in")
+    deep = source.joinpath(*["d" * 250] * 16)  # 4,016 bytes of folders
+    make_folders(deep)
+    picture = Image.fromarray(np.zeros((20, 30, 3), np.uint8))
+    for image in (source / "a.png", source / "b.png", deep / "c.png"):
+        picture.save(image)
+    out = tmp_path / ("o" * 200)
+    command = ["predict", "--model", setting["run"], source, "--out", out, "--quiet", "--num-workers", "0"]
+    result = CliRunner().invoke(main, [str(part) for part in command])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert "2 segmented, 1 failed" in result.output, result.output
+    assert (out / "a.png").is_file() and (out / "b.png").is_file()
+    rows = (out / "predictions.csv").read_text().splitlines()
+    [failed] = [row for row in rows if "c.png" in row]
+    assert "File name too long" in failed
+
+
+def test_a_long_name_in_the_one_line_keeps_its_head_and_tail(tmp_path):
+    from cli.errors import name_message
+
+    name = "/head/" + "m" * 400 + "/tail.png"
+    line = name_message(OSError(36, "File name too long", name))
+    assert line.startswith("/head/") and "...m" in line and "/tail.png: File name too long" in line
+    assert len(line) < 250

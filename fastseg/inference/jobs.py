@@ -4,15 +4,16 @@ file fastseg did not write)."""
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastseg.errors import FastsegError, shown
+from fastseg.errors import FastsegError, clipped, shown
 from fastseg.imaging.images import IMAGE_SUFFIXES
 from fastseg.outputs import OutputRefused, guard, written_by_fastseg
-from fastseg.paths import UNREADABLE_FOLDER, walk
+from fastseg.paths import UNREADABLE_FOLDER, path_problem, walk
 from fastseg.structured_files import file_kind
 
 
@@ -87,6 +88,11 @@ def collect_jobs(inputs: Sequence[Path], out: Path, overlay: bool = False, force
                         guard(path, role, force, option="--replace-foreign")
             except OutputRefused as refused:
                 problems.append((source, str(refused)))
+                continue
+            except OSError as error:  # its mirrored name past the system's limits: this image only
+                if error.errno not in (errno.ENAMETOOLONG, errno.ELOOP):
+                    raise
+                problems.append((source, f"output {shown(clipped(str(mask), 120))}: {path_problem(error)}"))
                 continue
             claimed[key] = source
             jobs.append(job)
