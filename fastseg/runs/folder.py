@@ -383,8 +383,8 @@ class RunFolder:
         """Whether a report's `metrics` (`RUN/report/metrics.json`) scored this run's model.pth as it
         is now, by the `model_file` record `model_record` made: a model.pth retrained after the
         report, or another run's report written here (`report --model B --out A/report`), gave
-        `fastseg runs` a test mIoU of another model. Equal size and modification time are taken
-        as the same file; else the bytes decide (a copied run folder has new times, the same bytes).
+        `fastseg runs` a test mIoU of another model. Another size is another file; equal size and
+        modification time, the same; else the bytes decide (a copied run has new times, the same bytes).
         A report from before the record has nothing to compare: taken as model.pth's, as it was."""
         recorded = metrics.get("model_file")
         if recorded is None:
@@ -395,7 +395,9 @@ class RunFolder:
         if not self.model.is_file():
             return False
         status = self.model.stat()
-        if (status.st_size, status.st_mtime_ns) == (recorded.get("bytes"), recorded.get("modified_ns")):
+        if isinstance(recorded.get("bytes"), int) and status.st_size != recorded["bytes"]:  # not read
+            return False
+        if status.st_mtime_ns == recorded.get("modified_ns"):
             return True
         return model_record(self.model)["sha256"] == recorded["sha256"]
 
