@@ -201,6 +201,16 @@ def int8_proof(torch_file: Path, loaded: Any, owner: str = "its") -> tuple[str, 
     return clause, f"{INT8_FILENAME} is not {owner} export ({differs})" if differs else ""
 
 
+def _accepted_loss(export: dict[str, Any]) -> bool:
+    """Whether an INT8 file records a usable check that lost more than the limit and was written
+    anyway with `--accept-int8-loss`: `auto` never runs it, `--runtime int8` does and says so."""
+    check = export.get("int8")
+    if not isinstance(check, dict) or check.get("forced") is not True:
+        return False
+    passed, clause = int8_check(export)
+    return not passed and "more than" in clause
+
+
 def _asked_export(folder: Path, runtime: str, reuse: bool) -> RuntimeChoice:
     """`--runtime onnx|int8` on a run folder: its `model.onnx` when it is the export of the run's
     model.pth (`_other_model`), its `model.int8.onnx` when `int8_proof` holds (that, and a passed
@@ -218,6 +228,11 @@ def _asked_export(folder: Path, runtime: str, reuse: bool) -> RuntimeChoice:
     check_opened(choice, loaded, runtime)  # an INT8 graph is not --runtime onnx, nor fp32 --runtime int8
     if runtime == "int8":
         clause, unproven = int8_proof(torch_file, loaded, owner=f"{MODEL_FILENAME}'s")
+        if unproven == clause and _accepted_loss(loaded.export or {}):  # asked for by name, and the
+            # loss was accepted at export (--accept-int8-loss): the user's choice twice, said in the line
+            differs = _other_model(torch_file, loaded)
+            unproven = f"{INT8_FILENAME} is not {MODEL_FILENAME}'s export ({differs})" if differs else ""
+            clause = f"{clause}, accepted at export (--accept-int8-loss)"
         choice.reason = f"--runtime int8: {clause}"
     else:
         differs = _other_model(torch_file, loaded)
