@@ -25,6 +25,10 @@ MAX_OVERLAP = 0.75
 MAX_TILED_PIXELS = 96 * 2**20
 WINDOW_COST_PIXELS = 1024
 MAX_TASKS = 64  # Label Studio tasks in one /predict request
+# Bounds on what the C parsers see, counted before they run: json and ElementTree hold the GIL, so
+# parsing in a thread of its own still stalls the event loop for as long as they take
+MAX_JSON_VALUES = 20_000  # `{`, `[` and `,` in a /predict body: 64 tasks hold a few hundred
+MAX_CONFIG_TAGS = 10_000  # `<` in a labeling config: Label Studio's hold tens
 LOCAL_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 

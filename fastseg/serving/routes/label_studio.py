@@ -29,7 +29,7 @@ from fastseg.serving.dependencies import Body, Ready, admitted, authorised
 from fastseg.serving.engine import Engine, Result
 from fastseg.serving.errors import ServeError, one_line
 from fastseg.serving.schemas import LabelStudioRequest, LabelStudioResponse
-from fastseg.serving.settings import MAX_TASKS, ServeSettings
+from fastseg.serving.settings import MAX_CONFIG_TAGS, MAX_JSON_VALUES, MAX_TASKS, ServeSettings
 from fastseg.structured_files import StructuredFileError, parse_json
 
 router = APIRouter(tags=["label studio"])
@@ -50,6 +50,9 @@ def parse_label_config(text: str | None) -> Tags:
     """The first BrushLabels tag and its Image. No DTD is accepted (no entity expansion)."""
     if not text:
         return Tags()
+    if text.count("<") > MAX_CONFIG_TAGS:  # ElementTree holds the GIL: 27 MB of <a/> held it 3 s
+        raise ServeError(413, f"label_config holds over {MAX_CONFIG_TAGS:,} tags; a labeling config "
+                              "holds far fewer")  # fmt: skip
     if re.search(r"<!\s*(DOCTYPE|ENTITY)", text, re.IGNORECASE):
         raise ServeError(422, "label_config: a DOCTYPE or ENTITY is not accepted")
     try:
@@ -146,6 +149,11 @@ def read_request(raw: bytes) -> tuple[LabelStudioRequest, Tags]:
     (`Engine.parsed`): a body of up to --max-upload-mb of JSON and XML takes seconds to parse.
     A list of tasks over `MAX_TASKS` is refused before each task is validated (a million took
     seconds and a GB)."""
+    values = raw.count(b"{") + raw.count(b"[") + raw.count(b",")  # in C, a few ms for 30 MB
+    if values > MAX_JSON_VALUES:  # the parsers below hold the GIL: the parsing thread alone does not
+        # keep the event loop free for seconds of them (28 MB of `[[],[],...]` stalled /healthz 3.6 s)
+        raise ServeError(413, f"the body holds about {values:,} JSON values; a /predict of at most "
+                              f"{MAX_TASKS} tasks holds far fewer")  # fmt: skip
     try:  # the one strict loader: no NaN, no repeated key, no 5,000-digit number (a ValueError)
         value = parse_json(raw.decode("utf-8"), "body", "request")
     except UnicodeDecodeError:
