@@ -6,8 +6,11 @@ labeling config 3 s)."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
+from model_files import save_seeded_voc_model
+from test_serve import served_client
 
 from fastseg.serving.errors import ServeError
 from fastseg.serving.routes import label_studio
@@ -51,3 +54,18 @@ def test_a_real_request_is_far_inside_the_bounds(parses):
     assert body.count(b"{") + body.count(b"[") + body.count(b",") < MAX_JSON_VALUES // 20
     request, tags = label_studio.read_request(body)
     assert len(request.tasks) == 64 and len(tags.labels) == 255 and parses == ["json", "xml"]
+
+
+def test_the_predict_response_is_written_off_the_event_loop(monkeypatch, tmp_path):
+    """FastAPI validated and dumped /predict's response_model on the event loop (an async route):
+    2 s and 100 MB of JSON for 64 large tasks, every other request waiting (review). It is
+    written in the engine's pool now, and is the same JSON."""
+    threads = []
+    real = label_studio._response_json
+    monkeypatch.setattr(label_studio, "_response_json",
+                        lambda *a: threads.append(threading.current_thread().name) or real(*a))  # fmt: skip
+    with served_client(save_seeded_voc_model(tmp_path / "model.pth")) as client:
+        answer = client.post("/predict", json={"tasks": []})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+    assert answer.json()["results"] == [] and answer.json()["model_version"].startswith("fastseg-")
+    assert len(threads) == 1 and threads[0].startswith("fastseg-serve")
