@@ -91,8 +91,8 @@ def chosen_model(model: Path, runtime: str | None, device: str, precision: str, 
         return model
     target = resolve_device(device)
     choice = choose_runtime(model, runtime, target, precision, device)
-    if runtime in ("onnx", "int8"):  # the file must hold the precision asked for
-        check_opened(choice, open_onnx(choice.path)[0], runtime)
+    if runtime in ("onnx", "int8") and not Path(model).is_dir():  # the file must hold the precision
+        check_opened(choice, open_onnx(choice.path)[0], runtime)  # asked for (a run folder's was checked)
     if not quiet:
         say(choice.line(planned_label(choice, target, precision)))
     return model if Path(model).is_dir() and choice.kind == "torch" else choice.path
