@@ -128,24 +128,34 @@ def test_a_multipart_body_of_many_parts_is_refused(model_file, picture):
         assert app.state.engine.in_flight == 0
 
 
+PARSING = threading.Event()  # set while a slowed parse runs
+
+
 def slowed(function, seconds: float):
-    """`function`, taking `seconds` more (time.sleep: it holds whichever thread runs it)."""
+    """`function`, taking `seconds` more (time.sleep: it holds whichever thread runs it), with
+    `PARSING` set meanwhile, so the test measures while a parse is under way, not after."""
 
     def slow(*arguments, **options):
-        time.sleep(seconds)
-        return function(*arguments, **options)
+        PARSING.set()
+        try:
+            time.sleep(seconds)
+            return function(*arguments, **options)
+        finally:
+            PARSING.clear()
 
     return slow
 
 
 def health_seconds(url: str, request) -> float:
-    """How long /healthz takes to answer while `request()` (another client's) is being served."""
+    """How long /healthz takes to answer while `request()` (another client's) is being parsed."""
+    PARSING.clear()
     worker = threading.Thread(target=request)
     worker.start()
-    time.sleep(0.5)  # the other request's body is in and being parsed
+    assert PARSING.wait(30), "the other request's parse never started"
     started = time.monotonic()
     assert httpx.get(f"{url}/healthz", timeout=30).status_code == 200
     took = time.monotonic() - started
+    assert PARSING.is_set(), "the parse ended before /healthz answered: nothing was measured"
     worker.join(60)
     return took
 
