@@ -153,3 +153,14 @@ def test_a_long_name_in_the_one_line_keeps_its_head_and_tail(tmp_path):
     line = name_message(OSError(36, "File name too long", name))
     assert line.startswith("/head/") and "...m" in line and "/tail.png: File name too long" in line
     assert len(line) < 250
+
+
+def test_lr_find_does_not_say_it_recorded_a_split(setting):
+    """lr-find splits as train does but writes no split.json: it said "recorded in split.json"
+    (helper E's note). The bad image stops it right after the line, before any sweep."""
+    data = setting["data"]  # train and val only: val is halved for a test split
+    next((data.parent / "images" / "train").iterdir()).write_bytes(b"not a picture")
+    result = CliRunner().invoke(main, ["lr-find", "--data", str(data), "--out", str(data.parent / "found")])
+    assert result.exit_code == 1
+    [line] = [line for line in result.output.splitlines() if "val is halved" in line]
+    assert line.endswith("test images") and "split.json" not in line, line

@@ -97,7 +97,8 @@ def prepare_run(
     processes = run_processes(run) if resume else launch.world  # a hand-edited last.json: before the check
     if launch.main and not resume and split.test_from and echo:
         echo(f"{config.data}: no test split, so val is halved (seed {split.seed}): {len(split.valid)} "
-             f"validation and {len(split.test)} test images, recorded in split.json")  # fmt: skip
+             f"validation and {len(split.test)} test images"
+             f"{', recorded in split.json' if write else ''}")  # fmt: skip
     bar = (lambda results, total: progress_bar(results, total=total, leave=False)) if show_progress else None
     share = Share(launch.rank, launch.world, gather_objects)
     try:
