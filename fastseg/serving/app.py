@@ -10,6 +10,7 @@ traceback), and the server goes on serving.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,7 +41,7 @@ def create_app(segmenter: Segmenter, settings: ServeSettings | None = None, warm
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         starting = asyncio.create_task(engine.start(warm_up))  # /healthz answers while it warms up
-        starting.add_done_callback(report_failed_start)
+        starting.add_done_callback(functools.partial(report_failed_start, engine))
         try:
             yield
         finally:
@@ -85,12 +86,13 @@ def create_app(segmenter: Segmenter, settings: ServeSettings | None = None, warm
     return app
 
 
-def report_failed_start(task: asyncio.Task) -> None:
-    """A warm-up that fails leaves /readyz at 503; the log says why, in one line."""
+def report_failed_start(engine: Engine, task: asyncio.Task) -> None:
+    """A warm-up that fails leaves /readyz at 503; the log says why, in one line, and so do /readyz
+    and every refused request (`Engine.failed`): they said "loading the model" for ever."""
     if not task.cancelled() and task.exception() is not None:
         error = task.exception()
-        log.error("the model's warm-up failed, the server will not become ready: %s: %s",
-                  type(error).__name__, one_line(str(error)))  # fmt: skip
+        engine.failed = f"{type(error).__name__}: {one_line(str(error))}"
+        log.error("the model's warm-up failed, the server will not become ready: %s", engine.failed)
 
 
 def answer(

@@ -40,6 +40,8 @@ Settings = Annotated[ServeSettings, Depends(settings)]
 
 def ready_engine(served: Served) -> Engine:
     """The engine once the model is loaded and warmed up; before, 503 with Retry-After."""
+    if not served.ready and served.failed:  # why is in the server's log: not a client's to read
+        raise ServeError(503, "the model's warm-up failed: the server will not become ready (see its log)")
     if not served.ready:
         raise ServeError(503, "the model is still loading; retry shortly", {"Retry-After": "1"})
     return served

@@ -82,6 +82,7 @@ class Engine:
                                max_wait=settings.max_wait_ms / 1000, max_queue=settings.max_queue,
                                arriving=lambda: self.arriving)  # fmt: skip
         self.ready = False
+        self.failed: str | None = None  # why the warm-up failed: never ready
         self.in_flight = 0
         self._worker: asyncio.Task | None = None
 

@@ -21,5 +21,8 @@ def healthz() -> Health:
 def readyz(served: Served) -> JSONResponse:
     if served.ready:
         return JSONResponse({"ready": True, "status": "ready"})
+    if served.failed:  # never ready: a probe should not wait on it (why: in the server's log)
+        return JSONResponse({"ready": False, "status": "the model's warm-up failed (see the server's log)"},
+                            status_code=503)  # fmt: skip
     return JSONResponse({"ready": False, "status": "loading the model"}, status_code=503,
                         headers={"Retry-After": "1"})  # fmt: skip
