@@ -974,8 +974,12 @@ def test_a_warm_up_that_fails_is_one_log_line_and_never_ready(model_file, caplog
 
 
 def test_deeply_nested_json_is_a_400_line(client):
-    check_error(client.post("/predict", content=b"[" * 100_000, headers={"content-type": "application/json"}),
+    """15,000 levels (past the parser's recursion limit, within the 20,000 values a body may hold)
+    are a 400; 100,000 are refused before any parsing, as too many values (413)."""
+    check_error(client.post("/predict", content=b"[" * 15_000, headers={"content-type": "application/json"}),
                 400, "not JSON")  # fmt: skip
+    check_error(client.post("/predict", content=b"[" * 100_000, headers={"content-type": "application/json"}),
+                413, "JSON values")  # fmt: skip
 
 
 def test_serving_imports_no_training_and_no_fastai():
