@@ -18,7 +18,6 @@ failed before its fix.
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import socket
 import threading
@@ -32,13 +31,13 @@ import torch
 from click.testing import CliRunner
 from model_files import save_seeded_voc_model
 from PIL import Image
+from test_serve import live_server
 
 from cli.main import main
 from fastseg.errors import OptionError
 from fastseg.inference.segmenter import Segmenter
 from fastseg.serving import dependencies
 from fastseg.serving.app import create_app
-from fastseg.serving.readiness import became_ready, free_port
 from fastseg.serving.routes import label_studio
 from fastseg.serving.settings import ServeSettings
 
@@ -56,24 +55,6 @@ def picture() -> bytes:
     pixels = np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-@contextlib.contextmanager
-def live_server(app):
-    """uvicorn serving `app` on a free port of 127.0.0.1 in a thread; stopped on exit."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        assert became_ready(url, 60, thread.is_alive), "server did not start"
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 def check_error(response: httpx.Response, status: int, words: str) -> None:

@@ -35,6 +35,13 @@ def check_data(data):
     return result
 
 
+def read_back(data):
+    """The mask of images/train/x.jpg as the data set reads it."""
+    dataset = FolderDataset(read_dataset_file(data))
+    [image_id] = [i for i in dataset.ids["train"] if i.endswith("x.jpg")]
+    return dataset.read_mask(image_id)
+
+
 def problem_lines(result):
     lines = result.output.splitlines()
     return [line for line in lines if line.startswith("/") and "dataset.yaml:" not in line]
@@ -46,9 +53,7 @@ def test_a_lossless_webp_index_mask_is_read_as_its_classes(tmp_path):
     Image.fromarray(labels()).save(masks / "x.webp", lossless=True)
     result = check_data(data)
     assert result.exit_code == 0, result.output
-    dataset = FolderDataset(read_dataset_file(data))
-    [image_id] = [i for i in dataset.ids["train"] if i.endswith("x.jpg")]
-    np.testing.assert_array_equal(dataset.read_mask(image_id), labels())
+    np.testing.assert_array_equal(read_back(data), labels())
 
 
 def test_a_lossy_webp_mask_is_refused_whatever_its_suffix(tmp_path):
@@ -97,9 +102,7 @@ def test_a_lossless_webp_colour_mask_is_read_by_its_colours(tmp_path):
     picture().save(images / "x.jpg")
     Image.fromarray(np.array(colours, np.uint8)[labels()]).save(masks / "x.webp", lossless=True)
     assert check_data(data).exit_code == 0
-    dataset = FolderDataset(read_dataset_file(data))
-    [image_id] = [i for i in dataset.ids["train"] if i.endswith("x.jpg")]
-    np.testing.assert_array_equal(dataset.read_mask(image_id), labels())
+    np.testing.assert_array_equal(read_back(data), labels())
 
 
 def test_two_masks_one_webp_one_png_are_named(tmp_path):
@@ -146,6 +149,4 @@ def test_an_opaque_rgba_webp_grey_mask_is_read_as_its_classes(tmp_path):
     opaque = np.dstack([labels()] * 3 + [np.full((30, 40), 255, np.uint8)])
     Image.fromarray(opaque).save(masks / "x.webp", lossless=True)
     assert check_data(data).exit_code == 0
-    dataset = FolderDataset(read_dataset_file(data))
-    [image_id] = [i for i in dataset.ids["train"] if i.endswith("x.jpg")]
-    np.testing.assert_array_equal(dataset.read_mask(image_id), labels())
+    np.testing.assert_array_equal(read_back(data), labels())
