@@ -62,9 +62,23 @@ def command(folder: Path, sort: str, reverse: bool, as_json: bool) -> None:
     rows = runs_table(folder, sort=sort, reverse=reverse, unreadable=unreadable)
     for skipped in unreadable:  # on stderr: --json's output stays the rows alone
         say(f"{skipped}: {UNREADABLE_FOLDER}; runs in it are not listed", err=True)
-    if as_json:
-        click.echo(json.dumps(rows, indent=1))
+    if as_json:  # a non-UTF-8 folder name as `bad\xff`, as every line of fastseg spells it: json.dumps
+        # wrote the lone surrogate Python keeps (`\udcff`), which strict parsers (serde_json) refuse
+        click.echo(json.dumps(_bytes_escaped(rows), indent=1))
     elif rows:
         click.echo(format_table(rows))
     else:
         say(f"no runs in {folder}")
+
+
+def _bytes_escaped(value: object) -> object:
+    """`value` with every string through `errors.bytes_escaped`, lists and mappings walked."""
+    from fastseg.errors import bytes_escaped
+
+    if isinstance(value, str):
+        return bytes_escaped(value)
+    if isinstance(value, list):
+        return [_bytes_escaped(item) for item in value]
+    if isinstance(value, dict):
+        return {_bytes_escaped(key): _bytes_escaped(item) for key, item in value.items()}
+    return value
