@@ -215,7 +215,8 @@ def example_sets(ranked: pd.DataFrame, rank_by: str, seed: int) -> dict[str, tup
     others = len(chosen["random"])
     notes = {
         "best": f"Ranked by {words}{unscored}. Best first.",
-        "worst": f"Ranked by {words}. Worst first; no image is both best and worst.",
+        "worst": f"Ranked by {words}. Worst first; no image is both best and worst."
+        if chosen["worst"] else "Every scored image is already shown as best (no image is both).",
         "random": f"Drawn at random (seed {seed}) from the images not shown as best or worst, in ranked "
         "order." if others else "Every image is already shown as best or worst.",
     }  # fmt: skip
