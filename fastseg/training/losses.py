@@ -22,9 +22,11 @@ class WeightedCrossEntropy(nn.Module):
     Class weights scale each pixel's term by its true class's weight, and the mean divides by the
     summed weights of the labelled pixels (torch's `weight=`). Computed in float32 even under
     autocast, and on plain tensors: fastai's `TensorMask` subclass would otherwise be carried
-    through every op. A batch that is all void gives 0 with zero gradients (torch's mean over no
-    pixel is NaN, which would poison the weights); chosen with `torch.where`, so no host sync and
-    the same value, bit for bit, on every other batch.
+    through every op. A batch whose labelled pixels weigh nothing gives 0 with zero gradients: one
+    all void, or one labelled only with classes of weight 0 (a class with no training pixel, which
+    a validation batch can hold). torch's mean divides 0 by 0 there, and the NaN would poison the
+    weights or the epoch's valid_loss. Chosen with `torch.where`, so no host sync and the same
+    value, bit for bit, on every other batch.
     """
 
     def __init__(self, weight: torch.Tensor | None = None, ignore_index: int = VOID_LABEL):
@@ -36,8 +38,15 @@ class WeightedCrossEntropy(nn.Module):
         logits = logits.as_subclass(torch.Tensor).float()
         target = target.as_subclass(torch.Tensor).long()
         weight = None if self.weight is None else self.weight.to(logits.device)
+        labelled = target != self.ignore_index
+        if weight is None:
+            weighed = labelled.any()
+        else:  # void indexes class 0 here, and is then left out by `labelled`
+            weighed = (weight[torch.where(labelled, target, 0)] * labelled).sum() > 0
+            # weights of 1 where nothing weighs: a finite loss, whose gradient `where` then zeroes
+            weight = torch.where(weighed, weight, torch.ones_like(weight))
         loss = F.cross_entropy(logits, target, weight=weight, ignore_index=self.ignore_index)
-        return torch.where((target != self.ignore_index).any(), loss, loss.new_zeros(()))
+        return torch.where(weighed, loss, loss.new_zeros(()))
 
 
 class SmpLoss(nn.Module):
