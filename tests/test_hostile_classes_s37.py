@@ -65,3 +65,16 @@ def test_a_class_absent_from_training_but_all_of_validation_keeps_history_finite
     assert math.isfinite(float(row["valid_loss"])), row
     assert float(row["valid_loss"]) == 0.0  # no labelled pixel carries a weight
     assert 0.0 <= float(row["valid_pixel_accuracy"]) <= 1.0
+
+
+def test_a_void_of_0_before_classes_from_1_is_pointed_at_mask_values(tmp_path):
+    """Masks with void 0 and the classes stored from 1 (a common export) set `ignore_index: 0`;
+    the error told them to pick 3-255 or drop class 0 from names, neither of which reads those
+    masks; `mask_values` does (README "Your own data"), and the line now names it."""
+    data = make_demo_folder(tmp_path / "data", ["background", "road", "car"], counts={"train": 2, "val": 1})
+    data.write_text(data.read_text() + "ignore_index: 0\n")
+    result = run_cli("check-data", "--data", data)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    [line] = [line for line in result.output.splitlines() if "ignore_index 0" in line]
+    assert line.startswith(f"Error: {data}: ignore_index 0 is the index of class 'background'")
+    assert "mask_values: {0: void, 1: 0, 2: 1, 3: 2}" in line

@@ -193,8 +193,13 @@ def _ignore_index(value: Any, names: list[str], problems: list[str]) -> int:
         problems.append(f"ignore_index {value!r}: expected an integer 0-255")
         return VOID_LABEL
     if value < len(names):
-        problems.append(f"ignore_index {value} is the index of class {names[value]!r}: use a value from "
-                        f"{len(names)} to 255, or remove that class from names")  # fmt: skip
+        fix = f"use a value from {len(names)} to 255, or remove that class from names"
+        if value == 0:  # void 0 and classes stored from 1, as some tools export: map them instead
+            shifted = ", ".join(f"{index + 1}: {index}" for index in range(min(len(names), 4)))
+            more = ", ..." if len(names) > 4 else ""
+            fix += (f"; masks storing void as 0 and classes from 1 map them: "
+                    f"mask_values: {{0: void, {shifted}{more}}}")  # fmt: skip
+        problems.append(f"ignore_index {value} is the index of class {names[value]!r}: {fix}")
     return value
 
 
