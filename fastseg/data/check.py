@@ -49,22 +49,28 @@ def check_dataset(
     dataset.require_files(ids)
     rank, world = share.rank, share.world
     mine = ids[rank::world]
-    counted = len(range(rank, len(split.train), world))  # the training pairs lead `ids`, so lead `mine`
-    gathered = share.gather(inspect_pairs(dataset, mine, counted, threads, progress))
+    scored = len(split.train) + len(split.valid)  # training and validation pairs lead `ids`, so lead `mine`
+    counted = len(range(rank, scored, world))
+    gathered = share.gather(inspect_pairs(dataset, mine, counted, threads, progress, void=True))
     results = [gathered[row % world][row // world] for row in range(len(ids))]
     _raise_problems(dataset, [*dataset.problems, *(problem for problem, _ in results if problem)], action)
-    counts = np.stack([counts for _, counts in results[: len(split.train)]])
-    hint = binary_void_hint(dataset, counts.sum(0))
+    counted_pixels = np.stack([counts for _, counts in results[:scored]])  # (pairs, C + 1): void last
+    counts, valid = counted_pixels[: len(split.train), :-1], counted_pixels[len(split.train) :, :-1]
+    void = int(counted_pixels[: len(split.train), -1].sum())
+    hint = binary_void_hint(dataset, counts.sum(0), void_pixels=void)
     if hint:
         raise DatasetError(f"{dataset.root}: {hint}")
+    if len(split.valid) and counts.sum() and not valid.sum():
+        raise DatasetError(f"{dataset.root}: {all_void_problem(len(split.valid), 'validation')}")
     return counts
 
 
-def binary_void_hint(dataset: SegmentationData, class_pixels: np.ndarray) -> str | None:
+def binary_void_hint(dataset: SegmentationData, class_pixels: np.ndarray, void_pixels: int = 1) -> str | None:
     """The one-line fix for binary masks stored as 0 / 255 (what most tools export): with void =
-    255 they read as background and void, and the object class never appears (issue #19)."""
+    255 they read as background and void, and the object class never appears (issue #19). Only
+    where the training masks hold void: masks of 0 alone have no 255 to map."""
     classes = dataset.classes
-    if len(classes) != 2 or class_pixels[1] > 0 or classes.ignore_index != 255:
+    if len(classes) != 2 or class_pixels[1] > 0 or classes.ignore_index != 255 or not void_pixels:
         return None
     return (
         f"class {classes.names[1]!r} has no pixels in the training masks: masks holding 0 and 255, as "
@@ -87,9 +93,13 @@ def _raise_problems(dataset: SegmentationData, problems: list[str], action: str)
                                   *problems])  # fmt: skip
 
 
-def all_void_problem(images: int) -> str:
-    """What `check-data` and `train` say of training masks that label no pixel: every epoch would
-    train at loss 0 and lr-find suggest from a flat line (one wording, two places)."""
+def all_void_problem(images: int, split: str = "training") -> str:
+    """What `check-data` and `train` say of masks that label no pixel: training ones would train at
+    loss 0 and lr-find suggest from a flat line; validation ones give no score, so the first epoch
+    was kept as "best" and early stopping ended the run without a word (one wording, two places)."""
+    if split == "validation":
+        return (f"the validation masks label no pixel (all {images} are void): no score to keep the best "
+                "epoch by or stop early on; check the masks and the data set's void value")  # fmt: skip
     return (f"the training masks label no pixel (all {images} are void): nothing to train on; check "
             "the masks and the data set's void value")  # fmt: skip
 

@@ -59,11 +59,15 @@ def survey_dataset(
                 pixels += counts
         survey.splits.append(SplitSurvey(name, len(members), pixels))
     train = next((split for split in survey.splits if split.name == "train"), None)
-    hint = binary_void_hint(dataset, train.pixels[:-1]) if train is not None and train.pixels.sum() else None
+    hint = (binary_void_hint(dataset, train.pixels[:-1], void_pixels=int(train.pixels[-1]))
+            if train is not None and train.pixels.sum() else None)  # fmt: skip
     if hint:
         survey.problems.append(f"{dataset.root}: {hint}")
     elif train is not None and train.pixels.sum() and not train.pixels[:-1].sum():  # what train refuses
         survey.problems.append(f"{dataset.root}: {all_void_problem(train.images)}")
+    val = next((split for split in survey.splits if split.name == "val"), None)
+    if val is not None and val.pixels.sum() and not val.pixels[:-1].sum():  # train refuses it too
+        survey.problems.append(f"{dataset.root}: {all_void_problem(val.images, 'validation')}")
     # a pair in two VOC lists is one problem; a newline in a file's name does not make two
     survey.problems = list(dict.fromkeys(map(shown, survey.problems)))
     return survey
