@@ -410,7 +410,7 @@ def test_world_size_stands_in_for_local_world_size_and_nonsense_is_one_line(monk
 def test_each_process_checks_only_its_share_and_all_get_every_result(voc_root, monkeypatch):
     """3 simulated DDP processes: each opens every 3rd pair only, and the gathered results give
     every process the single-process counts and the same problems, in the same order."""
-    from fastseg.data.check import Share, check_dataset, inspect_pairs
+    from fastseg.data.check import Share, check_dataset, process_share
     from fastseg.data.split import seed_split
 
     folder = find_voc(voc_root)
@@ -419,7 +419,7 @@ def test_each_process_checks_only_its_share_and_all_get_every_result(voc_root, m
     alone = check_dataset(folder, split)
     world = 3
     shares = [
-        inspect_pairs(folder, ids[rank::world], len(range(rank, len(split.train), world)))
+        process_share(folder, split, rank, world)
         for rank in range(world)
     ]  # fmt: skip  (what each process would contribute)
     opened: list[str] = []
@@ -439,7 +439,7 @@ def test_each_process_checks_only_its_share_and_all_get_every_result(voc_root, m
 
 
 def test_a_problem_in_one_share_stops_every_process_with_the_same_lines(voc_copy):
-    from fastseg.data.check import Share, check_dataset, inspect_pairs
+    from fastseg.data.check import Share, check_dataset, process_share
     from fastseg.data.split import seed_split
     from fastseg.errors import DatasetError
 
@@ -450,7 +450,7 @@ def test_a_problem_in_one_share_stops_every_process_with_the_same_lines(voc_copy
     folder.image_path(ids[-1]).write_bytes(b"not a jpeg either")  # the last, in whichever share
     with pytest.raises(DatasetError) as alone:
         check_dataset(folder, split)
-    shares = [inspect_pairs(folder, ids[rank::2], len(range(rank, len(split.train), 2))) for rank in range(2)]
+    shares = [process_share(folder, split, rank, 2) for rank in range(2)]
     with pytest.raises(DatasetError) as rank_1:
         check_dataset(folder, split, share=Share(1, 2, lambda mine: [shares[0], mine]))
     assert str(rank_1.value) == str(alone.value) and str(alone.value).startswith("2 problem(s)")

@@ -47,12 +47,10 @@ def check_dataset(
     """
     ids = [*split.train, *split.valid, *split.test]
     dataset.require_files(ids)
-    rank, world = share.rank, share.world
-    mine = ids[rank::world]
-    scored = len(split.train) + len(split.valid)  # training and validation pairs lead `ids`, so lead `mine`
-    counted = len(range(rank, scored, world))
-    gathered = share.gather(inspect_pairs(dataset, mine, counted, threads, progress, void=True))
+    world = share.world
+    gathered = share.gather(process_share(dataset, split, share.rank, world, threads, progress))
     results = [gathered[row % world][row // world] for row in range(len(ids))]
+    scored = len(split.train) + len(split.valid)
     _raise_problems(dataset, [*dataset.problems, *(problem for problem, _ in results if problem)], action)
     counted_pixels = np.stack([counts for _, counts in results[:scored]])  # (pairs, C + 1): void last
     counts, valid = counted_pixels[: len(split.train), :-1], counted_pixels[len(split.train) :, :-1]
@@ -63,6 +61,22 @@ def check_dataset(
     if len(split.valid) and counts.sum() and not valid.sum():
         raise DatasetError(f"{dataset.root}: {all_void_problem(len(split.valid), 'validation')}")
     return counts
+
+
+def process_share(
+    dataset: SegmentationData,
+    split: Split,
+    rank: int,
+    world: int,
+    threads: int | None = None,
+    progress: Callable[[Iterable, int], Iterable] | None = None,
+) -> list[tuple[str | None, np.ndarray | None]]:
+    """What process `rank` of `world` contributes to `check_dataset`: every `world`-th pair from
+    its own, and for the training and validation ones (they lead the ids) the pixel counts with
+    their void last."""
+    ids = [*split.train, *split.valid, *split.test]
+    counted = len(range(rank, len(split.train) + len(split.valid), world))
+    return inspect_pairs(dataset, ids[rank::world], counted, threads, progress, void=True)
 
 
 def binary_void_hint(dataset: SegmentationData, class_pixels: np.ndarray, void_pixels: int = 1) -> str | None:
